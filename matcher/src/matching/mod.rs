@@ -1,0 +1,175 @@
+//! Matching on the phone (DESIGN §3, §5): store what was heard as tags, look them up in a
+//! downloaded batch, and confirm a filter hit exactly against a bucket of confirm digests.
+//!
+//! Tags are computed once, when an observation is stored, for its slot and `tolerance` slots
+//! on each side, so that a phone whose clock is a slot off still matches; matching a batch is
+//! then one filter lookup per stored tag and no cryptography.
+
+mod parallel;
+
+use std::borrow::Borrow;
+
+pub use parallel::{FilterHit, GeneratedMatch, match_generated_phones, match_phones, PhoneHits};
+
+use crate::batch::BatchFile;
+use crate::scheme::Scheme;
+use crate::tag::{ConfirmDigest, Tag};
+
+/// Slots on each side of an observation's own slot that are looked up by default.
+pub const DEFAULT_SLOT_TOLERANCE: u32 = 1;
+
+/// Longest identifier a phone stores; the longest any scheme broadcasts (DESIGN §2).
+const MAX_OBSERVED_IDENTIFIER_LEN: usize = 32;
+
+/// Why an observation could not be stored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ObservationError {
+    /// The identifier is empty or longer than any scheme's.
+    #[error("identifier must be 1..=32 bytes, got {0}")]
+    IdentifierLength(usize),
+    /// The slot length is zero.
+    #[error("slot_seconds must be nonzero")]
+    ZeroSlotSeconds,
+}
+
+/// One identifier a phone heard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    /// Scheme of the identifier heard.
+    pub scheme: Scheme,
+    /// Unix seconds at which it was heard, by the phone's clock.
+    pub observed_at: u64,
+    /// Start of the slot `observed_at` falls in.
+    pub slot_start: u64,
+}
+
+/// One tag stored for an observation: its own slot or a neighbouring one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObservedTag {
+    /// Index of the observation in its store.
+    pub observation: usize,
+    /// Slot the tag is computed for.
+    pub slot_start: u64,
+    /// The tag.
+    pub tag: Tag,
+}
+
+/// A filter hit: probable, to be confirmed with [`confirm`] against the hit's confirm bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Index of the observation that hit.
+    pub observation: usize,
+    /// Slot of the tag that hit.
+    pub slot_start: u64,
+    /// The tag that hit.
+    pub tag: Tag,
+    /// The tag's confirm digest, to look up in the bucket.
+    pub digest: ConfirmDigest,
+}
+
+impl Candidate {
+    /// Returns the confirm bucket to fetch: the first `prefix_bits` bits of the digest.
+    pub fn bucket_prefix(&self, prefix_bits: u32) -> u32 {
+        self.digest.prefix(prefix_bits)
+    }
+}
+
+/// The tags of everything a phone heard.
+#[derive(Clone, Debug, Default)]
+pub struct ObservationStore {
+    /// Slots on each side of an observation's own slot that also get a tag.
+    tolerance: u32,
+    observations: Vec<Observation>,
+    tags: Vec<ObservedTag>,
+}
+
+impl ObservationStore {
+    /// Returns an empty store with the default tolerance (one slot on each side).
+    pub fn new() -> Self {
+        Self::with_tolerance(DEFAULT_SLOT_TOLERANCE)
+    }
+
+    /// Returns an empty store that tags `tolerance` slots on each side of each observation.
+    pub fn with_tolerance(tolerance: u32) -> Self {
+        ObservationStore { tolerance, observations: Vec::new(), tags: Vec::new() }
+    }
+
+    /// Returns the tolerance in slots on each side.
+    pub fn tolerance(&self) -> u32 {
+        self.tolerance
+    }
+
+    /// Stores that `identifier` of `scheme` was heard at `observed_at_unix`, computing the tags of
+    /// its slot (slots of `slot_seconds`, aligned to Unix time: 600 for GAEN, 900 for Bluezone
+    /// and static) and of `tolerance` neighbours on each side. Returns the observation's index.
+    pub fn observe(
+        &mut self,
+        scheme: Scheme,
+        identifier: &[u8],
+        observed_at_unix: u64,
+        slot_seconds: u64,
+    ) -> Result<usize, ObservationError> {
+        if !(1..=MAX_OBSERVED_IDENTIFIER_LEN).contains(&identifier.len()) {
+            return Err(ObservationError::IdentifierLength(identifier.len()));
+        }
+        if slot_seconds == 0 {
+            return Err(ObservationError::ZeroSlotSeconds);
+        }
+        let index = self.observations.len();
+        let slot_start = observed_at_unix - observed_at_unix % slot_seconds;
+        self.observations.push(Observation { scheme, observed_at: observed_at_unix, slot_start });
+        let reach = u64::from(self.tolerance);
+        for offset in -i128::from(reach)..=i128::from(reach) {
+            let candidate = i128::from(slot_start) + offset * i128::from(slot_seconds);
+            // Slots before the epoch or past u64 cannot have been broadcast.
+            let Ok(candidate) = u64::try_from(candidate) else {
+                continue;
+            };
+            let tag = Tag::compute(scheme, candidate, identifier);
+            self.tags.push(ObservedTag { observation: index, slot_start: candidate, tag });
+        }
+        Ok(index)
+    }
+
+    /// Returns the number of observations stored.
+    pub fn len(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// Returns whether nothing has been observed.
+    pub fn is_empty(&self) -> bool {
+        self.observations.is_empty()
+    }
+
+    /// Returns the observations, by index.
+    pub fn observations(&self) -> &[Observation] {
+        &self.observations
+    }
+
+    /// Returns every stored tag, grouped by observation.
+    pub fn tags(&self) -> &[ObservedTag] {
+        &self.tags
+    }
+
+    /// Returns the stored tags that the batch's filter (probably) holds, in store order.
+    pub fn match_batch(&self, batch: &BatchFile<'_>) -> Vec<Candidate> {
+        let filter = batch.filter();
+        self.tags
+            .iter()
+            .filter(|observed| filter.contains_key(observed.tag.filter_key()))
+            .map(|observed| Candidate {
+                observation: observed.observation,
+                slot_start: observed.slot_start,
+                tag: observed.tag,
+                digest: observed.tag.confirm_digest(),
+            })
+            .collect()
+    }
+}
+
+/// Returns whether the candidate's digest is in its confirm bucket, which the server returns
+/// sorted; a `true` is an exposure with no false positive (DESIGN §5).
+pub fn confirm(candidate_digest: impl Borrow<ConfirmDigest>, sorted_bucket: &[ConfirmDigest]) -> bool {
+    debug_assert!(sorted_bucket.windows(2).all(|pair| pair[0] <= pair[1]), "bucket sorted");
+    sorted_bucket.binary_search(candidate_digest.borrow()).is_ok()
+}
