@@ -1,1 +1,109 @@
-fn main() {}
+//! `exposure-server`: starts the server (the default), or manages authorities and signing keys.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use exposure_server::admin::{self, AdminError, AuthorityCommand, SigningKeyCommand};
+use exposure_server::{ServerConfig, metrics, telemetry};
+
+/// Exposure-notification key server: health authorities upload diagnosis keys; phones download
+/// signed filter batches and find out, on the phone, whether they met a case.
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServerConfig,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server (what `exposure-server` with no command does).
+    Serve(ServerConfig),
+    /// Manages the health authorities that may upload, and their tokens.
+    #[command(subcommand)]
+    Authority(AuthorityCommand),
+    /// Manages the keys that sign published batches.
+    #[command(subcommand, name = "signing-key")]
+    SigningKey(SigningKeyCommand),
+}
+
+/// Exit code for bad usage (sysexits.h EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let usage_error = error.use_stderr();
+            let _ = error.print();
+            return if usage_error { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let admin_result = match cli.command {
+        None => return serve(cli.serve),
+        Some(Command::Serve(config)) => return serve(config),
+        Some(Command::Authority(command)) => admin::authority(command, &mut stdout),
+        Some(Command::SigningKey(command)) => admin::signing_key(command, &mut stdout),
+    };
+    match admin_result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(if matches!(error, AdminError::Usage(_)) { EXIT_USAGE } else { 1 })
+        }
+    }
+}
+
+fn serve(config: ServerConfig) -> ExitCode {
+    telemetry::init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        metrics::install(config.metrics_addr)?;
+        let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+        tracing::info!(grpc = %listener.local_addr()?, metrics = %config.metrics_addr, "listening");
+        tracing::info!(
+            "to create an upload token: stop the server, then run `exposure-server authority add --data-dir {} --name NAME --region VN-TB`",
+            config.data_dir.display()
+        );
+        exposure_server::run(listener, config, shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

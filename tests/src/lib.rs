@@ -1,1 +1,279 @@
-//! End-to-end tests live in `tests/`; this library is empty.
+//! Harness of the end-to-end tests: starts the real server on `127.0.0.1:0` with a temporary
+//! RocksDB, an upload authority for `VN-TB`, a manual clock and a fast publisher, and stops it
+//! gracefully. The tests in `tests/` drive it through the generated gRPC clients.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use exposure_proto::v1::distribution_client::DistributionClient;
+use exposure_proto::v1::key_upload_client::KeyUploadClient;
+use exposure_proto::v1::{ListBatchesRequest, ListBatchesResponse, UploadDiagnosisKeysRequest};
+use exposure_server::{Clock, ServerConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// The region the harness's authority may upload for.
+pub const REGION: &str = "VN-TB";
+/// A fixed "now" for tests that use the manual clock: 2026-01-10 12:00:00 UTC.
+pub const TEST_NOW: u64 = 1_768_046_400;
+
+/// A running server and what a test needs to talk to it.
+pub struct TestServer {
+    /// Address the server listens on.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`, for clients.
+    pub url: String,
+    /// Upload token of an authority allowed for [`REGION`].
+    pub token: String,
+    /// The clock the server reads; tests move it when it is manual.
+    pub clock: Clock,
+    /// The configuration the server runs with.
+    pub config: ServerConfig,
+    data_dir: DataDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), exposure_server::ServerError>>>,
+}
+
+/// A data directory that is either owned (deleted at the end) or borrowed from a restart.
+enum DataDir {
+    Owned(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            DataDir::Owned(dir) => dir.path(),
+            DataDir::Kept(path) => path,
+        }
+    }
+}
+
+/// Returns the configuration the tests use by default: everything from the server's
+/// defaults, except a publisher that runs every 200 ms, no embargo delay, small batches.
+pub fn test_config(data_dir: &Path) -> ServerConfig {
+    let mut config = ServerConfig::with_data_dir(data_dir);
+    config.publish_interval = Duration::from_millis(200);
+    config.release_delay = Duration::ZERO;
+    config.min_elements = 1000;
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+impl TestServer {
+    /// Starts a server with the system clock and the default test configuration.
+    pub async fn start() -> Self {
+        Self::start_with(Clock::System, |_| {}).await
+    }
+
+    /// Starts a server with `clock`, after letting `adjust` change the test configuration.
+    pub async fn start_with(clock: Clock, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temporary data dir");
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let token = add_authority(dir.path(), &[REGION]);
+        Self::launch(DataDir::Owned(dir), config, clock, token).await
+    }
+
+    async fn launch(data_dir: DataDir, config: ServerConfig, clock: Clock, token: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(exposure_server::run_with_clock(listener, config.clone(), clock.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self { addr, url: format!("http://{addr}"), token, clock, config, data_dir, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Returns the data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Returns a connected upload client.
+    pub async fn upload_client(&self) -> KeyUploadClient<Channel> {
+        KeyUploadClient::connect(self.url.clone()).await.expect("connect upload client")
+    }
+
+    /// Returns a connected distribution client.
+    pub async fn distribution_client(&self) -> DistributionClient<Channel> {
+        DistributionClient::connect(self.url.clone()).await.expect("connect distribution client")
+    }
+
+    /// Returns an upload request carrying the harness token.
+    pub fn authorized(&self, request: UploadDiagnosisKeysRequest) -> tonic::Request<UploadDiagnosisKeysRequest> {
+        let mut request = tonic::Request::new(request);
+        let value = format!("Bearer {}", self.token).parse().expect("ascii token");
+        request.metadata_mut().insert("authorization", value);
+        request
+    }
+
+    /// Polls ListBatches until `done` accepts the answer; panics after 20 s.
+    pub async fn wait_for_batches(&self, done: impl Fn(&ListBatchesResponse) -> bool) -> ListBatchesResponse {
+        let mut client = self.distribution_client().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let listing = client
+                .list_batches(ListBatchesRequest { region: REGION.into(), after_sequence: 0, limit: 0 })
+                .await
+                .expect("list batches")
+                .into_inner();
+            if done(&listing) {
+                return listing;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for batches: {listing:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server gracefully and returns its data directory (kept for a restart).
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown().await;
+        match std::mem::replace(&mut self.data_dir, DataDir::Kept(PathBuf::new())) {
+            DataDir::Owned(dir) => dir,
+            DataDir::Kept(_) => panic!("stop a restarted server with stop_kept"),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran and stopped cleanly");
+        }
+    }
+
+    /// Starts a new server on the data directory of a stopped one, with the same token.
+    pub async fn restart(dir: &tempfile::TempDir, token: String, clock: Clock, config: ServerConfig) -> Self {
+        Self::launch(DataDir::Kept(dir.path().to_owned()), config, clock, token).await
+    }
+
+    /// Stops a server started by [`TestServer::restart`].
+    pub async fn stop_kept(mut self) {
+        self.shutdown().await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Creates an authority for `regions` in the (stopped) data directory; returns its token.
+pub fn add_authority(data_dir: &Path, regions: &[&str]) -> String {
+    let store = exposure_server::storage::Store::open(data_dir).expect("open store");
+    let regions: Vec<String> = regions.iter().map(|region| (*region).to_owned()).collect();
+    let (_, token) = store.add_authority("test authority", &regions, Clock::System.now()).expect("add authority");
+    token
+}
+
+/// Builders of requests and helpers to read answers, shared by the tests.
+pub mod fixtures {
+    use exposure_proto::v1::distribution_client::DistributionClient;
+    use exposure_proto::v1::{
+        BluezoneKey, DiagnosisKey, GaenKey, GetBatchRequest, GetConfirmBucketRequest, GetSigningKeysRequest,
+        ReportType, StaticIdentifier, UploadDiagnosisKeysRequest, diagnosis_key,
+    };
+    use tonic::transport::Channel;
+
+    use super::REGION;
+
+    /// Returns a GAEN key.
+    pub fn gaen(key_data: [u8; 16], rolling_start_interval_number: u32, rolling_period: u32) -> DiagnosisKey {
+        DiagnosisKey {
+            key: Some(diagnosis_key::Key::Gaen(GaenKey { key_data: key_data.to_vec(), rolling_start_interval_number, rolling_period })),
+            transmission_risk_level: 4,
+        }
+    }
+
+    /// Returns a Bluezone daily key with 96 identifiers and the given window.
+    pub fn bluezone(daily_key: [u8; 32], day_number: u32, from: u64, until: u64) -> DiagnosisKey {
+        DiagnosisKey {
+            key: Some(diagnosis_key::Key::Bluezone(BluezoneKey {
+                daily_key: daily_key.to_vec(),
+                day_number,
+                sub_keys_per_day: 96,
+                contagious_from: from,
+                contagious_until: until,
+            })),
+            transmission_risk_level: 0,
+        }
+    }
+
+    /// Returns a static identifier with a contagious window.
+    pub fn static_id(identifier: &[u8], from: u64, until: u64) -> DiagnosisKey {
+        DiagnosisKey {
+            key: Some(diagnosis_key::Key::StaticId(StaticIdentifier {
+                identifier: identifier.to_vec(),
+                contagious_from: from,
+                contagious_until: until,
+            })),
+            transmission_risk_level: 0,
+        }
+    }
+
+    /// Returns a confirmed-test upload for [`REGION`].
+    pub fn upload(upload_id: &str, keys: Vec<DiagnosisKey>) -> UploadDiagnosisKeysRequest {
+        UploadDiagnosisKeysRequest {
+            region: REGION.into(),
+            upload_id: upload_id.into(),
+            keys,
+            report_type: ReportType::ConfirmedTest as i32,
+            padding: vec![0; 100],
+        }
+    }
+
+    /// Returns a 16-byte key made of one repeated byte, distinct per test key.
+    pub fn key16(byte: u8) -> [u8; 16] {
+        [byte; 16]
+    }
+
+    /// Downloads a whole batch file, checking chunk sizes and offsets.
+    pub async fn download(client: &mut DistributionClient<Channel>, batch_id: &str) -> Vec<u8> {
+        let mut stream = client
+            .get_batch(GetBatchRequest { batch_id: batch_id.into() })
+            .await
+            .expect("get batch")
+            .into_inner();
+        let mut file = Vec::new();
+        while let Some(chunk) = stream.message().await.expect("batch chunk") {
+            assert!(chunk.data.len() <= 64 * 1024, "chunk larger than 64 KiB");
+            assert_eq!(chunk.offset, file.len() as u64, "chunk offset");
+            file.extend_from_slice(&chunk.data);
+            assert!(file.len() as u64 <= chunk.total_size);
+        }
+        file
+    }
+
+    /// Returns the DER public key of the current signing key and its id.
+    pub async fn current_signing_key(client: &mut DistributionClient<Channel>) -> (String, Vec<u8>) {
+        let keys = client.get_signing_keys(GetSigningKeysRequest {}).await.expect("signing keys").into_inner().keys;
+        let current = keys.into_iter().find(|key| key.current).expect("a current key");
+        assert_eq!(current.algorithm, "ecdsa-p256-sha256");
+        (current.key_id, current.public_key_der)
+    }
+
+    /// Returns true when the confirm bucket of `tag` holds its exact digest.
+    pub async fn confirmed(client: &mut DistributionClient<Channel>, tag: &exposure_matcher::Tag, prefix_bits: u32) -> bool {
+        let digest = tag.confirm_digest();
+        let bucket = client
+            .get_confirm_bucket(GetConfirmBucketRequest { region: REGION.into(), prefix: digest.prefix(prefix_bits), prefix_bits })
+            .await
+            .expect("confirm bucket")
+            .into_inner()
+            .digests;
+        assert!(bucket.windows(2).all(|pair| pair[0] < pair[1]), "bucket is sorted and unique");
+        assert!(
+            bucket.iter().all(|other| exposure_matcher::ConfirmDigest(other.as_slice().try_into().expect("16 bytes")).prefix(prefix_bits)
+                == digest.prefix(prefix_bits)),
+            "every digest of the bucket shares the prefix"
+        );
+        bucket.iter().any(|other| other.as_slice() == digest.0)
+    }
+}

@@ -1,0 +1,168 @@
+//! Assembles the server: opens the store, loads the signing key and the catalog, starts the
+//! ingest writer and the publisher, serves gRPC on an already-bound listener until the
+//! shutdown future completes, then winds down in order (see [`run`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use exposure_proto::v1::distribution_server::DistributionServer;
+use exposure_proto::v1::key_upload_server::KeyUploadServer;
+use exposure_matcher::FingerprintWidth;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::config::ServerConfig;
+use crate::distribution::DistributionService;
+use crate::ingest::service::KeyUploadService;
+use crate::ingest::writer::IngestWriter;
+use crate::middleware::RequestMetricsLayer;
+use crate::publisher::{PublishSettings, Publisher};
+use crate::signing;
+use crate::storage::Store;
+
+/// How long shutdown waits for the publisher to finish a run in progress.
+const PUBLISHER_STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened or flushed.
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    /// The signing key could not be loaded or created.
+    #[error(transparent)]
+    Signing(#[from] signing::SigningError),
+    /// A setting is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The gRPC transport failed.
+    #[error("grpc transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be set up.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A blocking task failed.
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Runs the server on `listener` with the system clock until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    run_with_clock(listener, config, Clock::System, shutdown).await
+}
+
+/// Runs the server with a given clock (tests move a manual one).
+///
+/// Shutdown order: health turns NOT_SERVING, the listener stops accepting, in-flight calls get
+/// `shutdown_grace` to finish, the publisher stops (a run in progress completes or commits
+/// nothing), the ingest writer drains, and RocksDB is flushed.
+pub async fn run_with_clock(
+    listener: TcpListener,
+    config: ServerConfig,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let width = FingerprintWidth::from_bits(config.fingerprint_bits)
+        .ok_or_else(|| ServerError::Config(format!("fingerprint bits {} (use 8, 16 or 32)", config.fingerprint_bits)))?;
+    let data_dir = config.data_dir.clone();
+    let signing_key = config.signing_key.clone();
+    let now = clock.now();
+    let (store, signer, catalog) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+        let store = Store::open(&data_dir)?;
+        let signer = signing::load_or_create(&store, &data_dir, signing_key.as_deref(), now)?;
+        let catalog = Catalog::load(&store)?;
+        Ok((store, signer, catalog))
+    })
+    .await??;
+    tracing::info!(data_dir = %config.data_dir.display(), key_id = signer.key_id(), "store opened");
+
+    let (writer, writer_thread) = IngestWriter::start(store.clone())?;
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let settings = PublishSettings { min_elements: config.min_elements, width, retention: config.retention() };
+    let publisher = Arc::new(Publisher::new(store.clone(), catalog.clone(), signer, clock.clone(), settings));
+    tracker.spawn(crate::publisher::run_periodically(publisher, config.publish_interval, cancel.clone()));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<KeyUploadServer<KeyUploadService>>().await;
+    health_reporter.set_serving::<DistributionServer<DistributionService>>().await;
+    health_reporter.set_service_status("", ServingStatus::Serving).await;
+
+    let reflection_v1 = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
+    let upload = KeyUploadServer::new(KeyUploadService::new(store.clone(), writer, clock, &config))
+        .max_decoding_message_size(config.max_message_bytes);
+    let distribution = DistributionServer::new(DistributionService::new(store.clone(), catalog, config.confirm_prefix_bits))
+        .max_decoding_message_size(config.max_message_bytes);
+
+    let (stopping_sender, stopping) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        health_reporter.set_service_status("", ServingStatus::NotServing).await;
+        health_reporter.set_not_serving::<KeyUploadServer<KeyUploadService>>().await;
+        health_reporter.set_not_serving::<DistributionServer<DistributionService>>().await;
+        let _ = stopping_sender.send(());
+    };
+    let layers = ServiceBuilder::new()
+        .layer(RequestMetricsLayer)
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests));
+    let serve = tonic::transport::Server::builder()
+        .timeout(config.request_timeout)
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(layers)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(upload)
+        .add_service(distribution)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+
+    let grace = config.shutdown_grace;
+    let grace_expired = async move {
+        match stopping.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = grace_expired => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight calls did not finish within the grace period"),
+    }
+
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(PUBLISHER_STOP_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("publisher did not stop in time; its uncommitted run is discarded");
+    }
+    // The services (and their writer handles) are dropped with the server, so the writer
+    // thread drains its queue and ends.
+    tokio::task::spawn_blocking(move || {
+        let _ = writer_thread.join();
+        store.flush()
+    })
+    .await??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(exposure_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}

@@ -1,0 +1,146 @@
+//! Settings of a running server: every one is a command-line flag with an `EXPOSURE_*`
+//! environment variable, and every default is the one DESIGN.md section 6 names, so
+//! `exposure-server` with no flags starts a working deployment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
+/// Everything `exposure-server serve` needs to run.
+#[derive(Clone, Debug, Args)]
+pub struct ServerConfig {
+    /// Folder of the RocksDB database and the signing keys; created if missing.
+    #[arg(long, env = "EXPOSURE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address the gRPC API listens on.
+    #[arg(long, env = "EXPOSURE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Address of the Prometheus scrape endpoint (`/metrics`).
+    #[arg(long, env = "EXPOSURE_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// How often the publisher releases an hourly batch (e.g. `1h`, `90m`, `1s`).
+    #[arg(long, env = "EXPOSURE_PUBLISH_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub publish_interval: Duration,
+
+    /// Embargo: a key is published this long after its last identifier stopped being broadcast.
+    #[arg(long, env = "EXPOSURE_RELEASE_DELAY", default_value = "2h", value_parser = parse_duration)]
+    pub release_delay: Duration,
+
+    /// Batches are padded with random decoy keys up to this many filter elements.
+    #[arg(long, env = "EXPOSURE_MIN_ELEMENTS", default_value_t = 10_000)]
+    pub min_elements: usize,
+
+    /// Fingerprint width of published filters: 8, 16 or 32 bits (false-positive rate 2^-bits).
+    #[arg(long, env = "EXPOSURE_FINGERPRINT_BITS", default_value_t = 16,
+          value_parser = clap::builder::PossibleValuesParser::new(["8", "16", "32"]).map(|s| s.parse::<u32>().unwrap_or(16)))]
+    pub fingerprint_bits: u32,
+
+    /// Bits of the confirm-digest prefix a phone sends to GetConfirmBucket (1..=24).
+    #[arg(long, env = "EXPOSURE_CONFIRM_PREFIX_BITS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=24))]
+    pub confirm_prefix_bits: u32,
+
+    /// Keys, batches and confirm digests whose slots are older than this many days are deleted.
+    #[arg(long, env = "EXPOSURE_RETENTION_DAYS", default_value_t = 14,
+          value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub retention_days: u32,
+
+    /// Most keys one upload may carry.
+    #[arg(long, env = "EXPOSURE_MAX_KEYS_PER_UPLOAD", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_keys_per_upload: u32,
+
+    /// How far back (days) a key may have been valid and still be accepted.
+    #[arg(long, env = "EXPOSURE_MAX_KEY_AGE_DAYS", default_value_t = 15,
+          value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub max_key_age_days: u32,
+
+    /// Largest accepted request message, in bytes.
+    #[arg(long, env = "EXPOSURE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Deadline of one request; longer requests end with DEADLINE_EXCEEDED or CANCELLED.
+    #[arg(long, env = "EXPOSURE_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Requests handled at once over all connections; more are shed with UNAVAILABLE.
+    #[arg(long, env = "EXPOSURE_MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
+    pub max_concurrent_requests: usize,
+
+    /// How long shutdown waits for in-flight requests before closing anyway.
+    #[arg(long, env = "EXPOSURE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// PKCS#8 PEM file of a P-256 key to sign with; by default one is generated in the data dir.
+    #[arg(long, env = "EXPOSURE_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+
+    /// Log line format.
+    #[arg(long, env = "EXPOSURE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServerConfig {
+    /// Returns the defaults of every setting with the data in `data_dir`, as tests and tools want.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: ServerConfig,
+        }
+        let mut config = <Defaults as clap::Parser>::parse_from(["exposure-server"]).config;
+        config.data_dir = data_dir.into();
+        config
+    }
+
+    /// Returns the retention window as a duration.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 86_400)
+    }
+}
+
+/// Parses `1s`, `90m`, `2h`, `500ms` and the other humantime forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| format!("{error} (expected e.g. 30s, 90m, 2h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = ServerConfig::with_data_dir("/tmp/x");
+        assert_eq!(config.publish_interval, Duration::from_secs(3600));
+        assert_eq!(config.release_delay, Duration::from_secs(7200));
+        assert_eq!(config.min_elements, 10_000);
+        assert_eq!(config.fingerprint_bits, 16);
+        assert_eq!(config.confirm_prefix_bits, 16);
+        assert_eq!(config.retention_days, 14);
+        assert_eq!(config.max_keys_per_upload, 30);
+        assert_eq!(config.max_message_bytes, 65_536);
+        assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50051");
+    }
+
+    #[test]
+    fn durations_parse_in_the_usual_forms() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! Ingest: the authenticated `KeyUpload` service, its validation rules, and the group-commit
+//! writer that makes each upload durable before it is acknowledged.
+
+pub mod service;
+pub mod validate;
+pub mod writer;

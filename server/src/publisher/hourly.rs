@@ -1,0 +1,36 @@
+//! Hourly batches: the keys whose embargo has ended and that are not yet published, one batch
+//! per region.
+
+use std::collections::BTreeMap;
+
+use exposure_matcher::BatchKind;
+
+use super::{PublishError, PublishReport, Publisher};
+use crate::metrics;
+use crate::storage::records::StoredKey;
+
+impl Publisher {
+    /// Publishes every releasable key.
+    pub(super) fn publish_hourly(&self, now: u64, report: &mut PublishReport) -> Result<(), PublishError> {
+        let sequences = self.store.releasable(now)?;
+        let mut by_region: BTreeMap<String, Vec<(u64, StoredKey)>> = BTreeMap::new();
+        for (sequence, key) in self.store.keys(&sequences)? {
+            by_region.entry(key.region.clone()).or_default().push((sequence, key));
+        }
+        for (region, keys) in by_region {
+            let store = &self.store;
+            self.build_and_commit(&region, BatchKind::Hourly, &keys, Vec::new(), 0, now, |write, expanded| {
+                for ((sequence, key), (_, elements)) in keys.iter().zip(expanded) {
+                    for element in elements {
+                        store.put_digest(write, &region, &element.tag.confirm_digest(), *sequence);
+                    }
+                    store.mark_published(write, *sequence, key.release_at);
+                }
+            })?;
+            report.hourly_batches += 1;
+            report.keys_published += keys.len();
+        }
+        ::metrics::gauge!(metrics::PENDING_KEYS).set(self.store.releasable(u64::MAX)?.len() as f64);
+        Ok(())
+    }
+}

@@ -1,0 +1,203 @@
+//! The publisher (DESIGN.md section 6): every `publish_interval` it releases the keys whose
+//! embargo has ended as one signed hourly batch per region, rolls each closed UTC day's hourly
+//! batches up into one daily batch, and deletes what retention no longer keeps.
+//!
+//! Each batch, its confirm digests, the keys' "published" marks and the region's sequence
+//! commit in one atomic, synced write. A crash before that write commits nothing and the next
+//! run redoes the work; a crash after it has nothing left to redo. So no key is lost and none
+//! is published twice.
+
+mod daily;
+mod hourly;
+mod retention;
+
+use std::time::{Duration, Instant};
+
+use exposure_matcher::{BatchKind, BatchParams, BatchSigner, BuiltBatch, FingerprintWidth, TaggedElement, build_batch};
+use exposure_proto::v1::{self as api, BatchInfo};
+use rayon::prelude::*;
+use rocksdb::WriteBatch;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::metrics;
+use crate::storage::records::{StoredBatch, StoredKey};
+use crate::storage::{Store, StorageError};
+
+/// Errors of a publish run.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The store failed; nothing of this run was committed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A batch could not be built.
+    #[error("batch build: {0}")]
+    Build(String),
+}
+
+/// The publishing policy, from the server's configuration.
+#[derive(Clone, Debug)]
+pub struct PublishSettings {
+    /// Batches are padded with decoys up to this many elements.
+    pub min_elements: usize,
+    /// Fingerprint width of the filters.
+    pub width: FingerprintWidth,
+    /// What is older than this is deleted.
+    pub retention: Duration,
+}
+
+/// What one publish run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PublishReport {
+    /// Hourly batches published.
+    pub hourly_batches: usize,
+    /// Keys released in them.
+    pub keys_published: usize,
+    /// Daily roll-ups published.
+    pub daily_batches: usize,
+    /// Keys deleted by retention.
+    pub keys_expired: usize,
+    /// Batches deleted by retention.
+    pub batches_expired: usize,
+}
+
+/// Publishes batches from the store; `publish_once` is one whole run.
+pub struct Publisher {
+    store: Store,
+    catalog: Catalog,
+    signer: BatchSigner,
+    clock: Clock,
+    settings: PublishSettings,
+}
+
+impl Publisher {
+    /// Returns a publisher over the store, updating `catalog` as it commits.
+    pub fn new(store: Store, catalog: Catalog, signer: BatchSigner, clock: Clock, settings: PublishSettings) -> Self {
+        Self { store, catalog, signer, clock, settings }
+    }
+
+    /// Runs hourly publishing, daily roll-ups and retention once. Blocking: call it off the
+    /// async runtime. Holds the commit lock throughout, so no revocation interleaves.
+    pub fn publish_once(&self) -> Result<PublishReport, PublishError> {
+        let _commits = self.store.lock_commits();
+        let now = self.clock.now();
+        let mut report = PublishReport::default();
+        self.publish_hourly(now, &mut report)?;
+        self.publish_daily(now, &mut report)?;
+        self.apply_retention(now, &mut report)?;
+        ::metrics::gauge!(metrics::ROCKSDB_SIZE_BYTES).set(self.store.approximate_size_bytes() as f64);
+        Ok(report)
+    }
+
+    /// Builds and commits one batch of `region` from `keys`; returns its listing entry.
+    /// `extra` adds the writes that belong to the same atomic commit.
+    fn build_and_commit(
+        &self,
+        region: &str,
+        kind: BatchKind,
+        keys: &[(u64, StoredKey)],
+        supersedes: Vec<u64>,
+        day_number: u32,
+        now: u64,
+        extra: impl FnOnce(&mut WriteBatch, &[(u64, Vec<TaggedElement>)]),
+    ) -> Result<BatchInfo, PublishError> {
+        let started = Instant::now();
+        let expanded = expand(keys)?;
+        let elements: Vec<TaggedElement> = expanded.iter().flat_map(|(_, elements)| elements.iter().copied()).collect();
+        let sequence = self.store.batch_sequence(region)? + 1;
+        let params = BatchParams {
+            region: region.to_owned(),
+            sequence,
+            kind,
+            created_at: now,
+            width: self.settings.width,
+            min_elements: self.settings.min_elements,
+        };
+        let built = build_batch(&params, &elements, &self.signer, &mut rand::rngs::OsRng)
+            .map_err(|error| PublishError::Build(error.to_string()))?;
+        let info = batch_info(&built, &params, self.signer.key_id(), supersedes, day_number);
+        let record = StoredBatch {
+            info: Some(info.clone()),
+            key_sequences: keys.iter().map(|(sequence, _)| *sequence).collect(),
+            region: region.to_owned(),
+        };
+        let mut write = WriteBatch::default();
+        self.store.put_batch(&mut write, &record, &built.bytes);
+        self.store.put_batch_sequence(&mut write, region, sequence);
+        extra(&mut write, &expanded);
+        self.store.write_synced(write)?;
+        self.catalog.insert(region, info.clone());
+
+        let kind_label = kind_label(kind);
+        ::metrics::counter!(metrics::BATCHES_PUBLISHED_TOTAL, "kind" => kind_label).increment(1);
+        ::metrics::histogram!(metrics::BATCH_BUILD_SECONDS, "kind" => kind_label).record(started.elapsed().as_secs_f64());
+        ::metrics::histogram!(metrics::BATCH_SIZE_BYTES, "kind" => kind_label).record(built.bytes.len() as f64);
+        ::metrics::histogram!(metrics::BATCH_ELEMENTS, "kind" => kind_label).record(f64::from(built.element_count));
+        tracing::info!(%region, sequence, kind = kind_label, keys = keys.len(), elements = built.element_count,
+            real_elements = built.real_elements, bytes = built.bytes.len(),
+            build_ms = started.elapsed().as_millis() as u64, "batch published");
+        Ok(info)
+    }
+}
+
+/// Expands keys into their tagged elements on the rayon pool, keeping which key each came from.
+fn expand(keys: &[(u64, StoredKey)]) -> Result<Vec<(u64, Vec<TaggedElement>)>, PublishError> {
+    keys.par_iter()
+        .map(|(sequence, key)| {
+            let elements = key
+                .matcher_key()?
+                .tagged_elements()
+                .map_err(|error| PublishError::Build(format!("key {sequence}: {error}")))?;
+            Ok((*sequence, elements))
+        })
+        .collect()
+}
+
+fn kind_label(kind: BatchKind) -> &'static str {
+    match kind {
+        BatchKind::Hourly => "hourly",
+        BatchKind::Daily => "daily",
+    }
+}
+
+fn batch_info(built: &BuiltBatch, params: &BatchParams, key_id: &str, supersedes: Vec<u64>, day_number: u32) -> BatchInfo {
+    BatchInfo {
+        batch_id: built.batch_id.clone(),
+        sequence: params.sequence,
+        kind: match params.kind {
+            BatchKind::Hourly => api::BatchKind::Hourly as i32,
+            BatchKind::Daily => api::BatchKind::Daily as i32,
+        },
+        created_at: params.created_at,
+        slot_min: built.slot_min,
+        slot_max: built.slot_max,
+        element_count: built.element_count,
+        size_bytes: built.bytes.len() as u64,
+        key_id: key_id.to_owned(),
+        supersedes,
+        fingerprint_bits: params.width.bits(),
+        day_number,
+    }
+}
+
+/// Runs the publisher every `interval` until `cancel` fires. The first run starts at once, so
+/// a restarted server catches up on what a crash left unpublished.
+pub async fn run_periodically(publisher: std::sync::Arc<Publisher>, interval: Duration, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let publisher = publisher.clone();
+        match tokio::task::spawn_blocking(move || publisher.publish_once()).await {
+            Ok(Ok(report)) if report != PublishReport::default() => tracing::info!(?report, "publish run done"),
+            Ok(Ok(_)) => tracing::debug!("publish run found nothing to do"),
+            Ok(Err(error)) => tracing::error!(%error, "publish run failed; it will be retried"),
+            Err(error) => tracing::error!(%error, "publish run panicked; it will be retried"),
+        }
+    }
+    tracing::debug!("publisher stopped");
+}

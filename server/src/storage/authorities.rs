@@ -1,0 +1,82 @@
+//! Health authorities and their upload tokens. A token is shown once at creation; only its
+//! SHA-256 is stored (tokens are 256 random bits, so a plain hash cannot be brute-forced).
+
+use rand::RngCore;
+use rocksdb::{IteratorMode, WriteBatch};
+use sha2::{Digest, Sha256};
+
+use super::records::Authority;
+use super::{CF_AUTHORITIES, Store, StorageError, decode_record};
+
+/// Prefix of every upload token, so a leaked token is recognisable in a secret scanner.
+pub const TOKEN_PREFIX: &str = "exps_";
+
+/// Returns the stored lookup key of a token.
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Store {
+    /// Creates an authority and returns it with its token (the only time the token exists
+    /// in clear).
+    pub fn add_authority(
+        &self,
+        name: &str,
+        regions: &[String],
+        now: u64,
+    ) -> Result<(Authority, String), StorageError> {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+        let mut id_bytes = [0u8; 6];
+        rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+        let authority = Authority {
+            id: hex::encode(id_bytes),
+            name: name.to_owned(),
+            regions: regions.to_vec(),
+            created_at: now,
+            revoked_at: 0,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_AUTHORITIES), token_hash(&token), prost::Message::encode_to_vec(&authority));
+        self.write_synced(batch)?;
+        Ok((authority, token))
+    }
+
+    /// Returns the authority a token belongs to, if the token is known and not revoked.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Authority>, StorageError> {
+        let Some(value) = self.db().get_pinned_cf(self.cf(CF_AUTHORITIES), token_hash(token))? else {
+            return Ok(None);
+        };
+        let authority: Authority = decode_record(&value, CF_AUTHORITIES)?;
+        Ok((authority.revoked_at == 0).then_some(authority))
+    }
+
+    /// Returns every authority, revoked ones included, sorted by creation time.
+    pub fn list_authorities(&self) -> Result<Vec<Authority>, StorageError> {
+        let mut authorities = Vec::new();
+        for entry in self.db().iterator_cf(self.cf(CF_AUTHORITIES), IteratorMode::Start) {
+            let (_, value) = entry?;
+            authorities.push(decode_record::<Authority>(&value, CF_AUTHORITIES)?);
+        }
+        authorities.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(authorities)
+    }
+
+    /// Revokes the token of the authority with `id`; returns false when no such authority
+    /// exists or it was already revoked.
+    pub fn revoke_authority(&self, id: &str, now: u64) -> Result<bool, StorageError> {
+        for entry in self.db().iterator_cf(self.cf(CF_AUTHORITIES), IteratorMode::Start) {
+            let (key, value) = entry?;
+            let mut authority: Authority = decode_record(&value, CF_AUTHORITIES)?;
+            if authority.id == id && authority.revoked_at == 0 {
+                authority.revoked_at = now;
+                let mut batch = WriteBatch::default();
+                batch.put_cf(self.cf(CF_AUTHORITIES), key, prost::Message::encode_to_vec(&authority));
+                self.write_synced(batch)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,84 @@
+//! Confirm digests (DESIGN.md section 5): every published element's 16-byte digest, keyed by
+//! region, so that a confirm bucket is one prefix range scan.
+
+use exposure_matcher::ConfirmDigest;
+use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
+
+use super::{CF_CONFIRM, Store, StorageError, scoped_key};
+
+impl Store {
+    /// Adds the write of one confirm digest, owned by the key `sequence`, to `batch`.
+    pub(crate) fn put_digest(&self, batch: &mut WriteBatch, region: &str, digest: &ConfirmDigest, sequence: u64) {
+        batch.put_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0), sequence.to_be_bytes());
+    }
+
+    /// Adds the deletion of one confirm digest to `batch`.
+    pub(crate) fn delete_digest(&self, batch: &mut WriteBatch, region: &str, digest: &ConfirmDigest) {
+        batch.delete_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0));
+    }
+
+    /// Returns, sorted, every digest of `region` whose first `prefix_bits` bits equal `prefix`.
+    pub fn confirm_bucket(
+        &self,
+        region: &str,
+        prefix: u32,
+        prefix_bits: u32,
+    ) -> Result<Vec<ConfirmDigest>, StorageError> {
+        debug_assert!((1..=32).contains(&prefix_bits));
+        let (lower, upper) = bucket_bounds(prefix, prefix_bits);
+        let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(scoped_key(region, &lower));
+        match upper {
+            Some(upper) => options.set_iterate_upper_bound(scoped_key(region, &upper)),
+            // The last bucket ends where the region's keys end: the byte after the separator.
+            None => options.set_iterate_upper_bound(scoped_key_end(region)),
+        }
+        let prefix_len = region.len() + 1;
+        let mut digests = Vec::new();
+        for entry in self.db().iterator_cf_opt(self.cf(CF_CONFIRM), options, IteratorMode::Start) {
+            let (key, _) = entry?;
+            let bytes: [u8; 16] = key[prefix_len..].try_into().map_err(|_| StorageError::Corrupt {
+                column_family: CF_CONFIRM,
+                reason: format!("digest key of {} bytes", key.len()),
+            })?;
+            digests.push(ConfirmDigest(bytes));
+        }
+        Ok(digests)
+    }
+
+    /// Returns true when `region` holds this exact digest; for tests and tools.
+    pub fn has_digest(&self, region: &str, digest: &ConfirmDigest) -> Result<bool, StorageError> {
+        Ok(self.db().get_pinned_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0))?.is_some())
+    }
+}
+
+/// Returns the 4-byte big-endian bounds `[lower, upper)` of a bucket; `None` past the last one.
+fn bucket_bounds(prefix: u32, prefix_bits: u32) -> ([u8; 4], Option<[u8; 4]>) {
+    let shift = 32 - prefix_bits;
+    let lower = u64::from(prefix) << shift;
+    let upper = (u64::from(prefix) + 1) << shift;
+    let lower_bytes = (lower as u32).to_be_bytes();
+    let upper_bytes = (upper <= u64::from(u32::MAX)).then(|| (upper as u32).to_be_bytes());
+    (lower_bytes, upper_bytes)
+}
+
+/// Returns the first key after every key of `region` in a region-scoped family.
+fn scoped_key_end(region: &str) -> Vec<u8> {
+    let mut key = region.as_bytes().to_vec();
+    key.push(1);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_bounds_cover_exactly_the_prefix() {
+        assert_eq!(bucket_bounds(0, 16), ([0, 0, 0, 0], Some([0, 1, 0, 0])));
+        assert_eq!(bucket_bounds(0xabcd, 16), ([0xab, 0xcd, 0, 0], Some([0xab, 0xce, 0, 0])));
+        assert_eq!(bucket_bounds(0xffff, 16), ([0xff, 0xff, 0, 0], None));
+        assert_eq!(bucket_bounds(1, 1), ([0x80, 0, 0, 0], None));
+        assert_eq!(bucket_bounds(5, 3), ([0xa0, 0, 0, 0], Some([0xc0, 0, 0, 0])));
+    }
+}

@@ -1,0 +1,128 @@
+//! Accepted diagnosis keys: the ingest sequence, the dedup index, the release (embargo) index,
+//! and the reads the publisher makes of them.
+
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+
+use super::records::StoredKey;
+use super::{
+    CF_DEDUP, CF_KEYS, CF_RELEASE, Store, StorageError, decode_record, decode_u64, scoped_key,
+};
+
+/// Returns the `release` index key of a stored key.
+pub(crate) fn release_key(release_at: u64, sequence: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&release_at.to_be_bytes());
+    key[8..].copy_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// Returns the `dedup` index key of some key material in a region.
+pub fn dedup_key(region: &str, material: &[u8]) -> Vec<u8> {
+    scoped_key(region, material)
+}
+
+impl Store {
+    /// Returns the highest ingest sequence in use, 0 for an empty store.
+    pub fn last_key_sequence(&self) -> Result<u64, StorageError> {
+        let mut iterator = self.db().iterator_cf(self.cf(CF_KEYS), IteratorMode::End);
+        match iterator.next() {
+            Some(entry) => decode_u64(&entry?.0, CF_KEYS),
+            None => Ok(0),
+        }
+    }
+
+    /// Returns the ingest sequence of the key stored under `dedup_key`, if any.
+    pub fn find_duplicate(&self, dedup_key: &[u8]) -> Result<Option<u64>, StorageError> {
+        match self.db().get_pinned_cf(self.cf(CF_DEDUP), dedup_key)? {
+            Some(value) => Ok(Some(decode_u64(&value, CF_DEDUP)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns the key stored under an ingest sequence.
+    pub fn key(&self, sequence: u64) -> Result<Option<StoredKey>, StorageError> {
+        match self.db().get_pinned_cf(self.cf(CF_KEYS), sequence.to_be_bytes())? {
+            Some(value) => Ok(Some(decode_record(&value, CF_KEYS)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns the keys under many ingest sequences, skipping ones deleted since (revoked).
+    pub fn keys(&self, sequences: &[u64]) -> Result<Vec<(u64, StoredKey)>, StorageError> {
+        let cf = self.cf(CF_KEYS);
+        let lookups = sequences.iter().map(|sequence| (cf, sequence.to_be_bytes()));
+        let mut found = Vec::with_capacity(sequences.len());
+        for (sequence, value) in sequences.iter().zip(self.db().multi_get_cf(lookups)) {
+            if let Some(bytes) = value? {
+                found.push((*sequence, decode_record(&bytes, CF_KEYS)?));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Adds the writes that store a new key to `batch`.
+    pub(crate) fn put_key(&self, batch: &mut WriteBatch, sequence: u64, key: &StoredKey) {
+        batch.put_cf(self.cf(CF_KEYS), sequence.to_be_bytes(), prost::Message::encode_to_vec(key));
+        batch.put_cf(self.cf(CF_RELEASE), release_key(key.release_at, sequence), []);
+        batch.put_cf(self.cf(CF_DEDUP), &key.dedup_key, sequence.to_be_bytes());
+    }
+
+    /// Adds the writes that forget a key entirely (revocation, retention) to `batch`.
+    /// Its confirm digests are removed separately, since they need the key's expansion.
+    pub(crate) fn delete_key(&self, batch: &mut WriteBatch, sequence: u64, key: &StoredKey) {
+        batch.delete_cf(self.cf(CF_KEYS), sequence.to_be_bytes());
+        batch.delete_cf(self.cf(CF_RELEASE), release_key(key.release_at, sequence));
+        batch.delete_cf(self.cf(CF_DEDUP), &key.dedup_key);
+    }
+
+    /// Returns the ingest sequences of keys whose embargo ended at or before `now` and that
+    /// are not published yet, oldest release first.
+    pub fn releasable(&self, now: u64) -> Result<Vec<u64>, StorageError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(release_key(now.saturating_add(1), 0).to_vec());
+        let iterator = self.db().iterator_cf_opt(self.cf(CF_RELEASE), options, IteratorMode::Start);
+        let mut sequences = Vec::new();
+        for entry in iterator {
+            let (key, _) = entry?;
+            sequences.push(decode_u64(&key[8..], CF_RELEASE)?);
+        }
+        Ok(sequences)
+    }
+
+    /// Returns true while a key is still waiting in the release index.
+    pub fn is_pending(&self, sequence: u64, release_at: u64) -> Result<bool, StorageError> {
+        Ok(self
+            .db()
+            .get_pinned_cf(self.cf(CF_RELEASE), release_key(release_at, sequence))?
+            .is_some())
+    }
+
+    /// Adds the "published" mark of a key (its removal from the release index) to `batch`.
+    pub(crate) fn mark_published(&self, batch: &mut WriteBatch, sequence: u64, release_at: u64) {
+        batch.delete_cf(self.cf(CF_RELEASE), release_key(release_at, sequence));
+    }
+
+    /// Returns every key whose last slot ended before `cutoff`, for retention.
+    pub fn keys_ending_before(&self, cutoff: u64) -> Result<Vec<(u64, StoredKey)>, StorageError> {
+        let iterator = self.db().iterator_cf(self.cf(CF_KEYS), IteratorMode::From(&[], Direction::Forward));
+        let mut expired = Vec::new();
+        for entry in iterator {
+            let (key, value) = entry?;
+            let stored: StoredKey = decode_record(&value, CF_KEYS)?;
+            if stored.last_slot_end < cutoff {
+                expired.push((decode_u64(&key, CF_KEYS)?, stored));
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Returns how many keys are stored, by a full scan; for tests and `stats`.
+    pub fn count_keys(&self) -> Result<usize, StorageError> {
+        let mut count = 0;
+        for entry in self.db().iterator_cf(self.cf(CF_KEYS), IteratorMode::Start) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}

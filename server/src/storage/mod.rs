@@ -1,0 +1,183 @@
+//! The durable state of the server: one RocksDB database with a column family per concern
+//! (DESIGN.md section 8). This module opens it and owns the key layout; the submodules add
+//! the reads and writes of each concern, and `records` holds the stored value types.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `keys` | `u64_be(ingest sequence)` | [`records::StoredKey`] |
+//! | `release` | `u64_be(release_at) ‖ u64_be(ingest sequence)` | empty: "not yet published" |
+//! | `dedup` | `region ‖ 0 ‖ key material` | `u64_be(ingest sequence)` |
+//! | `uploads` | `authority id ‖ 0 ‖ upload id` | [`records::StoredUpload`] |
+//! | `batches` | `region ‖ 0 ‖ u64_be(batch sequence)` | [`records::StoredBatch`] |
+//! | `batch_files` | batch id (hex) | the signed batch file (BlobDB) |
+//! | `confirm` | `region ‖ 0 ‖ confirm digest` | `u64_be(ingest sequence)` |
+//! | `authorities` | `SHA-256(token)` | [`records::Authority`] |
+//! | `meta` | ASCII name | cursors and signing-key records |
+
+pub mod authorities;
+pub mod batches;
+pub mod confirm;
+pub mod keys;
+pub mod meta;
+pub mod records;
+pub mod uploads;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
+
+/// Names of every column family, in the order they are created.
+pub const COLUMN_FAMILIES: [&str; 9] = [
+    CF_KEYS,
+    CF_RELEASE,
+    CF_DEDUP,
+    CF_UPLOADS,
+    CF_BATCHES,
+    CF_BATCH_FILES,
+    CF_CONFIRM,
+    CF_AUTHORITIES,
+    CF_META,
+];
+pub(crate) const CF_KEYS: &str = "keys";
+pub(crate) const CF_RELEASE: &str = "release";
+pub(crate) const CF_DEDUP: &str = "dedup";
+pub(crate) const CF_UPLOADS: &str = "uploads";
+pub(crate) const CF_BATCHES: &str = "batches";
+pub(crate) const CF_BATCH_FILES: &str = "batch_files";
+pub(crate) const CF_CONFIRM: &str = "confirm";
+pub(crate) const CF_AUTHORITIES: &str = "authorities";
+pub(crate) const CF_META: &str = "meta";
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// RocksDB failed (I/O error, corruption, lock held by another process).
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A stored value did not decode: the database holds something this version cannot read.
+    #[error("corrupt record in column family {column_family}: {reason}")]
+    Corrupt {
+        /// Where the record lives.
+        column_family: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The data directory could not be prepared.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The opened database, shared by the ingest writer, the publisher and the read paths.
+#[derive(Clone)]
+pub struct Store {
+    /// The RocksDB handle; RocksDB is internally synchronized.
+    db: Arc<DB>,
+    /// Serializes the writers whose read-check-write sequences must not interleave: the ingest
+    /// writer's revocations and the publisher's commits (a revoked key must never be published).
+    commit_lock: Arc<Mutex<()>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database under `data_dir/db`.
+    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(data_dir)?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options.increase_parallelism(2);
+        options.set_keep_log_file_num(5);
+        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
+            let mut cf_options = Options::default();
+            cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if *name == CF_BATCH_FILES {
+                // Batch files are large immutable values: keep them out of the LSM tree.
+                cf_options.set_enable_blob_files(true);
+                cf_options.set_min_blob_size(4096);
+                cf_options.set_blob_compression_type(rocksdb::DBCompressionType::None);
+                cf_options.set_enable_blob_gc(true);
+            }
+            ColumnFamilyDescriptor::new(*name, cf_options)
+        });
+        let db = DB::open_cf_descriptors(&options, data_dir.join("db"), descriptors)?;
+        Ok(Self { db: Arc::new(db), commit_lock: Arc::new(Mutex::new(())) })
+    }
+
+    /// Returns the handle of a column family created at open.
+    pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
+        // Every name in COLUMN_FAMILIES is created by `open`, so the handle always exists.
+        match self.db.cf_handle(name) {
+            Some(handle) => handle,
+            None => unreachable!("column family {name} is created at open"),
+        }
+    }
+
+    /// Returns the raw database, for the submodules.
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// Takes the commit lock (see the field's documentation).
+    pub(crate) fn lock_commits(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding the lock leaves no partial write behind (writes are atomic
+        // WriteBatches), so a poisoned lock is safe to take over.
+        self.commit_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes `batch` atomically and waits until it is on disk (fsync of the WAL).
+    pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Flushes memtables and the WAL; called on shutdown.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true)?;
+        for name in COLUMN_FAMILIES {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+
+    /// Returns the approximate on-disk size of the database in bytes, for the metrics.
+    pub fn approximate_size_bytes(&self) -> u64 {
+        COLUMN_FAMILIES
+            .iter()
+            .filter_map(|name| {
+                self.db
+                    .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
+            })
+            .sum()
+    }
+}
+
+/// Returns `prefix ‖ 0 ‖ rest`, the composite keys of the region- and authority-scoped families.
+pub(crate) fn scoped_key(scope: &str, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(scope.len() + 1 + rest.len());
+    key.extend_from_slice(scope.as_bytes());
+    key.push(0);
+    key.extend_from_slice(rest);
+    key
+}
+
+/// Decodes a big-endian u64 stored as a value or key part.
+pub(crate) fn decode_u64(bytes: &[u8], column_family: &'static str) -> Result<u64, StorageError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {
+        column_family,
+        reason: format!("expected 8 bytes, found {}", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+/// Decodes a prost record, naming the column family on failure.
+pub(crate) fn decode_record<M: prost::Message + Default>(
+    bytes: &[u8],
+    column_family: &'static str,
+) -> Result<M, StorageError> {
+    M::decode(bytes).map_err(|error| StorageError::Corrupt { column_family, reason: error.to_string() })
+}

@@ -1,0 +1,135 @@
+//! Values stored in RocksDB, as protobuf messages so that later versions can add fields and
+//! still read what earlier versions wrote.
+
+use exposure_proto::v1::{BatchInfo, DiagnosisKey, UploadDiagnosisKeysResponse};
+
+/// One accepted diagnosis key and when it may be published.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredKey {
+    /// Region the key was uploaded for.
+    #[prost(string, tag = "1")]
+    pub region: String,
+    /// The key as validated (defaults filled in).
+    #[prost(message, optional, tag = "2")]
+    pub key: Option<DiagnosisKey>,
+    /// Unix seconds of the upload.
+    #[prost(uint64, tag = "3")]
+    pub received_at: u64,
+    /// Unix seconds from which the key may be published (embargo end).
+    #[prost(uint64, tag = "4")]
+    pub release_at: u64,
+    /// End of the key's last published slot; retention counts from it.
+    #[prost(uint64, tag = "5")]
+    pub last_slot_end: u64,
+    /// Report type of the upload, as the API enum's number.
+    #[prost(int32, tag = "6")]
+    pub report_type: i32,
+    /// The dedup key of this key, so revocation and retention can remove it.
+    #[prost(bytes = "vec", tag = "7")]
+    pub dedup_key: Vec<u8>,
+}
+
+/// The answer given to an upload, kept for idempotent replays.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredUpload {
+    /// SHA-256 of the canonical request content (region, report type, keys; not padding).
+    #[prost(bytes = "vec", tag = "1")]
+    pub request_digest: Vec<u8>,
+    /// The answer of the first upload.
+    #[prost(message, optional, tag = "2")]
+    pub response: Option<UploadDiagnosisKeysResponse>,
+    /// Unix seconds of the first upload; retention counts from it.
+    #[prost(uint64, tag = "3")]
+    pub created_at: u64,
+}
+
+/// A published batch's listing entry and the keys it was built from.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredBatch {
+    /// What ListBatches returns.
+    #[prost(message, optional, tag = "1")]
+    pub info: Option<BatchInfo>,
+    /// Ingest sequences of the keys in the batch; the daily roll-up rebuilds from them.
+    #[prost(uint64, repeated, tag = "2")]
+    pub key_sequences: Vec<u64>,
+    /// Region the batch belongs to.
+    #[prost(string, tag = "3")]
+    pub region: String,
+}
+
+/// A health authority allowed to upload.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Authority {
+    /// Short random id, shown by `authority list` and used to revoke.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// Human-readable name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// Regions the authority may upload for.
+    #[prost(string, repeated, tag = "3")]
+    pub regions: Vec<String>,
+    /// Unix seconds of creation.
+    #[prost(uint64, tag = "4")]
+    pub created_at: u64,
+    /// Unix seconds of revocation; 0 while the token is valid.
+    #[prost(uint64, tag = "5")]
+    pub revoked_at: u64,
+}
+
+/// The public half of a signing key, listed by GetSigningKeys.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SigningKeyRecord {
+    /// Id written into batch files.
+    #[prost(string, tag = "1")]
+    pub key_id: String,
+    /// DER SubjectPublicKeyInfo.
+    #[prost(bytes = "vec", tag = "2")]
+    pub public_key_der: Vec<u8>,
+    /// Unix seconds of creation.
+    #[prost(uint64, tag = "3")]
+    pub created_at: u64,
+}
+
+/// Every signing key ever used, and which one signs now.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SigningKeyList {
+    /// Oldest first.
+    #[prost(message, repeated, tag = "1")]
+    pub keys: Vec<SigningKeyRecord>,
+    /// Id of the key that signs new batches.
+    #[prost(string, tag = "2")]
+    pub current: String,
+}
+
+impl StoredKey {
+    /// Returns the key in the matcher's types, for expansion into tags.
+    pub fn matcher_key(&self) -> Result<exposure_matcher::DiagnosisKey, super::StorageError> {
+        use exposure_matcher as matcher;
+        use exposure_proto::v1::diagnosis_key::Key;
+        let corrupt = |reason: &str| super::StorageError::Corrupt {
+            column_family: super::CF_KEYS,
+            reason: reason.to_owned(),
+        };
+        match self.key.as_ref().and_then(|key| key.key.as_ref()) {
+            Some(Key::Gaen(gaen)) => Ok(matcher::DiagnosisKey::Gaen(matcher::GaenKey {
+                key_data: gaen.key_data.as_slice().try_into().map_err(|_| corrupt("gaen key_data length"))?,
+                rolling_start_interval_number: gaen.rolling_start_interval_number,
+                rolling_period: gaen.rolling_period,
+            })),
+            Some(Key::Bluezone(bluezone)) => Ok(matcher::DiagnosisKey::Bluezone(matcher::BluezoneKey {
+                daily_key: bluezone.daily_key.as_slice().try_into().map_err(|_| corrupt("bluezone daily_key length"))?,
+                day_number: bluezone.day_number,
+                sub_keys_per_day: bluezone.sub_keys_per_day,
+                contagious_from: bluezone.contagious_from,
+                contagious_until: bluezone.contagious_until,
+            })),
+            Some(Key::StaticId(static_id)) => Ok(matcher::DiagnosisKey::Static(matcher::StaticKey {
+                identifier: static_id.identifier.clone(),
+                contagious_from: static_id.contagious_from,
+                contagious_until: static_id.contagious_until,
+            })),
+            None => Err(corrupt("stored key without key material")),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Over days and restarts: daily roll-ups supersede the day's hourly batches, retention
+//! deletes old data, a restarted server keeps everything and continues its sequences, and the
+//! standard health and reflection services answer.
+
+use exposure_matcher::BatchFile;
+use exposure_proto::v1::BatchKind;
+use exposure_server::Clock;
+use exposure_tests::fixtures::{self, confirmed, current_signing_key, download, gaen, key16};
+use exposure_tests::{TEST_NOW, TestServer};
+
+const DAY: u64 = 86_400;
+const TODAY: u64 = TEST_NOW / DAY;
+
+fn tags(key: &exposure_proto::v1::DiagnosisKey) -> Vec<exposure_matcher::Tag> {
+    let stored = exposure_server::storage::records::StoredKey { key: Some(key.clone()), ..Default::default() };
+    stored.matcher_key().expect("converts").tagged_elements().expect("expands").into_iter().map(|e| e.tag).collect()
+}
+
+#[tokio::test]
+async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |config| config.fingerprint_bits = 32).await;
+    let mut client = server.upload_client().await;
+    let first = gaen(key16(1), ((TODAY - 1) * 144) as u32, 144);
+    let second = gaen(key16(2), ((TODAY - 2) * 144) as u32, 144);
+    client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()]))).await.expect("a");
+    server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    clock.advance(3600);
+    client.upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![second.clone()]))).await.expect("b");
+    server.wait_for_batches(|listing| listing.batches.len() == 2).await;
+
+    clock.set((TODAY + 1) * DAY + 60);
+    let listing = server.wait_for_batches(|listing| listing.batches.len() == 3).await;
+    let daily = &listing.batches[2];
+    assert_eq!(daily.kind, BatchKind::Daily as i32);
+    assert_eq!(daily.sequence, 3);
+    assert_eq!(daily.supersedes, vec![1, 2]);
+    assert_eq!(daily.day_number as u64, TODAY);
+    let mut distribution = server.distribution_client().await;
+    let file = download(&mut distribution, &daily.batch_id).await;
+    let batch = BatchFile::parse(&file).expect("parses");
+    batch.verify(&current_signing_key(&mut distribution).await.1).expect("signed");
+    assert!(tags(&first).iter().chain(tags(&second).iter()).all(|tag| batch.contains(tag)), "every element of the day");
+
+    // No second roll-up of the same day, however often the publisher runs.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let listing = server.wait_for_batches(|_| true).await;
+    assert_eq!(listing.batches.len(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_keys_batches_and_digests() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    let mut client = server.upload_client().await;
+    // Valid 13 days ago: inside the 15-day upload window, near the end of the 14-day retention.
+    let old = gaen(key16(1), ((TODAY - 13) * 144) as u32, 144);
+    client.upload_diagnosis_keys(server.authorized(fixtures::upload("old", vec![old.clone()]))).await.expect("upload");
+    let listing = server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    let mut distribution = server.distribution_client().await;
+    assert!(confirmed(&mut distribution, &tags(&old)[0], 16).await);
+
+    clock.advance(2 * DAY);
+    let after = server.wait_for_batches(|listing| listing.batches.is_empty()).await;
+    assert!(after.latest_sequence >= listing.latest_sequence, "the cursor never goes back");
+    assert!(!confirmed(&mut distribution, &tags(&old)[0], 16).await, "digests are deleted");
+    let missing = distribution
+        .get_batch(exposure_proto::v1::GetBatchRequest { batch_id: listing.batches[0].batch_id.clone() })
+        .await;
+    let status = match missing {
+        Ok(response) => response.into_inner().message().await.expect_err("no chunk of a deleted batch"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let dir = server.stop().await;
+    let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), 0, "keys are deleted");
+}
+
+#[tokio::test]
+async fn a_restarted_server_keeps_its_state_and_continues_its_sequences() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let mut client = server.upload_client().await;
+    let first = gaen(key16(1), ((TODAY - 1) * 144) as u32, 144);
+    client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()]))).await.expect("a");
+    let before = server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    let (key_id, _) = current_signing_key(&mut server.distribution_client().await).await;
+    let dir = server.stop().await;
+
+    let server = TestServer::restart(&dir, token, clock.clone(), config).await;
+    let listing = server.wait_for_batches(|_| true).await;
+    assert_eq!(listing.batches, before.batches, "batches survive the restart");
+    let mut distribution = server.distribution_client().await;
+    assert_eq!(current_signing_key(&mut distribution).await.0, key_id, "same signing key");
+    assert!(confirmed(&mut distribution, &tags(&first)[0], 16).await, "digests survive");
+
+    let mut client = server.upload_client().await;
+    let replay = client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()]))).await.expect("token survives").into_inner();
+    assert!(replay.replay, "idempotency records survive");
+    let second = gaen(key16(2), ((TODAY - 1) * 144) as u32, 144);
+    let answer = client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![first.clone(), second])))
+        .await
+        .expect("b")
+        .into_inner();
+    assert_eq!((answer.keys_accepted, answer.keys_already_known), (1, 1), "stored keys survive");
+    let listing = server.wait_for_batches(|listing| listing.batches.len() == 2).await;
+    assert_eq!(listing.batches.iter().map(|b| b.sequence).collect::<Vec<_>>(), vec![1, 2], "no gap, no repeat");
+    server.stop_kept().await;
+}
+
+#[tokio::test]
+async fn health_serves_and_reflection_lists_the_services() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let server = TestServer::start().await;
+    let mut health = HealthClient::connect(server.url.clone()).await.expect("connect");
+    for service in ["", "exposure.v1.KeyUpload", "exposure.v1.Distribution"] {
+        let status = health.check(HealthCheckRequest { service: service.into() }).await.expect("check").into_inner().status;
+        assert_eq!(status, ServingStatus::Serving as i32, "health of {service:?}");
+    }
+
+    let mut reflection = ServerReflectionClient::connect(server.url.clone()).await.expect("connect");
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut responses = reflection.server_reflection_info(futures::stream::iter(vec![request])).await.expect("reflection").into_inner();
+    let response = responses.message().await.expect("answer").expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("not a service list") };
+    let names: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
+    for expected in ["exposure.v1.KeyUpload", "exposure.v1.Distribution", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|name| name == expected), "{expected} listed in {names:?}");
+    }
+    server.stop().await;
+}
