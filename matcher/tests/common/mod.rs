@@ -1,0 +1,48 @@
+//! Helpers shared by the integration tests: parameters, elements and seeded randomness.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use exposure_matcher::{
+    BatchKind, BatchParams, BatchSigner, FingerprintWidth, Scheme, Tag, TaggedElement,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Returns hourly batch parameters for region `VN-TB`.
+pub fn params(width: FingerprintWidth, min_elements: usize) -> BatchParams {
+    BatchParams {
+        region: "VN-TB".to_owned(),
+        sequence: 42,
+        kind: BatchKind::Hourly,
+        created_at: 1_767_232_800,
+        width,
+        min_elements,
+    }
+}
+
+/// Returns a seeded RNG.
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Returns `count` distinct static-scheme elements, one per 900-second slot.
+pub fn elements(count: usize, salt: u64) -> Vec<TaggedElement> {
+    (0..count as u64)
+        .map(|index| {
+            let slot_start = 1_767_225_600 + index * 900;
+            TaggedElement {
+                slot_start,
+                tag: Tag::compute(Scheme::Static, slot_start, &salt.to_le_bytes()),
+            }
+        })
+        .collect()
+}
+
+/// Returns one signer per test binary run.
+pub fn signer() -> BatchSigner {
+    BatchSigner::generate()
+}
+
+/// The three widths.
+pub const WIDTHS: [FingerprintWidth; 3] =
+    [FingerprintWidth::Bits8, FingerprintWidth::Bits16, FingerprintWidth::Bits32];
