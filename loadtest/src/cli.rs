@@ -1,0 +1,467 @@
+//! The command line: `exposure-loadtest run ...` and `exposure-loadtest demo ...`, their flags
+//! (issue 4), and [`execute`], which turns parsed flags into a run, writes the report, the plot
+//! and the verdict, and returns the process exit status.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::BearerToken;
+use crate::demo::{self, DemoOptions};
+use crate::progress::Progress;
+use crate::report::SloReport;
+use crate::runner::{self, RunOptions};
+use crate::scenario::Scenario;
+use crate::slo::Slo;
+use crate::target::{DEFAULT_TARGET, Target};
+
+/// Exit statuses, documented in `--help`.
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   the run finished and every SLO flag given was met
+  1   the run could not start or failed (unreachable target, nothing to download, I/O error)
+  2   an SLO given by --p99-max-ms, --min-rps or --max-error-rate was breached
+  64  bad usage (unknown flag, refused target, missing --token)";
+
+/// The province model in `run --help`.
+const PROVINCE_HELP: &str = "\
+The province scenario (DESIGN.md section 9, Thái Bình at its 18 March 2022 peak), per second at --speedup 1:
+  UploadDiagnosisKeys  0.0142/s  1,230 uploading cases a day (3,074 new cases x 40 %) / 86,400 s
+  ListBatches          208.7/s   751,416 phones (1,878,540 people x 40 % adoption) polling hourly / 3,600 s
+  GetBatch             208.7/s   one download per poll that sees a new batch: hourly batches, hourly polls
+  GetConfirmBucket      55.7/s   false filter hits: 14 days x 10,000 observations x 3 slot candidates / 2^16
+                                 = 6.4 confirms per phone per day, x 751,416 / 86,400 s
+  total                473.2/s   each RPC a fixed-rate stream from t = 0; --speedup multiplies every rate";
+
+/// Drives a real exposure server the way a province does and reports latency, throughput and
+/// status codes.
+#[derive(Debug, Parser)]
+#[command(name = "exposure-loadtest", version, about, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs one scenario, bounded by --requests and --duration, and reports like ghz.
+    #[command(after_help = EXIT_STATUS_HELP, after_long_help = format!("{PROVINCE_HELP}\n\n{EXIT_STATUS_HELP}"))]
+    Run(RunArgs),
+    /// Tells the whole story of one case: upload, publish, download, verify, match, confirm.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Demo(DemoArgs),
+}
+
+/// How the report is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text laid out like ghz's summary.
+    Summary,
+    /// The report as one JSON object.
+    Json,
+}
+
+/// Flags of `exposure-loadtest run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The server's gRPC URL; a non-loopback host needs --allow-remote.
+    #[arg(long, default_value = DEFAULT_TARGET)]
+    pub target: String,
+    /// Allows a target that is not this machine (127.0.0.0/8, ::1, localhost).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// What to send.
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+    /// Health-authority bearer token, required by upload and province (never printed).
+    #[arg(long, env = "EXPOSURE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Region the requests name.
+    #[arg(long, default_value = runner::DEFAULT_REGION)]
+    pub region: String,
+    /// Wall time of the run at most, warmup included (e.g. 10s, 2m).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Measured requests at most, after the warmup.
+    #[arg(long, default_value_t = runner::DEFAULT_REQUESTS)]
+    pub requests: u64,
+    /// Requests in flight at most (workers).
+    #[arg(long, short = 'c', default_value_t = runner::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the workers share.
+    #[arg(long, default_value_t = runner::DEFAULT_CONNECTIONS)]
+    pub connections: usize,
+    /// Fixed rate in requests per second, latency corrected for coordinated omission; without it,
+    /// a closed loop.
+    #[arg(long)]
+    pub rps: Option<f64>,
+    /// Requests sent first and left out of the statistics.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Multiplies every rate of the province scenario.
+    #[arg(long, default_value_t = 1.0)]
+    pub speedup: f64,
+    /// Per-request timeout (e.g. 20s).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Summary)]
+    pub format: Format,
+    /// Writes the report to this file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Writes an SVG chart of latency and throughput over time to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// SLO: the 99th-percentile latency must not exceed this many milliseconds (exit 2 if it does).
+    #[arg(long)]
+    pub p99_max_ms: Option<f64>,
+    /// SLO: the measured requests per second must reach this (exit 2 if not).
+    #[arg(long)]
+    pub min_rps: Option<f64>,
+    /// SLO: the fraction of failed requests, 0 to 1, must not exceed this (exit 2 if it does).
+    #[arg(long)]
+    pub max_error_rate: Option<f64>,
+}
+
+/// Flags of `exposure-loadtest demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The server's gRPC URL; a non-loopback host needs --allow-remote.
+    #[arg(long, default_value = DEFAULT_TARGET)]
+    pub target: String,
+    /// Allows a target that is not this machine.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Health-authority bearer token (never printed).
+    #[arg(long, env = "EXPOSURE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Region of the case.
+    #[arg(long, default_value = runner::DEFAULT_REGION)]
+    pub region: String,
+    /// How long to wait for the publisher to publish the case (e.g. 90s, 2h).
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+}
+
+/// How the process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything went as asked.
+    Success,
+    /// An SLO flag was breached.
+    SloBreached,
+    /// The flags were wrong; the reason was printed on stderr.
+    Usage,
+}
+
+impl ExitStatus {
+    /// Returns the process exit code (see `--help`).
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::SloBreached => 2,
+            ExitStatus::Usage => 64,
+        }
+    }
+}
+
+impl RunArgs {
+    /// Checks the flags and turns them into run options; the error is a usage message.
+    pub fn to_options(&self) -> Result<RunOptions, String> {
+        let target =
+            Target::parse(&self.target, self.allow_remote).map_err(|error| error.to_string())?;
+        let token = self
+            .token
+            .as_deref()
+            .map(BearerToken::new)
+            .transpose()
+            .map_err(|error| format!("--token: {error}"))?;
+        let options = RunOptions {
+            target,
+            scenario: self.scenario,
+            token,
+            region: self.region.clone(),
+            duration: self.duration,
+            requests: self.requests,
+            concurrency: self.concurrency,
+            connections: self.connections,
+            rps: self.rps,
+            warmup: self.warmup,
+            speedup: self.speedup,
+            timeout: self.timeout,
+            progress: Progress::wanted(),
+        };
+        options.validate()?;
+        if let Some(rate) = self.max_error_rate
+            && !(0.0..=1.0).contains(&rate)
+        {
+            return Err("--max-error-rate is a fraction between 0 and 1 (0.01 for 1 %)".to_owned());
+        }
+        Ok(options)
+    }
+
+    /// Returns the SLO the flags set.
+    pub fn slo(&self) -> Slo {
+        Slo {
+            p99_max_ms: self.p99_max_ms,
+            min_rps: self.min_rps,
+            max_error_rate: self.max_error_rate,
+        }
+    }
+}
+
+impl DemoArgs {
+    /// Checks the flags and turns them into demo options; the error is a usage message.
+    pub fn to_options(&self) -> Result<DemoOptions, String> {
+        let target =
+            Target::parse(&self.target, self.allow_remote).map_err(|error| error.to_string())?;
+        let token = BearerToken::new(&self.token).map_err(|error| format!("--token: {error}"))?;
+        Ok(DemoOptions::new(target, token, &self.region, self.wait))
+    }
+}
+
+/// Carries out a parsed command line. Usage errors are printed and returned as
+/// [`ExitStatus::Usage`]; failures that stop a run are returned as errors (exit status 1).
+pub async fn execute(cli: Cli) -> anyhow::Result<ExitStatus> {
+    match cli.command {
+        Command::Run(args) => execute_run(&args).await,
+        Command::Demo(args) => {
+            let options = match args.to_options() {
+                Ok(options) => options,
+                Err(message) => return Ok(usage_error(&message)),
+            };
+            let mut stdout = std::io::stdout();
+            demo::run_demo(&options, &mut stdout).await?;
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+async fn execute_run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
+    let options = match args.to_options() {
+        Ok(options) => options,
+        Err(message) => return Ok(usage_error(&message)),
+    };
+    let mut report = runner::run_scenario(&options).await?;
+    let verdict = args.slo().judge(&report);
+    report.slo = verdict.as_ref().map(|verdict| SloReport {
+        passed: verdict.passed,
+        verdict: verdict.line.clone(),
+    });
+
+    let rendered = match args.format {
+        Format::Summary => crate::summary::render(&report),
+        Format::Json => {
+            let mut json =
+                serde_json::to_string_pretty(&report).context("cannot encode the report")?;
+            json.push('\n');
+            json
+        }
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, rendered)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(rendered.as_bytes())
+                .context("cannot write the report")?;
+            stdout.flush().context("cannot write the report")?;
+        }
+    }
+    if let Some(path) = &args.plot {
+        crate::plot::write_svg(&report, path)?;
+    }
+    match verdict {
+        Some(verdict) => {
+            eprintln!("{}", verdict.line);
+            Ok(if verdict.passed {
+                ExitStatus::Success
+            } else {
+                ExitStatus::SloBreached
+            })
+        }
+        None => Ok(ExitStatus::Success),
+    }
+}
+
+fn usage_error(message: &str) -> ExitStatus {
+    eprintln!("error: {message}");
+    ExitStatus::Usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(arguments: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("exposure-loadtest").chain(arguments.iter().copied()))
+    }
+
+    fn run_args(arguments: &[&str]) -> RunArgs {
+        match parse(arguments).expect("valid command line").command {
+            Command::Run(args) => args,
+            Command::Demo(_) => panic!("expected run"),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_follow_the_issue() {
+        let args = run_args(&["run", "--scenario", "poll"]);
+        assert_eq!(args.target, "http://127.0.0.1:50051");
+        assert_eq!(args.duration, Duration::from_secs(10));
+        assert_eq!(args.requests, 1_000_000);
+        assert_eq!(args.format, Format::Summary);
+        assert_eq!(args.region, "VN-TB");
+        let options = args.to_options().expect("valid");
+        assert_eq!(options.scenario, Scenario::Poll);
+    }
+
+    #[test]
+    fn every_flag_of_the_issue_parses() {
+        let args = run_args(&[
+            "run",
+            "--target",
+            "http://localhost:9000",
+            "--scenario",
+            "province",
+            "--token",
+            "T",
+            "--duration",
+            "2m",
+            "--requests",
+            "500",
+            "--concurrency",
+            "8",
+            "--connections",
+            "2",
+            "--warmup",
+            "10",
+            "--speedup",
+            "3",
+            "--format",
+            "json",
+            "--output",
+            "out.json",
+            "--plot",
+            "plot.svg",
+            "--p99-max-ms",
+            "10",
+            "--min-rps",
+            "100",
+            "--max-error-rate",
+            "0.01",
+            "--timeout",
+            "5s",
+        ]);
+        assert_eq!(args.duration, Duration::from_secs(120));
+        assert_eq!(
+            args.slo(),
+            Slo {
+                p99_max_ms: Some(10.0),
+                min_rps: Some(100.0),
+                max_error_rate: Some(0.01)
+            }
+        );
+        let options = args.to_options().expect("valid");
+        assert_eq!(
+            (
+                options.concurrency,
+                options.connections,
+                options.warmup,
+                options.requests
+            ),
+            (8, 2, 10, 500)
+        );
+        assert_eq!(options.speedup, 3.0);
+        let fixed = run_args(&["run", "--scenario", "noop", "--rps", "250"])
+            .to_options()
+            .expect("valid");
+        assert_eq!(fixed.rps, Some(250.0));
+    }
+
+    #[test]
+    fn usage_mistakes_are_caught() {
+        assert!(parse(&["run"]).is_err(), "--scenario is required");
+        assert!(parse(&["run", "--scenario", "bogus"]).is_err());
+        let remote = run_args(&[
+            "run",
+            "--scenario",
+            "poll",
+            "--target",
+            "http://203.0.113.7:50051",
+        ]);
+        assert!(
+            remote
+                .to_options()
+                .expect_err("invalid")
+                .contains("--allow-remote")
+        );
+        let allowed = run_args(&[
+            "run",
+            "--scenario",
+            "poll",
+            "--target",
+            "http://203.0.113.7:50051",
+            "--allow-remote",
+        ]);
+        assert!(allowed.to_options().is_ok());
+        let upload = run_args(&["run", "--scenario", "upload"]);
+        if std::env::var_os("EXPOSURE_TOKEN").is_none() {
+            assert!(
+                upload
+                    .to_options()
+                    .expect_err("invalid")
+                    .contains("--token")
+            );
+        }
+        let error_rate = run_args(&["run", "--scenario", "poll", "--max-error-rate", "5"]);
+        assert!(
+            error_rate
+                .to_options()
+                .expect_err("invalid")
+                .contains("fraction")
+        );
+        assert!(
+            parse(&["demo"]).is_err() || std::env::var_os("EXPOSURE_TOKEN").is_some(),
+            "demo needs --token"
+        );
+    }
+
+    #[test]
+    fn help_documents_the_province_model_and_exit_codes() {
+        use clap::CommandFactory as _;
+        let mut command = Cli::command();
+        let run = command.find_subcommand_mut("run").expect("run subcommand");
+        let help = run.render_long_help().to_string();
+        for expected in [
+            "208.7/s",
+            "751,416",
+            "55.7/s",
+            "--speedup",
+            "2   an SLO",
+            "64  bad usage",
+        ] {
+            assert!(help.contains(expected), "missing {expected:?}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        assert_eq!(ExitStatus::Success.code(), 0);
+        assert_eq!(ExitStatus::SloBreached.code(), 2);
+        assert_eq!(ExitStatus::Usage.code(), 64);
+    }
+}

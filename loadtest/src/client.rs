@@ -1,0 +1,144 @@
+//! Connections to the target and the generated gRPC clients that ride on them.
+//!
+//! A run opens `--connections` HTTP/2 channels up front (so an unreachable target fails before any
+//! measurement) and spreads its workers over them round-robin: many in-flight RPCs share one
+//! channel as HTTP/2 streams, the way ghz's `--connections` works.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use exposure_proto::v1::distribution_client::DistributionClient;
+use exposure_proto::v1::key_upload_client::KeyUploadClient;
+use tonic::Request;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::target::Target;
+
+/// How long opening one channel may take before the run is abandoned.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A health authority's bearer token, sent as `authorization: Bearer <token>` (DESIGN.md section
+/// 7). Its `Debug` output is redacted so that it never reaches a log or a report.
+#[derive(Clone)]
+pub struct BearerToken {
+    header: AsciiMetadataValue,
+}
+
+impl BearerToken {
+    /// Wraps a token; fails when it cannot travel in an HTTP header (non-visible ASCII).
+    pub fn new(token: &str) -> anyhow::Result<Self> {
+        let token = token.trim();
+        anyhow::ensure!(!token.is_empty(), "the token is empty");
+        let mut header: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| {
+                anyhow::anyhow!("the token contains characters that cannot be sent in a header")
+            })?;
+        header.set_sensitive(true);
+        Ok(BearerToken { header })
+    }
+
+    /// Adds the `authorization` entry to a request's metadata.
+    pub fn authorize<T>(&self, request: &mut Request<T>) {
+        request
+            .metadata_mut()
+            .insert("authorization", self.header.clone());
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// The channels of one run.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    channels: Vec<Channel>,
+}
+
+impl Connections {
+    /// Opens `count` channels (at least one) to `target`, failing if any cannot connect within
+    /// [`CONNECT_TIMEOUT`].
+    pub async fn open(target: &Target, count: usize) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from(target.uri().clone())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let mut channels = Vec::with_capacity(count.max(1));
+        for _ in 0..count.max(1) {
+            let channel = endpoint
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {target}: is the server running?"))?;
+            channels.push(channel);
+        }
+        Ok(Connections { channels })
+    }
+
+    /// Returns the channel that worker `worker` uses (round-robin).
+    pub fn channel(&self, worker: usize) -> Channel {
+        self.channels[worker % self.channels.len()].clone()
+    }
+
+    /// Returns the number of open channels.
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Returns true when no channel is open (never, once `open` succeeded).
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+}
+
+/// The three generated clients a worker needs, all on one channel.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// `exposure.v1.KeyUpload`, for authority uploads.
+    pub upload: KeyUploadClient<Channel>,
+    /// `exposure.v1.Distribution`, for what phones do.
+    pub distribution: DistributionClient<Channel>,
+    /// `grpc.health.v1.Health`, the cheapest RPC the server has (the `noop` scenario).
+    pub health: HealthClient<Channel>,
+}
+
+impl Clients {
+    /// Builds the clients on `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Clients {
+            upload: KeyUploadClient::new(channel.clone()),
+            distribution: DistributionClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_redacted_in_debug_output() {
+        let token = BearerToken::new("s3cr3t-token-value").expect("token");
+        let printed = format!("{token:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+    }
+
+    #[test]
+    fn token_goes_into_the_authorization_header() {
+        let token = BearerToken::new(" abc ").expect("token");
+        let mut request = Request::new(());
+        token.authorize(&mut request);
+        let header = request.metadata().get("authorization").expect("header");
+        assert_eq!(header.to_str().expect("ascii"), "Bearer abc");
+    }
+
+    #[test]
+    fn unusable_tokens_are_refused() {
+        assert!(BearerToken::new("").is_err());
+        assert!(BearerToken::new("line\nbreak").is_err());
+    }
+}

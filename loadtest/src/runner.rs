@@ -1,0 +1,370 @@
+//! Runs one scenario against the target: opens the channels, prepares the workload, starts
+//! `--concurrency` workers that take tickets from the schedule until it runs dry, and returns the
+//! report.
+//!
+//! A run always ends by itself: the schedule stops at `--warmup + --requests` tickets or at
+//! `--duration`, whichever comes first, and every request is bounded by `--timeout`, so a run
+//! lasts at most `--duration + --timeout`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tonic::Status;
+
+use crate::client::{BearerToken, Clients, Connections};
+use crate::progress::Progress;
+use crate::recorder::{Recorder, Sample};
+use crate::report::{Report, Settings};
+use crate::scenario::province::THAI_BINH;
+use crate::scenario::{CallResult, Outcome, Scenario, Workload};
+use crate::schedule::{Bounds, Pace, Schedule};
+use crate::target::Target;
+
+/// Region used when `--region` is not given: Thái Bình, the province of DESIGN.md section 9.
+pub const DEFAULT_REGION: &str = "VN-TB";
+/// Wall time of a run when `--duration` is not given.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Measured requests of a run at most when `--requests` is not given.
+pub const DEFAULT_REQUESTS: u64 = 1_000_000;
+/// Requests in flight when `--concurrency` is not given (ghz's default).
+pub const DEFAULT_CONCURRENCY: usize = 50;
+/// HTTP/2 channels when `--connections` is not given (ghz's default).
+pub const DEFAULT_CONNECTIONS: usize = 1;
+/// Per-request timeout when `--timeout` is not given (ghz's default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Everything a run needs to know.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The server to drive.
+    pub target: Target,
+    /// What to send.
+    pub scenario: Scenario,
+    /// The authority token, required by `upload` and `province`.
+    pub token: Option<BearerToken>,
+    /// The region requests name.
+    pub region: String,
+    /// Wall time of the whole run at most, warmup included.
+    pub duration: Duration,
+    /// Measured requests at most (after the warmup).
+    pub requests: u64,
+    /// Workers, that is requests in flight at most.
+    pub concurrency: usize,
+    /// HTTP/2 channels the workers share.
+    pub connections: usize,
+    /// Fixed rate in requests per second; `None` runs a closed loop. Not for `province`.
+    pub rps: Option<f64>,
+    /// Requests sent first and left out of the statistics.
+    pub warmup: u64,
+    /// Province load multiplier; only `province` accepts a value other than 1.
+    pub speedup: f64,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Shows a progress bar (the CLI sets it when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// Returns the defaults for `scenario` against `target`.
+    pub fn new(target: Target, scenario: Scenario) -> Self {
+        RunOptions {
+            target,
+            scenario,
+            token: None,
+            region: DEFAULT_REGION.to_owned(),
+            duration: DEFAULT_DURATION,
+            requests: DEFAULT_REQUESTS,
+            concurrency: DEFAULT_CONCURRENCY,
+            connections: DEFAULT_CONNECTIONS,
+            rps: None,
+            warmup: 0,
+            speedup: 1.0,
+            timeout: DEFAULT_TIMEOUT,
+            progress: false,
+        }
+    }
+
+    /// Checks that the options make sense together; the message says which flag is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.scenario.needs_token() && self.token.is_none() {
+            return Err(format!(
+                "the {} scenario uploads keys: --token is required",
+                self.scenario
+            ));
+        }
+        if self.concurrency == 0 || self.connections == 0 {
+            return Err("--concurrency and --connections must be at least 1".to_owned());
+        }
+        if self.duration.is_zero() || self.timeout.is_zero() {
+            return Err("--duration and --timeout must be positive".to_owned());
+        }
+        if let Some(rate) = self.rps {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err("--rps must be a positive number".to_owned());
+            }
+            if self.scenario == Scenario::Province {
+                return Err(
+                    "the province scenario sets its own rates: use --speedup instead of --rps"
+                        .to_owned(),
+                );
+            }
+        }
+        if !(self.speedup.is_finite() && self.speedup > 0.0) {
+            return Err("--speedup must be a positive number".to_owned());
+        }
+        if self.speedup != 1.0 && self.scenario != Scenario::Province {
+            return Err("--speedup only applies to the province scenario".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Returns how requests are paced.
+    pub fn pace(&self) -> Pace {
+        match (self.scenario.rpc(), self.rps) {
+            (Some(kind), None) => Pace::ClosedLoop { kind },
+            (Some(kind), Some(rate)) => Pace::FixedRate {
+                streams: vec![(kind, rate)],
+            },
+            (None, _) => Pace::FixedRate {
+                streams: THAI_BINH.rates(self.speedup),
+            },
+        }
+    }
+
+    /// Returns the settings the report echoes (never the token).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            region: self.region.clone(),
+            concurrency: self.concurrency,
+            connections: self.connections,
+            rate_rps: self
+                .pace()
+                .total_rate()
+                .map(|rate| crate::report::round(rate, 4)),
+            speedup: (self.scenario == Scenario::Province).then_some(self.speedup),
+            requests: self.requests,
+            max_duration_s: self.duration.as_secs_f64(),
+            warmup: self.warmup,
+            timeout_s: self.timeout.as_secs_f64(),
+        }
+    }
+}
+
+/// Runs `options.scenario` against the target and returns what was measured. Fails only when
+/// the run cannot start (bad options, unreachable target, nothing to download); failed requests
+/// are part of the report, not errors.
+pub async fn run_scenario(options: &RunOptions) -> anyhow::Result<Report> {
+    options.validate().map_err(anyhow::Error::msg)?;
+    let connections = Connections::open(&options.target, options.connections).await?;
+    let mut setup_clients = Clients::new(connections.channel(0));
+    let workload = Workload::prepare(
+        options.scenario,
+        &options.region,
+        options.token.clone(),
+        &mut setup_clients,
+    )
+    .await?;
+
+    let bounds = Bounds {
+        warmup: options.warmup,
+        requests: options.requests,
+        duration: options.duration,
+    };
+    let started = Instant::now();
+    let schedule = Arc::new(Schedule::new(options.pace(), bounds, started));
+    let recorder = Arc::new(Mutex::new(Recorder::new(started, options.duration)));
+    let answered = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start(
+        options.progress,
+        started,
+        options.duration,
+        Arc::clone(&answered),
+    );
+
+    let mut workers = JoinSet::new();
+    for index in 0..options.concurrency {
+        let worker = Worker {
+            schedule: Arc::clone(&schedule),
+            workload: workload.clone(),
+            clients: Clients::new(connections.channel(index)),
+            recorder: Arc::clone(&recorder),
+            answered: Arc::clone(&answered),
+            timeout: options.timeout,
+        };
+        workers.spawn(worker.run());
+    }
+    while let Some(joined) = workers.join_next().await {
+        joined.context("a load-test worker failed")?;
+    }
+    progress.finish();
+
+    let recorder = recorder
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the recorder was poisoned by a failed worker"))?;
+    Ok(recorder.report(
+        options.scenario.name(),
+        &options.target.to_string(),
+        options.settings(),
+        options.scenario.is_mixed(),
+    ))
+}
+
+/// One of the `--concurrency` request loops of a run.
+struct Worker {
+    schedule: Arc<Schedule>,
+    workload: Workload,
+    clients: Clients,
+    recorder: Arc<Mutex<Recorder>>,
+    answered: Arc<AtomicU64>,
+    timeout: Duration,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        loop {
+            let taken = Instant::now();
+            let Some(ticket) = self.schedule.next(taken) else {
+                break;
+            };
+            // A request taken before its due time waits for it and counts from when it is sent
+            // (timer slack is ours, not the server's); one taken late, because every worker was
+            // busy, counts from its due time: the coordinated-omission correction.
+            let late_since = match ticket.due {
+                Some(due) if due > taken => {
+                    tokio::time::sleep_until(due.into()).await;
+                    None
+                }
+                other => other,
+            };
+            let sent = Instant::now();
+            let outcome = match tokio::time::timeout(
+                self.timeout,
+                self.workload.call(ticket.kind, &mut self.clients),
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Called(CallResult::failed(&Status::deadline_exceeded(
+                    "no answer within --timeout",
+                ))),
+            };
+            let answered = Instant::now();
+            self.answered.fetch_add(1, Ordering::Relaxed);
+            let sample = Sample {
+                kind: ticket.kind,
+                measured: ticket.measured,
+                latency_from: late_since.unwrap_or(sent),
+                sent,
+                answered,
+                outcome: &outcome,
+            };
+            match self.recorder.lock() {
+                Ok(mut recorder) => recorder.record(sample),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::RpcKind;
+    use crate::target::DEFAULT_TARGET;
+
+    fn options(scenario: Scenario) -> RunOptions {
+        RunOptions::new(
+            Target::parse(DEFAULT_TARGET, false).expect("target"),
+            scenario,
+        )
+    }
+
+    #[test]
+    fn defaults_are_bounded_and_valid() {
+        let defaults = options(Scenario::Poll);
+        assert_eq!(defaults.duration, Duration::from_secs(10));
+        assert_eq!(defaults.requests, 1_000_000);
+        assert_eq!(defaults.region, "VN-TB");
+        assert_eq!(defaults.validate(), Ok(()));
+        assert_eq!(
+            defaults.pace(),
+            Pace::ClosedLoop {
+                kind: RpcKind::ListBatches
+            }
+        );
+    }
+
+    #[test]
+    fn uploading_scenarios_need_a_token() {
+        assert!(
+            options(Scenario::Upload)
+                .validate()
+                .expect_err("invalid")
+                .contains("--token")
+        );
+        assert!(
+            options(Scenario::Province)
+                .validate()
+                .expect_err("invalid")
+                .contains("--token")
+        );
+        let mut with_token = options(Scenario::Upload);
+        with_token.token = Some(BearerToken::new("t").expect("token"));
+        assert_eq!(with_token.validate(), Ok(()));
+    }
+
+    #[test]
+    fn rate_and_speedup_flags_are_checked() {
+        let mut fixed = options(Scenario::Noop);
+        fixed.rps = Some(500.0);
+        assert_eq!(
+            fixed.pace(),
+            Pace::FixedRate {
+                streams: vec![(RpcKind::HealthCheck, 500.0)]
+            }
+        );
+        assert_eq!(fixed.settings().rate_rps, Some(500.0));
+        fixed.rps = Some(0.0);
+        assert!(fixed.validate().is_err());
+        let mut sped = options(Scenario::Poll);
+        sped.speedup = 2.0;
+        assert!(sped.validate().expect_err("invalid").contains("--speedup"));
+        let mut province = options(Scenario::Province);
+        province.token = Some(BearerToken::new("t").expect("token"));
+        province.speedup = 2.0;
+        assert_eq!(province.validate(), Ok(()));
+        assert!(
+            (province.pace().total_rate().expect("fixed") - 2.0 * THAI_BINH.total_rate(1.0)).abs()
+                < 1e-9
+        );
+        province.rps = Some(100.0);
+        assert!(
+            province
+                .validate()
+                .expect_err("invalid")
+                .contains("--speedup")
+        );
+    }
+
+    #[test]
+    fn settings_never_hold_the_token() {
+        let mut upload = options(Scenario::Upload);
+        upload.token = Some(BearerToken::new("very-secret").expect("token"));
+        let json = serde_json::to_string(&upload.settings()).expect("json");
+        assert!(!json.contains("very-secret"));
+        assert!(!format!("{upload:?}").contains("very-secret"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_target_fails_before_measuring() {
+        // Port 1 on loopback: nothing listens there.
+        let target = Target::parse("http://127.0.0.1:1", false).expect("target");
+        let error = run_scenario(&RunOptions::new(target, Scenario::Noop))
+            .await
+            .expect_err("no server");
+        assert!(format!("{error:#}").contains("cannot connect"), "{error:#}");
+    }
+}

@@ -1,0 +1,194 @@
+//! The server a run drives, and the guard that keeps a load test on this machine unless the
+//! operator says otherwise.
+//!
+//! A load test aimed at the wrong host is a denial-of-service attack, so a target whose host is not
+//! a loopback address (`127.0.0.0/8`, `::1`, `localhost`) is refused unless `--allow-remote` is
+//! given.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use tonic::transport::Uri;
+
+/// The target used when `--target` is not given.
+pub const DEFAULT_TARGET: &str = "http://127.0.0.1:50051";
+
+/// Why a target was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    /// The text is not a URL with a host.
+    Invalid(String),
+    /// The scheme is not `http` (this tool speaks plaintext HTTP/2 only).
+    UnsupportedScheme(String),
+    /// The host is not loopback and `--allow-remote` was not given.
+    NotLoopback(String),
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetError::Invalid(text) => write!(
+                formatter,
+                "invalid target {text:?}: expected a URL such as {DEFAULT_TARGET}"
+            ),
+            TargetError::UnsupportedScheme(scheme) => write!(
+                formatter,
+                "unsupported scheme {scheme:?}: the load test speaks plaintext gRPC (http://); put a TLS-terminating proxy in front of a remote server"
+            ),
+            TargetError::NotLoopback(host) => write!(
+                formatter,
+                "refusing to load-test non-loopback host {host:?}: pass --allow-remote if you own it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+/// A validated gRPC target URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    uri: Uri,
+    host: String,
+}
+
+impl Target {
+    /// Parses `text` (`http://host:port`, or `host:port`, read as `http://host:port`) and refuses a
+    /// non-loopback host unless `allow_remote` is true.
+    pub fn parse(text: &str, allow_remote: bool) -> Result<Self, TargetError> {
+        let with_scheme = if text.contains("://") {
+            text.to_owned()
+        } else {
+            format!("http://{text}")
+        };
+        let uri: Uri = with_scheme
+            .parse()
+            .map_err(|_| TargetError::Invalid(text.to_owned()))?;
+        let scheme = uri.scheme_str().unwrap_or_default();
+        if scheme != "http" {
+            return Err(TargetError::UnsupportedScheme(scheme.to_owned()));
+        }
+        let host = uri
+            .host()
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| TargetError::Invalid(text.to_owned()))?;
+        let host = host.to_owned();
+        if !allow_remote && !is_loopback_host(&host) {
+            return Err(TargetError::NotLoopback(host));
+        }
+        Ok(Target { uri, host })
+    }
+
+    /// Returns the URL as tonic's `Endpoint` takes it.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// Returns the host part (an IPv6 address keeps its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `Uri` prints a trailing `/` for an empty path; operators typed none.
+        let text = self.uri.to_string();
+        formatter.write_str(text.strip_suffix('/').unwrap_or(&text))
+    }
+}
+
+/// Returns true when `host` names this machine: `localhost`, an address in `127.0.0.0/8`, or
+/// `::1` (also IPv4-mapped loopback such as `::ffff:127.0.0.1`).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<IpAddr>() {
+        Ok(address) => address.to_canonical().is_loopback(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "10.0.0.1",
+            "128.0.0.1",
+            "example.com",
+            "localhost.example.com",
+            "[::2]",
+            "0.0.0.0",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn default_target_is_accepted() {
+        let target = Target::parse(DEFAULT_TARGET, false).expect("default target");
+        assert_eq!(target.to_string(), DEFAULT_TARGET);
+        assert_eq!(target.host(), "127.0.0.1");
+    }
+
+    #[test]
+    fn bare_host_port_reads_as_http() {
+        let target = Target::parse("localhost:8080", false).expect("bare target");
+        assert_eq!(target.to_string(), "http://localhost:8080");
+        assert_eq!(
+            Target::parse("[::1]:50051", false).expect("ipv6").host(),
+            "[::1]"
+        );
+    }
+
+    #[test]
+    fn remote_target_needs_allow_remote() {
+        assert_eq!(
+            Target::parse("http://10.1.2.3:50051", false),
+            Err(TargetError::NotLoopback("10.1.2.3".to_owned()))
+        );
+        assert!(Target::parse("http://10.1.2.3:50051", true).is_ok());
+        assert!(matches!(
+            Target::parse("grpc.example.org:443", false),
+            Err(TargetError::NotLoopback(_))
+        ));
+    }
+
+    #[test]
+    fn other_schemes_and_garbage_are_refused() {
+        assert!(matches!(
+            Target::parse("https://127.0.0.1:443", true),
+            Err(TargetError::UnsupportedScheme(_))
+        ));
+        assert!(matches!(
+            Target::parse("http://", true),
+            Err(TargetError::Invalid(_))
+        ));
+        assert!(matches!(
+            Target::parse("not a url", true),
+            Err(TargetError::Invalid(_))
+        ));
+    }
+}
