@@ -160,6 +160,18 @@ pub enum ExitStatus {
     Usage,
 }
 
+impl Cli {
+    /// Parses a command line (the program name first), as the binary does; for tests and
+    /// embedding without depending on clap.
+    pub fn parse_from_args<I, T>(arguments: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        <Cli as Parser>::try_parse_from(arguments)
+    }
+}
+
 impl ExitStatus {
     /// Returns the process exit code (see `--help`).
     pub fn code(self) -> u8 {

@@ -1,0 +1,252 @@
+//! `exposure-loadtest` against a real server: a bounded run of every scenario whose report adds
+//! up with every request `OK`; a wrong token reported as `UNAUTHENTICATED` rather than a crash;
+//! the run bounds (request count, fixed-rate schedule, warmup); SLO flags that exit 2 when
+//! breached; the JSON, summary and SVG outputs; and the demo from upload to confirmed exposure.
+//!
+//! Runs last a second or two each. Nothing here asserts a speed: counts are fixed by the
+//! schedule, not by how fast this machine is.
+
+use std::time::Duration;
+
+use exposure_loadtest::cli::{Cli, ExitStatus, execute};
+use exposure_loadtest::client::BearerToken;
+use exposure_loadtest::demo::{DemoOptions, run_demo};
+use exposure_loadtest::{Report, RunOptions, Scenario, Target, run_scenario};
+use exposure_tests::TestServer;
+
+/// Options for a short run of `scenario` against `server`.
+fn options(server: &TestServer, scenario: Scenario) -> RunOptions {
+    let mut options = RunOptions::new(Target::parse(&server.url, false).expect("loopback target"), scenario);
+    options.token = Some(BearerToken::new(&server.token).expect("token"));
+    options.duration = Duration::from_millis(1500);
+    options.concurrency = 4;
+    options.connections = 2;
+    options
+}
+
+/// Checks that a report adds up and that every measured request succeeded.
+fn assert_clean(report: &Report) {
+    assert!(report.count > 0, "{} measured nothing", report.scenario);
+    assert_eq!(report.errors, 0, "{}: {:?}", report.scenario, report.error_distribution);
+    assert!(report.error_distribution.is_empty());
+    assert_eq!(report.status_codes.len(), 1, "only OK: {:?}", report.status_codes);
+    assert_eq!(report.status_codes.get("OK"), Some(&report.count));
+    assert_eq!(report.histogram.iter().map(|bucket| bucket.count).sum::<u64>(), report.count);
+    let latency = &report.latency_ms;
+    assert!(latency.min <= latency.p50 && latency.p50 <= latency.p90, "{latency:?}");
+    assert!(latency.p90 <= latency.p99 && latency.p99 <= latency.p999 && latency.p999 <= latency.max, "{latency:?}");
+    assert!(report.duration_s > 0.0);
+    let expected_rps = report.count as f64 / report.duration_s;
+    assert!((report.rps - expected_rps).abs() <= 0.01 * expected_rps + 0.01, "{} vs {expected_rps}", report.rps);
+    assert!(report.timeline.iter().map(|point| point.rps).sum::<f64>() > 0.0);
+}
+
+/// Uploads a few cases with the tool and waits until the publisher has published a batch.
+async fn publish_something(server: &TestServer) {
+    let mut upload = options(server, Scenario::Upload);
+    upload.requests = 3;
+    upload.concurrency = 1;
+    assert_clean(&run_scenario(&upload).await.expect("upload run"));
+    server.wait_for_batches(|listing| !listing.batches.is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_run_stores_every_case() {
+    let server = TestServer::start().await;
+    let report = run_scenario(&options(&server, Scenario::Upload)).await.expect("upload run");
+    assert_clean(&report);
+    assert_eq!(report.scenario, "upload");
+    assert!(report.per_rpc.is_none(), "single-RPC scenarios have no per_rpc");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_run_lists_batches() {
+    let server = TestServer::start().await;
+    publish_something(&server).await;
+    let report = run_scenario(&options(&server, Scenario::Poll)).await.expect("poll run");
+    assert_clean(&report);
+    assert!(report.bytes_received > 0, "listings carry the published batch");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_run_streams_published_batches() {
+    let server = TestServer::start().await;
+    let nothing_yet = run_scenario(&options(&server, Scenario::Download)).await.expect_err("nothing published");
+    assert!(format!("{nothing_yet:#}").contains("no batch is published"), "{nothing_yet:#}");
+    publish_something(&server).await;
+    let report = run_scenario(&options(&server, Scenario::Download)).await.expect("download run");
+    assert_clean(&report);
+    assert!(report.bytes_received >= report.count * 1000, "every download is a whole batch file");
+    assert!(report.throughput_mb_s > 0.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_run_fetches_buckets() {
+    let server = TestServer::start().await;
+    publish_something(&server).await;
+    let report = run_scenario(&options(&server, Scenario::Confirm)).await.expect("confirm run");
+    assert_clean(&report);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noop_run_checks_health() {
+    let server = TestServer::start().await;
+    let report = run_scenario(&options(&server, Scenario::Noop)).await.expect("noop run");
+    assert_clean(&report);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn province_run_mixes_every_rpc() {
+    let server = TestServer::start().await;
+    publish_something(&server).await;
+    let mut province = options(&server, Scenario::Province);
+    province.duration = Duration::from_secs(2);
+    province.concurrency = 16;
+    let report = run_scenario(&province).await.expect("province run");
+    assert_clean(&report);
+    assert_eq!(report.skipped, 0, "a batch was published, so every download had one to fetch");
+    let per_rpc = report.per_rpc.as_ref().expect("mixed scenarios report per RPC");
+    assert_eq!(per_rpc.values().map(|rpc| rpc.count).sum::<u64>(), report.count);
+    assert_eq!(per_rpc.values().map(|rpc| rpc.errors).sum::<u64>(), 0);
+    // Every stream starts at t = 0: one upload, then 208.7 polls/s and downloads/s, 55.7 confirms/s
+    // for 2 s. The counts follow from the schedule, not from this machine's speed.
+    assert_eq!(per_rpc["UploadDiagnosisKeys"].count, 1);
+    assert_eq!(per_rpc["ListBatches"].count, 418);
+    assert_eq!(per_rpc["GetBatch"].count, 418);
+    assert_eq!(per_rpc["GetConfirmBucket"].count, 112);
+    assert!(per_rpc["GetBatch"].bytes_received > 0);
+    assert_eq!(report.settings.speedup, Some(1.0));
+    assert!(report.service_time_ms.is_some(), "province runs at a fixed rate");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_is_reported_as_unauthenticated() {
+    let server = TestServer::start().await;
+    let mut upload = options(&server, Scenario::Upload);
+    upload.token = Some(BearerToken::new("not-the-authority-token").expect("token"));
+    upload.requests = 25;
+    let report = run_scenario(&upload).await.expect("the run itself succeeds");
+    assert_eq!(report.count, 25);
+    assert_eq!(report.errors, 25);
+    assert_eq!(report.status_codes.get("UNAUTHENTICATED"), Some(&25), "{:?}", report.status_codes);
+    assert_eq!(report.error_distribution.values().sum::<u64>(), 25);
+    assert!(report.error_distribution.keys().all(|error| error.starts_with("UNAUTHENTICATED")));
+    let json = serde_json::to_string(&report).expect("json");
+    assert!(!json.contains("not-the-authority-token"), "the token never reaches the report");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_stop_at_their_request_count_and_leave_warmup_out() {
+    let server = TestServer::start().await;
+    let mut counted = options(&server, Scenario::Noop);
+    counted.duration = Duration::from_secs(60);
+    counted.requests = 200;
+    counted.warmup = 50;
+    let report = run_scenario(&counted).await.expect("noop run");
+    assert_clean(&report);
+    assert_eq!(report.count, 200, "warmup requests are not counted");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_rate_sends_exactly_the_scheduled_requests() {
+    let server = TestServer::start().await;
+    let mut fixed = options(&server, Scenario::Poll);
+    fixed.rps = Some(200.0);
+    let report = run_scenario(&fixed).await.expect("poll run");
+    assert_clean(&report);
+    assert_eq!(report.count, 300, "1.5 s at 200/s");
+    assert_eq!(report.settings.rate_rps, Some(200.0));
+    let service = report.service_time_ms.expect("fixed-rate runs report uncorrected service time too");
+    assert!(service.p50 <= report.latency_ms.p50 + 0.001, "corrected latency is never below service time");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_writes_json_and_plot_and_passes_a_met_slo() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("report.json");
+    let plot_path = dir.path().join("plot.svg");
+    let cli = Cli::parse_from_args([
+        "exposure-loadtest", "run", "--target", server.url.as_str(), "--scenario", "noop", "--duration", "1s",
+        "--concurrency", "4", "--format", "json", "--output", json_path.to_str().expect("utf-8 path"),
+        "--plot", plot_path.to_str().expect("utf-8 path"), "--max-error-rate", "0.0", "--min-rps", "1",
+    ])
+    .expect("valid command line");
+    assert_eq!(execute(cli).await.expect("run"), ExitStatus::Success);
+
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).expect("report written")).expect("json");
+    for field in ["scenario", "count", "errors", "duration_s", "rps", "latency_ms", "status_codes", "histogram"] {
+        assert!(json.get(field).is_some(), "missing {field} in {json}");
+    }
+    for percentile in ["p50", "p75", "p90", "p95", "p99", "p999", "max", "min", "mean"] {
+        assert!(json["latency_ms"][percentile].is_number(), "latency_ms.{percentile}");
+    }
+    assert_eq!(json["scenario"], "noop");
+    assert_eq!(json["errors"], 0);
+    assert_eq!(json["status_codes"]["OK"], json["count"]);
+    assert_eq!(json["slo"]["passed"], true);
+    let svg = std::fs::read_to_string(&plot_path).expect("plot written");
+    assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breached_slo_exits_with_status_2() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("report.json");
+    // No gRPC call answers in a nanosecond, and no 2-core machine does a billion a second.
+    for slo in [["--p99-max-ms", "0.000001"], ["--min-rps", "1000000000"]] {
+        let cli = Cli::parse_from_args([
+            "exposure-loadtest", "run", "--target", server.url.as_str(), "--scenario", "noop", "--requests", "50",
+            "--format", "json", "--output", json_path.to_str().expect("utf-8 path"), slo[0], slo[1],
+        ])
+        .expect("valid command line");
+        assert_eq!(execute(cli).await.expect("run"), ExitStatus::SloBreached, "{slo:?}");
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).expect("report")).expect("json");
+        assert_eq!(json["slo"]["passed"], false);
+        assert!(json["slo"]["verdict"].as_str().expect("verdict").starts_with("SLO BREACH"));
+    }
+    // Errors breach --max-error-rate: every upload with a wrong token fails.
+    let cli = Cli::parse_from_args([
+        "exposure-loadtest", "run", "--target", server.url.as_str(), "--scenario", "upload", "--token", "wrong",
+        "--requests", "10", "--output", json_path.to_str().expect("utf-8 path"), "--max-error-rate", "0.01",
+    ])
+    .expect("valid command line");
+    assert_eq!(execute(cli).await.expect("run"), ExitStatus::SloBreached);
+    assert_eq!(ExitStatus::SloBreached.code(), 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_tells_the_whole_story() {
+    let server = TestServer::start().await;
+    let options = DemoOptions::new(
+        Target::parse(&server.url, false).expect("target"),
+        BearerToken::new(&server.token).expect("token"),
+        exposure_tests::REGION,
+        Duration::from_secs(30),
+    );
+    let mut transcript = Vec::new();
+    let outcome = run_demo(&options, &mut transcript).await.expect("demo");
+    let transcript = String::from_utf8(transcript).expect("utf-8");
+    assert!(outcome.exposed_phone_hits >= 1, "{transcript}");
+    assert!(outcome.exposed_phone_confirmed, "{transcript}");
+    assert!(!outcome.other_phone_confirmed, "{transcript}");
+    assert!(outcome.batch_bytes > 0 && outcome.batch_sequence >= 1);
+    for step in 1..=8 {
+        assert!(transcript.contains(&format!("[{step}/8]")), "step {step} missing:\n{transcript}");
+    }
+    assert!(transcript.contains("exposure CONFIRMED"), "{transcript}");
+    assert!(!transcript.contains(&server.token), "the token is never printed");
+    server.stop().await;
+}
