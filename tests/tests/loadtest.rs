@@ -16,7 +16,10 @@ use exposure_tests::TestServer;
 
 /// Options for a short run of `scenario` against `server`.
 fn options(server: &TestServer, scenario: Scenario) -> RunOptions {
-    let mut options = RunOptions::new(Target::parse(&server.url, false).expect("loopback target"), scenario);
+    let mut options = RunOptions::new(
+        Target::parse(&server.url, false).expect("loopback target"),
+        scenario,
+    );
     options.token = Some(BearerToken::new(&server.token).expect("token"));
     options.duration = Duration::from_millis(1500);
     options.concurrency = 4;
@@ -27,17 +30,43 @@ fn options(server: &TestServer, scenario: Scenario) -> RunOptions {
 /// Checks that a report adds up and that every measured request succeeded.
 fn assert_clean(report: &Report) {
     assert!(report.count > 0, "{} measured nothing", report.scenario);
-    assert_eq!(report.errors, 0, "{}: {:?}", report.scenario, report.error_distribution);
+    assert_eq!(
+        report.errors, 0,
+        "{}: {:?}",
+        report.scenario, report.error_distribution
+    );
     assert!(report.error_distribution.is_empty());
-    assert_eq!(report.status_codes.len(), 1, "only OK: {:?}", report.status_codes);
+    assert_eq!(
+        report.status_codes.len(),
+        1,
+        "only OK: {:?}",
+        report.status_codes
+    );
     assert_eq!(report.status_codes.get("OK"), Some(&report.count));
-    assert_eq!(report.histogram.iter().map(|bucket| bucket.count).sum::<u64>(), report.count);
+    assert_eq!(
+        report
+            .histogram
+            .iter()
+            .map(|bucket| bucket.count)
+            .sum::<u64>(),
+        report.count
+    );
     let latency = &report.latency_ms;
-    assert!(latency.min <= latency.p50 && latency.p50 <= latency.p90, "{latency:?}");
-    assert!(latency.p90 <= latency.p99 && latency.p99 <= latency.p999 && latency.p999 <= latency.max, "{latency:?}");
+    assert!(
+        latency.min <= latency.p50 && latency.p50 <= latency.p90,
+        "{latency:?}"
+    );
+    assert!(
+        latency.p90 <= latency.p99 && latency.p99 <= latency.p999 && latency.p999 <= latency.max,
+        "{latency:?}"
+    );
     assert!(report.duration_s > 0.0);
     let expected_rps = report.count as f64 / report.duration_s;
-    assert!((report.rps - expected_rps).abs() <= 0.01 * expected_rps + 0.01, "{} vs {expected_rps}", report.rps);
+    assert!(
+        (report.rps - expected_rps).abs() <= 0.01 * expected_rps + 0.01,
+        "{} vs {expected_rps}",
+        report.rps
+    );
     assert!(report.timeline.iter().map(|point| point.rps).sum::<f64>() > 0.0);
 }
 
@@ -47,16 +76,23 @@ async fn publish_something(server: &TestServer) {
     upload.requests = 3;
     upload.concurrency = 1;
     assert_clean(&run_scenario(&upload).await.expect("upload run"));
-    server.wait_for_batches(|listing| !listing.batches.is_empty()).await;
+    server
+        .wait_for_batches(|listing| !listing.batches.is_empty())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_run_stores_every_case() {
     let server = TestServer::start().await;
-    let report = run_scenario(&options(&server, Scenario::Upload)).await.expect("upload run");
+    let report = run_scenario(&options(&server, Scenario::Upload))
+        .await
+        .expect("upload run");
     assert_clean(&report);
     assert_eq!(report.scenario, "upload");
-    assert!(report.per_rpc.is_none(), "single-RPC scenarios have no per_rpc");
+    assert!(
+        report.per_rpc.is_none(),
+        "single-RPC scenarios have no per_rpc"
+    );
     server.stop().await;
 }
 
@@ -64,21 +100,36 @@ async fn upload_run_stores_every_case() {
 async fn poll_run_lists_batches() {
     let server = TestServer::start().await;
     publish_something(&server).await;
-    let report = run_scenario(&options(&server, Scenario::Poll)).await.expect("poll run");
+    let report = run_scenario(&options(&server, Scenario::Poll))
+        .await
+        .expect("poll run");
     assert_clean(&report);
-    assert!(report.bytes_received > 0, "listings carry the published batch");
+    assert!(
+        report.bytes_received > 0,
+        "listings carry the published batch"
+    );
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_run_streams_published_batches() {
     let server = TestServer::start().await;
-    let nothing_yet = run_scenario(&options(&server, Scenario::Download)).await.expect_err("nothing published");
-    assert!(format!("{nothing_yet:#}").contains("no batch is published"), "{nothing_yet:#}");
+    let nothing_yet = run_scenario(&options(&server, Scenario::Download))
+        .await
+        .expect_err("nothing published");
+    assert!(
+        format!("{nothing_yet:#}").contains("no batch is published"),
+        "{nothing_yet:#}"
+    );
     publish_something(&server).await;
-    let report = run_scenario(&options(&server, Scenario::Download)).await.expect("download run");
+    let report = run_scenario(&options(&server, Scenario::Download))
+        .await
+        .expect("download run");
     assert_clean(&report);
-    assert!(report.bytes_received >= report.count * 1000, "every download is a whole batch file");
+    assert!(
+        report.bytes_received >= report.count * 1000,
+        "every download is a whole batch file"
+    );
     assert!(report.throughput_mb_s > 0.0);
     server.stop().await;
 }
@@ -87,7 +138,9 @@ async fn download_run_streams_published_batches() {
 async fn confirm_run_fetches_buckets() {
     let server = TestServer::start().await;
     publish_something(&server).await;
-    let report = run_scenario(&options(&server, Scenario::Confirm)).await.expect("confirm run");
+    let report = run_scenario(&options(&server, Scenario::Confirm))
+        .await
+        .expect("confirm run");
     assert_clean(&report);
     server.stop().await;
 }
@@ -95,7 +148,9 @@ async fn confirm_run_fetches_buckets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noop_run_checks_health() {
     let server = TestServer::start().await;
-    let report = run_scenario(&options(&server, Scenario::Noop)).await.expect("noop run");
+    let report = run_scenario(&options(&server, Scenario::Noop))
+        .await
+        .expect("noop run");
     assert_clean(&report);
     server.stop().await;
 }
@@ -109,9 +164,18 @@ async fn province_run_mixes_every_rpc() {
     province.concurrency = 16;
     let report = run_scenario(&province).await.expect("province run");
     assert_clean(&report);
-    assert_eq!(report.skipped, 0, "a batch was published, so every download had one to fetch");
-    let per_rpc = report.per_rpc.as_ref().expect("mixed scenarios report per RPC");
-    assert_eq!(per_rpc.values().map(|rpc| rpc.count).sum::<u64>(), report.count);
+    assert_eq!(
+        report.skipped, 0,
+        "a batch was published, so every download had one to fetch"
+    );
+    let per_rpc = report
+        .per_rpc
+        .as_ref()
+        .expect("mixed scenarios report per RPC");
+    assert_eq!(
+        per_rpc.values().map(|rpc| rpc.count).sum::<u64>(),
+        report.count
+    );
     assert_eq!(per_rpc.values().map(|rpc| rpc.errors).sum::<u64>(), 0);
     // Every stream starts at t = 0: one upload, then 208.7 polls/s and downloads/s, 55.7 confirms/s
     // for 2 s. The counts follow from the schedule, not from this machine's speed.
@@ -121,7 +185,10 @@ async fn province_run_mixes_every_rpc() {
     assert_eq!(per_rpc["GetConfirmBucket"].count, 112);
     assert!(per_rpc["GetBatch"].bytes_received > 0);
     assert_eq!(report.settings.speedup, Some(1.0));
-    assert!(report.service_time_ms.is_some(), "province runs at a fixed rate");
+    assert!(
+        report.service_time_ms.is_some(),
+        "province runs at a fixed rate"
+    );
     server.stop().await;
 }
 
@@ -131,14 +198,29 @@ async fn wrong_token_is_reported_as_unauthenticated() {
     let mut upload = options(&server, Scenario::Upload);
     upload.token = Some(BearerToken::new("not-the-authority-token").expect("token"));
     upload.requests = 25;
-    let report = run_scenario(&upload).await.expect("the run itself succeeds");
+    let report = run_scenario(&upload)
+        .await
+        .expect("the run itself succeeds");
     assert_eq!(report.count, 25);
     assert_eq!(report.errors, 25);
-    assert_eq!(report.status_codes.get("UNAUTHENTICATED"), Some(&25), "{:?}", report.status_codes);
+    assert_eq!(
+        report.status_codes.get("UNAUTHENTICATED"),
+        Some(&25),
+        "{:?}",
+        report.status_codes
+    );
     assert_eq!(report.error_distribution.values().sum::<u64>(), 25);
-    assert!(report.error_distribution.keys().all(|error| error.starts_with("UNAUTHENTICATED")));
+    assert!(
+        report
+            .error_distribution
+            .keys()
+            .all(|error| error.starts_with("UNAUTHENTICATED"))
+    );
     let json = serde_json::to_string(&report).expect("json");
-    assert!(!json.contains("not-the-authority-token"), "the token never reaches the report");
+    assert!(
+        !json.contains("not-the-authority-token"),
+        "the token never reaches the report"
+    );
     server.stop().await;
 }
 
@@ -164,8 +246,13 @@ async fn fixed_rate_sends_exactly_the_scheduled_requests() {
     assert_clean(&report);
     assert_eq!(report.count, 300, "1.5 s at 200/s");
     assert_eq!(report.settings.rate_rps, Some(200.0));
-    let service = report.service_time_ms.expect("fixed-rate runs report uncorrected service time too");
-    assert!(service.p50 <= report.latency_ms.p50 + 0.001, "corrected latency is never below service time");
+    let service = report
+        .service_time_ms
+        .expect("fixed-rate runs report uncorrected service time too");
+    assert!(
+        service.p50 <= report.latency_ms.p50 + 0.001,
+        "corrected latency is never below service time"
+    );
     server.stop().await;
 }
 
@@ -176,19 +263,51 @@ async fn command_line_writes_json_and_plot_and_passes_a_met_slo() {
     let json_path = dir.path().join("report.json");
     let plot_path = dir.path().join("plot.svg");
     let cli = Cli::parse_from_args([
-        "exposure-loadtest", "run", "--target", server.url.as_str(), "--scenario", "noop", "--duration", "1s",
-        "--concurrency", "4", "--format", "json", "--output", json_path.to_str().expect("utf-8 path"),
-        "--plot", plot_path.to_str().expect("utf-8 path"), "--max-error-rate", "0.0", "--min-rps", "1",
+        "exposure-loadtest",
+        "run",
+        "--target",
+        server.url.as_str(),
+        "--scenario",
+        "noop",
+        "--duration",
+        "1s",
+        "--concurrency",
+        "4",
+        "--format",
+        "json",
+        "--output",
+        json_path.to_str().expect("utf-8 path"),
+        "--plot",
+        plot_path.to_str().expect("utf-8 path"),
+        "--max-error-rate",
+        "0.0",
+        "--min-rps",
+        "1",
     ])
     .expect("valid command line");
     assert_eq!(execute(cli).await.expect("run"), ExitStatus::Success);
 
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).expect("report written")).expect("json");
-    for field in ["scenario", "count", "errors", "duration_s", "rps", "latency_ms", "status_codes", "histogram"] {
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).expect("report written")).expect("json");
+    for field in [
+        "scenario",
+        "count",
+        "errors",
+        "duration_s",
+        "rps",
+        "latency_ms",
+        "status_codes",
+        "histogram",
+    ] {
         assert!(json.get(field).is_some(), "missing {field} in {json}");
     }
-    for percentile in ["p50", "p75", "p90", "p95", "p99", "p999", "max", "min", "mean"] {
-        assert!(json["latency_ms"][percentile].is_number(), "latency_ms.{percentile}");
+    for percentile in [
+        "p50", "p75", "p90", "p95", "p99", "p999", "max", "min", "mean",
+    ] {
+        assert!(
+            json["latency_ms"][percentile].is_number(),
+            "latency_ms.{percentile}"
+        );
     }
     assert_eq!(json["scenario"], "noop");
     assert_eq!(json["errors"], 0);
@@ -207,19 +326,53 @@ async fn breached_slo_exits_with_status_2() {
     // No gRPC call answers in a nanosecond, and no 2-core machine does a billion a second.
     for slo in [["--p99-max-ms", "0.000001"], ["--min-rps", "1000000000"]] {
         let cli = Cli::parse_from_args([
-            "exposure-loadtest", "run", "--target", server.url.as_str(), "--scenario", "noop", "--requests", "50",
-            "--format", "json", "--output", json_path.to_str().expect("utf-8 path"), slo[0], slo[1],
+            "exposure-loadtest",
+            "run",
+            "--target",
+            server.url.as_str(),
+            "--scenario",
+            "noop",
+            "--requests",
+            "50",
+            "--format",
+            "json",
+            "--output",
+            json_path.to_str().expect("utf-8 path"),
+            slo[0],
+            slo[1],
         ])
         .expect("valid command line");
-        assert_eq!(execute(cli).await.expect("run"), ExitStatus::SloBreached, "{slo:?}");
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).expect("report")).expect("json");
+        assert_eq!(
+            execute(cli).await.expect("run"),
+            ExitStatus::SloBreached,
+            "{slo:?}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json_path).expect("report")).expect("json");
         assert_eq!(json["slo"]["passed"], false);
-        assert!(json["slo"]["verdict"].as_str().expect("verdict").starts_with("SLO BREACH"));
+        assert!(
+            json["slo"]["verdict"]
+                .as_str()
+                .expect("verdict")
+                .starts_with("SLO BREACH")
+        );
     }
     // Errors breach --max-error-rate: every upload with a wrong token fails.
     let cli = Cli::parse_from_args([
-        "exposure-loadtest", "run", "--target", server.url.as_str(), "--scenario", "upload", "--token", "wrong",
-        "--requests", "10", "--output", json_path.to_str().expect("utf-8 path"), "--max-error-rate", "0.01",
+        "exposure-loadtest",
+        "run",
+        "--target",
+        server.url.as_str(),
+        "--scenario",
+        "upload",
+        "--token",
+        "wrong",
+        "--requests",
+        "10",
+        "--output",
+        json_path.to_str().expect("utf-8 path"),
+        "--max-error-rate",
+        "0.01",
     ])
     .expect("valid command line");
     assert_eq!(execute(cli).await.expect("run"), ExitStatus::SloBreached);
@@ -244,9 +397,15 @@ async fn demo_tells_the_whole_story() {
     assert!(!outcome.other_phone_confirmed, "{transcript}");
     assert!(outcome.batch_bytes > 0 && outcome.batch_sequence >= 1);
     for step in 1..=8 {
-        assert!(transcript.contains(&format!("[{step}/8]")), "step {step} missing:\n{transcript}");
+        assert!(
+            transcript.contains(&format!("[{step}/8]")),
+            "step {step} missing:\n{transcript}"
+        );
     }
     assert!(transcript.contains("exposure CONFIRMED"), "{transcript}");
-    assert!(!transcript.contains(&server.token), "the token is never printed");
+    assert!(
+        !transcript.contains(&server.token),
+        "the token is never printed"
+    );
     server.stop().await;
 }
