@@ -13,11 +13,15 @@ use crate::tag::{Tag, TaggedElement};
 /// An invalid key is not skipped: the first one found makes the whole call fail, because the
 /// caller (the publisher) must never publish a partial set of a key's identifiers.
 pub fn expand_keys(keys: &[DiagnosisKey]) -> Result<Vec<TaggedElement>, SchemeError> {
-    let per_key: Vec<Vec<TaggedElement>> =
-        keys.par_iter().map(DiagnosisKey::tagged_elements).collect::<Result<_, _>>()?;
-    let total = per_key.iter().map(Vec::len).sum();
+    // A few chunks per thread balance the load without one small vector per key.
+    let chunk_len = keys.len().div_ceil(rayon::current_num_threads() * 4).max(1);
+    let per_chunk: Vec<Vec<TaggedElement>> = keys
+        .par_chunks(chunk_len)
+        .map(expand_keys_sequential)
+        .collect::<Result<_, _>>()?;
+    let total = per_chunk.iter().map(Vec::len).sum();
     let mut elements = Vec::with_capacity(total);
-    for chunk in per_key {
+    for chunk in per_chunk {
         elements.extend_from_slice(&chunk);
     }
     Ok(elements)
@@ -29,7 +33,10 @@ pub fn expand_keys_sequential(keys: &[DiagnosisKey]) -> Result<Vec<TaggedElement
     for key in keys {
         let scheme = key.scheme();
         key.for_each_identifier(|slot_start, identifier| {
-            elements.push(TaggedElement { slot_start, tag: Tag::compute(scheme, slot_start, identifier) });
+            elements.push(TaggedElement {
+                slot_start,
+                tag: Tag::compute(scheme, slot_start, identifier),
+            });
         })?;
     }
     Ok(elements)

@@ -139,7 +139,10 @@ impl fmt::Display for ConfirmDigest {
 fn decode_hex_array<const N: usize>(text: &str) -> Result<[u8; N], TagParseError> {
     let text = text.trim();
     if text.len() != 2 * N {
-        return Err(TagParseError::Length { expected: 2 * N, got: text.chars().count() });
+        return Err(TagParseError::Length {
+            expected: 2 * N,
+            got: text.chars().count(),
+        });
     }
     let mut bytes = [0u8; N];
     hex::decode_to_slice(text, &mut bytes).map_err(|_| TagParseError::NotHex(text.to_owned()))?;
@@ -152,7 +155,24 @@ mod tests {
 
     #[test]
     fn prefix_takes_most_significant_bits_first() {
-        let digest = ConfirmDigest([0b1010_0000, 0xff, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let digest = ConfirmDigest([
+            0b1010_0000,
+            0xff,
+            0x00,
+            0x01,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
         assert_eq!(digest.prefix(0), 0);
         assert_eq!(digest.prefix(1), 1);
         assert_eq!(digest.prefix(3), 0b101);
@@ -164,8 +184,14 @@ mod tests {
     fn hex_round_trip_and_errors() {
         let tag = Tag([7u8; 32]);
         assert_eq!(Tag::from_hex(&tag.to_hex().to_uppercase()), Ok(tag));
-        assert!(matches!(Tag::from_hex("00"), Err(TagParseError::Length { .. })));
-        assert!(matches!(Tag::from_hex(&"zz".repeat(32)), Err(TagParseError::NotHex(_))));
+        assert!(matches!(
+            Tag::from_hex("00"),
+            Err(TagParseError::Length { .. })
+        ));
+        assert!(matches!(
+            Tag::from_hex(&"zz".repeat(32)),
+            Err(TagParseError::NotHex(_))
+        ));
     }
 
     #[test]

@@ -22,9 +22,14 @@ fn rejected(bytes: &[u8], spki: &[u8]) -> Result<BatchError, String> {
 }
 
 fn small_file(signer: &BatchSigner, count: usize, seed: u64) -> Vec<u8> {
-    build_batch(&params(FingerprintWidth::Bits8, 0), &elements(count, seed), signer, &mut rng(seed))
-        .unwrap()
-        .bytes
+    build_batch(
+        &params(FingerprintWidth::Bits8, 0),
+        &elements(count, seed),
+        signer,
+        &mut rng(seed),
+    )
+    .unwrap()
+    .bytes
 }
 
 #[test]
@@ -56,7 +61,10 @@ fn every_truncation_is_rejected() {
     let signer = signer();
     let original = small_file(&signer, 300, 2);
     for length in 0..original.len() {
-        assert!(BatchFile::parse(&original[..length]).is_err(), "truncated to {length}");
+        assert!(
+            BatchFile::parse(&original[..length]).is_err(),
+            "truncated to {length}"
+        );
     }
 }
 

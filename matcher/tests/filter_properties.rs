@@ -32,10 +32,22 @@ fn key_set_strategy() -> impl Strategy<Value = Vec<u64>> {
     ]
 }
 
-fn build(keys: &[u64], width: FingerprintWidth, min_elements: usize, signer: &BatchSigner, seed: u64) -> Vec<u8> {
-    build_batch_from_filter_keys(&params(width, min_elements), keys.to_vec(), Some((1, 2)), signer, &mut rng(seed))
-        .unwrap()
-        .bytes
+fn build(
+    keys: &[u64],
+    width: FingerprintWidth,
+    min_elements: usize,
+    signer: &BatchSigner,
+    seed: u64,
+) -> Vec<u8> {
+    build_batch_from_filter_keys(
+        &params(width, min_elements),
+        keys.to_vec(),
+        Some((1, 2)),
+        signer,
+        &mut rng(seed),
+    )
+    .unwrap()
+    .bytes
 }
 
 proptest! {
@@ -111,14 +123,22 @@ fn assert_within_six_sigma(hits: u64, probes: u64, bits: u32) {
 #[test]
 fn false_positive_rate_8_bits_within_six_sigma() {
     let probes = 2_000_000;
-    assert_within_six_sigma(false_positives(FingerprintWidth::Bits8, 20_000, probes, 11), probes, 8);
+    assert_within_six_sigma(
+        false_positives(FingerprintWidth::Bits8, 20_000, probes, 11),
+        probes,
+        8,
+    );
 }
 
 #[test]
 fn false_positive_rate_16_bits_within_six_sigma() {
     // Expected 305 hits, σ ≈ 17.5: the bound [200, 410] is a ±35 % band.
     let probes = 20_000_000;
-    assert_within_six_sigma(false_positives(FingerprintWidth::Bits16, 20_000, probes, 12), probes, 16);
+    assert_within_six_sigma(
+        false_positives(FingerprintWidth::Bits16, 20_000, probes, 12),
+        probes,
+        16,
+    );
 }
 
 #[test]

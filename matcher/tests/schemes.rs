@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use exposure_matcher::{
-    BluezoneKey, DiagnosisKey, GaenKey, SchemeError, StaticKey, Tag, expand_keys,
-    expand::expand_keys_sequential,
+    BluezoneKey, DiagnosisKey, GaenKey, SchemeError, StaticKey, Tag,
+    expand::expand_keys_sequential, expand_keys,
 };
 
 const DAY: u32 = 20_454;
@@ -51,7 +51,10 @@ fn gaen_rolling_period_bounds() {
         rolling_start_interval_number: u32::MAX - 3,
         rolling_period: 10,
     });
-    assert!(matches!(overflowing.validate(), Err(SchemeError::IntervalOverflow { .. })));
+    assert!(matches!(
+        overflowing.validate(),
+        Err(SchemeError::IntervalOverflow { .. })
+    ));
     assert!(overflowing.tagged_elements().is_err());
 }
 
@@ -70,8 +73,20 @@ fn bluezone_sub_keys_must_divide_the_day() {
             Err(SchemeError::SubKeysPerDay(bad))
         );
     }
-    assert_eq!(bluezone(1, DAY_START, DAY_START + 86_400).identifiers().unwrap().len(), 1);
-    assert_eq!(bluezone(288, DAY_START, DAY_START + 86_400).identifiers().unwrap().len(), 288);
+    assert_eq!(
+        bluezone(1, DAY_START, DAY_START + 86_400)
+            .identifiers()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        bluezone(288, DAY_START, DAY_START + 86_400)
+            .identifiers()
+            .unwrap()
+            .len(),
+        288
+    );
 }
 
 #[test]
@@ -92,7 +107,9 @@ fn bluezone_window_must_be_inside_the_day_and_non_empty() {
 
 #[test]
 fn bluezone_publishes_only_slots_overlapping_the_window() {
-    let whole_day = bluezone(96, DAY_START, DAY_START + 86_400).identifiers().unwrap();
+    let whole_day = bluezone(96, DAY_START, DAY_START + 86_400)
+        .identifiers()
+        .unwrap();
     // From the middle of slot 4 to the middle of slot 6: slots 4, 5 and 6.
     let partial = bluezone(96, DAY_START + 4 * 900 + 450, DAY_START + 6 * 900 + 1);
     let identifiers = partial.identifiers().unwrap();
@@ -107,10 +124,19 @@ fn bluezone_publishes_only_slots_overlapping_the_window() {
 
 #[test]
 fn static_identifier_bounds() {
-    assert_eq!(static_key(b"", 0, 900).validate(), Err(SchemeError::IdentifierLength(0)));
-    assert_eq!(static_key(&[1; 33], 0, 900).validate(), Err(SchemeError::IdentifierLength(33)));
+    assert_eq!(
+        static_key(b"", 0, 900).validate(),
+        Err(SchemeError::IdentifierLength(0))
+    );
+    assert_eq!(
+        static_key(&[1; 33], 0, 900).validate(),
+        Err(SchemeError::IdentifierLength(33))
+    );
     assert!(static_key(&[1; 32], 0, 900).validate().is_ok());
-    assert!(matches!(static_key(b"A", 900, 900).validate(), Err(SchemeError::EmptyWindow { .. })));
+    assert!(matches!(
+        static_key(b"A", 900, 900).validate(),
+        Err(SchemeError::EmptyWindow { .. })
+    ));
     assert!(matches!(
         static_key(b"A", 0, 15 * 86_400 + 1).validate(),
         Err(SchemeError::WindowTooLong { .. })
@@ -138,7 +164,15 @@ fn dedup_material_is_canonical() {
     assert_eq!(material.len(), 1 + 32 + 4 + 4 + 8 + 8);
     assert_eq!(material[0], 2);
     let material = static_key(b"AB", 0, 900).dedup_material();
-    assert_eq!(material, [&[3u8, 2, b'A', b'B'][..], &0u64.to_le_bytes(), &900u64.to_le_bytes()].concat());
+    assert_eq!(
+        material,
+        [
+            &[3u8, 2, b'A', b'B'][..],
+            &0u64.to_le_bytes(),
+            &900u64.to_le_bytes()
+        ]
+        .concat()
+    );
 }
 
 #[test]
@@ -156,10 +190,21 @@ fn parallel_expansion_equals_sequential_and_fails_on_any_invalid_key() {
         .collect();
     let parallel = expand_keys(&keys).unwrap();
     assert_eq!(parallel, expand_keys_sequential(&keys).unwrap());
-    let expected: usize = keys.iter().map(|key| key.identifiers().unwrap().len()).sum();
+    let expected: usize = keys
+        .iter()
+        .map(|key| key.identifiers().unwrap().len())
+        .sum();
     assert_eq!(parallel.len(), expected);
     for element in parallel.iter().take(144) {
-        assert_eq!(element.tag, Tag::compute(keys[0].scheme(), element.slot_start, &keys[0].identifiers().unwrap()[((element.slot_start / 600) - 2_642_976) as usize].identifier));
+        assert_eq!(
+            element.tag,
+            Tag::compute(
+                keys[0].scheme(),
+                element.slot_start,
+                &keys[0].identifiers().unwrap()[((element.slot_start / 600) - 2_642_976) as usize]
+                    .identifier
+            )
+        );
     }
     let mut with_bad = keys.clone();
     with_bad.insert(17, gaen(0));

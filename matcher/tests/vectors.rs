@@ -7,8 +7,10 @@ use exposure_matcher::scheme::rolling_proximity_identifier;
 use exposure_matcher::{BluezoneKey, DiagnosisKey, GaenKey, Scheme, StaticKey, Tag};
 
 /// The shared vector file, beside the repository checkout.
-const GAEN_VECTORS: &str =
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/gaen-rpi.tsv"));
+const GAEN_VECTORS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/vectors/gaen-rpi.tsv"
+));
 
 const TEK: &str = "75c734c6dd1a782de7a965da5eb93125";
 const RPIK: &str = "185ad91db69ec7dd048960f1f3ba6175";
@@ -17,7 +19,11 @@ const RSIN: u32 = 2_642_976;
 fn gaen_key(rolling_period: u32) -> GaenKey {
     let mut key_data = [0u8; 16];
     hex::decode_to_slice(TEK, &mut key_data).unwrap();
-    GaenKey { key_data, rolling_start_interval_number: RSIN, rolling_period }
+    GaenKey {
+        key_data,
+        rolling_start_interval_number: RSIN,
+        rolling_period,
+    }
 }
 
 struct VectorRow {
@@ -59,11 +65,22 @@ fn all_sixteen_official_gaen_rpis_and_their_tags() {
     for row in &rows {
         let j = row.j as usize;
         assert_eq!(row.interval, RSIN + row.j);
-        assert_eq!(identifiers[j].slot_start, u64::from(row.interval) * 600, "slot of j={j}");
-        assert_eq!(hex::encode(&identifiers[j].identifier), row.rpi, "rpi of j={j}");
+        assert_eq!(
+            identifiers[j].slot_start,
+            u64::from(row.interval) * 600,
+            "slot of j={j}"
+        );
+        assert_eq!(
+            hex::encode(&identifiers[j].identifier),
+            row.rpi,
+            "rpi of j={j}"
+        );
         assert_eq!(elements[j].tag.to_hex(), row.tag, "tag of j={j}");
         let rpik = gaen_key(144).rpik();
-        assert_eq!(hex::encode(rolling_proximity_identifier(&rpik, row.interval)), row.rpi);
+        assert_eq!(
+            hex::encode(rolling_proximity_identifier(&rpik, row.interval)),
+            row.rpi
+        );
     }
 }
 
@@ -101,19 +118,29 @@ fn design_bluezone_vector() {
     let identifiers = key.identifiers().unwrap();
     assert_eq!(identifiers.len(), 96);
     assert_eq!(identifiers[0].slot_start, 1_767_225_600);
-    assert_eq!(hex::encode(&identifiers[0].identifier), "130cea6472130c185d8643df");
+    assert_eq!(
+        hex::encode(&identifiers[0].identifier),
+        "130cea6472130c185d8643df"
+    );
     assert_eq!(
         key.tagged_elements().unwrap()[0].tag.to_hex(),
         "23322461d363d118cfe53475c26cf1c2ea139caa5250c89a756f07d908ef14c8"
     );
-    assert!(identifiers.windows(2).all(|pair| pair[1].slot_start == pair[0].slot_start + 900));
+    assert!(
+        identifiers
+            .windows(2)
+            .all(|pair| pair[1].slot_start == pair[0].slot_start + 900)
+    );
     assert!(identifiers.iter().all(|slot| slot.identifier.len() == 12));
 }
 
 #[test]
 fn design_static_vector() {
     let tag = Tag::compute(Scheme::Static, 1_767_225_600, b"AB12CD");
-    assert_eq!(tag.to_hex(), "063be4d45d30d6dbba399bae0c3520fa5c6121edb8c68e8e2eb618025487ff7b");
+    assert_eq!(
+        tag.to_hex(),
+        "063be4d45d30d6dbba399bae0c3520fa5c6121edb8c68e8e2eb618025487ff7b"
+    );
     let key = DiagnosisKey::Static(StaticKey {
         identifier: b"AB12CD".to_vec(),
         contagious_from: 1_767_225_600,
@@ -126,8 +153,14 @@ fn design_static_vector() {
 fn filter_key_and_confirm_digest_split_the_tag() {
     let tag =
         Tag::from_hex("04ff01ba74875e4e32c08d38334407a152375d90cd4386cfc64a992c4a0e514b").unwrap();
-    assert_eq!(tag.filter_key(), u64::from_le_bytes([0x04, 0xff, 0x01, 0xba, 0x74, 0x87, 0x5e, 0x4e]));
-    assert_eq!(tag.confirm_digest().to_hex(), "32c08d38334407a152375d90cd4386cf");
+    assert_eq!(
+        tag.filter_key(),
+        u64::from_le_bytes([0x04, 0xff, 0x01, 0xba, 0x74, 0x87, 0x5e, 0x4e])
+    );
+    assert_eq!(
+        tag.confirm_digest().to_hex(),
+        "32c08d38334407a152375d90cd4386cf"
+    );
     assert_eq!(tag.confirm_digest().prefix(16), 0x32c0);
     assert_eq!(tag.confirm_digest().prefix(4), 0x3);
 }

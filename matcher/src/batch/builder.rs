@@ -60,13 +60,19 @@ pub fn build_batch<R: RngCore>(
     signer: &BatchSigner,
     rng: &mut R,
 ) -> Result<BuiltBatch, BatchError> {
-    let filter_keys = elements.iter().map(|element| element.tag.filter_key()).collect();
-    let slot_range = elements.iter().map(|element| element.slot_start).fold(None, |range, slot| {
-        Some(match range {
-            None => (slot, slot),
-            Some((low, high)) => (u64::min(low, slot), u64::max(high, slot)),
-        })
-    });
+    let filter_keys = elements
+        .iter()
+        .map(|element| element.tag.filter_key())
+        .collect();
+    let slot_range = elements
+        .iter()
+        .map(|element| element.slot_start)
+        .fold(None, |range, slot| {
+            Some(match range {
+                None => (slot, slot),
+                Some((low, high)) => (u64::min(low, slot), u64::max(high, slot)),
+            })
+        });
     build_batch_from_filter_keys(params, filter_keys, slot_range, signer, rng)
 }
 
@@ -97,7 +103,14 @@ pub fn build_batch_from_filter_keys<R: RngCore>(
     let batch_id = hex::encode(Sha256::digest(&body));
     let signature = signer.sign(&body);
     let bytes = append_signature(body, signer.key_id(), &signature)?;
-    Ok(BuiltBatch { bytes, batch_id, element_count, real_elements, slot_min, slot_max })
+    Ok(BuiltBatch {
+        bytes,
+        batch_id,
+        element_count,
+        real_elements,
+        slot_min,
+        slot_max,
+    })
 }
 
 /// Adds random keys distinct from `sorted_keys` and from each other until there are
@@ -151,9 +164,14 @@ fn write_body(
 }
 
 /// Appends the signature section: `key_id_len, key_id, sig_len, signature`.
-fn append_signature(mut bytes: Vec<u8>, key_id: &str, signature: &[u8]) -> Result<Vec<u8>, BatchError> {
+fn append_signature(
+    mut bytes: Vec<u8>,
+    key_id: &str,
+    signature: &[u8],
+) -> Result<Vec<u8>, BatchError> {
     let key_id_len = u8::try_from(key_id.len()).map_err(|_| BatchError::InvalidKeyId)?;
-    let signature_len = u16::try_from(signature.len()).map_err(|_| BatchError::SignatureEncoding)?;
+    let signature_len =
+        u16::try_from(signature.len()).map_err(|_| BatchError::SignatureEncoding)?;
     bytes.push(key_id_len);
     bytes.extend_from_slice(key_id.as_bytes());
     bytes.extend_from_slice(&signature_len.to_le_bytes());

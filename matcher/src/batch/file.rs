@@ -96,12 +96,15 @@ impl<'a> BatchFile<'a> {
         let region_len = usize::from(reader.u8("region_len")?);
         let region = reader.take(region_len, "region")?;
         if !is_valid_region(region) {
-            return Err(BatchError::InvalidRegion(String::from_utf8_lossy(region).into_owned()));
+            return Err(BatchError::InvalidRegion(
+                String::from_utf8_lossy(region).into_owned(),
+            ));
         }
         let region = String::from_utf8_lossy(region).into_owned();
         let sequence = reader.u64("sequence")?;
         let kind_byte = reader.u8("kind")?;
-        let kind = BatchKind::from_byte(kind_byte).ok_or(BatchError::UnknownBatchKind(kind_byte))?;
+        let kind =
+            BatchKind::from_byte(kind_byte).ok_or(BatchError::UnknownBatchKind(kind_byte))?;
         let created_at = reader.u64("created_at")?;
         let slot_min = reader.u64("slot_min")?;
         let slot_max = reader.u64("slot_max")?;
@@ -118,12 +121,17 @@ impl<'a> BatchFile<'a> {
         let fingerprint_count = reader.u32("fingerprint_count")?;
         descriptor.validate(fingerprint_count)?;
         if element_count > fingerprint_count {
-            return Err(BatchError::ElementCount { element_count, fingerprint_count });
+            return Err(BatchError::ElementCount {
+                element_count,
+                fingerprint_count,
+            });
         }
         // At most 2^32 × 4 bytes, which fits usize on the 64-bit targets this crate serves.
         let fingerprint_bytes = (fingerprint_count as usize)
             .checked_mul(filter_kind.bytes())
-            .ok_or(BatchError::Truncated { field: "fingerprints" })?;
+            .ok_or(BatchError::Truncated {
+                field: "fingerprints",
+            })?;
         let fingerprints = reader.take(fingerprint_bytes, "fingerprints")?;
         let body = &bytes[..reader.position];
 
@@ -158,7 +166,13 @@ impl<'a> BatchFile<'a> {
             segment_count_length: descriptor.segment_count_length,
             fingerprint_count,
         };
-        Ok(BatchFile { header, body, filter, key_id, signature })
+        Ok(BatchFile {
+            header,
+            body,
+            filter,
+            key_id,
+            signature,
+        })
     }
 
     /// Returns the decoded header fields.
@@ -196,7 +210,10 @@ impl<'a> BatchFile<'a> {
     pub fn verify(&self, spki_der: &[u8]) -> Result<(), BatchError> {
         let given = key_id_for_public_key_der(spki_der);
         if given != self.key_id {
-            return Err(BatchError::KeyIdMismatch { file: self.key_id.to_owned(), given });
+            return Err(BatchError::KeyIdMismatch {
+                file: self.key_id.to_owned(),
+                given,
+            });
         }
         verify_signature(spki_der, self.body, self.signature)
     }
@@ -223,8 +240,14 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, length: usize, field: &'static str) -> Result<&'a [u8], BatchError> {
-        let end = self.position.checked_add(length).ok_or(BatchError::Truncated { field })?;
-        let slice = self.bytes.get(self.position..end).ok_or(BatchError::Truncated { field })?;
+        let end = self
+            .position
+            .checked_add(length)
+            .ok_or(BatchError::Truncated { field })?;
+        let slice = self
+            .bytes
+            .get(self.position..end)
+            .ok_or(BatchError::Truncated { field })?;
         self.position = end;
         Ok(slice)
     }

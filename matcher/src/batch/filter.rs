@@ -49,7 +49,10 @@ impl FilterDescriptor {
         }
         let expected = self.expected_fingerprint_count();
         if expected != u64::from(fingerprint_count) {
-            return Err(BatchError::FingerprintCount { expected, got: fingerprint_count });
+            return Err(BatchError::FingerprintCount {
+                expected,
+                got: fingerprint_count,
+            });
         }
         Ok(())
     }
@@ -57,8 +60,8 @@ impl FilterDescriptor {
     /// Returns the three fingerprint positions of a key's hash (xorf's `hash_of_hash`).
     fn positions(&self, hash: u64) -> [usize; 3] {
         let h0 = ((u128::from(hash) * u128::from(self.segment_count_length)) >> 64) as u32;
-        let h1 = h0.wrapping_add(self.segment_length)
-            ^ ((hash >> 18) as u32 & self.segment_length_mask);
+        let h1 =
+            h0.wrapping_add(self.segment_length) ^ ((hash >> 18) as u32 & self.segment_length_mask);
         let h2 = h0.wrapping_add(self.segment_length.wrapping_mul(2))
             ^ (hash as u32 & self.segment_length_mask);
         [h0 as usize, h1 as usize, h2 as usize]
@@ -102,7 +105,9 @@ impl<'a> FuseView<'a> {
         let count = u32::try_from(count)
             .map_err(|_| BatchError::InvalidDescriptor("more than 2^32 fingerprints"))?;
         if !bytes.len().is_multiple_of(width.bytes()) {
-            return Err(BatchError::InvalidDescriptor("fingerprint bytes are not whole"));
+            return Err(BatchError::InvalidDescriptor(
+                "fingerprint bytes are not whole",
+            ));
         }
         descriptor.validate(count)?;
         let fingerprints = match width {
@@ -110,7 +115,10 @@ impl<'a> FuseView<'a> {
             FingerprintWidth::Bits16 => Fingerprints::Bits16(bytes.as_chunks::<2>().0),
             FingerprintWidth::Bits32 => Fingerprints::Bits32(bytes.as_chunks::<4>().0),
         };
-        Ok(FuseView { descriptor, fingerprints })
+        Ok(FuseView {
+            descriptor,
+            fingerprints,
+        })
     }
 
     /// Returns the descriptor of the filter.
@@ -167,8 +175,14 @@ pub(crate) struct BuiltFilter {
 }
 
 /// Builds a binary fuse filter of `width` over `keys`, which must be distinct.
-pub(crate) fn build_filter(keys: &[u64], width: FingerprintWidth) -> Result<BuiltFilter, BatchError> {
-    debug_assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "keys sorted and distinct");
+pub(crate) fn build_filter(
+    keys: &[u64],
+    width: FingerprintWidth,
+) -> Result<BuiltFilter, BatchError> {
+    debug_assert!(
+        keys.windows(2).all(|pair| pair[0] < pair[1]),
+        "keys sorted and distinct"
+    );
     let (descriptor, fingerprint_bytes) = match width {
         FingerprintWidth::Bits8 => {
             let filter = BinaryFuse8::try_from(keys).map_err(BatchError::FilterConstruction)?;
@@ -176,12 +190,20 @@ pub(crate) fn build_filter(keys: &[u64], width: FingerprintWidth) -> Result<Buil
         }
         FingerprintWidth::Bits16 => {
             let filter = BinaryFuse16::try_from(keys).map_err(BatchError::FilterConstruction)?;
-            let bytes = filter.fingerprints.iter().flat_map(|fp| fp.to_le_bytes()).collect();
+            let bytes = filter
+                .fingerprints
+                .iter()
+                .flat_map(|fp| fp.to_le_bytes())
+                .collect();
             (filter.descriptor, bytes)
         }
         FingerprintWidth::Bits32 => {
             let filter = BinaryFuse32::try_from(keys).map_err(BatchError::FilterConstruction)?;
-            let bytes = filter.fingerprints.iter().flat_map(|fp| fp.to_le_bytes()).collect();
+            let bytes = filter
+                .fingerprints
+                .iter()
+                .flat_map(|fp| fp.to_le_bytes())
+                .collect();
             (filter.descriptor, bytes)
         }
     };

@@ -5,7 +5,9 @@ use std::fmt;
 
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use p256::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 
@@ -56,7 +58,11 @@ impl BatchSigner {
             .unwrap_or_default();
         debug_assert!(!public_key_der.is_empty());
         let key_id = key_id_for_public_key_der(&public_key_der);
-        BatchSigner { signing_key, public_key_der, key_id }
+        BatchSigner {
+            signing_key,
+            public_key_der,
+            key_id,
+        }
     }
 
     /// Returns the private key as PKCS#8 PEM, for storing it.
@@ -78,7 +84,10 @@ impl BatchSigner {
 
     /// Returns the public key as PEM ("BEGIN PUBLIC KEY").
     pub fn public_key_pem(&self) -> String {
-        let pem = self.signing_key.verifying_key().to_public_key_pem(LineEnding::LF);
+        let pem = self
+            .signing_key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF);
         debug_assert!(pem.is_ok(), "a valid P-256 point always encodes");
         pem.unwrap_or_default()
     }
@@ -93,7 +102,10 @@ impl BatchSigner {
 impl fmt::Debug for BatchSigner {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the private key.
-        formatter.debug_struct("BatchSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+        formatter
+            .debug_struct("BatchSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,7 +123,10 @@ pub(crate) fn verify_signature(
     message: &[u8],
     signature_der: &[u8],
 ) -> Result<(), BatchError> {
-    let key = VerifyingKey::from_public_key_der(spki_der).map_err(|_| BatchError::InvalidPublicKey)?;
-    let signature = Signature::from_der(signature_der).map_err(|_| BatchError::SignatureEncoding)?;
-    key.verify(message, &signature).map_err(|_| BatchError::SignatureMismatch)
+    let key =
+        VerifyingKey::from_public_key_der(spki_der).map_err(|_| BatchError::InvalidPublicKey)?;
+    let signature =
+        Signature::from_der(signature_der).map_err(|_| BatchError::SignatureEncoding)?;
+    key.verify(message, &signature)
+        .map_err(|_| BatchError::SignatureMismatch)
 }

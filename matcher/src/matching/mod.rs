@@ -9,7 +9,7 @@ mod parallel;
 
 use std::borrow::Borrow;
 
-pub use parallel::{FilterHit, GeneratedMatch, match_generated_phones, match_phones, PhoneHits};
+pub use parallel::{FilterHit, GeneratedMatch, PhoneHits, match_generated_phones, match_phones};
 
 use crate::batch::BatchFile;
 use crate::scheme::Scheme;
@@ -91,7 +91,11 @@ impl ObservationStore {
 
     /// Returns an empty store that tags `tolerance` slots on each side of each observation.
     pub fn with_tolerance(tolerance: u32) -> Self {
-        ObservationStore { tolerance, observations: Vec::new(), tags: Vec::new() }
+        ObservationStore {
+            tolerance,
+            observations: Vec::new(),
+            tags: Vec::new(),
+        }
     }
 
     /// Returns the tolerance in slots on each side.
@@ -117,7 +121,11 @@ impl ObservationStore {
         }
         let index = self.observations.len();
         let slot_start = observed_at_unix - observed_at_unix % slot_seconds;
-        self.observations.push(Observation { scheme, observed_at: observed_at_unix, slot_start });
+        self.observations.push(Observation {
+            scheme,
+            observed_at: observed_at_unix,
+            slot_start,
+        });
         let reach = u64::from(self.tolerance);
         for offset in -i128::from(reach)..=i128::from(reach) {
             let candidate = i128::from(slot_start) + offset * i128::from(slot_seconds);
@@ -126,7 +134,11 @@ impl ObservationStore {
                 continue;
             };
             let tag = Tag::compute(scheme, candidate, identifier);
-            self.tags.push(ObservedTag { observation: index, slot_start: candidate, tag });
+            self.tags.push(ObservedTag {
+                observation: index,
+                slot_start: candidate,
+                tag,
+            });
         }
         Ok(index)
     }
@@ -169,7 +181,15 @@ impl ObservationStore {
 
 /// Returns whether the candidate's digest is in its confirm bucket, which the server returns
 /// sorted; a `true` is an exposure with no false positive (DESIGN §5).
-pub fn confirm(candidate_digest: impl Borrow<ConfirmDigest>, sorted_bucket: &[ConfirmDigest]) -> bool {
-    debug_assert!(sorted_bucket.windows(2).all(|pair| pair[0] <= pair[1]), "bucket sorted");
-    sorted_bucket.binary_search(candidate_digest.borrow()).is_ok()
+pub fn confirm(
+    candidate_digest: impl Borrow<ConfirmDigest>,
+    sorted_bucket: &[ConfirmDigest],
+) -> bool {
+    debug_assert!(
+        sorted_bucket.windows(2).all(|pair| pair[0] <= pair[1]),
+        "bucket sorted"
+    );
+    sorted_bucket
+        .binary_search(candidate_digest.borrow())
+        .is_ok()
 }

@@ -54,7 +54,11 @@ pub struct GeneratedMatch {
 
 /// Looks up, for each of `phone_count` phones, the filter keys that `generate(phone, buffer)`
 /// writes into a reused buffer (cleared before each call), in parallel over phones.
-pub fn match_generated_phones<G>(phone_count: usize, batch: &BatchFile<'_>, generate: G) -> GeneratedMatch
+pub fn match_generated_phones<G>(
+    phone_count: usize,
+    batch: &BatchFile<'_>,
+    generate: G,
+) -> GeneratedMatch
 where
     G: Fn(usize, &mut Vec<u64>) + Sync,
 {
@@ -69,7 +73,11 @@ where
                 lookups += buffer.len() as u64;
                 for (key_index, &filter_key) in buffer.iter().enumerate() {
                     if filter.contains_key(filter_key) {
-                        hits.push(FilterHit { phone, key_index, filter_key });
+                        hits.push(FilterHit {
+                            phone,
+                            key_index,
+                            filter_key,
+                        });
                     }
                 }
                 (buffer, lookups, hits)

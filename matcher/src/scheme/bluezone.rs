@@ -57,7 +57,8 @@ impl BluezoneKey {
     /// Returns the slot length `86400 / N`, or `None` when `N` is zero or does not divide 86400.
     pub fn slot_seconds(&self) -> Option<u64> {
         let sub_keys = u64::from(self.sub_keys_per_day);
-        (sub_keys != 0 && SECONDS_PER_DAY.is_multiple_of(sub_keys)).then(|| SECONDS_PER_DAY / sub_keys)
+        (sub_keys != 0 && SECONDS_PER_DAY.is_multiple_of(sub_keys))
+            .then(|| SECONDS_PER_DAY / sub_keys)
     }
 
     /// Returns Unix seconds at the start of the key's UTC day.
@@ -86,8 +87,12 @@ impl BluezoneKey {
             if slot_start >= self.contagious_until {
                 break;
             }
-            if slot_overlaps(slot_start, slot_seconds, self.contagious_from, self.contagious_until)
-            {
+            if slot_overlaps(
+                slot_start,
+                slot_seconds,
+                self.contagious_from,
+                self.contagious_until,
+            ) {
                 visit(slot_start, &identifier_of(&sub_key));
             }
             // The chain must be walked from the start: SK_k depends on every earlier link.
@@ -106,7 +111,10 @@ impl BluezoneKey {
     pub fn last_slot_end(&self) -> u64 {
         let day_start = self.day_start();
         let step = self.slot_seconds().unwrap_or(SECONDS_PER_DAY);
-        day_start.saturating_add(ceil_to(self.contagious_until.saturating_sub(day_start), step))
+        day_start.saturating_add(ceil_to(
+            self.contagious_until.saturating_sub(day_start),
+            step,
+        ))
     }
 }
 

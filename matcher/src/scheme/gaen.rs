@@ -2,7 +2,7 @@
 //! identifier per 10-minute interval (DESIGN §2, scheme byte 1).
 
 use aes::cipher::{BlockEncrypt, KeyInit};
-use aes::{Block, Aes128Enc};
+use aes::{Aes128Enc, Block};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
@@ -37,7 +37,11 @@ impl GaenKey {
         if !(1..=GAEN_MAX_ROLLING_PERIOD).contains(&self.rolling_period) {
             return Err(SchemeError::RollingPeriod(self.rolling_period));
         }
-        if self.rolling_start_interval_number.checked_add(self.rolling_period).is_none() {
+        if self
+            .rolling_start_interval_number
+            .checked_add(self.rolling_period)
+            .is_none()
+        {
             return Err(SchemeError::IntervalOverflow {
                 start: self.rolling_start_interval_number,
                 period: self.rolling_period,
@@ -52,7 +56,10 @@ impl GaenKey {
         let hkdf = Hkdf::<Sha256>::new(Some(&[0u8; 32]), &self.key_data);
         let mut rpik = [0u8; 16];
         let expanded = hkdf.expand(RPIK_INFO, &mut rpik);
-        debug_assert!(expanded.is_ok(), "16 bytes is far below HKDF-SHA256's output limit");
+        debug_assert!(
+            expanded.is_ok(),
+            "16 bytes is far below HKDF-SHA256's output limit"
+        );
         rpik
     }
 

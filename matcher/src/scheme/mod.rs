@@ -110,7 +110,10 @@ impl DiagnosisKey {
     pub fn identifiers(&self) -> Result<Vec<SlotIdentifier>, SchemeError> {
         let mut identifiers = Vec::new();
         self.for_each_identifier(|slot_start, identifier| {
-            identifiers.push(SlotIdentifier { slot_start, identifier: identifier.to_vec() });
+            identifiers.push(SlotIdentifier {
+                slot_start,
+                identifier: identifier.to_vec(),
+            });
         })?;
         Ok(identifiers)
     }
@@ -128,10 +131,7 @@ impl DiagnosisKey {
 
     /// Validates the key, then calls `visit(slot_start, identifier)` for each identifier in slot
     /// order without allocating one buffer per identifier (the publisher's hot path).
-    pub fn for_each_identifier(
-        &self,
-        visit: impl FnMut(u64, &[u8]),
-    ) -> Result<(), SchemeError> {
+    pub fn for_each_identifier(&self, visit: impl FnMut(u64, &[u8])) -> Result<(), SchemeError> {
         self.validate()?;
         match self {
             DiagnosisKey::Gaen(key) => key.for_each_identifier(visit),

@@ -44,5 +44,8 @@ pub fn signer() -> BatchSigner {
 }
 
 /// The three widths.
-pub const WIDTHS: [FingerprintWidth; 3] =
-    [FingerprintWidth::Bits8, FingerprintWidth::Bits16, FingerprintWidth::Bits32];
+pub const WIDTHS: [FingerprintWidth; 3] = [
+    FingerprintWidth::Bits8,
+    FingerprintWidth::Bits16,
+    FingerprintWidth::Bits32,
+];

@@ -79,28 +79,52 @@ pub fn inspect(file: &Path, public_key: Option<&Path>) -> Result<(), Failure> {
         ("batch_id", batch.batch_id()),
         ("size_bytes", bytes.len().to_string()),
         ("version", header.version.to_string()),
-        ("filter_kind", format!("{} ({}-bit fingerprints)", header.filter_kind.filter_kind(), header.filter_kind.bits())),
+        (
+            "filter_kind",
+            format!(
+                "{} ({}-bit fingerprints)",
+                header.filter_kind.filter_kind(),
+                header.filter_kind.bits()
+            ),
+        ),
         ("region", header.region.clone()),
         ("sequence", header.sequence.to_string()),
-        ("kind", format!("{} ({})", header.kind.byte(), header.kind.name())),
+        (
+            "kind",
+            format!("{} ({})", header.kind.byte(), header.kind.name()),
+        ),
         ("created_at", header.created_at.to_string()),
         ("slot_min", header.slot_min.to_string()),
         ("slot_max", header.slot_max.to_string()),
         ("element_count", header.element_count.to_string()),
         ("seed", header.seed.to_string()),
         ("segment_length", header.segment_length.to_string()),
-        ("segment_length_mask", header.segment_length_mask.to_string()),
-        ("segment_count_length", header.segment_count_length.to_string()),
+        (
+            "segment_length_mask",
+            header.segment_length_mask.to_string(),
+        ),
+        (
+            "segment_count_length",
+            header.segment_count_length.to_string(),
+        ),
         ("fingerprint_count", header.fingerprint_count.to_string()),
-        ("bits_per_element", format!("{:.3}", header.bits_per_element())),
+        (
+            "bits_per_element",
+            format!("{:.3}", header.bits_per_element()),
+        ),
         ("key_id", batch.key_id().to_owned()),
-        ("signature", signature_status.clone().unwrap_or_else(|message| message)),
+        (
+            "signature",
+            signature_status.clone().unwrap_or_else(|message| message),
+        ),
     ];
     let mut out = std::io::stdout().lock();
     for (name, value) in lines {
         writeln!(out, "{name}: {value}").context("writing to stdout")?;
     }
-    signature_status.map(drop).map_err(|message| Failure::Other(anyhow::anyhow!("signature {message}")))
+    signature_status
+        .map(drop)
+        .map_err(|message| Failure::Other(anyhow::anyhow!("signature {message}")))
 }
 
 /// Prints the listed tags that the batch contains, in list order; a summary goes to stderr.
@@ -110,7 +134,9 @@ pub fn check(file: &Path, tags: &Path, public_key: Option<&Path>) -> Result<(), 
     if let Some(path) = public_key {
         let spki = public_key_der_from_pem(&read_text(path)?)
             .with_context(|| format!("reading public key {}", path.display()))?;
-        batch.verify(&spki).with_context(|| format!("verifying {}", file.display()))?;
+        batch
+            .verify(&spki)
+            .with_context(|| format!("verifying {}", file.display()))?;
     }
     let tag_lines = read_tag_lines(tags)?;
     let mut out = std::io::stdout().lock();
@@ -121,26 +147,41 @@ pub fn check(file: &Path, tags: &Path, public_key: Option<&Path>) -> Result<(), 
             writeln!(out, "{}", line.tag).context("writing to stdout")?;
         }
     }
-    eprintln!("{found} of {} tags in batch {}", tag_lines.len(), batch.batch_id());
+    eprintln!(
+        "{found} of {} tags in batch {}",
+        tag_lines.len(),
+        batch.batch_id()
+    );
     Ok(())
 }
 
 /// Builds, signs and writes a batch from a tag list.
 pub fn build(args: &BuildArgs) -> Result<(), Failure> {
-    let width = FingerprintWidth::from_bits(args.fingerprint)
-        .ok_or_else(|| Failure::Usage(format!("--fingerprint must be 8, 16 or 32, got {}", args.fingerprint)))?;
+    let width = FingerprintWidth::from_bits(args.fingerprint).ok_or_else(|| {
+        Failure::Usage(format!(
+            "--fingerprint must be 8, 16 or 32, got {}",
+            args.fingerprint
+        ))
+    })?;
     let signer = BatchSigner::from_pkcs8_pem(&read_text(&args.signing_key)?)
         .with_context(|| format!("reading signing key {}", args.signing_key.display()))?;
     let tag_lines = read_tag_lines(&args.tags)?;
-    let slot_range = tag_lines.iter().filter_map(|line| line.slot_start).fold(None, |range, slot| {
-        Some(match range {
-            None => (slot, slot),
-            Some((low, high)) => (u64::min(low, slot), u64::max(high, slot)),
-        })
-    });
+    let slot_range =
+        tag_lines
+            .iter()
+            .filter_map(|line| line.slot_start)
+            .fold(None, |range, slot| {
+                Some(match range {
+                    None => (slot, slot),
+                    Some((low, high)) => (u64::min(low, slot), u64::max(high, slot)),
+                })
+            });
     let created_at = match args.created_at {
         Some(created_at) => created_at,
-        None => SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0),
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0),
     };
     let params = BatchParams {
         region: args.region.clone(),
@@ -160,10 +201,13 @@ pub fn build(args: &BuildArgs) -> Result<(), Failure> {
     let filter_keys = tag_lines.iter().map(|line| line.tag.filter_key()).collect();
     let built = build_batch_from_filter_keys(&params, filter_keys, slot_range, &signer, &mut rng)
         .map_err(|error| match error {
-            exposure_matcher::BatchError::InvalidRegion(_) => Failure::Usage(format!("--region: {error}")),
-            other => Failure::Other(other.into()),
-        })?;
-    std::fs::write(&args.out, &built.bytes).with_context(|| format!("writing {}", args.out.display()))?;
+        exposure_matcher::BatchError::InvalidRegion(_) => {
+            Failure::Usage(format!("--region: {error}"))
+        }
+        other => Failure::Other(other.into()),
+    })?;
+    std::fs::write(&args.out, &built.bytes)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "{}\t{} bytes\t{} elements ({} real)\tkey_id {}",
         built.batch_id,
@@ -185,8 +229,11 @@ pub fn keygen(out: &Path) -> Result<(), Failure> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(out).with_context(|| format!("creating {}", out.display()))?;
-    file.write_all(signer.to_pkcs8_pem().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    let mut file = options
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    file.write_all(signer.to_pkcs8_pem().as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
     print!("{}", signer.public_key_pem());
     eprintln!("key_id {}", signer.key_id());
     Ok(())

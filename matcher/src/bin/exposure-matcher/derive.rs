@@ -5,7 +5,9 @@ use std::io::{BufWriter, Write};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use exposure_matcher::scheme::{BLUEZONE_DEFAULT_SUB_KEYS_PER_DAY, GAEN_MAX_ROLLING_PERIOD, SECONDS_PER_DAY};
+use exposure_matcher::scheme::{
+    BLUEZONE_DEFAULT_SUB_KEYS_PER_DAY, GAEN_MAX_ROLLING_PERIOD, SECONDS_PER_DAY,
+};
 use exposure_matcher::{BluezoneKey, DiagnosisKey, GaenKey, StaticKey, Tag};
 
 use crate::Failure;
@@ -61,14 +63,25 @@ pub struct DeriveArgs {
 pub fn run(args: &DeriveArgs) -> Result<(), Failure> {
     let key = key_from_args(args)?;
     let scheme = key.scheme();
-    let identifiers =
-        key.identifiers().map_err(|error| Failure::Usage(format!("invalid key: {error}")))?;
+    let identifiers = key
+        .identifiers()
+        .map_err(|error| Failure::Usage(format!("invalid key: {error}")))?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     for slot_identifier in identifiers {
-        let tag = Tag::compute(scheme, slot_identifier.slot_start, &slot_identifier.identifier);
-        writeln!(out, "{}\t{}\t{}", slot_identifier.slot_start, hex::encode(&slot_identifier.identifier), tag)
-            .context("writing to stdout")?;
+        let tag = Tag::compute(
+            scheme,
+            slot_identifier.slot_start,
+            &slot_identifier.identifier,
+        );
+        writeln!(
+            out,
+            "{}\t{}\t{}",
+            slot_identifier.slot_start,
+            hex::encode(&slot_identifier.identifier),
+            tag
+        )
+        .context("writing to stdout")?;
     }
     out.flush().context("writing to stdout")?;
     Ok(())
@@ -88,24 +101,41 @@ fn key_from_args(args: &DeriveArgs) -> Result<DiagnosisKey, Failure> {
     ];
     let (scheme_name, allowed): (&str, &[&str]) = match args.scheme {
         SchemeArg::Gaen => ("gaen", &["--key", "--start-interval", "--period"]),
-        SchemeArg::Bluezone => ("bluezone", &["--key", "--day", "--sub-keys", "--from", "--until"]),
+        SchemeArg::Bluezone => (
+            "bluezone",
+            &["--key", "--day", "--sub-keys", "--from", "--until"],
+        ),
         SchemeArg::Static => ("static", &["--id", "--from", "--until"]),
     };
-    if let Some((flag, _)) = flags_given.iter().find(|(flag, given)| *given && !allowed.contains(flag)) {
-        return Err(Failure::Usage(format!("{flag} does not apply to --scheme {scheme_name}")));
+    if let Some((flag, _)) = flags_given
+        .iter()
+        .find(|(flag, given)| *given && !allowed.contains(flag))
+    {
+        return Err(Failure::Usage(format!(
+            "{flag} does not apply to --scheme {scheme_name}"
+        )));
     }
-    let required = |flag: &str| Failure::Usage(format!("{flag} is required for --scheme {scheme_name}"));
+    let required =
+        |flag: &str| Failure::Usage(format!("{flag} is required for --scheme {scheme_name}"));
     match args.scheme {
         SchemeArg::Gaen => Ok(DiagnosisKey::Gaen(GaenKey {
-            key_data: hex_array("--key", args.key.as_deref().ok_or_else(|| required("--key"))?)?,
-            rolling_start_interval_number: args.start_interval.ok_or_else(|| required("--start-interval"))?,
+            key_data: hex_array(
+                "--key",
+                args.key.as_deref().ok_or_else(|| required("--key"))?,
+            )?,
+            rolling_start_interval_number: args
+                .start_interval
+                .ok_or_else(|| required("--start-interval"))?,
             rolling_period: args.period.unwrap_or(GAEN_MAX_ROLLING_PERIOD),
         })),
         SchemeArg::Bluezone => {
             let day_number = args.day.ok_or_else(|| required("--day"))?;
             let day_start = u64::from(day_number) * SECONDS_PER_DAY;
             Ok(DiagnosisKey::Bluezone(BluezoneKey {
-                daily_key: hex_array("--key", args.key.as_deref().ok_or_else(|| required("--key"))?)?,
+                daily_key: hex_array(
+                    "--key",
+                    args.key.as_deref().ok_or_else(|| required("--key"))?,
+                )?,
                 day_number,
                 sub_keys_per_day: args.sub_keys.unwrap_or(BLUEZONE_DEFAULT_SUB_KEYS_PER_DAY),
                 contagious_from: args.from.unwrap_or(day_start),
@@ -127,7 +157,11 @@ fn key_from_args(args: &DeriveArgs) -> Result<DiagnosisKey, Failure> {
 /// Decodes exactly `N` bytes of hex given to `flag`.
 fn hex_array<const N: usize>(flag: &str, text: &str) -> Result<[u8; N], Failure> {
     let mut bytes = [0u8; N];
-    hex::decode_to_slice(text.trim(), &mut bytes)
-        .map_err(|_| Failure::Usage(format!("{flag} must be {N} bytes of hex ({} digits), got {text:?}", 2 * N)))?;
+    hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| {
+        Failure::Usage(format!(
+            "{flag} must be {N} bytes of hex ({} digits), got {text:?}",
+            2 * N
+        ))
+    })?;
     Ok(bytes)
 }

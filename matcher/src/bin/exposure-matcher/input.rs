@@ -17,7 +17,8 @@ pub struct TagLine {
 /// Reads a tag list: one tag per line, either 64 hex digits alone or a `derive` output line
 /// (`slot_start<TAB>identifier_hex<TAB>tag_hex`). Blank lines and `#` comments are skipped.
 pub fn read_tag_lines(path: &Path) -> anyhow::Result<Vec<TagLine>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -26,12 +27,22 @@ pub fn read_tag_lines(path: &Path) -> anyhow::Result<Vec<TagLine>> {
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         let parsed = match fields.as_slice() {
-            [tag] => Tag::from_hex(tag).map(|tag| TagLine { slot_start: None, tag }),
+            [tag] => Tag::from_hex(tag).map(|tag| TagLine {
+                slot_start: None,
+                tag,
+            }),
             [slot_start, _identifier, tag] => {
                 let Ok(slot_start) = slot_start.parse::<u64>() else {
-                    bail!("{}:{}: slot_start must be an integer", path.display(), number + 1);
+                    bail!(
+                        "{}:{}: slot_start must be an integer",
+                        path.display(),
+                        number + 1
+                    );
                 };
-                Tag::from_hex(tag).map(|tag| TagLine { slot_start: Some(slot_start), tag })
+                Tag::from_hex(tag).map(|tag| TagLine {
+                    slot_start: Some(slot_start),
+                    tag,
+                })
             }
             _ => bail!(
                 "{}:{}: expected a 64-digit hex tag or `slot_start identifier tag`",

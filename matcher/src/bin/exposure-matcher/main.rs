@@ -91,10 +91,14 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Derive(args) => derive::run(&args),
-        Command::Inspect { file, public_key } => batch_commands::inspect(&file, public_key.as_deref()),
-        Command::Check { file, tags, public_key } => {
-            batch_commands::check(&file, &tags, public_key.as_deref())
+        Command::Inspect { file, public_key } => {
+            batch_commands::inspect(&file, public_key.as_deref())
         }
+        Command::Check {
+            file,
+            tags,
+            public_key,
+        } => batch_commands::check(&file, &tags, public_key.as_deref()),
         Command::Build(args) => batch_commands::build(&args),
         Command::Keygen { out } => batch_commands::keygen(&out),
     };
