@@ -110,6 +110,16 @@ fn bench_lookups(criterion: &mut Criterion) {
                     })
                 },
             );
+            group.bench_function(
+                BenchmarkId::new(format!("{}bit_blocked", width.bits()), label),
+                |bencher| {
+                    bencher.iter(|| {
+                        let mut hits = 0usize;
+                        batch.filter().for_each_hit(&probes, |_| hits += 1);
+                        hits
+                    })
+                },
+            );
         }
     }
     group.finish();

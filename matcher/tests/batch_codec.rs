@@ -196,6 +196,14 @@ fn byte_lookup_equals_xorf_contains() {
                         "key {probe} at {width:?}"
                     );
                 }
+                let mut blocked_hits = Vec::new();
+                batch
+                    .filter()
+                    .for_each_hit(&probes, |index| blocked_hits.push(index));
+                let hits: Vec<usize> = (0..probes.len())
+                    .filter(|&index| contains(probes[index]))
+                    .collect();
+                assert_eq!(blocked_hits, hits, "blocked lookup at {width:?}");
             };
             match width {
                 FingerprintWidth::Bits8 => {
