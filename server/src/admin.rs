@@ -16,6 +16,7 @@ use crate::storage::{Store, StorageError};
 pub enum AuthorityCommand {
     /// Creates a health authority and prints its upload token once, alone on the last line.
     Add {
+        /// Where the database lives.
         #[command(flatten)]
         data: DataDir,
         /// Human-readable name, e.g. "Thai Binh CDC".
@@ -27,11 +28,13 @@ pub enum AuthorityCommand {
     },
     /// Lists authorities (never their tokens).
     List {
+        /// Where the database lives.
         #[command(flatten)]
         data: DataDir,
     },
     /// Revokes an authority's token; uploads with it fail from the next server start on.
     Revoke {
+        /// Where the database lives.
         #[command(flatten)]
         data: DataDir,
         /// The authority's id, as `authority list` shows it.
@@ -46,6 +49,7 @@ pub enum SigningKeyCommand {
     /// Generates a new signing key that signs every batch from the next start on; old public
     /// keys stay listed by GetSigningKeys so phones can verify batches they already hold.
     Rotate {
+        /// Where the database lives.
         #[command(flatten)]
         data: DataDir,
     },

@@ -45,8 +45,7 @@ pub struct ServerConfig {
     pub min_elements: usize,
 
     /// Fingerprint width of published filters: 8, 16 or 32 bits (false-positive rate 2^-bits).
-    #[arg(long, env = "EXPOSURE_FINGERPRINT_BITS", default_value_t = 16,
-          value_parser = clap::builder::PossibleValuesParser::new(["8", "16", "32"]).map(|s| s.parse::<u32>().unwrap_or(16)))]
+    #[arg(long, env = "EXPOSURE_FINGERPRINT_BITS", default_value_t = 16, value_parser = parse_fingerprint_bits)]
     pub fingerprint_bits: u32,
 
     /// Bits of the confirm-digest prefix a phone sends to GetConfirmBucket (1..=24).
@@ -110,6 +109,14 @@ impl ServerConfig {
     /// Returns the retention window as a duration.
     pub fn retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.retention_days) * 86_400)
+    }
+}
+
+/// Accepts the fingerprint widths the batch format has: 8, 16 or 32 bits.
+fn parse_fingerprint_bits(text: &str) -> Result<u32, String> {
+    match text {
+        "8" | "16" | "32" => Ok(text.parse().unwrap_or(16)),
+        _ => Err(format!("{text:?} is not a fingerprint width (use 8, 16 or 32)")),
     }
 }
 

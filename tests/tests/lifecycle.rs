@@ -123,13 +123,14 @@ async fn health_serves_and_reflection_lists_the_services() {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let server = TestServer::start().await;
-    let mut health = HealthClient::connect(server.url.clone()).await.expect("connect");
+    let channel = tonic::transport::Channel::from_shared(server.url.clone()).expect("url").connect().await.expect("connect");
+    let mut health = HealthClient::new(channel.clone());
     for service in ["", "exposure.v1.KeyUpload", "exposure.v1.Distribution"] {
         let status = health.check(HealthCheckRequest { service: service.into() }).await.expect("check").into_inner().status;
         assert_eq!(status, ServingStatus::Serving as i32, "health of {service:?}");
     }
 
-    let mut reflection = ServerReflectionClient::connect(server.url.clone()).await.expect("connect");
+    let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
     let mut responses = reflection.server_reflection_info(futures::stream::iter(vec![request])).await.expect("reflection").into_inner();
     let response = responses.message().await.expect("answer").expect("one answer");
