@@ -141,3 +141,64 @@ async fn health_serves_and_reflection_lists_the_services() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_rotated_signing_key_signs_new_batches_and_the_old_one_stays_listed() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    let (config, token) = (server.config.clone(), server.token.clone());
+    let mut client = server.upload_client().await;
+    client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![gaen(key16(1), ((TODAY - 1) * 144) as u32, 144)]))).await.expect("a");
+    let first = server.wait_for_batches(|listing| listing.batches.len() == 1).await.batches[0].clone();
+    let (old_id, old_key) = current_signing_key(&mut server.distribution_client().await).await;
+    let dir = server.stop().await;
+
+    let store = exposure_server::storage::Store::open(dir.path()).expect("open");
+    let rotated = exposure_server::signing::add_new_key(&store, dir.path(), TEST_NOW).expect("rotate");
+    drop(store);
+
+    let server = TestServer::restart(&dir, token, clock, config).await;
+    let mut distribution = server.distribution_client().await;
+    let keys = distribution.get_signing_keys(exposure_proto::v1::GetSigningKeysRequest {}).await.expect("keys").into_inner().keys;
+    assert_eq!(keys.len(), 2, "both keys are listed");
+    assert!(keys[0].current && keys[0].key_id == rotated.key_id(), "the new key comes first and is current");
+    assert!(keys.iter().any(|key| key.key_id == old_id && !key.current));
+
+    let mut client = server.upload_client().await;
+    client.upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![gaen(key16(2), ((TODAY - 1) * 144) as u32, 144)]))).await.expect("b");
+    let listing = server.wait_for_batches(|listing| listing.batches.len() == 2).await;
+    let second = &listing.batches[1];
+    assert_eq!(second.key_id, rotated.key_id());
+    let new_file = download(&mut distribution, &second.batch_id).await;
+    BatchFile::parse(&new_file).expect("parses").verify(&keys[0].public_key_der).expect("new batch verifies with the new key");
+    let old_file = download(&mut distribution, &first.batch_id).await;
+    let old_batch = BatchFile::parse(&old_file).expect("parses");
+    old_batch.verify(&old_key).expect("old batch still verifies with the old key");
+    assert!(old_batch.verify(&keys[0].public_key_der).is_err(), "and not with the new one");
+    server.stop_kept().await;
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limit_are_shed() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| config.max_concurrent_requests = 1).await;
+    let client = server.upload_client().await;
+    let uploads = (0..64u8).map(|index| {
+        let mut client = client.clone();
+        let request = server.authorized(fixtures::upload(&format!("u{index}"), vec![gaen(key16(index), ((TODAY - 1) * 144) as u32, 144)]));
+        tokio::spawn(async move { client.upload_diagnosis_keys(request).await })
+    });
+    let mut stored = 0;
+    let mut shed = 0;
+    for upload in futures::future::join_all(uploads).await {
+        match upload.expect("task") {
+            Ok(_) => stored += 1,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => shed += 1,
+            Err(status) => panic!("unexpected status {status:?}"),
+        }
+    }
+    assert!(stored >= 1, "the first request is served");
+    assert!(shed >= 1, "concurrent requests past the limit are shed ({stored} stored)");
+    let dir = server.stop().await;
+    let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), stored, "exactly the acknowledged uploads are stored");
+}

@@ -1,0 +1,160 @@
+//! Crash safety of the real binary: every upload the server acknowledged before a SIGKILL is on
+//! disk afterwards, and a restarted server publishes each stored key exactly once.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use exposure_proto::v1::distribution_client::DistributionClient;
+use exposure_proto::v1::key_upload_client::KeyUploadClient;
+use exposure_proto::v1::ListBatchesRequest;
+use exposure_proto::v1::{DiagnosisKey, GaenKey, ReportType, UploadDiagnosisKeysRequest, diagnosis_key};
+use exposure_server::storage::Store;
+use exposure_server::storage::keys::dedup_key;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_exposure-server");
+const REGION: &str = "VN-TB";
+
+/// Starts the binary on a free port; returns the child and its gRPC address.
+fn start(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BINARY)
+        .args(["--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-format", "json", "--release-delay", "0s"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut line = String::new();
+    loop {
+        assert!(Instant::now() < deadline, "server did not start");
+        line.clear();
+        stderr.read_line(&mut line).expect("read log");
+        if line.contains("\"message\":\"listening\"") {
+            let start = line.find("\"grpc\":\"").expect("grpc field") + 8;
+            let end = start + line[start..].find('"').expect("end of field");
+            let address = format!("http://{}", &line[start..end]);
+            // Keep draining the log so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in stderr.lines() {});
+            return (child, address);
+        }
+    }
+}
+
+fn key(index: u32, start_interval: u32) -> DiagnosisKey {
+    let mut key_data = [0u8; 16];
+    key_data[..4].copy_from_slice(&index.to_le_bytes());
+    key_data[15] = 0xcc;
+    DiagnosisKey {
+        key: Some(diagnosis_key::Key::Gaen(GaenKey { key_data: key_data.to_vec(), rolling_start_interval_number: start_interval, rolling_period: 144 })),
+        transmission_risk_level: 0,
+    }
+}
+
+fn material(key: &DiagnosisKey) -> Vec<u8> {
+    let stored = exposure_server::storage::records::StoredKey { key: Some(key.clone()), ..Default::default() };
+    dedup_key(REGION, &stored.matcher_key().expect("converts").dedup_material())
+}
+
+#[test]
+fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let added = Command::new(BINARY)
+        .args(["authority", "add", "--name", "crash test", "--region", REGION])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("authority add");
+    let token = String::from_utf8(added.stdout).expect("utf-8").lines().last().expect("token").to_owned();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let yesterday = ((now / 86_400 - 1) * 144) as u32;
+
+    // Publishing is held back (1 h interval after the first, empty run) while uploads stream in.
+    let (mut child, address) = start(dir.path(), &["--publish-interval", "1h"]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let acknowledged: Vec<DiagnosisKey> = runtime.block_on(async {
+        let client = KeyUploadClient::connect(address).await.expect("connect");
+        let acknowledged_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for index in 0..400u32 {
+            let mut client = client.clone();
+            let token = token.clone();
+            let acknowledged_count = acknowledged_count.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = key(index, yesterday);
+                let mut request = tonic::Request::new(UploadDiagnosisKeysRequest {
+                    region: REGION.into(),
+                    upload_id: format!("crash-{index}"),
+                    keys: vec![key.clone()],
+                    report_type: ReportType::ConfirmedTest as i32,
+                    padding: Vec::new(),
+                });
+                request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+                match client.upload_diagnosis_keys(request).await {
+                    Ok(_) => {
+                        acknowledged_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Some(key)
+                    }
+                    Err(status) => {
+                        eprintln!("upload {index}: {:?} {}", status.code(), status.message());
+                        None
+                    }
+                }
+            }));
+        }
+        // Kill the server while uploads are still in flight, once some have been acknowledged.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while acknowledged_count.load(std::sync::atomic::Ordering::SeqCst) < 20 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        child.kill().expect("SIGKILL");
+        let mut acknowledged = Vec::new();
+        for task in tasks {
+            if let Some(key) = task.await.expect("task") {
+                acknowledged.push(key);
+            }
+        }
+        acknowledged
+    });
+    let _ = child.wait();
+    assert!(!acknowledged.is_empty(), "some uploads were acknowledged before the kill");
+
+    let store = Store::open(dir.path()).expect("reopen after SIGKILL");
+    for key in &acknowledged {
+        assert!(store.find_duplicate(&material(key)).expect("lookup").is_some(), "an acknowledged key was lost");
+    }
+    let stored = store.count_keys().expect("count");
+    drop(store);
+
+    // A restarted server publishes every stored key, each in exactly one hourly batch.
+    let (mut child, address) = start(dir.path(), &["--publish-interval", "200ms", "--min-elements", "100"]);
+    runtime.block_on(async {
+        let mut client = DistributionClient::connect(address).await.expect("connect");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = ListBatchesRequest { region: REGION.into(), after_sequence: 0, limit: 0 };
+            let listing = client.list_batches(request).await.expect("list").into_inner();
+            if !listing.batches.is_empty() {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing was published after the restart");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    // The database is locked while the server runs: stop it to look inside.
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(child.wait().expect("wait").success());
+
+    let store = Store::open(dir.path()).expect("reopen");
+    let mut published = HashSet::new();
+    for batch in store.all_batches().expect("batches") {
+        for sequence in batch.key_sequences {
+            assert!(published.insert(sequence), "key {sequence} was published twice");
+        }
+    }
+    assert_eq!(published.len(), stored, "every stored key is published");
+    assert!(store.releasable(u64::MAX).expect("pending").is_empty(), "nothing is left pending");
+}
