@@ -1,6 +1,7 @@
-//! Operator commands that work on a data directory directly: health authorities and their
-//! upload tokens, and signing-key rotation. They open the database themselves, so they run
-//! while the server on that directory is stopped (RocksDB allows one process at a time).
+//! Operator commands on a data directory: health authorities and their upload tokens, and
+//! signing-key rotation. They open the database themselves when no server runs on it; while a
+//! server holds it (RocksDB admits one writer process), authority changes go through the
+//! server's [`crate::inbox`] and take effect within a second, and listing reads a read-only view.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use crate::clock::Clock;
+use crate::inbox::{self, InboxRequest};
+use crate::storage::authorities::new_authority;
 use crate::ingest::validate::is_valid_region;
 use crate::storage::{Store, StorageError};
 
@@ -32,7 +35,7 @@ pub enum AuthorityCommand {
         #[command(flatten)]
         data: DataDir,
     },
-    /// Revokes an authority's token; uploads with it fail from the next server start on.
+    /// Revokes an authority's token; uploads with it fail from then on.
     Revoke {
         /// Where the database lives.
         #[command(flatten)]
@@ -58,7 +61,7 @@ pub enum SigningKeyCommand {
 /// The data directory an admin command works on.
 #[derive(Debug, Args)]
 pub struct DataDir {
-    /// Folder of the server's database (the server must be stopped).
+    /// Folder of the server's database.
     #[arg(long, env = "EXPOSURE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 }
@@ -74,14 +77,31 @@ pub enum AdminError {
     Failed(String),
 }
 
-fn open(data_dir: &Path) -> Result<Store, AdminError> {
-    Store::open(data_dir).map_err(|error| match &error {
-        StorageError::Rocks(rocks) if rocks.to_string().contains("lock") => AdminError::Failed(format!(
-            "{} is in use by a running exposure-server; stop it first ({error})",
+/// The database, or the knowledge that a running server holds it.
+enum Opened {
+    /// No server runs on the data directory.
+    Store(Store),
+    /// A server holds the database.
+    HeldByServer,
+}
+
+fn open(data_dir: &Path) -> Result<Opened, AdminError> {
+    match Store::open(data_dir) {
+        Ok(store) => Ok(Opened::Store(store)),
+        Err(StorageError::Rocks(error)) if error.to_string().to_lowercase().contains("lock") => Ok(Opened::HeldByServer),
+        Err(error) => Err(AdminError::Failed(error.to_string())),
+    }
+}
+
+/// Opens the database for commands that must write directly (no inbox path).
+fn open_stopped(data_dir: &Path) -> Result<Store, AdminError> {
+    match open(data_dir)? {
+        Opened::Store(store) => Ok(store),
+        Opened::HeldByServer => Err(AdminError::Failed(format!(
+            "{} is in use by a running exposure-server; stop it first",
             data_dir.display()
-        )),
-        _ => AdminError::Failed(error.to_string()),
-    })
+        ))),
+    }
 }
 
 fn failed(error: impl std::fmt::Display) -> AdminError {
@@ -101,15 +121,33 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
             if name.trim().is_empty() {
                 return Err(AdminError::Usage("--name must not be empty".into()));
             }
-            let store = open(&data.data_dir)?;
-            let (authority, token) = store.add_authority(&name, &regions, now).map_err(failed)?;
+            let new = new_authority(&name, &regions, now);
+            match open(&data.data_dir)? {
+                Opened::Store(store) => store.put_authority(&new.token_hash, &new.authority).map_err(failed)?,
+                Opened::HeldByServer => {
+                    let request = InboxRequest {
+                        add: Some(new.authority.clone()),
+                        token_hash: new.token_hash.to_vec(),
+                        requested_at: now,
+                        ..InboxRequest::default()
+                    };
+                    inbox::submit(&data.data_dir, &request).map_err(failed)?;
+                    writeln!(out, "the running server applies this within {} s", inbox::POLL_INTERVAL.as_secs())
+                        .map_err(failed)?;
+                }
+            }
+            let authority = new.authority;
+            let token = new.token;
             writeln!(out, "created authority {} ({}) for {}", authority.id, authority.name, authority.regions.join(", "))
                 .map_err(failed)?;
             writeln!(out, "upload token (shown once; send it as `authorization: Bearer <token>`):").map_err(failed)?;
             writeln!(out, "{token}").map_err(failed)?;
         }
         AuthorityCommand::List { data } => {
-            let store = open(&data.data_dir)?;
+            let store = match open(&data.data_dir)? {
+                Opened::Store(store) => store,
+                Opened::HeldByServer => Store::open_read_only(&data.data_dir).map_err(failed)?,
+            };
             writeln!(out, "id\tname\tregions\tcreated_at\tstatus").map_err(failed)?;
             for authority in store.list_authorities().map_err(failed)? {
                 let status = if authority.revoked_at == 0 { "active".to_owned() } else { format!("revoked at {}", authority.revoked_at) };
@@ -117,13 +155,24 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
                     .map_err(failed)?;
             }
         }
-        AuthorityCommand::Revoke { data, id } => {
-            let store = open(&data.data_dir)?;
-            if !store.revoke_authority(&id, now).map_err(failed)? {
-                return Err(AdminError::Usage(format!("no active authority with id {id:?} (see `authority list`)")));
+        AuthorityCommand::Revoke { data, id } => match open(&data.data_dir)? {
+            Opened::Store(store) => {
+                if !store.revoke_authority(&id, now).map_err(failed)? {
+                    return Err(AdminError::Usage(format!("no active authority with id {id:?} (see `authority list`)")));
+                }
+                writeln!(out, "revoked authority {id}").map_err(failed)?;
             }
-            writeln!(out, "revoked authority {id}").map_err(failed)?;
-        }
+            Opened::HeldByServer => {
+                let listed = Store::open_read_only(&data.data_dir).and_then(|store| store.list_authorities()).map_err(failed)?;
+                if !listed.iter().any(|authority| authority.id == id && authority.revoked_at == 0) {
+                    return Err(AdminError::Usage(format!("no active authority with id {id:?} (see `authority list`)")));
+                }
+                let request = InboxRequest { revoke_id: id.clone(), requested_at: now, ..InboxRequest::default() };
+                inbox::submit(&data.data_dir, &request).map_err(failed)?;
+                writeln!(out, "revoked authority {id}; the running server applies this within {} s", inbox::POLL_INTERVAL.as_secs())
+                    .map_err(failed)?;
+            }
+        },
     }
     Ok(())
 }
@@ -132,7 +181,7 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
 pub fn signing_key(command: SigningKeyCommand, out: &mut impl Write) -> Result<(), AdminError> {
     match command {
         SigningKeyCommand::Rotate { data } => {
-            let store = open(&data.data_dir)?;
+            let store = open_stopped(&data.data_dir)?;
             let signer = crate::signing::add_new_key(&store, &data.data_dir, Clock::System.now()).map_err(failed)?;
             writeln!(out, "new signing key {} signs from the next start on", signer.key_id()).map_err(failed)?;
         }

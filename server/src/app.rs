@@ -94,6 +94,7 @@ pub async fn run_with_clock(
     let settings = PublishSettings { min_elements: config.min_elements, width, retention: config.retention() };
     let publisher = Arc::new(Publisher::new(store.clone(), catalog.clone(), signer, clock.clone(), settings));
     tracker.spawn(crate::publisher::run_periodically(publisher, config.publish_interval, cancel.clone()));
+    tracker.spawn(crate::inbox::run_periodically(store.clone(), config.data_dir.clone(), cancel.clone()));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<KeyUploadServer<KeyUploadService>>().await;

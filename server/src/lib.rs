@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod distribution;
 pub mod error;
+pub mod inbox;
 pub mod ingest;
 pub mod metrics;
 pub mod middleware;

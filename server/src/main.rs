@@ -71,7 +71,7 @@ fn serve(config: ServerConfig) -> ExitCode {
         let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
         tracing::info!(grpc = %listener.local_addr()?, metrics = %config.metrics_addr, "listening");
         tracing::info!(
-            "to create an upload token: stop the server, then run `exposure-server authority add --data-dir {} --name NAME --region VN-TB`",
+            "to create an upload token, run `exposure-server authority add --data-dir {} --name NAME --region VN-TB`",
             config.data_dir.display()
         );
         exposure_server::run(listener, config, shutdown_signal()).await?;

@@ -1,16 +1,14 @@
 //! The `exposure-server` binary as an operator uses it: admin commands, startup on flags,
 //! the metrics endpoint, graceful exit on SIGTERM, and usage errors.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_exposure-server");
-
-fn admin(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(BINARY).args(args).arg("--data-dir").arg(data_dir).output().expect("run exposure-server")
-}
+use common::{BINARY, admin, free_port, start};
 
 #[test]
 fn authority_commands_create_list_and_revoke() {
@@ -52,43 +50,25 @@ fn usage_errors_exit_64_with_a_message() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 #[test]
 fn serves_metrics_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics_port = free_port();
-    let mut child = Command::new(BINARY)
-        .args(["--grpc-addr", "127.0.0.1:0", "--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut log = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log.contains("\"message\":\"store opened\"") {
-        assert!(Instant::now() < deadline, "server did not start: {log}");
-        stderr.read_line(&mut log).expect("read log");
-    }
+    let server = start(dir.path(), &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
+    let log = server.log();
     assert!(log.contains("key_id"), "startup names the signing key: {log}");
     assert!(log.contains(&dir.path().display().to_string()), "startup names the data dir");
+    assert!(log.contains("authority add"), "startup says how to create an upload token");
 
     // The publisher's first run (at start) sets the storage gauges.
     let metrics = scrape_until(metrics_port, "exposure_rocksdb_size_bytes");
     assert!(metrics.contains("exposure_pending_keys"), "{metrics}");
 
     // SIGTERM: the process exits 0 after a graceful shutdown.
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).expect("read rest");
-    let exit = child.wait().expect("wait");
-    assert!(exit.success(), "exit status {exit:?}: {rest}");
-    assert!(rest.contains("shutting down") && rest.contains("stopped"), "{rest}");
+    let log = server.log.clone();
+    assert!(server.terminate(), "exit status after SIGTERM");
+    let log = log.lock().expect("log").clone();
+    assert!(log.contains("shutting down") && log.contains("\"message\":\"stopped\""), "{log}");
     let keys: Vec<_> = dir.path().join("signing").read_dir().expect("key dir").collect();
     assert_eq!(keys.len(), 1, "the signing key was written");
     #[cfg(unix)]
@@ -114,4 +94,66 @@ fn scrape_until(port: u16, needle: &str) -> String {
         assert!(Instant::now() < deadline, "metrics endpoint did not show {needle}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Uploads one fresh GAEN key with `token`; returns the status code.
+async fn upload_with(url: &str, token: &str, byte: u8) -> tonic::Code {
+    use exposure_proto::v1::key_upload_client::KeyUploadClient;
+    use exposure_proto::v1::{DiagnosisKey, GaenKey, UploadDiagnosisKeysRequest, diagnosis_key};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let key = DiagnosisKey {
+        key: Some(diagnosis_key::Key::Gaen(GaenKey {
+            key_data: vec![byte; 16],
+            rolling_start_interval_number: ((now / 86_400 - 1) * 144) as u32,
+            rolling_period: 144,
+        })),
+        transmission_risk_level: 0,
+    };
+    let mut request = tonic::Request::new(UploadDiagnosisKeysRequest {
+        region: "VN-TB".into(),
+        upload_id: format!("hot-{byte}"),
+        keys: vec![key],
+        ..Default::default()
+    });
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    let mut client = KeyUploadClient::connect(url.to_owned()).await.expect("connect");
+    match client.upload_diagnosis_keys(request).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// Retries `attempt` until it returns `expected`; panics after 10 s.
+async fn eventually(expected: tonic::Code, mut attempt: impl AsyncFnMut(u8) -> tonic::Code) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for byte in 1.. {
+        let code = attempt(byte).await;
+        if code == expected {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {code:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn authorities_are_added_listed_and_revoked_while_the_server_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path(), &["--metrics-addr", "127.0.0.1:0"]);
+    let token = common::add_authority(dir.path(), "VN-TB");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(eventually(tonic::Code::Ok, async |byte| upload_with(&server.url, &token, byte).await));
+
+    let listed = admin(dir.path(), &["authority", "list"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listing = String::from_utf8(listed.stdout).expect("utf-8");
+    let id = listing.lines().nth(1).and_then(|line| line.split('\t').next()).expect("id column").to_owned();
+    assert!(listing.contains("test authority") && listing.contains("active"), "{listing}");
+
+    let revoked = admin(dir.path(), &["authority", "revoke", "--id", &id]);
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    runtime.block_on(eventually(tonic::Code::Unauthenticated, async |byte| upload_with(&server.url, &token, 100 + byte).await));
+    let unknown = admin(dir.path(), &["authority", "revoke", "--id", "nosuchid"]);
+    assert_eq!(unknown.status.code(), Some(64), "revoking an unknown id is a usage error");
+    assert!(server.terminate());
 }

@@ -1,10 +1,10 @@
 //! Crash safety of the real binary: every upload the server acknowledged before a SIGKILL is on
 //! disk afterwards, and a restarted server publishes each stored key exactly once.
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
@@ -13,36 +13,7 @@ use exposure_proto::v1::{DiagnosisKey, GaenKey, ReportType, UploadDiagnosisKeysR
 use exposure_server::storage::Store;
 use exposure_server::storage::keys::dedup_key;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_exposure-server");
 const REGION: &str = "VN-TB";
-
-/// Starts the binary on a free port; returns the child and its gRPC address.
-fn start(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BINARY)
-        .args(["--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-format", "json", "--release-delay", "0s"])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut line = String::new();
-    loop {
-        assert!(Instant::now() < deadline, "server did not start");
-        line.clear();
-        stderr.read_line(&mut line).expect("read log");
-        if line.contains("\"message\":\"listening\"") {
-            let start = line.find("\"grpc\":\"").expect("grpc field") + 8;
-            let end = start + line[start..].find('"').expect("end of field");
-            let address = format!("http://{}", &line[start..end]);
-            // Keep draining the log so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (child, address);
-        }
-    }
-}
 
 fn key(index: u32, start_interval: u32) -> DiagnosisKey {
     let mut key_data = [0u8; 16];
@@ -62,18 +33,13 @@ fn material(key: &DiagnosisKey) -> Vec<u8> {
 #[test]
 fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let added = Command::new(BINARY)
-        .args(["authority", "add", "--name", "crash test", "--region", REGION])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .expect("authority add");
-    let token = String::from_utf8(added.stdout).expect("utf-8").lines().last().expect("token").to_owned();
+    let token = common::add_authority(dir.path(), REGION);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     let yesterday = ((now / 86_400 - 1) * 144) as u32;
 
     // Publishing is held back (1 h interval after the first, empty run) while uploads stream in.
-    let (mut child, address) = start(dir.path(), &["--publish-interval", "1h"]);
+    let server = common::start(dir.path(), &["--publish-interval", "1h", "--release-delay", "0s", "--metrics-addr", "127.0.0.1:0"]);
+    let (mut child, address) = (server.child, server.url);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let acknowledged: Vec<DiagnosisKey> = runtime.block_on(async {
         let client = KeyUploadClient::connect(address).await.expect("connect");
@@ -130,7 +96,11 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
     drop(store);
 
     // A restarted server publishes every stored key, each in exactly one hourly batch.
-    let (mut child, address) = start(dir.path(), &["--publish-interval", "200ms", "--min-elements", "100"]);
+    let server = common::start(
+        dir.path(),
+        &["--publish-interval", "200ms", "--min-elements", "100", "--release-delay", "0s", "--metrics-addr", "127.0.0.1:0"],
+    );
+    let address = server.url.clone();
     runtime.block_on(async {
         let mut client = DistributionClient::connect(address).await.expect("connect");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -145,8 +115,7 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
         }
     });
     // The database is locked while the server runs: stop it to look inside.
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(child.wait().expect("wait").success());
+    assert!(server.terminate());
 
     let store = Store::open(dir.path()).expect("reopen");
     let mut published = HashSet::new();

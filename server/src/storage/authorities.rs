@@ -16,6 +16,33 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A new authority with its token, before it is stored.
+pub struct NewAuthority {
+    /// The record to store.
+    pub authority: Authority,
+    /// The token in clear: shown once, never stored.
+    pub token: String,
+    /// The token's SHA-256, the record's key.
+    pub token_hash: [u8; 32],
+}
+
+/// Creates an authority record and a fresh random token for it.
+pub fn new_authority(name: &str, regions: &[String], now: u64) -> NewAuthority {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+    let mut id_bytes = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+    let authority = Authority {
+        id: hex::encode(id_bytes),
+        name: name.to_owned(),
+        regions: regions.to_vec(),
+        created_at: now,
+        revoked_at: 0,
+    };
+    NewAuthority { authority, token_hash: token_hash(&token), token }
+}
+
 impl Store {
     /// Creates an authority and returns it with its token (the only time the token exists
     /// in clear).
@@ -25,22 +52,16 @@ impl Store {
         regions: &[String],
         now: u64,
     ) -> Result<(Authority, String), StorageError> {
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
-        let mut id_bytes = [0u8; 6];
-        rand::rngs::OsRng.fill_bytes(&mut id_bytes);
-        let authority = Authority {
-            id: hex::encode(id_bytes),
-            name: name.to_owned(),
-            regions: regions.to_vec(),
-            created_at: now,
-            revoked_at: 0,
-        };
+        let new = new_authority(name, regions, now);
+        self.put_authority(&new.token_hash, &new.authority)?;
+        Ok((new.authority, new.token))
+    }
+
+    /// Stores an authority under its token hash.
+    pub fn put_authority(&self, token_hash: &[u8], authority: &Authority) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_AUTHORITIES), token_hash(&token), prost::Message::encode_to_vec(&authority));
-        self.write_synced(batch)?;
-        Ok((authority, token))
+        batch.put_cf(self.cf(CF_AUTHORITIES), token_hash, prost::Message::encode_to_vec(authority));
+        self.write_synced(batch)
     }
 
     /// Returns the authority a token belongs to, if the token is known and not revoked.

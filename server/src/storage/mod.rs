@@ -104,6 +104,14 @@ impl Store {
         Ok(Self { db: Arc::new(db), commit_lock: Arc::new(Mutex::new(())) })
     }
 
+    /// Opens the database read-only, which works while a server holds it open; for
+    /// `authority list` on a running deployment.
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StorageError> {
+        let options = Options::default();
+        let db = DB::open_cf_for_read_only(&options, data_dir.join("db"), COLUMN_FAMILIES, false)?;
+        Ok(Self { db: Arc::new(db), commit_lock: Arc::new(Mutex::new(())) })
+    }
+
     /// Returns the handle of a column family created at open.
     pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
         // Every name in COLUMN_FAMILIES is created by `open`, so the handle always exists.

@@ -1,0 +1,128 @@
+//! The admin inbox: how `exposure-server authority add|revoke` reaches a server that is running.
+//! RocksDB admits one writer process, so while the server holds the database the admin command
+//! writes its request as a file into `data_dir/inbox/` (written aside, synced, then renamed into
+//! place, so a half-written request is never read); the server applies each request to the store
+//! within a second and deletes the file. A token is therefore usable without a restart, and only
+//! its hash ever touches the disk.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::records::Authority;
+use crate::storage::{Store, StorageError};
+
+/// How often the server looks into the inbox.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+const REQUEST_SUFFIX: &str = "request";
+
+/// One admin request.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct InboxRequest {
+    /// An authority to add, keyed by its token's SHA-256.
+    #[prost(message, optional, tag = "1")]
+    pub add: Option<Authority>,
+    /// SHA-256 of the added authority's token.
+    #[prost(bytes = "vec", tag = "2")]
+    pub token_hash: Vec<u8>,
+    /// Id of an authority to revoke.
+    #[prost(string, tag = "3")]
+    pub revoke_id: String,
+    /// Unix seconds of the request.
+    #[prost(uint64, tag = "4")]
+    pub requested_at: u64,
+}
+
+/// Errors of the inbox.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// A request file could not be written, read or removed.
+    #[error("inbox {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store failed while applying a request.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Returns the inbox folder of a data directory.
+pub fn inbox_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("inbox")
+}
+
+/// Drops a request into the inbox, durably; returns its path.
+pub fn submit(data_dir: &Path, request: &InboxRequest) -> Result<PathBuf, InboxError> {
+    use std::io::Write;
+    let folder = inbox_dir(data_dir);
+    let file_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| InboxError::File { path, source }
+    };
+    std::fs::create_dir_all(&folder).map_err(file_error(&folder))?;
+    let name = format!("{:020}-{:08x}", request.requested_at, rand::random::<u32>());
+    let aside = folder.join(format!(".{name}.tmp"));
+    let path = folder.join(format!("{name}.{REQUEST_SUFFIX}"));
+    let mut file = std::fs::File::create(&aside).map_err(file_error(&aside))?;
+    file.write_all(&prost::Message::encode_to_vec(request)).map_err(file_error(&aside))?;
+    file.sync_all().map_err(file_error(&aside))?;
+    std::fs::rename(&aside, &path).map_err(file_error(&path))?;
+    std::fs::File::open(&folder).and_then(|dir| dir.sync_all()).map_err(file_error(&folder))?;
+    Ok(path)
+}
+
+/// Applies every request waiting in the inbox, oldest first; returns how many.
+pub fn apply_pending(store: &Store, data_dir: &Path) -> Result<usize, InboxError> {
+    let folder = inbox_dir(data_dir);
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|extension| extension == REQUEST_SUFFIX))
+            .collect(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => return Err(InboxError::File { path: folder, source }),
+    };
+    paths.sort();
+    for path in &paths {
+        let bytes = std::fs::read(path).map_err(|source| InboxError::File { path: path.clone(), source })?;
+        match <InboxRequest as prost::Message>::decode(bytes.as_slice()) {
+            Ok(request) => apply(store, &request)?,
+            Err(error) => tracing::error!(%error, file = %path.display(), "unreadable inbox request; removed"),
+        }
+        std::fs::remove_file(path).map_err(|source| InboxError::File { path: path.clone(), source })?;
+    }
+    Ok(paths.len())
+}
+
+fn apply(store: &Store, request: &InboxRequest) -> Result<(), InboxError> {
+    if let Some(authority) = &request.add {
+        store.put_authority(&request.token_hash, authority)?;
+        tracing::info!(authority = %authority.id, "authority added from the inbox");
+    }
+    if !request.revoke_id.is_empty() {
+        let revoked = store.revoke_authority(&request.revoke_id, request.requested_at)?;
+        tracing::info!(authority = %request.revoke_id, revoked, "authority revocation from the inbox");
+    }
+    Ok(())
+}
+
+/// Applies inbox requests every [`POLL_INTERVAL`] until `cancel` fires.
+pub async fn run_periodically(store: Store, data_dir: PathBuf, cancel: CancellationToken) {
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let (store, data_dir) = (store.clone(), data_dir.clone());
+        match tokio::task::spawn_blocking(move || apply_pending(&store, &data_dir)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "inbox requests could not be applied; retrying"),
+            Err(error) => tracing::error!(%error, "inbox task failed; retrying"),
+        }
+    }
+}
