@@ -244,7 +244,7 @@ pub async fn run_demo(
         exposed_confirmed |= confirmed;
         writeln!(
             out,
-            "[8/8] Confirm: phone A fetched bucket {prefix:#x} ({prefix_bits} bits, {} digests shared with unrelated identifiers): {}.",
+            "[8/8] Confirm: phone A fetched bucket {prefix:#x} (the first {prefix_bits} bits of its digest; {} digest(s) in it, hundreds at province scale, so the server cannot tell which one the phone holds): {}.",
             bucket.len(),
             if confirmed {
                 "its digest is there, exposure CONFIRMED"

@@ -185,8 +185,8 @@ impl Recorder {
         interval.errors += u64::from(is_error);
     }
 
-    /// Turns the recording into a report. `mixed` adds the per-RPC breakdown; `fixed_rate` adds
-    /// the uncorrected service times.
+    /// Turns the recording into a report. `mixed` adds the per-RPC breakdown; a fixed rate in
+    /// `settings` adds the uncorrected service times.
     pub fn report(&self, scenario: &str, target: &str, settings: Settings, mixed: bool) -> Report {
         let duration = match (self.first_measured, self.last_answered) {
             (Some(first), Some(last)) => last.saturating_duration_since(first),
