@@ -10,9 +10,9 @@ use clap::{Args, Subcommand};
 
 use crate::clock::Clock;
 use crate::inbox::{self, InboxRequest};
-use crate::storage::authorities::new_authority;
 use crate::ingest::validate::is_valid_region;
-use crate::storage::{Store, StorageError};
+use crate::storage::authorities::new_authority;
+use crate::storage::{StorageError, Store};
 
 /// `exposure-server authority …`
 #[derive(Debug, Subcommand)]
@@ -88,7 +88,9 @@ enum Opened {
 fn open(data_dir: &Path) -> Result<Opened, AdminError> {
     match Store::open(data_dir) {
         Ok(store) => Ok(Opened::Store(store)),
-        Err(StorageError::Rocks(error)) if error.to_string().to_lowercase().contains("lock") => Ok(Opened::HeldByServer),
+        Err(StorageError::Rocks(error)) if error.to_string().to_lowercase().contains("lock") => {
+            Ok(Opened::HeldByServer)
+        }
         Err(error) => Err(AdminError::Failed(error.to_string())),
     }
 }
@@ -112,7 +114,11 @@ fn failed(error: impl std::fmt::Display) -> AdminError {
 pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), AdminError> {
     let now = Clock::System.now();
     match command {
-        AuthorityCommand::Add { data, name, regions } => {
+        AuthorityCommand::Add {
+            data,
+            name,
+            regions,
+        } => {
             if let Some(bad) = regions.iter().find(|region| !is_valid_region(region)) {
                 return Err(AdminError::Usage(format!(
                     "--region {bad:?} must match ^[A-Z]{{2}}(-[A-Z0-9]{{1,3}})?$, e.g. VN-TB"
@@ -123,7 +129,9 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
             }
             let new = new_authority(&name, &regions, now);
             match open(&data.data_dir)? {
-                Opened::Store(store) => store.put_authority(&new.token_hash, &new.authority).map_err(failed)?,
+                Opened::Store(store) => store
+                    .put_authority(&new.token_hash, &new.authority)
+                    .map_err(failed)?,
                 Opened::HeldByServer => {
                     let request = InboxRequest {
                         add: Some(new.authority.clone()),
@@ -132,15 +140,29 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
                         ..InboxRequest::default()
                     };
                     inbox::submit(&data.data_dir, &request).map_err(failed)?;
-                    writeln!(out, "the running server applies this within {} s", inbox::POLL_INTERVAL.as_secs())
-                        .map_err(failed)?;
+                    writeln!(
+                        out,
+                        "the running server applies this within {} s",
+                        inbox::POLL_INTERVAL.as_secs()
+                    )
+                    .map_err(failed)?;
                 }
             }
             let authority = new.authority;
             let token = new.token;
-            writeln!(out, "created authority {} ({}) for {}", authority.id, authority.name, authority.regions.join(", "))
-                .map_err(failed)?;
-            writeln!(out, "upload token (shown once; send it as `authorization: Bearer <token>`):").map_err(failed)?;
+            writeln!(
+                out,
+                "created authority {} ({}) for {}",
+                authority.id,
+                authority.name,
+                authority.regions.join(", ")
+            )
+            .map_err(failed)?;
+            writeln!(
+                out,
+                "upload token (shown once; send it as `authorization: Bearer <token>`):"
+            )
+            .map_err(failed)?;
             writeln!(out, "{token}").map_err(failed)?;
         }
         AuthorityCommand::List { data } => {
@@ -150,27 +172,55 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
             };
             writeln!(out, "id\tname\tregions\tcreated_at\tstatus").map_err(failed)?;
             for authority in store.list_authorities().map_err(failed)? {
-                let status = if authority.revoked_at == 0 { "active".to_owned() } else { format!("revoked at {}", authority.revoked_at) };
-                writeln!(out, "{}\t{}\t{}\t{}\t{status}", authority.id, authority.name, authority.regions.join(","), authority.created_at)
-                    .map_err(failed)?;
+                let status = if authority.revoked_at == 0 {
+                    "active".to_owned()
+                } else {
+                    format!("revoked at {}", authority.revoked_at)
+                };
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{status}",
+                    authority.id,
+                    authority.name,
+                    authority.regions.join(","),
+                    authority.created_at
+                )
+                .map_err(failed)?;
             }
         }
         AuthorityCommand::Revoke { data, id } => match open(&data.data_dir)? {
             Opened::Store(store) => {
                 if !store.revoke_authority(&id, now).map_err(failed)? {
-                    return Err(AdminError::Usage(format!("no active authority with id {id:?} (see `authority list`)")));
+                    return Err(AdminError::Usage(format!(
+                        "no active authority with id {id:?} (see `authority list`)"
+                    )));
                 }
                 writeln!(out, "revoked authority {id}").map_err(failed)?;
             }
             Opened::HeldByServer => {
-                let listed = Store::open_read_only(&data.data_dir).and_then(|store| store.list_authorities()).map_err(failed)?;
-                if !listed.iter().any(|authority| authority.id == id && authority.revoked_at == 0) {
-                    return Err(AdminError::Usage(format!("no active authority with id {id:?} (see `authority list`)")));
-                }
-                let request = InboxRequest { revoke_id: id.clone(), requested_at: now, ..InboxRequest::default() };
-                inbox::submit(&data.data_dir, &request).map_err(failed)?;
-                writeln!(out, "revoked authority {id}; the running server applies this within {} s", inbox::POLL_INTERVAL.as_secs())
+                let listed = Store::open_read_only(&data.data_dir)
+                    .and_then(|store| store.list_authorities())
                     .map_err(failed)?;
+                if !listed
+                    .iter()
+                    .any(|authority| authority.id == id && authority.revoked_at == 0)
+                {
+                    return Err(AdminError::Usage(format!(
+                        "no active authority with id {id:?} (see `authority list`)"
+                    )));
+                }
+                let request = InboxRequest {
+                    revoke_id: id.clone(),
+                    requested_at: now,
+                    ..InboxRequest::default()
+                };
+                inbox::submit(&data.data_dir, &request).map_err(failed)?;
+                writeln!(
+                    out,
+                    "revoked authority {id}; the running server applies this within {} s",
+                    inbox::POLL_INTERVAL.as_secs()
+                )
+                .map_err(failed)?;
             }
         },
     }
@@ -182,8 +232,14 @@ pub fn signing_key(command: SigningKeyCommand, out: &mut impl Write) -> Result<(
     match command {
         SigningKeyCommand::Rotate { data } => {
             let store = open_stopped(&data.data_dir)?;
-            let signer = crate::signing::add_new_key(&store, &data.data_dir, Clock::System.now()).map_err(failed)?;
-            writeln!(out, "new signing key {} signs from the next start on", signer.key_id()).map_err(failed)?;
+            let signer = crate::signing::add_new_key(&store, &data.data_dir, Clock::System.now())
+                .map_err(failed)?;
+            writeln!(
+                out,
+                "new signing key {} signs from the next start on",
+                signer.key_id()
+            )
+            .map_err(failed)?;
         }
     }
     Ok(())

@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use exposure_matcher::FingerprintWidth;
 use exposure_proto::v1::distribution_server::DistributionServer;
 use exposure_proto::v1::key_upload_server::KeyUploadServer;
-use exposure_matcher::FingerprintWidth;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -74,53 +74,94 @@ pub async fn run_with_clock(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let width = FingerprintWidth::from_bits(config.fingerprint_bits)
-        .ok_or_else(|| ServerError::Config(format!("fingerprint bits {} (use 8, 16 or 32)", config.fingerprint_bits)))?;
+    let width = FingerprintWidth::from_bits(config.fingerprint_bits).ok_or_else(|| {
+        ServerError::Config(format!(
+            "fingerprint bits {} (use 8, 16 or 32)",
+            config.fingerprint_bits
+        ))
+    })?;
     let data_dir = config.data_dir.clone();
     let signing_key = config.signing_key.clone();
     let now = clock.now();
-    let (store, signer, catalog) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
-        let store = Store::open(&data_dir)?;
-        let signer = signing::load_or_create(&store, &data_dir, signing_key.as_deref(), now)?;
-        let catalog = Catalog::load(&store)?;
-        Ok((store, signer, catalog))
-    })
-    .await??;
+    let (store, signer, catalog) =
+        tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+            let store = Store::open(&data_dir)?;
+            let signer = signing::load_or_create(&store, &data_dir, signing_key.as_deref(), now)?;
+            let catalog = Catalog::load(&store)?;
+            Ok((store, signer, catalog))
+        })
+        .await??;
     tracing::info!(data_dir = %config.data_dir.display(), key_id = signer.key_id(), "store opened");
 
     let (writer, writer_thread) = IngestWriter::start(store.clone())?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let settings = PublishSettings { min_elements: config.min_elements, width, retention: config.retention() };
-    let publisher = Arc::new(Publisher::new(store.clone(), catalog.clone(), signer, clock.clone(), settings));
-    tracker.spawn(crate::publisher::run_periodically(publisher, config.publish_interval, cancel.clone()));
-    tracker.spawn(crate::inbox::run_periodically(store.clone(), config.data_dir.clone(), cancel.clone()));
+    let settings = PublishSettings {
+        min_elements: config.min_elements,
+        width,
+        retention: config.retention(),
+    };
+    let publisher = Arc::new(Publisher::new(
+        store.clone(),
+        catalog.clone(),
+        signer,
+        clock.clone(),
+        settings,
+    ));
+    tracker.spawn(crate::publisher::run_periodically(
+        publisher,
+        config.publish_interval,
+        cancel.clone(),
+    ));
+    tracker.spawn(crate::inbox::run_periodically(
+        store.clone(),
+        config.data_dir.clone(),
+        cancel.clone(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<KeyUploadServer<KeyUploadService>>().await;
-    health_reporter.set_serving::<DistributionServer<DistributionService>>().await;
-    health_reporter.set_service_status("", ServingStatus::Serving).await;
+    health_reporter
+        .set_serving::<KeyUploadServer<KeyUploadService>>()
+        .await;
+    health_reporter
+        .set_serving::<DistributionServer<DistributionService>>()
+        .await;
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
 
     let reflection_v1 = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let upload = KeyUploadServer::new(KeyUploadService::new(store.clone(), writer, clock, &config))
         .max_decoding_message_size(config.max_message_bytes);
-    let distribution = DistributionServer::new(DistributionService::new(store.clone(), catalog, config.confirm_prefix_bits))
-        .max_decoding_message_size(config.max_message_bytes);
+    let distribution = DistributionServer::new(DistributionService::new(
+        store.clone(),
+        catalog,
+        config.confirm_prefix_bits,
+    ))
+    .max_decoding_message_size(config.max_message_bytes);
 
     let (stopping_sender, stopping) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down");
-        health_reporter.set_service_status("", ServingStatus::NotServing).await;
-        health_reporter.set_not_serving::<KeyUploadServer<KeyUploadService>>().await;
-        health_reporter.set_not_serving::<DistributionServer<DistributionService>>().await;
+        health_reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_not_serving::<KeyUploadServer<KeyUploadService>>()
+            .await;
+        health_reporter
+            .set_not_serving::<DistributionServer<DistributionService>>()
+            .await;
         let _ = stopping_sender.send(());
     };
     let layers = ServiceBuilder::new()
         .layer(RequestMetricsLayer)
         .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests));
+        .layer(GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_requests,
+        ));
     let serve = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
         .tcp_nodelay(true)
@@ -147,7 +188,10 @@ pub async fn run_with_clock(
 
     cancel.cancel();
     tracker.close();
-    if tokio::time::timeout(PUBLISHER_STOP_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(PUBLISHER_STOP_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("publisher did not stop in time; its uncommitted run is discarded");
     }
     // The services (and their writer handles) are dropped with the server, so the writer

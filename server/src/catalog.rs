@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use exposure_proto::v1::{BatchInfo, BatchKind};
 
-use crate::storage::{Store, StorageError};
+use crate::storage::{StorageError, Store};
 
 /// Default and largest page of ListBatches.
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -56,11 +56,15 @@ impl Catalog {
 
     fn read(&self) -> RwLockReadGuard<'_, HashMap<String, RegionBatches>> {
         // Writers only push or remove whole entries, so a poisoned lock holds consistent data.
-        self.regions.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.regions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, RegionBatches>> {
-        self.regions.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.regions
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a batch just committed.
@@ -68,7 +72,9 @@ impl Catalog {
         let mut regions = self.write();
         let region = regions.entry(region.to_owned()).or_default();
         region.latest_sequence = region.latest_sequence.max(info.sequence);
-        let position = region.batches.partition_point(|existing| existing.sequence < info.sequence);
+        let position = region
+            .batches
+            .partition_point(|existing| existing.sequence < info.sequence);
         region.batches.insert(position, info);
     }
 
@@ -82,7 +88,9 @@ impl Catalog {
     /// Returns up to `limit` batches of `region` with a sequence above `after_sequence`.
     pub fn list(&self, region: &str, after_sequence: u64, limit: usize) -> Listing {
         let regions = self.read();
-        let Some(region) = regions.get(region) else { return Listing::default() };
+        let Some(region) = regions.get(region) else {
+            return Listing::default();
+        };
         let batches = &region.batches;
         let start = batches.partition_point(|info| info.sequence <= after_sequence);
         let end = batches.len().min(start + limit);
@@ -102,12 +110,20 @@ impl Catalog {
 
     /// Returns every batch of a region, oldest first.
     pub fn batches(&self, region: &str) -> Vec<BatchInfo> {
-        self.read().get(region).map(|region| region.batches.clone()).unwrap_or_default()
+        self.read()
+            .get(region)
+            .map(|region| region.batches.clone())
+            .unwrap_or_default()
     }
 
     /// Returns the hourly batches of `region`, grouped by the UTC day of their creation, for
     /// days after `after_day` and before `before_day`, oldest day first.
-    pub fn hourly_by_day(&self, region: &str, after_day: u64, before_day: u64) -> Vec<(u64, Vec<BatchInfo>)> {
+    pub fn hourly_by_day(
+        &self,
+        region: &str,
+        after_day: u64,
+        before_day: u64,
+    ) -> Vec<(u64, Vec<BatchInfo>)> {
         let mut days: Vec<(u64, Vec<BatchInfo>)> = Vec::new();
         for info in self.batches(region) {
             let day = info.created_at / 86_400;

@@ -116,7 +116,9 @@ impl ServerConfig {
 fn parse_fingerprint_bits(text: &str) -> Result<u32, String> {
     match text {
         "8" | "16" | "32" => Ok(text.parse().unwrap_or(16)),
-        _ => Err(format!("{text:?} is not a fingerprint width (use 8, 16 or 32)")),
+        _ => Err(format!(
+            "{text:?} is not a fingerprint width (use 8, 16 or 32)"
+        )),
     }
 }
 

@@ -6,7 +6,8 @@ use std::pin::Pin;
 use exposure_proto::v1::distribution_server::Distribution;
 use exposure_proto::v1::{
     GetBatchChunk, GetBatchRequest, GetConfirmBucketRequest, GetConfirmBucketResponse,
-    GetSigningKeysRequest, GetSigningKeysResponse, ListBatchesRequest, ListBatchesResponse, SigningKey,
+    GetSigningKeysRequest, GetSigningKeysResponse, ListBatchesRequest, ListBatchesResponse,
+    SigningKey,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status};
@@ -35,7 +36,11 @@ pub struct DistributionService {
 impl DistributionService {
     /// Returns the service over the store and the catalog the publisher keeps.
     pub fn new(store: Store, catalog: Catalog, confirm_prefix_bits: u32) -> Self {
-        Self { store, catalog, confirm_prefix_bits }
+        Self {
+            store,
+            catalog,
+            confirm_prefix_bits,
+        }
     }
 
     async fn blocking<T: Send + 'static>(
@@ -54,13 +59,19 @@ fn check_region(region: &str) -> Result<(), ApiError> {
     if is_valid_region(region) {
         Ok(())
     } else {
-        Err(ApiError::invalid("region", "must match ^[A-Z]{2}(-[A-Z0-9]{1,3})?$, e.g. VN-TB"))
+        Err(ApiError::invalid(
+            "region",
+            "must match ^[A-Z]{2}(-[A-Z0-9]{1,3})?$, e.g. VN-TB",
+        ))
     }
 }
 
 /// Returns true for a lowercase hex SHA-256.
 fn is_batch_id(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<GetBatchChunk, Status>> + Send>>;
@@ -68,7 +79,10 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<GetBatchChunk, Status>> + Se
 #[tonic::async_trait]
 impl Distribution for DistributionService {
     #[instrument(skip_all, fields(region = %request.get_ref().region))]
-    async fn list_batches(&self, request: Request<ListBatchesRequest>) -> Result<Response<ListBatchesResponse>, Status> {
+    async fn list_batches(
+        &self,
+        request: Request<ListBatchesRequest>,
+    ) -> Result<Response<ListBatchesResponse>, Status> {
         let request = request.into_inner();
         check_region(&request.region)?;
         ::metrics::counter!(metrics::POLLS_TOTAL).increment(1);
@@ -76,7 +90,9 @@ impl Distribution for DistributionService {
             0 => MAX_LIST_LIMIT,
             given => given.min(MAX_LIST_LIMIT),
         };
-        let listing = self.catalog.list(&request.region, request.after_sequence, limit);
+        let listing = self
+            .catalog
+            .list(&request.region, request.after_sequence, limit);
         Ok(Response::new(ListBatchesResponse {
             batches: listing.batches,
             confirm_prefix_bits: self.confirm_prefix_bits,
@@ -88,10 +104,15 @@ impl Distribution for DistributionService {
     type GetBatchStream = ChunkStream;
 
     #[instrument(skip_all)]
-    async fn get_batch(&self, request: Request<GetBatchRequest>) -> Result<Response<Self::GetBatchStream>, Status> {
+    async fn get_batch(
+        &self,
+        request: Request<GetBatchRequest>,
+    ) -> Result<Response<Self::GetBatchStream>, Status> {
         let batch_id = request.into_inner().batch_id;
         if !is_batch_id(&batch_id) {
-            return Err(ApiError::invalid("batch_id", "must be 64 lowercase hex characters").into());
+            return Err(
+                ApiError::invalid("batch_id", "must be 64 lowercase hex characters").into(),
+            );
         }
         let lookup = batch_id.clone();
         let file = self
@@ -105,7 +126,11 @@ impl Distribution for DistributionService {
             .chunks(CHUNK_BYTES)
             .enumerate()
             .map(|(index, chunk)| {
-                Ok(GetBatchChunk { data: chunk.to_vec(), offset: (index * CHUNK_BYTES) as u64, total_size })
+                Ok(GetBatchChunk {
+                    data: chunk.to_vec(),
+                    offset: (index * CHUNK_BYTES) as u64,
+                    total_size,
+                })
             })
             .collect();
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
@@ -121,19 +146,31 @@ impl Distribution for DistributionService {
         if request.prefix_bits != self.confirm_prefix_bits {
             return Err(ApiError::invalid(
                 "prefix_bits",
-                format!("must be {} (the deployment's confirm_prefix_bits)", self.confirm_prefix_bits),
+                format!(
+                    "must be {} (the deployment's confirm_prefix_bits)",
+                    self.confirm_prefix_bits
+                ),
             )
             .into());
         }
         if u64::from(request.prefix) >= 1u64 << request.prefix_bits {
-            return Err(ApiError::invalid("prefix", format!("must be below 2^{}", request.prefix_bits)).into());
+            return Err(ApiError::invalid(
+                "prefix",
+                format!("must be below 2^{}", request.prefix_bits),
+            )
+            .into());
         }
         ::metrics::counter!(metrics::CONFIRM_REQUESTS_TOTAL).increment(1);
         let digests = self
-            .blocking(move |store| store.confirm_bucket(&request.region, request.prefix, request.prefix_bits))
+            .blocking(move |store| {
+                store.confirm_bucket(&request.region, request.prefix, request.prefix_bits)
+            })
             .await?;
         Ok(Response::new(GetConfirmBucketResponse {
-            digests: digests.into_iter().map(|digest| digest.0.to_vec()).collect(),
+            digests: digests
+                .into_iter()
+                .map(|digest| digest.0.to_vec())
+                .collect(),
         }))
     }
 

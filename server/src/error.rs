@@ -45,7 +45,10 @@ pub enum ApiError {
 impl ApiError {
     /// Returns an INVALID_ARGUMENT error for a single field.
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
-        ApiError::InvalidArgument(vec![Violation { field: field.to_owned(), description: description.into() }])
+        ApiError::InvalidArgument(vec![Violation {
+            field: field.to_owned(),
+            description: description.into(),
+        }])
     }
 }
 
@@ -71,7 +74,9 @@ impl From<ApiError> for Status {
                 let details = ErrorDetails::with_bad_request(
                     violations
                         .into_iter()
-                        .map(|violation| FieldViolation::new(violation.field, violation.description))
+                        .map(|violation| {
+                            FieldViolation::new(violation.field, violation.description)
+                        })
                         .collect::<Vec<_>>(),
                 );
                 Status::with_error_details(Code::InvalidArgument, message, details)

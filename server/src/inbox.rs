@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::records::Authority;
-use crate::storage::{Store, StorageError};
+use crate::storage::{StorageError, Store};
 
 /// How often the server looks into the inbox.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -68,10 +68,13 @@ pub fn submit(data_dir: &Path, request: &InboxRequest) -> Result<PathBuf, InboxE
     let aside = folder.join(format!(".{name}.tmp"));
     let path = folder.join(format!("{name}.{REQUEST_SUFFIX}"));
     let mut file = std::fs::File::create(&aside).map_err(file_error(&aside))?;
-    file.write_all(&prost::Message::encode_to_vec(request)).map_err(file_error(&aside))?;
+    file.write_all(&prost::Message::encode_to_vec(request))
+        .map_err(file_error(&aside))?;
     file.sync_all().map_err(file_error(&aside))?;
     std::fs::rename(&aside, &path).map_err(file_error(&path))?;
-    std::fs::File::open(&folder).and_then(|dir| dir.sync_all()).map_err(file_error(&folder))?;
+    std::fs::File::open(&folder)
+        .and_then(|dir| dir.sync_all())
+        .map_err(file_error(&folder))?;
     Ok(path)
 }
 
@@ -81,19 +84,35 @@ pub fn apply_pending(store: &Store, data_dir: &Path) -> Result<usize, InboxError
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(&folder) {
         Ok(entries) => entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|extension| extension == REQUEST_SUFFIX))
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == REQUEST_SUFFIX)
+            })
             .collect(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(source) => return Err(InboxError::File { path: folder, source }),
+        Err(source) => {
+            return Err(InboxError::File {
+                path: folder,
+                source,
+            });
+        }
     };
     paths.sort();
     for path in &paths {
-        let bytes = std::fs::read(path).map_err(|source| InboxError::File { path: path.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| InboxError::File {
+            path: path.clone(),
+            source,
+        })?;
         match <InboxRequest as prost::Message>::decode(bytes.as_slice()) {
             Ok(request) => apply(store, &request)?,
-            Err(error) => tracing::error!(%error, file = %path.display(), "unreadable inbox request; removed"),
+            Err(error) => {
+                tracing::error!(%error, file = %path.display(), "unreadable inbox request; removed")
+            }
         }
-        std::fs::remove_file(path).map_err(|source| InboxError::File { path: path.clone(), source })?;
+        std::fs::remove_file(path).map_err(|source| InboxError::File {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(paths.len())
 }
@@ -121,7 +140,9 @@ pub async fn run_periodically(store: Store, data_dir: PathBuf, cancel: Cancellat
         let (store, data_dir) = (store.clone(), data_dir.clone());
         match tokio::task::spawn_blocking(move || apply_pending(&store, &data_dir)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::error!(%error, "inbox requests could not be applied; retrying"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "inbox requests could not be applied; retrying")
+            }
             Err(error) => tracing::error!(%error, "inbox task failed; retrying"),
         }
     }

@@ -38,7 +38,11 @@ fn main() -> ExitCode {
         Err(error) => {
             let usage_error = error.use_stderr();
             let _ = error.print();
-            return if usage_error { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+            return if usage_error {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let mut stdout = std::io::stdout();
@@ -52,7 +56,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::from(if matches!(error, AdminError::Usage(_)) { EXIT_USAGE } else { 1 })
+            ExitCode::from(if matches!(error, AdminError::Usage(_)) {
+                EXIT_USAGE
+            } else {
+                1
+            })
         }
     }
 }

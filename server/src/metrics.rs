@@ -45,7 +45,14 @@ const LATENCY_BUCKETS: &[f64] = &[
 const BUILD_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 120.0];
 /// Buckets for batch sizes: 1 KiB to 64 MiB.
 const SIZE_BUCKETS: &[f64] = &[
-    1024.0, 16_384.0, 65_536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0, 67_108_864.0,
+    1024.0,
+    16_384.0,
+    65_536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
 ];
 /// Buckets for element counts: 1 k to 10 M.
 const ELEMENT_BUCKETS: &[f64] = &[1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7];
@@ -54,8 +61,14 @@ const ELEMENT_BUCKETS: &[f64] = &[1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7];
 pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
-        .set_buckets_for_metric(Matcher::Full(GRPC_REQUEST_DURATION_SECONDS.into()), LATENCY_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(UPLOAD_DURATION_SECONDS.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(GRPC_REQUEST_DURATION_SECONDS.into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(UPLOAD_DURATION_SECONDS.into()),
+            LATENCY_BUCKETS,
+        )?
         .set_buckets_for_metric(Matcher::Full(BATCH_BUILD_SECONDS.into()), BUILD_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE_BYTES.into()), SIZE_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_ELEMENTS.into()), ELEMENT_BUCKETS)?
@@ -68,17 +81,48 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
 fn describe() {
     describe_counter!(UPLOADS_TOTAL, "Uploads of diagnosis keys, by result");
     describe_counter!(KEYS_INGESTED_TOTAL, "Diagnosis keys stored, by scheme");
-    describe_histogram!(UPLOAD_DURATION_SECONDS, Unit::Seconds, "Upload handling time, durable write included");
+    describe_histogram!(
+        UPLOAD_DURATION_SECONDS,
+        Unit::Seconds,
+        "Upload handling time, durable write included"
+    );
     describe_counter!(BATCHES_PUBLISHED_TOTAL, "Batches published, by kind");
-    describe_histogram!(BATCH_BUILD_SECONDS, Unit::Seconds, "Time to expand, filter, sign and commit a batch");
-    describe_histogram!(BATCH_SIZE_BYTES, Unit::Bytes, "Size of published batch files");
-    describe_histogram!(BATCH_ELEMENTS, Unit::Count, "Filter elements of published batches, decoys included");
+    describe_histogram!(
+        BATCH_BUILD_SECONDS,
+        Unit::Seconds,
+        "Time to expand, filter, sign and commit a batch"
+    );
+    describe_histogram!(
+        BATCH_SIZE_BYTES,
+        Unit::Bytes,
+        "Size of published batch files"
+    );
+    describe_histogram!(
+        BATCH_ELEMENTS,
+        Unit::Count,
+        "Filter elements of published batches, decoys included"
+    );
     describe_counter!(POLLS_TOTAL, "ListBatches calls");
     describe_counter!(DOWNLOADS_TOTAL, "Batch downloads started");
-    describe_counter!(DOWNLOAD_BYTES_TOTAL, Unit::Bytes, "Bytes of batch files sent");
+    describe_counter!(
+        DOWNLOAD_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes of batch files sent"
+    );
     describe_counter!(CONFIRM_REQUESTS_TOTAL, "Confirm bucket requests");
-    describe_gauge!(ROCKSDB_SIZE_BYTES, Unit::Bytes, "Approximate size of the RocksDB files");
+    describe_gauge!(
+        ROCKSDB_SIZE_BYTES,
+        Unit::Bytes,
+        "Approximate size of the RocksDB files"
+    );
     describe_gauge!(PENDING_KEYS, Unit::Count, "Keys not yet published");
-    describe_histogram!(GRPC_REQUEST_DURATION_SECONDS, Unit::Seconds, "gRPC call latency, by method and code");
-    describe_counter!(REQUESTS_SHED_TOTAL, "Requests refused at the concurrency limit");
+    describe_histogram!(
+        GRPC_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "gRPC call latency, by method and code"
+    );
+    describe_counter!(
+        REQUESTS_SHED_TOTAL,
+        "Requests refused at the concurrency limit"
+    );
 }

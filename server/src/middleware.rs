@@ -85,7 +85,9 @@ fn method_label(path: &str) -> &'static str {
     METHODS
         .iter()
         .find(|method| **method == path)
-        .map_or("other", |method| method.rsplit('/').next().unwrap_or("other"))
+        .map_or("other", |method| {
+            method.rsplit('/').next().unwrap_or("other")
+        })
 }
 
 /// Returns the canonical upper-case name of a gRPC code.

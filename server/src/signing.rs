@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use exposure_matcher::BatchSigner;
 
 use crate::storage::records::{SigningKeyList, SigningKeyRecord};
-use crate::storage::{Store, StorageError};
+use crate::storage::{StorageError, Store};
 
 /// Errors of signing-key handling.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,11 @@ pub fn add_new_key(store: &Store, data_dir: &Path, now: u64) -> Result<BatchSign
 }
 
 fn register(list: &mut SigningKeyList, signer: &BatchSigner, now: u64) {
-    if !list.keys.iter().any(|record| record.key_id == signer.key_id()) {
+    if !list
+        .keys
+        .iter()
+        .any(|record| record.key_id == signer.key_id())
+    {
         list.keys.push(SigningKeyRecord {
             key_id: signer.key_id().to_owned(),
             public_key_der: signer.public_key_der(),
@@ -87,15 +91,22 @@ fn register(list: &mut SigningKeyList, signer: &BatchSigner, now: u64) {
 }
 
 fn read_signer(path: &Path) -> Result<BatchSigner, SigningError> {
-    let pem = std::fs::read_to_string(path)
-        .map_err(|source| SigningError::File { path: path.to_owned(), source })?;
-    BatchSigner::from_pkcs8_pem(&pem)
-        .map_err(|error| SigningError::Invalid { path: path.to_owned(), reason: error.to_string() })
+    let pem = std::fs::read_to_string(path).map_err(|source| SigningError::File {
+        path: path.to_owned(),
+        source,
+    })?;
+    BatchSigner::from_pkcs8_pem(&pem).map_err(|error| SigningError::Invalid {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })
 }
 
 /// Writes a private key readable by the owner only, durably (file and folder synced).
 fn write_private_key(path: &Path, pem: &str) -> Result<(), SigningError> {
-    let file_error = |source| SigningError::File { path: path.to_owned(), source };
+    let file_error = |source| SigningError::File {
+        path: path.to_owned(),
+        source,
+    };
     let folder = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder).map_err(file_error)?;
     let mut options = std::fs::OpenOptions::new();
@@ -108,6 +119,8 @@ fn write_private_key(path: &Path, pem: &str) -> Result<(), SigningError> {
     let mut file = options.open(path).map_err(file_error)?;
     file.write_all(pem.as_bytes()).map_err(file_error)?;
     file.sync_all().map_err(file_error)?;
-    std::fs::File::open(folder).and_then(|dir| dir.sync_all()).map_err(file_error)?;
+    std::fs::File::open(folder)
+        .and_then(|dir| dir.sync_all())
+        .map_err(file_error)?;
     Ok(())
 }

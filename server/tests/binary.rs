@@ -13,39 +13,90 @@ use common::{BINARY, admin, free_port, start};
 #[test]
 fn authority_commands_create_list_and_revoke() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let added = admin(dir.path(), &["authority", "add", "--name", "Thai Binh CDC", "--region", "VN-TB", "--region", "VN-HN"]);
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let added = admin(
+        dir.path(),
+        &[
+            "authority",
+            "add",
+            "--name",
+            "Thai Binh CDC",
+            "--region",
+            "VN-TB",
+            "--region",
+            "VN-HN",
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     let stdout = String::from_utf8(added.stdout).expect("utf-8");
     let token = stdout.lines().last().expect("token line");
-    assert!(token.starts_with("exps_") && token.len() == 69, "token alone on the last line: {token:?}");
+    assert!(
+        token.starts_with("exps_") && token.len() == 69,
+        "token alone on the last line: {token:?}"
+    );
 
     let listed = admin(dir.path(), &["authority", "list"]);
     let listing = String::from_utf8(listed.stdout).expect("utf-8");
-    assert!(listing.contains("Thai Binh CDC") && listing.contains("VN-TB,VN-HN") && listing.contains("active"));
+    assert!(
+        listing.contains("Thai Binh CDC")
+            && listing.contains("VN-TB,VN-HN")
+            && listing.contains("active")
+    );
     assert!(!listing.contains(token), "tokens are never listed");
-    let id = listing.lines().nth(1).and_then(|line| line.split('\t').next()).expect("id column").to_owned();
+    let id = listing
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split('\t').next())
+        .expect("id column")
+        .to_owned();
 
     let revoked = admin(dir.path(), &["authority", "revoke", "--id", &id]);
     assert!(revoked.status.success());
     let store = exposure_server::storage::Store::open(dir.path()).expect("open");
-    assert!(store.authenticate(token).expect("lookup").is_none(), "a revoked token no longer authenticates");
+    assert!(
+        store.authenticate(token).expect("lookup").is_none(),
+        "a revoked token no longer authenticates"
+    );
 }
 
 #[test]
 fn usage_errors_exit_64_with_a_message() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bad_region = admin(dir.path(), &["authority", "add", "--name", "x", "--region", "vietnam"]);
+    let bad_region = admin(
+        dir.path(),
+        &["authority", "add", "--name", "x", "--region", "vietnam"],
+    );
     assert_eq!(bad_region.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad_region.stderr).contains("--region"));
-    let unknown_flag = Command::new(BINARY).arg("--no-such-flag").output().expect("run");
+    let unknown_flag = Command::new(BINARY)
+        .arg("--no-such-flag")
+        .output()
+        .expect("run");
     assert_eq!(unknown_flag.status.code(), Some(64));
-    let bad_duration = Command::new(BINARY).args(["--publish-interval", "soon"]).output().expect("run");
+    let bad_duration = Command::new(BINARY)
+        .args(["--publish-interval", "soon"])
+        .output()
+        .expect("run");
     assert_eq!(bad_duration.status.code(), Some(64));
     let help = Command::new(BINARY).arg("--help").output().expect("run");
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--data-dir", "--grpc-addr", "--metrics-addr", "--publish-interval", "--release-delay", "--min-elements",
-        "--fingerprint-bits", "--confirm-prefix-bits", "--retention-days", "--max-keys-per-upload", "--log-format"] {
+    for flag in [
+        "--data-dir",
+        "--grpc-addr",
+        "--metrics-addr",
+        "--publish-interval",
+        "--release-delay",
+        "--min-elements",
+        "--fingerprint-bits",
+        "--confirm-prefix-bits",
+        "--retention-days",
+        "--max-keys-per-upload",
+        "--log-format",
+    ] {
         assert!(help.contains(flag), "--help documents {flag}");
     }
 }
@@ -54,11 +105,23 @@ fn usage_errors_exit_64_with_a_message() {
 fn serves_metrics_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics_port = free_port();
-    let server = start(dir.path(), &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")]);
+    let server = start(
+        dir.path(),
+        &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")],
+    );
     let log = server.log();
-    assert!(log.contains("key_id"), "startup names the signing key: {log}");
-    assert!(log.contains(&dir.path().display().to_string()), "startup names the data dir");
-    assert!(log.contains("authority add"), "startup says how to create an upload token");
+    assert!(
+        log.contains("key_id"),
+        "startup names the signing key: {log}"
+    );
+    assert!(
+        log.contains(&dir.path().display().to_string()),
+        "startup names the data dir"
+    );
+    assert!(
+        log.contains("authority add"),
+        "startup says how to create an upload token"
+    );
 
     // The publisher's first run (at start) sets the storage gauges.
     let metrics = scrape_until(metrics_port, "exposure_rocksdb_size_bytes");
@@ -68,14 +131,32 @@ fn serves_metrics_and_stops_gracefully_on_sigterm() {
     let log = server.log.clone();
     assert!(server.terminate(), "exit status after SIGTERM");
     let log = log.lock().expect("log").clone();
-    assert!(log.contains("shutting down") && log.contains("\"message\":\"stopped\""), "{log}");
-    let keys: Vec<_> = dir.path().join("signing").read_dir().expect("key dir").collect();
+    assert!(
+        log.contains("shutting down") && log.contains("\"message\":\"stopped\""),
+        "{log}"
+    );
+    let keys: Vec<_> = dir
+        .path()
+        .join("signing")
+        .read_dir()
+        .expect("key dir")
+        .collect();
     assert_eq!(keys.len(), 1, "the signing key was written");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = keys[0].as_ref().expect("entry").metadata().expect("metadata").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the private key is readable by its owner only");
+        let mode = keys[0]
+            .as_ref()
+            .expect("entry")
+            .metadata()
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the private key is readable by its owner only"
+        );
     }
 }
 
@@ -84,14 +165,19 @@ fn scrape_until(port: u16, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(
+                b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            );
             let mut body = String::new();
             let _ = stream.read_to_string(&mut body);
             if body.starts_with("HTTP/1.1 200") && body.contains(needle) {
                 return body;
             }
         }
-        assert!(Instant::now() < deadline, "metrics endpoint did not show {needle}");
+        assert!(
+            Instant::now() < deadline,
+            "metrics endpoint did not show {needle}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -100,7 +186,10 @@ fn scrape_until(port: u16, needle: &str) -> String {
 async fn upload_with(url: &str, token: &str, byte: u8) -> tonic::Code {
     use exposure_proto::v1::key_upload_client::KeyUploadClient;
     use exposure_proto::v1::{DiagnosisKey, GaenKey, UploadDiagnosisKeysRequest, diagnosis_key};
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let key = DiagnosisKey {
         key: Some(diagnosis_key::Key::Gaen(GaenKey {
             key_data: vec![byte; 16],
@@ -115,8 +204,13 @@ async fn upload_with(url: &str, token: &str, byte: u8) -> tonic::Code {
         keys: vec![key],
         ..Default::default()
     });
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
-    let mut client = KeyUploadClient::connect(url.to_owned()).await.expect("connect");
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    let mut client = KeyUploadClient::connect(url.to_owned())
+        .await
+        .expect("connect");
     match client.upload_diagnosis_keys(request).await {
         Ok(_) => tonic::Code::Ok,
         Err(status) => status.code(),
@@ -131,7 +225,10 @@ async fn eventually(expected: tonic::Code, mut attempt: impl AsyncFnMut(u8) -> t
         if code == expected {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still {code:?}, expected {expected:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {code:?}, expected {expected:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -142,18 +239,42 @@ fn authorities_are_added_listed_and_revoked_while_the_server_runs() {
     let server = start(dir.path(), &["--metrics-addr", "127.0.0.1:0"]);
     let token = common::add_authority(dir.path(), "VN-TB");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(eventually(tonic::Code::Ok, async |byte| upload_with(&server.url, &token, byte).await));
+    runtime.block_on(eventually(tonic::Code::Ok, async |byte| {
+        upload_with(&server.url, &token, byte).await
+    }));
 
     let listed = admin(dir.path(), &["authority", "list"]);
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     let listing = String::from_utf8(listed.stdout).expect("utf-8");
-    let id = listing.lines().nth(1).and_then(|line| line.split('\t').next()).expect("id column").to_owned();
-    assert!(listing.contains("test authority") && listing.contains("active"), "{listing}");
+    let id = listing
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split('\t').next())
+        .expect("id column")
+        .to_owned();
+    assert!(
+        listing.contains("test authority") && listing.contains("active"),
+        "{listing}"
+    );
 
     let revoked = admin(dir.path(), &["authority", "revoke", "--id", &id]);
-    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
-    runtime.block_on(eventually(tonic::Code::Unauthenticated, async |byte| upload_with(&server.url, &token, 100 + byte).await));
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    runtime.block_on(eventually(tonic::Code::Unauthenticated, async |byte| {
+        upload_with(&server.url, &token, 100 + byte).await
+    }));
     let unknown = admin(dir.path(), &["authority", "revoke", "--id", "nosuchid"]);
-    assert_eq!(unknown.status.code(), Some(64), "revoking an unknown id is a usage error");
+    assert_eq!(
+        unknown.status.code(),
+        Some(64),
+        "revoking an unknown id is a usage error"
+    );
     assert!(server.terminate());
 }

@@ -6,10 +6,12 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use exposure_proto::v1::ListBatchesRequest;
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
-use exposure_proto::v1::ListBatchesRequest;
-use exposure_proto::v1::{DiagnosisKey, GaenKey, ReportType, UploadDiagnosisKeysRequest, diagnosis_key};
+use exposure_proto::v1::{
+    DiagnosisKey, GaenKey, ReportType, UploadDiagnosisKeysRequest, diagnosis_key,
+};
 use exposure_server::storage::Store;
 use exposure_server::storage::keys::dedup_key;
 
@@ -20,25 +22,48 @@ fn key(index: u32, start_interval: u32) -> DiagnosisKey {
     key_data[..4].copy_from_slice(&index.to_le_bytes());
     key_data[15] = 0xcc;
     DiagnosisKey {
-        key: Some(diagnosis_key::Key::Gaen(GaenKey { key_data: key_data.to_vec(), rolling_start_interval_number: start_interval, rolling_period: 144 })),
+        key: Some(diagnosis_key::Key::Gaen(GaenKey {
+            key_data: key_data.to_vec(),
+            rolling_start_interval_number: start_interval,
+            rolling_period: 144,
+        })),
         transmission_risk_level: 0,
     }
 }
 
 fn material(key: &DiagnosisKey) -> Vec<u8> {
-    let stored = exposure_server::storage::records::StoredKey { key: Some(key.clone()), ..Default::default() };
-    dedup_key(REGION, &stored.matcher_key().expect("converts").dedup_material())
+    let stored = exposure_server::storage::records::StoredKey {
+        key: Some(key.clone()),
+        ..Default::default()
+    };
+    dedup_key(
+        REGION,
+        &stored.matcher_key().expect("converts").dedup_material(),
+    )
 }
 
 #[test]
 fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let token = common::add_authority(dir.path(), REGION);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let yesterday = ((now / 86_400 - 1) * 144) as u32;
 
     // Publishing is held back (1 h interval after the first, empty run) while uploads stream in.
-    let server = common::start(dir.path(), &["--publish-interval", "1h", "--release-delay", "0s", "--metrics-addr", "127.0.0.1:0"]);
+    let server = common::start(
+        dir.path(),
+        &[
+            "--publish-interval",
+            "1h",
+            "--release-delay",
+            "0s",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
     let (mut child, address) = (server.child, server.url);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let acknowledged: Vec<DiagnosisKey> = runtime.block_on(async {
@@ -58,7 +83,10 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
                     report_type: ReportType::ConfirmedTest as i32,
                     padding: Vec::new(),
                 });
-                request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+                request.metadata_mut().insert(
+                    "authorization",
+                    format!("Bearer {token}").parse().expect("ascii"),
+                );
                 match client.upload_diagnosis_keys(request).await {
                     Ok(_) => {
                         acknowledged_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -73,7 +101,9 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
         }
         // Kill the server while uploads are still in flight, once some have been acknowledged.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while acknowledged_count.load(std::sync::atomic::Ordering::SeqCst) < 20 && tokio::time::Instant::now() < deadline {
+        while acknowledged_count.load(std::sync::atomic::Ordering::SeqCst) < 20
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         child.kill().expect("SIGKILL");
@@ -86,11 +116,20 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
         acknowledged
     });
     let _ = child.wait();
-    assert!(!acknowledged.is_empty(), "some uploads were acknowledged before the kill");
+    assert!(
+        !acknowledged.is_empty(),
+        "some uploads were acknowledged before the kill"
+    );
 
     let store = Store::open(dir.path()).expect("reopen after SIGKILL");
     for key in &acknowledged {
-        assert!(store.find_duplicate(&material(key)).expect("lookup").is_some(), "an acknowledged key was lost");
+        assert!(
+            store
+                .find_duplicate(&material(key))
+                .expect("lookup")
+                .is_some(),
+            "an acknowledged key was lost"
+        );
     }
     let stored = store.count_keys().expect("count");
     drop(store);
@@ -98,19 +137,39 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
     // A restarted server publishes every stored key, each in exactly one hourly batch.
     let server = common::start(
         dir.path(),
-        &["--publish-interval", "200ms", "--min-elements", "100", "--release-delay", "0s", "--metrics-addr", "127.0.0.1:0"],
+        &[
+            "--publish-interval",
+            "200ms",
+            "--min-elements",
+            "100",
+            "--release-delay",
+            "0s",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
     );
     let address = server.url.clone();
     runtime.block_on(async {
         let mut client = DistributionClient::connect(address).await.expect("connect");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let request = ListBatchesRequest { region: REGION.into(), after_sequence: 0, limit: 0 };
-            let listing = client.list_batches(request).await.expect("list").into_inner();
+            let request = ListBatchesRequest {
+                region: REGION.into(),
+                after_sequence: 0,
+                limit: 0,
+            };
+            let listing = client
+                .list_batches(request)
+                .await
+                .expect("list")
+                .into_inner();
             if !listing.batches.is_empty() {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "nothing was published after the restart");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing was published after the restart"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -121,9 +180,15 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
     let mut published = HashSet::new();
     for batch in store.all_batches().expect("batches") {
         for sequence in batch.key_sequences {
-            assert!(published.insert(sequence), "key {sequence} was published twice");
+            assert!(
+                published.insert(sequence),
+                "key {sequence} was published twice"
+            );
         }
     }
     assert_eq!(published.len(), stored, "every stored key is published");
-    assert!(store.releasable(u64::MAX).expect("pending").is_empty(), "nothing is left pending");
+    assert!(
+        store.releasable(u64::MAX).expect("pending").is_empty(),
+        "nothing is left pending"
+    );
 }

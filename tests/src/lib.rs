@@ -78,13 +78,29 @@ impl TestServer {
     }
 
     async fn launch(data_dir: DataDir, config: ServerConfig, clock: Clock, token: String) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(exposure_server::run_with_clock(listener, config.clone(), clock.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Self { addr, url: format!("http://{addr}"), token, clock, config, data_dir, stop: Some(stop), task: Some(task) }
+        let task = tokio::spawn(exposure_server::run_with_clock(
+            listener,
+            config.clone(),
+            clock.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            addr,
+            url: format!("http://{addr}"),
+            token,
+            clock,
+            config,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Returns the data directory.
@@ -94,36 +110,55 @@ impl TestServer {
 
     /// Returns a connected upload client.
     pub async fn upload_client(&self) -> KeyUploadClient<Channel> {
-        KeyUploadClient::connect(self.url.clone()).await.expect("connect upload client")
+        KeyUploadClient::connect(self.url.clone())
+            .await
+            .expect("connect upload client")
     }
 
     /// Returns a connected distribution client.
     pub async fn distribution_client(&self) -> DistributionClient<Channel> {
-        DistributionClient::connect(self.url.clone()).await.expect("connect distribution client")
+        DistributionClient::connect(self.url.clone())
+            .await
+            .expect("connect distribution client")
     }
 
     /// Returns an upload request carrying the harness token.
-    pub fn authorized(&self, request: UploadDiagnosisKeysRequest) -> tonic::Request<UploadDiagnosisKeysRequest> {
+    pub fn authorized(
+        &self,
+        request: UploadDiagnosisKeysRequest,
+    ) -> tonic::Request<UploadDiagnosisKeysRequest> {
         let mut request = tonic::Request::new(request);
-        let value = format!("Bearer {}", self.token).parse().expect("ascii token");
+        let value = format!("Bearer {}", self.token)
+            .parse()
+            .expect("ascii token");
         request.metadata_mut().insert("authorization", value);
         request
     }
 
     /// Polls ListBatches until `done` accepts the answer; panics after 20 s.
-    pub async fn wait_for_batches(&self, done: impl Fn(&ListBatchesResponse) -> bool) -> ListBatchesResponse {
+    pub async fn wait_for_batches(
+        &self,
+        done: impl Fn(&ListBatchesResponse) -> bool,
+    ) -> ListBatchesResponse {
         let mut client = self.distribution_client().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let listing = client
-                .list_batches(ListBatchesRequest { region: REGION.into(), after_sequence: 0, limit: 0 })
+                .list_batches(ListBatchesRequest {
+                    region: REGION.into(),
+                    after_sequence: 0,
+                    limit: 0,
+                })
                 .await
                 .expect("list batches")
                 .into_inner();
             if done(&listing) {
                 return listing;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for batches: {listing:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for batches: {listing:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -142,12 +177,19 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server ran and stopped cleanly");
+            task.await
+                .expect("server task")
+                .expect("server ran and stopped cleanly");
         }
     }
 
     /// Starts a new server on the data directory of a stopped one, with the same token.
-    pub async fn restart(dir: &tempfile::TempDir, token: String, clock: Clock, config: ServerConfig) -> Self {
+    pub async fn restart(
+        dir: &tempfile::TempDir,
+        token: String,
+        clock: Clock,
+        config: ServerConfig,
+    ) -> Self {
         Self::launch(DataDir::Kept(dir.path().to_owned()), config, clock, token).await
     }
 
@@ -169,7 +211,9 @@ impl Drop for TestServer {
 pub fn add_authority(data_dir: &Path, regions: &[&str]) -> String {
     let store = exposure_server::storage::Store::open(data_dir).expect("open store");
     let regions: Vec<String> = regions.iter().map(|region| (*region).to_owned()).collect();
-    let (_, token) = store.add_authority("test authority", &regions, Clock::System.now()).expect("add authority");
+    let (_, token) = store
+        .add_authority("test authority", &regions, Clock::System.now())
+        .expect("add authority");
     token
 }
 
@@ -177,17 +221,26 @@ pub fn add_authority(data_dir: &Path, regions: &[&str]) -> String {
 pub mod fixtures {
     use exposure_proto::v1::distribution_client::DistributionClient;
     use exposure_proto::v1::{
-        BluezoneKey, DiagnosisKey, GaenKey, GetBatchRequest, GetConfirmBucketRequest, GetSigningKeysRequest,
-        ReportType, StaticIdentifier, UploadDiagnosisKeysRequest, diagnosis_key,
+        BluezoneKey, DiagnosisKey, GaenKey, GetBatchRequest, GetConfirmBucketRequest,
+        GetSigningKeysRequest, ReportType, StaticIdentifier, UploadDiagnosisKeysRequest,
+        diagnosis_key,
     };
     use tonic::transport::Channel;
 
     use super::REGION;
 
     /// Returns a GAEN key.
-    pub fn gaen(key_data: [u8; 16], rolling_start_interval_number: u32, rolling_period: u32) -> DiagnosisKey {
+    pub fn gaen(
+        key_data: [u8; 16],
+        rolling_start_interval_number: u32,
+        rolling_period: u32,
+    ) -> DiagnosisKey {
         DiagnosisKey {
-            key: Some(diagnosis_key::Key::Gaen(GaenKey { key_data: key_data.to_vec(), rolling_start_interval_number, rolling_period })),
+            key: Some(diagnosis_key::Key::Gaen(GaenKey {
+                key_data: key_data.to_vec(),
+                rolling_start_interval_number,
+                rolling_period,
+            })),
             transmission_risk_level: 4,
         }
     }
@@ -237,7 +290,9 @@ pub mod fixtures {
     /// Downloads a whole batch file, checking chunk sizes and offsets.
     pub async fn download(client: &mut DistributionClient<Channel>, batch_id: &str) -> Vec<u8> {
         let mut stream = client
-            .get_batch(GetBatchRequest { batch_id: batch_id.into() })
+            .get_batch(GetBatchRequest {
+                batch_id: batch_id.into(),
+            })
             .await
             .expect("get batch")
             .into_inner();
@@ -252,25 +307,49 @@ pub mod fixtures {
     }
 
     /// Returns the DER public key of the current signing key and its id.
-    pub async fn current_signing_key(client: &mut DistributionClient<Channel>) -> (String, Vec<u8>) {
-        let keys = client.get_signing_keys(GetSigningKeysRequest {}).await.expect("signing keys").into_inner().keys;
-        let current = keys.into_iter().find(|key| key.current).expect("a current key");
+    pub async fn current_signing_key(
+        client: &mut DistributionClient<Channel>,
+    ) -> (String, Vec<u8>) {
+        let keys = client
+            .get_signing_keys(GetSigningKeysRequest {})
+            .await
+            .expect("signing keys")
+            .into_inner()
+            .keys;
+        let current = keys
+            .into_iter()
+            .find(|key| key.current)
+            .expect("a current key");
         assert_eq!(current.algorithm, "ecdsa-p256-sha256");
         (current.key_id, current.public_key_der)
     }
 
     /// Returns true when the confirm bucket of `tag` holds its exact digest.
-    pub async fn confirmed(client: &mut DistributionClient<Channel>, tag: &exposure_matcher::Tag, prefix_bits: u32) -> bool {
+    pub async fn confirmed(
+        client: &mut DistributionClient<Channel>,
+        tag: &exposure_matcher::Tag,
+        prefix_bits: u32,
+    ) -> bool {
         let digest = tag.confirm_digest();
         let bucket = client
-            .get_confirm_bucket(GetConfirmBucketRequest { region: REGION.into(), prefix: digest.prefix(prefix_bits), prefix_bits })
+            .get_confirm_bucket(GetConfirmBucketRequest {
+                region: REGION.into(),
+                prefix: digest.prefix(prefix_bits),
+                prefix_bits,
+            })
             .await
             .expect("confirm bucket")
             .into_inner()
             .digests;
-        assert!(bucket.windows(2).all(|pair| pair[0] < pair[1]), "bucket is sorted and unique");
         assert!(
-            bucket.iter().all(|other| exposure_matcher::ConfirmDigest(other.as_slice().try_into().expect("16 bytes")).prefix(prefix_bits)
+            bucket.windows(2).all(|pair| pair[0] < pair[1]),
+            "bucket is sorted and unique"
+        );
+        assert!(
+            bucket.iter().all(|other| exposure_matcher::ConfirmDigest(
+                other.as_slice().try_into().expect("16 bytes")
+            )
+            .prefix(prefix_bits)
                 == digest.prefix(prefix_bits)),
             "every digest of the bucket shares the prefix"
         );

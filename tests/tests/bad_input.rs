@@ -25,46 +25,175 @@ fn cases() -> Vec<(&'static str, UploadDiagnosisKeysRequest, &'static str)> {
     let day = TODAY - 1;
     let day_start = day * DAY;
     let mut cases = vec![
-        ("lowercase region", UploadDiagnosisKeysRequest { region: "vn-tb".into(), ..with_key(valid_gaen(1)) }, "region"),
-        ("region too long", UploadDiagnosisKeysRequest { region: "VN-ABCD".into(), ..with_key(valid_gaen(1)) }, "region"),
-        ("empty upload id", UploadDiagnosisKeysRequest { upload_id: String::new(), ..with_key(valid_gaen(1)) }, "upload_id"),
-        ("upload id of 129 bytes", UploadDiagnosisKeysRequest { upload_id: "x".repeat(129), ..with_key(valid_gaen(1)) }, "upload_id"),
+        (
+            "lowercase region",
+            UploadDiagnosisKeysRequest {
+                region: "vn-tb".into(),
+                ..with_key(valid_gaen(1))
+            },
+            "region",
+        ),
+        (
+            "region too long",
+            UploadDiagnosisKeysRequest {
+                region: "VN-ABCD".into(),
+                ..with_key(valid_gaen(1))
+            },
+            "region",
+        ),
+        (
+            "empty upload id",
+            UploadDiagnosisKeysRequest {
+                upload_id: String::new(),
+                ..with_key(valid_gaen(1))
+            },
+            "upload_id",
+        ),
+        (
+            "upload id of 129 bytes",
+            UploadDiagnosisKeysRequest {
+                upload_id: "x".repeat(129),
+                ..with_key(valid_gaen(1))
+            },
+            "upload_id",
+        ),
         ("no keys", fixtures::upload("bad", vec![]), "keys"),
-        ("31 keys", fixtures::upload("bad", (0..31).map(|i| valid_gaen(i as u8 + 1)).collect()), "keys"),
-        ("unknown report type", UploadDiagnosisKeysRequest { report_type: 99, ..with_key(valid_gaen(1)) }, "report_type"),
-        ("key without scheme", with_key(DiagnosisKey { key: None, transmission_risk_level: 0 }), "keys[0]"),
-        ("repeated key", fixtures::upload("bad", vec![valid_gaen(1), valid_gaen(1)]), "keys[1]"),
-        ("transmission risk 9", with_key(DiagnosisKey { transmission_risk_level: 9, ..valid_gaen(1) }), "keys[0].transmission_risk_level"),
-        ("gaen key of 15 bytes", with_key(gaen_with(|g| g.key_data = vec![1; 15])), "keys[0].gaen.key_data"),
-        ("gaen rolling period 0", with_key(gaen_with(|g| g.rolling_period = 0)), "keys[0].gaen.rolling_period"),
-        ("gaen rolling period 145", with_key(gaen_with(|g| g.rolling_period = 145)), "keys[0].gaen.rolling_period"),
-        ("gaen key from the future", with_key(gaen_with(|g| g.rolling_start_interval_number = ((TODAY + 1) * 144) as u32)),
-            "keys[0].gaen.rolling_start_interval_number"),
-        ("gaen key expired 16 days ago", with_key(gaen_with(|g| g.rolling_start_interval_number = ((TODAY - 17) * 144) as u32)),
-            "keys[0].gaen.rolling_start_interval_number"),
-        ("bluezone key of 31 bytes", with_key(bluezone_with(|b| b.daily_key = vec![1; 31])), "keys[0].bluezone.daily_key"),
-        ("bluezone day in the future", with_key(bluezone_with(|b| {
-            b.day_number = (TODAY + 1) as u32;
-            b.contagious_from = (TODAY + 1) * DAY;
-            b.contagious_until = (TODAY + 2) * DAY;
-        })), "keys[0].bluezone.day_number"),
-        ("bluezone day 16 days ago", with_key(bluezone_with(|b| {
-            b.day_number = (TODAY - 16) as u32;
-            b.contagious_from = (TODAY - 16) * DAY;
-            b.contagious_until = (TODAY - 15) * DAY;
-        })), "keys[0].bluezone.day_number"),
-        ("bluezone 7 sub keys a day", with_key(bluezone_with(|b| b.sub_keys_per_day = 7)), "keys[0].bluezone.sub_keys_per_day"),
-        ("bluezone empty window", with_key(bluezone_with(|b| b.contagious_until = b.contagious_from)), "keys[0].bluezone.contagious_until"),
-        ("bluezone window before its day", with_key(bluezone_with(|b| b.contagious_from = day_start - 1)), "keys[0].bluezone.contagious_from"),
-        ("bluezone window after its day", with_key(bluezone_with(|b| b.contagious_until = day_start + DAY + 1)), "keys[0].bluezone.contagious_until"),
-        ("static id empty", with_key(static_id(b"", TEST_NOW - 7200, TEST_NOW - 3600)), "keys[0].static_id.identifier"),
-        ("static id of 33 bytes", with_key(static_id(&[1; 33], TEST_NOW - 7200, TEST_NOW - 3600)), "keys[0].static_id.identifier"),
-        ("static empty window", with_key(static_id(b"AB12CD", TEST_NOW - 3600, TEST_NOW - 3600)), "keys[0].static_id.contagious_until"),
-        ("static window 16 days ago", with_key(static_id(b"AB12CD", TEST_NOW - 16 * DAY, TEST_NOW - 15 * DAY - 3600)),
-            "keys[0].static_id.contagious_from"),
+        (
+            "31 keys",
+            fixtures::upload("bad", (0..31).map(|i| valid_gaen(i as u8 + 1)).collect()),
+            "keys",
+        ),
+        (
+            "unknown report type",
+            UploadDiagnosisKeysRequest {
+                report_type: 99,
+                ..with_key(valid_gaen(1))
+            },
+            "report_type",
+        ),
+        (
+            "key without scheme",
+            with_key(DiagnosisKey {
+                key: None,
+                transmission_risk_level: 0,
+            }),
+            "keys[0]",
+        ),
+        (
+            "repeated key",
+            fixtures::upload("bad", vec![valid_gaen(1), valid_gaen(1)]),
+            "keys[1]",
+        ),
+        (
+            "transmission risk 9",
+            with_key(DiagnosisKey {
+                transmission_risk_level: 9,
+                ..valid_gaen(1)
+            }),
+            "keys[0].transmission_risk_level",
+        ),
+        (
+            "gaen key of 15 bytes",
+            with_key(gaen_with(|g| g.key_data = vec![1; 15])),
+            "keys[0].gaen.key_data",
+        ),
+        (
+            "gaen rolling period 0",
+            with_key(gaen_with(|g| g.rolling_period = 0)),
+            "keys[0].gaen.rolling_period",
+        ),
+        (
+            "gaen rolling period 145",
+            with_key(gaen_with(|g| g.rolling_period = 145)),
+            "keys[0].gaen.rolling_period",
+        ),
+        (
+            "gaen key from the future",
+            with_key(gaen_with(|g| {
+                g.rolling_start_interval_number = ((TODAY + 1) * 144) as u32
+            })),
+            "keys[0].gaen.rolling_start_interval_number",
+        ),
+        (
+            "gaen key expired 16 days ago",
+            with_key(gaen_with(|g| {
+                g.rolling_start_interval_number = ((TODAY - 17) * 144) as u32
+            })),
+            "keys[0].gaen.rolling_start_interval_number",
+        ),
+        (
+            "bluezone key of 31 bytes",
+            with_key(bluezone_with(|b| b.daily_key = vec![1; 31])),
+            "keys[0].bluezone.daily_key",
+        ),
+        (
+            "bluezone day in the future",
+            with_key(bluezone_with(|b| {
+                b.day_number = (TODAY + 1) as u32;
+                b.contagious_from = (TODAY + 1) * DAY;
+                b.contagious_until = (TODAY + 2) * DAY;
+            })),
+            "keys[0].bluezone.day_number",
+        ),
+        (
+            "bluezone day 16 days ago",
+            with_key(bluezone_with(|b| {
+                b.day_number = (TODAY - 16) as u32;
+                b.contagious_from = (TODAY - 16) * DAY;
+                b.contagious_until = (TODAY - 15) * DAY;
+            })),
+            "keys[0].bluezone.day_number",
+        ),
+        (
+            "bluezone 7 sub keys a day",
+            with_key(bluezone_with(|b| b.sub_keys_per_day = 7)),
+            "keys[0].bluezone.sub_keys_per_day",
+        ),
+        (
+            "bluezone empty window",
+            with_key(bluezone_with(|b| b.contagious_until = b.contagious_from)),
+            "keys[0].bluezone.contagious_until",
+        ),
+        (
+            "bluezone window before its day",
+            with_key(bluezone_with(|b| b.contagious_from = day_start - 1)),
+            "keys[0].bluezone.contagious_from",
+        ),
+        (
+            "bluezone window after its day",
+            with_key(bluezone_with(|b| b.contagious_until = day_start + DAY + 1)),
+            "keys[0].bluezone.contagious_until",
+        ),
+        (
+            "static id empty",
+            with_key(static_id(b"", TEST_NOW - 7200, TEST_NOW - 3600)),
+            "keys[0].static_id.identifier",
+        ),
+        (
+            "static id of 33 bytes",
+            with_key(static_id(&[1; 33], TEST_NOW - 7200, TEST_NOW - 3600)),
+            "keys[0].static_id.identifier",
+        ),
+        (
+            "static empty window",
+            with_key(static_id(b"AB12CD", TEST_NOW - 3600, TEST_NOW - 3600)),
+            "keys[0].static_id.contagious_until",
+        ),
+        (
+            "static window 16 days ago",
+            with_key(static_id(
+                b"AB12CD",
+                TEST_NOW - 16 * DAY,
+                TEST_NOW - 15 * DAY - 3600,
+            )),
+            "keys[0].static_id.contagious_from",
+        ),
     ];
     // A bad key behind a good one is named by its own index.
-    let mut second_bad = fixtures::upload("bad", vec![valid_gaen(1), gaen_with(|g| g.rolling_period = 0)]);
+    let mut second_bad = fixtures::upload(
+        "bad",
+        vec![valid_gaen(1), gaen_with(|g| g.rolling_period = 0)],
+    );
     second_bad.upload_id = "bad-second".into();
     cases.push(("second key bad", second_bad, "keys[1].gaen.rolling_period"));
     cases
@@ -93,28 +222,58 @@ async fn every_rule_names_its_field_and_nothing_invalid_is_stored() {
     let mut client = server.upload_client().await;
 
     // Valid uploads before and after the bad ones.
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("good-1", vec![valid_gaen(100), valid_gaen(101)]))).await.expect("good");
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload(
+            "good-1",
+            vec![valid_gaen(100), valid_gaen(101)],
+        )))
+        .await
+        .expect("good");
 
     for (name, request, field) in cases() {
-        let status = client.upload_diagnosis_keys(server.authorized(request)).await.expect_err(name);
+        let status = client
+            .upload_diagnosis_keys(server.authorized(request))
+            .await
+            .expect_err(name);
         assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
         let details = status.get_error_details();
-        let violations = &details.bad_request().unwrap_or_else(|| panic!("{name}: no BadRequest")).field_violations;
+        let violations = &details
+            .bad_request()
+            .unwrap_or_else(|| panic!("{name}: no BadRequest"))
+            .field_violations;
         assert!(
             violations.iter().any(|violation| violation.field == field),
             "{name}: expected a violation of {field}, got {violations:?}"
         );
-        assert!(violations.iter().all(|violation| !violation.description.is_empty()));
+        assert!(
+            violations
+                .iter()
+                .all(|violation| !violation.description.is_empty())
+        );
     }
 
     let mut oversized = fixtures::upload("big", vec![valid_gaen(102)]);
     oversized.padding = vec![0; 70 * 1024];
-    let status = client.upload_diagnosis_keys(server.authorized(oversized)).await.expect_err("oversized");
-    assert_eq!(status.code(), Code::OutOfRange, "oversized message: {status:?}");
+    let status = client
+        .upload_diagnosis_keys(server.authorized(oversized))
+        .await
+        .expect_err("oversized");
+    assert_eq!(
+        status.code(),
+        Code::OutOfRange,
+        "oversized message: {status:?}"
+    );
 
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("good-2", vec![valid_gaen(103)]))).await.expect("good");
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("good-2", vec![valid_gaen(103)])))
+        .await
+        .expect("good");
 
     let dir = server.stop().await;
     let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
-    assert_eq!(store.count_keys().expect("count"), 3, "exactly the keys of the valid uploads");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        3,
+        "exactly the keys of the valid uploads"
+    );
 }

@@ -15,8 +15,15 @@ fn yesterday_start_interval() -> u32 {
 }
 
 fn tags_of(key: &exposure_proto::v1::DiagnosisKey) -> Vec<exposure_matcher::Tag> {
-    let stored = StoredKey { key: Some(key.clone()), ..Default::default() };
-    let elements = stored.matcher_key().expect("converts").tagged_elements().expect("expands");
+    let stored = StoredKey {
+        key: Some(key.clone()),
+        ..Default::default()
+    };
+    let elements = stored
+        .matcher_key()
+        .expect("converts")
+        .tagged_elements()
+        .expect("expands");
     elements.into_iter().map(|element| element.tag).collect()
 }
 
@@ -24,25 +31,54 @@ fn tags_of(key: &exposure_proto::v1::DiagnosisKey) -> Vec<exposure_matcher::Tag>
 async fn replay_returns_the_first_answer_and_a_changed_replay_is_refused() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
     let mut client = server.upload_client().await;
-    let keys = vec![gaen(key16(1), yesterday_start_interval(), 144), gaen(key16(2), yesterday_start_interval(), 144)];
-    let first = client.upload_diagnosis_keys(server.authorized(fixtures::upload("u-1", keys.clone()))).await.expect("first").into_inner();
+    let keys = vec![
+        gaen(key16(1), yesterday_start_interval(), 144),
+        gaen(key16(2), yesterday_start_interval(), 144),
+    ];
+    let first = client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("u-1", keys.clone())))
+        .await
+        .expect("first")
+        .into_inner();
     assert_eq!((first.keys_accepted, first.replay), (2, false));
 
     // The same content again, even with other padding, is a replay with the same counts.
     let mut again = fixtures::upload("u-1", keys.clone());
     again.padding = vec![9; 300];
-    let replay = client.upload_diagnosis_keys(server.authorized(again)).await.expect("replay").into_inner();
-    assert_eq!((replay.keys_accepted, replay.keys_already_known, replay.replay), (2, 0, true));
+    let replay = client
+        .upload_diagnosis_keys(server.authorized(again))
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(
+        (
+            replay.keys_accepted,
+            replay.keys_already_known,
+            replay.replay
+        ),
+        (2, 0, true)
+    );
 
     // The same id with other content is refused and changes nothing.
     let changed = fixtures::upload("u-1", vec![gaen(key16(3), yesterday_start_interval(), 144)]);
-    let error = client.upload_diagnosis_keys(server.authorized(changed)).await.expect_err("changed replay");
+    let error = client
+        .upload_diagnosis_keys(server.authorized(changed))
+        .await
+        .expect_err("changed replay");
     assert_eq!(error.code(), Code::AlreadyExists);
-    assert!(error.message().contains("u-1"), "message names the upload id: {}", error.message());
+    assert!(
+        error.message().contains("u-1"),
+        "message names the upload id: {}",
+        error.message()
+    );
 
     let dir = server.stop().await;
     let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
-    assert_eq!(store.count_keys().expect("count"), 2, "only the first upload's keys are stored");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        2,
+        "only the first upload's keys are stored"
+    );
 }
 
 #[tokio::test]
@@ -50,9 +86,17 @@ async fn keys_already_known_are_not_stored_twice() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
     let mut client = server.upload_client().await;
     let start = yesterday_start_interval();
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![gaen(key16(1), start, 144)]))).await.expect("a");
+    client
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("a", vec![gaen(key16(1), start, 144)])),
+        )
+        .await
+        .expect("a");
     let second = client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![gaen(key16(1), start, 144), gaen(key16(2), start, 144)])))
+        .upload_diagnosis_keys(server.authorized(fixtures::upload(
+            "b",
+            vec![gaen(key16(1), start, 144), gaen(key16(2), start, 144)],
+        )))
         .await
         .expect("b")
         .into_inner();
@@ -70,53 +114,98 @@ async fn revocation_stops_confirmation_at_once_and_the_roll_up_leaves_the_key_ou
     let mut client = server.upload_client().await;
     let wrong = gaen(key16(1), yesterday_start_interval(), 144);
     let right = gaen(key16(2), yesterday_start_interval(), 144);
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("case", vec![wrong.clone(), right.clone()]))).await.expect("upload");
-    server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    client
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("case", vec![wrong.clone(), right.clone()])),
+        )
+        .await
+        .expect("upload");
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
     let mut distribution = server.distribution_client().await;
     let wrong_tags = tags_of(&wrong);
     assert!(confirmed(&mut distribution, &wrong_tags[0], 16).await);
 
     let mut revocation = fixtures::upload("case-revoked", vec![wrong.clone()]);
     revocation.report_type = ReportType::Revoked as i32;
-    let answer = client.upload_diagnosis_keys(server.authorized(revocation)).await.expect("revocation").into_inner();
+    let answer = client
+        .upload_diagnosis_keys(server.authorized(revocation))
+        .await
+        .expect("revocation")
+        .into_inner();
     assert_eq!(answer.keys_revoked, 1);
     for tag in &wrong_tags {
-        assert!(!confirmed(&mut distribution, tag, 16).await, "a revoked key is no longer confirmed");
+        assert!(
+            !confirmed(&mut distribution, tag, 16).await,
+            "a revoked key is no longer confirmed"
+        );
     }
-    assert!(confirmed(&mut distribution, &tags_of(&right)[0], 16).await, "the other key still is");
+    assert!(
+        confirmed(&mut distribution, &tags_of(&right)[0], 16).await,
+        "the other key still is"
+    );
 
     // The next day closes: its roll-up holds the right key and not the revoked one.
     clock.advance(DAY);
-    let listing = server.wait_for_batches(|listing| listing.batches.len() == 2).await;
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
     let daily = &listing.batches[1];
     assert_eq!(daily.supersedes, vec![1]);
     let file = fixtures::download(&mut distribution, &daily.batch_id).await;
     let batch = exposure_matcher::BatchFile::parse(&file).expect("parses");
     assert!(tags_of(&right).iter().all(|tag| batch.contains(tag)));
-    assert!(wrong_tags.iter().all(|tag| !batch.contains(tag)), "the roll-up leaves the revoked key out");
+    assert!(
+        wrong_tags.iter().all(|tag| !batch.contains(tag)),
+        "the roll-up leaves the revoked key out"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_key_still_broadcasting_waits_for_its_embargo() {
     let clock = Clock::manual(TEST_NOW);
-    let server = TestServer::start_with(clock.clone(), |config| config.release_delay = std::time::Duration::from_secs(2 * 3600)).await;
+    let server = TestServer::start_with(clock.clone(), |config| {
+        config.release_delay = std::time::Duration::from_secs(2 * 3600)
+    })
+    .await;
     let mut client = server.upload_client().await;
     let today_start = ((TEST_NOW / DAY) * 144) as u32;
     // Yesterday's key ended more than 2 h ago; today's key is still valid until midnight.
     let old = gaen(key16(1), yesterday_start_interval(), 144);
     let current = gaen(key16(2), today_start, 144);
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("case", vec![old.clone(), current.clone()]))).await.expect("upload");
-    server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    client
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("case", vec![old.clone(), current.clone()])),
+        )
+        .await
+        .expect("upload");
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
     let mut distribution = server.distribution_client().await;
     assert!(confirmed(&mut distribution, &tags_of(&old)[0], 16).await);
-    assert!(!confirmed(&mut distribution, &tags_of(&current)[0], 16).await, "still embargoed");
+    assert!(
+        !confirmed(&mut distribution, &tags_of(&current)[0], 16).await,
+        "still embargoed"
+    );
 
     // Midnight plus the 2 h delay: today's key is released.
     clock.set((TEST_NOW / DAY + 1) * DAY + 2 * 3600);
-    let listing = server.wait_for_batches(|listing| listing.batches.iter().any(|b| b.sequence >= 2 && b.supersedes.is_empty())).await;
+    let listing = server
+        .wait_for_batches(|listing| {
+            listing
+                .batches
+                .iter()
+                .any(|b| b.sequence >= 2 && b.supersedes.is_empty())
+        })
+        .await;
     assert!(listing.batches.len() >= 2);
-    assert!(confirmed(&mut distribution, &tags_of(&current)[0], 16).await, "released after the embargo");
+    assert!(
+        confirmed(&mut distribution, &tags_of(&current)[0], 16).await,
+        "released after the embargo"
+    );
     server.stop().await;
 }
 
@@ -126,19 +215,46 @@ async fn missing_or_wrong_token_is_unauthenticated_and_a_foreign_region_is_denie
     let mut client = server.upload_client().await;
     let request = || fixtures::upload("x", vec![gaen(key16(1), yesterday_start_interval(), 144)]);
 
-    let missing = client.upload_diagnosis_keys(request()).await.expect_err("no token");
+    let missing = client
+        .upload_diagnosis_keys(request())
+        .await
+        .expect_err("no token");
     assert_eq!(missing.code(), Code::Unauthenticated);
 
     let mut wrong = tonic::Request::new(request());
-    wrong.metadata_mut().insert("authorization", "Bearer exps_0000".parse().expect("ascii"));
-    assert_eq!(client.upload_diagnosis_keys(wrong).await.expect_err("wrong token").code(), Code::Unauthenticated);
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer exps_0000".parse().expect("ascii"));
+    assert_eq!(
+        client
+            .upload_diagnosis_keys(wrong)
+            .await
+            .expect_err("wrong token")
+            .code(),
+        Code::Unauthenticated
+    );
 
     let mut malformed = tonic::Request::new(request());
-    malformed.metadata_mut().insert("authorization", server.token.parse().expect("ascii"));
-    assert_eq!(client.upload_diagnosis_keys(malformed).await.expect_err("no Bearer").code(), Code::Unauthenticated);
+    malformed
+        .metadata_mut()
+        .insert("authorization", server.token.parse().expect("ascii"));
+    assert_eq!(
+        client
+            .upload_diagnosis_keys(malformed)
+            .await
+            .expect_err("no Bearer")
+            .code(),
+        Code::Unauthenticated
+    );
 
-    let foreign = UploadDiagnosisKeysRequest { region: "VN-HN".into(), ..request() };
-    let denied = client.upload_diagnosis_keys(server.authorized(foreign)).await.expect_err("foreign region");
+    let foreign = UploadDiagnosisKeysRequest {
+        region: "VN-HN".into(),
+        ..request()
+    };
+    let denied = client
+        .upload_diagnosis_keys(server.authorized(foreign))
+        .await
+        .expect_err("foreign region");
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(denied.message().contains("VN-HN"));
     assert_eq!(REGION, "VN-TB");

@@ -12,8 +12,18 @@ const DAY: u64 = 86_400;
 const TODAY: u64 = TEST_NOW / DAY;
 
 fn tags(key: &exposure_proto::v1::DiagnosisKey) -> Vec<exposure_matcher::Tag> {
-    let stored = exposure_server::storage::records::StoredKey { key: Some(key.clone()), ..Default::default() };
-    stored.matcher_key().expect("converts").tagged_elements().expect("expands").into_iter().map(|e| e.tag).collect()
+    let stored = exposure_server::storage::records::StoredKey {
+        key: Some(key.clone()),
+        ..Default::default()
+    };
+    stored
+        .matcher_key()
+        .expect("converts")
+        .tagged_elements()
+        .expect("expands")
+        .into_iter()
+        .map(|e| e.tag)
+        .collect()
 }
 
 #[tokio::test]
@@ -23,14 +33,26 @@ async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
     let mut client = server.upload_client().await;
     let first = gaen(key16(1), ((TODAY - 1) * 144) as u32, 144);
     let second = gaen(key16(2), ((TODAY - 2) * 144) as u32, 144);
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()]))).await.expect("a");
-    server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()])))
+        .await
+        .expect("a");
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
     clock.advance(3600);
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![second.clone()]))).await.expect("b");
-    server.wait_for_batches(|listing| listing.batches.len() == 2).await;
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![second.clone()])))
+        .await
+        .expect("b");
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
 
     clock.set((TODAY + 1) * DAY + 60);
-    let listing = server.wait_for_batches(|listing| listing.batches.len() == 3).await;
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == 3)
+        .await;
     let daily = &listing.batches[2];
     assert_eq!(daily.kind, BatchKind::Daily as i32);
     assert_eq!(daily.sequence, 3);
@@ -39,8 +61,16 @@ async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
     let mut distribution = server.distribution_client().await;
     let file = download(&mut distribution, &daily.batch_id).await;
     let batch = BatchFile::parse(&file).expect("parses");
-    batch.verify(&current_signing_key(&mut distribution).await.1).expect("signed");
-    assert!(tags(&first).iter().chain(tags(&second).iter()).all(|tag| batch.contains(tag)), "every element of the day");
+    batch
+        .verify(&current_signing_key(&mut distribution).await.1)
+        .expect("signed");
+    assert!(
+        tags(&first)
+            .iter()
+            .chain(tags(&second).iter())
+            .all(|tag| batch.contains(tag)),
+        "every element of the day"
+    );
 
     // No second roll-up of the same day, however often the publisher runs.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
@@ -56,20 +86,39 @@ async fn retention_deletes_keys_batches_and_digests() {
     let mut client = server.upload_client().await;
     // Valid 13 days ago: inside the 15-day upload window, near the end of the 14-day retention.
     let old = gaen(key16(1), ((TODAY - 13) * 144) as u32, 144);
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("old", vec![old.clone()]))).await.expect("upload");
-    let listing = server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("old", vec![old.clone()])))
+        .await
+        .expect("upload");
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
     let mut distribution = server.distribution_client().await;
     assert!(confirmed(&mut distribution, &tags(&old)[0], 16).await);
 
     clock.advance(2 * DAY);
-    let after = server.wait_for_batches(|listing| listing.batches.is_empty()).await;
-    assert!(after.latest_sequence >= listing.latest_sequence, "the cursor never goes back");
-    assert!(!confirmed(&mut distribution, &tags(&old)[0], 16).await, "digests are deleted");
+    let after = server
+        .wait_for_batches(|listing| listing.batches.is_empty())
+        .await;
+    assert!(
+        after.latest_sequence >= listing.latest_sequence,
+        "the cursor never goes back"
+    );
+    assert!(
+        !confirmed(&mut distribution, &tags(&old)[0], 16).await,
+        "digests are deleted"
+    );
     let missing = distribution
-        .get_batch(exposure_proto::v1::GetBatchRequest { batch_id: listing.batches[0].batch_id.clone() })
+        .get_batch(exposure_proto::v1::GetBatchRequest {
+            batch_id: listing.batches[0].batch_id.clone(),
+        })
         .await;
     let status = match missing {
-        Ok(response) => response.into_inner().message().await.expect_err("no chunk of a deleted batch"),
+        Ok(response) => response
+            .into_inner()
+            .message()
+            .await
+            .expect_err("no chunk of a deleted batch"),
         Err(status) => status,
     };
     assert_eq!(status.code(), tonic::Code::NotFound);
@@ -86,30 +135,65 @@ async fn a_restarted_server_keeps_its_state_and_continues_its_sequences() {
     let token = server.token.clone();
     let mut client = server.upload_client().await;
     let first = gaen(key16(1), ((TODAY - 1) * 144) as u32, 144);
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()]))).await.expect("a");
-    let before = server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()])))
+        .await
+        .expect("a");
+    let before = server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
     let (key_id, _) = current_signing_key(&mut server.distribution_client().await).await;
     let dir = server.stop().await;
 
     let server = TestServer::restart(&dir, token, clock.clone(), config).await;
     let listing = server.wait_for_batches(|_| true).await;
-    assert_eq!(listing.batches, before.batches, "batches survive the restart");
+    assert_eq!(
+        listing.batches, before.batches,
+        "batches survive the restart"
+    );
     let mut distribution = server.distribution_client().await;
-    assert_eq!(current_signing_key(&mut distribution).await.0, key_id, "same signing key");
-    assert!(confirmed(&mut distribution, &tags(&first)[0], 16).await, "digests survive");
+    assert_eq!(
+        current_signing_key(&mut distribution).await.0,
+        key_id,
+        "same signing key"
+    );
+    assert!(
+        confirmed(&mut distribution, &tags(&first)[0], 16).await,
+        "digests survive"
+    );
 
     let mut client = server.upload_client().await;
-    let replay = client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()]))).await.expect("token survives").into_inner();
+    let replay = client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()])))
+        .await
+        .expect("token survives")
+        .into_inner();
     assert!(replay.replay, "idempotency records survive");
     let second = gaen(key16(2), ((TODAY - 1) * 144) as u32, 144);
     let answer = client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![first.clone(), second])))
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("b", vec![first.clone(), second])),
+        )
         .await
         .expect("b")
         .into_inner();
-    assert_eq!((answer.keys_accepted, answer.keys_already_known), (1, 1), "stored keys survive");
-    let listing = server.wait_for_batches(|listing| listing.batches.len() == 2).await;
-    assert_eq!(listing.batches.iter().map(|b| b.sequence).collect::<Vec<_>>(), vec![1, 2], "no gap, no repeat");
+    assert_eq!(
+        (answer.keys_accepted, answer.keys_already_known),
+        (1, 1),
+        "stored keys survive"
+    );
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
+    assert_eq!(
+        listing
+            .batches
+            .iter()
+            .map(|b| b.sequence)
+            .collect::<Vec<_>>(),
+        vec![1, 2],
+        "no gap, no repeat"
+    );
     server.stop_kept().await;
 }
 
@@ -117,27 +201,66 @@ async fn a_restarted_server_keeps_its_state_and_continues_its_sequences() {
 async fn health_serves_and_reflection_lists_the_services() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let server = TestServer::start().await;
-    let channel = tonic::transport::Channel::from_shared(server.url.clone()).expect("url").connect().await.expect("connect");
+    let channel = tonic::transport::Channel::from_shared(server.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "exposure.v1.KeyUpload", "exposure.v1.Distribution"] {
-        let status = health.check(HealthCheckRequest { service: service.into() }).await.expect("check").into_inner().status;
-        assert_eq!(status, ServingStatus::Serving as i32, "health of {service:?}");
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("check")
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            ServingStatus::Serving as i32,
+            "health of {service:?}"
+        );
     }
 
     let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut responses = reflection.server_reflection_info(futures::stream::iter(vec![request])).await.expect("reflection").into_inner();
-    let response = responses.message().await.expect("answer").expect("one answer");
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("not a service list") };
-    let names: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
-    for expected in ["exposure.v1.KeyUpload", "exposure.v1.Distribution", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|name| name == expected), "{expected} listed in {names:?}");
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("answer")
+        .expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("not a service list")
+    };
+    let names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    for expected in [
+        "exposure.v1.KeyUpload",
+        "exposure.v1.Distribution",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} listed in {names:?}"
+        );
     }
     server.stop().await;
 }
@@ -148,43 +271,84 @@ async fn a_rotated_signing_key_signs_new_batches_and_the_old_one_stays_listed() 
     let server = TestServer::start_with(clock.clone(), |_| {}).await;
     let (config, token) = (server.config.clone(), server.token.clone());
     let mut client = server.upload_client().await;
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![gaen(key16(1), ((TODAY - 1) * 144) as u32, 144)]))).await.expect("a");
-    let first = server.wait_for_batches(|listing| listing.batches.len() == 1).await.batches[0].clone();
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload(
+            "a",
+            vec![gaen(key16(1), ((TODAY - 1) * 144) as u32, 144)],
+        )))
+        .await
+        .expect("a");
+    let first = server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await
+        .batches[0]
+        .clone();
     let (old_id, old_key) = current_signing_key(&mut server.distribution_client().await).await;
     let dir = server.stop().await;
 
     let store = exposure_server::storage::Store::open(dir.path()).expect("open");
-    let rotated = exposure_server::signing::add_new_key(&store, dir.path(), TEST_NOW).expect("rotate");
+    let rotated =
+        exposure_server::signing::add_new_key(&store, dir.path(), TEST_NOW).expect("rotate");
     drop(store);
 
     let server = TestServer::restart(&dir, token, clock, config).await;
     let mut distribution = server.distribution_client().await;
-    let keys = distribution.get_signing_keys(exposure_proto::v1::GetSigningKeysRequest {}).await.expect("keys").into_inner().keys;
+    let keys = distribution
+        .get_signing_keys(exposure_proto::v1::GetSigningKeysRequest {})
+        .await
+        .expect("keys")
+        .into_inner()
+        .keys;
     assert_eq!(keys.len(), 2, "both keys are listed");
-    assert!(keys[0].current && keys[0].key_id == rotated.key_id(), "the new key comes first and is current");
+    assert!(
+        keys[0].current && keys[0].key_id == rotated.key_id(),
+        "the new key comes first and is current"
+    );
     assert!(keys.iter().any(|key| key.key_id == old_id && !key.current));
 
     let mut client = server.upload_client().await;
-    client.upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![gaen(key16(2), ((TODAY - 1) * 144) as u32, 144)]))).await.expect("b");
-    let listing = server.wait_for_batches(|listing| listing.batches.len() == 2).await;
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload(
+            "b",
+            vec![gaen(key16(2), ((TODAY - 1) * 144) as u32, 144)],
+        )))
+        .await
+        .expect("b");
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
     let second = &listing.batches[1];
     assert_eq!(second.key_id, rotated.key_id());
     let new_file = download(&mut distribution, &second.batch_id).await;
-    BatchFile::parse(&new_file).expect("parses").verify(&keys[0].public_key_der).expect("new batch verifies with the new key");
+    BatchFile::parse(&new_file)
+        .expect("parses")
+        .verify(&keys[0].public_key_der)
+        .expect("new batch verifies with the new key");
     let old_file = download(&mut distribution, &first.batch_id).await;
     let old_batch = BatchFile::parse(&old_file).expect("parses");
-    old_batch.verify(&old_key).expect("old batch still verifies with the old key");
-    assert!(old_batch.verify(&keys[0].public_key_der).is_err(), "and not with the new one");
+    old_batch
+        .verify(&old_key)
+        .expect("old batch still verifies with the old key");
+    assert!(
+        old_batch.verify(&keys[0].public_key_der).is_err(),
+        "and not with the new one"
+    );
     server.stop_kept().await;
 }
 
 #[tokio::test]
 async fn requests_beyond_the_concurrency_limit_are_shed() {
-    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| config.max_concurrent_requests = 1).await;
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.max_concurrent_requests = 1
+    })
+    .await;
     let client = server.upload_client().await;
     let uploads = (0..64u8).map(|index| {
         let mut client = client.clone();
-        let request = server.authorized(fixtures::upload(&format!("u{index}"), vec![gaen(key16(index), ((TODAY - 1) * 144) as u32, 144)]));
+        let request = server.authorized(fixtures::upload(
+            &format!("u{index}"),
+            vec![gaen(key16(index), ((TODAY - 1) * 144) as u32, 144)],
+        ));
         tokio::spawn(async move { client.upload_diagnosis_keys(request).await })
     });
     let mut stored = 0;
@@ -197,8 +361,15 @@ async fn requests_beyond_the_concurrency_limit_are_shed() {
         }
     }
     assert!(stored >= 1, "the first request is served");
-    assert!(shed >= 1, "concurrent requests past the limit are shed ({stored} stored)");
+    assert!(
+        shed >= 1,
+        "concurrent requests past the limit are shed ({stored} stored)"
+    );
     let dir = server.stop().await;
     let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
-    assert_eq!(store.count_keys().expect("count"), stored, "exactly the acknowledged uploads are stored");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        stored,
+        "exactly the acknowledged uploads are stored"
+    );
 }

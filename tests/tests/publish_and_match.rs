@@ -5,7 +5,9 @@
 use exposure_matcher::{BatchFile, Scheme, Tag};
 use exposure_proto::v1::{BatchKind, DiagnosisKey};
 use exposure_server::Clock;
-use exposure_tests::fixtures::{self, bluezone, confirmed, current_signing_key, download, gaen, key16, static_id};
+use exposure_tests::fixtures::{
+    self, bluezone, confirmed, current_signing_key, download, gaen, key16, static_id,
+};
 use exposure_tests::{TEST_NOW, TestServer};
 
 const DAY: u64 = 86_400;
@@ -22,9 +24,18 @@ async fn round_trip(key: DiagnosisKey, expected_elements: usize) {
         .await
         .expect("upload accepted")
         .into_inner();
-    assert_eq!((response.keys_accepted, response.keys_already_known, response.replay), (1, 0, false));
+    assert_eq!(
+        (
+            response.keys_accepted,
+            response.keys_already_known,
+            response.replay
+        ),
+        (1, 0, false)
+    );
 
-    let listing = server.wait_for_batches(|listing| !listing.batches.is_empty()).await;
+    let listing = server
+        .wait_for_batches(|listing| !listing.batches.is_empty())
+        .await;
     assert_eq!(listing.batches.len(), 1);
     assert_eq!(listing.confirm_prefix_bits, 16);
     let info = &listing.batches[0];
@@ -39,21 +50,50 @@ async fn round_trip(key: DiagnosisKey, expected_elements: usize) {
     let (key_id, public_key) = current_signing_key(&mut distribution).await;
     assert_eq!(info.key_id, key_id);
     let batch = BatchFile::parse(&file).expect("batch parses");
-    batch.verify(&public_key).expect("signature verifies with the published key");
-    assert_eq!(batch.batch_id(), info.batch_id, "batch id is the SHA-256 of the body");
+    batch
+        .verify(&public_key)
+        .expect("signature verifies with the published key");
+    assert_eq!(
+        batch.batch_id(),
+        info.batch_id,
+        "batch id is the SHA-256 of the body"
+    );
     assert_eq!(batch.header().sequence, 1);
 
-    let stored = exposure_server::storage::records::StoredKey { key: Some(key), ..Default::default() };
-    let elements = stored.matcher_key().expect("key converts").tagged_elements().expect("key expands");
+    let stored = exposure_server::storage::records::StoredKey {
+        key: Some(key),
+        ..Default::default()
+    };
+    let elements = stored
+        .matcher_key()
+        .expect("key converts")
+        .tagged_elements()
+        .expect("key expands");
     assert_eq!(elements.len(), expected_elements);
-    assert_eq!(info.slot_min, elements.iter().map(|e| e.slot_start).min().unwrap_or(0));
-    assert_eq!(info.slot_max, elements.iter().map(|e| e.slot_start).max().unwrap_or(0));
+    assert_eq!(
+        info.slot_min,
+        elements.iter().map(|e| e.slot_start).min().unwrap_or(0)
+    );
+    assert_eq!(
+        info.slot_max,
+        elements.iter().map(|e| e.slot_start).max().unwrap_or(0)
+    );
     for element in &elements {
-        assert!(batch.contains(&element.tag), "published tag {:?} is in the filter", element.tag);
-        assert!(confirmed(&mut distribution, &element.tag, 16).await, "published tag is confirmed");
+        assert!(
+            batch.contains(&element.tag),
+            "published tag {:?} is in the filter",
+            element.tag
+        );
+        assert!(
+            confirmed(&mut distribution, &element.tag, 16).await,
+            "published tag is confirmed"
+        );
     }
     let unrelated = Tag::compute(Scheme::Gaen, elements[0].slot_start, &[0x5a; 16]);
-    assert!(!confirmed(&mut distribution, &unrelated, 16).await, "an unrelated tag is not confirmed");
+    assert!(
+        !confirmed(&mut distribution, &unrelated, 16).await,
+        "an unrelated tag is not confirmed"
+    );
     server.stop().await;
 }
 
@@ -72,11 +112,19 @@ async fn bluezone_key_round_trip() {
 async fn bluezone_window_publishes_only_overlapping_slots() {
     let day = u64::from(yesterday()) * DAY;
     // 10:07 to 12:00 overlaps the 900-second slots starting 10:00 … 11:45: eight slots.
-    round_trip(bluezone([8; 32], yesterday(), day + 10 * 3600 + 420, day + 12 * 3600), 8).await;
+    round_trip(
+        bluezone([8; 32], yesterday(), day + 10 * 3600 + 420, day + 12 * 3600),
+        8,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn static_identifier_round_trip() {
     // Three hours to one hour ago, aligned to 900 s: eight slots.
-    round_trip(static_id(b"AB12CD", TEST_NOW - 3 * 3600, TEST_NOW - 3600), 8).await;
+    round_trip(
+        static_id(b"AB12CD", TEST_NOW - 3 * 3600, TEST_NOW - 3600),
+        8,
+    )
+    .await;
 }

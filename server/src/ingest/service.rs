@@ -110,7 +110,9 @@ impl KeyUploadService {
 /// Returns the token of an `authorization: Bearer <token>` entry.
 fn bearer_token<T>(request: &Request<T>) -> Option<String> {
     let value = request.metadata().get("authorization")?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
     (!token.is_empty()).then(|| token.trim().to_owned())
 }
 
@@ -139,11 +141,17 @@ impl KeyUpload for KeyUploadService {
         let result = self.upload(token, request.into_inner()).await;
         let label = result_label(&result);
         ::metrics::counter!(metrics::UPLOADS_TOTAL, "result" => label).increment(1);
-        ::metrics::histogram!(metrics::UPLOAD_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+        ::metrics::histogram!(metrics::UPLOAD_DURATION_SECONDS)
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(response) => {
-                tracing::info!(accepted = response.keys_accepted, known = response.keys_already_known,
-                    revoked = response.keys_revoked, replay = response.replay, "upload stored");
+                tracing::info!(
+                    accepted = response.keys_accepted,
+                    known = response.keys_already_known,
+                    revoked = response.keys_revoked,
+                    replay = response.replay,
+                    "upload stored"
+                );
                 Ok(Response::new(response))
             }
             Err(error) => {

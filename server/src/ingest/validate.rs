@@ -32,7 +32,10 @@ pub struct Violation {
 
 impl Violation {
     fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { field: field.into(), description: description.into() }
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -80,7 +83,9 @@ pub fn is_valid_region(region: &str) -> bool {
         4..=6 => {
             country_ok
                 && bytes[2] == b'-'
-                && bytes[3..].iter().all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit())
+                && bytes[3..]
+                    .iter()
+                    .all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit())
         }
         _ => false,
     }
@@ -93,15 +98,24 @@ pub fn validate_upload(
 ) -> Result<ValidUpload, Vec<Violation>> {
     let mut violations = Vec::new();
     if !is_valid_region(&request.region) {
-        violations.push(Violation::new("region", "must match ^[A-Z]{2}(-[A-Z0-9]{1,3})?$, e.g. VN-TB"));
+        violations.push(Violation::new(
+            "region",
+            "must match ^[A-Z]{2}(-[A-Z0-9]{1,3})?$, e.g. VN-TB",
+        ));
     }
     if request.upload_id.is_empty() || request.upload_id.len() > MAX_UPLOAD_ID_BYTES {
         violations.push(Violation::new("upload_id", "must be 1..=128 bytes"));
     } else if request.upload_id.chars().any(char::is_control) {
-        violations.push(Violation::new("upload_id", "must not contain control characters"));
+        violations.push(Violation::new(
+            "upload_id",
+            "must not contain control characters",
+        ));
     }
     let report_type = ReportType::try_from(request.report_type).unwrap_or_else(|_| {
-        violations.push(Violation::new("report_type", format!("unknown value {}", request.report_type)));
+        violations.push(Violation::new(
+            "report_type",
+            format!("unknown value {}", request.report_type),
+        ));
         ReportType::ConfirmedTest
     });
     if request.keys.is_empty() {
@@ -110,7 +124,11 @@ pub fn validate_upload(
     if request.keys.len() > limits.max_keys_per_upload as usize {
         violations.push(Violation::new(
             "keys",
-            format!("at most {} keys per upload, got {}", limits.max_keys_per_upload, request.keys.len()),
+            format!(
+                "at most {} keys per upload, got {}",
+                limits.max_keys_per_upload,
+                request.keys.len()
+            ),
         ));
     }
 
@@ -155,7 +173,11 @@ fn request_digest(request: &UploadDiagnosisKeysRequest) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn validate_key(key: &DiagnosisKey, field: &str, limits: Limits) -> Result<ValidKey, Vec<Violation>> {
+fn validate_key(
+    key: &DiagnosisKey,
+    field: &str,
+    limits: Limits,
+) -> Result<ValidKey, Vec<Violation>> {
     let mut violations = Vec::new();
     if key.transmission_risk_level > MAX_TRANSMISSION_RISK {
         violations.push(Violation::new(
@@ -164,14 +186,19 @@ fn validate_key(key: &DiagnosisKey, field: &str, limits: Limits) -> Result<Valid
         ));
     }
     let checked = match &key.key {
-        Some(diagnosis_key::Key::Gaen(gaen)) => validate_gaen(gaen, &format!("{field}.gaen"), limits),
+        Some(diagnosis_key::Key::Gaen(gaen)) => {
+            validate_gaen(gaen, &format!("{field}.gaen"), limits)
+        }
         Some(diagnosis_key::Key::Bluezone(bluezone)) => {
             validate_bluezone(bluezone, &format!("{field}.bluezone"), limits)
         }
         Some(diagnosis_key::Key::StaticId(static_id)) => {
             validate_static(static_id, &format!("{field}.static_id"), limits)
         }
-        None => Err(vec![Violation::new(field, "must set one of gaen, bluezone, static_id")]),
+        None => Err(vec![Violation::new(
+            field,
+            "must set one of gaen, bluezone, static_id",
+        )]),
     };
     match checked {
         Ok((stored_key, matcher_key)) if violations.is_empty() => {
@@ -180,8 +207,14 @@ fn validate_key(key: &DiagnosisKey, field: &str, limits: Limits) -> Result<Valid
             if let Err(error) = matcher_key.validate() {
                 return Err(vec![Violation::new(field, error.to_string())]);
             }
-            let stored = DiagnosisKey { key: Some(stored_key), transmission_risk_level: key.transmission_risk_level };
-            Ok(ValidKey { stored, key: matcher_key })
+            let stored = DiagnosisKey {
+                key: Some(stored_key),
+                transmission_risk_level: key.transmission_risk_level,
+            };
+            Ok(ValidKey {
+                stored,
+                key: matcher_key,
+            })
         }
         Ok(_) => Err(violations),
         Err(mut scheme_violations) => {
@@ -210,7 +243,9 @@ fn validate_gaen(gaen: &GaenKey, field: &str, limits: Limits) -> Checked {
     }
     let start = u64::from(gaen.rolling_start_interval_number) * GAEN_INTERVAL_SECONDS;
     let end = start + u64::from(gaen.rolling_period) * GAEN_INTERVAL_SECONDS;
-    let oldest = limits.now.saturating_sub(u64::from(limits.max_key_age_days) * DAY_SECONDS);
+    let oldest = limits
+        .now
+        .saturating_sub(u64::from(limits.max_key_age_days) * DAY_SECONDS);
     if start > limits.now {
         violations.push(Violation::new(
             format!("{field}.rolling_start_interval_number"),
@@ -247,7 +282,10 @@ fn validate_bluezone(bluezone: &BluezoneKey, field: &str, limits: Limits) -> Che
     let today = limits.now / DAY_SECONDS;
     let day = u64::from(bluezone.day_number);
     if day > today {
-        violations.push(Violation::new(format!("{field}.day_number"), "must not be in the future"));
+        violations.push(Violation::new(
+            format!("{field}.day_number"),
+            "must not be in the future",
+        ));
     } else if day + u64::from(limits.max_key_age_days) < today {
         violations.push(Violation::new(
             format!("{field}.day_number"),
@@ -275,7 +313,10 @@ fn validate_bluezone(bluezone: &BluezoneKey, field: &str, limits: Limits) -> Che
     );
     match daily_key {
         Some(daily_key) if violations.is_empty() => {
-            let stored = BluezoneKey { sub_keys_per_day, ..bluezone.clone() };
+            let stored = BluezoneKey {
+                sub_keys_per_day,
+                ..bluezone.clone()
+            };
             Ok((
                 diagnosis_key::Key::Bluezone(stored),
                 matcher::DiagnosisKey::Bluezone(matcher::BluezoneKey {
@@ -299,12 +340,17 @@ fn validate_static(static_id: &StaticIdentifier, field: &str, limits: Limits) ->
             format!("must be 1..=32 bytes, got {}", static_id.identifier.len()),
         ));
     }
-    let oldest = limits.now.saturating_sub(u64::from(limits.max_key_age_days) * DAY_SECONDS);
+    let oldest = limits
+        .now
+        .saturating_sub(u64::from(limits.max_key_age_days) * DAY_SECONDS);
     check_window(
         static_id.contagious_from,
         static_id.contagious_until,
         (oldest, limits.now + MAX_WINDOW_LEAD_SECONDS),
-        &format!("within the last {} days and end at most a day from now", limits.max_key_age_days),
+        &format!(
+            "within the last {} days and end at most a day from now",
+            limits.max_key_age_days
+        ),
         field,
         &mut violations,
     );

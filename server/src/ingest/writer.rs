@@ -13,7 +13,7 @@ use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
 use crate::storage::records::{StoredKey, StoredUpload};
-use crate::storage::{Store, StorageError};
+use crate::storage::{StorageError, Store};
 
 /// Most uploads committed in one write.
 const MAX_GROUP: usize = 512;
@@ -70,15 +70,20 @@ impl IngestWriter {
     /// Queues an upload and waits until it is durable (or refused).
     pub async fn submit(&self, job: UploadJob) -> Result<UploadOutcome, StorageError> {
         let (reply, answer) = oneshot::channel();
-        let sender = self.sender.clone();
-        // The queue is bounded: waiting for room must not block an async worker.
-        tokio::task::spawn_blocking(move || sender.send((job, reply)))
-            .await
-            .map_err(|error| StorageError::Io(std::io::Error::other(error)))?
-            .map_err(|_| StorageError::Io(std::io::Error::other("ingest writer stopped")))?;
-        answer
-            .await
-            .map_err(|_| StorageError::Io(std::io::Error::other("ingest writer stopped")))?
+        let stopped = || StorageError::Io(std::io::Error::other("ingest writer stopped"));
+        match self.sender.try_send((job, reply)) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+            Err(mpsc::TrySendError::Full(queued)) => {
+                // The queue is bounded: waiting for room must not block an async worker.
+                let sender = self.sender.clone();
+                tokio::task::spawn_blocking(move || sender.send(queued).map_err(drop))
+                    .await
+                    .map_err(|error| StorageError::Io(std::io::Error::other(error)))?
+                    .map_err(|_| stopped())?;
+            }
+        }
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -125,7 +130,14 @@ struct GroupWriter<'a> {
 
 impl<'a> GroupWriter<'a> {
     fn new(store: &'a Store) -> Self {
-        Self { store, batch: WriteBatch::default(), uploads: HashMap::new(), dedup: HashSet::new(), replies: Vec::new(), stored_schemes: Vec::new() }
+        Self {
+            store,
+            batch: WriteBatch::default(),
+            uploads: HashMap::new(),
+            dedup: HashSet::new(),
+            replies: Vec::new(),
+            stored_schemes: Vec::new(),
+        }
     }
 
     fn add(&mut self, job: UploadJob, reply: Reply, next_sequence: &mut u64) {
@@ -137,7 +149,11 @@ impl<'a> GroupWriter<'a> {
         }
     }
 
-    fn try_add(&mut self, job: UploadJob, next_sequence: &mut u64) -> Result<UploadOutcome, StorageError> {
+    fn try_add(
+        &mut self,
+        job: UploadJob,
+        next_sequence: &mut u64,
+    ) -> Result<UploadOutcome, StorageError> {
         let upload_key = crate::storage::uploads::upload_key(&job.authority_id, &job.upload_id);
         if let Some(earlier) = self.earlier_upload(&upload_key)? {
             return Ok(replay_or_conflict(&earlier, &job.request_digest));
@@ -145,7 +161,9 @@ impl<'a> GroupWriter<'a> {
         let mut accepted = 0u32;
         let mut already_known = 0u32;
         for key in &job.keys {
-            if self.dedup.contains(&key.dedup_key) || self.store.find_duplicate(&key.dedup_key)?.is_some() {
+            if self.dedup.contains(&key.dedup_key)
+                || self.store.find_duplicate(&key.dedup_key)?.is_some()
+            {
                 already_known += 1;
                 continue;
             }
@@ -163,7 +181,7 @@ impl<'a> GroupWriter<'a> {
         };
         let record = StoredUpload {
             request_digest: job.request_digest.to_vec(),
-            response: Some(response.clone()),
+            response: Some(response),
             created_at: job.now,
         };
         self.store.put_upload(&mut self.batch, &upload_key, &record);
@@ -186,7 +204,8 @@ impl<'a> GroupWriter<'a> {
         let result = self.store.write_synced(self.batch);
         if result.is_ok() {
             for scheme in self.stored_schemes {
-                metrics::counter!(crate::metrics::KEYS_INGESTED_TOTAL, "scheme" => scheme).increment(1);
+                metrics::counter!(crate::metrics::KEYS_INGESTED_TOTAL, "scheme" => scheme)
+                    .increment(1);
             }
         }
         for (reply, outcome) in self.replies {
@@ -212,7 +231,7 @@ fn scheme_label(key: &StoredKey) -> &'static str {
 
 fn replay_or_conflict(earlier: &StoredUpload, request_digest: &[u8; 32]) -> UploadOutcome {
     if earlier.request_digest == request_digest {
-        let mut response = earlier.response.clone().unwrap_or_default();
+        let mut response = earlier.response.unwrap_or_default();
         response.replay = true;
         UploadOutcome::Replay(response)
     } else {
@@ -231,8 +250,12 @@ fn revoke(store: &Store, job: &UploadJob) -> Result<UploadOutcome, StorageError>
     let mut batch = WriteBatch::default();
     let mut revoked = 0u32;
     for requested in &job.keys {
-        let Some(sequence) = store.find_duplicate(&requested.dedup_key)? else { continue };
-        let Some(stored) = store.key(sequence)? else { continue };
+        let Some(sequence) = store.find_duplicate(&requested.dedup_key)? else {
+            continue;
+        };
+        let Some(stored) = store.key(sequence)? else {
+            continue;
+        };
         for element in stored.matcher_key()?.tagged_elements().unwrap_or_default() {
             store.delete_digest(&mut batch, &stored.region, &element.tag.confirm_digest());
         }
@@ -247,7 +270,7 @@ fn revoke(store: &Store, job: &UploadJob) -> Result<UploadOutcome, StorageError>
     };
     let record = StoredUpload {
         request_digest: job.request_digest.to_vec(),
-        response: Some(response.clone()),
+        response: Some(response),
         created_at: job.now,
     };
     store.put_upload(&mut batch, &upload_key, &record);

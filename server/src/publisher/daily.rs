@@ -2,15 +2,17 @@
 //! batches, listing the hourly sequences it supersedes, so a phone that was away downloads one
 //! file per day instead of 24. Keys revoked since are left out.
 
-use exposure_matcher::BatchKind;
-
-use super::{PublishError, PublishReport, Publisher};
+use super::{BatchPlan, PublishError, PublishReport, Publisher};
 
 const DAY_SECONDS: u64 = 86_400;
 
 impl Publisher {
     /// Publishes the roll-up of every closed day that has hourly batches and none yet.
-    pub(super) fn publish_daily(&self, now: u64, report: &mut PublishReport) -> Result<(), PublishError> {
+    pub(super) fn publish_daily(
+        &self,
+        now: u64,
+        report: &mut PublishReport,
+    ) -> Result<(), PublishError> {
         let today = now / DAY_SECONDS;
         for region in self.catalog.regions() {
             let cursor = self.store.rollup_cursor(&region)?;
@@ -25,10 +27,15 @@ impl Publisher {
                 let keys = self.store.keys(&sequences)?;
                 let supersedes = hourly.iter().map(|info| info.sequence).collect();
                 let store = &self.store;
-                let day_number = u32::try_from(day).unwrap_or(u32::MAX);
-                self.build_and_commit(&region, BatchKind::Daily, &keys, supersedes, day_number, now, |write, _| {
-                    store.put_rollup_cursor(write, &region, day);
-                })?;
+                self.build_and_commit(
+                    &region,
+                    BatchPlan::daily(day, supersedes),
+                    &keys,
+                    now,
+                    |write, _| {
+                        store.put_rollup_cursor(write, &region, day);
+                    },
+                )?;
                 report.daily_batches += 1;
             }
         }

@@ -3,30 +3,46 @@
 
 use std::collections::BTreeMap;
 
-use exposure_matcher::BatchKind;
-
-use super::{PublishError, PublishReport, Publisher};
+use super::{BatchPlan, PublishError, PublishReport, Publisher};
 use crate::metrics;
 use crate::storage::records::StoredKey;
 
 impl Publisher {
     /// Publishes every releasable key.
-    pub(super) fn publish_hourly(&self, now: u64, report: &mut PublishReport) -> Result<(), PublishError> {
+    pub(super) fn publish_hourly(
+        &self,
+        now: u64,
+        report: &mut PublishReport,
+    ) -> Result<(), PublishError> {
         let sequences = self.store.releasable(now)?;
         let mut by_region: BTreeMap<String, Vec<(u64, StoredKey)>> = BTreeMap::new();
         for (sequence, key) in self.store.keys(&sequences)? {
-            by_region.entry(key.region.clone()).or_default().push((sequence, key));
+            by_region
+                .entry(key.region.clone())
+                .or_default()
+                .push((sequence, key));
         }
         for (region, keys) in by_region {
             let store = &self.store;
-            self.build_and_commit(&region, BatchKind::Hourly, &keys, Vec::new(), 0, now, |write, expanded| {
-                for ((sequence, key), (_, elements)) in keys.iter().zip(expanded) {
-                    for element in elements {
-                        store.put_digest(write, &region, &element.tag.confirm_digest(), *sequence);
+            self.build_and_commit(
+                &region,
+                BatchPlan::hourly(),
+                &keys,
+                now,
+                |write, expanded| {
+                    for ((sequence, key), (_, elements)) in keys.iter().zip(expanded) {
+                        for element in elements {
+                            store.put_digest(
+                                write,
+                                &region,
+                                &element.tag.confirm_digest(),
+                                *sequence,
+                            );
+                        }
+                        store.mark_published(write, *sequence, key.release_at);
                     }
-                    store.mark_published(write, *sequence, key.release_at);
-                }
-            })?;
+                },
+            )?;
             report.hourly_batches += 1;
             report.keys_published += keys.len();
         }

@@ -13,7 +13,9 @@ mod retention;
 
 use std::time::{Duration, Instant};
 
-use exposure_matcher::{BatchKind, BatchParams, BatchSigner, BuiltBatch, FingerprintWidth, TaggedElement, build_batch};
+use exposure_matcher::{
+    BatchKind, BatchParams, BatchSigner, BuiltBatch, FingerprintWidth, TaggedElement, build_batch,
+};
 use exposure_proto::v1::{self as api, BatchInfo};
 use rayon::prelude::*;
 use rocksdb::WriteBatch;
@@ -23,7 +25,7 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::metrics;
 use crate::storage::records::{StoredBatch, StoredKey};
-use crate::storage::{Store, StorageError};
+use crate::storage::{StorageError, Store};
 
 /// Errors of a publish run.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +75,20 @@ pub struct Publisher {
 
 impl Publisher {
     /// Returns a publisher over the store, updating `catalog` as it commits.
-    pub fn new(store: Store, catalog: Catalog, signer: BatchSigner, clock: Clock, settings: PublishSettings) -> Self {
-        Self { store, catalog, signer, clock, settings }
+    pub fn new(
+        store: Store,
+        catalog: Catalog,
+        signer: BatchSigner,
+        clock: Clock,
+        settings: PublishSettings,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            signer,
+            clock,
+            settings,
+        }
     }
 
     /// Runs hourly publishing, daily roll-ups and retention once. Blocking: call it off the
@@ -86,7 +100,8 @@ impl Publisher {
         self.publish_hourly(now, &mut report)?;
         self.publish_daily(now, &mut report)?;
         self.apply_retention(now, &mut report)?;
-        ::metrics::gauge!(metrics::ROCKSDB_SIZE_BYTES).set(self.store.approximate_size_bytes() as f64);
+        ::metrics::gauge!(metrics::ROCKSDB_SIZE_BYTES)
+            .set(self.store.approximate_size_bytes() as f64);
         Ok(report)
     }
 
@@ -95,16 +110,22 @@ impl Publisher {
     fn build_and_commit(
         &self,
         region: &str,
-        kind: BatchKind,
+        plan: BatchPlan,
         keys: &[(u64, StoredKey)],
-        supersedes: Vec<u64>,
-        day_number: u32,
         now: u64,
         extra: impl FnOnce(&mut WriteBatch, &[(u64, Vec<TaggedElement>)]),
     ) -> Result<BatchInfo, PublishError> {
+        let BatchPlan {
+            kind,
+            supersedes,
+            day_number,
+        } = plan;
         let started = Instant::now();
         let expanded = expand(keys)?;
-        let elements: Vec<TaggedElement> = expanded.iter().flat_map(|(_, elements)| elements.iter().copied()).collect();
+        let elements: Vec<TaggedElement> = expanded
+            .iter()
+            .flat_map(|(_, elements)| elements.iter().copied())
+            .collect();
         let sequence = self.store.batch_sequence(region)? + 1;
         let params = BatchParams {
             region: region.to_owned(),
@@ -116,7 +137,13 @@ impl Publisher {
         };
         let built = build_batch(&params, &elements, &self.signer, &mut rand::rngs::OsRng)
             .map_err(|error| PublishError::Build(error.to_string()))?;
-        let info = batch_info(&built, &params, self.signer.key_id(), supersedes, day_number);
+        let info = batch_info(
+            &built,
+            &params,
+            self.signer.key_id(),
+            supersedes,
+            day_number,
+        );
         let record = StoredBatch {
             info: Some(info.clone()),
             key_sequences: keys.iter().map(|(sequence, _)| *sequence).collect(),
@@ -131,13 +158,46 @@ impl Publisher {
 
         let kind_label = kind_label(kind);
         ::metrics::counter!(metrics::BATCHES_PUBLISHED_TOTAL, "kind" => kind_label).increment(1);
-        ::metrics::histogram!(metrics::BATCH_BUILD_SECONDS, "kind" => kind_label).record(started.elapsed().as_secs_f64());
-        ::metrics::histogram!(metrics::BATCH_SIZE_BYTES, "kind" => kind_label).record(built.bytes.len() as f64);
-        ::metrics::histogram!(metrics::BATCH_ELEMENTS, "kind" => kind_label).record(f64::from(built.element_count));
+        ::metrics::histogram!(metrics::BATCH_BUILD_SECONDS, "kind" => kind_label)
+            .record(started.elapsed().as_secs_f64());
+        ::metrics::histogram!(metrics::BATCH_SIZE_BYTES, "kind" => kind_label)
+            .record(built.bytes.len() as f64);
+        ::metrics::histogram!(metrics::BATCH_ELEMENTS, "kind" => kind_label)
+            .record(f64::from(built.element_count));
         tracing::info!(%region, sequence, kind = kind_label, keys = keys.len(), elements = built.element_count,
             real_elements = built.real_elements, bytes = built.bytes.len(),
             build_ms = started.elapsed().as_millis() as u64, "batch published");
         Ok(info)
+    }
+}
+
+/// What kind of batch to build, and what its listing says about it.
+struct BatchPlan {
+    /// Hourly or daily.
+    kind: BatchKind,
+    /// For a daily roll-up: the hourly sequences it replaces.
+    supersedes: Vec<u64>,
+    /// For a daily roll-up: the UTC day it covers; 0 for hourly batches.
+    day_number: u32,
+}
+
+impl BatchPlan {
+    /// An hourly batch.
+    fn hourly() -> Self {
+        Self {
+            kind: BatchKind::Hourly,
+            supersedes: Vec::new(),
+            day_number: 0,
+        }
+    }
+
+    /// The roll-up of `day`, replacing the hourly batches `supersedes`.
+    fn daily(day: u64, supersedes: Vec<u64>) -> Self {
+        Self {
+            kind: BatchKind::Daily,
+            supersedes,
+            day_number: u32::try_from(day).unwrap_or(u32::MAX),
+        }
     }
 }
 
@@ -161,7 +221,13 @@ fn kind_label(kind: BatchKind) -> &'static str {
     }
 }
 
-fn batch_info(built: &BuiltBatch, params: &BatchParams, key_id: &str, supersedes: Vec<u64>, day_number: u32) -> BatchInfo {
+fn batch_info(
+    built: &BuiltBatch,
+    params: &BatchParams,
+    key_id: &str,
+    supersedes: Vec<u64>,
+    day_number: u32,
+) -> BatchInfo {
     BatchInfo {
         batch_id: built.batch_id.clone(),
         sequence: params.sequence,
@@ -183,7 +249,11 @@ fn batch_info(built: &BuiltBatch, params: &BatchParams, key_id: &str, supersedes
 
 /// Runs the publisher every `interval` until `cancel` fires. The first run starts at once, so
 /// a restarted server catches up on what a crash left unpublished.
-pub async fn run_periodically(publisher: std::sync::Arc<Publisher>, interval: Duration, cancel: CancellationToken) {
+pub async fn run_periodically(
+    publisher: std::sync::Arc<Publisher>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -193,7 +263,9 @@ pub async fn run_periodically(publisher: std::sync::Arc<Publisher>, interval: Du
         }
         let publisher = publisher.clone();
         match tokio::task::spawn_blocking(move || publisher.publish_once()).await {
-            Ok(Ok(report)) if report != PublishReport::default() => tracing::info!(?report, "publish run done"),
+            Ok(Ok(report)) if report != PublishReport::default() => {
+                tracing::info!(?report, "publish run done")
+            }
             Ok(Ok(_)) => tracing::debug!("publish run found nothing to do"),
             Ok(Err(error)) => tracing::error!(%error, "publish run failed; it will be retried"),
             Err(error) => tracing::error!(%error, "publish run panicked; it will be retried"),

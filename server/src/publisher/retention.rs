@@ -7,14 +7,22 @@ use super::{PublishError, PublishReport, Publisher};
 
 impl Publisher {
     /// Deletes what is older than the retention window.
-    pub(super) fn apply_retention(&self, now: u64, report: &mut PublishReport) -> Result<(), PublishError> {
+    pub(super) fn apply_retention(
+        &self,
+        now: u64,
+        report: &mut PublishReport,
+    ) -> Result<(), PublishError> {
         let cutoff = now.saturating_sub(self.settings.retention.as_secs());
         let mut write = WriteBatch::default();
         let expired_keys = self.store.keys_ending_before(cutoff)?;
         for (sequence, key) in &expired_keys {
             if let Ok(elements) = key.matcher_key()?.tagged_elements() {
                 for element in elements {
-                    self.store.delete_digest(&mut write, &key.region, &element.tag.confirm_digest());
+                    self.store.delete_digest(
+                        &mut write,
+                        &key.region,
+                        &element.tag.confirm_digest(),
+                    );
                 }
             }
             self.store.delete_key(&mut write, *sequence, key);
@@ -23,9 +31,14 @@ impl Publisher {
         for region in self.catalog.regions() {
             for info in self.catalog.batches(&region) {
                 // A batch of decoys only has no slots; its creation time stands in for them.
-                let newest = if info.slot_max > 0 { info.slot_max } else { info.created_at };
+                let newest = if info.slot_max > 0 {
+                    info.slot_max
+                } else {
+                    info.created_at
+                };
                 if newest < cutoff {
-                    self.store.delete_batch(&mut write, &region, info.sequence, &info.batch_id);
+                    self.store
+                        .delete_batch(&mut write, &region, info.sequence, &info.batch_id);
                     expired_batches.push((region.clone(), info.sequence));
                 }
             }
@@ -40,8 +53,12 @@ impl Publisher {
         }
         report.keys_expired += expired_keys.len();
         report.batches_expired += expired_batches.len();
-        tracing::info!(keys = expired_keys.len(), batches = expired_batches.len(), uploads = expired_uploads,
-            "retention deleted expired data");
+        tracing::info!(
+            keys = expired_keys.len(),
+            batches = expired_batches.len(),
+            uploads = expired_uploads,
+            "retention deleted expired data"
+        );
         Ok(())
     }
 }

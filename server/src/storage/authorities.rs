@@ -6,7 +6,7 @@ use rocksdb::{IteratorMode, WriteBatch};
 use sha2::{Digest, Sha256};
 
 use super::records::Authority;
-use super::{CF_AUTHORITIES, Store, StorageError, decode_record};
+use super::{CF_AUTHORITIES, StorageError, Store, decode_record};
 
 /// Prefix of every upload token, so a leaked token is recognisable in a secret scanner.
 pub const TOKEN_PREFIX: &str = "exps_";
@@ -40,7 +40,11 @@ pub fn new_authority(name: &str, regions: &[String], now: u64) -> NewAuthority {
         created_at: now,
         revoked_at: 0,
     };
-    NewAuthority { authority, token_hash: token_hash(&token), token }
+    NewAuthority {
+        authority,
+        token_hash: token_hash(&token),
+        token,
+    }
 }
 
 impl Store {
@@ -58,15 +62,26 @@ impl Store {
     }
 
     /// Stores an authority under its token hash.
-    pub fn put_authority(&self, token_hash: &[u8], authority: &Authority) -> Result<(), StorageError> {
+    pub fn put_authority(
+        &self,
+        token_hash: &[u8],
+        authority: &Authority,
+    ) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_AUTHORITIES), token_hash, prost::Message::encode_to_vec(authority));
+        batch.put_cf(
+            self.cf(CF_AUTHORITIES),
+            token_hash,
+            prost::Message::encode_to_vec(authority),
+        );
         self.write_synced(batch)
     }
 
     /// Returns the authority a token belongs to, if the token is known and not revoked.
     pub fn authenticate(&self, token: &str) -> Result<Option<Authority>, StorageError> {
-        let Some(value) = self.db().get_pinned_cf(self.cf(CF_AUTHORITIES), token_hash(token))? else {
+        let Some(value) = self
+            .db()
+            .get_pinned_cf(self.cf(CF_AUTHORITIES), token_hash(token))?
+        else {
             return Ok(None);
         };
         let authority: Authority = decode_record(&value, CF_AUTHORITIES)?;
@@ -76,7 +91,10 @@ impl Store {
     /// Returns every authority, revoked ones included, sorted by creation time.
     pub fn list_authorities(&self) -> Result<Vec<Authority>, StorageError> {
         let mut authorities = Vec::new();
-        for entry in self.db().iterator_cf(self.cf(CF_AUTHORITIES), IteratorMode::Start) {
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_AUTHORITIES), IteratorMode::Start)
+        {
             let (_, value) = entry?;
             authorities.push(decode_record::<Authority>(&value, CF_AUTHORITIES)?);
         }
@@ -87,13 +105,20 @@ impl Store {
     /// Revokes the token of the authority with `id`; returns false when no such authority
     /// exists or it was already revoked.
     pub fn revoke_authority(&self, id: &str, now: u64) -> Result<bool, StorageError> {
-        for entry in self.db().iterator_cf(self.cf(CF_AUTHORITIES), IteratorMode::Start) {
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_AUTHORITIES), IteratorMode::Start)
+        {
             let (key, value) = entry?;
             let mut authority: Authority = decode_record(&value, CF_AUTHORITIES)?;
             if authority.id == id && authority.revoked_at == 0 {
                 authority.revoked_at = now;
                 let mut batch = WriteBatch::default();
-                batch.put_cf(self.cf(CF_AUTHORITIES), key, prost::Message::encode_to_vec(&authority));
+                batch.put_cf(
+                    self.cf(CF_AUTHORITIES),
+                    key,
+                    prost::Message::encode_to_vec(&authority),
+                );
                 self.write_synced(batch)?;
                 return Ok(true);
             }

@@ -4,16 +4,31 @@
 use exposure_matcher::ConfirmDigest;
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 
-use super::{CF_CONFIRM, Store, StorageError, scoped_key};
+use super::{CF_CONFIRM, StorageError, Store, scoped_key};
 
 impl Store {
     /// Adds the write of one confirm digest, owned by the key `sequence`, to `batch`.
-    pub(crate) fn put_digest(&self, batch: &mut WriteBatch, region: &str, digest: &ConfirmDigest, sequence: u64) {
-        batch.put_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0), sequence.to_be_bytes());
+    pub(crate) fn put_digest(
+        &self,
+        batch: &mut WriteBatch,
+        region: &str,
+        digest: &ConfirmDigest,
+        sequence: u64,
+    ) {
+        batch.put_cf(
+            self.cf(CF_CONFIRM),
+            scoped_key(region, &digest.0),
+            sequence.to_be_bytes(),
+        );
     }
 
     /// Adds the deletion of one confirm digest to `batch`.
-    pub(crate) fn delete_digest(&self, batch: &mut WriteBatch, region: &str, digest: &ConfirmDigest) {
+    pub(crate) fn delete_digest(
+        &self,
+        batch: &mut WriteBatch,
+        region: &str,
+        digest: &ConfirmDigest,
+    ) {
         batch.delete_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0));
     }
 
@@ -35,12 +50,18 @@ impl Store {
         }
         let prefix_len = region.len() + 1;
         let mut digests = Vec::new();
-        for entry in self.db().iterator_cf_opt(self.cf(CF_CONFIRM), options, IteratorMode::Start) {
+        for entry in self
+            .db()
+            .iterator_cf_opt(self.cf(CF_CONFIRM), options, IteratorMode::Start)
+        {
             let (key, _) = entry?;
-            let bytes: [u8; 16] = key[prefix_len..].try_into().map_err(|_| StorageError::Corrupt {
-                column_family: CF_CONFIRM,
-                reason: format!("digest key of {} bytes", key.len()),
-            })?;
+            let bytes: [u8; 16] =
+                key[prefix_len..]
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt {
+                        column_family: CF_CONFIRM,
+                        reason: format!("digest key of {} bytes", key.len()),
+                    })?;
             digests.push(ConfirmDigest(bytes));
         }
         Ok(digests)
@@ -48,7 +69,10 @@ impl Store {
 
     /// Returns true when `region` holds this exact digest; for tests and tools.
     pub fn has_digest(&self, region: &str, digest: &ConfirmDigest) -> Result<bool, StorageError> {
-        Ok(self.db().get_pinned_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0))?.is_some())
+        Ok(self
+            .db()
+            .get_pinned_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0))?
+            .is_some())
     }
 }
 
@@ -76,9 +100,15 @@ mod tests {
     #[test]
     fn bucket_bounds_cover_exactly_the_prefix() {
         assert_eq!(bucket_bounds(0, 16), ([0, 0, 0, 0], Some([0, 1, 0, 0])));
-        assert_eq!(bucket_bounds(0xabcd, 16), ([0xab, 0xcd, 0, 0], Some([0xab, 0xce, 0, 0])));
+        assert_eq!(
+            bucket_bounds(0xabcd, 16),
+            ([0xab, 0xcd, 0, 0], Some([0xab, 0xce, 0, 0]))
+        );
         assert_eq!(bucket_bounds(0xffff, 16), ([0xff, 0xff, 0, 0], None));
         assert_eq!(bucket_bounds(1, 1), ([0x80, 0, 0, 0], None));
-        assert_eq!(bucket_bounds(5, 3), ([0xa0, 0, 0, 0], Some([0xc0, 0, 0, 0])));
+        assert_eq!(
+            bucket_bounds(5, 3),
+            ([0xa0, 0, 0, 0], Some([0xc0, 0, 0, 0]))
+        );
     }
 }

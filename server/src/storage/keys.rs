@@ -5,7 +5,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use super::records::StoredKey;
 use super::{
-    CF_DEDUP, CF_KEYS, CF_RELEASE, Store, StorageError, decode_record, decode_u64, scoped_key,
+    CF_DEDUP, CF_KEYS, CF_RELEASE, StorageError, Store, decode_record, decode_u64, scoped_key,
 };
 
 /// Returns the `release` index key of a stored key.
@@ -41,7 +41,10 @@ impl Store {
 
     /// Returns the key stored under an ingest sequence.
     pub fn key(&self, sequence: u64) -> Result<Option<StoredKey>, StorageError> {
-        match self.db().get_pinned_cf(self.cf(CF_KEYS), sequence.to_be_bytes())? {
+        match self
+            .db()
+            .get_pinned_cf(self.cf(CF_KEYS), sequence.to_be_bytes())?
+        {
             Some(value) => Ok(Some(decode_record(&value, CF_KEYS)?)),
             None => Ok(None),
         }
@@ -50,7 +53,9 @@ impl Store {
     /// Returns the keys under many ingest sequences, skipping ones deleted since (revoked).
     pub fn keys(&self, sequences: &[u64]) -> Result<Vec<(u64, StoredKey)>, StorageError> {
         let cf = self.cf(CF_KEYS);
-        let lookups = sequences.iter().map(|sequence| (cf, sequence.to_be_bytes()));
+        let lookups = sequences
+            .iter()
+            .map(|sequence| (cf, sequence.to_be_bytes()));
         let mut found = Vec::with_capacity(sequences.len());
         for (sequence, value) in sequences.iter().zip(self.db().multi_get_cf(lookups)) {
             if let Some(bytes) = value? {
@@ -62,8 +67,16 @@ impl Store {
 
     /// Adds the writes that store a new key to `batch`.
     pub(crate) fn put_key(&self, batch: &mut WriteBatch, sequence: u64, key: &StoredKey) {
-        batch.put_cf(self.cf(CF_KEYS), sequence.to_be_bytes(), prost::Message::encode_to_vec(key));
-        batch.put_cf(self.cf(CF_RELEASE), release_key(key.release_at, sequence), []);
+        batch.put_cf(
+            self.cf(CF_KEYS),
+            sequence.to_be_bytes(),
+            prost::Message::encode_to_vec(key),
+        );
+        batch.put_cf(
+            self.cf(CF_RELEASE),
+            release_key(key.release_at, sequence),
+            [],
+        );
         batch.put_cf(self.cf(CF_DEDUP), &key.dedup_key, sequence.to_be_bytes());
     }
 
@@ -80,7 +93,9 @@ impl Store {
     pub fn releasable(&self, now: u64) -> Result<Vec<u64>, StorageError> {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(release_key(now.saturating_add(1), 0).to_vec());
-        let iterator = self.db().iterator_cf_opt(self.cf(CF_RELEASE), options, IteratorMode::Start);
+        let iterator = self
+            .db()
+            .iterator_cf_opt(self.cf(CF_RELEASE), options, IteratorMode::Start);
         let mut sequences = Vec::new();
         for entry in iterator {
             let (key, _) = entry?;
@@ -104,7 +119,10 @@ impl Store {
 
     /// Returns every key whose last slot ended before `cutoff`, for retention.
     pub fn keys_ending_before(&self, cutoff: u64) -> Result<Vec<(u64, StoredKey)>, StorageError> {
-        let iterator = self.db().iterator_cf(self.cf(CF_KEYS), IteratorMode::From(&[], Direction::Forward));
+        let iterator = self.db().iterator_cf(
+            self.cf(CF_KEYS),
+            IteratorMode::From(&[], Direction::Forward),
+        );
         let mut expired = Vec::new();
         for entry in iterator {
             let (key, value) = entry?;

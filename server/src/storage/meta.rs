@@ -3,7 +3,7 @@
 use rocksdb::WriteBatch;
 
 use super::records::SigningKeyList;
-use super::{CF_META, Store, StorageError, decode_record, decode_u64};
+use super::{CF_META, StorageError, Store, decode_record, decode_u64};
 
 const SIGNING_KEYS: &str = "signing_keys";
 
@@ -24,13 +24,20 @@ impl Store {
     /// Replaces the signing-key list.
     pub fn put_signing_keys(&self, list: &SigningKeyList) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_META), SIGNING_KEYS, prost::Message::encode_to_vec(list));
+        batch.put_cf(
+            self.cf(CF_META),
+            SIGNING_KEYS,
+            prost::Message::encode_to_vec(list),
+        );
         self.write_synced(batch)
     }
 
     /// Returns the last UTC day whose roll-up is done for `region` (0 when none).
     pub fn rollup_cursor(&self, region: &str) -> Result<u64, StorageError> {
-        match self.db().get_pinned_cf(self.cf(CF_META), rollup_cursor_key(region))? {
+        match self
+            .db()
+            .get_pinned_cf(self.cf(CF_META), rollup_cursor_key(region))?
+        {
             Some(value) => decode_u64(&value, CF_META),
             None => Ok(0),
         }
@@ -38,7 +45,11 @@ impl Store {
 
     /// Adds the move of a region's roll-up cursor to `batch`.
     pub(crate) fn put_rollup_cursor(&self, batch: &mut WriteBatch, region: &str, day: u64) {
-        batch.put_cf(self.cf(CF_META), rollup_cursor_key(region), day.to_be_bytes());
+        batch.put_cf(
+            self.cf(CF_META),
+            rollup_cursor_key(region),
+            day.to_be_bytes(),
+        );
     }
 }
 
@@ -51,7 +62,10 @@ impl Store {
     /// Returns the last batch sequence used in `region` (0 before the first batch). Kept apart
     /// from the batches so that a sequence is never reused, even after retention deleted them all.
     pub fn batch_sequence(&self, region: &str) -> Result<u64, StorageError> {
-        match self.db().get_pinned_cf(self.cf(CF_META), batch_sequence_key(region))? {
+        match self
+            .db()
+            .get_pinned_cf(self.cf(CF_META), batch_sequence_key(region))?
+        {
             Some(value) => decode_u64(&value, CF_META),
             None => Ok(0),
         }
@@ -67,14 +81,23 @@ impl Store {
         );
         for entry in iterator {
             let (key, value) = entry?;
-            let Some(region) = key.strip_prefix(prefix.as_bytes()) else { break };
-            sequences.push((String::from_utf8_lossy(region).into_owned(), decode_u64(&value, CF_META)?));
+            let Some(region) = key.strip_prefix(prefix.as_bytes()) else {
+                break;
+            };
+            sequences.push((
+                String::from_utf8_lossy(region).into_owned(),
+                decode_u64(&value, CF_META)?,
+            ));
         }
         Ok(sequences)
     }
 
     /// Adds the move of a region's batch sequence to `batch`.
     pub(crate) fn put_batch_sequence(&self, batch: &mut WriteBatch, region: &str, sequence: u64) {
-        batch.put_cf(self.cf(CF_META), batch_sequence_key(region), sequence.to_be_bytes());
+        batch.put_cf(
+            self.cf(CF_META),
+            batch_sequence_key(region),
+            sequence.to_be_bytes(),
+        );
     }
 }

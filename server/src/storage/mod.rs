@@ -101,7 +101,10 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, cf_options)
         });
         let db = DB::open_cf_descriptors(&options, data_dir.join("db"), descriptors)?;
-        Ok(Self { db: Arc::new(db), commit_lock: Arc::new(Mutex::new(())) })
+        Ok(Self {
+            db: Arc::new(db),
+            commit_lock: Arc::new(Mutex::new(())),
+        })
     }
 
     /// Opens the database read-only, which works while a server holds it open; for
@@ -109,7 +112,10 @@ impl Store {
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StorageError> {
         let options = Options::default();
         let db = DB::open_cf_for_read_only(&options, data_dir.join("db"), COLUMN_FAMILIES, false)?;
-        Ok(Self { db: Arc::new(db), commit_lock: Arc::new(Mutex::new(())) })
+        Ok(Self {
+            db: Arc::new(db),
+            commit_lock: Arc::new(Mutex::new(())),
+        })
     }
 
     /// Returns the handle of a column family created at open.
@@ -130,7 +136,9 @@ impl Store {
     pub(crate) fn lock_commits(&self) -> MutexGuard<'_, ()> {
         // A panic while holding the lock leaves no partial write behind (writes are atomic
         // WriteBatches), so a poisoned lock is safe to take over.
-        self.commit_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.commit_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Writes `batch` atomically and waits until it is on disk (fsync of the WAL).
@@ -187,5 +195,8 @@ pub(crate) fn decode_record<M: prost::Message + Default>(
     bytes: &[u8],
     column_family: &'static str,
 ) -> Result<M, StorageError> {
-    M::decode(bytes).map_err(|error| StorageError::Corrupt { column_family, reason: error.to_string() })
+    M::decode(bytes).map_err(|error| StorageError::Corrupt {
+        column_family,
+        reason: error.to_string(),
+    })
 }

@@ -113,22 +113,34 @@ impl StoredKey {
         };
         match self.key.as_ref().and_then(|key| key.key.as_ref()) {
             Some(Key::Gaen(gaen)) => Ok(matcher::DiagnosisKey::Gaen(matcher::GaenKey {
-                key_data: gaen.key_data.as_slice().try_into().map_err(|_| corrupt("gaen key_data length"))?,
+                key_data: gaen
+                    .key_data
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("gaen key_data length"))?,
                 rolling_start_interval_number: gaen.rolling_start_interval_number,
                 rolling_period: gaen.rolling_period,
             })),
-            Some(Key::Bluezone(bluezone)) => Ok(matcher::DiagnosisKey::Bluezone(matcher::BluezoneKey {
-                daily_key: bluezone.daily_key.as_slice().try_into().map_err(|_| corrupt("bluezone daily_key length"))?,
-                day_number: bluezone.day_number,
-                sub_keys_per_day: bluezone.sub_keys_per_day,
-                contagious_from: bluezone.contagious_from,
-                contagious_until: bluezone.contagious_until,
-            })),
-            Some(Key::StaticId(static_id)) => Ok(matcher::DiagnosisKey::Static(matcher::StaticKey {
-                identifier: static_id.identifier.clone(),
-                contagious_from: static_id.contagious_from,
-                contagious_until: static_id.contagious_until,
-            })),
+            Some(Key::Bluezone(bluezone)) => {
+                Ok(matcher::DiagnosisKey::Bluezone(matcher::BluezoneKey {
+                    daily_key: bluezone
+                        .daily_key
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("bluezone daily_key length"))?,
+                    day_number: bluezone.day_number,
+                    sub_keys_per_day: bluezone.sub_keys_per_day,
+                    contagious_from: bluezone.contagious_from,
+                    contagious_until: bluezone.contagious_until,
+                }))
+            }
+            Some(Key::StaticId(static_id)) => {
+                Ok(matcher::DiagnosisKey::Static(matcher::StaticKey {
+                    identifier: static_id.identifier.clone(),
+                    contagious_from: static_id.contagious_from,
+                    contagious_until: static_id.contagious_until,
+                }))
+            }
             None => Err(corrupt("stored key without key material")),
         }
     }

@@ -4,7 +4,7 @@
 use rocksdb::{IteratorMode, WriteBatch};
 
 use super::records::StoredUpload;
-use super::{CF_UPLOADS, Store, StorageError, decode_record, scoped_key};
+use super::{CF_UPLOADS, StorageError, Store, decode_record, scoped_key};
 
 /// Returns the `uploads` key of an upload id, scoped by the authority that sent it.
 pub fn upload_key(authority_id: &str, upload_id: &str) -> Vec<u8> {
@@ -21,15 +21,31 @@ impl Store {
     }
 
     /// Adds the write of an upload record to `batch`.
-    pub(crate) fn put_upload(&self, batch: &mut WriteBatch, upload_key: &[u8], record: &StoredUpload) {
-        batch.put_cf(self.cf(CF_UPLOADS), upload_key, prost::Message::encode_to_vec(record));
+    pub(crate) fn put_upload(
+        &self,
+        batch: &mut WriteBatch,
+        upload_key: &[u8],
+        record: &StoredUpload,
+    ) {
+        batch.put_cf(
+            self.cf(CF_UPLOADS),
+            upload_key,
+            prost::Message::encode_to_vec(record),
+        );
     }
 
     /// Adds the deletion of every upload record created before `cutoff` to `batch`; returns
     /// how many.
-    pub(crate) fn delete_uploads_before(&self, batch: &mut WriteBatch, cutoff: u64) -> Result<usize, StorageError> {
+    pub(crate) fn delete_uploads_before(
+        &self,
+        batch: &mut WriteBatch,
+        cutoff: u64,
+    ) -> Result<usize, StorageError> {
         let mut deleted = 0;
-        for entry in self.db().iterator_cf(self.cf(CF_UPLOADS), IteratorMode::Start) {
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_UPLOADS), IteratorMode::Start)
+        {
             let (key, value) = entry?;
             let record: StoredUpload = decode_record(&value, CF_UPLOADS)?;
             if record.created_at < cutoff {

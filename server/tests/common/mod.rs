@@ -30,7 +30,10 @@ impl RunningBinary {
 
     /// Sends SIGTERM and returns whether the process then exited successfully.
     pub fn terminate(mut self) -> bool {
-        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(sent.success());
         self.child.wait().expect("wait").success()
     }
@@ -38,18 +41,46 @@ impl RunningBinary {
 
 /// Runs an admin command of the binary on `data_dir`.
 pub fn admin(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(BINARY).args(args).arg("--data-dir").arg(data_dir).output().expect("run exposure-server")
+    Command::new(BINARY)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run exposure-server")
 }
 
 /// Creates an authority for `region`; returns its token (the last line of stdout).
 pub fn add_authority(data_dir: &Path, region: &str) -> String {
-    let added = admin(data_dir, &["authority", "add", "--name", "test authority", "--region", region]);
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    String::from_utf8(added.stdout).expect("utf-8").lines().last().expect("token line").to_owned()
+    let added = admin(
+        data_dir,
+        &[
+            "authority",
+            "add",
+            "--name",
+            "test authority",
+            "--region",
+            region,
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    String::from_utf8(added.stdout)
+        .expect("utf-8")
+        .lines()
+        .last()
+        .expect("token line")
+        .to_owned()
 }
 
 /// Starts the binary with JSON logs on a free gRPC port and the given extra flags; returns
 /// once the store is open and the listener bound.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the caller waits through RunningBinary::terminate"
+)]
 pub fn start(data_dir: &Path, extra: &[&str]) -> RunningBinary {
     let mut child = Command::new(BINARY)
         .args(["--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
@@ -74,7 +105,10 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> RunningBinary {
     loop {
         let text = log.lock().map(|log| log.clone()).unwrap_or_default();
         if text.contains("\"message\":\"store opened\"") {
-            let line = text.lines().find(|line| line.contains("\"message\":\"listening\"")).expect("listening line");
+            let line = text
+                .lines()
+                .find(|line| line.contains("\"message\":\"listening\""))
+                .expect("listening line");
             let start = line.find("\"grpc\":\"").expect("grpc field") + 8;
             let end = start + line[start..].find('"').expect("end of field");
             let url = format!("http://{}", &line[start..end]);
@@ -87,5 +121,9 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> RunningBinary {
 
 /// Returns a free loopback port (for the metrics listener, which has no port-0 report).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
