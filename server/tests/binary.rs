@@ -46,12 +46,7 @@ fn authority_commands_create_list_and_revoke() {
             && listing.contains("active")
     );
     assert!(!listing.contains(token), "tokens are never listed");
-    let id = listing
-        .lines()
-        .nth(1)
-        .and_then(|line| line.split('\t').next())
-        .expect("id column")
-        .to_owned();
+    let id = first_authority_id(&listing);
 
     let revoked = admin(dir.path(), &["authority", "revoke", "--id", &id]);
     assert!(revoked.status.success());
@@ -160,6 +155,12 @@ fn serves_metrics_and_stops_gracefully_on_sigterm() {
     }
 }
 
+/// Returns the id column of the first authority in `authority list` output.
+fn first_authority_id(listing: &str) -> String {
+    let row = listing.lines().nth(1).expect("an authority row");
+    row.split('\t').next().expect("id column").to_owned()
+}
+
 /// Scrapes `/metrics` until the body holds `needle`; panics after 10 s.
 fn scrape_until(port: u16, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -250,12 +251,7 @@ fn authorities_are_added_listed_and_revoked_while_the_server_runs() {
         String::from_utf8_lossy(&listed.stderr)
     );
     let listing = String::from_utf8(listed.stdout).expect("utf-8");
-    let id = listing
-        .lines()
-        .nth(1)
-        .and_then(|line| line.split('\t').next())
-        .expect("id column")
-        .to_owned();
+    let id = first_authority_id(&listing);
     assert!(
         listing.contains("test authority") && listing.contains("active"),
         "{listing}"

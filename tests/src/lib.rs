@@ -287,6 +287,27 @@ pub mod fixtures {
         [byte; 16]
     }
 
+    /// Returns the tagged elements a key publishes, computed the way the server does.
+    pub fn elements_of(key: &DiagnosisKey) -> Vec<exposure_matcher::TaggedElement> {
+        let stored = exposure_server::storage::records::StoredKey {
+            key: Some(key.clone()),
+            ..Default::default()
+        };
+        stored
+            .matcher_key()
+            .expect("key converts")
+            .tagged_elements()
+            .expect("key expands")
+    }
+
+    /// Returns the tags a key publishes.
+    pub fn tags_of(key: &DiagnosisKey) -> Vec<exposure_matcher::Tag> {
+        elements_of(key)
+            .into_iter()
+            .map(|element| element.tag)
+            .collect()
+    }
+
     /// Downloads a whole batch file, checking chunk sizes and offsets.
     pub async fn download(client: &mut DistributionClient<Channel>, batch_id: &str) -> Vec<u8> {
         let mut stream = client

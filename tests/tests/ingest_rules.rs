@@ -3,8 +3,7 @@
 
 use exposure_proto::v1::{ReportType, UploadDiagnosisKeysRequest};
 use exposure_server::Clock;
-use exposure_server::storage::records::StoredKey;
-use exposure_tests::fixtures::{self, confirmed, gaen, key16};
+use exposure_tests::fixtures::{self, confirmed, gaen, key16, tags_of};
 use exposure_tests::{REGION, TEST_NOW, TestServer};
 use tonic::Code;
 
@@ -12,19 +11,6 @@ const DAY: u64 = 86_400;
 
 fn yesterday_start_interval() -> u32 {
     ((TEST_NOW / DAY - 1) * 144) as u32
-}
-
-fn tags_of(key: &exposure_proto::v1::DiagnosisKey) -> Vec<exposure_matcher::Tag> {
-    let stored = StoredKey {
-        key: Some(key.clone()),
-        ..Default::default()
-    };
-    let elements = stored
-        .matcher_key()
-        .expect("converts")
-        .tagged_elements()
-        .expect("expands");
-    elements.into_iter().map(|element| element.tag).collect()
 }
 
 #[tokio::test]

@@ -5,26 +5,13 @@
 use exposure_matcher::BatchFile;
 use exposure_proto::v1::BatchKind;
 use exposure_server::Clock;
-use exposure_tests::fixtures::{self, confirmed, current_signing_key, download, gaen, key16};
+use exposure_tests::fixtures::{
+    self, confirmed, current_signing_key, download, gaen, key16, tags_of,
+};
 use exposure_tests::{TEST_NOW, TestServer};
 
 const DAY: u64 = 86_400;
 const TODAY: u64 = TEST_NOW / DAY;
-
-fn tags(key: &exposure_proto::v1::DiagnosisKey) -> Vec<exposure_matcher::Tag> {
-    let stored = exposure_server::storage::records::StoredKey {
-        key: Some(key.clone()),
-        ..Default::default()
-    };
-    stored
-        .matcher_key()
-        .expect("converts")
-        .tagged_elements()
-        .expect("expands")
-        .into_iter()
-        .map(|e| e.tag)
-        .collect()
-}
 
 #[tokio::test]
 async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
@@ -65,9 +52,9 @@ async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
         .verify(&current_signing_key(&mut distribution).await.1)
         .expect("signed");
     assert!(
-        tags(&first)
+        tags_of(&first)
             .iter()
-            .chain(tags(&second).iter())
+            .chain(tags_of(&second).iter())
             .all(|tag| batch.contains(tag)),
         "every element of the day"
     );
@@ -94,7 +81,7 @@ async fn retention_deletes_keys_batches_and_digests() {
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
     let mut distribution = server.distribution_client().await;
-    assert!(confirmed(&mut distribution, &tags(&old)[0], 16).await);
+    assert!(confirmed(&mut distribution, &tags_of(&old)[0], 16).await);
 
     clock.advance(2 * DAY);
     let after = server
@@ -105,7 +92,7 @@ async fn retention_deletes_keys_batches_and_digests() {
         "the cursor never goes back"
     );
     assert!(
-        !confirmed(&mut distribution, &tags(&old)[0], 16).await,
+        !confirmed(&mut distribution, &tags_of(&old)[0], 16).await,
         "digests are deleted"
     );
     let missing = distribution
@@ -158,7 +145,7 @@ async fn a_restarted_server_keeps_its_state_and_continues_its_sequences() {
         "same signing key"
     );
     assert!(
-        confirmed(&mut distribution, &tags(&first)[0], 16).await,
+        confirmed(&mut distribution, &tags_of(&first)[0], 16).await,
         "digests survive"
     );
 

@@ -60,15 +60,7 @@ async fn round_trip(key: DiagnosisKey, expected_elements: usize) {
     );
     assert_eq!(batch.header().sequence, 1);
 
-    let stored = exposure_server::storage::records::StoredKey {
-        key: Some(key),
-        ..Default::default()
-    };
-    let elements = stored
-        .matcher_key()
-        .expect("key converts")
-        .tagged_elements()
-        .expect("key expands");
+    let elements = fixtures::elements_of(&key);
     assert_eq!(elements.len(), expected_elements);
     assert_eq!(
         info.slot_min,
