@@ -129,91 +129,108 @@ impl<'a> FuseView<'a> {
     /// Returns whether `filter_key` is (probably) in the filter; never a false negative.
     #[inline]
     pub fn contains_key(&self, filter_key: u64) -> bool {
-        let hash = murmur64_finalizer(filter_key.wrapping_add(self.descriptor.seed));
-        let fingerprint = hash ^ (hash >> 32);
-        let [h0, h1, h2] = self.descriptor.positions(hash);
-        // Positions are in bounds for every validated descriptor; `get` keeps a corrupt one
-        // from panicking all the same.
+        let (fingerprint, positions) = self.probe(filter_key);
         match self.fingerprints {
-            Fingerprints::Bits8(fps) => match (fps.get(h0), fps.get(h1), fps.get(h2)) {
-                (Some(a), Some(b), Some(c)) => (fingerprint as u8) ^ a ^ b ^ c == 0,
-                _ => false,
-            },
-            Fingerprints::Bits16(fps) => match (fps.get(h0), fps.get(h1), fps.get(h2)) {
-                (Some(a), Some(b), Some(c)) => {
-                    (fingerprint as u16)
-                        ^ u16::from_le_bytes(*a)
-                        ^ u16::from_le_bytes(*b)
-                        ^ u16::from_le_bytes(*c)
-                        == 0
-                }
-                _ => false,
-            },
-            Fingerprints::Bits32(fps) => match (fps.get(h0), fps.get(h1), fps.get(h2)) {
-                (Some(a), Some(b), Some(c)) => {
-                    (fingerprint as u32)
-                        ^ u32::from_le_bytes(*a)
-                        ^ u32::from_le_bytes(*b)
-                        ^ u32::from_le_bytes(*c)
-                        == 0
-                }
-                _ => false,
-            },
+            Fingerprints::Bits8(fingerprints) => is_member(fingerprints, fingerprint, positions),
+            Fingerprints::Bits16(fingerprints) => is_member(fingerprints, fingerprint, positions),
+            Fingerprints::Bits32(fingerprints) => is_member(fingerprints, fingerprint, positions),
         }
     }
-}
 
-impl FuseView<'_> {
     /// Calls `on_hit(index)` for every key of `filter_keys` the filter (probably) holds.
     ///
     /// Equivalent to `contains_key` on each key; hashing a block of keys before touching any
     /// fingerprint lets the CPU overlap the block's cache misses.
-    pub fn for_each_hit(&self, filter_keys: &[u64], mut on_hit: impl FnMut(usize)) {
+    #[inline]
+    pub fn for_each_hit(&self, filter_keys: &[u64], on_hit: impl FnMut(usize)) {
+        // Dispatching on the width once, outside the loop, keeps the loop free of it.
+        match self.fingerprints {
+            Fingerprints::Bits8(fingerprints) => self.hits_in(fingerprints, filter_keys, on_hit),
+            Fingerprints::Bits16(fingerprints) => self.hits_in(fingerprints, filter_keys, on_hit),
+            Fingerprints::Bits32(fingerprints) => self.hits_in(fingerprints, filter_keys, on_hit),
+        }
+    }
+
+    /// Returns a key's fingerprint (untruncated) and its three positions.
+    #[inline]
+    fn probe(&self, filter_key: u64) -> (u64, [usize; 3]) {
+        let hash = murmur64_finalizer(filter_key.wrapping_add(self.descriptor.seed));
+        (hash ^ (hash >> 32), self.descriptor.positions(hash))
+    }
+
+    #[inline]
+    fn hits_in<F: Fingerprint>(
+        &self,
+        fingerprints: &[F],
+        filter_keys: &[u64],
+        mut on_hit: impl FnMut(usize),
+    ) {
         const BLOCK: usize = 16;
         for (block_index, block) in filter_keys.chunks(BLOCK).enumerate() {
-            let mut positions = [[0usize; 3]; BLOCK];
-            let mut fingerprints = [0u64; BLOCK];
-            for (slot, &key) in block.iter().enumerate() {
-                let hash = murmur64_finalizer(key.wrapping_add(self.descriptor.seed));
-                fingerprints[slot] = hash ^ (hash >> 32);
-                positions[slot] = self.descriptor.positions(hash);
+            let mut probes = [(0u64, [0usize; 3]); BLOCK];
+            for (probe, &key) in probes.iter_mut().zip(block) {
+                *probe = self.probe(key);
             }
-            for slot in 0..block.len() {
-                if self.matches(fingerprints[slot], positions[slot]) {
+            for (slot, &(fingerprint, positions)) in probes[..block.len()].iter().enumerate() {
+                if is_member(fingerprints, fingerprint, positions) {
                     on_hit(block_index * BLOCK + slot);
                 }
             }
         }
     }
+}
 
-    #[inline]
-    fn matches(&self, fingerprint: u64, [h0, h1, h2]: [usize; 3]) -> bool {
-        match self.fingerprints {
-            Fingerprints::Bits8(fps) => match (fps.get(h0), fps.get(h1), fps.get(h2)) {
-                (Some(a), Some(b), Some(c)) => (fingerprint as u8) ^ a ^ b ^ c == 0,
-                _ => false,
-            },
-            Fingerprints::Bits16(fps) => match (fps.get(h0), fps.get(h1), fps.get(h2)) {
-                (Some(a), Some(b), Some(c)) => {
-                    (fingerprint as u16)
-                        ^ u16::from_le_bytes(*a)
-                        ^ u16::from_le_bytes(*b)
-                        ^ u16::from_le_bytes(*c)
-                        == 0
-                }
-                _ => false,
-            },
-            Fingerprints::Bits32(fps) => match (fps.get(h0), fps.get(h1), fps.get(h2)) {
-                (Some(a), Some(b), Some(c)) => {
-                    (fingerprint as u32)
-                        ^ u32::from_le_bytes(*a)
-                        ^ u32::from_le_bytes(*b)
-                        ^ u32::from_le_bytes(*c)
-                        == 0
-                }
-                _ => false,
-            },
+/// Returns whether `fingerprint` XORs to zero with the three stored at `positions`: the
+/// membership test of DESIGN §4.
+#[inline]
+fn is_member<F: Fingerprint>(
+    fingerprints: &[F],
+    fingerprint: u64,
+    [h0, h1, h2]: [usize; 3],
+) -> bool {
+    // Positions are in bounds for every validated descriptor; `get` keeps a corrupt one from
+    // panicking all the same.
+    match (
+        fingerprints.get(h0),
+        fingerprints.get(h1),
+        fingerprints.get(h2),
+    ) {
+        (Some(a), Some(b), Some(c)) => {
+            (fingerprint ^ a.value() ^ b.value() ^ c.value()) & F::MASK == 0
         }
+        _ => false,
+    }
+}
+
+/// One stored fingerprint of a given width, read as the low bits of a `u64`.
+trait Fingerprint: Copy {
+    /// The bits of a key's fingerprint that this width keeps.
+    const MASK: u64;
+    /// Returns the fingerprint, little-endian, zero-extended.
+    fn value(&self) -> u64;
+}
+
+impl Fingerprint for u8 {
+    const MASK: u64 = 0xff;
+    #[inline]
+    fn value(&self) -> u64 {
+        u64::from(*self)
+    }
+}
+
+impl Fingerprint for [u8; 2] {
+    const MASK: u64 = 0xffff;
+    #[inline]
+    fn value(&self) -> u64 {
+        u64::from(u16::from_le_bytes(*self))
+    }
+}
+
+impl Fingerprint for [u8; 4] {
+    const MASK: u64 = 0xffff_ffff;
+    #[inline]
+    fn value(&self) -> u64 {
+        u64::from(u32::from_le_bytes(*self))
     }
 }
 
