@@ -10,11 +10,13 @@
 //! 3. [`batch`]: filter keys become a signed binary fuse filter file, and the file parses back
 //!    into a zero-copy view that answers lookups (DESIGN §4);
 //! 4. [`matching`]: what a phone heard is looked up in a batch with slot-clock tolerance, and a
-//!    filter hit is confirmed exactly against a bucket of confirm digests (DESIGN §5).
+//!    filter hit is confirmed exactly against a bucket of confirm digests (DESIGN §5);
+//! 5. [`province`]: the province matching benchmark, all of the above at DESIGN §9's scale.
 
 pub mod batch;
 pub mod expand;
 pub mod matching;
+pub mod province;
 pub mod scheme;
 pub mod tag;
 

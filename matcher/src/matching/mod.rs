@@ -126,13 +126,7 @@ impl ObservationStore {
             observed_at: observed_at_unix,
             slot_start,
         });
-        let reach = u64::from(self.tolerance);
-        for offset in -i128::from(reach)..=i128::from(reach) {
-            let candidate = i128::from(slot_start) + offset * i128::from(slot_seconds);
-            // Slots before the epoch or past u64 cannot have been broadcast.
-            let Ok(candidate) = u64::try_from(candidate) else {
-                continue;
-            };
+        for candidate in candidate_slots(observed_at_unix, slot_seconds, self.tolerance) {
             let tag = Tag::compute(scheme, candidate, identifier);
             self.tags.push(ObservedTag {
                 observation: index,
@@ -177,6 +171,23 @@ impl ObservationStore {
             })
             .collect()
     }
+}
+
+/// Returns the slot starts a phone tags for an observation at `observed_at_unix`: the slot it
+/// falls in (slots of `slot_seconds`, aligned to Unix time) and `tolerance` slots on each side,
+/// earliest first. Slots before the epoch or past `u64` cannot have been broadcast and are left
+/// out, so near those ends there are fewer than `2 * tolerance + 1`.
+pub fn candidate_slots(
+    observed_at_unix: u64,
+    slot_seconds: u64,
+    tolerance: u32,
+) -> impl Iterator<Item = u64> {
+    debug_assert!(slot_seconds > 0);
+    let slot_start = observed_at_unix - observed_at_unix % slot_seconds.max(1);
+    let reach = i128::from(tolerance);
+    (-reach..=reach).filter_map(move |offset| {
+        u64::try_from(i128::from(slot_start) + offset * i128::from(slot_seconds)).ok()
+    })
 }
 
 /// Returns whether the candidate's digest is in its confirm bucket, which the server returns

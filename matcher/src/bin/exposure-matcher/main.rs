@@ -1,11 +1,14 @@
 //! `exposure-matcher`: the matcher library on the command line, for phone-app developers and
 //! outside checks. It derives identifiers and tags from keys (`derive`), makes signing keys and
-//! signed batch fixtures (`keygen`, `build`), and reads batches (`inspect`, `check`).
+//! signed batch fixtures (`keygen`, `build`), reads batches (`inspect`, `check`), and runs the
+//! province matching benchmark of DESIGN §9 (`bench-province`).
 //!
 //! Exit status: 0 on success, 64 for bad usage (unknown flags, missing or malformed
-//! arguments, invalid keys), 1 when a file cannot be read, parsed or verified.
+//! arguments, invalid keys), 1 when a file cannot be read, parsed or verified, or when the
+//! benchmark misses a planted exposure or raises a false alert.
 
 mod batch_commands;
+mod bench_province;
 mod derive;
 mod input;
 
@@ -23,7 +26,8 @@ const EXIT_FAILURE: u8 = 1;
 /// Command-line tool of the exposure matcher: identifier schemes, tags and signed filter batches.
 ///
 /// Exit status: 0 on success, 64 for bad usage (unknown or missing flags, malformed arguments,
-/// invalid keys), 1 when a file cannot be read, parsed or verified.
+/// invalid keys), 1 when a file cannot be read, parsed or verified, or when `bench-province`
+/// misses a planted exposure or raises a false alert.
 #[derive(Debug, Parser)]
 #[command(name = "exposure-matcher", version)]
 struct Cli {
@@ -62,6 +66,9 @@ enum Command {
         #[arg(long, value_name = "PEM")]
         out: PathBuf,
     },
+    /// Match a province's day (DESIGN §9: 751,416 phones × 10,000 observations) against the
+    /// peak day's batch with rayon, confirm every hit, and report speed, accuracy and bytes.
+    BenchProvince(bench_province::BenchProvinceArgs),
 }
 
 /// A failure, classified by exit status.
@@ -101,6 +108,7 @@ fn main() -> ExitCode {
         } => batch_commands::check(&file, &tags, public_key.as_deref()),
         Command::Build(args) => batch_commands::build(&args),
         Command::Keygen { out } => batch_commands::keygen(&out),
+        Command::BenchProvince(args) => bench_province::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

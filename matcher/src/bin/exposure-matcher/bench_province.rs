@@ -1,0 +1,476 @@
+//! `bench-province`: the province matching benchmark of DESIGN §9 on the command line. The work
+//! is [`exposure_matcher::province::run_province_benchmark`]; this module parses flags, shows
+//! progress on stderr and prints the report as text or JSON.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use exposure_matcher::FingerprintWidth;
+use exposure_matcher::province::{
+    CONFIRM_FETCH_OVERHEAD_BYTES, ObservationTags, ProvinceConfig, ProvinceError, ProvinceProgress,
+    ProvinceReport, run_province_benchmark,
+};
+
+use crate::Failure;
+
+/// Arguments of `bench-province`; the defaults are DESIGN §9's peak day.
+#[derive(Debug, Args)]
+pub struct BenchProvinceArgs {
+    /// Phones to match.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().phones)]
+    phones: usize,
+    /// Observations each phone stored in the day.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().observations_per_phone)]
+    observations: usize,
+    /// Cases uploading keys that day.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().cases)]
+    cases: usize,
+    /// GAEN keys per case, one per day back from the peak day.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().keys_per_case)]
+    keys_per_case: usize,
+    /// Fingerprint width of the batch's filter in bits: 8, 16 or 32.
+    #[arg(long, value_name = "BITS", default_value_t = 16)]
+    fingerprint: u32,
+    /// Slots on each side of an observation's slot that the phone also looks up.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().tolerance)]
+    tolerance: u32,
+    /// Prefix bits of a confirm bucket (the deployment's confirm_prefix_bits).
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().confirm_prefix_bits)]
+    confirm_prefix_bits: u32,
+    /// Plant 1 to 3 known exposures in one phone out of this many.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().plant_one_in)]
+    plant_one_in: usize,
+    /// Seed of the keys, phones and planted exposures.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().seed)]
+    seed: u64,
+    /// Rayon threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// How phones' observation tags are produced: `stored` draws the tags a phone computed when
+    /// it stored each observation (times the daily match, DESIGN §9's target); `computed` draws
+    /// random identifiers and computes their tags with SHA-256 during the run.
+    #[arg(long, value_enum, default_value_t = TagsArg::Stored)]
+    observation_tags: TagsArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
+}
+
+/// How observation tags are produced.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TagsArg {
+    /// The tags the phone stored, drawn at random (planted ones computed).
+    Stored,
+    /// Random identifiers, tagged with SHA-256 during the run.
+    Computed,
+}
+
+/// Output format of the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Aligned lines for people.
+    Text,
+    /// One JSON object for machines.
+    Json,
+}
+
+/// Runs the benchmark and prints its report; fails (exit 1) when a planted exposure was missed
+/// or a false alert was raised.
+pub fn run(args: &BenchProvinceArgs) -> Result<(), Failure> {
+    let config = config_from_args(args)?;
+    let progress = ProgressDisplay::new(std::io::stderr().is_terminal());
+    let report = run_province_benchmark(&config, &|event| progress.show(event)).map_err(
+        |error| match error {
+            ProvinceError::InvalidConfig { .. } => Failure::Usage(format!("--{error}")),
+            other => Failure::Other(other.into()),
+        },
+    )?;
+    progress.finish();
+    let text = match args.format {
+        FormatArg::Text => text_report(&report),
+        FormatArg::Json => json_report(&report),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .context("writing to stdout")?;
+    if !report.passed() {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "benchmark failed: {} of {} planted exposures found, {} false alerts",
+            report.planted_found,
+            report.planted_exposures,
+            report.false_alerts
+        )));
+    }
+    Ok(())
+}
+
+fn config_from_args(args: &BenchProvinceArgs) -> Result<ProvinceConfig, Failure> {
+    let width = FingerprintWidth::from_bits(args.fingerprint).ok_or_else(|| {
+        Failure::Usage(format!(
+            "--fingerprint must be 8, 16 or 32, got {}",
+            args.fingerprint
+        ))
+    })?;
+    Ok(ProvinceConfig {
+        phones: args.phones,
+        observations_per_phone: args.observations,
+        tolerance: args.tolerance,
+        cases: args.cases,
+        keys_per_case: args.keys_per_case,
+        width,
+        confirm_prefix_bits: args.confirm_prefix_bits,
+        plant_one_in: args.plant_one_in,
+        seed: args.seed,
+        threads: args.threads,
+        observation_tags: match args.observation_tags {
+            TagsArg::Stored => ObservationTags::Stored,
+            TagsArg::Computed => ObservationTags::Computed,
+        },
+    })
+}
+
+/// Progress on stderr: one line rewritten in place on a terminal, a line per tenth otherwise.
+struct ProgressDisplay {
+    terminal: bool,
+    started: Instant,
+    /// When the terminal line was last drawn, and the last tenth printed as a line.
+    last: Mutex<(Instant, usize)>,
+}
+
+impl ProgressDisplay {
+    /// How often the terminal line is redrawn at most.
+    const REDRAW: Duration = Duration::from_millis(250);
+
+    fn new(terminal: bool) -> Self {
+        let now = Instant::now();
+        ProgressDisplay {
+            terminal,
+            started: now,
+            last: Mutex::new((now, 0)),
+        }
+    }
+
+    fn show(&self, event: ProvinceProgress) {
+        let (phones_done, phones_total) = match event {
+            ProvinceProgress::BuildingBatch => {
+                eprintln!("bench-province: building the day's batch");
+                return;
+            }
+            ProvinceProgress::Matching {
+                phones_done,
+                phones_total,
+            } => (phones_done, phones_total),
+        };
+        // Workers never wait on the display: a busy lock skips this update.
+        let Ok(mut last) = self.last.try_lock() else {
+            return;
+        };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let line = format!(
+            "bench-province: matched {phones_done} of {phones_total} phones ({:.0} %), {elapsed:.1} s",
+            100.0 * phones_done as f64 / phones_total as f64
+        );
+        if self.terminal {
+            if last.0.elapsed() >= Self::REDRAW || phones_done == phones_total {
+                eprint!("\r{line}\x1b[K");
+                last.0 = Instant::now();
+            }
+        } else {
+            let tenth = phones_done * 10 / phones_total;
+            if tenth > last.1 {
+                eprintln!("{line}");
+                last.1 = tenth;
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+fn text_report(report: &ProvinceReport) -> String {
+    let config = &report.config;
+    let within = match report.false_hits_within_20_percent() {
+        Some(true) => "within 20 % of theory",
+        Some(false) => "NOT within 20 % of theory",
+        None => "too few expected to compare",
+    };
+    let lines = [
+        (
+            "scenario",
+            format!(
+                "{} phones × {} observations × {} slot candidates (tolerance {}), {} tags",
+                config.phones,
+                config.observations_per_phone,
+                config.candidates_per_observation(),
+                config.tolerance,
+                config.observation_tags.name()
+            ),
+        ),
+        (
+            "batch",
+            format!(
+                "{} cases × {} keys = {} keys → {} tags, {} elements, {}-bit, {} bytes ({:.3} bits/element)",
+                config.cases,
+                config.keys_per_case,
+                report.keys,
+                report.tags,
+                report.element_count,
+                config.width.bits(),
+                report.batch_bytes,
+                report.bits_per_element
+            ),
+        ),
+        (
+            "build time",
+            format!(
+                "{:.3} s (keys, expand, filter, sign, parse, verify, confirm store)",
+                report.build_time.as_secs_f64()
+            ),
+        ),
+        (
+            "match time",
+            format!(
+                "{:.3} s on {} threads (target ≤ 60 s)",
+                report.match_time.as_secs_f64(),
+                report.threads
+            ),
+        ),
+        (
+            "lookups",
+            format!(
+                "{} ({:.1} M/s)",
+                report.lookups,
+                report.lookups_per_second() / 1e6
+            ),
+        ),
+        (
+            "planted found",
+            format!(
+                "{} of {} exposures in {} phones",
+                report.planted_found, report.planted_exposures, report.planted_phones
+            ),
+        ),
+        (
+            "false filter hits",
+            format!(
+                "{} vs {:.1} expected (ratio {}), {within}",
+                report.false_filter_hits(),
+                report.expected_false_filter_hits(),
+                report
+                    .false_hit_ratio()
+                    .map_or("n/a".to_owned(), |ratio| format!("{ratio:.4}"))
+            ),
+        ),
+        ("false alerts", report.false_alerts.to_string()),
+        (
+            "confirm fetches",
+            format!(
+                "{} ({:.3} per phone, at most {} for one phone), {:.1} digests per bucket ({} prefix bits)",
+                report.confirm_fetches(),
+                report.confirm_fetches_per_phone(),
+                report.max_fetches_of_a_phone,
+                report.mean_bucket_digests(),
+                config.confirm_prefix_bits
+            ),
+        ),
+        (
+            "bytes per phone per day",
+            format!(
+                "{:.0} (batch {} + confirm {:.1}, assuming 16 bytes per digest + {} per fetch)",
+                report.bytes_per_phone_per_day(),
+                report.batch_bytes,
+                report.confirm_bytes_per_phone(),
+                CONFIRM_FETCH_OVERHEAD_BYTES
+            ),
+        ),
+        (
+            "same day as GAEN export",
+            format!(
+                "{} bytes ({} keys × 28)",
+                report.gaen_export_bytes(),
+                report.keys
+            ),
+        ),
+        (
+            "same day as DP-3T Cuckoo",
+            format!(
+                "{} bytes ({} identifiers × 48 bits)",
+                report.dp3t_cuckoo_bytes(),
+                report.tags
+            ),
+        ),
+        (
+            "verdict",
+            if report.passed() { "PASS" } else { "FAIL" }.to_owned(),
+        ),
+    ];
+    let mut text = String::new();
+    for (name, value) in lines {
+        text.push_str(&format!("{name:<25} {value}\n"));
+    }
+    text
+}
+
+/// A JSON value of the report; the crate stays free of a serialization dependency.
+enum Json {
+    Number(f64),
+    Integer(u64),
+    Bool(bool),
+    Text(&'static str),
+    Null,
+    Object(Vec<(&'static str, Json)>),
+}
+
+impl Json {
+    fn optional<T>(value: Option<T>, into: impl FnOnce(T) -> Json) -> Json {
+        value.map_or(Json::Null, into)
+    }
+
+    /// Appends the value, objects indented by two spaces per level.
+    fn write(&self, out: &mut String, indent: usize) {
+        match self {
+            // JSON has no NaN or infinity; the report never produces them, null keeps it valid.
+            Json::Number(number) if !number.is_finite() => out.push_str("null"),
+            Json::Number(number) => out.push_str(&number.to_string()),
+            Json::Integer(integer) => out.push_str(&integer.to_string()),
+            Json::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
+            // Only fixed ASCII names without quotes or backslashes are written as text.
+            Json::Text(text) => out.push_str(&format!("\"{text}\"")),
+            Json::Null => out.push_str("null"),
+            Json::Object(fields) => {
+                out.push('{');
+                for (index, (name, value)) in fields.iter().enumerate() {
+                    out.push_str(if index == 0 { "\n" } else { ",\n" });
+                    out.push_str(&" ".repeat(indent + 2));
+                    out.push_str(&format!("\"{name}\": "));
+                    value.write(out, indent + 2);
+                }
+                out.push('\n');
+                out.push_str(&" ".repeat(indent));
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn json_report(report: &ProvinceReport) -> String {
+    use Json::{Bool, Integer, Number, Object, Text};
+    let config = &report.config;
+    let count = |value: usize| Integer(value as u64);
+    let json = Object(vec![
+        ("passed", Bool(report.passed())),
+        (
+            "config",
+            Object(vec![
+                ("phones", count(config.phones)),
+                (
+                    "observations_per_phone",
+                    count(config.observations_per_phone),
+                ),
+                ("tolerance", Integer(config.tolerance.into())),
+                (
+                    "slot_candidates",
+                    count(config.candidates_per_observation()),
+                ),
+                ("cases", count(config.cases)),
+                ("keys_per_case", count(config.keys_per_case)),
+                ("fingerprint_bits", Integer(config.width.bits().into())),
+                (
+                    "confirm_prefix_bits",
+                    Integer(config.confirm_prefix_bits.into()),
+                ),
+                ("plant_one_in", count(config.plant_one_in)),
+                ("seed", Integer(config.seed)),
+                ("observation_tags", Text(config.observation_tags.name())),
+                ("threads", count(report.threads)),
+            ]),
+        ),
+        (
+            "batch",
+            Object(vec![
+                ("keys", count(report.keys)),
+                ("tags", count(report.tags)),
+                ("element_count", Integer(report.element_count.into())),
+                ("size_bytes", count(report.batch_bytes)),
+                ("bits_per_element", Number(report.bits_per_element)),
+                ("confirm_digests", count(report.confirm_digests)),
+            ]),
+        ),
+        ("build_seconds", Number(report.build_time.as_secs_f64())),
+        ("match_seconds", Number(report.match_time.as_secs_f64())),
+        ("lookups", Integer(report.lookups)),
+        ("lookups_per_second", Number(report.lookups_per_second())),
+        (
+            "planted",
+            Object(vec![
+                ("phones", count(report.planted_phones)),
+                ("exposures", count(report.planted_exposures)),
+                ("found", Integer(report.planted_found)),
+            ]),
+        ),
+        (
+            "filter_hits",
+            Object(vec![
+                ("total", Integer(report.filter_hits)),
+                ("true", Integer(report.true_filter_hits)),
+                ("false", Integer(report.false_filter_hits())),
+                (
+                    "expected_false",
+                    Number(report.expected_false_filter_hits()),
+                ),
+                (
+                    "false_ratio",
+                    Json::optional(report.false_hit_ratio(), Number),
+                ),
+                (
+                    "within_20_percent",
+                    Json::optional(report.false_hits_within_20_percent(), Bool),
+                ),
+            ]),
+        ),
+        ("false_alerts", Integer(report.false_alerts)),
+        (
+            "confirm",
+            Object(vec![
+                ("fetches", Integer(report.confirm_fetches())),
+                (
+                    "fetches_per_phone",
+                    Number(report.confirm_fetches_per_phone()),
+                ),
+                (
+                    "max_fetches_of_a_phone",
+                    Integer(report.max_fetches_of_a_phone),
+                ),
+                ("mean_bucket_digests", Number(report.mean_bucket_digests())),
+                ("bytes_per_phone", Number(report.confirm_bytes_per_phone())),
+                (
+                    "fetch_overhead_bytes",
+                    Integer(CONFIRM_FETCH_OVERHEAD_BYTES),
+                ),
+            ]),
+        ),
+        (
+            "bytes_per_phone_per_day",
+            Number(report.bytes_per_phone_per_day()),
+        ),
+        (
+            "same_day_as",
+            Object(vec![
+                ("gaen_export_bytes", Integer(report.gaen_export_bytes())),
+                ("dp3t_cuckoo_bytes", Integer(report.dp3t_cuckoo_bytes())),
+            ]),
+        ),
+    ]);
+    let mut out = String::new();
+    json.write(&mut out, 0);
+    out.push('\n');
+    out
+}

@@ -1,0 +1,201 @@
+//! What the province benchmark measured, with the figures derived from it: false filter hits
+//! against theory, confirm traffic, and the bytes a phone downloads per day next to the same
+//! day shipped as a GAEN export or as DP-3T's Cuckoo filter.
+
+use std::time::Duration;
+
+use super::day::ProvinceDay;
+use super::phones::{MatchTally, PlantedExposure};
+use super::{ObservationTags, ProvinceConfig};
+use crate::batch::BatchHeader;
+
+/// Bytes of one confirm digest in a bucket response (DESIGN §3).
+pub const CONFIRM_DIGEST_BYTES: u64 = 16;
+
+/// Assumed bytes of one confirm fetch besides its digests: the `GetConfirmBucket` request
+/// (region, prefix, prefix bits: about 15 bytes of protobuf) and the HTTP/2 and gRPC framing of
+/// request, response and trailers on a kept-alive connection with HPACK-indexed headers.
+pub const CONFIRM_FETCH_OVERHEAD_BYTES: u64 = 128;
+
+/// Bytes per key of a GAEN Temporary Exposure Key export: key 16, rolling start 4, rolling
+/// period 4, risk level 4, before the file's protobuf, zip and signature overhead.
+pub const GAEN_EXPORT_BYTES_PER_KEY: u64 = 28;
+
+/// Bits per entry of DP-3T's unlinkable design, whose Cuckoo filter holds one entry per
+/// published identifier (DP-3T white paper, "unlinkable decentralized proximity tracing").
+pub const DP3T_CUCKOO_BITS_PER_ENTRY: u64 = 48;
+
+/// Fewest expected false hits for which a 20 % comparison means something: at 100, one
+/// standard deviation of the count is 10 %.
+const MIN_EXPECTED_FOR_COMPARISON: f64 = 100.0;
+
+/// Everything one run measured, and the figures derived from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProvinceReport {
+    /// The configuration that ran.
+    pub config: ProvinceConfig,
+    /// Rayon threads that matched.
+    pub threads: usize,
+    /// GAEN keys published (cases × keys per case).
+    pub keys: usize,
+    /// Tags the keys expanded into: the day's identifiers.
+    pub tags: usize,
+    /// The batch's `element_count`: distinct filter keys, decoys included.
+    pub element_count: u32,
+    /// Size of the signed batch file.
+    pub batch_bytes: usize,
+    /// Fingerprint bits per element of the batch.
+    pub bits_per_element: f64,
+    /// Distinct digests in the confirm store.
+    pub confirm_digests: usize,
+    /// Time to generate the keys, expand them, build, sign, parse and verify the batch, and
+    /// fill the confirm store.
+    pub build_time: Duration,
+    /// Time to match and confirm every phone.
+    pub match_time: Duration,
+    /// Filter lookups: phones × observations × slot candidates.
+    pub lookups: u64,
+    /// Phones with planted exposures.
+    pub planted_phones: usize,
+    /// Exposures planted.
+    pub planted_exposures: usize,
+    /// Planted exposures confirmed.
+    pub planted_found: u64,
+    /// Filter hits, true and false.
+    pub filter_hits: u64,
+    /// Filter hits on a planted exposure's real tag.
+    pub true_filter_hits: u64,
+    /// Most filter hits of one phone.
+    pub max_fetches_of_a_phone: u64,
+    /// Digests in the buckets fetched, summed over fetches.
+    pub digests_fetched: u64,
+    /// Confirmed hits that are not planted exposures; must be zero.
+    pub false_alerts: u64,
+}
+
+impl ProvinceReport {
+    /// Assembles the report of a run.
+    pub(super) fn new(
+        config: &ProvinceConfig,
+        day: &ProvinceDay,
+        header: &BatchHeader,
+        planted: &[PlantedExposure],
+        tally: &MatchTally,
+        build_time: Duration,
+        match_time: Duration,
+    ) -> ProvinceReport {
+        let mut planted_phones: Vec<usize> =
+            planted.iter().map(|exposure| exposure.phone).collect();
+        planted_phones.dedup();
+        ProvinceReport {
+            config: config.clone(),
+            threads: rayon::current_num_threads(),
+            keys: day.keys.len(),
+            tags: day.tags,
+            element_count: header.element_count,
+            batch_bytes: day.batch.bytes.len(),
+            bits_per_element: header.bits_per_element(),
+            confirm_digests: day.confirm_store.len(),
+            build_time,
+            match_time,
+            lookups: tally.lookups,
+            planted_phones: planted_phones.len(),
+            planted_exposures: planted.len(),
+            planted_found: tally.planted_found,
+            filter_hits: tally.filter_hits,
+            true_filter_hits: tally.true_filter_hits,
+            max_fetches_of_a_phone: tally.max_fetches_of_a_phone,
+            digests_fetched: tally.digests_fetched,
+            false_alerts: tally.false_alerts,
+        }
+    }
+
+    /// Returns whether every planted exposure was found and no false alert was raised.
+    pub fn passed(&self) -> bool {
+        self.planted_found == self.planted_exposures as u64 && self.false_alerts == 0
+    }
+
+    /// Returns how the observation tags were produced.
+    pub fn observation_tags(&self) -> ObservationTags {
+        self.config.observation_tags
+    }
+
+    /// Returns filter lookups per second of matching (confirmations included in the time).
+    pub fn lookups_per_second(&self) -> f64 {
+        self.lookups as f64 / self.match_time.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Returns filter hits that are not a planted exposure's real tag.
+    pub fn false_filter_hits(&self) -> u64 {
+        self.filter_hits - self.true_filter_hits
+    }
+
+    /// Returns the false filter hits theory expects: every lookup of a key not in the filter
+    /// hits with probability 2^-w. For a binary fuse filter this holds whatever the element
+    /// count (a lookup XORs three fingerprints the build fixed with one it has never seen).
+    pub fn expected_false_filter_hits(&self) -> f64 {
+        let misses = self.lookups - self.true_filter_hits;
+        misses as f64 * (-f64::from(self.config.width.bits())).exp2()
+    }
+
+    /// Returns false filter hits over their expectation, or `None` when none are expected.
+    pub fn false_hit_ratio(&self) -> Option<f64> {
+        let expected = self.expected_false_filter_hits();
+        (expected > 0.0).then(|| self.false_filter_hits() as f64 / expected)
+    }
+
+    /// Returns whether false filter hits are within 20 % of theory, or `None` when fewer than
+    /// 100 are expected, too few for the comparison to mean anything.
+    pub fn false_hits_within_20_percent(&self) -> Option<bool> {
+        if self.expected_false_filter_hits() < MIN_EXPECTED_FOR_COMPARISON {
+            return None;
+        }
+        self.false_hit_ratio()
+            .map(|ratio| (ratio - 1.0).abs() <= 0.2)
+    }
+
+    /// Returns confirm buckets fetched: one per filter hit.
+    pub fn confirm_fetches(&self) -> u64 {
+        self.filter_hits
+    }
+
+    /// Returns confirm fetches per phone per day, on average.
+    pub fn confirm_fetches_per_phone(&self) -> f64 {
+        self.confirm_fetches() as f64 / self.config.phones as f64
+    }
+
+    /// Returns the mean number of digests in a fetched bucket.
+    pub fn mean_bucket_digests(&self) -> f64 {
+        match self.confirm_fetches() {
+            0 => 0.0,
+            fetches => self.digests_fetched as f64 / fetches as f64,
+        }
+    }
+
+    /// Returns the bytes all phones' confirm fetches cost: per fetch, the bucket's digests
+    /// ([`CONFIRM_DIGEST_BYTES`] each) and [`CONFIRM_FETCH_OVERHEAD_BYTES`].
+    pub fn confirm_bytes(&self) -> u64 {
+        self.digests_fetched * CONFIRM_DIGEST_BYTES
+            + self.confirm_fetches() * CONFIRM_FETCH_OVERHEAD_BYTES
+    }
+
+    /// Returns a phone's confirm traffic per day, on average.
+    pub fn confirm_bytes_per_phone(&self) -> f64 {
+        self.confirm_bytes() as f64 / self.config.phones as f64
+    }
+
+    /// Returns the bytes a phone downloads per day: the day's batch and its confirm traffic.
+    pub fn bytes_per_phone_per_day(&self) -> f64 {
+        self.batch_bytes as f64 + self.confirm_bytes_per_phone()
+    }
+
+    /// Returns the size of the same day's keys as a GAEN TEK export.
+    pub fn gaen_export_bytes(&self) -> u64 {
+        self.keys as u64 * GAEN_EXPORT_BYTES_PER_KEY
+    }
+
+    /// Returns the size of the same day's identifiers in DP-3T's unlinkable Cuckoo filter.
+    pub fn dp3t_cuckoo_bytes(&self) -> u64 {
+        (self.tags as u64 * DP3T_CUCKOO_BITS_PER_ENTRY).div_ceil(8)
+    }
+}
