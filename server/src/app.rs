@@ -46,6 +46,9 @@ pub enum ServerError {
     /// The gRPC transport failed.
     #[error("grpc transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The publisher could not be set up.
+    #[error(transparent)]
+    Publisher(#[from] crate::publisher::PublishError),
     /// Reflection could not be set up.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -100,6 +103,8 @@ pub async fn run_with_clock(
         min_elements: config.min_elements,
         width,
         retention: config.retention(),
+        threads: config.publish_threads as usize,
+        max_keys_per_batch: config.max_keys_per_batch as usize,
     };
     let publisher = Arc::new(Publisher::new(
         store.clone(),
@@ -107,7 +112,7 @@ pub async fn run_with_clock(
         signer,
         clock.clone(),
         settings,
-    ));
+    )?);
     tracker.spawn(crate::publisher::run_periodically(
         publisher,
         config.publish_interval,

@@ -58,6 +58,18 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..=60))]
     pub retention_days: u32,
 
+    /// Threads that expand keys and build filters; the default leaves one core to serving, so a
+    /// large batch does not starve uploads and polls.
+    #[arg(long, env = "EXPOSURE_PUBLISH_THREADS", default_value_t = default_publish_threads(),
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub publish_threads: u32,
+
+    /// Most keys in one hourly batch; a larger backlog is published as several batches, each
+    /// its own atomic commit, which bounds the size of one write.
+    #[arg(long, env = "EXPOSURE_MAX_KEYS_PER_BATCH", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_keys_per_batch: u32,
+
     /// Most keys one upload may carry.
     #[arg(long, env = "EXPOSURE_MAX_KEYS_PER_UPLOAD", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -110,6 +122,12 @@ impl ServerConfig {
     pub fn retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.retention_days) * 86_400)
     }
+}
+
+/// Returns one thread fewer than the machine has cores, and at least one.
+fn default_publish_threads() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    u32::try_from(cores.saturating_sub(1).max(1)).unwrap_or(1)
 }
 
 /// Accepts the fingerprint widths the batch format has: 8, 16 or 32 bits.

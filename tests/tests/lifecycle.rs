@@ -360,3 +360,41 @@ async fn requests_beyond_the_concurrency_limit_are_shed() {
         "exactly the acknowledged uploads are stored"
     );
 }
+
+#[tokio::test]
+async fn a_backlog_larger_than_one_batch_is_published_as_several() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.max_keys_per_batch = 2;
+        config.fingerprint_bits = 32;
+    })
+    .await;
+    let mut client = server.upload_client().await;
+    let keys: Vec<_> = (1..=5)
+        .map(|byte| gaen(key16(byte), ((TODAY - 1) * 144) as u32, 144))
+        .collect();
+    client
+        .upload_diagnosis_keys(server.authorized(fixtures::upload("backlog", keys.clone())))
+        .await
+        .expect("upload");
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == 3)
+        .await;
+    let mut distribution = server.distribution_client().await;
+    let mut files = Vec::new();
+    for info in &listing.batches {
+        files.push(download(&mut distribution, &info.batch_id).await);
+    }
+    let batches: Vec<BatchFile> = files
+        .iter()
+        .map(|file| BatchFile::parse(file).expect("parses"))
+        .collect();
+    for key in &keys {
+        let tags = tags_of(key);
+        let holding = batches
+            .iter()
+            .filter(|batch| tags.iter().all(|tag| batch.contains(tag)))
+            .count();
+        assert_eq!(holding, 1, "each key is in exactly one of the batches");
+    }
+    server.stop().await;
+}

@@ -22,29 +22,32 @@ impl Publisher {
                 .or_default()
                 .push((sequence, key));
         }
+        let store = &self.store;
         for (region, keys) in by_region {
-            let store = &self.store;
-            self.build_and_commit(
-                &region,
-                BatchPlan::hourly(),
-                &keys,
-                now,
-                |write, expanded| {
-                    for ((sequence, key), (_, elements)) in keys.iter().zip(expanded) {
-                        for element in elements {
-                            store.put_digest(
-                                write,
-                                &region,
-                                &element.tag.confirm_digest(),
-                                *sequence,
-                            );
+            // A backlog larger than one batch goes out as several, each its own atomic commit.
+            for keys in keys.chunks(self.settings.max_keys_per_batch.max(1)) {
+                self.build_and_commit(
+                    &region,
+                    BatchPlan::hourly(),
+                    keys,
+                    now,
+                    |write, expanded| {
+                        for ((sequence, key), (_, elements)) in keys.iter().zip(expanded) {
+                            for element in elements {
+                                store.put_digest(
+                                    write,
+                                    &region,
+                                    &element.tag.confirm_digest(),
+                                    *sequence,
+                                );
+                            }
+                            store.mark_published(write, *sequence, key.release_at);
                         }
-                        store.mark_published(write, *sequence, key.release_at);
-                    }
-                },
-            )?;
-            report.hourly_batches += 1;
-            report.keys_published += keys.len();
+                    },
+                )?;
+                report.hourly_batches += 1;
+                report.keys_published += keys.len();
+            }
         }
         ::metrics::gauge!(metrics::PENDING_KEYS).set(self.store.releasable(u64::MAX)?.len() as f64);
         Ok(())

@@ -47,6 +47,10 @@ pub struct PublishSettings {
     pub width: FingerprintWidth,
     /// What is older than this is deleted.
     pub retention: Duration,
+    /// Threads of the publisher's own rayon pool.
+    pub threads: usize,
+    /// Most keys in one hourly batch.
+    pub max_keys_per_batch: usize,
 }
 
 /// What one publish run did.
@@ -71,6 +75,9 @@ pub struct Publisher {
     signer: BatchSigner,
     clock: Clock,
     settings: PublishSettings,
+    /// The publisher's own rayon pool, sized apart from the global one so that publishing
+    /// leaves cores to the request path.
+    pool: rayon::ThreadPool,
 }
 
 impl Publisher {
@@ -81,19 +88,29 @@ impl Publisher {
         signer: BatchSigner,
         clock: Clock,
         settings: PublishSettings,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, PublishError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.threads.max(1))
+            .thread_name(|index| format!("publisher-{index}"))
+            .build()
+            .map_err(|error| PublishError::Build(format!("publisher thread pool: {error}")))?;
+        Ok(Self {
             store,
             catalog,
             signer,
             clock,
             settings,
-        }
+            pool,
+        })
     }
 
     /// Runs hourly publishing, daily roll-ups and retention once. Blocking: call it off the
     /// async runtime. Holds the commit lock throughout, so no revocation interleaves.
     pub fn publish_once(&self) -> Result<PublishReport, PublishError> {
+        self.pool.install(|| self.publish_locked())
+    }
+
+    fn publish_locked(&self) -> Result<PublishReport, PublishError> {
         let _commits = self.store.lock_commits();
         let now = self.clock.now();
         let mut report = PublishReport::default();
