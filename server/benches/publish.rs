@@ -1,0 +1,120 @@
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+//! The server's whole publish pipeline at Thái Bình's peak (DESIGN.md section 9): 1,230 cases of
+//! 14 GAEN keys (17,220 keys, 2.48 M tags) are read from RocksDB, expanded, deduplicated, built
+//! into a 16-bit binary fuse filter, signed, and committed with their 2.48 M confirm digests in
+//! one synced write. This is `Publisher::publish_once` on a real on-disk store.
+//!
+//! `cargo bench -p exposure-server --bench publish`
+
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use exposure_matcher::{BatchSigner, FingerprintWidth};
+use exposure_proto::v1::{DiagnosisKey, GaenKey, ReportType, diagnosis_key};
+use exposure_server::catalog::Catalog;
+use exposure_server::clock::Clock;
+use exposure_server::ingest::writer::{IngestWriter, UploadJob};
+use exposure_server::publisher::{PublishSettings, Publisher};
+use exposure_server::storage::Store;
+use exposure_server::storage::keys::dedup_key;
+use exposure_server::storage::records::StoredKey;
+use rand::{Rng, SeedableRng};
+
+const CASES: usize = 1_230;
+const KEYS_PER_CASE: usize = 14;
+const NOW: u64 = 1_768_046_400;
+const REGION: &str = "VN-TB";
+
+/// A store holding the peak day's keys, all releasable at `NOW`.
+fn peak_day_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (writer, thread) = IngestWriter::start(store.clone()).expect("writer");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    runtime.block_on(async {
+        let mut uploads = Vec::new();
+        for case in 0..CASES {
+            let keys = (0..KEYS_PER_CASE)
+                .map(|day_back| {
+                    let day = NOW / 86_400 - 1 - (day_back as u64 % 13);
+                    let key = DiagnosisKey {
+                        key: Some(diagnosis_key::Key::Gaen(GaenKey {
+                            key_data: rng.r#gen::<[u8; 16]>().to_vec(),
+                            rolling_start_interval_number: (day * 144) as u32,
+                            rolling_period: 144,
+                        })),
+                        transmission_risk_level: 0,
+                    };
+                    let mut stored = StoredKey {
+                        region: REGION.into(),
+                        key: Some(key),
+                        received_at: NOW,
+                        report_type: ReportType::ConfirmedTest as i32,
+                        ..Default::default()
+                    };
+                    let matcher_key = stored.matcher_key().expect("converts");
+                    stored.last_slot_end = matcher_key.last_slot_end();
+                    stored.release_at = stored.last_slot_end;
+                    stored.dedup_key = dedup_key(REGION, &matcher_key.dedup_material());
+                    stored
+                })
+                .collect();
+            let job = UploadJob {
+                authority_id: "bench".into(),
+                upload_id: format!("case-{case}"),
+                request_digest: [case as u8; 32],
+                revoke: false,
+                keys,
+                now: NOW,
+            };
+            let writer = writer.clone();
+            uploads.push(tokio::spawn(async move { writer.submit(job).await }));
+        }
+        for upload in uploads {
+            upload.await.expect("task").expect("stored");
+        }
+    });
+    drop(writer);
+    thread.join().expect("writer thread");
+    (dir, store)
+}
+
+fn publish_peak_day(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("publish");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(40));
+    for threads in [1usize, 2] {
+        group.bench_function(format!("peak_day_17220_keys_{threads}_threads"), |bench| {
+            bench.iter_batched(
+                peak_day_store,
+                |(dir, store)| {
+                    let settings = PublishSettings {
+                        min_elements: 10_000,
+                        width: FingerprintWidth::Bits16,
+                        retention: Duration::from_secs(14 * 86_400),
+                        threads,
+                        max_keys_per_batch: 20_000,
+                    };
+                    let publisher = Publisher::new(
+                        store,
+                        Catalog::default(),
+                        BatchSigner::generate(),
+                        Clock::manual(NOW),
+                        settings,
+                    )
+                    .expect("publisher");
+                    let report = publisher.publish_once().expect("published");
+                    assert_eq!(report.keys_published, CASES * KEYS_PER_CASE);
+                    dir
+                },
+                BatchSize::PerIteration,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, publish_peak_day);
+criterion_main!(benches);
