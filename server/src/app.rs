@@ -106,13 +106,16 @@ pub async fn run_with_clock(
         threads: config.publish_threads as usize,
         max_keys_per_batch: config.max_keys_per_batch as usize,
     };
-    let publisher = Arc::new(Publisher::new(
-        store.clone(),
-        catalog.clone(),
-        signer,
-        clock.clone(),
-        settings,
-    )?);
+    let publisher = Arc::new(
+        Publisher::new(
+            store.clone(),
+            catalog.clone(),
+            signer,
+            clock.clone(),
+            settings,
+        )?
+        .stop_on(cancel.clone()),
+    );
     tracker.spawn(crate::publisher::run_periodically(
         publisher,
         config.publish_interval,
@@ -147,9 +150,12 @@ pub async fn run_with_clock(
     .max_decoding_message_size(config.max_message_bytes);
 
     let (stopping_sender, stopping) = tokio::sync::oneshot::channel::<()>();
+    let stop_background = cancel.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down");
+        // Background work stops at once; in-flight calls get the grace period.
+        stop_background.cancel();
         health_reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;

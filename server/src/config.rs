@@ -66,7 +66,7 @@ pub struct ServerConfig {
 
     /// Most keys in one hourly batch; a larger backlog is published as several batches, each
     /// its own atomic commit, which bounds the size of one write.
-    #[arg(long, env = "EXPOSURE_MAX_KEYS_PER_BATCH", default_value_t = 20_000,
+    #[arg(long, env = "EXPOSURE_MAX_KEYS_PER_BATCH", default_value_t = 5_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_keys_per_batch: u32,
 

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod middleware;
 pub mod publisher;
+pub mod signal;
 pub mod signing;
 pub mod storage;
 pub mod telemetry;

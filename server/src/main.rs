@@ -82,9 +82,11 @@ fn serve(config: ServerConfig) -> ExitCode {
             "to create an upload token, run `exposure-server authority add --data-dir {} --name NAME --region VN-TB`",
             config.data_dir.display()
         );
-        exposure_server::run(listener, config, shutdown_signal()).await?;
+        exposure_server::run(listener, config, exposure_server::signal::shutdown()).await?;
         anyhow::Ok(())
     });
+    // A publisher batch still building after shutdown has committed nothing; it is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -92,26 +94,4 @@ fn serve(config: ServerConfig) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -17,6 +17,9 @@ impl Publisher {
         for region in self.catalog.regions() {
             let cursor = self.store.rollup_cursor(&region)?;
             for (day, hourly) in self.catalog.hourly_by_day(&region, cursor, today) {
+                if self.stopping() {
+                    return Ok(());
+                }
                 let mut sequences = Vec::new();
                 for info in &hourly {
                     if let Some(record) = self.store.batch(&region, info.sequence)? {

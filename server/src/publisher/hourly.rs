@@ -26,6 +26,9 @@ impl Publisher {
         for (region, keys) in by_region {
             // A backlog larger than one batch goes out as several, each its own atomic commit.
             for keys in keys.chunks(self.settings.max_keys_per_batch.max(1)) {
+                if self.stopping() {
+                    return Ok(());
+                }
                 self.build_and_commit(
                     &region,
                     BatchPlan::hourly(),

@@ -78,6 +78,9 @@ pub struct Publisher {
     /// The publisher's own rayon pool, sized apart from the global one so that publishing
     /// leaves cores to the request path.
     pool: rayon::ThreadPool,
+    /// Cancelled at shutdown: a run then stops before its next batch, so shutdown waits for
+    /// one batch at most, never for a whole backlog.
+    stop: CancellationToken,
 }
 
 impl Publisher {
@@ -101,7 +104,20 @@ impl Publisher {
             clock,
             settings,
             pool,
+            stop: CancellationToken::new(),
         })
+    }
+
+    /// Makes runs stop before their next batch once `stop` is cancelled.
+    #[must_use]
+    pub fn stop_on(mut self, stop: CancellationToken) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Returns true once shutdown has begun.
+    fn stopping(&self) -> bool {
+        self.stop.is_cancelled()
     }
 
     /// Runs hourly publishing, daily roll-ups and retention once. Blocking: call it off the
@@ -116,7 +132,9 @@ impl Publisher {
         let mut report = PublishReport::default();
         self.publish_hourly(now, &mut report)?;
         self.publish_daily(now, &mut report)?;
-        self.apply_retention(now, &mut report)?;
+        if !self.stopping() {
+            self.apply_retention(now, &mut report)?;
+        }
         ::metrics::gauge!(metrics::ROCKSDB_SIZE_BYTES)
             .set(self.store.approximate_size_bytes() as f64);
         Ok(report)
