@@ -4,11 +4,11 @@
 //! into a 16-bit binary fuse filter, signed, and committed with their 2.48 M confirm digests in
 //! one synced write. This is `Publisher::publish_once` on a real on-disk store.
 //!
-//! `cargo bench -p exposure-server --bench publish`
+//! `cargo bench -p exposure-server --bench publish` (`RUST_LOG=info` for each phase's time)
 
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
 use exposure_matcher::{BatchSigner, FingerprintWidth};
 use exposure_proto::v1::{DiagnosisKey, GaenKey, ReportType, diagnosis_key};
 use exposure_server::catalog::Catalog;
@@ -81,10 +81,16 @@ fn peak_day_store() -> (tempfile::TempDir, Store) {
 }
 
 fn publish_peak_day(criterion: &mut Criterion) {
+    // `RUST_LOG=info` shows each batch's phases (expand, filter, stage, write).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut group = criterion.benchmark_group("publish");
     group
         .sample_size(10)
-        .measurement_time(Duration::from_secs(40));
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(10));
     for threads in [1usize, 2] {
         group.bench_function(format!("peak_day_17220_keys_{threads}_threads"), |bench| {
             bench.iter_batched(

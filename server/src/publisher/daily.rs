@@ -35,7 +35,7 @@ impl Publisher {
                     BatchPlan::daily(day, supersedes),
                     &keys,
                     now,
-                    |write, _| {
+                    |write| {
                         store.put_rollup_cursor(write, &region, day);
                     },
                 )?;

@@ -29,25 +29,11 @@ impl Publisher {
                 if self.stopping() {
                     return Ok(());
                 }
-                self.build_and_commit(
-                    &region,
-                    BatchPlan::hourly(),
-                    keys,
-                    now,
-                    |write, expanded| {
-                        for ((sequence, key), (_, elements)) in keys.iter().zip(expanded) {
-                            for element in elements {
-                                store.put_digest(
-                                    write,
-                                    &region,
-                                    &element.tag.confirm_digest(),
-                                    *sequence,
-                                );
-                            }
-                            store.mark_published(write, *sequence, key.release_at);
-                        }
-                    },
-                )?;
+                self.build_and_commit(&region, BatchPlan::hourly(), keys, now, |write| {
+                    for (sequence, key) in keys {
+                        store.mark_published(write, *sequence, key.release_at);
+                    }
+                })?;
                 report.hourly_batches += 1;
                 report.keys_published += keys.len();
             }

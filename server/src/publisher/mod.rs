@@ -2,10 +2,11 @@
 //! embargo has ended as one signed hourly batch per region, rolls each closed UTC day's hourly
 //! batches up into one daily batch, and deletes what retention no longer keeps.
 //!
-//! Each batch, its confirm digests, the keys' "published" marks and the region's sequence
-//! commit in one atomic, synced write. A crash before that write commits nothing and the next
-//! run redoes the work; a crash after it has nothing left to redo. So no key is lost and none
-//! is published twice.
+//! Each batch, the keys' "published" marks and the region's sequence commit in one atomic,
+//! synced write, and the batch's confirm digests are bulk-loaded durably just before it. A crash
+//! before that write commits no batch and the next run redoes the work (loading the same digests
+//! again); a crash after it has nothing left to redo. So no key is lost, none is published
+//! twice, and every published element can be confirmed.
 
 mod daily;
 mod hourly;
@@ -141,22 +142,25 @@ impl Publisher {
     }
 
     /// Builds and commits one batch of `region` from `keys`; returns its listing entry.
-    /// `extra` adds the writes that belong to the same atomic commit.
+    /// `extra` adds the writes that belong to the same atomic commit; the confirm digests of an
+    /// hourly batch are loaded just before it (see `storage::confirm`).
     fn build_and_commit(
         &self,
         region: &str,
         plan: BatchPlan,
         keys: &[(u64, StoredKey)],
         now: u64,
-        extra: impl FnOnce(&mut WriteBatch, &[(u64, Vec<TaggedElement>)]),
+        extra: impl FnOnce(&mut WriteBatch),
     ) -> Result<BatchInfo, PublishError> {
         let BatchPlan {
             kind,
             supersedes,
             day_number,
+            load_digests,
         } = plan;
         let started = Instant::now();
         let expanded = expand(keys)?;
+        let expanded_at = Instant::now();
         let elements: Vec<TaggedElement> = expanded
             .iter()
             .flat_map(|(_, elements)| elements.iter().copied())
@@ -172,6 +176,7 @@ impl Publisher {
         };
         let built = build_batch(&params, &elements, &self.signer, &mut rand::rngs::OsRng)
             .map_err(|error| PublishError::Build(error.to_string()))?;
+        let built_at = Instant::now();
         let info = batch_info(
             &built,
             &params,
@@ -187,7 +192,19 @@ impl Publisher {
         let mut write = WriteBatch::default();
         self.store.put_batch(&mut write, &record, &built.bytes);
         self.store.put_batch_sequence(&mut write, region, sequence);
-        extra(&mut write, &expanded);
+        extra(&mut write);
+        if load_digests {
+            let digests = expanded
+                .iter()
+                .flat_map(|(sequence, elements)| {
+                    elements
+                        .iter()
+                        .map(|element| (element.tag.confirm_digest(), *sequence))
+                })
+                .collect();
+            self.store.load_digests(region, digests)?;
+        }
+        let staged_at = Instant::now();
         self.store.write_synced(write)?;
         self.catalog.insert(region, info.clone());
 
@@ -201,7 +218,9 @@ impl Publisher {
             .record(f64::from(built.element_count));
         tracing::info!(%region, sequence, kind = kind_label, keys = keys.len(), elements = built.element_count,
             real_elements = built.real_elements, bytes = built.bytes.len(),
-            build_ms = started.elapsed().as_millis() as u64, "batch published");
+            expand_ms = millis(expanded_at - started), filter_ms = millis(built_at - expanded_at),
+            stage_ms = millis(staged_at - built_at), write_ms = millis(staged_at.elapsed()),
+            total_ms = millis(started.elapsed()), "batch published");
         Ok(info)
     }
 }
@@ -214,12 +233,16 @@ struct BatchPlan {
     supersedes: Vec<u64>,
     /// For a daily roll-up: the UTC day it covers; 0 for hourly batches.
     day_number: u32,
+    /// True when the batch publishes its elements for the first time, so their confirm
+    /// digests are loaded; a roll-up republishes digests that are already there.
+    load_digests: bool,
 }
 
 impl BatchPlan {
     /// An hourly batch.
     fn hourly() -> Self {
         Self {
+            load_digests: true,
             kind: BatchKind::Hourly,
             supersedes: Vec::new(),
             day_number: 0,
@@ -229,6 +252,7 @@ impl BatchPlan {
     /// The roll-up of `day`, replacing the hourly batches `supersedes`.
     fn daily(day: u64, supersedes: Vec<u64>) -> Self {
         Self {
+            load_digests: false,
             kind: BatchKind::Daily,
             supersedes,
             day_number: u32::try_from(day).unwrap_or(u32::MAX),
@@ -247,6 +271,10 @@ fn expand(keys: &[(u64, StoredKey)]) -> Result<Vec<(u64, Vec<TaggedElement>)>, P
             Ok((*sequence, elements))
         })
         .collect()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn kind_label(kind: BatchKind) -> &'static str {

@@ -1,25 +1,58 @@
 //! Confirm digests (DESIGN.md section 5): every published element's 16-byte digest, keyed by
 //! region, so that a confirm bucket is one prefix range scan.
+//!
+//! A batch's digests are bulk-loaded: sorted, written to an SST file and ingested, which costs a
+//! fraction of inserting millions of random keys through the memtable (5 s → well under 1 s at
+//! the peak day's 2.48 M digests) and never stalls the ingest writer's small writes behind one
+//! huge write. The publisher loads them just before the synced write that commits the batch
+//! and its keys' "published" marks. A crash between the two leaves digests of keys that are not
+//! yet published; the next run publishes those keys and loads the same digests again, so every
+//! published element is confirmable and nothing is lost or doubled. Revocation deletes digests
+//! through ordinary writes, which are newer than any ingested file and so take precedence.
 
 use exposure_matcher::ConfirmDigest;
-use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::{
+    IngestExternalFileOptions, IteratorMode, Options, ReadOptions, SstFileWriter, WriteBatch,
+};
 
 use super::{CF_CONFIRM, StorageError, Store, scoped_key};
 
 impl Store {
-    /// Adds the write of one confirm digest, owned by the key `sequence`, to `batch`.
-    pub(crate) fn put_digest(
+    /// Durably adds the digests of a batch about to be committed, each owned by a key's ingest
+    /// sequence (see the module documentation for the ordering).
+    pub(crate) fn load_digests(
         &self,
-        batch: &mut WriteBatch,
         region: &str,
-        digest: &ConfirmDigest,
-        sequence: u64,
-    ) {
-        batch.put_cf(
-            self.cf(CF_CONFIRM),
-            scoped_key(region, &digest.0),
-            sequence.to_be_bytes(),
-        );
+        mut digests: Vec<(ConfirmDigest, u64)>,
+    ) -> Result<(), StorageError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        // An SST file takes keys in order and once each; equal digests of two keys (a collision
+        // of 128 bits, or a key uploaded twice across regions' dedup) keep the first owner.
+        digests.sort_unstable_by_key(|(digest, _)| *digest);
+        digests.dedup_by(|later, earlier| later.0 == earlier.0);
+        let mut options = Options::default();
+        options.set_compression_type(rocksdb::DBCompressionType::None);
+        let mut writer = SstFileWriter::create(&options);
+        let path = self
+            .ingest_dir()
+            .join(format!("digests-{}.sst", rand::random::<u64>()));
+        writer.open(&path)?;
+        let mut key = Vec::with_capacity(region.len() + 1 + 16);
+        for (digest, sequence) in &digests {
+            key.clear();
+            key.extend_from_slice(region.as_bytes());
+            key.push(0);
+            key.extend_from_slice(&digest.0);
+            writer.put(&key, sequence.to_be_bytes())?;
+        }
+        writer.finish()?;
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        self.db()
+            .ingest_external_file_cf_opts(self.cf(CF_CONFIRM), &ingest, vec![&path])?;
+        Ok(())
     }
 
     /// Adds the deletion of one confirm digest to `batch`.

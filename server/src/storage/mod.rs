@@ -10,7 +10,7 @@
 //! | `uploads` | `authority id ‖ 0 ‖ upload id` | [`records::StoredUpload`] |
 //! | `batches` | `region ‖ 0 ‖ u64_be(batch sequence)` | [`records::StoredBatch`] |
 //! | `batch_files` | batch id (hex) | the signed batch file (BlobDB) |
-//! | `confirm` | `region ‖ 0 ‖ confirm digest` | `u64_be(ingest sequence)` |
+//! | `confirm` | `region ‖ 0 ‖ confirm digest` | `u64_be(ingest sequence)`; bulk-loaded per batch |
 //! | `authorities` | `SHA-256(token)` | [`records::Authority`] |
 //! | `meta` | ASCII name | cursors and signing-key records |
 
@@ -22,7 +22,7 @@ pub mod meta;
 pub mod records;
 pub mod uploads;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
@@ -76,6 +76,8 @@ pub struct Store {
     /// Serializes the writers whose read-check-write sequences must not interleave: the ingest
     /// writer's revocations and the publisher's commits (a revoked key must never be published).
     commit_lock: Arc<Mutex<()>>,
+    /// Folder for the sorted files that bulk-load confirm digests (see `confirm`).
+    ingest_dir: PathBuf,
 }
 
 impl Store {
@@ -101,9 +103,16 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, cf_options)
         });
         let db = DB::open_cf_descriptors(&options, data_dir.join("db"), descriptors)?;
+        // Files left by a bulk load that a crash interrupted were never ingested: drop them.
+        let ingest_dir = data_dir.join("ingest");
+        if ingest_dir.exists() {
+            std::fs::remove_dir_all(&ingest_dir)?;
+        }
+        std::fs::create_dir_all(&ingest_dir)?;
         Ok(Self {
             db: Arc::new(db),
             commit_lock: Arc::new(Mutex::new(())),
+            ingest_dir,
         })
     }
 
@@ -115,6 +124,7 @@ impl Store {
         Ok(Self {
             db: Arc::new(db),
             commit_lock: Arc::new(Mutex::new(())),
+            ingest_dir: data_dir.join("ingest"),
         })
     }
 
@@ -125,6 +135,11 @@ impl Store {
             Some(handle) => handle,
             None => unreachable!("column family {name} is created at open"),
         }
+    }
+
+    /// Returns the folder for bulk-load files.
+    pub(crate) fn ingest_dir(&self) -> &Path {
+        &self.ingest_dir
     }
 
     /// Returns the raw database, for the submodules.
