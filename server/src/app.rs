@@ -10,7 +10,6 @@ use exposure_matcher::FingerprintWidth;
 use exposure_proto::v1::distribution_server::DistributionServer;
 use exposure_proto::v1::key_upload_server::KeyUploadServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
@@ -175,7 +174,6 @@ pub async fn run_with_clock(
         ));
     let serve = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(layers)
         .add_service(health_service)
@@ -183,7 +181,7 @@ pub async fn run_with_clock(
         .add_service(reflection_v1alpha)
         .add_service(upload)
         .add_service(distribution)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming(listener), signal);
 
     let grace = config.shutdown_grace;
     let grace_expired = async move {
@@ -214,6 +212,15 @@ pub async fn run_with_clock(
     .await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Returns the accepted connections of `listener` with TCP_NODELAY and keepalive set. The
+/// server's own `tcp_nodelay` applies only to listeners it binds itself; without this, small
+/// answers on a busy HTTP/2 connection wait out the peer's 40 ms delayed ACK.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)))
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
