@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Measures the server the way docs/BENCHMARKS.md reports it, in one run on this machine: a
+# release server on a fresh data directory (loopback only), seeded with cases, then every
+# load-test scenario back to back, then the province mix at 1x and 10x. Prints one table and
+# leaves the JSON reports in the output folder.
+#
+#   scripts/bench-server.sh [OUTPUT_DIR] [SECONDS_PER_SCENARIO]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-bench-results}
+seconds=${2:-10}
+mkdir -p "$out"
+target_dir=${CARGO_TARGET_DIR:-target}
+cargo build --release --bin exposure-server --bin exposure-loadtest
+server="$target_dir/release/exposure-server"
+loadtest="$target_dir/release/exposure-loadtest"
+
+data=$(mktemp -d)
+port=50651
+url="http://127.0.0.1:$port"
+token=$("$server" authority add --data-dir "$data" --name bench --region VN-TB | tail -n 1)
+"$server" --data-dir "$data" --grpc-addr "127.0.0.1:$port" --metrics-addr 127.0.0.1:0 \
+  --publish-interval 2s --release-delay 0s --log-format json 2>"$out/server.log" &
+server_pid=$!
+trap 'kill -TERM $server_pid 2>/dev/null; wait $server_pid 2>/dev/null; rm -rf "$data"' EXIT
+sleep 1
+
+run() {
+  local name=$1; shift
+  echo "== $name" >&2
+  "$loadtest" run --target "$url" --format json --output "$out/$name.json" "$@"
+}
+
+# Seed: 100 cases (half of each case's keys are yesterday's, so they publish at once).
+run seed --scenario upload --token "$token" --requests 100 --concurrency 4
+sleep 5
+run noop     --scenario noop     --duration "${seconds}s" --warmup 1000
+run poll     --scenario poll     --duration "${seconds}s" --warmup 1000
+run confirm  --scenario confirm  --duration "${seconds}s" --warmup 1000
+run download --scenario download --duration "${seconds}s" --warmup 200
+run province-1x  --scenario province --token "$token" --duration "$((seconds * 2))s"
+run province-10x --scenario province --token "$token" --duration "$((seconds * 2))s" --speedup 10
+# Last: the upload run leaves a backlog of hundreds of thousands of keys (weeks of peak days)
+# that the publisher then works through, which would distort any run after it.
+run upload   --scenario upload   --token "$token" --duration "${seconds}s" --warmup 200
+
+python3 - "$out" <<'PY'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+noop = json.loads((out / "noop.json").read_text())["rps"]
+print(f"| scenario | requests/s | × noop | p50 ms | p99 ms | errors | other |")
+print(f"|---|---|---|---|---|---|---|")
+for name in ["noop", "poll", "confirm", "download", "province-1x", "province-10x", "upload"]:
+    report = json.loads((out / f"{name}.json").read_text())
+    latency = report["latency_ms"]
+    other = ""
+    if report.get("throughput_mb_s"):
+        other = f"{report['throughput_mb_s']:.0f} MB/s"
+    print(f"| {name} | {report['rps']:,.0f} | {report['rps'] / noop:.2f} | {latency['p50']:.2f} | "
+          f"{latency['p99']:.2f} | {report['errors']} | {other} |")
+PY
+grep -o '"message":"batch published".*' "$out/server.log" | tail -n 3 >&2 || true
