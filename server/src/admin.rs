@@ -139,13 +139,8 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
                         requested_at: now,
                         ..InboxRequest::default()
                     };
-                    inbox::submit(&data.data_dir, &request).map_err(failed)?;
-                    writeln!(
-                        out,
-                        "the running server applies this within {} s",
-                        inbox::POLL_INTERVAL.as_secs()
-                    )
-                    .map_err(failed)?;
+                    let path = inbox::submit(&data.data_dir, &request).map_err(failed)?;
+                    report_applied(out, &path)?;
                 }
             }
             let authority = new.authority;
@@ -214,18 +209,32 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
                     requested_at: now,
                     ..InboxRequest::default()
                 };
-                inbox::submit(&data.data_dir, &request).map_err(failed)?;
-                writeln!(
-                    out,
-                    "revoked authority {id}; the running server applies this within {} s",
-                    inbox::POLL_INTERVAL.as_secs()
-                )
-                .map_err(failed)?;
+                let path = inbox::submit(&data.data_dir, &request).map_err(failed)?;
+                report_applied(out, &path)?;
+                writeln!(out, "revoked authority {id}").map_err(failed)?;
             }
         },
     }
     Ok(())
 }
+
+/// Waits for the running server to apply an inbox request, and says whether it did.
+fn report_applied(out: &mut impl Write, path: &Path) -> Result<(), AdminError> {
+    if inbox::wait_applied(path, APPLY_WAIT) {
+        writeln!(out, "the running server has applied the change").map_err(failed)
+    } else {
+        writeln!(
+            out,
+            "the change waits in {}; the server applies it within {} s of its next poll",
+            path.display(),
+            inbox::POLL_INTERVAL.as_secs()
+        )
+        .map_err(failed)
+    }
+}
+
+/// How long an admin command waits for a running server to apply its request.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs a `signing-key` command, writing its report to `out`.
 pub fn signing_key(command: SigningKeyCommand, out: &mut impl Write) -> Result<(), AdminError> {

@@ -78,6 +78,19 @@ pub fn submit(data_dir: &Path, request: &InboxRequest) -> Result<PathBuf, InboxE
     Ok(path)
 }
 
+/// Waits until the running server has applied the request at `path` (its file is gone);
+/// returns false if that did not happen within `timeout`.
+pub fn wait_applied(path: &Path, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while path.exists() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// Applies every request waiting in the inbox, oldest first; returns how many.
 pub fn apply_pending(store: &Store, data_dir: &Path) -> Result<usize, InboxError> {
     let folder = inbox_dir(data_dir);
