@@ -106,11 +106,20 @@ fn case_keys(config: &ProvinceConfig) -> Vec<GaenKey> {
     keys
 }
 
+/// Most prefix bits the confirm store indexes directly: 2^20 offsets (4 MiB) at most.
+const MAX_INDEXED_PREFIX_BITS: u32 = 20;
+
 /// The server's confirm store for one region, held locally: every real confirm digest of the
 /// day, sorted, answering buckets by prefix (DESIGN §5).
 pub(super) struct ConfirmStore {
     digests: Vec<ConfirmDigest>,
     prefix_bits: u32,
+    /// Bits of the prefix that `offsets` indexes: `prefix_bits`, at most 20.
+    indexed_bits: u32,
+    /// `offsets[p]..offsets[p + 1]` is the range of digests whose first `indexed_bits` bits
+    /// are `p`; a bucket is then one lookup, like the server's prefix range scan, instead of
+    /// two binary searches over a store that does not fit in cache.
+    offsets: Vec<usize>,
 }
 
 impl ConfirmStore {
@@ -122,9 +131,19 @@ impl ConfirmStore {
             .collect();
         digests.sort_unstable();
         digests.dedup();
+        let indexed_bits = prefix_bits.min(MAX_INDEXED_PREFIX_BITS);
+        let mut offsets = vec![0usize; (1 << indexed_bits) + 1];
+        for digest in &digests {
+            offsets[digest.prefix(indexed_bits) as usize + 1] += 1;
+        }
+        for index in 1..offsets.len() {
+            offsets[index] += offsets[index - 1];
+        }
         ConfirmStore {
             digests,
             prefix_bits,
+            indexed_bits,
+            offsets,
         }
     }
 
@@ -137,13 +156,17 @@ impl ConfirmStore {
     /// shares its first `prefix_bits` bits, sorted. Sorting by bytes sorts by prefix, so the
     /// bucket is one contiguous range.
     pub fn bucket_of(&self, digest: &ConfirmDigest) -> &[ConfirmDigest] {
+        let indexed = digest.prefix(self.indexed_bits) as usize;
+        let candidates = &self.digests[self.offsets[indexed]..self.offsets[indexed + 1]];
+        if self.indexed_bits == self.prefix_bits {
+            return candidates;
+        }
+        // Longer prefixes narrow the indexed range by two binary searches.
         let prefix = digest.prefix(self.prefix_bits);
-        let start = self
-            .digests
-            .partition_point(|stored| stored.prefix(self.prefix_bits) < prefix);
-        let len = self.digests[start..]
-            .partition_point(|stored| stored.prefix(self.prefix_bits) == prefix);
-        &self.digests[start..start + len]
+        let start = candidates.partition_point(|stored| stored.prefix(self.prefix_bits) < prefix);
+        let len =
+            candidates[start..].partition_point(|stored| stored.prefix(self.prefix_bits) == prefix);
+        &candidates[start..start + len]
     }
 }
 
@@ -161,18 +184,20 @@ mod tests {
                 tag: Tag::compute(Scheme::Static, index * 900, b"AB12CD"),
             })
             .collect();
-        let store = ConfirmStore::new(&elements, 8);
-        assert_eq!(store.len(), 5_000);
-        for element in elements.iter().take(50) {
-            let digest = element.tag.confirm_digest();
-            let bucket = store.bucket_of(&digest);
-            let expected = elements
-                .iter()
-                .filter(|other| other.tag.confirm_digest().prefix(8) == digest.prefix(8))
-                .count();
-            assert_eq!(bucket.len(), expected);
-            assert!(bucket.iter().all(|d| d.prefix(8) == digest.prefix(8)));
-            assert!(bucket.contains(&digest));
+        for bits in [0, 8, 20, 24, 32] {
+            let store = ConfirmStore::new(&elements, bits);
+            assert_eq!(store.len(), 5_000);
+            for element in elements.iter().take(50) {
+                let digest = element.tag.confirm_digest();
+                let bucket = store.bucket_of(&digest);
+                let expected = elements
+                    .iter()
+                    .filter(|other| other.tag.confirm_digest().prefix(bits) == digest.prefix(bits))
+                    .count();
+                assert_eq!(bucket.len(), expected, "{bits} bits");
+                assert!(bucket.iter().all(|d| d.prefix(bits) == digest.prefix(bits)));
+                assert!(bucket.contains(&digest));
+            }
         }
     }
 }
