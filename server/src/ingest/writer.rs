@@ -197,6 +197,7 @@ impl<'a> GroupWriter<'a> {
     }
 
     /// Writes the group durably, then answers every upload in it.
+    #[tracing::instrument(level = "debug", skip_all, fields(uploads = self.replies.len()))]
     fn commit(self) {
         if self.replies.is_empty() {
             return;
@@ -241,6 +242,7 @@ fn replay_or_conflict(earlier: &StoredUpload, request_digest: &[u8; 32]) -> Uplo
 
 /// Withdraws the keys of a REVOKED upload: the keys, their release entries and their confirm
 /// digests go in one synced write, so phones stop confirming them at once.
+#[tracing::instrument(skip_all, fields(keys = job.keys.len()))]
 fn revoke(store: &Store, job: &UploadJob) -> Result<UploadOutcome, StorageError> {
     let _commit = store.lock_commits();
     let upload_key = crate::storage::uploads::upload_key(&job.authority_id, &job.upload_id);

@@ -123,6 +123,7 @@ impl Publisher {
 
     /// Runs hourly publishing, daily roll-ups and retention once. Blocking: call it off the
     /// async runtime. Holds the commit lock throughout, so no revocation interleaves.
+    #[tracing::instrument(skip_all)]
     pub fn publish_once(&self) -> Result<PublishReport, PublishError> {
         self.pool.install(|| self.publish_locked())
     }

@@ -20,6 +20,7 @@ use super::{CF_CONFIRM, StorageError, Store, scoped_key};
 impl Store {
     /// Durably adds the digests of a batch about to be committed, each owned by a key's ingest
     /// sequence (see the module documentation for the ordering).
+    #[tracing::instrument(skip_all, fields(region = %region, digests = digests.len()))]
     pub(crate) fn load_digests(
         &self,
         region: &str,
@@ -66,6 +67,7 @@ impl Store {
     }
 
     /// Returns, sorted, every digest of `region` whose first `prefix_bits` bits equal `prefix`.
+    #[tracing::instrument(level = "debug", skip_all, fields(region = %region, prefix_bits))]
     pub fn confirm_bucket(
         &self,
         region: &str,

@@ -82,6 +82,7 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database under `data_dir/db`.
+    #[tracing::instrument(skip_all)]
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(data_dir)?;
         let mut options = Options::default();
