@@ -67,7 +67,7 @@ impl Store {
     }
 
     /// Returns, sorted, every digest of `region` whose first `prefix_bits` bits equal `prefix`.
-    #[tracing::instrument(level = "debug", skip_all, fields(region = %region, prefix_bits))]
+    #[tracing::instrument(level = "debug", skip_all, fields(region = %region, prefix_bits = prefix_bits))]
     pub fn confirm_bucket(
         &self,
         region: &str,
