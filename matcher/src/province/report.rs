@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use super::ProvinceConfig;
 use super::day::ProvinceDay;
 use super::phones::{MatchTally, PlantedExposure};
-use super::{ObservationTags, ProvinceConfig};
 use crate::batch::BatchHeader;
 
 /// Bytes of one confirm digest in a bucket response (DESIGN §3).
@@ -113,11 +113,6 @@ impl ProvinceReport {
     /// Returns whether every planted exposure was found and no false alert was raised.
     pub fn passed(&self) -> bool {
         self.planted_found == self.planted_exposures as u64 && self.false_alerts == 0
-    }
-
-    /// Returns how the observation tags were produced.
-    pub fn observation_tags(&self) -> ObservationTags {
-        self.config.observation_tags
     }
 
     /// Returns filter lookups per second of matching (confirmations included in the time).

@@ -165,8 +165,13 @@ impl ProgressDisplay {
                 phones_total,
             } => (phones_done, phones_total),
         };
-        // Workers never wait on the display: a busy lock skips this update.
-        let Ok(mut last) = self.last.try_lock() else {
+        // Workers never wait on the display, but for the last update: a busy lock skips one.
+        let last = if phones_done == phones_total {
+            self.last.lock().ok()
+        } else {
+            self.last.try_lock().ok()
+        };
+        let Some(mut last) = last else {
             return;
         };
         let elapsed = self.started.elapsed().as_secs_f64();
