@@ -15,6 +15,7 @@ use exposure_matcher::province::{
 };
 
 use crate::Failure;
+use crate::json::Json;
 
 /// Arguments of `bench-province`; the defaults are DESIGN §9's peak day.
 #[derive(Debug, Args)]
@@ -322,48 +323,6 @@ fn text_report(report: &ProvinceReport) -> String {
         text.push_str(&format!("{name:<25} {value}\n"));
     }
     text
-}
-
-/// A JSON value of the report; the crate stays free of a serialization dependency.
-enum Json {
-    Number(f64),
-    Integer(u64),
-    Bool(bool),
-    Text(&'static str),
-    Null,
-    Object(Vec<(&'static str, Json)>),
-}
-
-impl Json {
-    fn optional<T>(value: Option<T>, into: impl FnOnce(T) -> Json) -> Json {
-        value.map_or(Json::Null, into)
-    }
-
-    /// Appends the value, objects indented by two spaces per level.
-    fn write(&self, out: &mut String, indent: usize) {
-        match self {
-            // JSON has no NaN or infinity; the report never produces them, null keeps it valid.
-            Json::Number(number) if !number.is_finite() => out.push_str("null"),
-            Json::Number(number) => out.push_str(&number.to_string()),
-            Json::Integer(integer) => out.push_str(&integer.to_string()),
-            Json::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
-            // Only fixed ASCII names without quotes or backslashes are written as text.
-            Json::Text(text) => out.push_str(&format!("\"{text}\"")),
-            Json::Null => out.push_str("null"),
-            Json::Object(fields) => {
-                out.push('{');
-                for (index, (name, value)) in fields.iter().enumerate() {
-                    out.push_str(if index == 0 { "\n" } else { ",\n" });
-                    out.push_str(&" ".repeat(indent + 2));
-                    out.push_str(&format!("\"{name}\": "));
-                    value.write(out, indent + 2);
-                }
-                out.push('\n');
-                out.push_str(&" ".repeat(indent));
-                out.push('}');
-            }
-        }
-    }
 }
 
 fn json_report(report: &ProvinceReport) -> String {

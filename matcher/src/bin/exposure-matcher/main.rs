@@ -11,6 +11,7 @@ mod batch_commands;
 mod bench_province;
 mod derive;
 mod input;
+mod json;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
