@@ -133,7 +133,7 @@ pub async fn run_demo(
         .map_err(|status| {
             anyhow::anyhow!(
                 "the upload was refused: {} ({})",
-                crate::status::code_name(status.code()),
+                exposure_proto::status::code_name(status.code()),
                 status.message()
             )
         })?

@@ -21,7 +21,6 @@ pub mod runner;
 pub mod scenario;
 pub mod schedule;
 pub mod slo;
-pub mod status;
 pub mod summary;
 pub mod target;
 

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 
 use crate::report::{self, LatencySummary, Report, RpcReport, Settings, TimelinePoint};
 use crate::scenario::{CallResult, Outcome, RpcKind};
-use crate::status::code_name;
+use exposure_proto::status::code_name;
 
 /// Highest latency recorded exactly, in microseconds (one hour); slower answers are clamped.
 const HIGHEST_MICROS: u64 = 3_600_000_000;

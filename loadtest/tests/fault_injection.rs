@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use exposure_loadtest::cli::{Cli, ExitStatus, execute};
 use exposure_loadtest::{RunOptions, Scenario, Target, run_scenario};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};

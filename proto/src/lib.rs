@@ -8,5 +8,7 @@ pub mod v1 {
     tonic::include_proto!("exposure.v1");
 }
 
+pub mod status;
+
 /// Encoded `FileDescriptorSet` of the API, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("exposure_descriptor");

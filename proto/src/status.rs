@@ -1,5 +1,5 @@
-//! gRPC status codes by their canonical names (`OK`, `UNAUTHENTICATED`, ...), the keys of the
-//! report's status-code distribution, as ghz and grpcurl print them.
+//! gRPC status codes by their canonical names (`OK`, `UNAUTHENTICATED`, ...), as ghz and grpcurl
+//! print them: the server's metric labels and the load test's status-code distribution.
 
 use tonic::Code;
 
