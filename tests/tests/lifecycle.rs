@@ -249,7 +249,54 @@ async fn health_serves_and_reflection_lists_the_services() {
             "{expected} listed in {names:?}"
         );
     }
+
+    // The older v1alpha protocol (what grpcurl and Python's grpcio-reflection speak) serves the
+    // API's file descriptor by symbol, which is all a dynamic client needs.
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut reflection = ServerReflectionClient::new(channel_for(&server).await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "exposure.v1.KeyUpload".into(),
+            )),
+        };
+        let mut responses = reflection
+            .server_reflection_info(futures::stream::iter(vec![request]))
+            .await
+            .expect("v1alpha reflection")
+            .into_inner();
+        let response = responses
+            .message()
+            .await
+            .expect("answer")
+            .expect("one answer");
+        let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+            panic!("not a file descriptor answer");
+        };
+        let descriptor = files.file_descriptor_proto.first().expect("a file");
+        let file =
+            <prost_types::FileDescriptorProto as prost::Message>::decode(descriptor.as_slice())
+                .expect("decodes");
+        assert_eq!(file.package(), "exposure.v1");
+        let services: Vec<&str> = file.service.iter().map(|service| service.name()).collect();
+        assert!(
+            services.contains(&"KeyUpload") && services.contains(&"Distribution"),
+            "{services:?}"
+        );
+    }
     server.stop().await;
+}
+
+async fn channel_for(server: &TestServer) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(server.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect")
 }
 
 #[tokio::test]
