@@ -114,38 +114,16 @@ fn draw(report: &Report, svg: &mut String) -> Result<(), Box<dyn std::error::Err
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{LatencySummary, Settings, TimelinePoint};
+    use crate::report::TimelinePoint;
 
     fn report(timeline: Vec<TimelinePoint>) -> Report {
         Report {
             scenario: "noop".to_owned(),
-            target: "http://127.0.0.1:1".to_owned(),
             count: 100,
-            errors: 0,
             duration_s: 1.0,
             rps: 100.0,
-            latency_ms: LatencySummary::default(),
-            service_time_ms: None,
-            status_codes: Default::default(),
-            error_distribution: Default::default(),
-            histogram: Vec::new(),
-            per_rpc: None,
-            bytes_received: 0,
-            throughput_mb_s: 0.0,
-            skipped: 0,
             timeline,
-            settings: Settings {
-                region: "VN-TB".to_owned(),
-                concurrency: 1,
-                connections: 1,
-                rate_rps: None,
-                speedup: None,
-                requests: 100,
-                max_duration_s: 1.0,
-                warmup: 0,
-                timeout_s: 1.0,
-            },
-            slo: None,
+            ..Report::default()
         }
     }
 

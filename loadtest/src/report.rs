@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const HISTOGRAM_BUCKETS: usize = 10;
 
 /// Everything a run measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The scenario (`upload`, `poll`, `download`, `confirm`, `noop`, `province`).
     pub scenario: String,
@@ -181,7 +181,7 @@ pub struct TimelinePoint {
 }
 
 /// The configuration of a run (never the token).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// Region the requests name.
     pub region: String,

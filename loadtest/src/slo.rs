@@ -99,12 +99,11 @@ impl Slo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{LatencySummary, Settings};
+    use crate::report::LatencySummary;
 
     fn report(count: u64, errors: u64, rps: f64, p99: f64) -> Report {
         Report {
             scenario: "poll".to_owned(),
-            target: "http://127.0.0.1:1".to_owned(),
             count,
             errors,
             duration_s: 1.0,
@@ -113,27 +112,7 @@ mod tests {
                 p99,
                 ..LatencySummary::default()
             },
-            service_time_ms: None,
-            status_codes: Default::default(),
-            error_distribution: Default::default(),
-            histogram: Vec::new(),
-            per_rpc: None,
-            bytes_received: 0,
-            throughput_mb_s: 0.0,
-            skipped: 0,
-            timeline: Vec::new(),
-            settings: Settings {
-                region: "VN-TB".to_owned(),
-                concurrency: 1,
-                connections: 1,
-                rate_rps: None,
-                speedup: None,
-                requests: 1,
-                max_duration_s: 1.0,
-                warmup: 0,
-                timeout_s: 1.0,
-            },
-            slo: None,
+            ..Report::default()
         }
     }
 

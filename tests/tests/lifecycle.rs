@@ -194,11 +194,7 @@ async fn health_serves_and_reflection_lists_the_services() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let server = TestServer::start().await;
-    let channel = tonic::transport::Channel::from_shared(server.url.clone())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = channel_for(&server).await;
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "exposure.v1.KeyUpload", "exposure.v1.Distribution"] {
         let status = health
@@ -216,7 +212,7 @@ async fn health_serves_and_reflection_lists_the_services() {
         );
     }
 
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -257,7 +253,7 @@ async fn health_serves_and_reflection_lists_the_services() {
         use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        let mut reflection = ServerReflectionClient::new(channel_for(&server).await);
+        let mut reflection = ServerReflectionClient::new(channel.clone());
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::FileContainingSymbol(
