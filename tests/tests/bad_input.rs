@@ -189,6 +189,15 @@ fn cases() -> Vec<(&'static str, UploadDiagnosisKeysRequest, &'static str)> {
             "keys[0].static_id.contagious_from",
         ),
     ];
+    cases.push((
+        "static window of 15 days and an hour",
+        with_key(static_id(
+            b"AB12CD",
+            TEST_NOW - 15 * DAY + 600,
+            TEST_NOW + 3600 + 600,
+        )),
+        "keys[0].static_id.contagious_until",
+    ));
     // A bad key behind a good one is named by its own index.
     let mut second_bad = fixtures::upload(
         "bad",

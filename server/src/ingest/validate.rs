@@ -354,6 +354,19 @@ fn validate_static(static_id: &StaticIdentifier, field: &str, limits: Limits) ->
         field,
         &mut violations,
     );
+    let window = static_id
+        .contagious_until
+        .saturating_sub(static_id.contagious_from);
+    if window > matcher::MAX_STATIC_WINDOW_SECONDS {
+        violations.push(Violation::new(
+            format!("{field}.contagious_until"),
+            format!(
+                "the window may span at most {} days, got {} s",
+                matcher::MAX_STATIC_WINDOW_SECONDS / DAY_SECONDS,
+                window
+            ),
+        ));
+    }
     if violations.is_empty() {
         Ok((
             diagnosis_key::Key::StaticId(static_id.clone()),
