@@ -17,8 +17,8 @@ use exposure_matcher::{
     BatchFile, ConfirmDigest, GAEN_INTERVAL_SECONDS, ObservationStore, Scheme, Tag,
 };
 use exposure_proto::v1::{
-    GetBatchRequest, GetConfirmBucketRequest, GetSigningKeysRequest, ListBatchesRequest,
-    ReportType, SigningKey, UploadDiagnosisKeysRequest, diagnosis_key,
+    GetBatchRequest, GetSigningKeysRequest, ListBatchesRequest, ReportType, SigningKey,
+    UploadDiagnosisKeysRequest, diagnosis_key,
 };
 use rand::RngCore as _;
 use tonic::Request;
@@ -391,26 +391,18 @@ async fn confirm_bucket(
     prefix: u32,
     prefix_bits: u32,
 ) -> anyhow::Result<Vec<ConfirmDigest>> {
-    let request = GetConfirmBucketRequest {
-        region: region.to_owned(),
-        prefix,
-        prefix_bits,
-    };
-    let response = clients
-        .distribution
-        .get_confirm_bucket(request)
-        .await
-        .context("cannot fetch the confirm bucket")?;
-    let mut digests: Vec<ConfirmDigest> = response
-        .into_inner()
-        .digests
-        .iter()
-        .filter_map(|digest| {
-            <[u8; 16]>::try_from(digest.as_slice())
-                .ok()
-                .map(ConfirmDigest)
-        })
-        .collect();
+    let mut digests: Vec<ConfirmDigest> =
+        crate::scenario::confirm::fetch(clients, region, prefix, prefix_bits)
+            .await
+            .context("cannot fetch the confirm bucket")?
+            .digests
+            .iter()
+            .filter_map(|digest| {
+                <[u8; 16]>::try_from(digest.as_slice())
+                    .ok()
+                    .map(ConfirmDigest)
+            })
+            .collect();
     // The API promises sorted digests; sorting again costs nothing at bucket sizes.
     digests.sort_unstable();
     Ok(digests)

@@ -1,7 +1,7 @@
 //! The `confirm` scenario: `GetConfirmBucket` of a random prefix, what a phone does after a filter
 //! hit to turn it into an exact answer (DESIGN.md section 5).
 
-use exposure_proto::v1::GetConfirmBucketRequest;
+use exposure_proto::v1::{GetConfirmBucketRequest, GetConfirmBucketResponse};
 use rand::Rng as _;
 use tonic::Status;
 
@@ -17,6 +17,25 @@ pub fn random_prefix(bits: u32) -> u32 {
     }
 }
 
+/// Fetches one confirm bucket: the request a phone sends after a filter hit.
+pub async fn fetch(
+    clients: &mut Clients,
+    region: &str,
+    prefix: u32,
+    prefix_bits: u32,
+) -> Result<GetConfirmBucketResponse, Status> {
+    let request = GetConfirmBucketRequest {
+        region: region.to_owned(),
+        prefix,
+        prefix_bits,
+    };
+    Ok(clients
+        .distribution
+        .get_confirm_bucket(request)
+        .await?
+        .into_inner())
+}
+
 /// Fetches one confirm bucket and returns the digest bytes received.
 pub async fn call(
     clients: &mut Clients,
@@ -24,16 +43,7 @@ pub async fn call(
     prefix: u32,
     prefix_bits: u32,
 ) -> Result<u64, Status> {
-    let request = GetConfirmBucketRequest {
-        region: region.to_owned(),
-        prefix,
-        prefix_bits,
-    };
-    let response = clients
-        .distribution
-        .get_confirm_bucket(request)
-        .await?
-        .into_inner();
+    let response = fetch(clients, region, prefix, prefix_bits).await?;
     Ok(response
         .digests
         .iter()
