@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
-use exposure_proto::v1::{ListBatchesRequest, ListBatchesResponse, UploadDiagnosisKeysRequest};
+use exposure_proto::v1::{
+    ListBatchesRequest, ListBatchesResponse, UploadDiagnosisKeysRequest,
+    UploadDiagnosisKeysResponse,
+};
 use exposure_server::{Clock, ServerConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -133,6 +136,16 @@ impl TestServer {
             .expect("ascii token");
         request.metadata_mut().insert("authorization", value);
         request
+    }
+
+    /// Uploads `request` with the harness token and returns the answer; panics if it is refused.
+    pub async fn upload(&self, request: UploadDiagnosisKeysRequest) -> UploadDiagnosisKeysResponse {
+        self.upload_client()
+            .await
+            .upload_diagnosis_keys(self.authorized(request))
+            .await
+            .expect("upload accepted")
+            .into_inner()
     }
 
     /// Polls ListBatches until `done` accepts the answer; panics after 20 s.

@@ -21,11 +21,7 @@ async fn replay_returns_the_first_answer_and_a_changed_replay_is_refused() {
         gaen(key16(1), yesterday_start_interval(), 144),
         gaen(key16(2), yesterday_start_interval(), 144),
     ];
-    let first = client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("u-1", keys.clone())))
-        .await
-        .expect("first")
-        .into_inner();
+    let first = server.upload(fixtures::upload("u-1", keys.clone())).await;
     assert_eq!((first.keys_accepted, first.replay), (2, false));
 
     // The same content again, even with other padding, is a replay with the same counts.
@@ -70,22 +66,16 @@ async fn replay_returns_the_first_answer_and_a_changed_replay_is_refused() {
 #[tokio::test]
 async fn keys_already_known_are_not_stored_twice() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
-    let mut client = server.upload_client().await;
     let start = yesterday_start_interval();
-    client
-        .upload_diagnosis_keys(
-            server.authorized(fixtures::upload("a", vec![gaen(key16(1), start, 144)])),
-        )
-        .await
-        .expect("a");
-    let second = client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload(
+    server
+        .upload(fixtures::upload("a", vec![gaen(key16(1), start, 144)]))
+        .await;
+    let second = server
+        .upload(fixtures::upload(
             "b",
             vec![gaen(key16(1), start, 144), gaen(key16(2), start, 144)],
-        )))
-        .await
-        .expect("b")
-        .into_inner();
+        ))
+        .await;
     assert_eq!((second.keys_accepted, second.keys_already_known), (1, 1));
     let dir = server.stop().await;
     let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
@@ -100,12 +90,9 @@ async fn revocation_stops_confirmation_at_once_and_the_roll_up_leaves_the_key_ou
     let mut client = server.upload_client().await;
     let wrong = gaen(key16(1), yesterday_start_interval(), 144);
     let right = gaen(key16(2), yesterday_start_interval(), 144);
-    client
-        .upload_diagnosis_keys(
-            server.authorized(fixtures::upload("case", vec![wrong.clone(), right.clone()])),
-        )
-        .await
-        .expect("upload");
+    server
+        .upload(fixtures::upload("case", vec![wrong.clone(), right.clone()]))
+        .await;
     server
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
@@ -156,17 +143,13 @@ async fn a_key_still_broadcasting_waits_for_its_embargo() {
         config.release_delay = std::time::Duration::from_secs(2 * 3600)
     })
     .await;
-    let mut client = server.upload_client().await;
     let today_start = ((TEST_NOW / DAY) * 144) as u32;
     // Yesterday's key ended more than 2 h ago; today's key is still valid until midnight.
     let old = gaen(key16(1), yesterday_start_interval(), 144);
     let current = gaen(key16(2), today_start, 144);
-    client
-        .upload_diagnosis_keys(
-            server.authorized(fixtures::upload("case", vec![old.clone(), current.clone()])),
-        )
-        .await
-        .expect("upload");
+    server
+        .upload(fixtures::upload("case", vec![old.clone(), current.clone()]))
+        .await;
     server
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;

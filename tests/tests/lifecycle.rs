@@ -17,21 +17,18 @@ const TODAY: u64 = TEST_NOW / DAY;
 async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
     let clock = Clock::manual(TEST_NOW);
     let server = TestServer::start_with(clock.clone(), |config| config.fingerprint_bits = 32).await;
-    let mut client = server.upload_client().await;
     let first = gaen(key16(1), ((TODAY - 1) * 144) as u32, 144);
     let second = gaen(key16(2), ((TODAY - 2) * 144) as u32, 144);
-    client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()])))
-        .await
-        .expect("a");
+    server
+        .upload(fixtures::upload("a", vec![first.clone()]))
+        .await;
     server
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
     clock.advance(3600);
-    client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("b", vec![second.clone()])))
-        .await
-        .expect("b");
+    server
+        .upload(fixtures::upload("b", vec![second.clone()]))
+        .await;
     server
         .wait_for_batches(|listing| listing.batches.len() == 2)
         .await;
@@ -70,13 +67,11 @@ async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
 async fn retention_deletes_keys_batches_and_digests() {
     let clock = Clock::manual(TEST_NOW);
     let server = TestServer::start_with(clock.clone(), |_| {}).await;
-    let mut client = server.upload_client().await;
     // Valid 13 days ago: inside the 15-day upload window, near the end of the 14-day retention.
     let old = gaen(key16(1), ((TODAY - 13) * 144) as u32, 144);
-    client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("old", vec![old.clone()])))
-        .await
-        .expect("upload");
+    server
+        .upload(fixtures::upload("old", vec![old.clone()]))
+        .await;
     let listing = server
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
@@ -120,12 +115,10 @@ async fn a_restarted_server_keeps_its_state_and_continues_its_sequences() {
     let server = TestServer::start_with(clock.clone(), |_| {}).await;
     let config = server.config.clone();
     let token = server.token.clone();
-    let mut client = server.upload_client().await;
     let first = gaen(key16(1), ((TODAY - 1) * 144) as u32, 144);
-    client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()])))
-        .await
-        .expect("a");
+    server
+        .upload(fixtures::upload("a", vec![first.clone()]))
+        .await;
     let before = server
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
@@ -149,21 +142,14 @@ async fn a_restarted_server_keeps_its_state_and_continues_its_sequences() {
         "digests survive"
     );
 
-    let mut client = server.upload_client().await;
-    let replay = client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("a", vec![first.clone()])))
-        .await
-        .expect("token survives")
-        .into_inner();
+    let replay = server
+        .upload(fixtures::upload("a", vec![first.clone()]))
+        .await;
     assert!(replay.replay, "idempotency records survive");
     let second = gaen(key16(2), ((TODAY - 1) * 144) as u32, 144);
-    let answer = client
-        .upload_diagnosis_keys(
-            server.authorized(fixtures::upload("b", vec![first.clone(), second])),
-        )
-        .await
-        .expect("b")
-        .into_inner();
+    let answer = server
+        .upload(fixtures::upload("b", vec![first.clone(), second]))
+        .await;
     assert_eq!(
         (answer.keys_accepted, answer.keys_already_known),
         (1, 1),
@@ -300,14 +286,12 @@ async fn a_rotated_signing_key_signs_new_batches_and_the_old_one_stays_listed() 
     let clock = Clock::manual(TEST_NOW);
     let server = TestServer::start_with(clock.clone(), |_| {}).await;
     let (config, token) = (server.config.clone(), server.token.clone());
-    let mut client = server.upload_client().await;
-    client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload(
+    server
+        .upload(fixtures::upload(
             "a",
             vec![gaen(key16(1), ((TODAY - 1) * 144) as u32, 144)],
-        )))
-        .await
-        .expect("a");
+        ))
+        .await;
     let first = server
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await
@@ -336,14 +320,12 @@ async fn a_rotated_signing_key_signs_new_batches_and_the_old_one_stays_listed() 
     );
     assert!(keys.iter().any(|key| key.key_id == old_id && !key.current));
 
-    let mut client = server.upload_client().await;
-    client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload(
+    server
+        .upload(fixtures::upload(
             "b",
             vec![gaen(key16(2), ((TODAY - 1) * 144) as u32, 144)],
-        )))
-        .await
-        .expect("b");
+        ))
+        .await;
     let listing = server
         .wait_for_batches(|listing| listing.batches.len() == 2)
         .await;
@@ -411,14 +393,12 @@ async fn a_backlog_larger_than_one_batch_is_published_as_several() {
         config.fingerprint_bits = 32;
     })
     .await;
-    let mut client = server.upload_client().await;
     let keys: Vec<_> = (1..=5)
         .map(|byte| gaen(key16(byte), ((TODAY - 1) * 144) as u32, 144))
         .collect();
-    client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("backlog", keys.clone())))
-        .await
-        .expect("upload");
+    server
+        .upload(fixtures::upload("backlog", keys.clone()))
+        .await;
     let listing = server
         .wait_for_batches(|listing| listing.batches.len() == 3)
         .await;

@@ -18,12 +18,9 @@ fn yesterday() -> u32 {
 
 async fn round_trip(key: DiagnosisKey, expected_elements: usize) {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
-    let mut upload = server.upload_client().await;
-    let response = upload
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("case-1", vec![key.clone()])))
-        .await
-        .expect("upload accepted")
-        .into_inner();
+    let response = server
+        .upload(fixtures::upload("case-1", vec![key.clone()]))
+        .await;
     assert_eq!(
         (
             response.keys_accepted,
