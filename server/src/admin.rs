@@ -28,6 +28,18 @@ pub enum AuthorityCommand {
         /// Region the authority may upload for (repeat for several), e.g. VN-TB.
         #[arg(long = "region", required = true)]
         regions: Vec<String>,
+        /// The authority's REVOKED uploads may withdraw keys that came through other
+        /// authorities of its regions (a ministry correcting a province's upload).
+        #[arg(long)]
+        admin: bool,
+        /// Upload calls per minute for this authority, instead of the server's
+        /// `--authority-uploads-per-minute`.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        uploads_per_minute: Option<u32>,
+        /// New keys per UTC day for this authority, instead of the server's
+        /// `--authority-keys-per-day`.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        keys_per_day: Option<u64>,
     },
     /// Lists authorities (never their tokens).
     List {
@@ -43,6 +55,10 @@ pub enum AuthorityCommand {
         /// The authority's id, as `authority list` shows it.
         #[arg(long)]
         id: String,
+        /// Also withdraw every key uploaded with this token (a leaked token): phones stop
+        /// confirming them at once and the next roll-ups leave them out.
+        #[arg(long)]
+        withdraw_keys: bool,
     },
 }
 
@@ -118,6 +134,9 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
             data,
             name,
             regions,
+            admin,
+            uploads_per_minute,
+            keys_per_day,
         } => {
             if let Some(bad) = regions.iter().find(|region| !is_valid_region(region)) {
                 return Err(AdminError::Usage(format!(
@@ -127,7 +146,10 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
             if name.trim().is_empty() {
                 return Err(AdminError::Usage("--name must not be empty".into()));
             }
-            let new = new_authority(&name, &regions, now);
+            let mut new = new_authority(&name, &regions, now);
+            new.authority.admin = admin;
+            new.authority.uploads_per_minute = uploads_per_minute.unwrap_or(0);
+            new.authority.keys_per_day = keys_per_day.unwrap_or(0);
             match open(&data.data_dir)? {
                 Opened::Store(store) => store
                     .put_authority(&new.token_hash, &new.authority)
@@ -165,25 +187,44 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
                 Opened::Store(store) => store,
                 Opened::HeldByServer => Store::open_read_only(&data.data_dir).map_err(failed)?,
             };
-            writeln!(out, "id\tname\tregions\tcreated_at\tstatus").map_err(failed)?;
+            writeln!(
+                out,
+                "id\tname\tregions\tcreated_at\tstatus\trole\tuploads_per_minute\tkeys_per_day"
+            )
+            .map_err(failed)?;
             for authority in store.list_authorities().map_err(failed)? {
                 let status = if authority.revoked_at == 0 {
                     "active".to_owned()
                 } else {
                     format!("revoked at {}", authority.revoked_at)
                 };
+                let role = if authority.admin {
+                    "admin"
+                } else {
+                    "authority"
+                };
+                let own_or_default = |value: u64| match value {
+                    0 => "default".to_owned(),
+                    own => own.to_string(),
+                };
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{}\t{status}",
+                    "{}\t{}\t{}\t{}\t{status}\t{role}\t{}\t{}",
                     authority.id,
                     authority.name,
                     authority.regions.join(","),
-                    authority.created_at
+                    authority.created_at,
+                    own_or_default(u64::from(authority.uploads_per_minute)),
+                    own_or_default(authority.keys_per_day),
                 )
                 .map_err(failed)?;
             }
         }
-        AuthorityCommand::Revoke { data, id } => match open(&data.data_dir)? {
+        AuthorityCommand::Revoke {
+            data,
+            id,
+            withdraw_keys,
+        } => match open(&data.data_dir)? {
             Opened::Store(store) => {
                 if !store.revoke_authority(&id, now).map_err(failed)? {
                     return Err(AdminError::Usage(format!(
@@ -191,6 +232,12 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
                     )));
                 }
                 writeln!(out, "revoked authority {id}").map_err(failed)?;
+                if withdraw_keys {
+                    let withdrawn = crate::ingest::revoke::withdraw_authority_keys(&store, &id)
+                        .map_err(failed)?;
+                    writeln!(out, "withdrew {withdrawn} keys uploaded with its token")
+                        .map_err(failed)?;
+                }
             }
             Opened::HeldByServer => {
                 let listed = Store::open_read_only(&data.data_dir)
@@ -207,11 +254,16 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
                 let request = InboxRequest {
                     revoke_id: id.clone(),
                     requested_at: now,
+                    withdraw_keys,
                     ..InboxRequest::default()
                 };
                 let path = inbox::submit(&data.data_dir, &request).map_err(failed)?;
                 report_applied(out, &path)?;
                 writeln!(out, "revoked authority {id}").map_err(failed)?;
+                if withdraw_keys {
+                    writeln!(out, "its keys are withdrawn by the running server")
+                        .map_err(failed)?;
+                }
             }
         },
     }

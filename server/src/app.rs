@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 
+use crate::admission::{AdmissionLayer, AdmissionLimits};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
@@ -137,6 +137,12 @@ pub async fn run_with_clock(
         .set_service_status("", ServingStatus::Serving)
         .await;
 
+    tracker.spawn(crate::health::watch_store(
+        store.clone(),
+        health_reporter.clone(),
+        cancel.clone(),
+    ));
+
     let reflection_v1 = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let upload = KeyUploadServer::new(KeyUploadService::new(store.clone(), writer, clock, &config))
@@ -168,13 +174,19 @@ pub async fn run_with_clock(
     };
     let layers = ServiceBuilder::new()
         .layer(RequestMetricsLayer)
-        .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(
-            config.max_concurrent_requests,
-        ));
+        .layer(AdmissionLayer::new(AdmissionLimits {
+            uploads: config.max_concurrent_uploads,
+            phones: config.max_concurrent_phone_requests,
+            health: config.max_concurrent_health_requests,
+            stream_timeout: config.stream_timeout,
+        }));
     let serve = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
+        .max_concurrent_streams(config.max_streams_per_connection)
+        .max_connection_age(config.max_connection_age)
+        .max_connection_age_grace(config.shutdown_grace)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -80,6 +80,26 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..=60))]
     pub max_key_age_days: u32,
 
+    /// Upload calls per minute one authority may make (a minute's worth may come at once);
+    /// more are refused with RESOURCE_EXHAUSTED. `authority add --uploads-per-minute` sets
+    /// another value for one authority. 0 turns the limit off.
+    #[arg(
+        long,
+        env = "EXPOSURE_AUTHORITY_UPLOADS_PER_MINUTE",
+        default_value_t = 600
+    )]
+    pub authority_uploads_per_minute: u32,
+
+    /// New keys one authority may store per UTC day (Thái Bình's peak day was 17,220); an
+    /// upload that would pass it stores nothing and gets RESOURCE_EXHAUSTED.
+    /// `authority add --keys-per-day` sets another value for one authority. 0 turns it off.
+    #[arg(
+        long,
+        env = "EXPOSURE_AUTHORITY_KEYS_PER_DAY",
+        default_value_t = 100_000
+    )]
+    pub authority_keys_per_day: u64,
+
     /// Largest accepted request message, in bytes.
     #[arg(long, env = "EXPOSURE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
@@ -88,9 +108,47 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Requests handled at once over all connections; more are shed with UNAVAILABLE.
-    #[arg(long, env = "EXPOSURE_MAX_CONCURRENT_REQUESTS", default_value_t = 4096)]
-    pub max_concurrent_requests: usize,
+    /// Upload calls handled at once; more are refused with RESOURCE_EXHAUSTED. Kept apart from
+    /// the phone API's limit, so anonymous traffic never sheds an authority's uploads.
+    #[arg(long, env = "EXPOSURE_MAX_CONCURRENT_UPLOADS", default_value_t = 512)]
+    pub max_concurrent_uploads: usize,
+
+    /// Phone API calls (and any other anonymous call) handled at once, response streams
+    /// included until they finish; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "EXPOSURE_MAX_CONCURRENT_PHONE_REQUESTS",
+        default_value_t = 4096
+    )]
+    pub max_concurrent_phone_requests: usize,
+
+    /// Health checks handled at once, apart from every other call so probes still answer
+    /// under a flood.
+    #[arg(
+        long,
+        env = "EXPOSURE_MAX_CONCURRENT_HEALTH_REQUESTS",
+        default_value_t = 64
+    )]
+    pub max_concurrent_health_requests: usize,
+
+    /// HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(
+        long,
+        env = "EXPOSURE_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 64
+    )]
+    pub max_streams_per_connection: u32,
+
+    /// Longest a response stream (a batch download) may stay open; it then ends with
+    /// DEADLINE_EXCEEDED. 5.6 MB at 50 kB/s takes two minutes.
+    #[arg(long, env = "EXPOSURE_STREAM_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub stream_timeout: Duration,
+
+    /// A connection is asked to close after this long (clients reconnect transparently) and
+    /// is closed `--shutdown-grace` later, so a client that never reads cannot hold streams
+    /// forever.
+    #[arg(long, env = "EXPOSURE_MAX_CONNECTION_AGE", default_value = "30m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
 
     /// How long shutdown waits for in-flight requests before closing anyway.
     #[arg(long, env = "EXPOSURE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// An upload id was reused with other content.
     #[error("upload_id {0:?} was already used for different content")]
     AlreadyExists(String),
+    /// A quota or rate limit of the caller is used up; the message says which.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The named thing does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -61,8 +64,31 @@ fn summarize(violations: &[Violation]) -> String {
 }
 
 impl From<StorageError> for ApiError {
+    /// A store that cannot write now (disk full, I/O error, the writer stopping) is a
+    /// condition the client should retry: UNAVAILABLE. A record that does not decode is a
+    /// fault of the server: INTERNAL.
     fn from(error: StorageError) -> Self {
-        ApiError::Internal(error.to_string())
+        use rocksdb::ErrorKind;
+        let retryable = match &error {
+            StorageError::Io(_) => true,
+            StorageError::Rocks(rocks) => matches!(
+                rocks.kind(),
+                ErrorKind::IOError
+                    | ErrorKind::Busy
+                    | ErrorKind::TimedOut
+                    | ErrorKind::TryAgain
+                    | ErrorKind::Incomplete
+                    | ErrorKind::Aborted
+                    | ErrorKind::ShutdownInProgress
+            ),
+            StorageError::Corrupt { .. } => false,
+        };
+        if retryable {
+            tracing::error!(cause = %error, "storage cannot serve the request");
+            ApiError::Unavailable("storage cannot write now; retry later")
+        } else {
+            ApiError::Internal(error.to_string())
+        }
     }
 }
 
@@ -85,6 +111,7 @@ impl From<ApiError> for Status {
             ApiError::PermissionDenied(_) => Status::permission_denied(error.to_string()),
             ApiError::AlreadyExists(_) => Status::already_exists(error.to_string()),
             ApiError::NotFound(_) => Status::not_found(error.to_string()),
+            ApiError::ResourceExhausted(_) => Status::resource_exhausted(error.to_string()),
             ApiError::Unavailable(_) => Status::unavailable(error.to_string()),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");

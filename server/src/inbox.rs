@@ -32,6 +32,10 @@ pub struct InboxRequest {
     /// Unix seconds of the request.
     #[prost(uint64, tag = "4")]
     pub requested_at: u64,
+    /// With `revoke_id`: also withdraw every key that came through the authority (a leaked
+    /// token).
+    #[prost(bool, tag = "5")]
+    pub withdraw_keys: bool,
 }
 
 /// Errors of the inbox.
@@ -138,6 +142,11 @@ fn apply(store: &Store, request: &InboxRequest) -> Result<(), InboxError> {
     if !request.revoke_id.is_empty() {
         let revoked = store.revoke_authority(&request.revoke_id, request.requested_at)?;
         tracing::info!(authority = %request.revoke_id, revoked, "authority revocation from the inbox");
+        if request.withdraw_keys {
+            let withdrawn =
+                crate::ingest::revoke::withdraw_authority_keys(store, &request.revoke_id)?;
+            tracing::info!(authority = %request.revoke_id, withdrawn, "authority's keys withdrawn");
+        }
     }
     Ok(())
 }

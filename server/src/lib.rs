@@ -6,12 +6,14 @@
 //! [`catalog`]; [`distribution`] serves the batches and confirm buckets to phones.
 
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod distribution;
 pub mod error;
+pub mod health;
 pub mod inbox;
 pub mod ingest;
 pub mod metrics;

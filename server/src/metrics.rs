@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
-/// Uploads by `result` (stored, replay, invalid, unauthenticated, permission_denied, conflict, error).
+/// Uploads by `result` (stored, replay, invalid, unauthenticated, permission_denied, conflict,
+/// quota, error).
 pub const UPLOADS_TOTAL: &str = "exposure_uploads_total";
 /// Keys stored, by `scheme` (gaen, bluezone, static).
 pub const KEYS_INGESTED_TOTAL: &str = "exposure_keys_ingested_total";
@@ -32,9 +33,12 @@ pub const CONFIRM_REQUESTS_TOTAL: &str = "exposure_confirm_requests_total";
 pub const ROCKSDB_SIZE_BYTES: &str = "exposure_rocksdb_size_bytes";
 /// Keys waiting for their embargo to end or for the next publish.
 pub const PENDING_KEYS: &str = "exposure_pending_keys";
+/// 1 while the store accepts synced writes, 0 while they fail (disk full, I/O error).
+pub const STORE_WRITABLE: &str = "exposure_store_writable";
 /// Latency of every gRPC call, by `method` and `code`.
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "exposure_grpc_request_duration_seconds";
-/// Requests refused because the server was at its concurrency limit.
+/// Requests refused because their class was at its concurrency limit, by `class`
+/// (upload, phone, health).
 pub const REQUESTS_SHED_TOTAL: &str = "exposure_requests_shed_total";
 
 /// Buckets for request latencies: 0.25 ms to 10 s.
@@ -116,6 +120,11 @@ fn describe() {
         "Approximate size of the RocksDB files"
     );
     describe_gauge!(PENDING_KEYS, Unit::Count, "Keys not yet published");
+    describe_gauge!(
+        STORE_WRITABLE,
+        Unit::Count,
+        "1 while the store accepts synced writes, 0 while they fail"
+    );
     describe_histogram!(
         GRPC_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
@@ -123,6 +132,6 @@ fn describe() {
     );
     describe_counter!(
         REQUESTS_SHED_TOTAL,
-        "Requests refused at the concurrency limit"
+        "Requests refused at their class's concurrency limit, by class"
     );
 }

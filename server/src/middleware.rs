@@ -1,6 +1,6 @@
 //! The tower layer around every gRPC call: it records the call's latency by method and status
-//! code (`exposure_grpc_request_duration_seconds`) and counts requests shed at the concurrency
-//! limit. Bodies pass through untouched.
+//! code (`exposure_grpc_request_duration_seconds`); calls shed by [`crate::admission`] arrive
+//! here as RESOURCE_EXHAUSTED answers. Bodies pass through untouched.
 
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -59,10 +59,6 @@ where
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| value.parse::<i32>().ok())
                     .map_or("OK", |code| code_name(tonic::Code::from_i32(code))),
-                Err(error) if error.is::<tower::load_shed::error::Overloaded>() => {
-                    ::metrics::counter!(metrics::REQUESTS_SHED_TOTAL).increment(1);
-                    "RESOURCE_EXHAUSTED"
-                }
                 Err(_) => "UNKNOWN",
             };
             ::metrics::histogram!(metrics::GRPC_REQUEST_DURATION_SECONDS, "method" => method, "code" => code)

@@ -262,3 +262,46 @@ fn authorities_are_added_listed_and_revoked_while_the_server_runs() {
     );
     assert!(server.terminate());
 }
+
+#[test]
+fn revoking_a_leaked_token_with_withdraw_keys_withdraws_its_keys_while_the_server_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path(), &["--metrics-addr", "127.0.0.1:0"]);
+    let leaked = common::add_authority(dir.path(), "VN-TB");
+    let listing =
+        String::from_utf8(admin(dir.path(), &["authority", "list"]).stdout).expect("utf-8");
+    let leaked_id = first_authority_id(&listing);
+    let honest = common::add_authority(dir.path(), "VN-TB");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    for (token, byte) in [(&leaked, 1), (&leaked, 2), (&honest, 3)] {
+        assert_eq!(
+            runtime.block_on(upload_with(&server.url, token, byte)),
+            tonic::Code::Ok
+        );
+    }
+
+    let revoked = admin(
+        dir.path(),
+        &["authority", "revoke", "--id", &leaked_id, "--withdraw-keys"],
+    );
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert!(server.terminate());
+    let store = exposure_server::storage::Store::open(dir.path()).expect("open");
+    assert_eq!(
+        store
+            .key_sequences_of_authority(&leaked_id)
+            .expect("scan")
+            .len(),
+        0,
+        "the leaked token's keys are gone"
+    );
+    assert_eq!(
+        store.count_keys().expect("count"),
+        1,
+        "the other authority's key stays"
+    );
+}

@@ -80,6 +80,19 @@ impl TestServer {
         Self::launch(DataDir::Owned(dir), config, clock, token).await
     }
 
+    /// Starts a server on a data directory the test owns (e.g. on a small filesystem), with
+    /// a new authority for [`REGION`].
+    pub async fn start_in(
+        data_dir: &Path,
+        clock: Clock,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let mut config = test_config(data_dir);
+        adjust(&mut config);
+        let token = add_authority(data_dir, &[REGION]);
+        Self::launch(DataDir::Kept(data_dir.to_owned()), config, clock, token).await
+    }
+
     async fn launch(data_dir: DataDir, config: ServerConfig, clock: Clock, token: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -209,6 +222,18 @@ impl TestServer {
     /// Stops a server started by [`TestServer::restart`].
     pub async fn stop_kept(mut self) {
         self.shutdown().await;
+    }
+
+    /// Stops a server whose data directory the test owns and returns how its run ended,
+    /// for tests where the shutdown's final flush may fail (a full disk).
+    pub async fn stop_with_result(mut self) -> Result<(), exposure_server::ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.expect("server task"),
+            None => Ok(()),
+        }
     }
 }
 

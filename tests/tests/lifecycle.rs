@@ -351,7 +351,7 @@ async fn a_rotated_signing_key_signs_new_batches_and_the_old_one_stays_listed() 
 #[tokio::test]
 async fn requests_beyond_the_concurrency_limit_are_shed() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
-        config.max_concurrent_requests = 1
+        config.max_concurrent_uploads = 1
     })
     .await;
     let client = server.upload_client().await;

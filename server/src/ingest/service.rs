@@ -1,7 +1,12 @@
 //! `exposure.v1.KeyUpload`: authenticates the health authority, validates the upload, and
 //! hands it to the ingest writer; answers once the upload is on disk.
 
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use exposure_proto::v1::key_upload_server::KeyUpload;
 use exposure_proto::v1::{ReportType, UploadDiagnosisKeysRequest, UploadDiagnosisKeysResponse};
@@ -27,6 +32,13 @@ pub struct KeyUploadService {
     release_delay: Duration,
     max_key_age_days: u32,
     max_keys_per_upload: u32,
+    /// Default upload calls per minute of an authority whose record sets none.
+    uploads_per_minute: u32,
+    /// Default new keys per UTC day of an authority whose record sets none; 0 for no limit.
+    keys_per_day: u64,
+    /// One upload-rate limiter per authority id, made on first use (GCRA: a minute's quota
+    /// may come as a burst, then it refills evenly).
+    rate_limiters: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
 }
 
 impl KeyUploadService {
@@ -44,7 +56,36 @@ impl KeyUploadService {
             release_delay: config.release_delay,
             max_key_age_days: config.max_key_age_days,
             max_keys_per_upload: config.max_keys_per_upload,
+            uploads_per_minute: config.authority_uploads_per_minute,
+            keys_per_day: config.authority_keys_per_day,
+            rate_limiters: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Charges one upload call to the authority's rate limit.
+    fn check_rate(&self, authority: &Authority) -> Result<(), ApiError> {
+        let per_minute = match authority.uploads_per_minute {
+            0 => self.uploads_per_minute,
+            own => own,
+        };
+        let Some(per_minute) = NonZeroU32::new(per_minute) else {
+            return Ok(());
+        };
+        let limiter = {
+            let mut limiters = self
+                .rate_limiters
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            limiters
+                .entry(authority.id.clone())
+                .or_insert_with(|| Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))))
+                .clone()
+        };
+        limiter.check().map_err(|_| {
+            ApiError::ResourceExhausted(format!(
+                "upload rate limit of {per_minute} calls per minute reached; retry later"
+            ))
+        })
     }
 
     async fn upload(
@@ -56,6 +97,7 @@ impl KeyUploadService {
         if is_valid_region(&request.region) && !authority.regions.contains(&request.region) {
             return Err(ApiError::PermissionDenied(request.region));
         }
+        self.check_rate(&authority)?;
         let now = self.clock.now();
         let limits = Limits {
             now,
@@ -67,6 +109,9 @@ impl KeyUploadService {
         match self.writer.submit(job).await? {
             UploadOutcome::Stored(response) | UploadOutcome::Replay(response) => Ok(response),
             UploadOutcome::Conflict => Err(ApiError::AlreadyExists(upload.upload_id)),
+            UploadOutcome::QuotaExceeded { keys_per_day } => Err(ApiError::ResourceExhausted(
+                format!("daily quota of {keys_per_day} new keys reached; nothing was stored"),
+            )),
         }
     }
 
@@ -93,10 +138,16 @@ impl KeyUploadService {
                     last_slot_end,
                     report_type: upload.report_type as i32,
                     dedup_key: dedup_key(&upload.region, &valid.key.dedup_material()),
+                    authority_id: authority.id.clone(),
                 }
             })
             .collect();
         UploadJob {
+            admin: authority.admin,
+            keys_per_day: match authority.keys_per_day {
+                0 => self.keys_per_day,
+                own => own,
+            },
             authority_id: authority.id,
             upload_id: upload.upload_id.clone(),
             request_digest: upload.request_digest,
@@ -125,6 +176,7 @@ fn result_label(result: &Result<UploadDiagnosisKeysResponse, ApiError>) -> &'sta
         Err(ApiError::Unauthenticated) => "unauthenticated",
         Err(ApiError::PermissionDenied(_)) => "permission_denied",
         Err(ApiError::AlreadyExists(_)) => "conflict",
+        Err(ApiError::ResourceExhausted(_)) => "quota",
         Err(_) => "error",
     }
 }

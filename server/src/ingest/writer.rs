@@ -3,22 +3,27 @@
 //! uploads cost a handful of fsyncs, and the dedup and idempotency checks see every earlier
 //! upload, also those in the same group, without locks. An upload is answered only after the
 //! write that holds it is on disk.
+//!
+//! The writer also enforces each authority's daily key quota: it is the only writer of the
+//! per-day counters, which are persisted in the same write as the keys they count.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use exposure_proto::v1::UploadDiagnosisKeysResponse;
 use rocksdb::WriteBatch;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use super::revoke::revoke;
 use crate::storage::records::{StoredKey, StoredUpload};
 use crate::storage::{StorageError, Store};
 
 /// Most uploads committed in one write.
 const MAX_GROUP: usize = 512;
-/// Uploads that may wait for the writer; past this, callers wait for room.
+/// Uploads that may wait for the writer; past this, callers wait (asynchronously, within the
+/// request deadline) for room.
 const QUEUE_DEPTH: usize = 4096;
+const DAY_SECONDS: u64 = 86_400;
 
 /// One upload, validated and ready to store.
 pub struct UploadJob {
@@ -30,6 +35,11 @@ pub struct UploadJob {
     pub request_digest: [u8; 32],
     /// True for a REVOKED upload: the keys are withdrawn, not stored.
     pub revoke: bool,
+    /// True when the uploader is an admin authority, which may withdraw any authority's keys;
+    /// others withdraw only keys that came through themselves.
+    pub admin: bool,
+    /// Most new keys the authority may store per UTC day; 0 for no limit.
+    pub keys_per_day: u64,
     /// The keys, as they will be stored.
     pub keys: Vec<StoredKey>,
     /// Unix seconds of the upload.
@@ -45,6 +55,11 @@ pub enum UploadOutcome {
     Replay(UploadDiagnosisKeysResponse),
     /// The upload id was used before for other content.
     Conflict,
+    /// Storing the keys would take the authority past its daily key quota; nothing was stored.
+    QuotaExceeded {
+        /// The authority's quota, keys per UTC day.
+        keys_per_day: u64,
+    },
 }
 
 type Reply = oneshot::Sender<Result<UploadOutcome, StorageError>>;
@@ -52,43 +67,42 @@ type Reply = oneshot::Sender<Result<UploadOutcome, StorageError>>;
 /// Handle to the writer thread; cloning shares the same thread.
 #[derive(Clone)]
 pub struct IngestWriter {
-    sender: mpsc::SyncSender<(UploadJob, Reply)>,
+    sender: mpsc::Sender<(UploadJob, Reply)>,
 }
 
 impl IngestWriter {
     /// Starts the writer thread over `store`. The thread ends once every handle is dropped
     /// and the queue is drained.
     pub fn start(store: Store) -> Result<(Self, JoinHandle<()>), StorageError> {
-        let next_sequence = store.last_key_sequence()? + 1;
-        let (sender, receiver) = mpsc::sync_channel(QUEUE_DEPTH);
+        let next_sequence = store.next_key_sequence()?;
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("ingest-writer".into())
             .spawn(move || writer_loop(store, receiver, next_sequence))?;
         Ok((Self { sender }, thread))
     }
 
-    /// Queues an upload and waits until it is durable (or refused).
+    /// Queues an upload and waits until it is durable (or refused). A full queue is waited on
+    /// asynchronously: no thread is parked, so a stalled writer cannot exhaust the runtime's
+    /// blocking pool, and the request deadline bounds the wait.
     pub async fn submit(&self, job: UploadJob) -> Result<UploadOutcome, StorageError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StorageError::Io(std::io::Error::other("ingest writer stopped"));
-        match self.sender.try_send((job, reply)) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
-            Err(mpsc::TrySendError::Full(queued)) => {
-                // The queue is bounded: waiting for room must not block an async worker.
-                let sender = self.sender.clone();
-                tokio::task::spawn_blocking(move || sender.send(queued).map_err(drop))
-                    .await
-                    .map_err(|error| StorageError::Io(std::io::Error::other(error)))?
-                    .map_err(|_| stopped())?;
-            }
-        }
+        self.sender
+            .send((job, reply))
+            .await
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-fn writer_loop(store: Store, receiver: mpsc::Receiver<(UploadJob, Reply)>, mut next_sequence: u64) {
-    while let Ok(first) = receiver.recv() {
+fn writer_loop(
+    store: Store,
+    mut receiver: mpsc::Receiver<(UploadJob, Reply)>,
+    mut next_sequence: u64,
+) {
+    let mut quota = QuotaCounters::default();
+    while let Some(first) = receiver.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {
@@ -96,7 +110,7 @@ fn writer_loop(store: Store, receiver: mpsc::Receiver<(UploadJob, Reply)>, mut n
                 Err(_) => break,
             }
         }
-        let mut writer = GroupWriter::new(&store);
+        let mut writer = GroupWriter::new(&store, &mut quota);
         for (job, reply) in group {
             if job.revoke {
                 // Revocations delete what the publisher may be reading: commit what came
@@ -104,7 +118,7 @@ fn writer_loop(store: Store, receiver: mpsc::Receiver<(UploadJob, Reply)>, mut n
                 writer.commit();
                 let outcome = revoke(&store, &job);
                 let _ = reply.send(outcome);
-                writer = GroupWriter::new(&store);
+                writer = GroupWriter::new(&store, &mut quota);
                 continue;
             }
             writer.add(job, reply, &mut next_sequence);
@@ -114,10 +128,40 @@ fn writer_loop(store: Store, receiver: mpsc::Receiver<(UploadJob, Reply)>, mut n
     tracing::debug!("ingest writer stopped");
 }
 
+/// Keys stored per authority and UTC day, as persisted; loaded on first use.
+#[derive(Default)]
+struct QuotaCounters {
+    /// (authority id, day) → keys stored, including the group being written.
+    counts: HashMap<(String, u64), u64>,
+}
+
+impl QuotaCounters {
+    fn count(&mut self, store: &Store, authority: &str, day: u64) -> Result<u64, StorageError> {
+        let key = (authority.to_owned(), day);
+        if let Some(count) = self.counts.get(&key) {
+            return Ok(*count);
+        }
+        // Yesterday's counters are never read again: keep the map small.
+        self.counts
+            .retain(|(_, counted_day), _| *counted_day >= day.saturating_sub(1));
+        let count = store.keys_stored_on(authority, day)?;
+        self.counts.insert(key, count);
+        Ok(count)
+    }
+
+    /// Forgets counts that a failed write did not persist, so they are read again.
+    fn reset(&mut self) {
+        self.counts.clear();
+    }
+}
+
 /// The uploads of one group, gathered into one WriteBatch.
 struct GroupWriter<'a> {
     store: &'a Store,
+    quota: &'a mut QuotaCounters,
     batch: WriteBatch,
+    /// The next ingest sequence after this group, persisted with it.
+    next_sequence: Option<u64>,
     /// Uploads of this group, so a retry inside the same group is still a replay.
     uploads: HashMap<Vec<u8>, StoredUpload>,
     /// Dedup keys written by this group.
@@ -129,10 +173,12 @@ struct GroupWriter<'a> {
 }
 
 impl<'a> GroupWriter<'a> {
-    fn new(store: &'a Store) -> Self {
+    fn new(store: &'a Store, quota: &'a mut QuotaCounters) -> Self {
         Self {
             store,
+            quota,
             batch: WriteBatch::default(),
+            next_sequence: None,
             uploads: HashMap::new(),
             dedup: HashSet::new(),
             replies: Vec::new(),
@@ -158,21 +204,38 @@ impl<'a> GroupWriter<'a> {
         if let Some(earlier) = self.earlier_upload(&upload_key)? {
             return Ok(replay_or_conflict(&earlier, &job.request_digest));
         }
-        let mut accepted = 0u32;
-        let mut already_known = 0u32;
+        let mut new_keys = Vec::with_capacity(job.keys.len());
         for key in &job.keys {
-            if self.dedup.contains(&key.dedup_key)
-                || self.store.find_duplicate(&key.dedup_key)?.is_some()
-            {
-                already_known += 1;
-                continue;
+            let known = self.dedup.contains(&key.dedup_key)
+                || self.store.find_duplicate(&key.dedup_key)?.is_some();
+            if !known {
+                new_keys.push(key);
             }
+        }
+        let already_known = (job.keys.len() - new_keys.len()) as u32;
+        let accepted = new_keys.len() as u32;
+        if accepted > 0 {
+            let day = job.now / DAY_SECONDS;
+            let stored_today = self.quota.count(self.store, &job.authority_id, day)?;
+            let after = stored_today + u64::from(accepted);
+            if job.keys_per_day > 0 && after > job.keys_per_day {
+                return Ok(UploadOutcome::QuotaExceeded {
+                    keys_per_day: job.keys_per_day,
+                });
+            }
+            self.quota
+                .counts
+                .insert((job.authority_id.clone(), day), after);
+            self.store
+                .put_keys_stored_on(&mut self.batch, &job.authority_id, day, after);
+        }
+        for key in new_keys {
             self.store.put_key(&mut self.batch, *next_sequence, key);
             *next_sequence += 1;
             self.dedup.insert(key.dedup_key.clone());
             self.stored_schemes.push(scheme_label(key));
-            accepted += 1;
         }
+        self.next_sequence = Some(*next_sequence);
         let response = UploadDiagnosisKeysResponse {
             keys_accepted: accepted,
             keys_already_known: already_known,
@@ -198,11 +261,17 @@ impl<'a> GroupWriter<'a> {
 
     /// Writes the group durably, then answers every upload in it.
     #[tracing::instrument(level = "debug", skip_all, fields(uploads = self.replies.len()))]
-    fn commit(self) {
+    fn commit(mut self) {
         if self.replies.is_empty() {
             return;
         }
+        if let Some(next) = self.next_sequence {
+            self.store.put_next_key_sequence(&mut self.batch, next);
+        }
         let result = self.store.write_synced(self.batch);
+        if result.is_err() {
+            self.quota.reset();
+        }
         if result.is_ok() {
             for scheme in self.stored_schemes {
                 metrics::counter!(crate::metrics::KEYS_INGESTED_TOTAL, "scheme" => scheme)
@@ -230,7 +299,10 @@ fn scheme_label(key: &StoredKey) -> &'static str {
     }
 }
 
-fn replay_or_conflict(earlier: &StoredUpload, request_digest: &[u8; 32]) -> UploadOutcome {
+pub(super) fn replay_or_conflict(
+    earlier: &StoredUpload,
+    request_digest: &[u8; 32],
+) -> UploadOutcome {
     if earlier.request_digest == request_digest {
         let mut response = earlier.response.unwrap_or_default();
         response.replay = true;
@@ -238,44 +310,4 @@ fn replay_or_conflict(earlier: &StoredUpload, request_digest: &[u8; 32]) -> Uplo
     } else {
         UploadOutcome::Conflict
     }
-}
-
-/// Withdraws the keys of a REVOKED upload: the keys, their release entries and their confirm
-/// digests go in one synced write, so phones stop confirming them at once.
-#[tracing::instrument(skip_all, fields(keys = job.keys.len()))]
-fn revoke(store: &Store, job: &UploadJob) -> Result<UploadOutcome, StorageError> {
-    let _commit = store.lock_commits();
-    let upload_key = crate::storage::uploads::upload_key(&job.authority_id, &job.upload_id);
-    if let Some(earlier) = store.upload(&upload_key)? {
-        return Ok(replay_or_conflict(&earlier, &job.request_digest));
-    }
-    let mut batch = WriteBatch::default();
-    let mut revoked = 0u32;
-    for requested in &job.keys {
-        let Some(sequence) = store.find_duplicate(&requested.dedup_key)? else {
-            continue;
-        };
-        let Some(stored) = store.key(sequence)? else {
-            continue;
-        };
-        for element in stored.matcher_key()?.tagged_elements().unwrap_or_default() {
-            store.delete_digest(&mut batch, &stored.region, &element.tag.confirm_digest());
-        }
-        store.delete_key(&mut batch, sequence, &stored);
-        revoked += 1;
-    }
-    let response = UploadDiagnosisKeysResponse {
-        keys_accepted: 0,
-        keys_already_known: 0,
-        replay: false,
-        keys_revoked: revoked,
-    };
-    let record = StoredUpload {
-        request_digest: job.request_digest.to_vec(),
-        response: Some(response),
-        created_at: job.now,
-    };
-    store.put_upload(&mut batch, &upload_key, &record);
-    store.write_synced(batch)?;
-    Ok(UploadOutcome::Stored(response))
 }

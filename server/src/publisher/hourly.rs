@@ -29,13 +29,21 @@ impl Publisher {
                 if self.stopping() {
                     return Ok(());
                 }
-                self.build_and_commit(&region, BatchPlan::hourly(), keys, now, |write| {
-                    for (sequence, key) in keys {
-                        store.mark_published(write, *sequence, key.release_at);
-                    }
-                })?;
-                report.hourly_batches += 1;
-                report.keys_published += keys.len();
+                let published = self.build_and_commit(
+                    &region,
+                    BatchPlan::hourly(),
+                    keys.to_vec(),
+                    now,
+                    |write, keys| {
+                        for (sequence, key) in keys {
+                            store.mark_published(write, *sequence, key.release_at);
+                        }
+                    },
+                )?;
+                if let Some(keys_published) = published {
+                    report.hourly_batches += 1;
+                    report.keys_published += keys_published;
+                }
             }
         }
         ::metrics::gauge!(metrics::PENDING_KEYS).set(self.store.releasable(u64::MAX)?.len() as f64);

@@ -122,14 +122,14 @@ impl Publisher {
     }
 
     /// Runs hourly publishing, daily roll-ups and retention once. Blocking: call it off the
-    /// async runtime. Holds the commit lock throughout, so no revocation interleaves.
+    /// async runtime. The commit lock is taken per batch, only around its final check and
+    /// commit, so a revocation waits for one commit at most, never for a whole run.
     #[tracing::instrument(skip_all)]
     pub fn publish_once(&self) -> Result<PublishReport, PublishError> {
-        self.pool.install(|| self.publish_locked())
+        self.pool.install(|| self.publish_all())
     }
 
-    fn publish_locked(&self) -> Result<PublishReport, PublishError> {
-        let _commits = self.store.lock_commits();
+    fn publish_all(&self) -> Result<PublishReport, PublishError> {
         let now = self.clock.now();
         let mut report = PublishReport::default();
         self.publish_hourly(now, &mut report)?;
@@ -142,87 +142,128 @@ impl Publisher {
         Ok(report)
     }
 
-    /// Builds and commits one batch of `region` from `keys`; returns its listing entry.
-    /// `extra` adds the writes that belong to the same atomic commit; the confirm digests of an
-    /// hourly batch are loaded just before it (see `storage::confirm`).
+    /// Builds and commits one batch of `region` from `keys`; returns how many keys it holds,
+    /// or `None` for an hourly batch whose keys were all withdrawn meanwhile.
+    ///
+    /// The filter is built without any lock. Under the commit lock the keys are checked again
+    /// (a revocation may have withdrawn some, or an earlier run published them); if any is
+    /// gone, the batch is rebuilt without it. Then the confirm digests of a first publication
+    /// are loaded and the batch, its sequence and `extra`'s writes (given the final keys)
+    /// commit in one synced write.
     fn build_and_commit(
         &self,
         region: &str,
         plan: BatchPlan,
-        keys: &[(u64, StoredKey)],
+        mut keys: Vec<(u64, StoredKey)>,
         now: u64,
-        extra: impl FnOnce(&mut WriteBatch),
-    ) -> Result<BatchInfo, PublishError> {
-        let BatchPlan {
-            kind,
-            supersedes,
-            day_number,
-            load_digests,
-        } = plan;
-        let started = Instant::now();
-        let expanded = expand(keys)?;
-        let expanded_at = Instant::now();
-        let elements: Vec<TaggedElement> = expanded
-            .iter()
-            .flat_map(|(_, elements)| elements.iter().copied())
-            .collect();
-        let sequence = self.store.batch_sequence(region)? + 1;
-        let params = BatchParams {
-            region: region.to_owned(),
-            sequence,
-            kind,
-            created_at: now,
-            width: self.settings.width,
-            min_elements: self.settings.min_elements,
-        };
-        let built = build_batch(&params, &elements, &self.signer, &mut rand::rngs::OsRng)
-            .map_err(|error| PublishError::Build(error.to_string()))?;
-        let built_at = Instant::now();
-        let info = batch_info(
-            &built,
-            &params,
-            self.signer.key_id(),
-            supersedes,
-            day_number,
-        );
-        let record = StoredBatch {
-            info: Some(info.clone()),
-            key_sequences: keys.iter().map(|(sequence, _)| *sequence).collect(),
-            region: region.to_owned(),
-        };
-        let mut write = WriteBatch::default();
-        self.store.put_batch(&mut write, &record, &built.bytes);
-        self.store.put_batch_sequence(&mut write, region, sequence);
-        extra(&mut write);
-        if load_digests {
-            let digests = expanded
+        extra: impl Fn(&mut WriteBatch, &[(u64, StoredKey)]),
+    ) -> Result<Option<usize>, PublishError> {
+        loop {
+            let started = Instant::now();
+            let expanded = expand(&keys)?;
+            let expanded_at = Instant::now();
+            let elements: Vec<TaggedElement> = expanded
                 .iter()
-                .flat_map(|(sequence, elements)| {
-                    elements
-                        .iter()
-                        .map(|element| (element.tag.confirm_digest(), *sequence))
-                })
+                .flat_map(|(_, elements)| elements.iter().copied())
                 .collect();
-            self.store.load_digests(region, digests)?;
-        }
-        let staged_at = Instant::now();
-        self.store.write_synced(write)?;
-        self.catalog.insert(region, info.clone());
+            // Only the publisher moves batch sequences, and its runs do not overlap.
+            let sequence = self.store.batch_sequence(region)? + 1;
+            let params = BatchParams {
+                region: region.to_owned(),
+                sequence,
+                kind: plan.kind,
+                created_at: now,
+                width: self.settings.width,
+                min_elements: self.settings.min_elements,
+            };
+            let built = build_batch(&params, &elements, &self.signer, &mut rand::rngs::OsRng)
+                .map_err(|error| PublishError::Build(error.to_string()))?;
+            let built_at = Instant::now();
 
-        let kind_label = kind_label(kind);
-        ::metrics::counter!(metrics::BATCHES_PUBLISHED_TOTAL, "kind" => kind_label).increment(1);
-        ::metrics::histogram!(metrics::BATCH_BUILD_SECONDS, "kind" => kind_label)
-            .record(started.elapsed().as_secs_f64());
-        ::metrics::histogram!(metrics::BATCH_SIZE_BYTES, "kind" => kind_label)
-            .record(built.bytes.len() as f64);
-        ::metrics::histogram!(metrics::BATCH_ELEMENTS, "kind" => kind_label)
-            .record(f64::from(built.element_count));
-        tracing::info!(%region, sequence, kind = kind_label, keys = keys.len(), elements = built.element_count,
-            real_elements = built.real_elements, bytes = built.bytes.len(),
-            expand_ms = millis(expanded_at - started), filter_ms = millis(built_at - expanded_at),
-            stage_ms = millis(staged_at - built_at), write_ms = millis(staged_at.elapsed()),
-            total_ms = millis(started.elapsed()), "batch published");
-        Ok(info)
+            let commits = self.store.lock_commits();
+            let live = self.live_keys(plan.kind, &keys)?;
+            if live.len() != keys.len() {
+                drop(commits);
+                tracing::info!(
+                    %region,
+                    withdrawn = keys.len() - live.len(),
+                    "keys withdrawn during the build; rebuilding the batch"
+                );
+                if live.is_empty() && plan.kind == BatchKind::Hourly {
+                    return Ok(None);
+                }
+                keys = live;
+                continue;
+            }
+            let info = batch_info(
+                &built,
+                &params,
+                self.signer.key_id(),
+                plan.supersedes.clone(),
+                plan.day_number,
+            );
+            let record = StoredBatch {
+                info: Some(info.clone()),
+                key_sequences: keys.iter().map(|(sequence, _)| *sequence).collect(),
+                region: region.to_owned(),
+            };
+            let mut write = WriteBatch::default();
+            self.store.put_batch(&mut write, &record, &built.bytes);
+            self.store.put_batch_sequence(&mut write, region, sequence);
+            extra(&mut write, &keys);
+            if plan.load_digests {
+                let digests = expanded
+                    .iter()
+                    .flat_map(|(sequence, elements)| {
+                        elements
+                            .iter()
+                            .map(|element| (element.tag.confirm_digest(), *sequence))
+                    })
+                    .collect();
+                self.store.load_digests(region, digests)?;
+            }
+            let staged_at = Instant::now();
+            self.store.write_synced(write)?;
+            drop(commits);
+            self.catalog.insert(region, info);
+
+            let kind_label = kind_label(plan.kind);
+            ::metrics::counter!(metrics::BATCHES_PUBLISHED_TOTAL, "kind" => kind_label)
+                .increment(1);
+            ::metrics::histogram!(metrics::BATCH_BUILD_SECONDS, "kind" => kind_label)
+                .record(started.elapsed().as_secs_f64());
+            ::metrics::histogram!(metrics::BATCH_SIZE_BYTES, "kind" => kind_label)
+                .record(built.bytes.len() as f64);
+            ::metrics::histogram!(metrics::BATCH_ELEMENTS, "kind" => kind_label)
+                .record(f64::from(built.element_count));
+            tracing::info!(%region, sequence, kind = kind_label, keys = keys.len(), elements = built.element_count,
+                real_elements = built.real_elements, bytes = built.bytes.len(),
+                expand_ms = millis(expanded_at - started), filter_ms = millis(built_at - expanded_at),
+                stage_ms = millis(staged_at - built_at), write_ms = millis(staged_at.elapsed()),
+                total_ms = millis(started.elapsed()), "batch published");
+            return Ok(Some(keys.len()));
+        }
+    }
+
+    /// Returns the keys of `keys` that may still go into a batch of `kind`: not withdrawn
+    /// and, for an hourly batch, not yet published. Call under the commit lock.
+    fn live_keys(
+        &self,
+        kind: BatchKind,
+        keys: &[(u64, StoredKey)],
+    ) -> Result<Vec<(u64, StoredKey)>, PublishError> {
+        let sequences: Vec<u64> = keys.iter().map(|(sequence, _)| *sequence).collect();
+        let mut live = self.store.keys(&sequences)?;
+        if kind == BatchKind::Hourly {
+            let mut pending = Vec::with_capacity(live.len());
+            for (sequence, key) in live {
+                if self.store.is_pending(sequence, key.release_at)? {
+                    pending.push((sequence, key));
+                }
+            }
+            live = pending;
+        }
+        Ok(live)
     }
 }
 

@@ -39,6 +39,7 @@ pub fn new_authority(name: &str, regions: &[String], now: u64) -> NewAuthority {
         regions: regions.to_vec(),
         created_at: now,
         revoked_at: 0,
+        ..Authority::default()
     };
     NewAuthority {
         authority,

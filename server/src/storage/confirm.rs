@@ -1,6 +1,12 @@
 //! Confirm digests (DESIGN.md section 5): every published element's 16-byte digest, keyed by
 //! region, so that a confirm bucket is one prefix range scan.
 //!
+//! Each entry names its owner: the key is `region ‖ 0 ‖ digest ‖ u64_be(ingest sequence)`.
+//! Two keys whose slots overlap (a corrected re-upload of the same identifier) produce the same
+//! digest twice, as two entries; revoking or expiring one key deletes only its own entries, so
+//! the digest stays confirmable as long as any live key still produces it. A bucket scan
+//! returns each digest once.
+//!
 //! A batch's digests are bulk-loaded: sorted, written to an SST file and ingested, which costs a
 //! fraction of inserting millions of random keys through the memtable (5 s → well under 1 s at
 //! the peak day's 2.48 M digests) and never stalls the ingest writer's small writes behind one
@@ -29,41 +35,54 @@ impl Store {
         if digests.is_empty() {
             return Ok(());
         }
-        // An SST file takes keys in order and once each; equal digests of two keys (a collision
-        // of 128 bits, or a key uploaded twice across regions' dedup) keep the first owner.
-        digests.sort_unstable_by_key(|(digest, _)| *digest);
-        digests.dedup_by(|later, earlier| later.0 == earlier.0);
-        let mut options = Options::default();
-        options.set_compression_type(rocksdb::DBCompressionType::None);
-        let mut writer = SstFileWriter::create(&options);
+        // An SST file takes keys in order and once each: (digest, owner) sorts like the keys.
+        digests.sort_unstable();
+        digests.dedup();
         let path = self
             .ingest_dir()
             .join(format!("digests-{}.sst", rand::random::<u64>()));
-        writer.open(&path)?;
-        let mut key = Vec::with_capacity(region.len() + 1 + 16);
-        for (digest, sequence) in &digests {
-            key.clear();
-            key.extend_from_slice(region.as_bytes());
-            key.push(0);
-            key.extend_from_slice(&digest.0);
-            writer.put(&key, sequence.to_be_bytes())?;
+        let loaded = self.write_and_ingest(&path, region, &digests);
+        if let Err(error) = &loaded {
+            // A failed write (disk full) or ingestion leaves no partial file behind; with
+            // `move_files`, a file that was ingested is no longer at `path`.
+            let _ = std::fs::remove_file(&path);
+            self.note_write_failure(error);
+        }
+        loaded
+    }
+
+    /// Writes sorted `digests` to an SST file at `path` and ingests it.
+    fn write_and_ingest(
+        &self,
+        path: &std::path::Path,
+        region: &str,
+        digests: &[(ConfirmDigest, u64)],
+    ) -> Result<(), StorageError> {
+        let mut options = Options::default();
+        options.set_compression_type(rocksdb::DBCompressionType::None);
+        let mut writer = SstFileWriter::create(&options);
+        writer.open(path)?;
+        for (digest, sequence) in digests {
+            writer.put(owned_digest_key(region, digest, *sequence), [])?;
         }
         writer.finish()?;
         let mut ingest = IngestExternalFileOptions::default();
         ingest.set_move_files(true);
         self.db()
-            .ingest_external_file_cf_opts(self.cf(CF_CONFIRM), &ingest, vec![&path])?;
+            .ingest_external_file_cf_opts(self.cf(CF_CONFIRM), &ingest, vec![path])?;
         Ok(())
     }
 
-    /// Adds the deletion of one confirm digest to `batch`.
+    /// Adds the deletion of the key `owner`'s entry for one confirm digest to `batch`; entries
+    /// of other keys with the same digest stay.
     pub(crate) fn delete_digest(
         &self,
         batch: &mut WriteBatch,
         region: &str,
         digest: &ConfirmDigest,
+        owner: u64,
     ) {
-        batch.delete_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0));
+        batch.delete_cf(self.cf(CF_CONFIRM), owned_digest_key(region, digest, owner));
     }
 
     /// Returns, sorted, every digest of `region` whose first `prefix_bits` bits equal `prefix`.
@@ -84,31 +103,110 @@ impl Store {
             None => options.set_iterate_upper_bound(scoped_key_end(region)),
         }
         let prefix_len = region.len() + 1;
-        let mut digests = Vec::new();
+        let mut digests: Vec<ConfirmDigest> = Vec::new();
         for entry in self
             .db()
             .iterator_cf_opt(self.cf(CF_CONFIRM), options, IteratorMode::Start)
         {
             let (key, _) = entry?;
-            let bytes: [u8; 16] =
-                key[prefix_len..]
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupt {
-                        column_family: CF_CONFIRM,
-                        reason: format!("digest key of {} bytes", key.len()),
-                    })?;
-            digests.push(ConfirmDigest(bytes));
+            let digest = digest_of_entry(&key, prefix_len)?;
+            // Entries of one digest are adjacent (owners sort after the digest): list it once.
+            if digests.last() != Some(&digest) {
+                digests.push(digest);
+            }
         }
         Ok(digests)
     }
 
+    /// Returns the owners (ingest sequences) of a digest in `region`; empty when no live key
+    /// produces it. For tests and tools.
+    pub fn digest_owners(
+        &self,
+        region: &str,
+        digest: &ConfirmDigest,
+    ) -> Result<Vec<u64>, StorageError> {
+        let lower = scoped_key(region, &digest.0);
+        // Just past the last possible owner of this digest.
+        let mut upper = owned_digest_key(region, digest, u64::MAX);
+        upper.push(0);
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(upper);
+        let mut owners = Vec::new();
+        for entry in self.db().iterator_cf_opt(
+            self.cf(CF_CONFIRM),
+            options,
+            IteratorMode::From(&lower, rocksdb::Direction::Forward),
+        ) {
+            let (key, _) = entry?;
+            owners.push(super::decode_u64(&key[lower.len()..], CF_CONFIRM)?);
+        }
+        Ok(owners)
+    }
+
     /// Returns true when `region` holds this exact digest; for tests and tools.
     pub fn has_digest(&self, region: &str, digest: &ConfirmDigest) -> Result<bool, StorageError> {
-        Ok(self
-            .db()
-            .get_pinned_cf(self.cf(CF_CONFIRM), scoped_key(region, &digest.0))?
-            .is_some())
+        Ok(!self.digest_owners(region, digest)?.is_empty())
     }
+}
+
+impl Store {
+    /// Rewrites confirm entries of the first store format (`region ‖ 0 ‖ digest` → owner as the
+    /// value) into owner-keyed entries, in synced writes of bounded size; a crash midway leaves
+    /// both forms, and the next open finishes the job. Returns how many entries moved.
+    pub(crate) fn migrate_confirm_entries(&self) -> Result<usize, StorageError> {
+        const ENTRIES_PER_WRITE: usize = 100_000;
+        /// Meta key set once every entry has the owner-keyed form.
+        const OWNER_KEYED: &str = "confirm_owner_keyed";
+        let meta = self.cf(super::CF_META);
+        if self.db().get_pinned_cf(meta, OWNER_KEYED)?.is_some() {
+            return Ok(0);
+        }
+        let cf = self.cf(CF_CONFIRM);
+        let mut moved = 0;
+        let mut batch = WriteBatch::default();
+        for entry in self.db().iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = entry?;
+            let Some(separator) = key.iter().position(|byte| *byte == 0) else {
+                continue;
+            };
+            if key.len() - separator - 1 != 16 {
+                continue;
+            }
+            let mut owned = key.to_vec();
+            owned.extend_from_slice(&value);
+            batch.put_cf(cf, owned, []);
+            batch.delete_cf(cf, &key);
+            moved += 1;
+            if batch.len() >= 2 * ENTRIES_PER_WRITE {
+                self.write_synced(std::mem::take(&mut batch))?;
+            }
+        }
+        batch.put_cf(meta, OWNER_KEYED, []);
+        self.write_synced(batch)?;
+        Ok(moved)
+    }
+}
+
+/// Returns the key of one owner's entry for a digest: `region ‖ 0 ‖ digest ‖ u64_be(owner)`.
+fn owned_digest_key(region: &str, digest: &ConfirmDigest, owner: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(region.len() + 1 + 16 + 8);
+    key.extend_from_slice(region.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&digest.0);
+    key.extend_from_slice(&owner.to_be_bytes());
+    key
+}
+
+/// Returns the digest of an entry's key, whose region prefix is `prefix_len` bytes long.
+fn digest_of_entry(key: &[u8], prefix_len: usize) -> Result<ConfirmDigest, StorageError> {
+    key.get(prefix_len..)
+        .filter(|rest| rest.len() == 16 + 8)
+        .and_then(|rest| rest[..16].try_into().ok())
+        .map(ConfirmDigest)
+        .ok_or_else(|| StorageError::Corrupt {
+            column_family: CF_CONFIRM,
+            reason: format!("confirm entry key of {} bytes", key.len()),
+        })
 }
 
 /// Returns the 4-byte big-endian bounds `[lower, upper)` of a bucket; `None` past the last one.

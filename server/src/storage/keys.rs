@@ -80,12 +80,44 @@ impl Store {
         batch.put_cf(self.cf(CF_DEDUP), &key.dedup_key, sequence.to_be_bytes());
     }
 
-    /// Adds the writes that forget a key entirely (revocation, retention) to `batch`.
-    /// Its confirm digests are removed separately, since they need the key's expansion.
-    pub(crate) fn delete_key(&self, batch: &mut WriteBatch, sequence: u64, key: &StoredKey) {
+    /// Adds the writes that forget a key's record and indexes to `batch`; see
+    /// [`Store::withdraw_key`] for the whole withdrawal.
+    fn delete_key(&self, batch: &mut WriteBatch, sequence: u64, key: &StoredKey) {
         batch.delete_cf(self.cf(CF_KEYS), sequence.to_be_bytes());
         batch.delete_cf(self.cf(CF_RELEASE), release_key(key.release_at, sequence));
         batch.delete_cf(self.cf(CF_DEDUP), &key.dedup_key);
+    }
+
+    /// Adds the writes that withdraw a key (revocation, retention, a leaked token) to `batch`:
+    /// its record and indexes, and its own confirm-digest entries.
+    pub(crate) fn withdraw_key(
+        &self,
+        batch: &mut WriteBatch,
+        sequence: u64,
+        key: &StoredKey,
+    ) -> Result<(), StorageError> {
+        // A stored key always expands (it was validated); one that no longer does has no
+        // digests either.
+        if let Ok(elements) = key.matcher_key()?.tagged_elements() {
+            for element in elements {
+                self.delete_digest(batch, &key.region, &element.tag.confirm_digest(), sequence);
+            }
+        }
+        self.delete_key(batch, sequence, key);
+        Ok(())
+    }
+
+    /// Returns the ingest sequences of every key that came through `authority_id`.
+    pub fn key_sequences_of_authority(&self, authority_id: &str) -> Result<Vec<u64>, StorageError> {
+        let mut sequences = Vec::new();
+        for entry in self.db().iterator_cf(self.cf(CF_KEYS), IteratorMode::Start) {
+            let (key, value) = entry?;
+            let stored: StoredKey = decode_record(&value, CF_KEYS)?;
+            if stored.authority_id == authority_id {
+                sequences.push(decode_u64(&key, CF_KEYS)?);
+            }
+        }
+        Ok(sequences)
     }
 
     /// Returns the ingest sequences of keys whose embargo ended at or before `now` and that

@@ -101,3 +101,109 @@ impl Store {
         );
     }
 }
+
+/// Meta key of the next ingest sequence; see [`Store::next_key_sequence`].
+const NEXT_KEY_SEQUENCE: &str = "next_key_sequence";
+
+impl Store {
+    /// Returns the ingest sequence the next accepted key gets. It is persisted with every
+    /// upload write, so sequences of keys that were revoked or expired since are never handed
+    /// out again (a batch record names its keys by sequence; a reused number would pull another
+    /// region's key, or one still under embargo, into a roll-up). Stores written before the
+    /// counter existed continue after their highest stored key.
+    pub fn next_key_sequence(&self) -> Result<u64, StorageError> {
+        let persisted = match self
+            .db()
+            .get_pinned_cf(self.cf(CF_META), NEXT_KEY_SEQUENCE)?
+        {
+            Some(value) => decode_u64(&value, CF_META)?,
+            None => 1,
+        };
+        Ok(persisted.max(self.last_key_sequence()? + 1))
+    }
+
+    /// Adds the persisted next ingest sequence to `batch`.
+    pub(crate) fn put_next_key_sequence(&self, batch: &mut WriteBatch, next: u64) {
+        batch.put_cf(self.cf(CF_META), NEXT_KEY_SEQUENCE, next.to_be_bytes());
+    }
+}
+
+/// Prefix of the per-authority daily key counters.
+const KEYS_STORED_PREFIX: &str = "keys_stored/";
+
+/// Returns the meta key of an authority's key counter for a UTC day:
+/// `keys_stored/{u64_be(day)}{authority}`, so expired days are one range delete.
+fn keys_stored_key(authority: &str, day: u64) -> Vec<u8> {
+    let mut key = KEYS_STORED_PREFIX.as_bytes().to_vec();
+    key.extend_from_slice(&day.to_be_bytes());
+    key.extend_from_slice(authority.as_bytes());
+    key
+}
+
+impl Store {
+    /// Returns how many new keys `authority` stored on UTC `day` (its daily quota's count).
+    pub fn keys_stored_on(&self, authority: &str, day: u64) -> Result<u64, StorageError> {
+        match self
+            .db()
+            .get_pinned_cf(self.cf(CF_META), keys_stored_key(authority, day))?
+        {
+            Some(value) => decode_u64(&value, CF_META),
+            None => Ok(0),
+        }
+    }
+
+    /// Adds an authority's key count for a day to `batch`.
+    pub(crate) fn put_keys_stored_on(
+        &self,
+        batch: &mut WriteBatch,
+        authority: &str,
+        day: u64,
+        count: u64,
+    ) {
+        batch.put_cf(
+            self.cf(CF_META),
+            keys_stored_key(authority, day),
+            count.to_be_bytes(),
+        );
+    }
+
+    /// Adds the deletion of every daily key counter of days before `day` to `batch`.
+    pub(crate) fn delete_keys_stored_before(&self, batch: &mut WriteBatch, day: u64) {
+        let mut end = KEYS_STORED_PREFIX.as_bytes().to_vec();
+        end.extend_from_slice(&day.to_be_bytes());
+        batch.delete_range_cf(self.cf(CF_META), KEYS_STORED_PREFIX.as_bytes(), &end);
+    }
+}
+
+/// Returns the meta key of a region's last hourly batch already rolled up.
+fn rollup_hourly_cursor_key(region: &str) -> String {
+    format!("rollup_hourly/{region}")
+}
+
+impl Store {
+    /// Returns the sequence of the last hourly batch of `region` that a daily batch holds
+    /// (0 when none); a day rolled up in several parts continues after it.
+    pub fn rollup_hourly_cursor(&self, region: &str) -> Result<u64, StorageError> {
+        match self
+            .db()
+            .get_pinned_cf(self.cf(CF_META), rollup_hourly_cursor_key(region))?
+        {
+            Some(value) => decode_u64(&value, CF_META),
+            None => Ok(0),
+        }
+    }
+
+    /// Adds the move of a region's hourly roll-up cursor to `batch`.
+    pub(crate) fn put_rollup_hourly_cursor(
+        &self,
+        batch: &mut WriteBatch,
+        region: &str,
+        sequence: u64,
+    ) {
+        batch.put_cf(
+            self.cf(CF_META),
+            rollup_hourly_cursor_key(region),
+            sequence.to_be_bytes(),
+        );
+    }
+}

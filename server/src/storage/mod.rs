@@ -10,7 +10,7 @@
 //! | `uploads` | `authority id ‖ 0 ‖ upload id` | [`records::StoredUpload`] |
 //! | `batches` | `region ‖ 0 ‖ u64_be(batch sequence)` | [`records::StoredBatch`] |
 //! | `batch_files` | batch id (hex) | the signed batch file (BlobDB) |
-//! | `confirm` | `region ‖ 0 ‖ confirm digest` | `u64_be(ingest sequence)`; bulk-loaded per batch |
+//! | `confirm` | `region ‖ 0 ‖ confirm digest ‖ u64_be(owner's ingest sequence)` | empty; bulk-loaded per batch |
 //! | `authorities` | `SHA-256(token)` | [`records::Authority`] |
 //! | `meta` | ASCII name | cursors and signing-key records |
 
@@ -23,6 +23,7 @@ pub mod records;
 pub mod uploads;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
@@ -78,6 +79,9 @@ pub struct Store {
     commit_lock: Arc<Mutex<()>>,
     /// Folder for the sorted files that bulk-load confirm digests (see `confirm`).
     ingest_dir: PathBuf,
+    /// False from a failed synced write until one succeeds again (disk full, I/O error); the
+    /// server then reports the upload service NOT_SERVING while phones are still served.
+    writable: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -110,11 +114,20 @@ impl Store {
             std::fs::remove_dir_all(&ingest_dir)?;
         }
         std::fs::create_dir_all(&ingest_dir)?;
-        Ok(Self {
+        let store = Self {
             db: Arc::new(db),
             commit_lock: Arc::new(Mutex::new(())),
             ingest_dir,
-        })
+            writable: Arc::new(AtomicBool::new(true)),
+        };
+        let migrated = store.migrate_confirm_entries()?;
+        if migrated > 0 {
+            tracing::info!(
+                entries = migrated,
+                "confirm digests migrated to owner-keyed entries"
+            );
+        }
+        Ok(store)
     }
 
     /// Opens the database read-only, which works while a server holds it open; for
@@ -126,6 +139,7 @@ impl Store {
             db: Arc::new(db),
             commit_lock: Arc::new(Mutex::new(())),
             ingest_dir: data_dir.join("ingest"),
+            writable: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -161,8 +175,35 @@ impl Store {
     pub(crate) fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.write_opt(batch, &options)?;
-        Ok(())
+        match self.db.write_opt(batch, &options) {
+            Ok(()) => {
+                self.writable.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.note_write_failure(&error);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Marks the store unwritable after a failed write; logs the first failure of a series.
+    pub(crate) fn note_write_failure(&self, error: &dyn std::fmt::Display) {
+        if self.writable.swap(false, Ordering::Relaxed) {
+            tracing::error!(%error, "the store cannot write; uploads are refused until it can");
+        }
+    }
+
+    /// Returns false while synced writes fail (see the field's documentation).
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Relaxed)
+    }
+
+    /// Tries a small synced write, which marks the store writable again when it succeeds.
+    pub fn probe_write(&self) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), "write_probe", [0u8; 0]);
+        self.write_synced(batch)
     }
 
     /// Flushes memtables and the WAL; called on shutdown.

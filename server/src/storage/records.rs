@@ -27,6 +27,10 @@ pub struct StoredKey {
     /// The dedup key of this key, so revocation and retention can remove it.
     #[prost(bytes = "vec", tag = "7")]
     pub dedup_key: Vec<u8>,
+    /// Id of the authority the key came through, so a leaked token's keys can be withdrawn
+    /// and an authority revokes only its own keys. Empty for keys stored before it was kept.
+    #[prost(string, tag = "8")]
+    pub authority_id: String,
 }
 
 /// The answer given to an upload, kept for idempotent replays.
@@ -75,6 +79,16 @@ pub struct Authority {
     /// Unix seconds of revocation; 0 while the token is valid.
     #[prost(uint64, tag = "5")]
     pub revoked_at: u64,
+    /// An admin authority's REVOKED uploads may withdraw keys that came through another
+    /// authority of the same region (a health ministry correcting a province's upload).
+    #[prost(bool, tag = "6")]
+    pub admin: bool,
+    /// Upload calls per minute this authority may make; 0 takes the server's default.
+    #[prost(uint32, tag = "7")]
+    pub uploads_per_minute: u32,
+    /// New keys per UTC day this authority may store; 0 takes the server's default.
+    #[prost(uint64, tag = "8")]
+    pub keys_per_day: u64,
 }
 
 /// The public half of a signing key, listed by GetSigningKeys.

@@ -1,0 +1,194 @@
+//! Abuse limits: per-authority quotas (keys per day, uploads per minute) and separate
+//! admission limits for uploads, phones and health checks, held for a response stream's
+//! whole life.
+
+use std::time::Duration;
+
+use exposure_proto::v1::{
+    DiagnosisKey, GetBatchRequest, ListBatchesRequest, UploadDiagnosisKeysRequest,
+};
+use exposure_server::Clock;
+use exposure_server::storage::Store;
+use exposure_tests::fixtures::{self, gaen, key16};
+use exposure_tests::{REGION, TEST_NOW, TestServer};
+use tonic::Code;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+const DAY: u64 = 86_400;
+const TODAY: u64 = TEST_NOW / DAY;
+
+fn yesterday_key(byte: u8) -> DiagnosisKey {
+    gaen(key16(byte), ((TODAY - 1) * 144) as u32, 144)
+}
+
+/// Uploads with the harness token and returns the status code (OK when accepted).
+async fn upload_code(server: &TestServer, request: UploadDiagnosisKeysRequest) -> Code {
+    match server
+        .upload_client()
+        .await
+        .upload_diagnosis_keys(server.authorized(request))
+        .await
+    {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn the_daily_key_quota_refuses_whole_uploads_and_survives_a_restart() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |config| {
+        config.authority_keys_per_day = 5;
+        config.release_delay = Duration::from_secs(30 * DAY);
+    })
+    .await;
+    let first = fixtures::upload("first", (1..=3).map(yesterday_key).collect());
+    assert_eq!(upload_code(&server, first.clone()).await, Code::Ok);
+    let past_quota = fixtures::upload("second", (4..=6).map(yesterday_key).collect());
+    let status = server
+        .upload_client()
+        .await
+        .upload_diagnosis_keys(server.authorized(past_quota))
+        .await
+        .expect_err("past the quota");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("quota"),
+        "the message says which limit: {}",
+        status.message()
+    );
+    // Keys already known and replays cost nothing; what still fits is stored.
+    assert_eq!(upload_code(&server, first).await, Code::Ok);
+    let known_and_new = fixtures::upload("third", (1..=5).map(yesterday_key).collect());
+    assert_eq!(upload_code(&server, known_and_new).await, Code::Ok);
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir = server.stop().await;
+
+    let server = TestServer::restart(&dir, token.clone(), clock.clone(), config.clone()).await;
+    let one_more = fixtures::upload("fourth", vec![yesterday_key(7)]);
+    assert_eq!(
+        upload_code(&server, one_more.clone()).await,
+        Code::ResourceExhausted,
+        "the day's count is durable"
+    );
+    clock.advance(DAY);
+    let next_day = fixtures::upload("fifth", vec![gaen(key16(7), (TODAY * 144) as u32, 144)]);
+    assert_eq!(
+        upload_code(&server, next_day).await,
+        Code::Ok,
+        "a new day, a new quota"
+    );
+    server.stop_kept().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        6,
+        "exactly the accepted keys"
+    );
+}
+
+#[tokio::test]
+async fn the_upload_rate_limit_answers_resource_exhausted() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.authority_uploads_per_minute = 2;
+    })
+    .await;
+    let mut codes = Vec::new();
+    for index in 0..4u8 {
+        let request = fixtures::upload(&format!("rate-{index}"), vec![yesterday_key(index + 1)]);
+        codes.push(upload_code(&server, request).await);
+    }
+    assert_eq!(
+        codes,
+        vec![
+            Code::Ok,
+            Code::Ok,
+            Code::ResourceExhausted,
+            Code::ResourceExhausted
+        ]
+    );
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), 2);
+}
+
+#[tokio::test]
+async fn unread_phone_streams_hold_their_permits_but_never_shed_uploads_or_health() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        // One large batch (~6 MB), far more than a stream's flow-control window.
+        config.min_elements = 3_000_000;
+        config.max_concurrent_phone_requests = 2;
+    })
+    .await;
+    server
+        .upload(fixtures::upload("large", vec![yesterday_key(1)]))
+        .await;
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
+    let batch_id = listing.batches[0].batch_id.clone();
+
+    // Two downloads that are never read take both phone permits.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut client = server.distribution_client().await;
+        let stream = client
+            .get_batch(GetBatchRequest {
+                batch_id: batch_id.clone(),
+            })
+            .await
+            .expect("download starts")
+            .into_inner();
+        held.push((client, stream));
+    }
+    let mut phone = server.distribution_client().await;
+    let list = ListBatchesRequest {
+        region: REGION.into(),
+        after_sequence: 0,
+        limit: 0,
+    };
+    let status = phone
+        .list_batches(list.clone())
+        .await
+        .expect_err("the phone class is full");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+
+    // Uploads and health checks have their own permits.
+    assert_eq!(
+        upload_code(&server, fixtures::upload("during", vec![yesterday_key(2)])).await,
+        Code::Ok
+    );
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
+
+    // Dropping the streams gives the permits back.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match phone.list_batches(list.clone()).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "permits came back after the streams were dropped"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    server.stop().await;
+}
