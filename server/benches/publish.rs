@@ -62,6 +62,8 @@ fn peak_day_store() -> (tempfile::TempDir, Store) {
                 .collect();
             let job = UploadJob {
                 authority_id: "bench".into(),
+                idempotency_scope: "bench".into(),
+                code_hash: None,
                 upload_id: format!("case-{case}"),
                 request_digest: [case as u8; 32],
                 revoke: false,

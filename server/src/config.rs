@@ -100,6 +100,28 @@ pub struct ServerConfig {
     )]
     pub authority_keys_per_day: u64,
 
+    /// Upload codes one authority may issue per minute (a minute's worth may come at once).
+    /// 0 turns the limit off.
+    #[arg(
+        long,
+        env = "EXPOSURE_AUTHORITY_CODES_PER_MINUTE",
+        default_value_t = 300
+    )]
+    pub authority_codes_per_minute: u32,
+
+    /// Failed upload-code attempts one client address may make per hour (an hour's worth may
+    /// come at once); past it, its code uploads get RESOURCE_EXHAUSTED until the budget
+    /// refills. A code has 50 bits, so this makes guessing hopeless.
+    #[arg(long, env = "EXPOSURE_CODE_FAILURES_PER_CLIENT_PER_HOUR", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub code_failures_per_client_per_hour: u32,
+
+    /// Failed upload-code attempts over all clients per minute; past it, every code upload
+    /// gets RESOURCE_EXHAUSTED until the budget refills (a distributed guesser).
+    #[arg(long, env = "EXPOSURE_CODE_FAILURES_PER_MINUTE", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub code_failures_per_minute: u32,
+
     /// Largest accepted request message, in bytes.
     #[arg(long, env = "EXPOSURE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,

@@ -25,6 +25,10 @@ pub enum ApiError {
     /// No valid bearer token.
     #[error("missing or invalid bearer token")]
     Unauthenticated,
+    /// An upload code that is unknown, used or expired: one message for all three, so a
+    /// guesser learns nothing about which.
+    #[error("unknown, used or expired upload code")]
+    BadUploadCode,
     /// The token's authority may not upload for this region.
     #[error("authority may not upload for region {0}")]
     PermissionDenied(String),
@@ -107,7 +111,9 @@ impl From<ApiError> for Status {
                 );
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
-            ApiError::Unauthenticated => Status::unauthenticated(error.to_string()),
+            ApiError::Unauthenticated | ApiError::BadUploadCode => {
+                Status::unauthenticated(error.to_string())
+            }
             ApiError::PermissionDenied(_) => Status::permission_denied(error.to_string()),
             ApiError::AlreadyExists(_) => Status::already_exists(error.to_string()),
             ApiError::NotFound(_) => Status::not_found(error.to_string()),

@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the server (what `exposure-server` with no command does).
-    Serve(ServerConfig),
+    Serve(Box<ServerConfig>),
     /// Manages the health authorities that may upload, and their tokens.
     #[command(subcommand)]
     Authority(AuthorityCommand),

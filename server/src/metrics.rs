@@ -33,6 +33,12 @@ pub const CONFIRM_REQUESTS_TOTAL: &str = "exposure_confirm_requests_total";
 pub const ROCKSDB_SIZE_BYTES: &str = "exposure_rocksdb_size_bytes";
 /// Keys waiting for their embargo to end or for the next publish.
 pub const PENDING_KEYS: &str = "exposure_pending_keys";
+/// Decoy uploads answered (nothing stored).
+pub const DECOY_UPLOADS_TOTAL: &str = "exposure_decoy_uploads_total";
+/// Upload codes issued.
+pub const UPLOAD_CODES_ISSUED_TOTAL: &str = "exposure_upload_codes_issued_total";
+/// Code uploads refused because a failed-attempt budget was spent.
+pub const CODE_ATTEMPTS_REFUSED_TOTAL: &str = "exposure_code_attempts_refused_total";
 /// 1 while the store accepts synced writes, 0 while they fail (disk full, I/O error).
 pub const STORE_WRITABLE: &str = "exposure_store_writable";
 /// Latency of every gRPC call, by `method` and `code`.
@@ -120,6 +126,15 @@ fn describe() {
         "Approximate size of the RocksDB files"
     );
     describe_gauge!(PENDING_KEYS, Unit::Count, "Keys not yet published");
+    describe_counter!(
+        DECOY_UPLOADS_TOTAL,
+        "Decoy uploads answered without storing anything"
+    );
+    describe_counter!(UPLOAD_CODES_ISSUED_TOTAL, "Upload codes issued");
+    describe_counter!(
+        CODE_ATTEMPTS_REFUSED_TOTAL,
+        "Code uploads refused after too many failed attempts"
+    );
     describe_gauge!(
         STORE_WRITABLE,
         Unit::Count,

@@ -12,6 +12,7 @@ use exposure_loadtest::cli::{Cli, ExitStatus, execute};
 use exposure_loadtest::client::BearerToken;
 use exposure_loadtest::demo::{DemoOptions, run_demo};
 use exposure_loadtest::{Report, RunOptions, Scenario, Target, run_scenario};
+use exposure_server::Clock;
 use exposure_tests::TestServer;
 
 /// Options for a short run of `scenario` against `server`.
@@ -83,7 +84,12 @@ async fn publish_something(server: &TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_run_stores_every_case() {
-    let server = TestServer::start().await;
+    // The run uploads thousands of cases a second on purpose: no per-authority rate limit.
+    let server = TestServer::start_with(Clock::System, |config| {
+        config.authority_uploads_per_minute = 0;
+        config.authority_keys_per_day = 0;
+    })
+    .await;
     let report = run_scenario(&options(&server, Scenario::Upload))
         .await
         .expect("upload run");

@@ -19,7 +19,7 @@ const KEYS_PER_WRITE: usize = 1000;
 #[tracing::instrument(skip_all, fields(keys = job.keys.len()))]
 pub(super) fn revoke(store: &Store, job: &UploadJob) -> Result<UploadOutcome, StorageError> {
     let _commit = store.lock_commits();
-    let upload_key = crate::storage::uploads::upload_key(&job.authority_id, &job.upload_id);
+    let upload_key = crate::storage::uploads::upload_key(&job.idempotency_scope, &job.upload_id);
     if let Some(earlier) = store.upload(&upload_key)? {
         return Ok(replay_or_conflict(&earlier, &job.request_digest));
     }

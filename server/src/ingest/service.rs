@@ -1,7 +1,10 @@
-//! `exposure.v1.KeyUpload`: authenticates the health authority, validates the upload, and
-//! hands it to the ingest writer; answers once the upload is on disk.
+//! `exposure.v1.KeyUpload`: authenticates the caller (a health authority's bearer token, or a
+//! patient's one-time upload code), validates the upload, and hands it to the ingest writer;
+//! answers once the upload is on disk. Decoy uploads are answered here without storing
+//! anything (see [`super::decoy`]); codes are issued by [`super::issue`].
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,10 +12,16 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use exposure_proto::v1::key_upload_server::KeyUpload;
-use exposure_proto::v1::{ReportType, UploadDiagnosisKeysRequest, UploadDiagnosisKeysResponse};
+use exposure_proto::v1::{
+    IssueUploadCodesRequest, IssueUploadCodesResponse, ReportType, UploadDiagnosisKeysRequest,
+    UploadDiagnosisKeysResponse,
+};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::code::UploadCode;
+use super::code_limits::CodeAttemptLimits;
+use super::decoy::DecoyTiming;
 use super::validate::{Limits, ValidUpload, is_valid_region, validate_upload};
 use super::writer::{IngestWriter, UploadJob, UploadOutcome};
 use crate::clock::Clock;
@@ -20,7 +29,7 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::storage::Store;
 use crate::storage::keys::dedup_key;
-use crate::storage::records::{Authority, StoredKey};
+use crate::storage::records::{Authority, StoredCode, StoredKey};
 
 /// The upload service.
 #[derive(Clone)]
@@ -39,6 +48,24 @@ pub struct KeyUploadService {
     /// One upload-rate limiter per authority id, made on first use (GCRA: a minute's quota
     /// may come as a burst, then it refills evenly).
     rate_limiters: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
+    /// Failed upload-code attempts, per client address and overall.
+    code_limits: Arc<CodeAttemptLimits>,
+    /// Recent real upload latencies, which decoys imitate.
+    decoys: Arc<DecoyTiming>,
+    /// Codes an authority may issue per minute.
+    pub(super) codes_per_minute: u32,
+    /// One code-issue limiter per authority id.
+    pub(super) issue_limiters: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
+}
+
+/// How a caller proved it may upload.
+enum Credential {
+    /// `authorization: Bearer <token>` of a health authority.
+    Token(String),
+    /// `authorization: UploadCode <code>` of a patient's phone.
+    Code(UploadCode),
+    /// Neither, or a malformed code.
+    Missing,
 }
 
 impl KeyUploadService {
@@ -59,7 +86,25 @@ impl KeyUploadService {
             uploads_per_minute: config.authority_uploads_per_minute,
             keys_per_day: config.authority_keys_per_day,
             rate_limiters: Arc::new(Mutex::new(HashMap::new())),
+            code_limits: Arc::new(CodeAttemptLimits::new(
+                NonZeroU32::new(config.code_failures_per_client_per_hour)
+                    .unwrap_or(NonZeroU32::MIN),
+                NonZeroU32::new(config.code_failures_per_minute).unwrap_or(NonZeroU32::MIN),
+            )),
+            decoys: Arc::new(DecoyTiming::default()),
+            codes_per_minute: config.authority_codes_per_minute,
+            issue_limiters: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Returns the store, for the code-issue handler.
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Returns the clock, for the code-issue handler.
+    pub(super) fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     /// Charges one upload call to the authority's rate limit.
@@ -90,7 +135,26 @@ impl KeyUploadService {
 
     async fn upload(
         &self,
-        token: Option<String>,
+        credential: Credential,
+        client: Option<IpAddr>,
+        request: UploadDiagnosisKeysRequest,
+    ) -> Result<UploadDiagnosisKeysResponse, ApiError> {
+        let code = match credential {
+            Credential::Token(token) => return self.upload_with_token(token, request).await,
+            Credential::Code(code) => code,
+            Credential::Missing => return Err(ApiError::Unauthenticated),
+        };
+        self.code_limits.check_allowed(client)?;
+        let result = self.upload_with_code(&code, request).await;
+        if matches!(result, Err(ApiError::BadUploadCode)) {
+            self.code_limits.record_failure(client);
+        }
+        result
+    }
+
+    async fn upload_with_token(
+        &self,
+        token: String,
         request: UploadDiagnosisKeysRequest,
     ) -> Result<UploadDiagnosisKeysResponse, ApiError> {
         let authority = self.authenticate(token).await?;
@@ -99,24 +163,105 @@ impl KeyUploadService {
         }
         self.check_rate(&authority)?;
         let now = self.clock.now();
-        let limits = Limits {
-            now,
-            max_key_age_days: self.max_key_age_days,
-            max_keys_per_upload: self.max_keys_per_upload,
+        let upload =
+            validate_upload(&request, self.limits(now)).map_err(ApiError::InvalidArgument)?;
+        let keys_per_day = match authority.keys_per_day {
+            0 => self.keys_per_day,
+            own => own,
         };
-        let upload = validate_upload(&request, limits).map_err(ApiError::InvalidArgument)?;
-        let job = self.job(authority, &upload, now);
+        let job = UploadJob {
+            admin: authority.admin,
+            keys_per_day,
+            idempotency_scope: authority.id.clone(),
+            code_hash: None,
+            ..self.job(&authority.id, &upload, now)
+        };
+        self.submit(job, upload.upload_id).await
+    }
+
+    /// Uploads a patient's keys with a one-time code: the region and report type are the
+    /// code's, and the writer consumes the code in the write that stores the keys.
+    async fn upload_with_code(
+        &self,
+        code: &UploadCode,
+        mut request: UploadDiagnosisKeysRequest,
+    ) -> Result<UploadDiagnosisKeysResponse, ApiError> {
+        let now = self.clock.now();
+        let code_hash = code.hash();
+        let store = self.store.clone();
+        let record: Option<StoredCode> =
+            tokio::task::spawn_blocking(move || store.code(&code_hash))
+                .await
+                .map_err(|error| ApiError::Internal(error.to_string()))??;
+        // A consumed code passes here: the writer answers a retry of the upload that consumed
+        // it with its first answer, and refuses anything else.
+        let record = record
+            .filter(|record| record.expires_at >= now)
+            .ok_or(ApiError::BadUploadCode)?;
+        if is_valid_region(&request.region) && request.region != record.region {
+            return Err(ApiError::PermissionDenied(request.region));
+        }
+        request.report_type = record.report_type;
+        let upload =
+            validate_upload(&request, self.limits(now)).map_err(ApiError::InvalidArgument)?;
+        let job = UploadJob {
+            admin: false,
+            keys_per_day: match record.keys_per_day {
+                0 => self.keys_per_day,
+                own => own,
+            },
+            idempotency_scope: format!("code:{}", hex::encode(code_hash)),
+            code_hash: Some(code_hash),
+            ..self.job(&record.authority_id, &upload, now)
+        };
+        self.submit(job, upload.upload_id).await
+    }
+
+    async fn submit(
+        &self,
+        job: UploadJob,
+        upload_id: String,
+    ) -> Result<UploadDiagnosisKeysResponse, ApiError> {
         match self.writer.submit(job).await? {
             UploadOutcome::Stored(response) | UploadOutcome::Replay(response) => Ok(response),
-            UploadOutcome::Conflict => Err(ApiError::AlreadyExists(upload.upload_id)),
+            UploadOutcome::Conflict => Err(ApiError::AlreadyExists(upload_id)),
+            UploadOutcome::CodeRejected => Err(ApiError::BadUploadCode),
             UploadOutcome::QuotaExceeded { keys_per_day } => Err(ApiError::ResourceExhausted(
                 format!("daily quota of {keys_per_day} new keys reached; nothing was stored"),
             )),
         }
     }
 
-    async fn authenticate(&self, token: Option<String>) -> Result<Authority, ApiError> {
-        let token = token.ok_or(ApiError::Unauthenticated)?;
+    /// Answers a decoy: the same checks of shape as a real upload, nothing stored, the same
+    /// answer a first upload of those keys gets, after a delay like a real upload's.
+    async fn decoy(
+        &self,
+        request: UploadDiagnosisKeysRequest,
+    ) -> Result<UploadDiagnosisKeysResponse, ApiError> {
+        ::metrics::counter!(metrics::DECOY_UPLOADS_TOTAL).increment(1);
+        let delay = self.decoys.sample_delay();
+        let now = self.clock.now();
+        let checked =
+            validate_upload(&request, self.limits(now)).map_err(ApiError::InvalidArgument);
+        tokio::time::sleep(delay).await;
+        let upload = checked?;
+        Ok(UploadDiagnosisKeysResponse {
+            keys_accepted: upload.keys.len() as u32,
+            ..UploadDiagnosisKeysResponse::default()
+        })
+    }
+
+    /// Returns the validation limits at `now`.
+    fn limits(&self, now: u64) -> Limits {
+        Limits {
+            now,
+            max_key_age_days: self.max_key_age_days,
+            max_keys_per_upload: self.max_keys_per_upload,
+        }
+    }
+
+    /// Returns the authority of a bearer token that is known and not revoked.
+    pub(super) async fn authenticate(&self, token: String) -> Result<Authority, ApiError> {
         let store = self.store.clone();
         let authority = tokio::task::spawn_blocking(move || store.authenticate(&token))
             .await
@@ -124,7 +269,9 @@ impl KeyUploadService {
         authority.ok_or(ApiError::Unauthenticated)
     }
 
-    fn job(&self, authority: Authority, upload: &ValidUpload, now: u64) -> UploadJob {
+    /// Returns the job of an upload whose keys come through `authority_id`; the caller sets
+    /// the fields that depend on the credential.
+    fn job(&self, authority_id: &str, upload: &ValidUpload, now: u64) -> UploadJob {
         let keys = upload
             .keys
             .iter()
@@ -138,17 +285,16 @@ impl KeyUploadService {
                     last_slot_end,
                     report_type: upload.report_type as i32,
                     dedup_key: dedup_key(&upload.region, &valid.key.dedup_material()),
-                    authority_id: authority.id.clone(),
+                    authority_id: authority_id.to_owned(),
                 }
             })
             .collect();
         UploadJob {
-            admin: authority.admin,
-            keys_per_day: match authority.keys_per_day {
-                0 => self.keys_per_day,
-                own => own,
-            },
-            authority_id: authority.id,
+            admin: false,
+            keys_per_day: self.keys_per_day,
+            idempotency_scope: authority_id.to_owned(),
+            code_hash: None,
+            authority_id: authority_id.to_owned(),
             upload_id: upload.upload_id.clone(),
             request_digest: upload.request_digest,
             revoke: upload.report_type == ReportType::Revoked,
@@ -159,12 +305,37 @@ impl KeyUploadService {
 }
 
 /// Returns the token of an `authorization: Bearer <token>` entry.
-fn bearer_token<T>(request: &Request<T>) -> Option<String> {
+pub(super) fn bearer_token<T>(request: &Request<T>) -> Option<String> {
     let value = request.metadata().get("authorization")?.to_str().ok()?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?;
     (!token.is_empty()).then(|| token.trim().to_owned())
+}
+
+/// Returns the credential of the `authorization` entry.
+fn credential<T>(request: &Request<T>) -> Credential {
+    if let Some(token) = bearer_token(request) {
+        return Credential::Token(token);
+    }
+    let code = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("UploadCode "))
+        .and_then(UploadCode::parse);
+    match code {
+        Some(code) => Credential::Code(code),
+        None => Credential::Missing,
+    }
+}
+
+/// Returns true for a request marked `x-exposure-decoy: 1`.
+fn is_decoy<T>(request: &Request<T>) -> bool {
+    request
+        .metadata()
+        .get("x-exposure-decoy")
+        .is_some_and(|value| value.as_bytes() == b"1")
 }
 
 /// Returns the metrics label of an upload's result.
@@ -173,7 +344,7 @@ fn result_label(result: &Result<UploadDiagnosisKeysResponse, ApiError>) -> &'sta
         Ok(response) if response.replay => "replay",
         Ok(_) => "stored",
         Err(ApiError::InvalidArgument(_)) => "invalid",
-        Err(ApiError::Unauthenticated) => "unauthenticated",
+        Err(ApiError::Unauthenticated | ApiError::BadUploadCode) => "unauthenticated",
         Err(ApiError::PermissionDenied(_)) => "permission_denied",
         Err(ApiError::AlreadyExists(_)) => "conflict",
         Err(ApiError::ResourceExhausted(_)) => "quota",
@@ -189,12 +360,25 @@ impl KeyUpload for KeyUploadService {
         request: Request<UploadDiagnosisKeysRequest>,
     ) -> Result<Response<UploadDiagnosisKeysResponse>, Status> {
         let started = Instant::now();
-        let token = bearer_token(&request);
-        let result = self.upload(token, request.into_inner()).await;
+        let decoy = is_decoy(&request);
+        let result = if decoy {
+            self.decoy(request.into_inner()).await
+        } else {
+            let credential = credential(&request);
+            let client = request.remote_addr().map(|address| address.ip());
+            let result = self.upload(credential, client, request.into_inner()).await;
+            if result.is_ok() {
+                self.decoys.record(started.elapsed());
+            }
+            result
+        };
         let label = result_label(&result);
-        ::metrics::counter!(metrics::UPLOADS_TOTAL, "result" => label).increment(1);
-        ::metrics::histogram!(metrics::UPLOAD_DURATION_SECONDS)
-            .record(started.elapsed().as_secs_f64());
+        if !decoy {
+            // Decoys are counted apart and stay out of the upload metrics.
+            ::metrics::counter!(metrics::UPLOADS_TOTAL, "result" => label).increment(1);
+            ::metrics::histogram!(metrics::UPLOAD_DURATION_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+        }
         match result {
             Ok(response) => {
                 tracing::info!(
@@ -211,5 +395,19 @@ impl KeyUpload for KeyUploadService {
                 Err(error.into())
             }
         }
+    }
+
+    #[instrument(skip_all, fields(count = request.get_ref().count))]
+    async fn issue_upload_codes(
+        &self,
+        request: Request<IssueUploadCodesRequest>,
+    ) -> Result<Response<IssueUploadCodesResponse>, Status> {
+        let token = bearer_token(&request).ok_or(ApiError::Unauthenticated)?;
+        let result = super::issue::issue_codes(self, token, request.into_inner()).await;
+        match &result {
+            Ok(response) => tracing::info!(codes = response.codes.len(), "upload codes issued"),
+            Err(_) => tracing::info!("upload codes refused"),
+        }
+        Ok(Response::new(result?))
     }
 }

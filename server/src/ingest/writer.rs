@@ -27,8 +27,13 @@ const DAY_SECONDS: u64 = 86_400;
 
 /// One upload, validated and ready to store.
 pub struct UploadJob {
-    /// Authority that sent it; upload ids are scoped per authority.
+    /// Authority the keys come through: the token's, or the code's issuer.
     pub authority_id: String,
+    /// Scope of `upload_id`: the authority's id for token uploads, the code's hash for code
+    /// uploads (so a retry after the code is consumed still finds its first answer).
+    pub idempotency_scope: String,
+    /// SHA-256 of the one-time code the upload was made with, consumed in the same write.
+    pub code_hash: Option<[u8; 32]>,
     /// Client-chosen idempotency key.
     pub upload_id: String,
     /// Digest of the request's content.
@@ -55,6 +60,8 @@ pub enum UploadOutcome {
     Replay(UploadDiagnosisKeysResponse),
     /// The upload id was used before for other content.
     Conflict,
+    /// The upload code is unknown, used by another upload, or expired; nothing was stored.
+    CodeRejected,
     /// Storing the keys would take the authority past its daily key quota; nothing was stored.
     QuotaExceeded {
         /// The authority's quota, keys per UTC day.
@@ -170,6 +177,8 @@ struct GroupWriter<'a> {
     replies: Vec<(Reply, UploadOutcome)>,
     /// Scheme label of every key this group stores, counted once the write is durable.
     stored_schemes: Vec<&'static str>,
+    /// Codes consumed by this group, so a second upload with one in the same group fails.
+    consumed_codes: HashSet<[u8; 32]>,
 }
 
 impl<'a> GroupWriter<'a> {
@@ -183,6 +192,7 @@ impl<'a> GroupWriter<'a> {
             dedup: HashSet::new(),
             replies: Vec::new(),
             stored_schemes: Vec::new(),
+            consumed_codes: HashSet::new(),
         }
     }
 
@@ -200,10 +210,22 @@ impl<'a> GroupWriter<'a> {
         job: UploadJob,
         next_sequence: &mut u64,
     ) -> Result<UploadOutcome, StorageError> {
-        let upload_key = crate::storage::uploads::upload_key(&job.authority_id, &job.upload_id);
+        let upload_key =
+            crate::storage::uploads::upload_key(&job.idempotency_scope, &job.upload_id);
         if let Some(earlier) = self.earlier_upload(&upload_key)? {
-            return Ok(replay_or_conflict(&earlier, &job.request_digest));
+            return Ok(match replay_or_conflict(&earlier, &job.request_digest) {
+                // Other content under a consumed code's upload id: the code is used.
+                UploadOutcome::Conflict if job.code_hash.is_some() => UploadOutcome::CodeRejected,
+                outcome => outcome,
+            });
         }
+        let code = match &job.code_hash {
+            Some(hash) => match self.usable_code(hash, job.now)? {
+                Some(code) => Some((*hash, code)),
+                None => return Ok(UploadOutcome::CodeRejected),
+            },
+            None => None,
+        };
         let mut new_keys = Vec::with_capacity(job.keys.len());
         for key in &job.keys {
             let known = self.dedup.contains(&key.dedup_key)
@@ -229,6 +251,11 @@ impl<'a> GroupWriter<'a> {
             self.store
                 .put_keys_stored_on(&mut self.batch, &job.authority_id, day, after);
         }
+        if let Some((hash, mut code)) = code {
+            code.consumed_at = job.now;
+            self.store.put_code(&mut self.batch, &hash, &code);
+            self.consumed_codes.insert(hash);
+        }
         for key in new_keys {
             self.store.put_key(&mut self.batch, *next_sequence, key);
             *next_sequence += 1;
@@ -250,6 +277,22 @@ impl<'a> GroupWriter<'a> {
         self.store.put_upload(&mut self.batch, &upload_key, &record);
         self.uploads.insert(upload_key, record);
         Ok(UploadOutcome::Stored(response))
+    }
+
+    /// Returns the code under `hash` if it may still upload: known, unused (also within this
+    /// group) and not expired.
+    fn usable_code(
+        &self,
+        hash: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<crate::storage::records::StoredCode>, StorageError> {
+        if self.consumed_codes.contains(hash) {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .code(hash)?
+            .filter(|code| code.consumed_at == 0 && code.expires_at >= now))
     }
 
     fn earlier_upload(&self, upload_key: &[u8]) -> Result<Option<StoredUpload>, StorageError> {

@@ -1,5 +1,6 @@
 //! Retention: keys, confirm digests, batches and upload records older than the retention window
-//! (14 days by default) are deleted, in one synced write per run.
+//! (14 days by default), and upload codes past their expiry, are deleted, in one synced write
+//! per run.
 
 use rocksdb::WriteBatch;
 
@@ -39,7 +40,13 @@ impl Publisher {
             }
         }
         let expired_uploads = self.store.delete_uploads_before(&mut write, cutoff)?;
-        if expired_keys.is_empty() && expired_batches.is_empty() && expired_uploads == 0 {
+        // Upload codes go as soon as they expire: used or not, they can never upload again.
+        let expired_codes = self.store.delete_codes_expired_before(&mut write, now)?;
+        if expired_keys.is_empty()
+            && expired_batches.is_empty()
+            && expired_uploads == 0
+            && expired_codes == 0
+        {
             // The counters' range delete waits for a run with something else to delete.
             return Ok(());
         }
@@ -54,6 +61,7 @@ impl Publisher {
             keys = expired_keys.len(),
             batches = expired_batches.len(),
             uploads = expired_uploads,
+            codes = expired_codes,
             "retention deleted expired data"
         );
         Ok(())

@@ -12,10 +12,12 @@
 //! | `batch_files` | batch id (hex) | the signed batch file (BlobDB) |
 //! | `confirm` | `region ‖ 0 ‖ confirm digest ‖ u64_be(owner's ingest sequence)` | empty; bulk-loaded per batch |
 //! | `authorities` | `SHA-256(token)` | [`records::Authority`] |
+//! | `codes` | `SHA-256(upload code)` | [`records::StoredCode`] |
 //! | `meta` | ASCII name | cursors and signing-key records |
 
 pub mod authorities;
 pub mod batches;
+pub mod codes;
 pub mod confirm;
 pub mod keys;
 pub mod meta;
@@ -29,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
 /// Names of every column family, in the order they are created.
-pub const COLUMN_FAMILIES: [&str; 9] = [
+pub const COLUMN_FAMILIES: [&str; 10] = [
     CF_KEYS,
     CF_RELEASE,
     CF_DEDUP,
@@ -39,6 +41,7 @@ pub const COLUMN_FAMILIES: [&str; 9] = [
     CF_CONFIRM,
     CF_AUTHORITIES,
     CF_META,
+    CF_CODES,
 ];
 pub(crate) const CF_KEYS: &str = "keys";
 pub(crate) const CF_RELEASE: &str = "release";
@@ -49,6 +52,7 @@ pub(crate) const CF_BATCH_FILES: &str = "batch_files";
 pub(crate) const CF_CONFIRM: &str = "confirm";
 pub(crate) const CF_AUTHORITIES: &str = "authorities";
 pub(crate) const CF_META: &str = "meta";
+pub(crate) const CF_CODES: &str = "codes";
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

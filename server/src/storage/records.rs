@@ -91,6 +91,32 @@ pub struct Authority {
     pub keys_per_day: u64,
 }
 
+/// A one-time upload code, stored under the SHA-256 of the code.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredCode {
+    /// Region the code uploads for.
+    #[prost(string, tag = "1")]
+    pub region: String,
+    /// Report type of the keys uploaded with it, as the API enum's number.
+    #[prost(int32, tag = "2")]
+    pub report_type: i32,
+    /// Unix seconds after which the code no longer uploads; retention deletes it then.
+    #[prost(uint64, tag = "3")]
+    pub expires_at: u64,
+    /// Id of the issuing authority: the keys uploaded with the code come through it.
+    #[prost(string, tag = "4")]
+    pub authority_id: String,
+    /// Unix seconds of issue.
+    #[prost(uint64, tag = "5")]
+    pub issued_at: u64,
+    /// Unix seconds of the upload that consumed the code; 0 while unused.
+    #[prost(uint64, tag = "6")]
+    pub consumed_at: u64,
+    /// The issuer's daily key quota when the code was issued (0: the server's default).
+    #[prost(uint64, tag = "7")]
+    pub keys_per_day: u64,
+}
+
 /// The public half of a signing key, listed by GetSigningKeys.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SigningKeyRecord {

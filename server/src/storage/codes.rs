@@ -1,0 +1,48 @@
+//! One-time upload codes: stored under the SHA-256 of the code (the code itself is never
+//! stored), with the region, report type, expiry and issuing authority. A code is consumed in
+//! the same synced write that stores its upload's keys (see `ingest::writer`).
+
+use rocksdb::{IteratorMode, WriteBatch};
+
+use super::records::StoredCode;
+use super::{CF_CODES, StorageError, Store, decode_record};
+
+impl Store {
+    /// Adds the writes that store freshly issued codes to `batch`.
+    pub(crate) fn put_code(&self, batch: &mut WriteBatch, code_hash: &[u8; 32], code: &StoredCode) {
+        batch.put_cf(
+            self.cf(CF_CODES),
+            code_hash,
+            prost::Message::encode_to_vec(code),
+        );
+    }
+
+    /// Returns the code stored under `code_hash`, if any (consumed or expired included).
+    pub fn code(&self, code_hash: &[u8; 32]) -> Result<Option<StoredCode>, StorageError> {
+        match self.db().get_pinned_cf(self.cf(CF_CODES), code_hash)? {
+            Some(value) => Ok(Some(decode_record(&value, CF_CODES)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds the deletion of every code that expired before `now` to `batch`; returns how many.
+    pub(crate) fn delete_codes_expired_before(
+        &self,
+        batch: &mut WriteBatch,
+        now: u64,
+    ) -> Result<usize, StorageError> {
+        let mut expired = 0;
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_CODES), IteratorMode::Start)
+        {
+            let (key, value) = entry?;
+            let code: StoredCode = decode_record(&value, CF_CODES)?;
+            if code.expires_at < now {
+                batch.delete_cf(self.cf(CF_CODES), key);
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+}

@@ -1,0 +1,410 @@
+//! The patient's phone uploads with a one-time code (DESIGN.md section 12): codes issued by an
+//! authority, consumed in the write that stores the keys, refused alike when unknown, used or
+//! expired, rate-limited per client address, and decoy uploads that store nothing.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use exposure_proto::v1::key_upload_client::KeyUploadClient;
+use exposure_proto::v1::{
+    DiagnosisKey, IssueUploadCodesRequest, ReportType, UploadDiagnosisKeysRequest,
+    UploadDiagnosisKeysResponse,
+};
+use exposure_server::Clock;
+use exposure_server::storage::Store;
+use exposure_tests::fixtures::{self, confirmed, gaen, key16, tags_of};
+use exposure_tests::{REGION, TEST_NOW, TestServer};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+const DAY: u64 = 86_400;
+
+fn yesterday_key(byte: u8) -> DiagnosisKey {
+    gaen(key16(byte), ((TEST_NOW / DAY - 1) * 144) as u32, 144)
+}
+
+/// Issues `count` codes for the harness region with the harness token.
+async fn issue(
+    server: &TestServer,
+    count: u32,
+    report_type: ReportType,
+    valid_for: u64,
+) -> Vec<String> {
+    let mut request = tonic::Request::new(IssueUploadCodesRequest {
+        region: REGION.into(),
+        count,
+        report_type: report_type as i32,
+        valid_for,
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().expect("ascii"),
+    );
+    let codes = server
+        .upload_client()
+        .await
+        .issue_upload_codes(request)
+        .await
+        .expect("codes issued")
+        .into_inner()
+        .codes;
+    assert_eq!(codes.len(), count as usize);
+    codes.into_iter().map(|code| code.code).collect()
+}
+
+/// Returns an upload client whose connections leave from `local` (127.0.0.x).
+async fn client_from(server: &TestServer, local: [u8; 4]) -> KeyUploadClient<Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("url")
+        .local_address(Some(IpAddr::from(local)))
+        .connect()
+        .await
+        .expect("connect");
+    KeyUploadClient::new(channel)
+}
+
+/// Uploads `request` with `authorization: UploadCode <code>`.
+async fn upload_with_code(
+    client: &mut KeyUploadClient<Channel>,
+    code: &str,
+    request: UploadDiagnosisKeysRequest,
+) -> Result<UploadDiagnosisKeysResponse, Status> {
+    let mut request = tonic::Request::new(request);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("UploadCode {code}").parse().expect("ascii"),
+    );
+    client
+        .upload_diagnosis_keys(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_code_uploads_once_with_its_region_and_report_type_and_the_keys_publish() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.fingerprint_bits = 32;
+    })
+    .await;
+    let codes = issue(&server, 2, ReportType::SelfReport, 0).await;
+    assert!(
+        codes
+            .iter()
+            .all(|code| code.len() == 11 && code.as_bytes()[5] == b'-'),
+        "codes are shown as XXXXX-XXXXX: {codes:?}"
+    );
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    // The request says CONFIRMED_TEST; the code says SELF_REPORT, and the code wins.
+    let request = fixtures::upload("phone-1", vec![yesterday_key(1), yesterday_key(2)]);
+    let first = upload_with_code(&mut phone, &codes[0], request.clone())
+        .await
+        .expect("the code uploads");
+    assert_eq!((first.keys_accepted, first.replay), (2, false));
+
+    // A retry of the same upload gets the first answer, although the code is consumed; the
+    // code read in lower case without its hyphen is the same code.
+    let retry_code = codes[0].replace('-', "").to_lowercase();
+    let retry = upload_with_code(&mut phone, &retry_code, request)
+        .await
+        .expect("the retry is answered");
+    assert_eq!((retry.keys_accepted, retry.replay), (2, true));
+
+    // Anything else with the used code is refused like an unknown code.
+    let reuse = upload_with_code(
+        &mut phone,
+        &codes[0],
+        fixtures::upload("phone-1b", vec![yesterday_key(3)]),
+    )
+    .await
+    .expect_err("a used code");
+    let unknown = upload_with_code(
+        &mut phone,
+        "00000-00000",
+        fixtures::upload("phone-x", vec![yesterday_key(4)]),
+    )
+    .await
+    .expect_err("an unknown code");
+    assert_eq!(reuse.code(), Code::Unauthenticated);
+    assert_eq!(unknown.code(), Code::Unauthenticated);
+    assert_eq!(
+        reuse.message(),
+        unknown.message(),
+        "no oracle between the two"
+    );
+
+    // A code for VN-TB cannot upload for another region.
+    let mut elsewhere = fixtures::upload("phone-2", vec![yesterday_key(5)]);
+    elsewhere.region = "VN-HN".into();
+    let denied = upload_with_code(&mut phone, &codes[1], elsewhere)
+        .await
+        .expect_err("another region");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // The keys are published and confirm like any others.
+    server
+        .wait_for_batches(|listing| !listing.batches.is_empty())
+        .await;
+    let mut distribution = server.distribution_client().await;
+    assert!(confirmed(&mut distribution, &tags_of(&yesterday_key(1))[0], 16).await);
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), 2);
+    let issuer = store.list_authorities().expect("authorities")[0].id.clone();
+    let through_issuer = store.key_sequences_of_authority(&issuer).expect("scan");
+    assert_eq!(
+        through_issuer.len(),
+        2,
+        "the keys came through the issuing authority"
+    );
+    for (_, key) in store.keys(&through_issuer).expect("keys") {
+        assert_eq!(key.report_type, ReportType::SelfReport as i32);
+    }
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused_and_retention_deletes_it() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    let codes = issue(&server, 1, ReportType::ConfirmedTest, 3600).await;
+    clock.advance(3601);
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let expired = upload_with_code(
+        &mut phone,
+        &codes[0],
+        fixtures::upload(
+            "late",
+            vec![gaen(key16(1), ((TEST_NOW / DAY) * 144) as u32, 144)],
+        ),
+    )
+    .await
+    .expect_err("expired");
+    assert_eq!(expired.code(), Code::Unauthenticated);
+    assert_eq!(expired.message(), "unknown, used or expired upload code");
+    // Retention runs with every publish run; give it one.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    let code = exposure_server::ingest::code::UploadCode::parse(&codes[0]).expect("code");
+    assert!(
+        store.code(&code.hash()).expect("lookup").is_none(),
+        "expired codes are deleted"
+    );
+}
+
+#[tokio::test]
+async fn issuing_checks_its_fields_and_the_authoritys_region() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
+    let mut client = server.upload_client().await;
+    let cases = [
+        (REGION, 0, ReportType::ConfirmedTest, 0, "count"),
+        (REGION, 101, ReportType::ConfirmedTest, 0, "count"),
+        (REGION, 1, ReportType::Revoked, 0, "report_type"),
+        (REGION, 1, ReportType::ConfirmedTest, 8 * DAY, "valid_for"),
+        ("vn-tb", 1, ReportType::ConfirmedTest, 0, "region"),
+    ];
+    for (region, count, report_type, valid_for, field) in cases {
+        let mut request = tonic::Request::new(IssueUploadCodesRequest {
+            region: region.into(),
+            count,
+            report_type: report_type as i32,
+            valid_for,
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", server.token).parse().expect("ascii"),
+        );
+        let status = client
+            .issue_upload_codes(request)
+            .await
+            .expect_err("invalid request");
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert!(
+            status.message().contains(field),
+            "{field}: {}",
+            status.message()
+        );
+    }
+    let mut other_region = tonic::Request::new(IssueUploadCodesRequest {
+        region: "VN-HN".into(),
+        count: 1,
+        ..Default::default()
+    });
+    other_region.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().expect("ascii"),
+    );
+    let status = client
+        .issue_upload_codes(other_region)
+        .await
+        .expect_err("region not allowed");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let anonymous = client
+        .issue_upload_codes(IssueUploadCodesRequest {
+            region: REGION.into(),
+            count: 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_wrong_codes_is_cut_off_while_other_clients_still_upload() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.code_failures_per_client_per_hour = 5;
+    })
+    .await;
+    let codes = issue(&server, 2, ReportType::ConfirmedTest, 0).await;
+    let mut guesser = client_from(&server, [127, 0, 0, 3]).await;
+    let mut outcomes = Vec::new();
+    for attempt in 0..10u8 {
+        let guess = format!("ZZZZZ-ZZZ{:02}", attempt % 100)
+            .replace('0', "A")
+            .replace('1', "B");
+        let result = upload_with_code(
+            &mut guesser,
+            &guess,
+            fixtures::upload(&format!("guess-{attempt}"), vec![yesterday_key(9)]),
+        )
+        .await;
+        outcomes.push(result.expect_err("a guess").code());
+    }
+    let first_exhausted = outcomes
+        .iter()
+        .position(|code| *code == Code::ResourceExhausted)
+        .expect("the burst is cut off");
+    assert!(
+        outcomes[..first_exhausted]
+            .iter()
+            .all(|code| *code == Code::Unauthenticated)
+            && outcomes[first_exhausted..]
+                .iter()
+                .all(|code| *code == Code::ResourceExhausted),
+        "{outcomes:?}"
+    );
+    // The guesser's address is refused even with a valid code; another phone's is not.
+    let blocked = upload_with_code(
+        &mut guesser,
+        &codes[0],
+        fixtures::upload("guesser-valid", vec![yesterday_key(10)]),
+    )
+    .await
+    .expect_err("still cut off");
+    assert_eq!(blocked.code(), Code::ResourceExhausted);
+    let mut phone = client_from(&server, [127, 0, 0, 4]).await;
+    let accepted = upload_with_code(
+        &mut phone,
+        &codes[1],
+        fixtures::upload("honest", vec![yesterday_key(11)]),
+    )
+    .await
+    .expect("another client's valid code works");
+    assert_eq!(accepted.keys_accepted, 1);
+
+    // Client addresses are kept in memory only: nothing in the store names them.
+    let dir = server.stop().await;
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).expect("read");
+        for address in ["127.0.0.3", "127.0.0.4"] {
+            assert!(
+                !bytes
+                    .windows(address.len())
+                    .any(|window| window == address.as_bytes()),
+                "{} names {address}",
+                entry.display()
+            );
+        }
+    }
+}
+
+/// Returns every file under `root`.
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn decoys_store_nothing_and_take_as_long_as_real_uploads() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.release_delay = Duration::from_secs(30 * DAY);
+    })
+    .await;
+    let mut real_latencies = Vec::new();
+    for byte in 1..=20u8 {
+        let started = Instant::now();
+        server
+            .upload(fixtures::upload(
+                &format!("real-{byte}"),
+                vec![yesterday_key(byte)],
+            ))
+            .await;
+        real_latencies.push(started.elapsed());
+    }
+    let fastest = *real_latencies.iter().min().expect("latencies");
+    let slowest = *real_latencies.iter().max().expect("latencies");
+
+    let mut client = server.upload_client().await;
+    for index in 0..10u8 {
+        let mut request = tonic::Request::new(fixtures::upload(
+            &format!("decoy-{index}"),
+            vec![yesterday_key(100 + index), yesterday_key(200 + index / 2)],
+        ));
+        // A decoy looks like a code upload on the wire; the code need not exist.
+        request.metadata_mut().insert(
+            "authorization",
+            "UploadCode 7K3QX-9M2PD".parse().expect("ascii"),
+        );
+        request
+            .metadata_mut()
+            .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+        let started = Instant::now();
+        let answer = client
+            .upload_diagnosis_keys(request)
+            .await
+            .expect("a decoy is answered")
+            .into_inner();
+        let latency = started.elapsed();
+        assert_eq!(
+            answer,
+            UploadDiagnosisKeysResponse {
+                keys_accepted: 2,
+                ..Default::default()
+            },
+            "the answer has the shape of a first upload"
+        );
+        assert!(
+            latency >= fastest / 4 && latency <= slowest + Duration::from_secs(1),
+            "decoy {latency:?} outside the real range {fastest:?}..{slowest:?}"
+        );
+    }
+    // A malformed decoy is refused like a malformed upload.
+    let mut bad = tonic::Request::new(fixtures::upload("decoy-bad", vec![]));
+    bad.metadata_mut()
+        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let status = client
+        .upload_diagnosis_keys(bad)
+        .await
+        .expect_err("no keys");
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        20,
+        "decoys store nothing"
+    );
+}
