@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout();
     let admin_result = match cli.command {
         None => return serve(cli.serve),
-        Some(Command::Serve(config)) => return serve(config),
+        Some(Command::Serve(config)) => return serve(*config),
         Some(Command::Authority(command)) => admin::authority(command, &mut stdout),
         Some(Command::SigningKey(command)) => admin::signing_key(command, &mut stdout),
     };
