@@ -169,7 +169,7 @@ pub async fn run_listeners(
 
     let batches = BatchCache::new(store.clone(), catalog.clone(), config.batch_cache_bytes);
     let http_task = http_listener.map(|http_listener| {
-        let state = crate::http::HttpState {
+        let state = crate::http_mirror::HttpState {
             store: store.clone(),
             catalog: catalog.clone(),
             batches: batches.clone(),
@@ -177,7 +177,7 @@ pub async fn run_listeners(
             confirm_prefix_bits: config.confirm_prefix_bits,
         };
         let stop = cancel.clone();
-        tokio::spawn(crate::http::serve(http_listener, state, async move {
+        tokio::spawn(crate::http_mirror::serve(http_listener, state, async move {
             stop.cancelled().await;
         }))
     });

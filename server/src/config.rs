@@ -200,6 +200,13 @@ mod tests {
             Ok(Some("[::1]:80".parse().expect("address")))
         );
         assert!(parse_optional_addr("localhost").is_err());
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ServerConfig,
+        }
+        let off = <Cli as clap::Parser>::parse_from(["exposure-server", "--http-addr", ""]);
+        assert_eq!(off.config.http_addr, None);
     }
 
     #[test]

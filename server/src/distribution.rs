@@ -137,7 +137,7 @@ impl Distribution for DistributionService {
                     offset: offset as u64,
                     total_size,
                 };
-                Some((Ok(chunk), end))
+                Some((Ok::<_, Status>(chunk), end))
             }
         });
         Ok(Response::new(Box::pin(chunks)))

@@ -1,6 +1,6 @@
 //! The static layout of DESIGN.md section 10, in one place: the path of every object, how a path
 //! parses back, the `Cache-Control` of each, and the protobuf bodies of the indexes. The HTTP
-//! listener ([`crate::http`]) serves it; the object-storage publisher writes the same objects.
+//! listener ([`crate::http_mirror`]) serves it; the object-storage publisher writes the same objects.
 
 use exposure_proto::v1::{
     BatchInfo, GetSigningKeysResponse, ListBatchesResponse, RegionIndex, SigningKey,
@@ -130,7 +130,7 @@ impl Route<'_> {
 pub fn parse(path: &str) -> Result<Route<'_>, PathError> {
     let path = path.strip_prefix('/').unwrap_or(path);
     let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
+    match *parts.as_slice() {
         ["v1", "signing-keys"] => Ok(Route::SigningKeys),
         ["v1", "batches", batch_id] => {
             if is_batch_id(batch_id) {

@@ -4,7 +4,7 @@
 //! Data flows one way: [`ingest`] validates uploads and makes them durable in [`storage`];
 //! the [`publisher`] expands released keys into signed filter batches and records them in the
 //! [`catalog`]; [`distribution`] serves the batches and confirm buckets to phones over gRPC,
-//! and [`http`] serves the same as the static [`layout`] of DESIGN.md section 10.
+//! and [`http_mirror`] serves the same as the static [`layout`] of DESIGN.md section 10.
 
 pub mod admin;
 pub mod app;
@@ -14,7 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod distribution;
 pub mod error;
-pub mod http;
+pub mod http_mirror;
 pub mod inbox;
 pub mod ingest;
 pub mod layout;

@@ -290,7 +290,7 @@ async fn bad_paths_are_400_absent_objects_404_and_other_methods_405() {
         assert_eq!(text.lines().count(), 1, "{path}: one line");
         assert_eq!(answer.header("cache-control"), "no-store");
     }
-    let zeros = "0".repeat(64);
+    let unknown_batch = format!("/v1/batches/{}", "0".repeat(64));
     for path in [
         "/",
         "/v1/regions/VN-TB",
@@ -298,7 +298,7 @@ async fn bad_paths_are_400_absent_objects_404_and_other_methods_405() {
         "/v2/signing-keys",
         "/v1/regions/VN-HN/index",
         "/v1/regions/VN-TB/days/20000",
-        &format!("/v1/batches/{zeros}"),
+        unknown_batch.as_str(),
     ] {
         let answer = http.get(path).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");

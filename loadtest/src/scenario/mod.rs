@@ -229,10 +229,10 @@ impl Workload {
                 Catalog::load(&mut clients.distribution, region).await?
             }
             Scenario::HttpPoll | Scenario::HttpDownload => {
-                let Some(http) = &clients.http else {
+                let Some(client) = &clients.http else {
                     anyhow::bail!("the {scenario} scenario needs an HTTP client");
                 };
-                http::load_catalog(http, region).await?
+                http::load_catalog(client, region).await?
             }
         };
         if matches!(scenario, Scenario::Download | Scenario::HttpDownload) && catalog.is_empty() {
