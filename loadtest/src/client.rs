@@ -83,9 +83,7 @@ impl Connections {
     /// gRPC clients they never call.
     pub fn lazy(target: &Target, count: usize) -> Self {
         let endpoint = Endpoint::from(target.uri().clone()).connect_timeout(CONNECT_TIMEOUT);
-        let channels = (0..count.max(1))
-            .map(|_| endpoint.connect_lazy())
-            .collect();
+        let channels = (0..count.max(1)).map(|_| endpoint.connect_lazy()).collect();
         Connections { channels }
     }
 

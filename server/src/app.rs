@@ -177,9 +177,13 @@ pub async fn run_listeners(
             confirm_prefix_bits: config.confirm_prefix_bits,
         };
         let stop = cancel.clone();
-        tokio::spawn(crate::http_mirror::serve(http_listener, state, async move {
-            stop.cancelled().await;
-        }))
+        tokio::spawn(crate::http_mirror::serve(
+            http_listener,
+            state,
+            async move {
+                stop.cancelled().await;
+            },
+        ))
     });
 
     let reflection_v1 = reflection_builder().build_v1()?;

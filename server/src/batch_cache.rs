@@ -151,7 +151,11 @@ impl BatchCache {
     pub fn usage(&self) -> (usize, usize) {
         let inner = self.lock();
         (
-            inner.entries.values().filter(|entry| entry.size > 0).count(),
+            inner
+                .entries
+                .values()
+                .filter(|entry| entry.size > 0)
+                .count(),
             inner.bytes,
         )
     }

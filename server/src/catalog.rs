@@ -103,7 +103,11 @@ impl Catalog {
 
     /// Calls `read` with the highest sequence and the batches (oldest first) of `region`, under
     /// the read lock and without copying them; `None` when the region has never published.
-    pub fn with_region<T>(&self, region: &str, read: impl FnOnce(u64, &[BatchInfo]) -> T) -> Option<T> {
+    pub fn with_region<T>(
+        &self,
+        region: &str,
+        read: impl FnOnce(u64, &[BatchInfo]) -> T,
+    ) -> Option<T> {
         self.read()
             .get(region)
             .map(|region| read(region.latest_sequence, &region.batches))

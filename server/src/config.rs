@@ -160,9 +160,9 @@ pub fn parse_optional_addr(text: &str) -> Result<OptionalAddr, String> {
     if text.is_empty() {
         return Ok(None);
     }
-    text.parse()
-        .map(Some)
-        .map_err(|_| format!("{text:?} is not an address (expected e.g. 127.0.0.1:8080, or empty to turn off)"))
+    text.parse().map(Some).map_err(|_| {
+        format!("{text:?} is not an address (expected e.g. 127.0.0.1:8080, or empty to turn off)")
+    })
 }
 
 /// Parses `1s`, `90m`, `2h`, `500ms` and the other humantime forms.

@@ -145,7 +145,10 @@ pub fn parse(path: &str) -> Result<Route<'_>, PathError> {
         ["v1", "regions", region, "days", day] => {
             let region = region_part(region)?;
             let day = decimal(day).ok_or_else(|| {
-                bad("day", "must be a UTC day number (Unix seconds / 86400) in decimal")
+                bad(
+                    "day",
+                    "must be a UTC day number (Unix seconds / 86400) in decimal",
+                )
             })?;
             Ok(Route::Day { region, day })
         }
@@ -306,7 +309,13 @@ mod tests {
         assert!(reason("/v1/regions/VN-TB/confirm/16/+1").starts_with("prefix: "));
         assert!(reason("/v1/batches/ABC").starts_with("batch_id: "));
         assert!(reason("/v1/batches/").starts_with("batch_id: "));
-        for path in ["/", "/v1", "/v2/signing-keys", "/v1/regions/VN-TB", "/v1/regions"] {
+        for path in [
+            "/",
+            "/v1",
+            "/v2/signing-keys",
+            "/v1/regions/VN-TB",
+            "/v1/regions",
+        ] {
             assert_eq!(parse(path), Err(PathError::Unknown), "{path}");
         }
         assert_eq!(parse("/v1/regions/VN-TB/other"), Err(PathError::Unknown));

@@ -23,7 +23,13 @@ fn matcher_binary() -> PathBuf {
     let binary = profile_dir.join(format!("exposure-matcher{}", std::env::consts::EXE_SUFFIX));
     if !binary.exists() {
         let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args(["build", "-p", "exposure-matcher", "--bin", "exposure-matcher"]);
+        build.args([
+            "build",
+            "-p",
+            "exposure-matcher",
+            "--bin",
+            "exposure-matcher",
+        ]);
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
@@ -46,13 +52,19 @@ async fn fetch_writes_every_listed_batch_once_and_verified() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
     let today = (TEST_NOW / DAY) as u32;
     server
-        .upload(fixtures::upload("a", vec![gaen(key16(1), (today - 1) * 144, 144)]))
+        .upload(fixtures::upload(
+            "a",
+            vec![gaen(key16(1), (today - 1) * 144, 144)],
+        ))
         .await;
     server
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
     server
-        .upload(fixtures::upload("b", vec![gaen(key16(2), (today - 2) * 144, 144)]))
+        .upload(fixtures::upload(
+            "b",
+            vec![gaen(key16(2), (today - 2) * 144, 144)],
+        ))
         .await;
     let listing = server
         .wait_for_batches(|listing| listing.batches.len() == 2)
@@ -74,7 +86,10 @@ async fn fetch_writes_every_listed_batch_once_and_verified() {
     for info in &listing.batches {
         let written = std::fs::read(out.path().join(&info.batch_id)).expect("batch written");
         assert_eq!(written, download(&mut grpc, &info.batch_id).await);
-        assert!(stdout.contains(&format!("fetched {}", info.batch_id)), "{stdout}");
+        assert!(
+            stdout.contains(&format!("fetched {}", info.batch_id)),
+            "{stdout}"
+        );
     }
     assert_eq!(
         std::fs::read_dir(out.path()).expect("list").count(),

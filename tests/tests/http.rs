@@ -87,7 +87,10 @@ async fn every_path_serves_the_bytes_grpc_serves() {
     assert_protobuf(&answer, "public, max-age=60");
     let day = ListBatchesResponse::decode(answer.body.clone()).expect("day decodes");
     assert_eq!(day.batches, listing.batches);
-    assert_eq!((day.latest_sequence, day.more, day.confirm_prefix_bits), (1, false, 16));
+    assert_eq!(
+        (day.latest_sequence, day.more, day.confirm_prefix_bits),
+        (1, false, 16)
+    );
 
     let answer = http.get(&format!("/v1/batches/{}", info.batch_id)).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -132,22 +135,32 @@ async fn day_indexes_hold_what_list_batches_lists_and_closed_days_cache_for_a_da
     let server = TestServer::start_with(clock.clone(), |_| {}).await;
     let http = HttpClient::new(&server.http_url);
     server
-        .upload(fixtures::upload("a", vec![gaen(key16(1), (TODAY - 1) * 144, 144)]))
+        .upload(fixtures::upload(
+            "a",
+            vec![gaen(key16(1), (TODAY - 1) * 144, 144)],
+        ))
         .await;
-    server.wait_for_batches(|listing| listing.batches.len() == 1).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
     clock.advance(3600);
     server
-        .upload(fixtures::upload("b", vec![gaen(key16(2), (TODAY - 2) * 144, 144)]))
+        .upload(fixtures::upload(
+            "b",
+            vec![gaen(key16(2), (TODAY - 2) * 144, 144)],
+        ))
         .await;
-    server.wait_for_batches(|listing| listing.batches.len() == 2).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
     // The next day: the roll-up of TODAY is created on TODAY + 1.
     clock.set((u64::from(TODAY) + 1) * DAY + 60);
     let listing = server
         .wait_for_batches(|listing| listing.batches.len() == 3)
         .await;
 
-    let index = RegionIndex::decode(http.get("/v1/regions/VN-TB/index").await.body)
-        .expect("index decodes");
+    let index =
+        RegionIndex::decode(http.get("/v1/regions/VN-TB/index").await.body).expect("index decodes");
     assert_eq!(index.days, vec![TODAY, TODAY + 1]);
     assert_eq!(index.latest_sequence, 3);
     let closed = http.get(&format!("/v1/regions/VN-TB/days/{TODAY}")).await;
@@ -168,7 +181,10 @@ async fn day_indexes_hold_what_list_batches_lists_and_closed_days_cache_for_a_da
     assert_eq!(open.batches[0].day_number, TODAY);
     let mut joined = closed.batches.clone();
     joined.extend(open.batches.clone());
-    assert_eq!(joined, listing.batches, "the day indexes partition ListBatches");
+    assert_eq!(
+        joined, listing.batches,
+        "the day indexes partition ListBatches"
+    );
     server.stop().await;
 }
 
@@ -189,7 +205,11 @@ async fn etags_answer_304_and_batches_answer_ranges() {
     assert!(unchanged.body.is_empty());
     assert_eq!(unchanged.header("etag"), etag);
     let other = http
-        .send(Method::GET, &path, &[("if-none-match", "\"something-else\"")])
+        .send(
+            Method::GET,
+            &path,
+            &[("if-none-match", "\"something-else\"")],
+        )
         .await;
     assert_eq!(other.status, StatusCode::OK);
 
@@ -279,7 +299,10 @@ async fn bad_paths_are_400_absent_objects_404_and_other_methods_405() {
         ("/v1/regions/VN-TB/days/yesterday", "day: "),
         ("/v1/regions/VN-TB/days/-1", "day: "),
         ("/v1/regions/VN-TB/confirm/8/0", "prefix_bits: must be 16"),
-        ("/v1/regions/VN-TB/confirm/16/65536", "prefix: must be below 2^16"),
+        (
+            "/v1/regions/VN-TB/confirm/16/65536",
+            "prefix: must be below 2^16",
+        ),
         ("/v1/regions/VN-TB/confirm/16/0x10", "prefix: "),
         ("/v1/batches/ABCDEF", "batch_id: "),
     ] {

@@ -195,10 +195,7 @@ async fn an_http_scenario_aimed_at_the_grpc_port_fails_to_start() {
     let error = run_scenario(&options(&server, Scenario::HttpPoll))
         .await
         .expect_err("gRPC port does not serve the index");
-    assert!(
-        format!("{error:#}").contains("HTTP listener"),
-        "{error:#}"
-    );
+    assert!(format!("{error:#}").contains("HTTP listener"), "{error:#}");
     server.stop().await;
 }
 

@@ -56,7 +56,10 @@ pub async fn load_catalog(http: &HttpClient, region: &str) -> anyhow::Result<Cat
             .get(&format!("/v1/regions/{region}/days/{day}"))
             .await
             .map_err(|status| {
-                anyhow::anyhow!("cannot read day {day} of region {region}: {}", status.message())
+                anyhow::anyhow!(
+                    "cannot read day {day} of region {region}: {}",
+                    status.message()
+                )
             })?;
         let listing = ListBatchesResponse::decode(body)
             .map_err(|error| anyhow::anyhow!("day index {day} does not decode: {error}"))?;

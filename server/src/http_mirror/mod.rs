@@ -165,12 +165,14 @@ async fn object(state: &HttpState, route: &Route<'_>) -> Result<Option<Object>, 
         }
         Route::Day { region, day } => {
             let today = layout::day_of(state.clock.now());
-            Ok(layout::day_listing(&state.catalog, region, day, bits).map(|listing| {
-                protobuf(
-                    listing.encode_to_vec(),
-                    layout::day_cache_control(day, today),
-                )
-            }))
+            Ok(
+                layout::day_listing(&state.catalog, region, day, bits).map(|listing| {
+                    protobuf(
+                        listing.encode_to_vec(),
+                        layout::day_cache_control(day, today),
+                    )
+                }),
+            )
         }
         Route::Batch { batch_id } => {
             let file = state

@@ -43,7 +43,10 @@ impl Object {
 pub fn answer(object: Object, request: &HeaderMap) -> Response {
     let mut response = Response::new(Body::empty());
     let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static(object.cache_control));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(object.cache_control),
+    );
     if let Ok(etag) = HeaderValue::from_str(&object.etag) {
         headers.insert(ETAG, etag);
     }
@@ -200,9 +203,27 @@ mod tests {
     fn ranges_follow_rfc_9110() {
         use RangeRequest::*;
         assert_eq!(parse_range("bytes=0-9", 100), Part { first: 0, last: 9 });
-        assert_eq!(parse_range("bytes=90-200", 100), Part { first: 90, last: 99 });
-        assert_eq!(parse_range("bytes=95-", 100), Part { first: 95, last: 99 });
-        assert_eq!(parse_range("bytes=-10", 100), Part { first: 90, last: 99 });
+        assert_eq!(
+            parse_range("bytes=90-200", 100),
+            Part {
+                first: 90,
+                last: 99
+            }
+        );
+        assert_eq!(
+            parse_range("bytes=95-", 100),
+            Part {
+                first: 95,
+                last: 99
+            }
+        );
+        assert_eq!(
+            parse_range("bytes=-10", 100),
+            Part {
+                first: 90,
+                last: 99
+            }
+        );
         assert_eq!(parse_range("bytes=-500", 100), Part { first: 0, last: 99 });
         assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
         assert_eq!(parse_range("bytes=100-120", 100), Unsatisfiable);

@@ -110,7 +110,10 @@ fn fetch(base: &str, region: &str, out: &Path) -> anyhow::Result<()> {
     let agent = ureq::Agent::new_with_defaults();
     let get = |path: &str| -> anyhow::Result<Vec<u8>> {
         let url = format!("{base}/{path}");
-        let mut response = agent.get(&url).call().with_context(|| format!("GET {url}"))?;
+        let mut response = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
         response
             .body_mut()
             .with_config()
