@@ -174,3 +174,64 @@ pub enum LoadError {
     #[error("batch read task: {0}")]
     Task(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use exposure_proto::v1::BatchInfo;
+
+    use super::*;
+    use crate::storage::records::StoredBatch;
+
+    /// Stores a batch file and lists it, as the publisher does; returns its id.
+    fn publish(store: &Store, catalog: &Catalog, sequence: u64, file: &[u8]) -> String {
+        let info = BatchInfo {
+            batch_id: format!("{sequence:064x}"),
+            sequence,
+            ..Default::default()
+        };
+        let record = StoredBatch {
+            info: Some(info.clone()),
+            region: "VN-TB".into(),
+            ..Default::default()
+        };
+        let mut write = rocksdb::WriteBatch::default();
+        store.put_batch(&mut write, &record, file);
+        store.write_synced(write).expect("write");
+        catalog.insert("VN-TB", info.clone());
+        info.batch_id
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn downloads_share_one_copy_and_the_bound_evicts_the_oldest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("store");
+        let catalog = Catalog::default();
+        let cache = BatchCache::new(store.clone(), catalog.clone(), 250);
+        let first = publish(&store, &catalog, 1, &[1; 100]);
+        let second = publish(&store, &catalog, 2, &[2; 100]);
+        let third = publish(&store, &catalog, 3, &[3; 100]);
+
+        let (a, b) = tokio::join!(cache.get(&first), cache.get(&first));
+        let (a, b) = (a.expect("read").expect("a"), b.expect("read").expect("b"));
+        assert_eq!(&a[..], &[1; 100][..]);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one copy for concurrent downloads");
+        assert_eq!(cache.usage(), (1, 100));
+
+        cache.get(&second).await.expect("read");
+        cache.get(&first).await.expect("read"); // first is now the most recent
+        cache.get(&third).await.expect("read");
+        assert_eq!(cache.usage(), (2, 200), "the least recently used went");
+        let again = cache.get(&first).await.expect("read").expect("first");
+        assert_eq!(again.as_ptr(), a.as_ptr(), "first was kept");
+
+        catalog.remove("VN-TB", 1);
+        assert_eq!(
+            cache.get(&first).await.expect("read"),
+            None,
+            "unlisted is gone"
+        );
+        assert_eq!(cache.usage(), (1, 100));
+        let unknown = format!("{:064x}", 9);
+        assert_eq!(cache.get(&unknown).await.expect("read"), None);
+    }
+}
