@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe_set_protoc(&protoc);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // GetBatch chunks are slices of one shared copy of the file (server/src/batch_cache.rs).
+        .bytes(".exposure.v1.GetBatchChunk.data")
         .file_descriptor_set_path(out_dir.join("exposure_descriptor.bin"))
         .compile_protos(&["proto/exposure/v1/exposure.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");

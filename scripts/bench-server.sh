@@ -17,12 +17,15 @@ loadtest="$target_dir/release/exposure-loadtest"
 
 data=$(mktemp -d)
 port=50651
+http_port=50652
 url="http://127.0.0.1:$port"
+http_url="http://127.0.0.1:$http_port"
 # The bench authority gets quotas far above the default, since the upload scenario sends
 # thousands of cases a second on purpose.
 token=$("$server" authority add --data-dir "$data" --name bench --region VN-TB \
   --uploads-per-minute 100000000 --keys-per-day 100000000000 | tail -n 1)
-"$server" --data-dir "$data" --grpc-addr "127.0.0.1:$port" --metrics-addr 127.0.0.1:0 \
+"$server" --data-dir "$data" --grpc-addr "127.0.0.1:$port" \
+  --http-addr "127.0.0.1:$http_port" --metrics-addr 127.0.0.1:0 \
   --publish-interval 2s --release-delay 0s --log-format json 2>"$out/server.log" &
 server_pid=$!
 trap 'kill -TERM $server_pid 2>/dev/null; wait $server_pid 2>/dev/null; rm -rf "$data"' EXIT
@@ -33,6 +36,11 @@ run() {
   echo "== $name" >&2
   "$loadtest" run --target "$url" --format json --output "$out/$name.json" "$@"
 }
+run_http() {
+  local name=$1; shift
+  echo "== $name" >&2
+  "$loadtest" run --target "$http_url" --format json --output "$out/$name.json" "$@"
+}
 
 # Seed: 100 cases (half of each case's keys are yesterday's, so they publish at once).
 run seed --scenario upload --token "$token" --requests 100 --concurrency 4
@@ -41,6 +49,8 @@ run noop     --scenario noop     --duration "${seconds}s" --warmup 1000
 run poll     --scenario poll     --duration "${seconds}s" --warmup 1000
 run confirm  --scenario confirm  --duration "${seconds}s" --warmup 1000
 run download --scenario download --duration "${seconds}s" --warmup 200
+run_http http-poll     --scenario http-poll     --duration "${seconds}s" --warmup 1000
+run_http http-download --scenario http-download --duration "${seconds}s" --warmup 200
 run province-1x  --scenario province --token "$token" --duration "$((seconds * 2))s"
 run province-10x --scenario province --token "$token" --duration "$((seconds * 2))s" --speedup 10
 # Last: the upload run leaves a backlog of hundreds of thousands of keys (weeks of peak days)
@@ -53,7 +63,8 @@ out = pathlib.Path(sys.argv[1])
 noop = json.loads((out / "noop.json").read_text())["rps"]
 print(f"| scenario | requests/s | × noop | p50 ms | p99 ms | errors | other |")
 print(f"|---|---|---|---|---|---|---|")
-for name in ["noop", "poll", "confirm", "download", "province-1x", "province-10x", "upload"]:
+for name in ["noop", "poll", "http-poll", "confirm", "download", "http-download",
+             "province-1x", "province-10x", "upload"]:
     report = json.loads((out / f"{name}.json").read_text())
     latency = report["latency_ms"]
     other = ""

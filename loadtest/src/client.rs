@@ -15,6 +15,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::http::HttpClient;
 use crate::target::Target;
 
 /// How long opening one channel may take before the run is abandoned.
@@ -78,6 +79,14 @@ impl Connections {
         Ok(Connections { channels })
     }
 
+    /// Makes `count` channels that connect only when first used: the HTTP scenarios carry
+    /// gRPC clients they never call.
+    pub fn lazy(target: &Target, count: usize) -> Self {
+        let endpoint = Endpoint::from(target.uri().clone()).connect_timeout(CONNECT_TIMEOUT);
+        let channels = (0..count.max(1)).map(|_| endpoint.connect_lazy()).collect();
+        Connections { channels }
+    }
+
     /// Returns the channel that worker `worker` uses (round-robin).
     pub fn channel(&self, worker: usize) -> Channel {
         self.channels[worker % self.channels.len()].clone()
@@ -103,6 +112,8 @@ pub struct Clients {
     pub distribution: DistributionClient<Channel>,
     /// `grpc.health.v1.Health`, the cheapest RPC the server has (the `noop` scenario).
     pub health: HealthClient<Channel>,
+    /// The HTTP/1.1 client of the HTTP scenarios (`None` for gRPC runs).
+    pub http: Option<HttpClient>,
 }
 
 impl Clients {
@@ -112,7 +123,15 @@ impl Clients {
             upload: KeyUploadClient::new(channel.clone()),
             distribution: DistributionClient::new(channel.clone()),
             health: HealthClient::new(channel),
+            http: None,
         }
+    }
+
+    /// Adds the HTTP client of the HTTP scenarios.
+    #[must_use]
+    pub fn with_http(mut self, http: Option<HttpClient>) -> Self {
+        self.http = http;
+        self
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod http;
 pub mod plot;
 pub mod progress;
 pub mod recorder;

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tonic::Status;
 
 use crate::client::{BearerToken, Clients, Connections};
+use crate::http::HttpClient;
 use crate::progress::Progress;
 use crate::recorder::{Recorder, Sample};
 use crate::report::{Report, Settings};
@@ -158,8 +159,18 @@ impl RunOptions {
 /// are part of the report, not errors.
 pub async fn run_scenario(options: &RunOptions) -> anyhow::Result<Report> {
     options.validate().map_err(anyhow::Error::msg)?;
-    let connections = Connections::open(&options.target, options.connections).await?;
-    let mut setup_clients = Clients::new(connections.channel(0));
+    let (connections, http) = if options.scenario.is_http() {
+        (
+            Connections::lazy(&options.target, options.connections),
+            Some(HttpClient::new(&options.target)),
+        )
+    } else {
+        (
+            Connections::open(&options.target, options.connections).await?,
+            None,
+        )
+    };
+    let mut setup_clients = Clients::new(connections.channel(0)).with_http(http.clone());
     let workload = Workload::prepare(
         options.scenario,
         &options.region,
@@ -189,7 +200,7 @@ pub async fn run_scenario(options: &RunOptions) -> anyhow::Result<Report> {
         let worker = Worker {
             schedule: Arc::clone(&schedule),
             workload: workload.clone(),
-            clients: Clients::new(connections.channel(index)),
+            clients: Clients::new(connections.channel(index)).with_http(http.clone()),
             recorder: Arc::clone(&recorder),
             answered: Arc::clone(&answered),
             timeout: options.timeout,

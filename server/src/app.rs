@@ -1,6 +1,7 @@
 //! Assembles the server: opens the store, loads the signing key and the catalog, starts the
-//! ingest writer and the publisher, serves gRPC on an already-bound listener until the
-//! shutdown future completes, then winds down in order (see [`run`]).
+//! ingest writer and the publisher, serves gRPC (and the HTTP mirror, when given a listener) on
+//! already-bound listeners until the shutdown future completes, then winds down in order (see
+//! [`run_listeners`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 
 use crate::admission::{AdmissionLayer, AdmissionLimits};
+use crate::batch_cache::BatchCache;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
@@ -56,7 +58,17 @@ pub enum ServerError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Runs the server on `listener` with the system clock until `shutdown` completes.
+/// The listeners of a server, bound by the caller (`main.rs` binds the configured addresses;
+/// tests bind port 0 and read the ports before starting).
+pub struct Listeners {
+    /// The gRPC API.
+    pub grpc: TcpListener,
+    /// The HTTP mirror of DESIGN.md section 10; `None` serves no HTTP.
+    pub http: Option<TcpListener>,
+}
+
+/// Runs the server with gRPC only on `listener` with the system clock until `shutdown`
+/// completes.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
@@ -65,17 +77,35 @@ pub async fn run(
     run_with_clock(listener, config, Clock::System, shutdown).await
 }
 
-/// Runs the server with a given clock (tests move a manual one).
-///
-/// Shutdown order: health turns NOT_SERVING, the listener stops accepting, in-flight calls get
-/// `shutdown_grace` to finish, the publisher stops (a run in progress completes or commits
-/// nothing), the ingest writer drains, and RocksDB is flushed.
+/// Runs the server with gRPC only and a given clock (tests move a manual one).
 pub async fn run_with_clock(
     listener: TcpListener,
     config: ServerConfig,
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let listeners = Listeners {
+        grpc: listener,
+        http: None,
+    };
+    run_listeners(listeners, config, clock, shutdown).await
+}
+
+/// Runs the server on `listeners` with a given clock until `shutdown` completes.
+///
+/// Shutdown order: health turns NOT_SERVING, the listeners stop accepting, in-flight calls and
+/// HTTP requests get `shutdown_grace` to finish, the publisher stops (a run in progress
+/// completes or commits nothing), the ingest writer drains, and RocksDB is flushed.
+pub async fn run_listeners(
+    listeners: Listeners,
+    config: ServerConfig,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let Listeners {
+        grpc: listener,
+        http: http_listener,
+    } = listeners;
     let width = FingerprintWidth::from_bits(config.fingerprint_bits).ok_or_else(|| {
         ServerError::Config(format!(
             "fingerprint bits {} (use 8, 16 or 32)",
@@ -142,6 +172,24 @@ pub async fn run_with_clock(
         health_reporter.clone(),
         cancel.clone(),
     ));
+    let batches = BatchCache::new(store.clone(), catalog.clone(), config.batch_cache_bytes);
+    let http_task = http_listener.map(|http_listener| {
+        let state = crate::http_mirror::HttpState {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            batches: batches.clone(),
+            clock: clock.clone(),
+            confirm_prefix_bits: config.confirm_prefix_bits,
+        };
+        let stop = cancel.clone();
+        tokio::spawn(crate::http_mirror::serve(
+            http_listener,
+            state,
+            async move {
+                stop.cancelled().await;
+            },
+        ))
+    });
 
     let reflection_v1 = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
@@ -150,6 +198,7 @@ pub async fn run_with_clock(
     let distribution = DistributionServer::new(DistributionService::new(
         store.clone(),
         catalog,
+        batches,
         config.confirm_prefix_bits,
     ))
     .max_decoding_message_size(config.max_message_bytes);
@@ -208,6 +257,17 @@ pub async fn run_with_clock(
     }
 
     cancel.cancel();
+    if let Some(mut task) = http_task {
+        match tokio::time::timeout(grace, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "http listener failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "http listener task failed"),
+            Err(_) => {
+                tracing::warn!("http requests did not finish within the grace period");
+                task.abort();
+            }
+        }
+    }
     tracker.close();
     if tokio::time::timeout(PUBLISHER_STOP_GRACE, tracker.wait())
         .await

@@ -101,6 +101,25 @@ impl Catalog {
         }
     }
 
+    /// Calls `read` with the highest sequence and the batches (oldest first) of `region`, under
+    /// the read lock and without copying them; `None` when the region has never published.
+    pub fn with_region<T>(
+        &self,
+        region: &str,
+        read: impl FnOnce(u64, &[BatchInfo]) -> T,
+    ) -> Option<T> {
+        self.read()
+            .get(region)
+            .map(|region| read(region.latest_sequence, &region.batches))
+    }
+
+    /// Returns true when some region lists a batch with this id (retention has not deleted it).
+    pub fn contains_batch(&self, batch_id: &str) -> bool {
+        self.read()
+            .values()
+            .any(|region| region.batches.iter().any(|info| info.batch_id == batch_id))
+    }
+
     /// Returns the regions that have batches.
     pub fn regions(&self) -> Vec<String> {
         let mut regions: Vec<String> = self.read().keys().cloned().collect();

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+/// A listening address that may be turned off (`None`, from an empty value). An alias, so that
+/// clap takes the whole option from [`parse_optional_addr`] rather than making the flag optional.
+pub type OptionalAddr = Option<SocketAddr>;
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -27,6 +31,16 @@ pub struct ServerConfig {
     /// Address the gRPC API listens on.
     #[arg(long, env = "EXPOSURE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
+
+    /// Address of the HTTP mirror of the distribution API (DESIGN.md section 10), for phones
+    /// and as a CDN's origin; an empty value turns it off.
+    #[arg(long, env = "EXPOSURE_HTTP_ADDR", default_value = "127.0.0.1:8080",
+          value_parser = parse_optional_addr)]
+    pub http_addr: OptionalAddr,
+
+    /// Most bytes of batch files kept in memory, shared by every download (gRPC and HTTP).
+    #[arg(long, env = "EXPOSURE_BATCH_CACHE_BYTES", default_value_t = crate::batch_cache::DEFAULT_CAPACITY_BYTES)]
+    pub batch_cache_bytes: usize,
 
     /// Address of the Prometheus scrape endpoint (`/metrics`).
     #[arg(long, env = "EXPOSURE_METRICS_ADDR", default_value = "127.0.0.1:9090")]
@@ -220,6 +234,17 @@ fn parse_fingerprint_bits(text: &str) -> Result<u32, String> {
     }
 }
 
+/// Parses an address, or nothing for an empty value (the listener is off).
+pub fn parse_optional_addr(text: &str) -> Result<OptionalAddr, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        format!("{text:?} is not an address (expected e.g. 127.0.0.1:8080, or empty to turn off)")
+    })
+}
+
 /// Parses `1s`, `90m`, `2h`, `500ms` and the other humantime forms.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| format!("{error} (expected e.g. 30s, 90m, 2h)"))
@@ -241,6 +266,27 @@ mod tests {
         assert_eq!(config.max_keys_per_upload, 30);
         assert_eq!(config.max_message_bytes, 65_536);
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(
+            config.http_addr.map(|addr| addr.to_string()).as_deref(),
+            Some("127.0.0.1:8080")
+        );
+    }
+
+    #[test]
+    fn an_empty_http_address_turns_the_listener_off() {
+        assert_eq!(parse_optional_addr(""), Ok(None));
+        assert_eq!(
+            parse_optional_addr("[::1]:80"),
+            Ok(Some("[::1]:80".parse().expect("address")))
+        );
+        assert!(parse_optional_addr("localhost").is_err());
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ServerConfig,
+        }
+        let off = <Cli as clap::Parser>::parse_from(["exposure-server", "--http-addr", ""]);
+        assert_eq!(off.config.http_addr, None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `exposure.v1.Distribution`: the anonymous phone API. Listing is served from the in-memory
-//! catalog; batch files and confirm buckets are read from RocksDB off the async workers.
+//! catalog; batch files from the shared [`BatchCache`] (each chunk a slice of one copy, made as
+//! the stream is read); confirm buckets are read from RocksDB off the async workers.
 
 use std::pin::Pin;
 
@@ -7,38 +8,46 @@ use exposure_proto::v1::distribution_server::Distribution;
 use exposure_proto::v1::{
     GetBatchChunk, GetBatchRequest, GetConfirmBucketRequest, GetConfirmBucketResponse,
     GetSigningKeysRequest, GetSigningKeysResponse, ListBatchesRequest, ListBatchesResponse,
-    SigningKey,
 };
 use futures::Stream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use crate::batch_cache::BatchCache;
 use crate::catalog::{Catalog, MAX_LIST_LIMIT};
 use crate::error::ApiError;
 use crate::ingest::validate::is_valid_region;
+use crate::layout::{self, is_batch_id};
 use crate::metrics;
 use crate::storage::Store;
 
 /// Largest chunk of a batch file in one GetBatch message.
 pub const CHUNK_BYTES: usize = 64 * 1024;
-/// Name of the only signature algorithm.
-pub const SIGNATURE_ALGORITHM: &str = "ecdsa-p256-sha256";
+pub use crate::layout::SIGNATURE_ALGORITHM;
 
 /// The distribution service.
 #[derive(Clone)]
 pub struct DistributionService {
     store: Store,
     catalog: Catalog,
+    batches: BatchCache,
     /// Bits of the confirm prefix of this deployment.
     confirm_prefix_bits: u32,
 }
 
 impl DistributionService {
-    /// Returns the service over the store and the catalog the publisher keeps.
-    pub fn new(store: Store, catalog: Catalog, confirm_prefix_bits: u32) -> Self {
+    /// Returns the service over the store, the catalog the publisher keeps and the shared
+    /// batch files.
+    pub fn new(
+        store: Store,
+        catalog: Catalog,
+        batches: BatchCache,
+        confirm_prefix_bits: u32,
+    ) -> Self {
         Self {
             store,
             catalog,
+            batches,
             confirm_prefix_bits,
         }
     }
@@ -64,14 +73,6 @@ fn check_region(region: &str) -> Result<(), ApiError> {
             "must match ^[A-Z]{2}(-[A-Z0-9]{1,3})?$, e.g. VN-TB",
         ))
     }
-}
-
-/// Returns true for a lowercase hex SHA-256.
-fn is_batch_id(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<GetBatchChunk, Status>> + Send>>;
@@ -114,26 +115,32 @@ impl Distribution for DistributionService {
                 ApiError::invalid("batch_id", "must be 64 lowercase hex characters").into(),
             );
         }
-        let lookup = batch_id.clone();
         let file = self
-            .blocking(move |store| store.batch_file(&lookup))
-            .await?
+            .batches
+            .get(&batch_id)
+            .await
+            .map_err(|error| ApiError::Internal(error.to_string()))?
             .ok_or_else(|| ApiError::NotFound(format!("batch {batch_id}")))?;
         ::metrics::counter!(metrics::DOWNLOADS_TOTAL).increment(1);
         ::metrics::counter!(metrics::DOWNLOAD_BYTES_TOTAL).increment(file.len() as u64);
         let total_size = file.len() as u64;
-        let chunks: Vec<Result<GetBatchChunk, Status>> = file
-            .chunks(CHUNK_BYTES)
-            .enumerate()
-            .map(|(index, chunk)| {
-                Ok(GetBatchChunk {
-                    data: chunk.to_vec(),
-                    offset: (index * CHUNK_BYTES) as u64,
+        // Each chunk is a slice of the shared file, made when the transport asks for it.
+        let chunks = futures::stream::unfold(0_usize, move |offset| {
+            let file = file.clone();
+            async move {
+                if offset >= file.len() {
+                    return None;
+                }
+                let end = file.len().min(offset + CHUNK_BYTES);
+                let chunk = GetBatchChunk {
+                    data: file.slice(offset..end),
+                    offset: offset as u64,
                     total_size,
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+                };
+                Some((Ok::<_, Status>(chunk), end))
+            }
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     #[instrument(skip_all, fields(region = %request.get_ref().region))]
@@ -180,20 +187,6 @@ impl Distribution for DistributionService {
         _request: Request<GetSigningKeysRequest>,
     ) -> Result<Response<GetSigningKeysResponse>, Status> {
         let list = self.blocking(|store| store.signing_keys()).await?;
-        let mut keys: Vec<SigningKey> = list
-            .keys
-            .iter()
-            .rev()
-            .map(|record| SigningKey {
-                key_id: record.key_id.clone(),
-                public_key_der: record.public_key_der.clone(),
-                algorithm: SIGNATURE_ALGORITHM.to_owned(),
-                current: record.key_id == list.current,
-                created_at: record.created_at,
-            })
-            .collect();
-        // The current key first, then the others newest first.
-        keys.sort_by_key(|key| !key.current);
-        Ok(Response::new(GetSigningKeysResponse { keys }))
+        Ok(Response::new(layout::signing_keys(&list)))
     }
 }

@@ -3,19 +3,23 @@
 //!
 //! Data flows one way: [`ingest`] validates uploads and makes them durable in [`storage`];
 //! the [`publisher`] expands released keys into signed filter batches and records them in the
-//! [`catalog`]; [`distribution`] serves the batches and confirm buckets to phones.
+//! [`catalog`]; [`distribution`] serves the batches and confirm buckets to phones over gRPC,
+//! and [`http_mirror`] serves the same as the static [`layout`] of DESIGN.md section 10.
 
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod batch_cache;
 pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod distribution;
 pub mod error;
 pub mod health;
+pub mod http_mirror;
 pub mod inbox;
 pub mod ingest;
+pub mod layout;
 pub mod metrics;
 pub mod middleware;
 pub mod publisher;
@@ -24,6 +28,6 @@ pub mod signing;
 pub mod storage;
 pub mod telemetry;
 
-pub use app::{ServerError, run, run_with_clock};
+pub use app::{Listeners, ServerError, run, run_listeners, run_with_clock};
 pub use clock::Clock;
 pub use config::ServerConfig;

@@ -76,13 +76,28 @@ fn serve(config: ServerConfig) -> ExitCode {
     };
     let result = runtime.block_on(async {
         metrics::install(config.metrics_addr)?;
-        let listener = tokio::net::TcpListener::bind(config.grpc_addr).await?;
-        tracing::info!(grpc = %listener.local_addr()?, metrics = %config.metrics_addr, "listening");
+        let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
+        let http = match config.http_addr {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let http_addr = match &http {
+            Some(listener) => listener.local_addr()?.to_string(),
+            None => "off".to_owned(),
+        };
+        tracing::info!(grpc = %grpc.local_addr()?, http = %http_addr, metrics = %config.metrics_addr, "listening");
         tracing::info!(
             "to create an upload token, run `exposure-server authority add --data-dir {} --name NAME --region VN-TB`",
             config.data_dir.display()
         );
-        exposure_server::run(listener, config, exposure_server::signal::shutdown()).await?;
+        let listeners = exposure_server::Listeners { grpc, http };
+        exposure_server::run_listeners(
+            listeners,
+            config,
+            exposure_server::Clock::System,
+            exposure_server::signal::shutdown(),
+        )
+        .await?;
         anyhow::Ok(())
     });
     // A publisher batch still building after shutdown has committed nothing; it is not waited for.

@@ -21,13 +21,13 @@ pub const BATCH_BUILD_SECONDS: &str = "exposure_batch_build_duration_seconds";
 pub const BATCH_SIZE_BYTES: &str = "exposure_batch_size_bytes";
 /// Filter elements (decoys included) of each published batch, by `kind`.
 pub const BATCH_ELEMENTS: &str = "exposure_batch_elements";
-/// ListBatches calls.
+/// ListBatches calls and HTTP region-index requests.
 pub const POLLS_TOTAL: &str = "exposure_polls_total";
-/// GetBatch calls that found their batch.
+/// GetBatch calls that found their batch, and HTTP batch GETs answered 200 or 206.
 pub const DOWNLOADS_TOTAL: &str = "exposure_batch_downloads_total";
 /// Bytes of batch files sent.
 pub const DOWNLOAD_BYTES_TOTAL: &str = "exposure_batch_download_bytes_total";
-/// GetConfirmBucket calls.
+/// GetConfirmBucket calls, over gRPC and HTTP.
 pub const CONFIRM_REQUESTS_TOTAL: &str = "exposure_confirm_requests_total";
 /// Approximate size of the RocksDB files.
 pub const ROCKSDB_SIZE_BYTES: &str = "exposure_rocksdb_size_bytes";
@@ -43,6 +43,13 @@ pub const CODE_ATTEMPTS_REFUSED_TOTAL: &str = "exposure_code_attempts_refused_to
 pub const STORE_WRITABLE: &str = "exposure_store_writable";
 /// Latency of every gRPC call, by `method` and `code`.
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "exposure_grpc_request_duration_seconds";
+/// Requests of the HTTP listener, by `route` (signing_keys, index, day, batch, confirm, unknown,
+/// bad) and `status` (the HTTP code).
+pub const HTTP_REQUESTS_TOTAL: &str = "exposure_http_requests_total";
+/// Latency of every HTTP request until its headers are ready, by `route`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "exposure_http_request_duration_seconds";
+/// Batch files held by the shared batch cache, in bytes.
+pub const BATCH_CACHE_BYTES: &str = "exposure_batch_cache_bytes";
 /// Requests refused because their class was at its concurrency limit, by `class`
 /// (upload, phone, health).
 pub const REQUESTS_SHED_TOTAL: &str = "exposure_requests_shed_total";
@@ -73,6 +80,10 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
         .with_http_listener(addr)
         .set_buckets_for_metric(
             Matcher::Full(GRPC_REQUEST_DURATION_SECONDS.into()),
+            LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.into()),
             LATENCY_BUCKETS,
         )?
         .set_buckets_for_metric(
@@ -144,6 +155,20 @@ fn describe() {
         GRPC_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "gRPC call latency, by method and code"
+    );
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP listener requests, by route and status"
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "HTTP request latency until the headers are ready, by route"
+    );
+    describe_gauge!(
+        BATCH_CACHE_BYTES,
+        Unit::Bytes,
+        "Batch files held in memory by the shared batch cache"
     );
     describe_counter!(
         REQUESTS_SHED_TOTAL,

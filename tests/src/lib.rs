@@ -28,6 +28,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`, for clients.
     pub url: String,
+    /// `http://127.0.0.1:PORT` of the HTTP mirror (DESIGN.md section 10), no trailing `/`.
+    pub http_url: String,
     /// Upload token of an authority allowed for [`REGION`].
     pub token: String,
     /// The clock the server reads; tests move it when it is manual.
@@ -98,9 +100,17 @@ impl TestServer {
             .await
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local address");
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0 for http");
+        let http_url = format!("http://{}", http.local_addr().expect("http local address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(exposure_server::run_with_clock(
-            listener,
+        let listeners = exposure_server::Listeners {
+            grpc: listener,
+            http: Some(http),
+        };
+        let task = tokio::spawn(exposure_server::run_listeners(
+            listeners,
             config.clone(),
             clock.clone(),
             async move {
@@ -110,6 +120,7 @@ impl TestServer {
         Self {
             addr,
             url: format!("http://{addr}"),
+            http_url,
             token,
             clock,
             config,
@@ -253,6 +264,88 @@ pub fn add_authority(data_dir: &Path, regions: &[&str]) -> String {
         .add_authority("test authority", &regions, Clock::System.now())
         .expect("add authority");
     token
+}
+
+/// A plain HTTP/1.1 client for the HTTP mirror (hyper's, a second implementation of the
+/// protocol beside the server's axum).
+pub mod http_client {
+    use bytes::Bytes;
+    use http::{HeaderMap, Method, Request, StatusCode};
+    use http_body_util::{BodyExt as _, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    /// An answer: status, headers and the whole body.
+    #[derive(Debug)]
+    pub struct Answer {
+        /// The status.
+        pub status: StatusCode,
+        /// The headers.
+        pub headers: HeaderMap,
+        /// The body, read to the end.
+        pub body: Bytes,
+    }
+
+    impl Answer {
+        /// Returns a header as text; panics when it is missing.
+        pub fn header(&self, name: &str) -> &str {
+            self.headers
+                .get(name)
+                .unwrap_or_else(|| panic!("header {name} missing: {:?}", self.headers))
+                .to_str()
+                .expect("ascii header")
+        }
+
+        /// Returns the body as text.
+        pub fn text(&self) -> &str {
+            std::str::from_utf8(&self.body).expect("utf-8 body")
+        }
+    }
+
+    /// A keep-alive client.
+    #[derive(Clone)]
+    pub struct HttpClient {
+        client: Client<HttpConnector, Empty<Bytes>>,
+        base: String,
+    }
+
+    impl HttpClient {
+        /// A client for `base` (`http://host:port`).
+        pub fn new(base: &str) -> Self {
+            Self {
+                client: Client::builder(TokioExecutor::new()).build_http(),
+                base: base.trim_end_matches('/').to_owned(),
+            }
+        }
+
+        /// GETs `path` (starting with `/`).
+        pub async fn get(&self, path: &str) -> Answer {
+            self.send(Method::GET, path, &[]).await
+        }
+
+        /// Sends `method` to `path` with extra headers.
+        pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
+            let mut request = Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.base));
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let response = self
+                .client
+                .request(request.body(Empty::new()).expect("request"))
+                .await
+                .expect("http request");
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.expect("http body").to_bytes();
+            Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            }
+        }
+    }
 }
 
 /// Builders of requests and helpers to read answers, shared by the tests.

@@ -140,6 +140,71 @@ async fn download_run_streams_published_batches() {
     server.stop().await;
 }
 
+/// Options for a short HTTP run of `scenario` against the server's HTTP listener.
+fn http_options(server: &TestServer, scenario: Scenario) -> RunOptions {
+    let mut options = options(server, scenario);
+    options.target = Target::parse(&server.http_url, false).expect("loopback http target");
+    options
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_poll_run_reads_the_region_index() {
+    let server = TestServer::start().await;
+    let nothing_yet = run_scenario(&http_options(&server, Scenario::HttpPoll))
+        .await
+        .expect("a run against a region that published nothing");
+    assert_eq!(
+        nothing_yet.status_codes.get("NOT_FOUND"),
+        Some(&nothing_yet.count),
+        "an unpublished region's index is 404, reported as NOT_FOUND"
+    );
+    publish_something(&server).await;
+    let report = run_scenario(&http_options(&server, Scenario::HttpPoll))
+        .await
+        .expect("http poll run");
+    assert_clean(&report);
+    assert_eq!(report.scenario, "http-poll");
+    // An index of one region with one day: latest_sequence, prefix bits and one day number.
+    assert!(report.bytes_received >= report.count * 8);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_download_run_reads_whole_batches() {
+    let server = TestServer::start().await;
+    let nothing_yet = run_scenario(&http_options(&server, Scenario::HttpDownload))
+        .await
+        .expect_err("nothing published");
+    assert!(
+        format!("{nothing_yet:#}").contains("no batch is published"),
+        "{nothing_yet:#}"
+    );
+    publish_something(&server).await;
+    let listing = server.wait_for_batches(|_| true).await;
+    let sizes: Vec<u64> = listing.batches.iter().map(|info| info.size_bytes).collect();
+    let report = run_scenario(&http_options(&server, Scenario::HttpDownload))
+        .await
+        .expect("http download run");
+    assert_clean(&report);
+    assert_eq!(report.scenario, "http-download");
+    assert!(
+        report.bytes_received >= report.count * sizes.iter().min().copied().unwrap_or(1),
+        "every download is a whole batch file"
+    );
+    assert!(report.throughput_mb_s > 0.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_scenario_aimed_at_the_grpc_port_fails_to_start() {
+    let server = TestServer::start().await;
+    let error = run_scenario(&options(&server, Scenario::HttpPoll))
+        .await
+        .expect_err("gRPC port does not serve the index");
+    assert!(format!("{error:#}").contains("HTTP listener"), "{error:#}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirm_run_fetches_buckets() {
     let server = TestServer::start().await;

@@ -38,7 +38,14 @@ impl Catalog {
         Catalog::with_prefix_bits(DEFAULT_CONFIRM_PREFIX_BITS)
     }
 
-    fn with_prefix_bits(confirm_prefix_bits: u32) -> Self {
+    /// A catalog that knows nothing yet, for a deployment with this confirm prefix length (0
+    /// reads as the default).
+    pub(crate) fn with_prefix_bits(confirm_prefix_bits: u32) -> Self {
+        let confirm_prefix_bits = if confirm_prefix_bits == 0 {
+            DEFAULT_CONFIRM_PREFIX_BITS
+        } else {
+            confirm_prefix_bits
+        };
         Catalog {
             confirm_prefix_bits,
             latest_sequence: AtomicU64::new(0),

@@ -1,13 +1,15 @@
 //! What a run sends: the scenarios operators choose with `--scenario`, the RPCs they are made of,
 //! and the [`Workload`] that performs one RPC per ticket.
 //!
-//! Each RPC lives in its own module (`upload`, `poll`, `download`, `confirm`, `noop`); `province`
+//! Each RPC lives in its own module (`upload`, `poll`, `download`, `confirm`, `noop`, and `http`
+//! for the GETs of the HTTP mirror); `province`
 //! holds the DESIGN.md section 9 model that mixes them; `catalog` is the shared knowledge of which
 //! batches exist, learned from `ListBatches`.
 
 pub mod catalog;
 pub mod confirm;
 pub mod download;
+pub mod http;
 pub mod noop;
 pub mod poll;
 pub mod province;
@@ -37,6 +39,10 @@ pub enum Scenario {
     Noop,
     /// Every RPC above mixed at Thái Bình's peak rates (DESIGN.md §9), times --speedup (needs --token).
     Province,
+    /// GET of the region index from the HTTP listener (--target is its URL), a phone's poll.
+    HttpPoll,
+    /// GET of whole batch files from the HTTP listener (--target is its URL; reports bytes/s).
+    HttpDownload,
 }
 
 impl Scenario {
@@ -49,6 +55,8 @@ impl Scenario {
             Scenario::Confirm => "confirm",
             Scenario::Noop => "noop",
             Scenario::Province => "province",
+            Scenario::HttpPoll => "http-poll",
+            Scenario::HttpDownload => "http-download",
         }
     }
 
@@ -61,7 +69,14 @@ impl Scenario {
             Scenario::Confirm => Some(RpcKind::GetConfirmBucket),
             Scenario::Noop => Some(RpcKind::HealthCheck),
             Scenario::Province => None,
+            Scenario::HttpPoll => Some(RpcKind::HttpIndex),
+            Scenario::HttpDownload => Some(RpcKind::HttpBatch),
         }
+    }
+
+    /// Returns true when the scenario speaks HTTP/1.1 to the HTTP listener instead of gRPC.
+    pub fn is_http(self) -> bool {
+        matches!(self, Scenario::HttpPoll | Scenario::HttpDownload)
     }
 
     /// Returns true when the scenario mixes several RPCs (its report has `per_rpc`).
@@ -94,16 +109,22 @@ pub enum RpcKind {
     GetConfirmBucket,
     /// `grpc.health.v1.Health/Check`.
     HealthCheck,
+    /// HTTP `GET /v1/regions/{region}/index`.
+    HttpIndex,
+    /// HTTP `GET /v1/batches/{batch_id}`, read to the end.
+    HttpBatch,
 }
 
 impl RpcKind {
     /// Every kind, in report order.
-    pub const ALL: [RpcKind; 5] = [
+    pub const ALL: [RpcKind; 7] = [
         RpcKind::Upload,
         RpcKind::ListBatches,
         RpcKind::GetBatch,
         RpcKind::GetConfirmBucket,
         RpcKind::HealthCheck,
+        RpcKind::HttpIndex,
+        RpcKind::HttpBatch,
     ];
 
     /// Returns the method name used in reports (`per_rpc` keys).
@@ -114,6 +135,8 @@ impl RpcKind {
             RpcKind::GetBatch => "GetBatch",
             RpcKind::GetConfirmBucket => "GetConfirmBucket",
             RpcKind::HealthCheck => "Health/Check",
+            RpcKind::HttpIndex => "GET index",
+            RpcKind::HttpBatch => "GET batch",
         }
     }
 }
@@ -205,8 +228,14 @@ impl Workload {
             Scenario::Poll | Scenario::Download | Scenario::Confirm | Scenario::Province => {
                 Catalog::load(&mut clients.distribution, region).await?
             }
+            Scenario::HttpPoll | Scenario::HttpDownload => {
+                let Some(client) = &clients.http else {
+                    anyhow::bail!("the {scenario} scenario needs an HTTP client");
+                };
+                http::load_catalog(client, region).await?
+            }
         };
-        if scenario == Scenario::Download && catalog.is_empty() {
+        if matches!(scenario, Scenario::Download | Scenario::HttpDownload) && catalog.is_empty() {
             anyhow::bail!(
                 "no batch is published in region {region} yet: upload keys (the upload scenario or the demo) and wait for the publisher"
             );
@@ -267,8 +296,26 @@ impl Workload {
                     .into()
             }
             RpcKind::HealthCheck => noop::call(clients).await.into(),
+            RpcKind::HttpIndex => match &clients.http {
+                Some(client) => http::poll(client, &shared.region, &shared.catalog)
+                    .await
+                    .into(),
+                None => no_http_client(),
+            },
+            RpcKind::HttpBatch => match (&clients.http, shared.catalog.pick_batch()) {
+                (Some(client), Some(batch_id)) => http::download(client, &batch_id).await.into(),
+                (None, _) => no_http_client(),
+                (_, None) => Outcome::Skipped,
+            },
         }
     }
+}
+
+/// The outcome of an HTTP ticket given to gRPC-only clients (the runner never does this).
+fn no_http_client() -> Outcome {
+    Outcome::Called(CallResult::failed(&Status::failed_precondition(
+        "no HTTP client",
+    )))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! `exposure-matcher`: the matcher library on the command line, for phone-app developers and
 //! outside checks. It derives identifiers and tags from keys (`derive`), makes signing keys and
-//! signed batch fixtures (`keygen`, `build`), reads batches (`inspect`, `check`), and runs the
-//! province matching benchmark of DESIGN §9 (`bench-province`).
+//! signed batch fixtures (`keygen`, `build`), reads batches (`inspect`, `check`), downloads and
+//! verifies a region's batches over HTTP like a phone (`fetch`), and runs the province matching
+//! benchmark of DESIGN §9 (`bench-province`).
 //!
 //! Exit status: 0 on success, 64 for bad usage (unknown flags, missing or malformed
 //! arguments, invalid keys), 1 when a file cannot be read, parsed or verified, or when the
@@ -10,6 +11,7 @@
 mod batch_commands;
 mod bench_province;
 mod derive;
+mod fetch;
 mod input;
 mod json;
 
@@ -70,6 +72,9 @@ enum Command {
     /// Match a province's day (DESIGN §9: 751,416 phones × 10,000 observations) against the
     /// peak day's batch with rayon, confirm every hit, and report speed, accuracy and bytes.
     BenchProvince(bench_province::BenchProvinceArgs),
+    /// Download a region's batches from the static layout (DESIGN §10: the server's HTTP
+    /// listener or a CDN), verify each against v1/signing-keys, and write the new ones to a folder.
+    Fetch(fetch::FetchArgs),
 }
 
 /// A failure, classified by exit status.
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
         Command::Build(args) => batch_commands::build(&args),
         Command::Keygen { out } => batch_commands::keygen(&out),
         Command::BenchProvince(args) => bench_province::run(&args),
+        Command::Fetch(args) => fetch::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
