@@ -131,7 +131,7 @@ fn result_label(result: &Result<UploadDiagnosisKeysResponse, ApiError>) -> &'sta
 
 #[tonic::async_trait]
 impl KeyUpload for KeyUploadService {
-    #[instrument(skip_all, fields(region = %request.get_ref().region, keys = request.get_ref().keys.len()))]
+    #[instrument(level = "debug", skip_all, fields(region = %request.get_ref().region, keys = request.get_ref().keys.len()))]
     async fn upload_diagnosis_keys(
         &self,
         request: Request<UploadDiagnosisKeysRequest>,
