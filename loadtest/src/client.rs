@@ -12,7 +12,7 @@ use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use tonic::Request;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::target::Target;
@@ -64,7 +64,9 @@ impl Connections {
     /// Opens `count` channels (at least one) to `target`, failing if any cannot connect within
     /// [`CONNECT_TIMEOUT`].
     pub async fn open(target: &Target, count: usize) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from(target.uri().clone())
+        let endpoint = target
+            .endpoint()
+            .with_context(|| format!("cannot set up TLS for {target}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         let mut channels = Vec::with_capacity(count.max(1));

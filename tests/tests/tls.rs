@@ -226,3 +226,84 @@ async fn metrics_are_served_over_the_same_tls() {
     );
     serving.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_test_and_the_demo_run_over_https() {
+    use exposure_loadtest::cli::{Cli, ExitStatus, execute};
+    use exposure_loadtest::client::BearerToken;
+    use exposure_loadtest::demo::{DemoOptions, run_demo};
+    use exposure_loadtest::{Scenario, Target, run_scenario};
+
+    let ca = TestCa::new("test CA");
+    let files = tempfile::tempdir().expect("tempdir");
+    let paths = TlsPaths::write(files.path(), &ca.issue_server());
+    let ca_path = files.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).expect("write CA");
+    let server = start_tls(&paths, None).await;
+    let https = format!("https://localhost:{}", server.addr.port());
+    let target = Target::parse(&https, false)
+        .expect("https target")
+        .with_ca_cert(Some(ca.pem().into_bytes()))
+        .expect("with CA");
+
+    for scenario in [Scenario::Poll, Scenario::Upload] {
+        let mut options = exposure_loadtest::RunOptions::new(target.clone(), scenario);
+        options.token = Some(BearerToken::new(&server.token).expect("token"));
+        options.requests = 40;
+        options.concurrency = 4;
+        options.connections = 2;
+        let report = run_scenario(&options).await.expect("run over TLS");
+        assert_eq!(report.count, 40, "{scenario:?}");
+        assert_eq!(report.errors, 0, "{scenario:?}: {:?}", report.error_distribution);
+    }
+
+    let without_ca = Cli::parse_from_args([
+        "exposure-loadtest",
+        "run",
+        "--target",
+        &https,
+        "--scenario",
+        "poll",
+        "--requests",
+        "5",
+    ])
+    .expect("parses");
+    assert!(matches!(
+        execute(without_ca).await.expect("runs"),
+        ExitStatus::Usage
+    ));
+    let with_ca = Cli::parse_from_args([
+        "exposure-loadtest",
+        "run",
+        "--target",
+        &https,
+        "--ca-cert",
+        ca_path.to_str().expect("path"),
+        "--scenario",
+        "poll",
+        "--requests",
+        "5",
+        "--format",
+        "json",
+    ])
+    .expect("parses");
+    assert!(matches!(
+        execute(with_ca).await.expect("runs"),
+        ExitStatus::Success
+    ));
+
+    let demo = DemoOptions::new(
+        target,
+        BearerToken::new(&server.token).expect("token"),
+        REGION,
+        Duration::from_secs(30),
+    );
+    let mut transcript = Vec::new();
+    let outcome = run_demo(&demo, &mut transcript).await.expect("demo over TLS");
+    assert!(
+        outcome.exposed_phone_confirmed,
+        "{}",
+        String::from_utf8_lossy(&transcript)
+    );
+    server.stop().await;
+}
