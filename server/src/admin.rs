@@ -101,7 +101,7 @@ fn open(data_dir: &Path) -> Result<Opened, AdminError> {
 /// database's `LOCK` file: the exact messages of RocksDB's POSIX `LockFile`, not any text that
 /// happens to contain "lock" (such as "block").
 fn is_lock_held(error: &rocksdb::Error) -> bool {
-    error.kind() == rocksdb::ErrorKind::IOError && is_lock_message(&error.to_string())
+    matches!(error.kind(), rocksdb::ErrorKind::IOError) && is_lock_message(&error.to_string())
 }
 
 fn is_lock_message(message: &str) -> bool {

@@ -78,7 +78,7 @@ pub struct ServerConfig {
     /// bit fewer doubles the digests one request returns; below 8 a single request could
     /// return millions of digests, so 8 is the floor.
     #[arg(long, env = "EXPOSURE_CONFIRM_PREFIX_BITS", default_value_t = 16,
-          value_parser = clap::value_parser!(u32).range(MIN_CONFIRM_PREFIX_BITS as i64..=24))]
+          value_parser = clap::value_parser!(u32).range(i64::from(MIN_CONFIRM_PREFIX_BITS)..=24))]
     pub confirm_prefix_bits: u32,
 
     /// Keys, batches and confirm digests whose slots are older than this many days are deleted.

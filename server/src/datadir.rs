@@ -60,10 +60,11 @@ pub fn prepare(data_dir: &Path) -> Result<DataDirState, DataDirError> {
         Ok(_) if holds_store(data_dir) => DataDirState::Existing,
         Ok(_) => {
             let mut entries = std::fs::read_dir(data_dir).map_err(io)?;
-            let other = entries.find(|entry| {
-                entry.as_ref().map_or(true, |entry| {
-                    !IGNORED_ENTRIES.iter().any(|name| entry.file_name() == *name)
-                })
+            let other = entries.find(|entry| match entry {
+                Ok(entry) => !IGNORED_ENTRIES
+                    .iter()
+                    .any(|name| entry.file_name() == **name),
+                Err(_) => true,
             });
             if other.is_some() {
                 return Err(DataDirError::ForeignContents(data_dir.to_owned()));
