@@ -245,7 +245,9 @@ fn parse_target(
             std::fs::read(path).map_err(|error| format!("--ca-cert {}: {error}", path.display()))
         })
         .transpose()?;
-    target.with_ca_cert(ca_pem).map_err(|error| error.to_string())
+    target
+        .with_ca_cert(ca_pem)
+        .map_err(|error| error.to_string())
 }
 
 impl DemoArgs {

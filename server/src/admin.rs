@@ -86,7 +86,8 @@ enum Opened {
 }
 
 fn open(data_dir: &Path) -> Result<Opened, AdminError> {
-    let state = crate::datadir::prepare(data_dir).map_err(|error| AdminError::Usage(error.to_string()))?;
+    let state =
+        crate::datadir::prepare(data_dir).map_err(|error| AdminError::Usage(error.to_string()))?;
     if state == crate::datadir::DataDirState::New {
         eprintln!("note: creating a new store at {}", data_dir.display());
     }
@@ -101,7 +102,7 @@ fn open(data_dir: &Path) -> Result<Opened, AdminError> {
 /// database's `LOCK` file: the exact messages of RocksDB's POSIX `LockFile`, not any text that
 /// happens to contain "lock" (such as "block").
 fn is_lock_held(error: &rocksdb::Error) -> bool {
-    matches!(error.kind(), rocksdb::ErrorKind::IOError) && is_lock_message(&error.to_string())
+    matches!(error.kind(), rocksdb::ErrorKind::IOError) && is_lock_message(error.as_ref())
 }
 
 fn is_lock_message(message: &str) -> bool {
@@ -282,8 +283,12 @@ mod tests {
         assert!(is_lock_message(
             "IO error: lock hold by current process, acquire time 1 acquiring thread 2: /d/db/LOCK: No locks available"
         ));
-        assert!(!is_lock_message("Corruption: block checksum mismatch in /d/db/000012.sst"));
-        assert!(!is_lock_message("IO error: No such file or directory: While opening a file for sequentially reading: /d/db/LOCK"));
+        assert!(!is_lock_message(
+            "Corruption: block checksum mismatch in /d/db/000012.sst"
+        ));
+        assert!(!is_lock_message(
+            "IO error: No such file or directory: While opening a file for sequentially reading: /d/db/LOCK"
+        ));
     }
 
     #[test]

@@ -248,10 +248,7 @@ pub async fn run_with_tls(
         .add_service(upload)
         .add_service(distribution)
         .serve_with_incoming_shutdown(
-            crate::tls::incoming(
-                listener,
-                tls.map(|tls| tls.acceptor(crate::tls::ALPN_GRPC)),
-            ),
+            crate::tls::incoming(listener, tls.map(|tls| tls.acceptor(crate::tls::ALPN_GRPC))),
             signal,
         );
 

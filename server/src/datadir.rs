@@ -87,7 +87,10 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let missing = root.path().join("a/data");
         assert_eq!(prepare(&missing).expect("missing"), DataDirState::New);
-        let mode = std::fs::metadata(&missing).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&missing)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
         let empty = root.path().join("empty");
         std::fs::create_dir(&empty).expect("mkdir");

@@ -120,8 +120,7 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(path)?;
     let metadata = std::fs::metadata(path)?;
-    if metadata.uid() == crate::sys::effective_uid() && metadata.permissions().mode() & 0o077 != 0
-    {
+    if metadata.uid() == crate::sys::effective_uid() && metadata.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
@@ -143,7 +142,10 @@ mod tests {
         ));
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&good, &link).expect("symlink");
-        assert!(matches!(read_private(&link, 64), Err(UnsafeFile::Io { .. })));
+        assert!(matches!(
+            read_private(&link, 64),
+            Err(UnsafeFile::Io { .. })
+        ));
         let followed = read_regular(
             &link,
             ReadRules {
@@ -164,11 +166,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let nested = dir.path().join("a/b");
         create_private_dir(&nested).expect("create");
-        let mode = std::fs::metadata(&nested).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&nested)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
         std::fs::set_permissions(&nested, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         create_private_dir(&nested).expect("narrow");
-        let mode = std::fs::metadata(&nested).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(&nested)
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
     }
 }

@@ -42,7 +42,8 @@ pub async fn serve(
         "to create an upload token, run `exposure-server authority add --data-dir {} --name NAME --region VN-TB`",
         config.data_dir.display()
     );
-    let handle = crate::metrics::install().map_err(|error| ServerError::Metrics(error.to_string()))?;
+    let handle =
+        crate::metrics::install().map_err(|error| ServerError::Metrics(error.to_string()))?;
     tokio::spawn(crate::metrics_http::serve(
         metrics_listener,
         handle,

@@ -18,6 +18,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at startup")]
 enum Command {
     /// Runs the server (what `exposure-server` with no command does).
     Serve(ServerConfig),

@@ -59,14 +59,22 @@ fn unusable_settings_exit_64_naming_the_flag() {
         (&["--publish-interval", "0s"][..], "--publish-interval"),
         (&["--request-timeout", "0s"], "--request-timeout"),
         (&["--shutdown-grace", "0s"], "--shutdown-grace"),
-        (&["--max-concurrent-requests", "0"], "--max-concurrent-requests"),
+        (
+            &["--max-concurrent-requests", "0"],
+            "--max-concurrent-requests",
+        ),
         (&["--max-message-bytes", "0"], "--max-message-bytes"),
         (&["--min-elements", "0"], "--min-elements"),
         (&["--confirm-prefix-bits", "7"], "--confirm-prefix-bits"),
         (&["--tls-cert", "/nonexistent.pem"], "--tls-key"),
         (&["--client-ca", "/nonexistent.pem"], "--tls-cert"),
         (
-            &["--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key"],
+            &[
+                "--tls-cert",
+                "/nonexistent.crt",
+                "--tls-key",
+                "/nonexistent.key",
+            ],
             "--tls-cert",
         ),
     ] {
@@ -80,7 +88,12 @@ fn unusable_settings_exit_64_naming_the_flag() {
     );
     let help = Command::new(BINARY).arg("--help").output().expect("help");
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--tls-cert", "--tls-key", "--client-ca", "--insecure-plaintext"] {
+    for flag in [
+        "--tls-cert",
+        "--tls-key",
+        "--client-ca",
+        "--insecure-plaintext",
+    ] {
         assert!(help.contains(flag), "--help documents {flag}");
     }
     assert!(help.contains("millions of digests"), "{help}");
@@ -90,7 +103,15 @@ fn unusable_settings_exit_64_naming_the_flag() {
 fn a_non_empty_folder_without_a_store_is_refused_and_a_missing_one_announced() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("thesis.tex"), "not a database").expect("write");
-    let refused = run(dir.path(), &["--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"]);
+    let refused = run(
+        dir.path(),
+        &[
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
     assert_usage_error(&refused, "--data-dir");
     assert!(!dir.path().join("db").exists(), "no store was created");
 
@@ -150,7 +171,8 @@ fn the_data_directory_is_private_whatever_the_umask() {
     assert!(checked > 10, "walked the store: {checked} entries");
 }
 
-const FORGED: &str = "2030-01-01T00:00:00.000000Z  INFO exposure_server::inbox: FORGED authority added";
+const FORGED: &str =
+    "2030-01-01T00:00:00.000000Z  INFO exposure_server::inbox: FORGED authority added";
 
 /// Runs the binary with text logs at `rust_log`, sends one unauthenticated upload whose region
 /// carries a newline and a forged log line, and returns everything it logged.
@@ -159,23 +181,38 @@ fn log_of_a_forging_upload(rust_log: &str) -> String {
     let mut command = Command::new(BINARY);
     command
         .env("RUST_LOG", rust_log)
-        .args(["--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .args(["--log-format", "text", "--data-dir"])
         .arg(dir.path());
     let server = common::start_text(command);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let region = format!("VN-TB\n{FORGED}");
-    let code = runtime.block_on(common::upload_region(&server.url, "exps_not_a_token", &region));
+    let code = runtime.block_on(common::upload_region(
+        &server.url,
+        "exps_not_a_token",
+        &region,
+    ));
     assert_ne!(code, tonic::Code::Ok, "the forging upload is refused");
     let log = server.log.clone();
     assert!(server.terminate());
     let log = log.lock().expect("log").clone();
-    assert!(log.contains("upload refused"), "the refused upload was logged: {log}");
+    assert!(
+        log.contains("upload refused"),
+        "the refused upload was logged: {log}"
+    );
     assert!(
         !log.lines().any(|line| line.starts_with("2030-01-01")),
         "no forged line: {log}"
     );
-    assert!(!log.contains('\u{1b}'), "no colour codes when stderr is not a terminal: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal: {log}"
+    );
     log
 }
 

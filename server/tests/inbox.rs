@@ -28,9 +28,15 @@ fn bad_entries_are_quarantined_and_a_good_one_after_them_applied() {
     };
     let good_path = inbox::submit(dir.path(), &good).expect("submit");
     let folder = inbox::inbox_dir(dir.path());
-    let mode = std::fs::metadata(&folder).expect("inbox").permissions().mode();
+    let mode = std::fs::metadata(&folder)
+        .expect("inbox")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700, "the inbox is private");
-    let request_mode = std::fs::metadata(&good_path).expect("request").permissions().mode();
+    let request_mode = std::fs::metadata(&good_path)
+        .expect("request")
+        .permissions()
+        .mode();
     assert_eq!(request_mode & 0o777, 0o600, "requests are private");
 
     std::os::unix::fs::symlink("/dev/zero", bad_entry(&folder, "a-symlink")).expect("symlink");
@@ -38,8 +44,11 @@ fn bad_entries_are_quarantined_and_a_good_one_after_them_applied() {
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(made.success());
     let huge = bad_entry(&folder, "c-huge");
-    std::fs::write(&huge, vec![0x0a; usize::try_from(MAX_REQUEST_BYTES).expect("size") * 16])
-        .expect("huge");
+    std::fs::write(
+        &huge,
+        vec![0x0a; usize::try_from(MAX_REQUEST_BYTES).expect("size") * 16],
+    )
+    .expect("huge");
     std::fs::create_dir(bad_entry(&folder, "d-folder")).expect("folder");
     let foreign = bad_entry(&folder, "e-foreign");
     std::fs::write(&foreign, prost::Message::encode_to_vec(&good)).expect("foreign");
@@ -58,12 +67,28 @@ fn bad_entries_are_quarantined_and_a_good_one_after_them_applied() {
     );
     let left: Vec<_> = std::fs::read_dir(&folder)
         .expect("inbox")
-        .map(|entry| entry.expect("entry").file_name().into_string().expect("name"))
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("name")
+        })
         .collect();
-    assert_eq!(left, vec!["quarantine".to_owned()], "nothing is left to retry");
+    assert_eq!(
+        left,
+        vec!["quarantine".to_owned()],
+        "nothing is left to retry"
+    );
     let mut quarantined: Vec<_> = std::fs::read_dir(folder.join("quarantine"))
         .expect("quarantine")
-        .map(|entry| entry.expect("entry").file_name().into_string().expect("name"))
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("name")
+        })
         .collect();
     quarantined.sort();
     assert_eq!(quarantined.len(), 6, "{quarantined:?}");

@@ -72,7 +72,10 @@ async fn a_client_trusting_the_ca_connects_and_others_fail() {
         Err(_) => true,
         Ok(mut client) => client.list_batches(list_request()).await.is_err(),
     };
-    assert!(plaintext, "plaintext HTTP/2 is not served on a TLS listener");
+    assert!(
+        plaintext,
+        "plaintext HTTP/2 is not served on a TLS listener"
+    );
     server.stop().await;
 }
 
@@ -145,7 +148,10 @@ async fn with_a_client_ca_uploads_need_a_client_certificate_and_polls_do_not() {
         .await
         .expect_err("an upload without a client certificate is refused");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
-    assert!(refused.message().contains("client certificate"), "{refused:?}");
+    assert!(
+        refused.message().contains("client certificate"),
+        "{refused:?}"
+    );
 
     let authority = authority_ca.issue_client("Thai Binh CDC");
     let authenticated = tls_channel(server.addr, &server_ca.pem(), Some(&authority))
@@ -254,7 +260,11 @@ async fn the_load_test_and_the_demo_run_over_https() {
         options.connections = 2;
         let report = run_scenario(&options).await.expect("run over TLS");
         assert_eq!(report.count, 40, "{scenario:?}");
-        assert_eq!(report.errors, 0, "{scenario:?}: {:?}", report.error_distribution);
+        assert_eq!(
+            report.errors, 0,
+            "{scenario:?}: {:?}",
+            report.error_distribution
+        );
     }
 
     let without_ca = Cli::parse_from_args([
@@ -299,7 +309,9 @@ async fn the_load_test_and_the_demo_run_over_https() {
         Duration::from_secs(30),
     );
     let mut transcript = Vec::new();
-    let outcome = run_demo(&demo, &mut transcript).await.expect("demo over TLS");
+    let outcome = run_demo(&demo, &mut transcript)
+        .await
+        .expect("demo over TLS");
     assert!(
         outcome.exposed_phone_confirmed,
         "{}",

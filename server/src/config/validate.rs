@@ -87,7 +87,10 @@ impl ServerConfig {
     /// Refuses plaintext on an address other hosts can reach, unless TLS is configured or
     /// `--insecure-plaintext` says a TLS-terminating proxy is in front.
     pub fn check_exposure(&self, flag: &'static str, addr: SocketAddr) -> Result<(), ConfigError> {
-        if addr.ip().to_canonical().is_loopback() || self.tls_cert.is_some() || self.insecure_plaintext {
+        if addr.ip().to_canonical().is_loopback()
+            || self.tls_cert.is_some()
+            || self.insecure_plaintext
+        {
             return Ok(());
         }
         refuse(
@@ -135,7 +138,9 @@ mod tests {
         let local: SocketAddr = "[::1]:50051".parse().expect("addr");
         assert!(config.check_exposure("--grpc-addr", local).is_ok());
         assert_eq!(
-            config.check_exposure("--grpc-addr", open).map_err(|error| error.flag),
+            config
+                .check_exposure("--grpc-addr", open)
+                .map_err(|error| error.flag),
             Err("--grpc-addr")
         );
         config.insecure_plaintext = true;

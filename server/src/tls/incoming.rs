@@ -48,7 +48,10 @@ pub enum ServerIo {
 
 /// Returns the connections of `listener`, TLS-wrapped when `tls` is given. The accept loop
 /// runs in its own task and ends when the returned stream is dropped.
-pub fn incoming(listener: TcpListener, tls: Option<TlsAcceptor>) -> ReceiverStream<io::Result<ServerIo>> {
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+) -> ReceiverStream<io::Result<ServerIo>> {
     let (sender, receiver) = mpsc::channel(QUEUE);
     tokio::spawn(accept_loop(listener, tls, sender));
     ReceiverStream::new(receiver)

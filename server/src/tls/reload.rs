@@ -45,7 +45,13 @@ impl ReloadingCertificate {
     /// Reads the files again and switches to them if they changed; returns whether it switched.
     pub fn reload(&self) -> Result<bool, TlsError> {
         let files = read_pair(&self.cert_path, &self.key_path)?;
-        if self.current.read().unwrap_or_else(PoisonError::into_inner).files == files {
+        if self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .files
+            == files
+        {
             return Ok(false);
         }
         let result = certified_key(&files);
