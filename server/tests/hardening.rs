@@ -113,6 +113,8 @@ fn a_non_empty_folder_without_a_store_is_refused_and_a_missing_one_announced() {
         ],
     );
     assert_usage_error(&refused, "--data-dir");
+    let admin = common::admin(dir.path(), &["authority", "list"]);
+    assert_usage_error(&admin, "--data-dir");
     assert!(!dir.path().join("db").exists(), "no store was created");
 
     let fresh = dir.path().join("new-store");
