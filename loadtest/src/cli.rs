@@ -75,6 +75,9 @@ pub struct RunArgs {
     /// Allows a target that is not this machine (127.0.0.0/8, ::1, localhost).
     #[arg(long)]
     pub allow_remote: bool,
+    /// PEM CA certificate that signed the server's certificate; needed for an https:// target.
+    #[arg(long)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// What to send.
     #[arg(long, value_enum)]
     pub scenario: Scenario,
@@ -138,6 +141,9 @@ pub struct DemoArgs {
     /// Allows a target that is not this machine.
     #[arg(long)]
     pub allow_remote: bool,
+    /// PEM CA certificate that signed the server's certificate; needed for an https:// target.
+    #[arg(long)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Health-authority bearer token (never printed).
     #[arg(long, env = "EXPOSURE_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -186,8 +192,7 @@ impl ExitStatus {
 impl RunArgs {
     /// Checks the flags and turns them into run options; the error is a usage message.
     pub fn to_options(&self) -> Result<RunOptions, String> {
-        let target =
-            Target::parse(&self.target, self.allow_remote).map_err(|error| error.to_string())?;
+        let target = parse_target(&self.target, self.allow_remote, self.ca_cert.as_deref())?;
         let token = self
             .token
             .as_deref()
@@ -228,11 +233,27 @@ impl RunArgs {
     }
 }
 
+/// Parses `--target`, and reads `--ca-cert` for an https target.
+fn parse_target(
+    text: &str,
+    allow_remote: bool,
+    ca_cert: Option<&std::path::Path>,
+) -> Result<Target, String> {
+    let target = Target::parse(text, allow_remote).map_err(|error| error.to_string())?;
+    let ca_pem = ca_cert
+        .map(|path| {
+            std::fs::read(path).map_err(|error| format!("--ca-cert {}: {error}", path.display()))
+        })
+        .transpose()?;
+    target
+        .with_ca_cert(ca_pem)
+        .map_err(|error| error.to_string())
+}
+
 impl DemoArgs {
     /// Checks the flags and turns them into demo options; the error is a usage message.
     pub fn to_options(&self) -> Result<DemoOptions, String> {
-        let target =
-            Target::parse(&self.target, self.allow_remote).map_err(|error| error.to_string())?;
+        let target = parse_target(&self.target, self.allow_remote, self.ca_cert.as_deref())?;
         let token = BearerToken::new(&self.token).map_err(|error| format!("--token: {error}"))?;
         Ok(DemoOptions::new(target, token, &self.region, self.wait))
     }

@@ -12,7 +12,7 @@ use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use tonic::Request;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::http::HttpClient;
@@ -65,7 +65,9 @@ impl Connections {
     /// Opens `count` channels (at least one) to `target`, failing if any cannot connect within
     /// [`CONNECT_TIMEOUT`].
     pub async fn open(target: &Target, count: usize) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from(target.uri().clone())
+        let endpoint = target
+            .endpoint()
+            .with_context(|| format!("cannot set up TLS for {target}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         let mut channels = Vec::with_capacity(count.max(1));
@@ -81,10 +83,13 @@ impl Connections {
 
     /// Makes `count` channels that connect only when first used: the HTTP scenarios carry
     /// gRPC clients they never call.
-    pub fn lazy(target: &Target, count: usize) -> Self {
-        let endpoint = Endpoint::from(target.uri().clone()).connect_timeout(CONNECT_TIMEOUT);
+    pub fn lazy(target: &Target, count: usize) -> anyhow::Result<Self> {
+        let endpoint = target
+            .endpoint()
+            .context("TLS settings of the target")?
+            .connect_timeout(CONNECT_TIMEOUT);
         let channels = (0..count.max(1)).map(|_| endpoint.connect_lazy()).collect();
-        Connections { channels }
+        Ok(Connections { channels })
     }
 
     /// Returns the channel that worker `worker` uses (round-robin).

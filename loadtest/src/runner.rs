@@ -161,7 +161,7 @@ pub async fn run_scenario(options: &RunOptions) -> anyhow::Result<Report> {
     options.validate().map_err(anyhow::Error::msg)?;
     let (connections, http) = if options.scenario.is_http() {
         (
-            Connections::lazy(&options.target, options.connections),
+            Connections::lazy(&options.target, options.connections)?,
             Some(HttpClient::new(&options.target)),
         )
     } else {

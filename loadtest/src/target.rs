@@ -4,6 +4,9 @@
 //! A load test aimed at the wrong host is a denial-of-service attack, so a target whose host is not
 //! a loopback address (`127.0.0.0/8`, `::1`, `localhost`) is refused unless `--allow-remote` is
 //! given.
+//!
+//! An `https://` target is reached over TLS and needs the CA certificate that signed the
+//! server's certificate (`--ca-cert`); the tool carries no public root store.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -18,8 +21,10 @@ pub const DEFAULT_TARGET: &str = "http://127.0.0.1:50051";
 pub enum TargetError {
     /// The text is not a URL with a host.
     Invalid(String),
-    /// The scheme is not `http` (this tool speaks plaintext HTTP/2 only).
+    /// The scheme is neither `http` nor `https`.
     UnsupportedScheme(String),
+    /// An `https` target without `--ca-cert`, or `--ca-cert` with an `http` target.
+    CaCertificate(&'static str),
     /// The host is not loopback and `--allow-remote` was not given.
     NotLoopback(String),
 }
@@ -33,8 +38,9 @@ impl fmt::Display for TargetError {
             ),
             TargetError::UnsupportedScheme(scheme) => write!(
                 formatter,
-                "unsupported scheme {scheme:?}: the load test speaks plaintext gRPC (http://); put a TLS-terminating proxy in front of a remote server"
+                "unsupported scheme {scheme:?}: use http:// or https://"
             ),
+            TargetError::CaCertificate(reason) => write!(formatter, "--ca-cert: {reason}"),
             TargetError::NotLoopback(host) => write!(
                 formatter,
                 "refusing to load-test non-loopback host {host:?}: pass --allow-remote if you own it"
@@ -50,6 +56,7 @@ impl std::error::Error for TargetError {}
 pub struct Target {
     uri: Uri,
     host: String,
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl Target {
@@ -65,7 +72,7 @@ impl Target {
             .parse()
             .map_err(|_| TargetError::Invalid(text.to_owned()))?;
         let scheme = uri.scheme_str().unwrap_or_default();
-        if scheme != "http" {
+        if scheme != "http" && scheme != "https" {
             return Err(TargetError::UnsupportedScheme(scheme.to_owned()));
         }
         let host = uri
@@ -76,7 +83,45 @@ impl Target {
         if !allow_remote && !is_loopback_host(&host) {
             return Err(TargetError::NotLoopback(host));
         }
-        Ok(Target { uri, host })
+        Ok(Target {
+            uri,
+            host,
+            ca_pem: None,
+        })
+    }
+
+    /// Attaches the CA certificate (PEM) that an `https` target's certificate must chain to;
+    /// an `https` target needs one and an `http` target takes none.
+    pub fn with_ca_cert(mut self, ca_pem: Option<Vec<u8>>) -> Result<Self, TargetError> {
+        match (self.is_tls(), ca_pem.is_some()) {
+            (true, false) => Err(TargetError::CaCertificate(
+                "an https:// target needs the CA certificate that signed the server's certificate",
+            )),
+            (false, true) => Err(TargetError::CaCertificate(
+                "only an https:// target uses a CA certificate",
+            )),
+            _ => {
+                self.ca_pem = ca_pem;
+                Ok(self)
+            }
+        }
+    }
+
+    /// Returns whether the target is reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.uri.scheme_str() == Some("https")
+    }
+
+    /// Returns the tonic endpoint of the target, with TLS set up for an `https` target.
+    pub fn endpoint(&self) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+        let endpoint = tonic::transport::Endpoint::from(self.uri.clone());
+        match &self.ca_pem {
+            Some(ca_pem) => endpoint.tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem)),
+            ),
+            None => Ok(endpoint),
+        }
     }
 
     /// Returns the URL as tonic's `Endpoint` takes it.
@@ -179,7 +224,7 @@ mod tests {
     #[test]
     fn other_schemes_and_garbage_are_refused() {
         assert!(matches!(
-            Target::parse("https://127.0.0.1:443", true),
+            Target::parse("ftp://127.0.0.1:443", true),
             Err(TargetError::UnsupportedScheme(_))
         ));
         assert!(matches!(
@@ -189,6 +234,22 @@ mod tests {
         assert!(matches!(
             Target::parse("not a url", true),
             Err(TargetError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn https_needs_a_ca_certificate_and_http_takes_none() {
+        let https = Target::parse("https://localhost:50051", false).expect("https");
+        assert!(https.is_tls());
+        assert!(matches!(
+            https.clone().with_ca_cert(None),
+            Err(TargetError::CaCertificate(_))
+        ));
+        assert!(https.with_ca_cert(Some(b"PEM".to_vec())).is_ok());
+        let http = Target::parse(DEFAULT_TARGET, false).expect("http");
+        assert!(matches!(
+            http.with_ca_cert(Some(b"PEM".to_vec())),
+            Err(TargetError::CaCertificate(_))
         ));
     }
 }

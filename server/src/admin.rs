@@ -102,13 +102,30 @@ enum Opened {
 }
 
 fn open(data_dir: &Path) -> Result<Opened, AdminError> {
+    let state =
+        crate::datadir::prepare(data_dir).map_err(|error| AdminError::Usage(error.to_string()))?;
+    if state == crate::datadir::DataDirState::New {
+        eprintln!("note: creating a new store at {}", data_dir.display());
+    }
     match Store::open(data_dir) {
         Ok(store) => Ok(Opened::Store(store)),
-        Err(StorageError::Rocks(error)) if error.to_string().to_lowercase().contains("lock") => {
-            Ok(Opened::HeldByServer)
-        }
+        Err(StorageError::Rocks(error)) if is_lock_held(&error) => Ok(Opened::HeldByServer),
         Err(error) => Err(AdminError::Failed(error.to_string())),
     }
+}
+
+/// Returns whether RocksDB refused to open because another process (or this one) holds the
+/// database's `LOCK` file: the exact messages of RocksDB's POSIX `LockFile`, not any text that
+/// happens to contain "lock" (such as "block").
+fn is_lock_held(error: &rocksdb::Error) -> bool {
+    matches!(error.kind(), rocksdb::ErrorKind::IOError) && is_lock_message(error.as_ref())
+}
+
+fn is_lock_message(message: &str) -> bool {
+    let message = message.strip_prefix("IO error: ").unwrap_or(message);
+    (message.starts_with("While lock file: ")
+        || message.starts_with("lock hold by current process"))
+        && message.contains("/LOCK: ")
 }
 
 /// Opens the database for commands that must write directly (no inbox path).
@@ -304,4 +321,32 @@ pub fn signing_key(command: SigningKeyCommand, out: &mut impl Write) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rocksdb_lock_errors_mean_a_running_server() {
+        assert!(is_lock_message(
+            "IO error: While lock file: /var/lib/exposure/db/LOCK: Resource temporarily unavailable"
+        ));
+        assert!(is_lock_message(
+            "IO error: lock hold by current process, acquire time 1 acquiring thread 2: /d/db/LOCK: No locks available"
+        ));
+        assert!(!is_lock_message(
+            "Corruption: block checksum mismatch in /d/db/000012.sst"
+        ));
+        assert!(!is_lock_message(
+            "IO error: No such file or directory: While opening a file for sequentially reading: /d/db/LOCK"
+        ));
+    }
+
+    #[test]
+    fn a_store_open_in_this_process_is_reported_as_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _held = Store::open(dir.path()).expect("first open");
+        assert!(matches!(open(dir.path()), Ok(Opened::HeldByServer)));
+    }
 }

@@ -1,7 +1,7 @@
-//! Assembles the server: opens the store, loads the signing key and the catalog, starts the
-//! ingest writer and the publisher, serves gRPC (and the HTTP mirror, when given a listener) on
-//! already-bound listeners until the shutdown future completes, then winds down in order (see
-//! [`run_listeners`]).
+//! Assembles the server: checks the settings, opens the store, loads the signing key and the
+//! catalog, starts the ingest writer and the publisher, serves gRPC (and the HTTP mirror, when
+//! given a listener) on already-bound listeners, with TLS when configured, until the shutdown
+//! future completes, then winds down in order (see [`run_with_tls`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use crate::middleware::RequestMetricsLayer;
 use crate::publisher::{PublishSettings, Publisher};
 use crate::signing;
 use crate::storage::Store;
+use crate::tls::ServerTls;
 
 /// How long shutdown waits for the publisher to finish a run in progress.
 const PUBLISHER_STOP_GRACE: Duration = Duration::from_secs(30);
@@ -41,9 +42,12 @@ pub enum ServerError {
     /// The signing key could not be loaded or created.
     #[error(transparent)]
     Signing(#[from] signing::SigningError),
-    /// A setting is unusable.
-    #[error("configuration: {0}")]
+    /// A setting is unusable (the binary exits with 64).
+    #[error("{0}")]
     Config(String),
+    /// TLS could not be set up (the binary exits with 64).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The gRPC transport failed.
     #[error("grpc transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -53,6 +57,12 @@ pub enum ServerError {
     /// Reflection could not be set up.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// A listener could not be bound or its address read.
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+    /// The metrics recorder could not be installed.
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// A blocking task failed.
     #[error("background task: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -65,6 +75,25 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// The HTTP mirror of DESIGN.md section 10; `None` serves no HTTP.
     pub http: Option<TcpListener>,
+}
+
+impl From<crate::config::ConfigError> for ServerError {
+    fn from(error: crate::config::ConfigError) -> Self {
+        ServerError::Config(error.to_string())
+    }
+}
+
+impl From<crate::datadir::DataDirError> for ServerError {
+    fn from(error: crate::datadir::DataDirError) -> Self {
+        ServerError::Config(error.to_string())
+    }
+}
+
+impl ServerError {
+    /// Returns whether the error is the operator's to fix in the flags (exit code 64).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ServerError::Config(_) | ServerError::Tls(_))
+    }
 }
 
 /// Runs the server with gRPC only on `listener` with the system clock until `shutdown`
@@ -91,21 +120,48 @@ pub async fn run_with_clock(
     run_listeners(listeners, config, clock, shutdown).await
 }
 
-/// Runs the server on `listeners` with a given clock until `shutdown` completes.
-///
-/// Shutdown order: health turns NOT_SERVING, the listeners stop accepting, in-flight calls and
-/// HTTP requests get `shutdown_grace` to finish, the publisher stops (a run in progress
-/// completes or commits nothing), the ingest writer drains, and RocksDB is flushed.
+/// Runs the server on `listeners` with a given clock, loading TLS from the configuration.
 pub async fn run_listeners(
     listeners: Listeners,
     config: ServerConfig,
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let tls = match config.tls_files() {
+        Some(files) => Some(ServerTls::load(&files)?),
+        None => None,
+    };
+    run_with_tls(listeners, config, clock, tls, shutdown).await
+}
+
+/// Runs the server with TLS state already loaded (the binary shares it with the metrics
+/// listener, so every listener serves the same reloading certificate).
+///
+/// Shutdown order: health turns NOT_SERVING, the listeners stop accepting, in-flight calls and
+/// HTTP requests get `shutdown_grace` to finish, the publisher stops (a run in progress
+/// completes or commits nothing), the ingest writer drains, and RocksDB is flushed.
+pub async fn run_with_tls(
+    listeners: Listeners,
+    config: ServerConfig,
+    clock: Clock,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let Listeners {
         grpc: listener,
         http: http_listener,
     } = listeners;
+    config.validate()?;
+    config.check_exposure(
+        "--grpc-addr",
+        listener.local_addr().map_err(ServerError::Listener)?,
+    )?;
+    if let Some(http_listener) = &http_listener {
+        config.check_exposure(
+            "--http-addr",
+            http_listener.local_addr().map_err(ServerError::Listener)?,
+        )?;
+    }
     let width = FingerprintWidth::from_bits(config.fingerprint_bits).ok_or_else(|| {
         ServerError::Config(format!(
             "fingerprint bits {} (use 8, 16 or 32)",
@@ -117,6 +173,9 @@ pub async fn run_listeners(
     let now = clock.now();
     let (store, signer, catalog) =
         tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+            if crate::datadir::prepare(&data_dir)? == crate::datadir::DataDirState::New {
+                tracing::warn!(data_dir = %data_dir.display(), "creating a new store at {}", data_dir.display());
+            }
             let store = Store::open(&data_dir)?;
             let signer = signing::load_or_create(&store, &data_dir, signing_key.as_deref(), now)?;
             let catalog = Catalog::load(&store)?;
@@ -185,6 +244,8 @@ pub async fn run_listeners(
         tokio::spawn(crate::http_mirror::serve(
             http_listener,
             state,
+            tls.as_ref().map(|tls| tls.acceptor(crate::tls::ALPN_HTTP1)),
+            config.max_http_connections,
             async move {
                 stop.cancelled().await;
             },
@@ -195,6 +256,19 @@ pub async fn run_listeners(
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let upload = KeyUploadServer::new(KeyUploadService::new(store.clone(), writer, clock, &config))
         .max_decoding_message_size(config.max_message_bytes);
+    let needs_client_certificate = tls
+        .as_ref()
+        .is_some_and(ServerTls::checks_client_certificates);
+    let upload = tonic::service::interceptor::InterceptedService::new(
+        upload,
+        move |request: tonic::Request<()>| {
+            if needs_client_certificate {
+                crate::tls::require_client_certificate(request)
+            } else {
+                Ok(request)
+            }
+        },
+    );
     let distribution = DistributionServer::new(DistributionService::new(
         store.clone(),
         catalog,
@@ -242,7 +316,10 @@ pub async fn run_listeners(
         .add_service(reflection_v1alpha)
         .add_service(upload)
         .add_service(distribution)
-        .serve_with_incoming_shutdown(incoming(listener), signal);
+        .serve_with_incoming_shutdown(
+            crate::tls::incoming(listener, tls.map(|tls| tls.acceptor(crate::tls::ALPN_GRPC))),
+            signal,
+        );
 
     let grace = config.shutdown_grace;
     let grace_expired = async move {
@@ -284,15 +361,6 @@ pub async fn run_listeners(
     .await??;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Returns the accepted connections of `listener` with TCP_NODELAY and keepalive set. The
-/// server's own `tcp_nodelay` applies only to listeners it binds itself; without this, small
-/// answers on a busy HTTP/2 connection wait out the peer's 40 ms delayed ACK.
-fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)))
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {

@@ -11,6 +11,8 @@ use clap::{Args, ValueEnum};
 /// A listening address that may be turned off (`None`, from an empty value). An alias, so that
 /// clap takes the whole option from [`parse_optional_addr`] rather than making the flag optional.
 pub type OptionalAddr = Option<SocketAddr>;
+mod validate;
+pub use validate::{ConfigError, MIN_CONFIRM_PREFIX_BITS};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -24,11 +26,14 @@ pub enum LogFormat {
 /// Everything `exposure-server serve` needs to run.
 #[derive(Clone, Debug, Args)]
 pub struct ServerConfig {
-    /// Folder of the RocksDB database and the signing keys; created if missing.
+    /// Folder of the RocksDB database and the signing keys (kept private, mode 0700). A store
+    /// is created only in a missing or empty folder; a non-empty folder without a store is
+    /// refused, so a mistyped path does not start an empty database.
     #[arg(long, env = "EXPOSURE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Address the gRPC API listens on.
+    /// Address the gRPC API listens on. A non-loopback address needs --tls-cert/--tls-key
+    /// (or --insecure-plaintext behind a TLS-terminating proxy).
     #[arg(long, env = "EXPOSURE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
 
@@ -43,8 +48,29 @@ pub struct ServerConfig {
     pub batch_cache_bytes: usize,
 
     /// Address of the Prometheus scrape endpoint (`/metrics`).
+    /// Address of the Prometheus scrape endpoint (`/metrics`); served with the same TLS as
+    /// gRPC, and bound to a non-loopback address only with TLS or --insecure-plaintext.
     #[arg(long, env = "EXPOSURE_METRICS_ADDR", default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
+
+    /// PEM certificate chain (leaf first) served on the gRPC and metrics listeners. The file
+    /// is re-read every few seconds: a renewed certificate is used without a restart.
+    #[arg(long, env = "EXPOSURE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1), re-read with it.
+    #[arg(long, env = "EXPOSURE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) of health authorities' client certificates. When set, uploads
+    /// without a TLS client certificate signed by this CA are refused (UNAUTHENTICATED), in
+    /// addition to the bearer token; phones' Distribution calls need no certificate.
+    #[arg(long, env = "EXPOSURE_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Serve plaintext on a non-loopback address; only behind a proxy that terminates TLS.
+    #[arg(long, env = "EXPOSURE_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
 
     /// How often the publisher releases an hourly batch (e.g. `1h`, `90m`, `1s`).
     #[arg(long, env = "EXPOSURE_PUBLISH_INTERVAL", default_value = "1h", value_parser = parse_duration)]
@@ -62,9 +88,11 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_FINGERPRINT_BITS", default_value_t = 16, value_parser = parse_fingerprint_bits)]
     pub fingerprint_bits: u32,
 
-    /// Bits of the confirm-digest prefix a phone sends to GetConfirmBucket (1..=24).
+    /// Bits of the confirm-digest prefix a phone sends to GetConfirmBucket (8..=24). Each
+    /// bit fewer doubles the digests one request returns; below 8 a single request could
+    /// return millions of digests, so 8 is the floor.
     #[arg(long, env = "EXPOSURE_CONFIRM_PREFIX_BITS", default_value_t = 16,
-          value_parser = clap::value_parser!(u32).range(1..=24))]
+          value_parser = clap::value_parser!(u32).range(i64::from(MIN_CONFIRM_PREFIX_BITS)..=24))]
     pub confirm_prefix_bits: u32,
 
     /// Keys, batches and confirm digests whose slots are older than this many days are deleted.
@@ -167,6 +195,11 @@ pub struct ServerConfig {
     )]
     pub max_concurrent_health_requests: usize,
 
+    /// Connections the HTTP mirror serves at once (each keep-alive connection holds one slot
+    /// until it closes); more are closed at once.
+    #[arg(long, env = "EXPOSURE_MAX_HTTP_CONNECTIONS", default_value_t = 4096)]
+    pub max_http_connections: usize,
+
     /// HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     #[arg(
         long,
@@ -200,6 +233,15 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Returns the TLS files, when --tls-cert and --tls-key are given.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.client_ca.clone(),
+        })
+    }
+
     /// Returns the defaults of every setting with the data in `data_dir`, as tests and tools want.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         #[derive(clap::Parser)]

@@ -79,7 +79,7 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<GetBatchChunk, Status>> + Se
 
 #[tonic::async_trait]
 impl Distribution for DistributionService {
-    #[instrument(skip_all, fields(region = %request.get_ref().region))]
+    #[instrument(level = "debug", skip_all, fields(region = %request.get_ref().region))]
     async fn list_batches(
         &self,
         request: Request<ListBatchesRequest>,
@@ -143,7 +143,7 @@ impl Distribution for DistributionService {
         Ok(Response::new(Box::pin(chunks)))
     }
 
-    #[instrument(skip_all, fields(region = %request.get_ref().region))]
+    #[instrument(level = "debug", skip_all, fields(region = %request.get_ref().region))]
     async fn get_confirm_bucket(
         &self,
         request: Request<GetConfirmBucketRequest>,

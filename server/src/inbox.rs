@@ -4,6 +4,12 @@
 //! place, so a half-written request is never read); the server applies each request to the store
 //! within a second and deletes the file. A token is therefore usable without a restart, and only
 //! its hash ever touches the disk.
+//!
+//! The inbox is a folder of mode `0700`. The server reads each entry through
+//! [`crate::files::read_private`] (no symbolic links, regular files of its own user only, at most
+//! [`MAX_REQUEST_BYTES`]); an entry that fails those checks or does not decode is moved to
+//! `inbox/quarantine/` (deleted if it cannot be moved) with a warning, and the other entries are
+//! still applied.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +21,10 @@ use crate::storage::{StorageError, Store};
 
 /// How often the server looks into the inbox.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest request file the server reads; a real request is well under 1 KiB.
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 const REQUEST_SUFFIX: &str = "request";
+const QUARANTINE: &str = "quarantine";
 
 /// One admin request.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -67,11 +76,19 @@ pub fn submit(data_dir: &Path, request: &InboxRequest) -> Result<PathBuf, InboxE
         let path = path.to_owned();
         move |source| InboxError::File { path, source }
     };
-    std::fs::create_dir_all(&folder).map_err(file_error(&folder))?;
+    crate::files::create_private_dir(&folder).map_err(file_error(&folder))?;
     let name = format!("{:020}-{:08x}", request.requested_at, rand::random::<u32>());
     let aside = folder.join(format!(".{name}.tmp"));
     let path = folder.join(format!("{name}.{REQUEST_SUFFIX}"));
-    let mut file = std::fs::File::create(&aside).map_err(file_error(&aside))?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&aside)
+            .map_err(file_error(&aside))?
+    };
     file.write_all(&prost::Message::encode_to_vec(request))
         .map_err(file_error(&aside))?;
     file.sync_all().map_err(file_error(&aside))?;
@@ -95,7 +112,8 @@ pub fn wait_applied(path: &Path, timeout: Duration) -> bool {
     true
 }
 
-/// Applies every request waiting in the inbox, oldest first; returns how many.
+/// Applies every request waiting in the inbox, oldest first; returns how many were applied.
+/// An entry that is unsafe to read or does not decode is quarantined and skipped.
 pub fn apply_pending(store: &Store, data_dir: &Path) -> Result<usize, InboxError> {
     let folder = inbox_dir(data_dir);
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(&folder) {
@@ -115,23 +133,52 @@ pub fn apply_pending(store: &Store, data_dir: &Path) -> Result<usize, InboxError
         }
     };
     paths.sort();
+    let mut applied = 0;
     for path in &paths {
-        let bytes = std::fs::read(path).map_err(|source| InboxError::File {
-            path: path.clone(),
-            source,
-        })?;
-        match <InboxRequest as prost::Message>::decode(bytes.as_slice()) {
-            Ok(request) => apply(store, &request)?,
-            Err(error) => {
-                tracing::error!(%error, file = %path.display(), "unreadable inbox request; removed")
+        let request = crate::files::read_private(path, MAX_REQUEST_BYTES)
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| {
+                <InboxRequest as prost::Message>::decode(bytes.as_slice())
+                    .map_err(|error| format!("{}: {error}", path.display()))
+            });
+        match request {
+            Ok(request) => {
+                apply(store, &request)?;
+                std::fs::remove_file(path).map_err(|source| InboxError::File {
+                    path: path.clone(),
+                    source,
+                })?;
+                applied += 1;
             }
+            Err(reason) => quarantine(&folder, path, &reason),
         }
-        std::fs::remove_file(path).map_err(|source| InboxError::File {
-            path: path.clone(),
-            source,
-        })?;
     }
-    Ok(paths.len())
+    Ok(applied)
+}
+
+/// Moves a bad entry out of the way (into `inbox/quarantine/`, or deletes it when it cannot be
+/// moved), so it is not looked at again. The reason names the file, never its contents.
+fn quarantine(folder: &Path, path: &Path, reason: &str) {
+    let target = folder.join(QUARANTINE);
+    let moved = crate::files::create_private_dir(&target).and_then(|()| {
+        let name = path.file_name().unwrap_or_default();
+        std::fs::rename(path, target.join(name))
+    });
+    match moved {
+        Ok(()) => {
+            tracing::warn!(%reason, to = %target.display(), "unsafe or unreadable inbox entry quarantined")
+        }
+        Err(error) => {
+            let removed = std::fs::symlink_metadata(path).and_then(|metadata| {
+                if metadata.is_dir() {
+                    std::fs::remove_dir_all(path)
+                } else {
+                    std::fs::remove_file(path)
+                }
+            });
+            tracing::warn!(%reason, %error, deleted = removed.is_ok(), "unsafe or unreadable inbox entry could not be quarantined")
+        }
+    }
 }
 
 fn apply(store: &Store, request: &InboxRequest) -> Result<(), InboxError> {

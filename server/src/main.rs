@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use exposure_server::admin::{self, AdminError, AuthorityCommand, SigningKeyCommand};
-use exposure_server::{ServerConfig, metrics, telemetry};
+use exposure_server::{ServerConfig, telemetry};
 
 /// Exposure-notification key server: health authorities upload diagnosis keys; phones download
 /// signed filter batches and find out, on the phone, whether they met a case.
@@ -18,6 +18,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at startup")]
 enum Command {
     /// Runs the server (what `exposure-server` with no command does).
     Serve(Box<ServerConfig>),
@@ -33,6 +34,9 @@ enum Command {
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
+    // Everything the server and the admin commands create (RocksDB files included, which take
+    // the process mask) is private to the server's user, whatever mask it was started with.
+    exposure_server::sys::restrict_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -67,6 +71,10 @@ fn main() -> ExitCode {
 
 fn serve(config: ServerConfig) -> ExitCode {
     telemetry::init_tracing(config.log_format);
+    if let Err(error) = config.validate() {
+        eprintln!("error: {error}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -74,39 +82,22 @@ fn serve(config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        metrics::install(config.metrics_addr)?;
-        let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await?;
-        let http = match config.http_addr {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
-            None => None,
-        };
-        let http_addr = match &http {
-            Some(listener) => listener.local_addr()?.to_string(),
-            None => "off".to_owned(),
-        };
-        tracing::info!(grpc = %grpc.local_addr()?, http = %http_addr, metrics = %config.metrics_addr, "listening");
-        tracing::info!(
-            "to create an upload token, run `exposure-server authority add --data-dir {} --name NAME --region VN-TB`",
-            config.data_dir.display()
-        );
-        let listeners = exposure_server::Listeners { grpc, http };
-        exposure_server::run_listeners(
-            listeners,
-            config,
-            exposure_server::Clock::System,
-            exposure_server::signal::shutdown(),
-        )
-        .await?;
-        anyhow::Ok(())
-    });
+    let result = runtime.block_on(exposure_server::launch::serve(
+        config,
+        exposure_server::signal::shutdown(),
+    ));
     // A publisher batch still building after shutdown has committed nothing; it is not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "server failed");
-            ExitCode::FAILURE
+            if error.is_usage() {
+                eprintln!("error: {error}");
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                tracing::error!(%error, "server failed");
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,10 +1,8 @@
 //! Every metric the server exports, declared once. Names carry the `exposure_` prefix and
 //! their base unit; counters end in `_total`; labels have few values.
 
-use std::net::SocketAddr;
-
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Uploads by `result` (stored, replay, invalid, unauthenticated, permission_denied, conflict,
 /// quota, error).
@@ -74,10 +72,10 @@ const SIZE_BUCKETS: &[f64] = &[
 /// Buckets for element counts: 1 k to 10 M.
 const ELEMENT_BUCKETS: &[f64] = &[1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7];
 
-/// Installs the Prometheus recorder and serves `/metrics` on `addr`. Call once per process.
-pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Installs the Prometheus recorder; returns the handle that renders `/metrics` (served by
+/// [`crate::metrics_http::serve`]). Call once per process.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(GRPC_REQUEST_DURATION_SECONDS.into()),
             LATENCY_BUCKETS,
@@ -93,9 +91,9 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
         .set_buckets_for_metric(Matcher::Full(BATCH_BUILD_SECONDS.into()), BUILD_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE_BYTES.into()), SIZE_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_ELEMENTS.into()), ELEMENT_BUCKETS)?
-        .install()?;
+        .install_recorder()?;
     describe();
-    Ok(())
+    Ok(handle)
 }
 
 /// Registers the help text and unit of every metric.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use exposure_matcher::BatchSigner;
 
+use crate::files::{ReadRules, read_regular};
 use crate::storage::records::{SigningKeyList, SigningKeyRecord};
 use crate::storage::{StorageError, Store};
 
@@ -52,7 +53,7 @@ pub fn load_or_create(
 ) -> Result<BatchSigner, SigningError> {
     let mut list = store.signing_keys()?;
     if let Some(path) = given {
-        let signer = read_signer(path)?;
+        let signer = read_signer(path, GIVEN_KEY_RULES)?;
         if list.current != signer.key_id() {
             register(&mut list, &signer, now);
             store.put_signing_keys(&list)?;
@@ -60,7 +61,7 @@ pub fn load_or_create(
         return Ok(signer);
     }
     if !list.current.is_empty() {
-        return read_signer(&key_file(data_dir, &list.current));
+        return read_signer(&key_file(data_dir, &list.current), DATA_DIR_KEY_RULES);
     }
     add_new_key(store, data_dir, now)
 }
@@ -90,10 +91,30 @@ fn register(list: &mut SigningKeyList, signer: &BatchSigner, now: u64) {
     list.current = signer.key_id().to_owned();
 }
 
-fn read_signer(path: &Path) -> Result<BatchSigner, SigningError> {
-    let pem = std::fs::read_to_string(path).map_err(|source| SigningError::File {
+/// Largest key file read; a P-256 PKCS#8 PEM is about 250 bytes.
+const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
+/// A key of the data directory: no symbolic link, the server's own file.
+const DATA_DIR_KEY_RULES: ReadRules = ReadRules {
+    limit: MAX_KEY_FILE_BYTES,
+    follow_symlinks: false,
+    own_only: true,
+};
+/// A key the operator names with `--signing-key` may be a link (a mounted secret) owned by
+/// another user, but is still a bounded regular file.
+const GIVEN_KEY_RULES: ReadRules = ReadRules {
+    limit: MAX_KEY_FILE_BYTES,
+    follow_symlinks: true,
+    own_only: false,
+};
+
+fn read_signer(path: &Path, rules: ReadRules) -> Result<BatchSigner, SigningError> {
+    let bytes = read_regular(path, rules).map_err(|error| SigningError::Invalid {
         path: path.to_owned(),
-        source,
+        reason: error.to_string(),
+    })?;
+    let pem = String::from_utf8(bytes).map_err(|_| SigningError::Invalid {
+        path: path.to_owned(),
+        reason: "not UTF-8 text".into(),
     })?;
     BatchSigner::from_pkcs8_pem(&pem).map_err(|error| SigningError::Invalid {
         path: path.to_owned(),
@@ -108,7 +129,7 @@ fn write_private_key(path: &Path, pem: &str) -> Result<(), SigningError> {
         source,
     };
     let folder = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(folder).map_err(file_error)?;
+    crate::files::create_private_dir(folder).map_err(file_error)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -183,41 +183,6 @@ fn scrape_until(port: u16, needle: &str) -> String {
     }
 }
 
-/// Uploads one fresh GAEN key with `token`; returns the status code.
-async fn upload_with(url: &str, token: &str, byte: u8) -> tonic::Code {
-    use exposure_proto::v1::key_upload_client::KeyUploadClient;
-    use exposure_proto::v1::{DiagnosisKey, GaenKey, UploadDiagnosisKeysRequest, diagnosis_key};
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let key = DiagnosisKey {
-        key: Some(diagnosis_key::Key::Gaen(GaenKey {
-            key_data: vec![byte; 16],
-            rolling_start_interval_number: ((now / 86_400 - 1) * 144) as u32,
-            rolling_period: 144,
-        })),
-        transmission_risk_level: 0,
-    };
-    let mut request = tonic::Request::new(UploadDiagnosisKeysRequest {
-        region: "VN-TB".into(),
-        upload_id: format!("hot-{byte}"),
-        keys: vec![key],
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    let mut client = KeyUploadClient::connect(url.to_owned())
-        .await
-        .expect("connect");
-    match client.upload_diagnosis_keys(request).await {
-        Ok(_) => tonic::Code::Ok,
-        Err(status) => status.code(),
-    }
-}
-
 #[test]
 fn authorities_are_added_listed_and_revoked_while_the_server_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -226,7 +191,7 @@ fn authorities_are_added_listed_and_revoked_while_the_server_runs() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // The command returns once the running server has applied it: the token works at once.
     assert_eq!(
-        runtime.block_on(upload_with(&server.url, &token, 1)),
+        runtime.block_on(common::upload_one(&server.url, &token, 1)),
         tonic::Code::Ok
     );
 
@@ -250,7 +215,7 @@ fn authorities_are_added_listed_and_revoked_while_the_server_runs() {
         String::from_utf8_lossy(&revoked.stderr)
     );
     assert_eq!(
-        runtime.block_on(upload_with(&server.url, &token, 2)),
+        runtime.block_on(common::upload_one(&server.url, &token, 2)),
         tonic::Code::Unauthenticated,
         "a revoked token fails at once"
     );
@@ -275,7 +240,7 @@ fn revoking_a_leaked_token_with_withdraw_keys_withdraws_its_keys_while_the_serve
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     for (token, byte) in [(&leaked, 1), (&leaked, 2), (&honest, 3)] {
         assert_eq!(
-            runtime.block_on(upload_with(&server.url, token, byte)),
+            runtime.block_on(common::upload_one(&server.url, token, byte)),
             tonic::Code::Ok
         );
     }

@@ -2,6 +2,8 @@
 //! RocksDB, an upload authority for `VN-TB`, a manual clock and a fast publisher, and stops it
 //! gracefully. The tests in `tests/` drive it through the generated gRPC clients.
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

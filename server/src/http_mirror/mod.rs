@@ -7,17 +7,23 @@ mod respond;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::serve::ListenerExt as _;
 use exposure_proto::v1::GetConfirmBucketResponse;
+use futures::StreamExt as _;
 use http::{HeaderMap, Method, StatusCode, Uri};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use prost::Message as _;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::batch_cache::BatchCache;
 use crate::catalog::Catalog;
@@ -42,20 +48,55 @@ pub struct HttpState {
     pub confirm_prefix_bits: u32,
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then lets requests in flight end.
+/// Longest a client may take to send a request's headers; a slow-loris connection is cut.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 keep-alive on `listener` (TLS when `tls` is given, through the same
+/// acceptor as gRPC) until `shutdown` completes, then lets requests in flight end.
+///
+/// At most `max_connections` connections are served at once; more are closed at once and
+/// counted in `exposure_requests_shed_total{class="http"}`. A connection holds its slot until
+/// it closes, so a client that stalls a download holds (and is bounded by) one slot; the
+/// batch bytes it references are shared with every other download.
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
+    tls: Option<TlsAcceptor>,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new().fallback(handle).with_state(Arc::new(state));
-    let listener = listener.tap_io(|tcp| {
-        // Small answers must not wait out the peer's delayed ACK.
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connections = crate::tls::incoming(listener, tls);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let connection = tokio::select! {
+            () = &mut shutdown => break,
+            next = connections.next() => match next {
+                Some(connection) => connection,
+                None => break,
+            },
+        };
+        let Ok(io) = connection else { continue };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            ::metrics::counter!(metrics::REQUESTS_SHED_TOTAL, "class" => "http").increment(1);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn handle(

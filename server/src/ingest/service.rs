@@ -354,7 +354,7 @@ fn result_label(result: &Result<UploadDiagnosisKeysResponse, ApiError>) -> &'sta
 
 #[tonic::async_trait]
 impl KeyUpload for KeyUploadService {
-    #[instrument(skip_all, fields(region = %request.get_ref().region, keys = request.get_ref().keys.len()))]
+    #[instrument(level = "debug", skip_all, fields(region = %request.get_ref().region, keys = request.get_ref().keys.len()))]
     async fn upload_diagnosis_keys(
         &self,
         request: Request<UploadDiagnosisKeysRequest>,
@@ -365,7 +365,11 @@ impl KeyUpload for KeyUploadService {
             self.decoy(request.into_inner()).await
         } else {
             let credential = credential(&request);
-            let client = request.remote_addr().map(|address| address.ip());
+            let client = request
+                .extensions()
+                .get::<crate::tls::PeerInfo>()
+                .and_then(|peer| peer.remote_ip)
+                .or_else(|| request.remote_addr().map(|address| address.ip()));
             let result = self.upload(credential, client, request.into_inner()).await;
             if result.is_ok() {
                 self.decoys.record(started.elapsed());

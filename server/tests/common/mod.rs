@@ -77,16 +77,53 @@ pub fn add_authority(data_dir: &Path, region: &str) -> String {
 
 /// Starts the binary with JSON logs on a free gRPC port and the given extra flags; returns
 /// once the store is open and the listener bound.
+pub fn start(data_dir: &Path, extra: &[&str]) -> RunningBinary {
+    let mut command = Command::new(BINARY);
+    command
+        .args(["--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir);
+    start_command(command)
+}
+
+/// Spawns `command` (the binary with JSON logs, maybe through a shell) and returns once the
+/// store is open and the listener bound.
 #[allow(
     clippy::zombie_processes,
     reason = "the caller waits through RunningBinary::terminate"
 )]
-pub fn start(data_dir: &Path, extra: &[&str]) -> RunningBinary {
-    let mut child = Command::new(BINARY)
-        .args(["--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(data_dir)
+pub fn start_command(command: Command) -> RunningBinary {
+    spawn_and_wait(command, "\"message\":\"store opened\"", |log| {
+        let line = log
+            .lines()
+            .find(|line| line.contains("\"message\":\"listening\""))?;
+        let start = line.find("\"grpc\":\"")? + 8;
+        let end = start + line[start..].find('"')?;
+        Some(line[start..end].to_owned())
+    })
+}
+
+/// Spawns `command` (the binary with text logs) and returns once the store is open.
+pub fn start_text(command: Command) -> RunningBinary {
+    spawn_and_wait(command, "store opened", |log| {
+        let line = log.lines().find(|line| line.contains("listening"))?;
+        let start = line.find("grpc=")? + 5;
+        let end = start + line[start..].find(' ')?;
+        Some(line[start..end].to_owned())
+    })
+}
+
+#[allow(
+    clippy::zombie_processes,
+    reason = "the caller waits through RunningBinary::terminate"
+)]
+fn spawn_and_wait(
+    mut command: Command,
+    ready: &str,
+    address: impl Fn(&str) -> Option<String>,
+) -> RunningBinary {
+    let mut child = command
         .stderr(Stdio::piped())
         .spawn()
         .expect("start server");
@@ -104,14 +141,9 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> RunningBinary {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = log.lock().map(|log| log.clone()).unwrap_or_default();
-        if text.contains("\"message\":\"store opened\"") {
-            let line = text
-                .lines()
-                .find(|line| line.contains("\"message\":\"listening\""))
-                .expect("listening line");
-            let start = line.find("\"grpc\":\"").expect("grpc field") + 8;
-            let end = start + line[start..].find('"').expect("end of field");
-            let url = format!("http://{}", &line[start..end]);
+        if text.contains(ready) {
+            let addr = address(&text).expect("listening line with the gRPC address");
+            let url = format!("http://{addr}");
             return RunningBinary { child, url, log };
         }
         assert!(Instant::now() < deadline, "server did not start: {text}");
@@ -126,4 +158,49 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
+}
+
+/// Uploads one fresh GAEN key for VN-TB with `token`; returns the status code.
+pub async fn upload_one(url: &str, token: &str, byte: u8) -> tonic::Code {
+    upload(url, token, "VN-TB", byte).await
+}
+
+/// Uploads one fresh GAEN key for `region` (any text) with `token`; returns the status code.
+pub async fn upload_region(url: &str, token: &str, region: &str) -> tonic::Code {
+    upload(url, token, region, 0).await
+}
+
+async fn upload(url: &str, token: &str, region: &str, byte: u8) -> tonic::Code {
+    use exposure_proto::v1::key_upload_client::KeyUploadClient;
+    use exposure_proto::v1::{DiagnosisKey, GaenKey, UploadDiagnosisKeysRequest, diagnosis_key};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let key = DiagnosisKey {
+        key: Some(diagnosis_key::Key::Gaen(GaenKey {
+            key_data: vec![byte; 16],
+            rolling_start_interval_number: u32::try_from((now / 86_400 - 1) * 144)
+                .expect("interval"),
+            rolling_period: 144,
+        })),
+        transmission_risk_level: 0,
+    };
+    let mut request = tonic::Request::new(UploadDiagnosisKeysRequest {
+        region: region.into(),
+        upload_id: format!("hot-{byte}"),
+        keys: vec![key],
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    let mut client = KeyUploadClient::connect(url.to_owned())
+        .await
+        .expect("connect");
+    match client.upload_diagnosis_keys(request).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
 }

@@ -1,0 +1,164 @@
+//! Startup checks of the settings that clap's parsers cannot express: every zero that would
+//! stall or crash the server (a zero publish interval panics the publisher's ticker), the
+//! confirm-prefix floor, and TLS flags that only make sense together. `main` turns an error into
+//! exit code 64 with a message naming the flag.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::ServerConfig;
+
+/// Smallest confirm-digest prefix: with fewer bits a GetConfirmBucket answer covers 1/128 or
+/// more of all digests, which at national scale is millions of digests in one reply.
+pub const MIN_CONFIRM_PREFIX_BITS: u32 = 8;
+
+/// A setting that cannot run, naming its flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag}: {reason}")]
+pub struct ConfigError {
+    /// The flag at fault, e.g. `--publish-interval`.
+    pub flag: &'static str,
+    /// What is wrong and what to use instead.
+    pub reason: String,
+}
+
+fn refuse(flag: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError {
+        flag,
+        reason: reason.into(),
+    })
+}
+
+fn positive_duration(flag: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return refuse(flag, "must be more than 0 (e.g. 10s)");
+    }
+    Ok(())
+}
+
+fn positive(flag: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return refuse(flag, "must be at least 1");
+    }
+    Ok(())
+}
+
+impl ServerConfig {
+    /// Checks every setting; returns the first that cannot run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive_duration("--publish-interval", self.publish_interval)?;
+        positive_duration("--request-timeout", self.request_timeout)?;
+        positive_duration("--shutdown-grace", self.shutdown_grace)?;
+        positive("--min-elements", self.min_elements as u64)?;
+        positive("--max-message-bytes", self.max_message_bytes as u64)?;
+        positive(
+            "--max-concurrent-uploads",
+            self.max_concurrent_uploads as u64,
+        )?;
+        positive(
+            "--max-concurrent-phone-requests",
+            self.max_concurrent_phone_requests as u64,
+        )?;
+        positive(
+            "--max-concurrent-health-requests",
+            self.max_concurrent_health_requests as u64,
+        )?;
+        positive(
+            "--max-streams-per-connection",
+            u64::from(self.max_streams_per_connection),
+        )?;
+        positive_duration("--stream-timeout", self.stream_timeout)?;
+        positive("--max-http-connections", self.max_http_connections as u64)?;
+        positive_duration("--max-connection-age", self.max_connection_age)?;
+        positive("--max-keys-per-batch", u64::from(self.max_keys_per_batch))?;
+        positive("--max-keys-per-upload", u64::from(self.max_keys_per_upload))?;
+        positive("--publish-threads", u64::from(self.publish_threads))?;
+        if !(MIN_CONFIRM_PREFIX_BITS..=24).contains(&self.confirm_prefix_bits) {
+            return refuse(
+                "--confirm-prefix-bits",
+                format!(
+                    "{} is outside {MIN_CONFIRM_PREFIX_BITS}..=24 (fewer bits make one request return millions of digests)",
+                    self.confirm_prefix_bits
+                ),
+            );
+        }
+        if !matches!(self.fingerprint_bits, 8 | 16 | 32) {
+            return refuse("--fingerprint-bits", "use 8, 16 or 32");
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return refuse("--tls-key", "--tls-cert needs --tls-key"),
+            (None, Some(_)) => return refuse("--tls-cert", "--tls-key needs --tls-cert"),
+            _ => {}
+        }
+        if self.client_ca.is_some() && self.tls_cert.is_none() {
+            return refuse(
+                "--client-ca",
+                "client certificates need TLS: give --tls-cert and --tls-key too",
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses plaintext on an address other hosts can reach, unless TLS is configured or
+    /// `--insecure-plaintext` says a TLS-terminating proxy is in front.
+    pub fn check_exposure(&self, flag: &'static str, addr: SocketAddr) -> Result<(), ConfigError> {
+        if addr.ip().to_canonical().is_loopback()
+            || self.tls_cert.is_some()
+            || self.insecure_plaintext
+        {
+            return Ok(());
+        }
+        refuse(
+            flag,
+            format!(
+                "{addr} is reachable from other hosts, but no TLS is configured: give --tls-cert and --tls-key, \
+                 or --insecure-plaintext when a TLS-terminating proxy is in front"
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_zeros_name_their_flag() {
+        let config = ServerConfig::with_data_dir("/tmp/x");
+        assert_eq!(config.validate(), Ok(()));
+        let mut zero_interval = config.clone();
+        zero_interval.publish_interval = Duration::ZERO;
+        assert_eq!(
+            zero_interval.validate().map_err(|error| error.flag),
+            Err("--publish-interval")
+        );
+        let mut low_prefix = config.clone();
+        low_prefix.confirm_prefix_bits = 4;
+        assert_eq!(
+            low_prefix.validate().map_err(|error| error.flag),
+            Err("--confirm-prefix-bits")
+        );
+        let mut no_concurrency = config;
+        no_concurrency.max_concurrent_phone_requests = 0;
+        assert_eq!(
+            no_concurrency.validate().map_err(|error| error.flag),
+            Err("--max-concurrent-phone-requests")
+        );
+    }
+
+    #[test]
+    fn plaintext_is_loopback_only_unless_told() {
+        let mut config = ServerConfig::with_data_dir("/tmp/x");
+        let open: SocketAddr = "0.0.0.0:50051".parse().expect("addr");
+        let local: SocketAddr = "[::1]:50051".parse().expect("addr");
+        assert!(config.check_exposure("--grpc-addr", local).is_ok());
+        assert_eq!(
+            config
+                .check_exposure("--grpc-addr", open)
+                .map_err(|error| error.flag),
+            Err("--grpc-addr")
+        );
+        config.insecure_plaintext = true;
+        assert!(config.check_exposure("--grpc-addr", open).is_ok());
+    }
+}

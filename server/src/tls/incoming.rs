@@ -1,0 +1,228 @@
+//! Accepted connections of any `TcpListener`, as plaintext or TLS streams that tonic (or
+//! hyper) can serve. Every TCP connection gets `TCP_NODELAY` and keepalive; each TLS handshake
+//! runs in its own task with a deadline, so a slow or silent client never holds up the accept
+//! loop, and at most [`MAX_HANDSHAKES`] run at once.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+
+/// Longest a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most TLS handshakes in progress at once; connections beyond are closed at once.
+pub const MAX_HANDSHAKES: usize = 1024;
+/// Connections handed over but not yet taken by the server.
+const QUEUE: usize = 256;
+/// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// What a request learns about its connection (in its extensions). The client's address is
+/// there only for the in-memory brute-force limits on upload codes
+/// (`ingest::code_limits`); it is never logged or kept, and `Debug` leaves it out.
+#[derive(Clone, Default)]
+pub struct PeerInfo {
+    /// The client's certificate chain, present only when the client sent one and it was
+    /// verified against `--client-ca`.
+    pub client_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// The client's IP address, when the socket knows it.
+    pub remote_ip: Option<std::net::IpAddr>,
+}
+
+impl std::fmt::Debug for PeerInfo {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PeerInfo")
+            .field(
+                "client_certificates",
+                &self.client_certificates.as_ref().map(|chain| chain.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// One accepted connection.
+#[derive(Debug)]
+pub enum ServerIo {
+    /// A plaintext TCP connection.
+    Plain(TcpStream),
+    /// A TLS connection whose handshake completed.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Returns the connections of `listener`, TLS-wrapped when `tls` is given. The accept loop
+/// runs in its own task and ends when the returned stream is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+) -> ReceiverStream<io::Result<ServerIo>> {
+    let (sender, receiver) = mpsc::channel(QUEUE);
+    tokio::spawn(accept_loop(listener, tls, sender));
+    ReceiverStream::new(receiver)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    sender: mpsc::Sender<io::Result<ServerIo>>,
+) {
+    let mut tcp = tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let next = tokio::select! {
+            () = sender.closed() => break,
+            next = tcp.next() => next,
+        };
+        let stream = match next {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(acceptor) = &tls else {
+            if sender.send(Ok(ServerIo::Plain(stream))).await.is_err() {
+                break;
+            }
+            continue;
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!("too many TLS handshakes in progress; connection closed");
+            continue;
+        };
+        let (acceptor, sender) = (acceptor.clone(), sender.clone());
+        tokio::spawn(async move {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            drop(permit);
+            match handshake {
+                Ok(Ok(stream)) => {
+                    let _ = sender.send(Ok(ServerIo::Tls(Box::new(stream)))).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl Connected for ServerIo {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        match self {
+            ServerIo::Plain(stream) => PeerInfo {
+                client_certificates: None,
+                remote_ip: stream.peer_addr().ok().map(|address| address.ip()),
+            },
+            ServerIo::Tls(stream) => PeerInfo {
+                client_certificates: stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .filter(|chain| !chain.is_empty())
+                    .map(|chain| Arc::new(chain.to_vec())),
+                remote_ip: stream
+                    .get_ref()
+                    .0
+                    .peer_addr()
+                    .ok()
+                    .map(|address| address.ip()),
+            },
+        }
+    }
+}
+
+/// Lets through a call whose connection presented a client certificate that verified against
+/// `--client-ca`; refuses any other with UNAUTHENTICATED. The upload service runs behind it
+/// when `--client-ca` is set.
+#[allow(clippy::result_large_err, reason = "tonic's interceptor signature")]
+pub fn require_client_certificate(
+    request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    let verified = request
+        .extensions()
+        .get::<PeerInfo>()
+        .is_some_and(|peer| peer.client_certificates.is_some());
+    if verified {
+        Ok(request)
+    } else {
+        Err(tonic::Status::unauthenticated(
+            "uploads need a TLS client certificate signed by the server's --client-ca",
+        ))
+    }
+}
+
+impl AsyncRead for ServerIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            ServerIo::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        }
+    }
+}
+
+impl AsyncWrite for ServerIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerIo::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            ServerIo::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerIo::Plain(stream) => Pin::new(stream).poll_write_vectored(context, buffers),
+            ServerIo::Tls(stream) => {
+                Pin::new(stream.as_mut()).poll_write_vectored(context, buffers)
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ServerIo::Plain(stream) => stream.is_write_vectored(),
+            ServerIo::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Plain(stream) => Pin::new(stream).poll_flush(context),
+            ServerIo::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Plain(stream) => Pin::new(stream).poll_shutdown(context),
+            ServerIo::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(context),
+        }
+    }
+}
