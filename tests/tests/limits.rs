@@ -192,3 +192,77 @@ async fn unread_phone_streams_hold_their_permits_but_never_shed_uploads_or_healt
     }
     server.stop().await;
 }
+
+/// Returns the resident memory of this process (the server runs inside it), from /proc.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kilobytes: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line");
+    kilobytes * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_unread_downloads_of_the_largest_batch_share_one_copy() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        // A peak-day-sized file: 2.5 M elements at 16 bits, about 5.6 MB.
+        config.min_elements = 2_500_000;
+    })
+    .await;
+    server
+        .upload(fixtures::upload("large", vec![yesterday_key(1)]))
+        .await;
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
+    let batch = listing.batches[0].clone();
+    assert!(batch.size_bytes > 5_000_000, "{} bytes", batch.size_bytes);
+    let request = GetBatchRequest {
+        batch_id: batch.batch_id.clone(),
+    };
+    // One complete download first, so the shared copy exists before the baseline.
+    let file = fixtures::download(&mut server.distribution_client().await, &batch.batch_id).await;
+    assert_eq!(file.len() as u64, batch.size_bytes);
+    let baseline = resident_bytes();
+
+    // 16 connections with small flow-control windows, 64 streams each (the per-connection
+    // limit), none of them ever read: private copies would be 1,024 × 5.6 MB = 5.7 GB.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+            .expect("url")
+            .initial_stream_window_size(Some(65_535))
+            .initial_connection_window_size(Some(65_535))
+            .connect()
+            .await
+            .expect("connect");
+        let client = exposure_proto::v1::distribution_client::DistributionClient::new(channel);
+        for _ in 0..64 {
+            let stream = client
+                .clone()
+                .get_batch(request.clone())
+                .await
+                .expect("download starts")
+                .into_inner();
+            held.push(stream);
+        }
+    }
+    let grown = resident_bytes().saturating_sub(baseline);
+    eprintln!(
+        "1,024 stalled downloads: resident memory grew by {} MiB",
+        grown >> 20
+    );
+    assert!(
+        grown < 1 << 30,
+        "1,024 stalled downloads grew the process by {} MiB",
+        grown >> 20
+    );
+
+    // Other phones are still served, completely.
+    let again = fixtures::download(&mut server.distribution_client().await, &batch.batch_id).await;
+    assert_eq!(again, file);
+    drop(held);
+    server.stop().await;
+}
