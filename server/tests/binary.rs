@@ -270,3 +270,67 @@ fn revoking_a_leaked_token_with_withdraw_keys_withdraws_its_keys_while_the_serve
         "the other authority's key stays"
     );
 }
+
+#[test]
+fn a_code_guessers_address_reaches_no_log_line_and_no_metric() {
+    use exposure_proto::v1::UploadDiagnosisKeysRequest;
+    use exposure_proto::v1::key_upload_client::KeyUploadClient;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics_port = free_port();
+    let mut command = Command::new(BINARY);
+    command
+        .env("RUST_LOG", "debug")
+        .args(["--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--code-failures-per-client-per-hour", "3"])
+        .arg("--data-dir")
+        .arg(dir.path());
+    let server = common::start_command(command);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let codes = runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+            .expect("url")
+            .local_address(Some(std::net::IpAddr::from([127, 0, 0, 2])))
+            .connect()
+            .await
+            .expect("connect from 127.0.0.2");
+        let mut client = KeyUploadClient::new(channel);
+        let mut codes = Vec::new();
+        for attempt in 0..6 {
+            let mut request = tonic::Request::new(UploadDiagnosisKeysRequest {
+                region: "VN-TB".into(),
+                upload_id: format!("guess-{attempt}"),
+                ..Default::default()
+            });
+            request.metadata_mut().insert(
+                "authorization",
+                format!("UploadCode ZZZZZ-ZZZZ{attempt}")
+                    .parse()
+                    .expect("ascii"),
+            );
+            let status = client
+                .upload_diagnosis_keys(request)
+                .await
+                .expect_err("a guess is refused");
+            codes.push(status.code());
+        }
+        codes
+    });
+    assert_eq!(
+        codes.last(),
+        Some(&tonic::Code::ResourceExhausted),
+        "{codes:?}"
+    );
+    let metrics = scrape_until(metrics_port, "exposure_code_attempts_refused_total");
+    let log = server.log();
+    assert!(server.terminate());
+    assert!(
+        !metrics.contains("127.0.0.2"),
+        "metrics name no client address"
+    );
+    assert!(
+        !log.contains("127.0.0.2"),
+        "no log line names the client's address, even at debug: {log}"
+    );
+}

@@ -192,3 +192,121 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
         "nothing is left pending"
     );
 }
+
+#[test]
+fn a_sigkill_among_code_uploads_never_separates_a_consumed_code_from_its_keys() {
+    use exposure_proto::v1::IssueUploadCodesRequest;
+    use exposure_server::ingest::code::UploadCode;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = common::add_authority(dir.path(), REGION);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let yesterday = ((now / 86_400 - 1) * 144) as u32;
+    let server = common::start(
+        dir.path(),
+        &[
+            "--publish-interval",
+            "1h",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--authority-codes-per-minute",
+            "0",
+        ],
+    );
+    let (mut child, address) = (server.child, server.url);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (codes, acknowledged) = runtime.block_on(async {
+        let client = KeyUploadClient::connect(address).await.expect("connect");
+        let mut codes = Vec::new();
+        for _ in 0..3 {
+            let mut request = tonic::Request::new(IssueUploadCodesRequest {
+                region: REGION.into(),
+                count: 100,
+                ..Default::default()
+            });
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("ascii"),
+            );
+            let issued = client
+                .clone()
+                .issue_upload_codes(request)
+                .await
+                .expect("codes issued")
+                .into_inner();
+            codes.extend(issued.codes.into_iter().map(|code| code.code));
+        }
+        let acknowledged_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for (index, code) in codes.iter().enumerate() {
+            let mut client = client.clone();
+            let code = code.clone();
+            let acknowledged_count = acknowledged_count.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut request = tonic::Request::new(UploadDiagnosisKeysRequest {
+                    region: REGION.into(),
+                    upload_id: format!("phone-{index}"),
+                    keys: vec![key(50_000 + index as u32, yesterday)],
+                    ..Default::default()
+                });
+                request.metadata_mut().insert(
+                    "authorization",
+                    format!("UploadCode {code}").parse().expect("ascii"),
+                );
+                let stored = client.upload_diagnosis_keys(request).await.is_ok();
+                if stored {
+                    acknowledged_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                stored.then_some(index)
+            }));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while acknowledged_count.load(std::sync::atomic::Ordering::SeqCst) < 20
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        child.kill().expect("SIGKILL");
+        let mut acknowledged = HashSet::new();
+        for task in tasks {
+            if let Some(index) = task.await.expect("task") {
+                acknowledged.insert(index);
+            }
+        }
+        (codes, acknowledged)
+    });
+    let _ = child.wait();
+    assert!(
+        !acknowledged.is_empty(),
+        "some code uploads were acknowledged"
+    );
+
+    let store = Store::open(dir.path()).expect("reopen after SIGKILL");
+    let mut consumed = 0;
+    for (index, code) in codes.iter().enumerate() {
+        let hash = UploadCode::parse(code)
+            .expect("an issued code parses")
+            .hash();
+        let record = store
+            .code(&hash)
+            .expect("lookup")
+            .expect("every issued code is stored");
+        let has_keys = store
+            .find_duplicate(&material(&key(50_000 + index as u32, yesterday)))
+            .expect("lookup")
+            .is_some();
+        assert_eq!(
+            record.consumed_at != 0,
+            has_keys,
+            "code {index}: consumed exactly when its keys are stored"
+        );
+        if acknowledged.contains(&index) {
+            assert!(has_keys, "code {index}: an acknowledged upload was lost");
+        }
+        consumed += usize::from(has_keys);
+    }
+    assert!(consumed >= acknowledged.len());
+}

@@ -13,6 +13,7 @@ use common::{BINARY, RunningBinary, start, start_command};
 /// Runs the binary to completion with `args` on a fresh data dir.
 fn run(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BINARY)
+        .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)

@@ -123,7 +123,9 @@ fn spawn_and_wait(
     ready: &str,
     address: impl Fn(&str) -> Option<String>,
 ) -> RunningBinary {
+    // Tests run in parallel: the HTTP mirror takes a free port unless a test names one.
     let mut child = command
+        .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .spawn()
         .expect("start server");
