@@ -29,6 +29,55 @@ pub const DP3T_CUCKOO_BITS_PER_ENTRY: u64 = 48;
 /// standard deviation of the count is 10 %.
 const MIN_EXPECTED_FOR_COMPARISON: f64 = 100.0;
 
+/// The same phones matched with the plain loop and with the ordered schedule, one after the
+/// other in the same run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BaselineReport {
+    /// Phones in the sample: the first ones.
+    pub phones: usize,
+    /// Lookups of the sample, each way.
+    pub lookups: u64,
+    /// Time to match the sample with the plain loop: each phone's keys looked up in key order.
+    pub plain_time: Duration,
+    /// CPU time of all threads over `plain_time`, where the platform reports it.
+    pub plain_cpu_time: Option<Duration>,
+    /// Time to match the sample with the ordered schedule.
+    pub ordered_time: Duration,
+    /// CPU time of all threads over `ordered_time`, where the platform reports it.
+    pub ordered_cpu_time: Option<Duration>,
+    /// Whether both ways counted the same hits, fetches and confirmations.
+    pub agrees: bool,
+}
+
+impl BaselineReport {
+    /// Returns the ordered schedule's lookup throughput over the plain loop's.
+    pub fn speedup(&self) -> f64 {
+        self.plain_time.as_secs_f64() / self.ordered_time.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Returns the plain loop's lookups per second.
+    pub fn plain_lookups_per_second(&self) -> f64 {
+        self.lookups as f64 / self.plain_time.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Returns the plain loop's CPU nanoseconds per lookup, all threads together.
+    pub fn plain_cpu_ns_per_lookup(&self) -> Option<f64> {
+        cpu_ns_per_lookup(self.plain_cpu_time, self.lookups)
+    }
+
+    /// Returns the ordered schedule's CPU nanoseconds per lookup, all threads together.
+    pub fn ordered_cpu_ns_per_lookup(&self) -> Option<f64> {
+        cpu_ns_per_lookup(self.ordered_cpu_time, self.lookups)
+    }
+}
+
+/// Returns CPU nanoseconds per lookup, or `None` without a CPU time or lookups.
+fn cpu_ns_per_lookup(cpu_time: Option<Duration>, lookups: u64) -> Option<f64> {
+    cpu_time
+        .filter(|_| lookups > 0)
+        .map(|cpu_time| cpu_time.as_secs_f64() * 1e9 / lookups as f64)
+}
+
 /// Everything one run measured, and the figures derived from it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProvinceReport {
@@ -51,8 +100,12 @@ pub struct ProvinceReport {
     /// Time to generate the keys, expand them, build, sign, parse and verify the batch, and
     /// fill the confirm store.
     pub build_time: Duration,
-    /// Time to match and confirm every phone.
+    /// Time to match and confirm every phone with the ordered schedule.
     pub match_time: Duration,
+    /// CPU time of all threads over `match_time`, where the platform reports it.
+    pub match_cpu_time: Option<Duration>,
+    /// The plain loop's run over a sample of the phones, if one was asked for.
+    pub baseline: Option<BaselineReport>,
     /// Filter lookups: phones × observations × slot candidates.
     pub lookups: u64,
     /// Phones with planted exposures.
@@ -82,7 +135,8 @@ impl ProvinceReport {
         planted: &[PlantedExposure],
         tally: &MatchTally,
         build_time: Duration,
-        match_time: Duration,
+        (match_time, match_cpu_time): (Duration, Option<Duration>),
+        baseline: Option<BaselineReport>,
     ) -> ProvinceReport {
         let mut planted_phones: Vec<usize> =
             planted.iter().map(|exposure| exposure.phone).collect();
@@ -98,6 +152,8 @@ impl ProvinceReport {
             confirm_digests: day.confirm_store.len(),
             build_time,
             match_time,
+            match_cpu_time,
+            baseline,
             lookups: tally.lookups,
             planted_phones: planted_phones.len(),
             planted_exposures: planted.len(),
@@ -110,9 +166,17 @@ impl ProvinceReport {
         }
     }
 
-    /// Returns whether every planted exposure was found and no false alert was raised.
+    /// Returns whether every planted exposure was found, no false alert was raised, and the
+    /// plain loop's baseline, if any, found what the ordered schedule found.
     pub fn passed(&self) -> bool {
-        self.planted_found == self.planted_exposures as u64 && self.false_alerts == 0
+        self.planted_found == self.planted_exposures as u64
+            && self.false_alerts == 0
+            && self.baseline.as_ref().is_none_or(|baseline| baseline.agrees)
+    }
+
+    /// Returns CPU nanoseconds per lookup of the match, all threads together.
+    pub fn cpu_ns_per_lookup(&self) -> Option<f64> {
+        cpu_ns_per_lookup(self.match_cpu_time, self.lookups)
     }
 
     /// Returns filter lookups per second of matching (confirmations included in the time).

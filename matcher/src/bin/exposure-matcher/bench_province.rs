@@ -55,6 +55,12 @@ pub struct BenchProvinceArgs {
     /// random identifiers and computes their tags with SHA-256 during the run.
     #[arg(long, value_enum, default_value_t = TagsArg::Stored)]
     observation_tags: TagsArg,
+    /// Phones whose keys are looked up together, in filter order.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().phones_per_group)]
+    phones_per_group: usize,
+    /// Phones (the first ones) also matched with the plain loop, as the baseline; 0 for none.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().baseline_phones)]
+    baseline_phones: usize,
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
@@ -131,6 +137,8 @@ fn config_from_args(args: &BenchProvinceArgs) -> Result<ProvinceConfig, Failure>
             TagsArg::Stored => ObservationTags::Stored,
             TagsArg::Computed => ObservationTags::Computed,
         },
+        phones_per_group: args.phones_per_group,
+        baseline_phones: args.baseline_phones,
     })
 }
 
@@ -177,7 +185,7 @@ impl ProgressDisplay {
         };
         let elapsed = self.started.elapsed().as_secs_f64();
         let line = format!(
-            "bench-province: matched {phones_done} of {phones_total} phones ({:.0} %), {elapsed:.1} s",
+            "bench-province: matched {phones_done} of {phones_total} phone days, baseline included ({:.0} %), {elapsed:.1} s",
             100.0 * phones_done as f64 / phones_total as f64
         );
         if self.terminal {
@@ -244,19 +252,22 @@ fn text_report(report: &ProvinceReport) -> String {
         (
             "match time",
             format!(
-                "{:.3} s on {} threads (target ≤ 60 s)",
+                "{:.3} s on {} threads (target ≤ 60 s), {} phones a lookup group",
                 report.match_time.as_secs_f64(),
-                report.threads
+                report.threads,
+                config.phones_per_group
             ),
         ),
         (
             "lookups",
             format!(
-                "{} ({:.1} M/s)",
+                "{} ({:.1} M/s, {})",
                 report.lookups,
-                report.lookups_per_second() / 1e6
+                report.lookups_per_second() / 1e6,
+                cpu_text(report.cpu_ns_per_lookup())
             ),
         ),
+        ("plain-loop baseline", baseline_text(report)),
         (
             "planted found",
             format!(
@@ -325,6 +336,32 @@ fn text_report(report: &ProvinceReport) -> String {
     text
 }
 
+fn cpu_text(cpu_ns_per_lookup: Option<f64>) -> String {
+    cpu_ns_per_lookup.map_or("CPU time not available".to_owned(), |ns| {
+        format!("{ns:.2} CPU ns per lookup; no hardware counters")
+    })
+}
+
+fn baseline_text(report: &ProvinceReport) -> String {
+    let Some(baseline) = &report.baseline else {
+        return "not run (--baseline-phones 0)".to_owned();
+    };
+    format!(
+        "first {} phones: plain {:.3} s ({:.1} M/s, {}), ordered {:.3} s; ordered is {:.2}× the plain loop, {}",
+        baseline.phones,
+        baseline.plain_time.as_secs_f64(),
+        baseline.plain_lookups_per_second() / 1e6,
+        cpu_text(baseline.plain_cpu_ns_per_lookup()),
+        baseline.ordered_time.as_secs_f64(),
+        baseline.speedup(),
+        if baseline.agrees {
+            "same hits"
+        } else {
+            "HITS DIFFER"
+        }
+    )
+}
+
 fn json_report(report: &ProvinceReport) -> String {
     use Json::{Bool, Integer, Number, Object, Text};
     let config = &report.config;
@@ -355,6 +392,8 @@ fn json_report(report: &ProvinceReport) -> String {
                 ("seed", Integer(config.seed)),
                 ("observation_tags", Text(config.observation_tags.name())),
                 ("threads", count(report.threads)),
+                ("phones_per_group", count(config.phones_per_group)),
+                ("baseline_phones", count(config.baseline_phones)),
             ]),
         ),
         (
@@ -372,6 +411,31 @@ fn json_report(report: &ProvinceReport) -> String {
         ("match_seconds", Number(report.match_time.as_secs_f64())),
         ("lookups", Integer(report.lookups)),
         ("lookups_per_second", Number(report.lookups_per_second())),
+        (
+            "cpu_ns_per_lookup",
+            Json::optional(report.cpu_ns_per_lookup(), Number),
+        ),
+        (
+            "baseline",
+            report.baseline.as_ref().map_or(Json::Null, |baseline| {
+                Object(vec![
+                    ("phones", count(baseline.phones)),
+                    ("lookups", Integer(baseline.lookups)),
+                    ("plain_seconds", Number(baseline.plain_time.as_secs_f64())),
+                    ("ordered_seconds", Number(baseline.ordered_time.as_secs_f64())),
+                    (
+                        "plain_cpu_ns_per_lookup",
+                        Json::optional(baseline.plain_cpu_ns_per_lookup(), Number),
+                    ),
+                    (
+                        "ordered_cpu_ns_per_lookup",
+                        Json::optional(baseline.ordered_cpu_ns_per_lookup(), Number),
+                    ),
+                    ("speedup", Number(baseline.speedup())),
+                    ("agrees", Bool(baseline.agrees)),
+                ])
+            }),
+        ),
         (
             "planted",
             Object(vec![
