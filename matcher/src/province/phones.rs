@@ -358,6 +358,7 @@ impl<'a> PhoneGenerator<'a> {
     /// earliest slot first.
     fn push_filter_keys(&self, range: Range<usize>, filter_keys: &mut Vec<u64>) {
         let chunk_start = range.start;
+        let pushed_from = filter_keys.len();
         match self.mode {
             ObservationTags::Stored => {
                 for observation in range.clone() {
@@ -384,7 +385,7 @@ impl<'a> PhoneGenerator<'a> {
             .iter()
             .filter(|e| range.contains(&e.observation))
         {
-            let first = (exposure.observation - chunk_start) * self.candidates;
+            let first = pushed_from + (exposure.observation - chunk_start) * self.candidates;
             for (offset, slot) in self.planted_slots(exposure).enumerate() {
                 filter_keys[first + offset] =
                     Tag::compute(Scheme::Gaen, slot, &exposure.rpi).filter_key();
