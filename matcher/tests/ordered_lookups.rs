@@ -1,13 +1,13 @@
-//! Lookups in filter order give the plain loop's answer, hit for hit: the partitioned lookup at
-//! every partition count, the probe of precomputed hashes, and an observation store's match,
-//! ordered ahead or at match time, on random and adversarial inputs at every width.
+//! Lookups scheduled for the cache give the plain loop's answer, hit for hit: the prefetched
+//! schedule, the probe of precomputed hashes in any order (sorted included), and an observation
+//! store's match, ordered ahead or not, on random and adversarial inputs at every width.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{WIDTHS, params, rng, signer};
-use exposure_matcher::batch::{OrderedLookups, build_batch_from_filter_keys};
+use exposure_matcher::batch::{PREFETCH_DISTANCE, build_batch_from_filter_keys};
 use exposure_matcher::{BatchFile, BatchSigner, FingerprintWidth, ObservationStore, Scheme};
 use proptest::prelude::*;
 use rand::RngCore;
@@ -29,19 +29,22 @@ fn plain_hits(batch: &BatchFile<'_>, probes: &[u64]) -> Vec<usize> {
 fn assert_same_hits(batch: &BatchFile<'_>, probes: &[u64], context: &str) {
     let expected = plain_hits(batch, probes);
     let filter = batch.filter();
-    let mut scratch = OrderedLookups::default();
     let mut hits = Vec::new();
-    filter.for_each_hit_ordered(probes, &mut scratch, |index| hits.push(index));
-    assert_eq!(hits, expected, "ordered, {context}");
-    for bits in [0, 1, 3, 7, 12, 40] {
-        hits.clear();
-        filter.for_each_hit_partitioned(probes, bits, &mut scratch, |index| hits.push(index));
-        assert_eq!(hits, expected, "{bits} partition bits, {context}");
-    }
+    filter.for_each_hit_prefetched(probes, |index| hits.push(index));
+    assert_eq!(hits, expected, "prefetched, {context}");
     let hashes: Vec<u64> = probes.iter().map(|&probe| filter.hash(probe)).collect();
     hits.clear();
     filter.for_each_hit_of_hashes(&hashes, |index| hits.push(index));
     assert_eq!(hits, expected, "precomputed hashes, {context}");
+    // Sorted hashes, as an ordered store keeps them: the hits are the sorted positions of the
+    // hashes of the plain loop's hits.
+    let mut sorted = hashes.clone();
+    sorted.sort_unstable();
+    let mut expected_sorted: Vec<u64> = expected.iter().map(|&index| hashes[index]).collect();
+    expected_sorted.sort_unstable();
+    let mut sorted_hits = Vec::new();
+    filter.for_each_hit_of_hashes(&sorted, |index| sorted_hits.push(sorted[index]));
+    assert_eq!(sorted_hits, expected_sorted, "sorted hashes, {context}");
     let by_hash: Vec<usize> = (0..probes.len())
         .filter(|&index| filter.contains_hash(hashes[index]))
         .collect();
@@ -49,8 +52,9 @@ fn assert_same_hits(batch: &BatchFile<'_>, probes: &[u64], context: &str) {
 }
 
 /// Probes whose hashes under `batch`'s seed all share their top 12 bits (all 1s): every lookup
-/// falls in the last partition, next to the end of the fingerprint array.
-fn probes_in_the_last_partition(batch: &BatchFile<'_>, count: usize, seed: u64) -> Vec<u64> {
+/// reads the last segments, at the end of the fingerprint array, where a prefetch ahead would
+/// run past the end if it were not bounded.
+fn probes_at_the_end(batch: &BatchFile<'_>, count: usize, seed: u64) -> Vec<u64> {
     let mut random = rng(seed);
     let mut probes = Vec::with_capacity(count);
     while probes.len() < count {
@@ -84,7 +88,9 @@ fn edge_cases_match_the_plain_loop_at_every_width() {
             ("members and strangers", members_and_strangers.clone()),
             ("duplicated", members_and_strangers.repeat(2)),
             ("every member", keys.clone()),
-            ("last partition", probes_in_the_last_partition(&batch, 600, 3)),
+            ("at the end", probes_at_the_end(&batch, 600, 3)),
+            ("one block and a prefetch", members_and_strangers[..1_024 + PREFETCH_DISTANCE].to_vec()),
+            ("one short of a block", members_and_strangers[..1_023].to_vec()),
             ("zeros and ones", vec![0, u64::MAX, 0, 1, u64::MAX - 1]),
         ];
         for (name, probes) in cases {
@@ -96,15 +102,13 @@ fn edge_cases_match_the_plain_loop_at_every_width() {
 }
 
 #[test]
-fn a_filter_out_of_the_l2_cache_is_partitioned_and_matches_the_plain_loop() {
-    // 300,000 elements at 32 bits: 1.35 MB of fingerprints, past the 256 KiB span.
+fn a_filter_out_of_the_l2_cache_matches_the_plain_loop() {
+    // 300,000 elements at 32 bits: 1.35 MB of fingerprints, past the L2 cache.
     let signer = signer();
     let mut random = rng(11);
     let keys: Vec<u64> = (0..300_000).map(|_| random.next_u64()).collect();
     let bytes = build(&keys, FingerprintWidth::Bits32, &signer);
     let batch = BatchFile::parse(&bytes).unwrap();
-    assert!(batch.filter().partition_bits(1 << 20) >= 3);
-    assert_eq!(batch.filter().partition_bits(100), 0);
     let probes: Vec<u64> = keys
         .iter()
         .step_by(7)

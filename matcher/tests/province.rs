@@ -107,28 +107,32 @@ fn progress_reaches_every_phone() {
 }
 
 #[test]
-fn the_plain_baseline_and_every_group_size_find_the_same_hits() {
-    let base = ProvinceConfig {
+fn the_plain_baseline_finds_the_same_hits_as_the_scheduled_lookups() {
+    let config = ProvinceConfig {
         phones: 300,
         observations_per_phone: 2_000,
         width: FingerprintWidth::Bits8,
         plant_one_in: 10,
-        baseline_phones: 300,
+        baseline_phones: 200,
         ..small_config()
     };
-    let reports: Vec<_> = [1, 3, 8, 64]
-        .into_iter()
-        .map(|phones_per_group| {
-            run_province_benchmark(
-                &ProvinceConfig {
-                    phones_per_group,
-                    ..base.clone()
-                },
-                &|_| {},
-            )
-            .unwrap()
-        })
-        .collect();
+    let report = run_province_benchmark(&config, &|_| {}).unwrap();
+    assert!(report.passed());
+    let baseline = report.baseline.as_ref().unwrap();
+    assert!(baseline.agrees);
+    assert_eq!(baseline.phones, 200);
+    assert_eq!(baseline.lookups, 200 * 2_000 * 3);
+    // 1.8 M lookups at 2^-8: about 7,000 false hits to agree on.
+    assert!(report.false_filter_hits() > 5_000);
+    let without = run_province_benchmark(
+        &ProvinceConfig {
+            baseline_phones: 0,
+            ..config.clone()
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert!(without.baseline.is_none());
     let counts = |report: &exposure_matcher::province::ProvinceReport| {
         (
             report.lookups,
@@ -139,26 +143,7 @@ fn the_plain_baseline_and_every_group_size_find_the_same_hits() {
             report.planted_found,
         )
     };
-    for report in &reports {
-        assert!(report.passed());
-        let baseline = report.baseline.as_ref().unwrap();
-        assert!(baseline.agrees);
-        assert_eq!(baseline.phones, 300);
-        assert_eq!(baseline.lookups, 300 * 2_000 * 3);
-        assert_eq!(counts(report), counts(&reports[0]));
-    }
-    // 1.8 M lookups at 2^-8: about 7,000 false hits to agree on.
-    assert!(reports[0].false_filter_hits() > 5_000);
-    let without = run_province_benchmark(
-        &ProvinceConfig {
-            baseline_phones: 0,
-            ..base.clone()
-        },
-        &|_| {},
-    )
-    .unwrap();
-    assert!(without.baseline.is_none());
-    assert_eq!(counts(&without), counts(&reports[0]));
+    assert_eq!(counts(&without), counts(&report));
 }
 
 #[test]
@@ -178,23 +163,6 @@ fn invalid_configurations_name_their_field() {
             ..
         }
     ));
-    for phones_per_group in [0, 65] {
-        let error = run_province_benchmark(
-            &ProvinceConfig {
-                phones_per_group,
-                ..small_config()
-            },
-            &|_| {},
-        )
-        .unwrap_err();
-        assert!(matches!(
-            error,
-            ProvinceError::InvalidConfig {
-                field: "phones-per-group",
-                ..
-            }
-        ));
-    }
 }
 
 fn bench_province(args: &[&str]) -> std::process::Output {
@@ -285,7 +253,6 @@ fn bad_flags_exit_64() {
         &["--phones", "0"],
         &["--tolerance", "40"],
         &["--format", "xml"],
-        &["--phones-per-group", "0"],
     ] {
         let output = bench_province(args);
         assert_eq!(output.status.code(), Some(64), "{args:?}");

@@ -14,7 +14,7 @@ use order::LookupOrder;
 
 pub use parallel::{FilterHit, GeneratedMatch, PhoneHits, match_generated_phones, match_phones};
 
-use crate::batch::{BatchFile, OrderedLookups};
+use crate::batch::BatchFile;
 use crate::scheme::Scheme;
 use crate::tag::{ConfirmDigest, Tag};
 
@@ -181,8 +181,9 @@ impl ObservationStore {
     /// Returns the stored tags that the batch's filter (probably) holds, in store order.
     ///
     /// When [`Self::order_lookups`] ordered every tag for the batch's seed, the match probes the
-    /// ordered hashes; otherwise it hashes the tags and partitions them at match time
-    /// ([`crate::batch::FuseView::for_each_hit_ordered`]). Both give the plain loop's answer.
+    /// ordered hashes front to back; otherwise it hashes the tags at match time and probes them
+    /// in store order ([`crate::batch::FuseView::for_each_hit_prefetched`]). Both give the plain
+    /// loop's answer.
     pub fn match_batch(&self, batch: &BatchFile<'_>) -> Vec<Candidate> {
         let filter = batch.filter();
         let mut hit_tags = Vec::new();
@@ -200,9 +201,7 @@ impl ObservationStore {
                 .iter()
                 .map(|observed| observed.tag.filter_key())
                 .collect();
-            filter.for_each_hit_ordered(&filter_keys, &mut OrderedLookups::default(), |index| {
-                hit_tags.push(index);
-            });
+            filter.for_each_hit_prefetched(&filter_keys, |index| hit_tags.push(index));
         }
         hit_tags
             .into_iter()

@@ -10,10 +10,9 @@
 //! Phones are never held in memory: each phone's observations are generated on the fly, chunk
 //! by chunk, from the seed (see [`ObservationTags`] for what is generated).
 //!
-//! Phones are matched in groups whose keys are looked up together in filter order
-//! ([`crate::batch::FuseView::for_each_hit_ordered`]). A sample of phones is also matched with
-//! the plain loop in the same run, as the baseline the ordered schedule is compared with; both
-//! must find the same hits.
+//! Lookups are scheduled for the cache ([`crate::batch::FuseView::for_each_hit_prefetched`]).
+//! A sample of phones is also matched with the plain loop in the same run, as the baseline the
+//! scheduled lookups are compared with; both must find the same hits.
 
 mod cpu;
 mod day;
@@ -51,13 +50,6 @@ pub const DEFAULT_CONFIRM_PREFIX_BITS: u32 = 16;
 
 /// Largest slot tolerance the generator supports (63 tags per observation).
 pub const MAX_TOLERANCE: u32 = 31;
-
-/// Phones whose keys are looked up together by default: 240,000 lookups at the peak day's
-/// 30,000 a phone, about 42 per cache line of the 5.6 MB filter.
-pub const DEFAULT_PHONES_PER_GROUP: usize = 8;
-
-/// Most phones in one lookup group.
-pub const MAX_PHONES_PER_GROUP: usize = 64;
 
 /// Phones matched with the plain loop as well, by default: an eighth of the peak day's.
 pub const DEFAULT_BASELINE_PHONES: usize = PEAK_PHONES / 8;
@@ -114,8 +106,6 @@ pub struct ProvinceConfig {
     pub threads: Option<usize>,
     /// How the phones' observation tags are produced.
     pub observation_tags: ObservationTags,
-    /// Phones whose keys are looked up together, in filter order.
-    pub phones_per_group: usize,
     /// Phones (the first ones) also matched with the plain loop, for the baseline; 0 for none.
     pub baseline_phones: usize,
 }
@@ -134,7 +124,6 @@ impl Default for ProvinceConfig {
             seed: 1,
             threads: None,
             observation_tags: ObservationTags::Stored,
-            phones_per_group: DEFAULT_PHONES_PER_GROUP,
             baseline_phones: DEFAULT_BASELINE_PHONES,
         }
     }
@@ -177,9 +166,6 @@ impl ProvinceConfig {
         }
         if self.threads == Some(0) {
             return invalid("threads", "must be at least 1");
-        }
-        if !(1..=MAX_PHONES_PER_GROUP).contains(&self.phones_per_group) {
-            return invalid("phones-per-group", "must be 1..=64");
         }
         Ok(())
     }
@@ -269,13 +255,13 @@ fn run_in_current_pool(
             .map(|(end, start)| end.saturating_sub(start));
         (tally, started.0.elapsed(), cpu_time)
     };
-    // The plain loop first, then the ordered schedule on the same phones, then the rest.
+    // The plain loop first, then the scheduled lookups on the same phones, then the rest.
     let baseline = (baseline_phones > 0).then(|| {
         let plain = run(0..baseline_phones, Schedule::Plain);
-        let ordered = run(0..baseline_phones, Schedule::Ordered);
-        (plain, ordered)
+        let scheduled = run(0..baseline_phones, Schedule::Prefetched);
+        (plain, scheduled)
     });
-    let rest = run(baseline_phones..config.phones, Schedule::Ordered);
+    let rest = run(baseline_phones..config.phones, Schedule::Prefetched);
     let (tally, match_time, match_cpu_time) = match &baseline {
         Some((_, sample)) => (
             sample.0.merge(rest.0),
@@ -284,14 +270,14 @@ fn run_in_current_pool(
         ),
         None => rest,
     };
-    let baseline = baseline.map(|(plain, ordered)| BaselineReport {
+    let baseline = baseline.map(|(plain, scheduled)| BaselineReport {
         phones: baseline_phones,
         lookups: plain.0.lookups,
         plain_time: plain.1,
         plain_cpu_time: plain.2,
-        ordered_time: ordered.1,
-        ordered_cpu_time: ordered.2,
-        agrees: plain.0 == ordered.0,
+        scheduled_time: scheduled.1,
+        scheduled_cpu_time: scheduled.2,
+        agrees: plain.0 == scheduled.0,
     });
 
     Ok(ProvinceReport::new(

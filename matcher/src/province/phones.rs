@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::day::ConfirmStore;
 use super::{ObservationTags, ProvinceConfig, ProvinceProgress, sub_seed};
-use crate::batch::{FuseView, OrderedLookups, murmur64_finalizer};
+use crate::batch::{FuseView, murmur64_finalizer};
 use crate::matching::{candidate_slots, confirm};
 use crate::scheme::{GAEN_INTERVAL_SECONDS, GaenKey, Scheme, rolling_proximity_identifier};
 use crate::tag::Tag;
@@ -126,20 +126,17 @@ impl MatchTally {
 struct Scratch {
     filter_keys: Vec<u64>,
     hits: Vec<usize>,
-    ordered: OrderedLookups,
-    /// Filter hits of each phone of a group.
-    phone_hits: Vec<u64>,
 }
 
 /// How the phones' lookups are scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Schedule {
-    /// Today's loop: each phone's keys in chunks of 1,024 observations, looked up in key order
-    /// with [`FuseView::for_each_hit`] (three random reads per key).
+    /// The plain loop: each chunk's keys hashed and probed one after the other with
+    /// [`FuseView::for_each_hit`], the loop before issue 12.
     Plain,
-    /// `phones_per_group` phones' keys hashed together and looked up in filter order with
-    /// [`FuseView::for_each_hit_ordered`].
-    Ordered,
+    /// Each chunk's positions computed first, then probed with the fingerprints of lookups
+    /// ahead prefetched: [`FuseView::for_each_hit_prefetched`].
+    Prefetched,
 }
 
 /// Everything the phones are matched against, and how their observations are generated.
@@ -169,32 +166,14 @@ impl ProvincePhones<'_> {
         total: usize,
         progress: &(dyn Fn(ProvinceProgress) + Sync),
     ) -> MatchTally {
-        let group = match schedule {
-            Schedule::Plain => 1,
-            Schedule::Ordered => config.phones_per_group,
-        };
-        let groups = phones.len().div_ceil(group);
-        (0..groups)
+        (phones.start..phones.end)
             .into_par_iter()
             .fold(
                 || (Scratch::default(), MatchTally::default()),
-                |(mut scratch, mut tally), group_index| {
-                    let first = phones.start + group_index * group;
-                    let members = first..(first + group).min(phones.end);
-                    let count = members.len();
-                    match schedule {
-                        Schedule::Plain => {
-                            self.match_phone(config, first, &mut scratch, &mut tally);
-                        }
-                        Schedule::Ordered => {
-                            self.match_group(config, members, &mut scratch, &mut tally);
-                        }
-                    }
-                    let before = done.fetch_add(count, Ordering::Relaxed);
-                    let phones_done = before + count;
-                    if phones_done / PROGRESS_EVERY_PHONES > before / PROGRESS_EVERY_PHONES
-                        || phones_done == total
-                    {
+                |(mut scratch, mut tally), phone| {
+                    self.match_phone(config, phone, schedule, &mut scratch, &mut tally);
+                    let phones_done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if phones_done.is_multiple_of(PROGRESS_EVERY_PHONES) || phones_done == total {
                         progress(ProvinceProgress::Matching {
                             phones_done,
                             phones_total: total,
@@ -212,13 +191,12 @@ impl ProvincePhones<'_> {
         &self,
         config: &ProvinceConfig,
         phone: usize,
+        schedule: Schedule,
         scratch: &mut Scratch,
         tally: &mut MatchTally,
     ) {
         let generator = PhoneGenerator::new(config, phone, self);
-        let Scratch {
-            filter_keys, hits, ..
-        } = scratch;
+        let Scratch { filter_keys, hits } = scratch;
         let mut phone_hits = 0u64;
         for chunk_start in (0..config.observations_per_phone).step_by(OBSERVATIONS_PER_CHUNK) {
             let chunk_end =
@@ -227,8 +205,14 @@ impl ProvincePhones<'_> {
             generator.push_filter_keys(chunk_start..chunk_end, filter_keys);
             tally.lookups += filter_keys.len() as u64;
             hits.clear();
-            self.filter
-                .for_each_hit(filter_keys, |index| hits.push(index));
+            match schedule {
+                Schedule::Plain => self
+                    .filter
+                    .for_each_hit(filter_keys, |index| hits.push(index)),
+                Schedule::Prefetched => self
+                    .filter
+                    .for_each_hit_prefetched(filter_keys, |index| hits.push(index)),
+            }
             for &index in hits.iter() {
                 let observation = chunk_start + index / generator.candidates;
                 let offset = index % generator.candidates;
@@ -237,47 +221,6 @@ impl ProvincePhones<'_> {
             phone_hits += hits.len() as u64;
         }
         tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(phone_hits);
-    }
-
-    /// Looks up every stored tag of a group of phones at once, in filter order, and confirms
-    /// each hit.
-    fn match_group(
-        &self,
-        config: &ProvinceConfig,
-        phones: Range<usize>,
-        scratch: &mut Scratch,
-        tally: &mut MatchTally,
-    ) {
-        let Scratch {
-            filter_keys,
-            hits,
-            ordered,
-            phone_hits,
-        } = scratch;
-        let generators: Vec<PhoneGenerator<'_>> = phones
-            .clone()
-            .map(|phone| PhoneGenerator::new(config, phone, self))
-            .collect();
-        let keys_per_phone = config.observations_per_phone * config.candidates_per_observation();
-        filter_keys.clear();
-        for generator in &generators {
-            generator.push_filter_keys(0..config.observations_per_phone, filter_keys);
-        }
-        tally.lookups += filter_keys.len() as u64;
-        hits.clear();
-        self.filter
-            .for_each_hit_ordered(filter_keys, ordered, |index| hits.push(index));
-        phone_hits.clear();
-        phone_hits.resize(generators.len(), 0);
-        for &index in hits.iter() {
-            let (member, key) = (index / keys_per_phone, index % keys_per_phone);
-            let generator = &generators[member];
-            let (observation, offset) = (key / generator.candidates, key % generator.candidates);
-            self.confirm_hit(generator, observation, offset, tally);
-            phone_hits[member] += 1;
-        }
-        let most = phone_hits.iter().copied().max().unwrap_or(0);
-        tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(most);
     }
 
     /// Fetches the hit's confirm bucket, confirms exactly, and counts the outcome.

@@ -29,7 +29,7 @@ pub const DP3T_CUCKOO_BITS_PER_ENTRY: u64 = 48;
 /// standard deviation of the count is 10 %.
 const MIN_EXPECTED_FOR_COMPARISON: f64 = 100.0;
 
-/// The same phones matched with the plain loop and with the ordered schedule, one after the
+/// The same phones matched with the plain loop and with the scheduled lookups, one after the
 /// other in the same run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BaselineReport {
@@ -41,18 +41,18 @@ pub struct BaselineReport {
     pub plain_time: Duration,
     /// CPU time of all threads over `plain_time`, where the platform reports it.
     pub plain_cpu_time: Option<Duration>,
-    /// Time to match the sample with the ordered schedule.
-    pub ordered_time: Duration,
-    /// CPU time of all threads over `ordered_time`, where the platform reports it.
-    pub ordered_cpu_time: Option<Duration>,
+    /// Time to match the sample with the scheduled lookups.
+    pub scheduled_time: Duration,
+    /// CPU time of all threads over `scheduled_time`, where the platform reports it.
+    pub scheduled_cpu_time: Option<Duration>,
     /// Whether both ways counted the same hits, fetches and confirmations.
     pub agrees: bool,
 }
 
 impl BaselineReport {
-    /// Returns the ordered schedule's lookup throughput over the plain loop's.
+    /// Returns the scheduled lookups's lookup throughput over the plain loop's.
     pub fn speedup(&self) -> f64 {
-        self.plain_time.as_secs_f64() / self.ordered_time.as_secs_f64().max(f64::MIN_POSITIVE)
+        self.plain_time.as_secs_f64() / self.scheduled_time.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
     /// Returns the plain loop's lookups per second.
@@ -65,9 +65,9 @@ impl BaselineReport {
         cpu_ns_per_lookup(self.plain_cpu_time, self.lookups)
     }
 
-    /// Returns the ordered schedule's CPU nanoseconds per lookup, all threads together.
-    pub fn ordered_cpu_ns_per_lookup(&self) -> Option<f64> {
-        cpu_ns_per_lookup(self.ordered_cpu_time, self.lookups)
+    /// Returns the scheduled lookups's CPU nanoseconds per lookup, all threads together.
+    pub fn scheduled_cpu_ns_per_lookup(&self) -> Option<f64> {
+        cpu_ns_per_lookup(self.scheduled_cpu_time, self.lookups)
     }
 }
 
@@ -100,7 +100,7 @@ pub struct ProvinceReport {
     /// Time to generate the keys, expand them, build, sign, parse and verify the batch, and
     /// fill the confirm store.
     pub build_time: Duration,
-    /// Time to match and confirm every phone with the ordered schedule.
+    /// Time to match and confirm every phone with the scheduled lookups.
     pub match_time: Duration,
     /// CPU time of all threads over `match_time`, where the platform reports it.
     pub match_cpu_time: Option<Duration>,
@@ -167,7 +167,7 @@ impl ProvinceReport {
     }
 
     /// Returns whether every planted exposure was found, no false alert was raised, and the
-    /// plain loop's baseline, if any, found what the ordered schedule found.
+    /// plain loop's baseline, if any, found what the scheduled lookups found.
     pub fn passed(&self) -> bool {
         self.planted_found == self.planted_exposures as u64
             && self.false_alerts == 0
