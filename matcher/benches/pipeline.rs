@@ -199,10 +199,9 @@ fn bench_phone_match(criterion: &mut Criterion) {
         );
         let mut ordered = store.clone();
         ordered.order_lookups(batch.filter().descriptor().seed);
-        group.bench_function(
-            format!("ordered_store_10000x3_tags_{bits}bit"),
-            |bencher| bencher.iter(|| ordered.match_batch(&batch).len()),
-        );
+        group.bench_function(format!("ordered_store_10000x3_tags_{bits}bit"), |bencher| {
+            bencher.iter(|| ordered.match_batch(&batch).len())
+        });
         assert_eq!(ordered.match_batch(&batch), store.match_batch_plain(&batch));
     }
     let seed = batch.filter().descriptor().seed;

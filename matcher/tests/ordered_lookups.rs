@@ -1,4 +1,4 @@
-//! Lookups scheduled for the cache give the plain loop's answer, hit for hit: the prefetched
+//! Lookups scheduled for the cache give the plain loop's answer, hit for hit: the scheduled
 //! schedule, the probe of precomputed hashes in any order (sorted included), and an observation
 //! store's match, ordered ahead or not, on random and adversarial inputs at every width.
 
@@ -7,7 +7,7 @@
 mod common;
 
 use common::{WIDTHS, params, rng, signer};
-use exposure_matcher::batch::{PREFETCH_DISTANCE, build_batch_from_filter_keys};
+use exposure_matcher::batch::{SCHEDULE_BLOCK, build_batch_from_filter_keys};
 use exposure_matcher::{BatchFile, BatchSigner, FingerprintWidth, ObservationStore, Scheme};
 use proptest::prelude::*;
 use rand::RngCore;
@@ -30,8 +30,8 @@ fn assert_same_hits(batch: &BatchFile<'_>, probes: &[u64], context: &str) {
     let expected = plain_hits(batch, probes);
     let filter = batch.filter();
     let mut hits = Vec::new();
-    filter.for_each_hit_prefetched(probes, |index| hits.push(index));
-    assert_eq!(hits, expected, "prefetched, {context}");
+    filter.for_each_hit_scheduled(probes, |index| hits.push(index));
+    assert_eq!(hits, expected, "scheduled, {context}");
     let hashes: Vec<u64> = probes.iter().map(|&probe| filter.hash(probe)).collect();
     hits.clear();
     filter.for_each_hit_of_hashes(&hashes, |index| hits.push(index));
@@ -52,8 +52,7 @@ fn assert_same_hits(batch: &BatchFile<'_>, probes: &[u64], context: &str) {
 }
 
 /// Probes whose hashes under `batch`'s seed all share their top 12 bits (all 1s): every lookup
-/// reads the last segments, at the end of the fingerprint array, where a prefetch ahead would
-/// run past the end if it were not bounded.
+/// reads the last segments, at the end of the fingerprint array.
 fn probes_at_the_end(batch: &BatchFile<'_>, count: usize, seed: u64) -> Vec<u64> {
     let mut random = rng(seed);
     let mut probes = Vec::with_capacity(count);
@@ -89,8 +88,14 @@ fn edge_cases_match_the_plain_loop_at_every_width() {
             ("duplicated", members_and_strangers.repeat(2)),
             ("every member", keys.clone()),
             ("at the end", probes_at_the_end(&batch, 600, 3)),
-            ("one block and a prefetch", members_and_strangers[..1_024 + PREFETCH_DISTANCE].to_vec()),
-            ("one short of a block", members_and_strangers[..1_023].to_vec()),
+            (
+                "two blocks and one",
+                members_and_strangers[..2 * SCHEDULE_BLOCK + 1].to_vec(),
+            ),
+            (
+                "one short of a block",
+                members_and_strangers[..SCHEDULE_BLOCK - 1].to_vec(),
+            ),
             ("zeros and ones", vec![0, u64::MAX, 0, 1, u64::MAX - 1]),
         ];
         for (name, probes) in cases {

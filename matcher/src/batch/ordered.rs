@@ -1,30 +1,27 @@
 //! Lookups scheduled for the cache (issue 12): compute a block of lookups' positions first, then
-//! probe them while the fingerprints of the lookups a few places ahead are already on their
-//! way from memory.
+//! probe them.
 //!
 //! The plain loop hashes a key and reads its three fingerprints in one go: about 40
 //! instructions a lookup, so the core's reorder window holds only a handful of lookups and
-//! their L3 misses. Here a first pass turns a block of hashes into positions and fingerprints
-//! (pure arithmetic, no memory), and a second pass asks for the fingerprints of the lookup
-//! [`PREFETCH_DISTANCE`] places ahead ([`super::prefetch`]) before it tests the current one.
-//! Hashes kept in ascending order ([`FuseView::for_each_hit_of_hashes`] over a sorted list, as
-//! an ordered observation store holds them) also read the filter front to back: DESIGN §4's
-//! first position `h0 = (h × segment_count_length) >> 64` is monotone in the hash.
+//! their cache misses. Here a first pass turns a block of hashes into positions and
+//! fingerprints (arithmetic only), and a second pass only reads and compares, so that many more
+//! lookups' misses are in flight at once. Hashes kept in ascending order
+//! ([`FuseView::for_each_hit_of_hashes`] over a sorted list, as an ordered observation store
+//! holds them) also read the filter front to back, from lines the last lookups brought in:
+//! DESIGN §4's first position `h0 = (h × segment_count_length) >> 64` is monotone in the hash,
+//! and the other two lie in the next two segments.
 //!
 //! The answer is the plain loop's, hit for hit: the same membership test on the same hashes,
 //! with the hits handed back in input order.
 
 use super::FuseView;
 use super::filter::{Fingerprint, Fingerprints, is_member};
-use super::prefetch::prefetch;
 
-/// Lookups whose positions are computed before any of them is probed: 16 KiB of positions,
-/// which stay in the L1 cache between the two passes.
-const BLOCK: usize = 1_024;
+/// Lookups whose positions are computed before any of them is probed: 32 KiB of positions,
+/// which stay in the L1 and L2 caches between the two passes.
+pub const SCHEDULE_BLOCK: usize = 1_024;
 
-/// How many lookups ahead the fingerprints are requested: enough to cover an L3 miss at a few
-/// nanoseconds a lookup.
-pub const PREFETCH_DISTANCE: usize = 24;
+const BLOCK: usize = SCHEDULE_BLOCK;
 
 /// One lookup's three positions and its fingerprint, before any fingerprint is read.
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,14 +33,18 @@ struct Probe {
 impl FuseView<'_> {
     /// Calls `on_hit(index)`, in ascending index order, for every key of `filter_keys` the
     /// filter (probably) holds: exactly what [`FuseView::for_each_hit`] does, scheduled for the
-    /// cache (positions of a block first, then probes with fingerprints prefetched ahead).
-    pub fn for_each_hit_prefetched(&self, filter_keys: &[u64], mut on_hit: impl FnMut(usize)) {
-        self.scheduled(filter_keys.len(), |index| self.hash(filter_keys[index]), &mut on_hit);
+    /// cache (the positions of a block of 1,024 keys first, then their probes).
+    pub fn for_each_hit_scheduled(&self, filter_keys: &[u64], mut on_hit: impl FnMut(usize)) {
+        self.scheduled(
+            filter_keys.len(),
+            |index| self.hash(filter_keys[index]),
+            &mut on_hit,
+        );
     }
 
     /// Calls `on_hit(index)`, in ascending index order, for every hash of `hashes` (each one
     /// [`FuseView::hash`] of a filter key) whose key the filter (probably) holds, scheduled like
-    /// [`FuseView::for_each_hit_prefetched`]. Hashes in ascending order read the filter front
+    /// [`FuseView::for_each_hit_scheduled`]. Hashes in ascending order read the filter front
     /// to back.
     pub fn for_each_hit_of_hashes(&self, hashes: &[u64], mut on_hit: impl FnMut(usize)) {
         self.scheduled(hashes.len(), |index| hashes[index], &mut on_hit);
@@ -93,25 +94,11 @@ impl FuseView<'_> {
                     positions,
                 };
             }
-            for probe in probes.iter().take(PREFETCH_DISTANCE) {
-                request(fingerprints, probe);
-            }
             for (slot, probe) in probes.iter().enumerate() {
-                if let Some(ahead) = probes.get(slot + PREFETCH_DISTANCE) {
-                    request(fingerprints, ahead);
-                }
                 if is_member(fingerprints, probe.fingerprint, probe.positions) {
                     on_hit(start + slot);
                 }
             }
         }
-    }
-}
-
-/// Asks for the three fingerprints of a lookup to be brought into the cache.
-#[inline(always)]
-fn request<F>(fingerprints: &[F], probe: &Probe) {
-    for &position in &probe.positions {
-        prefetch(fingerprints, position);
     }
 }

@@ -182,15 +182,12 @@ impl ObservationStore {
     ///
     /// When [`Self::order_lookups`] ordered every tag for the batch's seed, the match probes the
     /// ordered hashes front to back; otherwise it hashes the tags at match time and probes them
-    /// in store order ([`crate::batch::FuseView::for_each_hit_prefetched`]). Both give the plain
+    /// in store order ([`crate::batch::FuseView::for_each_hit_scheduled`]). Both give the plain
     /// loop's answer.
     pub fn match_batch(&self, batch: &BatchFile<'_>) -> Vec<Candidate> {
         let filter = batch.filter();
         let mut hit_tags = Vec::new();
-        if self
-            .order
-            .covers(filter.descriptor().seed, self.tags.len())
-        {
+        if self.order.covers(filter.descriptor().seed, self.tags.len()) {
             filter.for_each_hit_of_hashes(self.order.hashes(), |position| {
                 hit_tags.push(self.order.tag_at(position));
             });
@@ -201,7 +198,7 @@ impl ObservationStore {
                 .iter()
                 .map(|observed| observed.tag.filter_key())
                 .collect();
-            filter.for_each_hit_prefetched(&filter_keys, |index| hit_tags.push(index));
+            filter.for_each_hit_scheduled(&filter_keys, |index| hit_tags.push(index));
         }
         hit_tags
             .into_iter()

@@ -34,9 +34,8 @@ impl LookupOrder {
             .iter()
             .enumerate()
             .map(|(offset, observed)| {
-                let hash = crate::batch::murmur64_finalizer(
-                    observed.tag.filter_key().wrapping_add(seed),
-                );
+                let hash =
+                    crate::batch::murmur64_finalizer(observed.tag.filter_key().wrapping_add(seed));
                 // Stores hold far fewer than 2^32 tags; `ObservationStore` checks.
                 (hash, (ordered + offset) as u32)
             })

@@ -35,10 +35,14 @@ mod tests {
         let started = std::time::Instant::now();
         let mut value = 1u64;
         while started.elapsed() < Duration::from_millis(300) {
-            value = value.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            value = value
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
         }
         std::hint::black_box(value);
-        let spent = process_cpu_time().unwrap_or_default().saturating_sub(before);
+        let spent = process_cpu_time()
+            .unwrap_or_default()
+            .saturating_sub(before);
         assert!(spent >= Duration::from_millis(50), "{spent:?}");
     }
 }

@@ -10,12 +10,14 @@
 //! Phones are never held in memory: each phone's observations are generated on the fly, chunk
 //! by chunk, from the seed (see [`ObservationTags`] for what is generated).
 //!
-//! Lookups are scheduled for the cache ([`crate::batch::FuseView::for_each_hit_prefetched`]).
-//! A sample of phones is also matched with the plain loop in the same run, as the baseline the
-//! scheduled lookups are compared with; both must find the same hits.
+//! Phones keep their stores in lookup order (issue 12, [`crate::ObservationStore::order_lookups`]):
+//! each phone's tags are hashed and ordered ([`order`]), a cost timed apart, as the phone pays
+//! it when it stores them, and then probed in filter order. A sample of phones is also matched
+//! with the plain loop in the same run, as the baseline; both must find the same hits.
 
 mod cpu;
 mod day;
+mod order;
 mod phones;
 mod report;
 
@@ -23,8 +25,8 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 pub use report::{
-    BaselineReport, CONFIRM_DIGEST_BYTES, CONFIRM_FETCH_OVERHEAD_BYTES,
-    DP3T_CUCKOO_BITS_PER_ENTRY, GAEN_EXPORT_BYTES_PER_KEY, ProvinceReport,
+    BaselineReport, CONFIRM_DIGEST_BYTES, CONFIRM_FETCH_OVERHEAD_BYTES, DP3T_CUCKOO_BITS_PER_ENTRY,
+    GAEN_EXPORT_BYTES_PER_KEY, MatchTime, ProvinceReport,
 };
 
 use crate::batch::{BatchError, BatchFile, FingerprintWidth, murmur64_finalizer};
@@ -249,35 +251,35 @@ fn run_in_current_pool(
     let done = AtomicUsize::new(0);
     let run = |range: std::ops::Range<usize>, schedule| {
         let started = (Instant::now(), cpu::process_cpu_time());
-        let tally = phones.match_all(config, range, schedule, &done, total, progress);
+        let (tally, times) = phones.match_all(config, range, schedule, &done, total, progress);
         let cpu_time = cpu::process_cpu_time()
             .zip(started.1)
             .map(|(end, start)| end.saturating_sub(start));
-        (tally, started.0.elapsed(), cpu_time)
+        let time = MatchTime {
+            wall: started.0.elapsed(),
+            cpu: cpu_time,
+            lookups: times.lookups,
+            ordering: times.ordering,
+        };
+        (tally, time)
     };
-    // The plain loop first, then the scheduled lookups on the same phones, then the rest.
+    // The plain loop first, then ordered stores on the same phones, then the rest.
     let baseline = (baseline_phones > 0).then(|| {
         let plain = run(0..baseline_phones, Schedule::Plain);
-        let scheduled = run(0..baseline_phones, Schedule::Prefetched);
-        (plain, scheduled)
+        let ordered = run(0..baseline_phones, Schedule::Ordered);
+        (plain, ordered)
     });
-    let rest = run(baseline_phones..config.phones, Schedule::Prefetched);
-    let (tally, match_time, match_cpu_time) = match &baseline {
-        Some((_, sample)) => (
-            sample.0.merge(rest.0),
-            sample.1 + rest.1,
-            sample.2.zip(rest.2).map(|(a, b)| a + b),
-        ),
+    let rest = run(baseline_phones..config.phones, Schedule::Ordered);
+    let (tally, match_time) = match &baseline {
+        Some((_, sample)) => (sample.0.merge(rest.0), sample.1.plus(&rest.1)),
         None => rest,
     };
-    let baseline = baseline.map(|(plain, scheduled)| BaselineReport {
+    let baseline = baseline.map(|(plain, ordered)| BaselineReport {
         phones: baseline_phones,
         lookups: plain.0.lookups,
-        plain_time: plain.1,
-        plain_cpu_time: plain.2,
-        scheduled_time: scheduled.1,
-        scheduled_cpu_time: scheduled.2,
-        agrees: plain.0 == scheduled.0,
+        plain: plain.1,
+        ordered: ordered.1,
+        agrees: plain.0 == ordered.0,
     });
 
     Ok(ProvinceReport::new(
@@ -287,7 +289,7 @@ fn run_in_current_pool(
         &planted,
         &tally,
         build_time,
-        (match_time, match_cpu_time),
+        match_time,
         baseline,
     ))
 }

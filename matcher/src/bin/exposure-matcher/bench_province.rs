@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use exposure_matcher::FingerprintWidth;
 use exposure_matcher::province::{
-    CONFIRM_FETCH_OVERHEAD_BYTES, ObservationTags, ProvinceConfig, ProvinceError, ProvinceProgress,
-    ProvinceReport, run_province_benchmark,
+    CONFIRM_FETCH_OVERHEAD_BYTES, MatchTime, ObservationTags, ProvinceConfig, ProvinceError,
+    ProvinceProgress, ProvinceReport, run_province_benchmark,
 };
 
 use crate::Failure;
@@ -248,18 +248,18 @@ fn text_report(report: &ProvinceReport) -> String {
         (
             "match time",
             format!(
-                "{:.3} s on {} threads (target ≤ 60 s), lookups scheduled for the cache",
-                report.match_time.as_secs_f64(),
+                "{:.3} s on {} threads (target ≤ 60 s), from stores in lookup order",
+                report.match_time.wall.as_secs_f64(),
                 report.threads
             ),
         ),
         (
             "lookups",
             format!(
-                "{} ({:.1} M/s, {})",
+                "{} ({:.1} M/s end to end; {})",
                 report.lookups,
                 report.lookups_per_second() / 1e6,
-                cpu_text(report.cpu_ns_per_lookup())
+                time_text(&report.match_time, report.lookups)
             ),
         ),
         ("plain-loop baseline", baseline_text(report)),
@@ -331,10 +331,17 @@ fn text_report(report: &ProvinceReport) -> String {
     text
 }
 
-fn cpu_text(cpu_ns_per_lookup: Option<f64>) -> String {
-    cpu_ns_per_lookup.map_or("CPU time not available".to_owned(), |ns| {
-        format!("{ns:.2} CPU ns per lookup; no hardware counters")
-    })
+fn time_text(time: &MatchTime, lookups: u64) -> String {
+    let cpu = time
+        .cpu_ns(lookups)
+        .map_or("CPU time not available".to_owned(), |ns| {
+            format!("{ns:.2} CPU ns")
+        });
+    format!(
+        "per lookup: {:.2} ns in the loop, {:.2} ns ordering, {cpu}; no hardware counters",
+        time.lookup_ns(lookups),
+        time.ordering_ns(lookups)
+    )
 }
 
 fn baseline_text(report: &ProvinceReport) -> String {
@@ -342,19 +349,30 @@ fn baseline_text(report: &ProvinceReport) -> String {
         return "not run (--baseline-phones 0)".to_owned();
     };
     format!(
-        "first {} phones: plain {:.3} s ({:.1} M/s, {}), scheduled {:.3} s; scheduled is {:.2}× the plain loop, {}",
+        "first {} phones: plain loop {:.3} s ({}); ordered stores {:.3} s ({}); lookup loop {:.2}× the plain loop's speed, end to end {:.2}×; {}",
         baseline.phones,
-        baseline.plain_time.as_secs_f64(),
-        baseline.plain_lookups_per_second() / 1e6,
-        cpu_text(baseline.plain_cpu_ns_per_lookup()),
-        baseline.scheduled_time.as_secs_f64(),
-        baseline.speedup(),
+        baseline.plain.wall.as_secs_f64(),
+        time_text(&baseline.plain, baseline.lookups),
+        baseline.ordered.wall.as_secs_f64(),
+        time_text(&baseline.ordered, baseline.lookups),
+        baseline.lookup_speedup(),
+        baseline.wall_speedup(),
         if baseline.agrees {
             "same hits"
         } else {
             "HITS DIFFER"
         }
     )
+}
+
+fn time_json(time: &MatchTime, lookups: u64) -> Json {
+    use Json::{Number, Object};
+    Object(vec![
+        ("wall_seconds", Number(time.wall.as_secs_f64())),
+        ("lookup_ns", Number(time.lookup_ns(lookups))),
+        ("ordering_ns", Number(time.ordering_ns(lookups))),
+        ("cpu_ns", Json::optional(time.cpu_ns(lookups), Number)),
+    ])
 }
 
 fn json_report(report: &ProvinceReport) -> String {
@@ -402,30 +420,23 @@ fn json_report(report: &ProvinceReport) -> String {
             ]),
         ),
         ("build_seconds", Number(report.build_time.as_secs_f64())),
-        ("match_seconds", Number(report.match_time.as_secs_f64())),
+        (
+            "match_seconds",
+            Number(report.match_time.wall.as_secs_f64()),
+        ),
+        ("match_time", time_json(&report.match_time, report.lookups)),
         ("lookups", Integer(report.lookups)),
         ("lookups_per_second", Number(report.lookups_per_second())),
-        (
-            "cpu_ns_per_lookup",
-            Json::optional(report.cpu_ns_per_lookup(), Number),
-        ),
         (
             "baseline",
             report.baseline.as_ref().map_or(Json::Null, |baseline| {
                 Object(vec![
                     ("phones", count(baseline.phones)),
                     ("lookups", Integer(baseline.lookups)),
-                    ("plain_seconds", Number(baseline.plain_time.as_secs_f64())),
-                    ("scheduled_seconds", Number(baseline.scheduled_time.as_secs_f64())),
-                    (
-                        "plain_cpu_ns_per_lookup",
-                        Json::optional(baseline.plain_cpu_ns_per_lookup(), Number),
-                    ),
-                    (
-                        "scheduled_cpu_ns_per_lookup",
-                        Json::optional(baseline.scheduled_cpu_ns_per_lookup(), Number),
-                    ),
-                    ("speedup", Number(baseline.speedup())),
+                    ("plain", time_json(&baseline.plain, baseline.lookups)),
+                    ("ordered", time_json(&baseline.ordered, baseline.lookups)),
+                    ("lookup_speedup", Number(baseline.lookup_speedup())),
+                    ("wall_speedup", Number(baseline.wall_speedup())),
                     ("agrees", Bool(baseline.agrees)),
                 ])
             }),
