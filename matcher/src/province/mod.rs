@@ -282,7 +282,7 @@ fn run_in_current_pool(
         agrees: plain.0 == ordered.0,
     });
 
-    Ok(ProvinceReport::new(
+    let mut report = ProvinceReport::new(
         config,
         &day,
         batch.header(),
@@ -290,8 +290,9 @@ fn run_in_current_pool(
         &tally,
         build_time,
         match_time,
-        baseline,
-    ))
+    );
+    report.baseline = baseline;
+    Ok(report)
 }
 
 /// Returns a seed for one use of the run's randomness, independent of the others.

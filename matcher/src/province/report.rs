@@ -157,7 +157,7 @@ pub struct ProvinceReport {
 }
 
 impl ProvinceReport {
-    /// Assembles the report of a run.
+    /// Assembles the report of a run, without a baseline.
     pub(super) fn new(
         config: &ProvinceConfig,
         day: &ProvinceDay,
@@ -166,7 +166,6 @@ impl ProvinceReport {
         tally: &MatchTally,
         build_time: Duration,
         match_time: MatchTime,
-        baseline: Option<BaselineReport>,
     ) -> ProvinceReport {
         let mut planted_phones: Vec<usize> =
             planted.iter().map(|exposure| exposure.phone).collect();
@@ -182,7 +181,7 @@ impl ProvinceReport {
             confirm_digests: day.confirm_store.len(),
             build_time,
             match_time,
-            baseline,
+            baseline: None,
             lookups: tally.lookups,
             planted_phones: planted_phones.len(),
             planted_exposures: planted.len(),
