@@ -2,7 +2,9 @@
 //! - the peak day: 17,220 GAEN keys of 144 intervals → 2.48 M tags → 16-bit filter → signed;
 //! - the phone's daily match, side by side: the GAEN-style baseline (derive every RPI of the
 //!   day's TEKs with HKDF + AES and probe a hash set of 10,000 observations) against filter
-//!   lookups of the same 10,000 observations × 3 slot tags;
+//!   lookups of the same 10,000 observations × 3 slot tags, by the plain loop, from a store not
+//!   ordered for the batch, and from a store ordered ahead, at 8, 16 and 32 bits, with the cost
+//!   of ordering a day's tags once;
 //! - many phones matched with rayon (lookups per second, for the 751,416-phone extrapolation).
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -132,17 +134,26 @@ fn observations(keys: &[GaenKey]) -> Vec<([u8; 16], u64)> {
         .collect()
 }
 
-fn bench_phone_match(criterion: &mut Criterion) {
-    let gaen_keys = peak_day_keys();
-    let keys: Vec<DiagnosisKey> = gaen_keys.iter().cloned().map(DiagnosisKey::Gaen).collect();
-    let built = build_batch(
-        &day_params(),
-        &expand_keys(&keys).unwrap(),
+fn day_batch(elements: &[exposure_matcher::TaggedElement], width: FingerprintWidth) -> Vec<u8> {
+    build_batch(
+        &BatchParams {
+            width,
+            ..day_params()
+        },
+        elements,
         &BatchSigner::generate(),
         &mut ChaCha8Rng::seed_from_u64(2),
     )
-    .unwrap();
-    let batch = BatchFile::parse(&built.bytes).unwrap();
+    .unwrap()
+    .bytes
+}
+
+fn bench_phone_match(criterion: &mut Criterion) {
+    let gaen_keys = peak_day_keys();
+    let keys: Vec<DiagnosisKey> = gaen_keys.iter().cloned().map(DiagnosisKey::Gaen).collect();
+    let elements = expand_keys(&keys).unwrap();
+    let built = day_batch(&elements, FingerprintWidth::Bits16);
+    let batch = BatchFile::parse(&built).unwrap();
     let heard = observations(&gaen_keys);
     let heard_set: HashSet<[u8; 16]> = heard.iter().map(|(rpi, _)| *rpi).collect();
     let mut store = ObservationStore::new();
@@ -171,8 +182,40 @@ fn bench_phone_match(criterion: &mut Criterion) {
             matches
         })
     });
-    group.bench_function("filter_lookups_10000x3_tags", |bencher| {
-        bencher.iter(|| store.match_batch(&batch).len())
+    // The plain loop, a store not ordered for the seed (hashed first at match time, then
+    // probed in store order), and a store ordered ahead, at each width.
+    for width in [
+        FingerprintWidth::Bits8,
+        FingerprintWidth::Bits16,
+        FingerprintWidth::Bits32,
+    ] {
+        let bytes = day_batch(&elements, width);
+        let batch = BatchFile::parse(&bytes).unwrap();
+        let bits = width.bits();
+        group.bench_function(format!("plain_loop_10000x3_tags_{bits}bit"), |bencher| {
+            bencher.iter(|| store.match_batch_plain(&batch).len())
+        });
+        group.bench_function(
+            format!("unordered_store_10000x3_tags_{bits}bit"),
+            |bencher| bencher.iter(|| store.match_batch(&batch).len()),
+        );
+        let mut ordered = store.clone();
+        ordered.order_lookups(batch.filter().descriptor().seed);
+        group.bench_function(format!("ordered_store_10000x3_tags_{bits}bit"), |bencher| {
+            bencher.iter(|| ordered.match_batch(&batch).len())
+        });
+        assert_eq!(ordered.match_batch(&batch), store.match_batch_plain(&batch));
+    }
+    let seed = batch.filter().descriptor().seed;
+    group.bench_function("order_lookups_30000_tags_once", |bencher| {
+        bencher.iter_batched(
+            || store.clone(),
+            |mut store| {
+                store.order_lookups(seed);
+                store
+            },
+            criterion::BatchSize::LargeInput,
+        )
     });
     group.bench_function("observe_10000_tags_once", |bencher| {
         bencher.iter(|| {

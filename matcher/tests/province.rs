@@ -102,7 +102,48 @@ fn progress_reaches_every_phone() {
         }
     })
     .unwrap();
-    assert_eq!(*last.lock().unwrap(), Some(5_000));
+    // The plain-loop baseline matched the first 5,000 phones too: 10,000 phone days in all.
+    assert_eq!(*last.lock().unwrap(), Some(10_000));
+}
+
+#[test]
+fn the_plain_baseline_finds_the_same_hits_as_the_ordered_stores() {
+    let config = ProvinceConfig {
+        phones: 300,
+        observations_per_phone: 2_000,
+        width: FingerprintWidth::Bits8,
+        plant_one_in: 10,
+        baseline_phones: 200,
+        ..small_config()
+    };
+    let report = run_province_benchmark(&config, &|_| {}).unwrap();
+    assert!(report.passed());
+    let baseline = report.baseline.as_ref().unwrap();
+    assert!(baseline.agrees);
+    assert_eq!(baseline.phones, 200);
+    assert_eq!(baseline.lookups, 200 * 2_000 * 3);
+    // 1.8 M lookups at 2^-8: about 7,000 false hits to agree on.
+    assert!(report.false_filter_hits() > 5_000);
+    let without = run_province_benchmark(
+        &ProvinceConfig {
+            baseline_phones: 0,
+            ..config.clone()
+        },
+        &|_| {},
+    )
+    .unwrap();
+    assert!(without.baseline.is_none());
+    let counts = |report: &exposure_matcher::province::ProvinceReport| {
+        (
+            report.lookups,
+            report.filter_hits,
+            report.true_filter_hits,
+            report.max_fetches_of_a_phone,
+            report.digests_fetched,
+            report.planted_found,
+        )
+    };
+    assert_eq!(counts(&without), counts(&report));
 }
 
 #[test]
@@ -156,6 +197,8 @@ fn the_subcommand_prints_a_json_report_and_exits_zero() {
         "100",
         "--threads",
         "2",
+        "--baseline-phones",
+        "500",
         "--format",
         "json",
     ]);
@@ -178,6 +221,11 @@ fn the_subcommand_prints_a_json_report_and_exits_zero() {
         "\"gaen_export_bytes\"",
         "\"dp3t_cuckoo_bytes\"",
         "\"false_alerts\": 0",
+        "\"lookup_ns\"",
+        "\"ordering_ns\"",
+        "\"lookup_speedup\"",
+        "\"wall_speedup\"",
+        "\"agrees\": true",
     ] {
         assert!(json.contains(field), "{field} missing from {json}");
     }
@@ -185,7 +233,9 @@ fn the_subcommand_prints_a_json_report_and_exits_zero() {
     assert_eq!(json_number(&json, "exposures"), json_number(&json, "found"));
     assert!(json_number(&json, "exposures") >= 20.0);
     // Progress goes to stderr, never into the report.
-    assert!(String::from_utf8_lossy(&output.stderr).contains("matched 2000 of 2000 phones"));
+    assert_eq!(json_number(&json, "baseline_phones"), 500.0);
+    // Progress goes to stderr, never into the report: 2,000 phones and the 500 of the baseline.
+    assert!(String::from_utf8_lossy(&output.stderr).contains("matched 2500 of 2500 phone days"));
 }
 
 #[test]
@@ -195,6 +245,7 @@ fn the_subcommand_prints_text_by_default() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("planted found"));
     assert!(text.contains("verdict                   PASS"));
+    assert!(text.contains("same hits"));
 }
 
 #[test]

@@ -80,7 +80,7 @@ pub fn murmur64_finalizer(mut value: u64) -> u64 {
 
 /// The fingerprints of a file, borrowed in place and typed by width.
 #[derive(Clone, Copy, Debug)]
-enum Fingerprints<'a> {
+pub(super) enum Fingerprints<'a> {
     Bits8(&'a [u8]),
     Bits16(&'a [[u8; 2]]),
     Bits32(&'a [[u8; 4]]),
@@ -89,8 +89,8 @@ enum Fingerprints<'a> {
 /// A zero-copy binary fuse filter over little-endian fingerprint bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct FuseView<'a> {
-    descriptor: FilterDescriptor,
-    fingerprints: Fingerprints<'a>,
+    pub(super) descriptor: FilterDescriptor,
+    pub(super) fingerprints: Fingerprints<'a>,
 }
 
 impl<'a> FuseView<'a> {
@@ -154,7 +154,18 @@ impl<'a> FuseView<'a> {
     /// Returns a key's fingerprint (untruncated) and its three positions.
     #[inline]
     fn probe(&self, filter_key: u64) -> (u64, [usize; 3]) {
-        let hash = murmur64_finalizer(filter_key.wrapping_add(self.descriptor.seed));
+        self.probe_hash(self.hash(filter_key))
+    }
+
+    /// Returns the hash DESIGN §4 computes for a filter key: `murmur64(key + seed)`.
+    #[inline]
+    pub fn hash(&self, filter_key: u64) -> u64 {
+        murmur64_finalizer(filter_key.wrapping_add(self.descriptor.seed))
+    }
+
+    /// Returns the fingerprint (untruncated) and the three positions of a key's hash.
+    #[inline]
+    pub(super) fn probe_hash(&self, hash: u64) -> (u64, [usize; 3]) {
         (hash ^ (hash >> 32), self.descriptor.positions(hash))
     }
 
@@ -183,7 +194,7 @@ impl<'a> FuseView<'a> {
 /// Returns whether `fingerprint` XORs to zero with the three stored at `positions`: the
 /// membership test of DESIGN §4.
 #[inline]
-fn is_member<F: Fingerprint>(
+pub(super) fn is_member<F: Fingerprint>(
     fingerprints: &[F],
     fingerprint: u64,
     [h0, h1, h2]: [usize; 3],
@@ -203,7 +214,7 @@ fn is_member<F: Fingerprint>(
 }
 
 /// One stored fingerprint of a given width, read as the low bits of a `u64`.
-trait Fingerprint: Copy {
+pub(super) trait Fingerprint: Copy {
     /// The bits of a key's fingerprint that this width keeps.
     const MASK: u64;
     /// Returns the fingerprint, little-endian, zero-extended.

@@ -9,12 +9,14 @@ mod builder;
 mod error;
 mod file;
 mod filter;
+mod ordered;
 mod signer;
 
 pub use builder::{BatchParams, BuiltBatch, build_batch, build_batch_from_filter_keys};
 pub use error::BatchError;
 pub use file::{BatchFile, BatchHeader};
 pub use filter::{FilterDescriptor, FuseView, murmur64_finalizer};
+pub use ordered::SCHEDULE_BLOCK;
 pub use signer::{BatchSigner, key_id_for_public_key_der, public_key_der_from_pem};
 
 /// The four magic bytes every batch file starts with.

@@ -5,9 +5,12 @@
 //! on each side, so that a phone whose clock is a slot off still matches; matching a batch is
 //! then one filter lookup per stored tag and no cryptography.
 
+mod order;
 mod parallel;
 
 use std::borrow::Borrow;
+
+use order::LookupOrder;
 
 pub use parallel::{FilterHit, GeneratedMatch, PhoneHits, match_generated_phones, match_phones};
 
@@ -81,6 +84,8 @@ pub struct ObservationStore {
     tolerance: u32,
     observations: Vec<Observation>,
     tags: Vec<ObservedTag>,
+    /// The tags in the order a filter of one seed reads them, once [`Self::order_lookups`] ran.
+    order: LookupOrder,
 }
 
 impl ObservationStore {
@@ -95,6 +100,7 @@ impl ObservationStore {
             tolerance,
             observations: Vec::new(),
             tags: Vec::new(),
+            order: LookupOrder::default(),
         }
     }
 
@@ -157,8 +163,61 @@ impl ObservationStore {
         &self.tags
     }
 
+    /// Keeps the stored tags in the order a filter with seed `seed` reads them (their DESIGN §4
+    /// hashes, sorted), so that [`Self::match_batch`] against a batch with that seed probes it
+    /// front to back without hashing. Tags stored since the last call are hashed, sorted and
+    /// merged in; a new seed reorders every tag. A store of 2^32 tags or more is not ordered.
+    ///
+    /// Batches keep the seed of their builder, xorf, whose first choice nearly always succeeds;
+    /// a phone calls this with the seed of the batch it last matched, when it stores tags or
+    /// right before the next match.
+    pub fn order_lookups(&mut self, seed: u64) {
+        if u32::try_from(self.tags.len()).is_err() {
+            return;
+        }
+        self.order = std::mem::take(&mut self.order).extended(seed, &self.tags);
+    }
+
     /// Returns the stored tags that the batch's filter (probably) holds, in store order.
+    ///
+    /// When [`Self::order_lookups`] ordered every tag for the batch's seed, the match probes the
+    /// ordered hashes front to back; otherwise it hashes the tags at match time and probes them
+    /// in store order ([`crate::batch::FuseView::for_each_hit_scheduled`]). Both give the plain
+    /// loop's answer.
     pub fn match_batch(&self, batch: &BatchFile<'_>) -> Vec<Candidate> {
+        let filter = batch.filter();
+        let mut hit_tags = Vec::new();
+        if self.order.covers(filter.descriptor().seed, self.tags.len()) {
+            filter.for_each_hit_of_hashes(self.order.hashes(), |position| {
+                hit_tags.push(self.order.tag_at(position));
+            });
+            hit_tags.sort_unstable();
+        } else {
+            let filter_keys: Vec<u64> = self
+                .tags
+                .iter()
+                .map(|observed| observed.tag.filter_key())
+                .collect();
+            filter.for_each_hit_scheduled(&filter_keys, |index| hit_tags.push(index));
+        }
+        hit_tags
+            .into_iter()
+            .map(|index| {
+                let observed = &self.tags[index];
+                Candidate {
+                    observation: observed.observation,
+                    slot_start: observed.slot_start,
+                    tag: observed.tag,
+                    digest: observed.tag.confirm_digest(),
+                }
+            })
+            .collect()
+    }
+
+    /// Returns the stored tags that the batch's filter (probably) holds, in store order, by the
+    /// plain loop: one DESIGN §4 lookup per tag, in store order. The reference the ordered
+    /// paths are tested and benchmarked against.
+    pub fn match_batch_plain(&self, batch: &BatchFile<'_>) -> Vec<Candidate> {
         let filter = batch.filter();
         self.tags
             .iter()

@@ -9,23 +9,31 @@
 //!
 //! Phones are never held in memory: each phone's observations are generated on the fly, chunk
 //! by chunk, from the seed (see [`ObservationTags`] for what is generated).
+//!
+//! Phones keep their stores in lookup order (issue 12, [`crate::ObservationStore::order_lookups`]):
+//! each phone's tags are hashed and ordered ([`order`]), a cost timed apart, as the phone pays
+//! it when it stores them, and then probed in filter order. A sample of phones is also matched
+//! with the plain loop in the same run, as the baseline; both must find the same hits.
 
+mod cpu;
 mod day;
+mod order;
 mod phones;
 mod report;
 
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 pub use report::{
-    CONFIRM_DIGEST_BYTES, CONFIRM_FETCH_OVERHEAD_BYTES, DP3T_CUCKOO_BITS_PER_ENTRY,
-    GAEN_EXPORT_BYTES_PER_KEY, ProvinceReport,
+    BaselineReport, CONFIRM_DIGEST_BYTES, CONFIRM_FETCH_OVERHEAD_BYTES, DP3T_CUCKOO_BITS_PER_ENTRY,
+    GAEN_EXPORT_BYTES_PER_KEY, MatchTime, ProvinceReport,
 };
 
 use crate::batch::{BatchError, BatchFile, FingerprintWidth, murmur64_finalizer};
 use crate::matching::DEFAULT_SLOT_TOLERANCE;
 use crate::scheme::SchemeError;
 use day::ProvinceDay;
-use phones::{ProvincePhones, plant_exposures};
+use phones::{ProvincePhones, Schedule, plant_exposures};
 
 /// Phones in Thái Bình at 40 % adoption: 1,878,540 people × 0.4 (DESIGN §9).
 pub const PEAK_PHONES: usize = 751_416;
@@ -44,6 +52,9 @@ pub const DEFAULT_CONFIRM_PREFIX_BITS: u32 = 16;
 
 /// Largest slot tolerance the generator supports (63 tags per observation).
 pub const MAX_TOLERANCE: u32 = 31;
+
+/// Phones matched with the plain loop as well, by default: an eighth of the peak day's.
+pub const DEFAULT_BASELINE_PHONES: usize = PEAK_PHONES / 8;
 
 /// How the tags a phone stored for its observations are produced.
 ///
@@ -97,6 +108,8 @@ pub struct ProvinceConfig {
     pub threads: Option<usize>,
     /// How the phones' observation tags are produced.
     pub observation_tags: ObservationTags,
+    /// Phones (the first ones) also matched with the plain loop, for the baseline; 0 for none.
+    pub baseline_phones: usize,
 }
 
 impl Default for ProvinceConfig {
@@ -113,6 +126,7 @@ impl Default for ProvinceConfig {
             seed: 1,
             threads: None,
             observation_tags: ObservationTags::Stored,
+            baseline_phones: DEFAULT_BASELINE_PHONES,
         }
     }
 }
@@ -232,11 +246,43 @@ fn run_in_current_pool(
         window_start: day.window_start,
         window_seconds: day.window_end - day.window_start,
     };
-    let match_started = Instant::now();
-    let tally = phones.match_all(config, progress);
-    let match_time = match_started.elapsed();
+    let baseline_phones = config.baseline_phones.min(config.phones);
+    let total = config.phones + baseline_phones;
+    let done = AtomicUsize::new(0);
+    let run = |range: std::ops::Range<usize>, schedule| {
+        let started = (Instant::now(), cpu::process_cpu_time());
+        let (tally, times) = phones.match_all(config, range, schedule, &done, total, progress);
+        let cpu_time = cpu::process_cpu_time()
+            .zip(started.1)
+            .map(|(end, start)| end.saturating_sub(start));
+        let time = MatchTime {
+            wall: started.0.elapsed(),
+            cpu: cpu_time,
+            lookups: times.lookups,
+            ordering: times.ordering,
+        };
+        (tally, time)
+    };
+    // The plain loop first, then ordered stores on the same phones, then the rest.
+    let baseline = (baseline_phones > 0).then(|| {
+        let plain = run(0..baseline_phones, Schedule::Plain);
+        let ordered = run(0..baseline_phones, Schedule::Ordered);
+        (plain, ordered)
+    });
+    let rest = run(baseline_phones..config.phones, Schedule::Ordered);
+    let (tally, match_time) = match &baseline {
+        Some((_, sample)) => (sample.0.merge(rest.0), sample.1.plus(&rest.1)),
+        None => rest,
+    };
+    let baseline = baseline.map(|(plain, ordered)| BaselineReport {
+        phones: baseline_phones,
+        lookups: plain.0.lookups,
+        plain: plain.1,
+        ordered: ordered.1,
+        agrees: plain.0 == ordered.0,
+    });
 
-    Ok(ProvinceReport::new(
+    let mut report = ProvinceReport::new(
         config,
         &day,
         batch.header(),
@@ -244,7 +290,9 @@ fn run_in_current_pool(
         &tally,
         build_time,
         match_time,
-    ))
+    );
+    report.baseline = baseline;
+    Ok(report)
 }
 
 /// Returns a seed for one use of the run's randomness, independent of the others.

@@ -9,6 +9,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -16,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::day::ConfirmStore;
+use super::order::HashOrder;
 use super::{ObservationTags, ProvinceConfig, ProvinceProgress, sub_seed};
 use crate::batch::{FuseView, murmur64_finalizer};
 use crate::matching::{candidate_slots, confirm};
@@ -105,7 +107,8 @@ pub(super) struct MatchTally {
 }
 
 impl MatchTally {
-    fn merge(self, other: MatchTally) -> MatchTally {
+    /// Returns the counts of both tallies together.
+    pub fn merge(self, other: MatchTally) -> MatchTally {
         MatchTally {
             lookups: self.lookups + other.lookups,
             filter_hits: self.filter_hits + other.filter_hits,
@@ -124,7 +127,39 @@ impl MatchTally {
 #[derive(Default)]
 struct Scratch {
     filter_keys: Vec<u64>,
+    hashes: Vec<u64>,
+    order: HashOrder,
     hits: Vec<usize>,
+}
+
+/// Time spent in parts of the match, summed over threads.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct MatchTimes {
+    /// In the lookup loop itself: hashing and probing for the plain loop, probing for ordered
+    /// stores.
+    pub lookups: Duration,
+    /// Hashing and ordering the ordered stores' tags: what the phone does when it stores them.
+    pub ordering: Duration,
+}
+
+impl MatchTimes {
+    fn merge(self, other: MatchTimes) -> MatchTimes {
+        MatchTimes {
+            lookups: self.lookups + other.lookups,
+            ordering: self.ordering + other.ordering,
+        }
+    }
+}
+
+/// How the phones' lookups are scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Schedule {
+    /// The plain loop: each chunk's keys hashed and probed one after the other with
+    /// [`FuseView::for_each_hit`], the loop before issue 12.
+    Plain,
+    /// Ordered stores: each phone's tags hashed and put in lookup order ([`HashOrder`]), then
+    /// probed in that order with [`FuseView::for_each_hit_of_hashes`].
+    Ordered,
 }
 
 /// Everything the phones are matched against, and how their observations are generated.
@@ -142,46 +177,74 @@ pub(super) struct ProvincePhones<'a> {
 }
 
 impl ProvincePhones<'_> {
-    /// Matches every phone of `config` in parallel, calling `progress` now and then from a
-    /// worker thread.
+    /// Matches the phones `phones` of `config` in parallel with `schedule`, calling `progress`
+    /// now and then from a worker thread; `done` counts phones matched across calls, out of
+    /// `total`.
     pub fn match_all(
         &self,
         config: &ProvinceConfig,
+        phones: Range<usize>,
+        schedule: Schedule,
+        done: &AtomicUsize,
+        total: usize,
         progress: &(dyn Fn(ProvinceProgress) + Sync),
-    ) -> MatchTally {
-        let done = AtomicUsize::new(0);
-        (0..config.phones)
+    ) -> (MatchTally, MatchTimes) {
+        (phones.start..phones.end)
             .into_par_iter()
             .fold(
-                || (Scratch::default(), MatchTally::default()),
-                |(mut scratch, mut tally), phone| {
-                    self.match_phone(config, phone, &mut scratch, &mut tally);
+                || {
+                    (
+                        Scratch::default(),
+                        MatchTally::default(),
+                        MatchTimes::default(),
+                    )
+                },
+                |(mut scratch, mut tally, mut times), phone| {
+                    match schedule {
+                        Schedule::Plain => {
+                            self.match_phone(config, phone, &mut scratch, &mut tally, &mut times);
+                        }
+                        Schedule::Ordered => self.match_ordered_phone(
+                            config,
+                            phone,
+                            &mut scratch,
+                            &mut tally,
+                            &mut times,
+                        ),
+                    }
                     let phones_done = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if phones_done.is_multiple_of(PROGRESS_EVERY_PHONES)
-                        || phones_done == config.phones
-                    {
+                    if phones_done.is_multiple_of(PROGRESS_EVERY_PHONES) || phones_done == total {
                         progress(ProvinceProgress::Matching {
                             phones_done,
-                            phones_total: config.phones,
+                            phones_total: total,
                         });
                     }
-                    (scratch, tally)
+                    (scratch, tally, times)
                 },
             )
-            .map(|(_, tally)| tally)
-            .reduce(MatchTally::default, MatchTally::merge)
+            .map(|(_, tally, times)| (tally, times))
+            .reduce(
+                || (MatchTally::default(), MatchTimes::default()),
+                |(tally_a, times_a), (tally_b, times_b)| {
+                    (tally_a.merge(tally_b), times_a.merge(times_b))
+                },
+            )
     }
 
-    /// Looks up every stored tag of one phone, chunk by chunk, and confirms each hit.
+    /// Looks up every stored tag of one phone, chunk by chunk, with the plain loop, and
+    /// confirms each hit.
     fn match_phone(
         &self,
         config: &ProvinceConfig,
         phone: usize,
         scratch: &mut Scratch,
         tally: &mut MatchTally,
+        times: &mut MatchTimes,
     ) {
         let generator = PhoneGenerator::new(config, phone, self);
-        let Scratch { filter_keys, hits } = scratch;
+        let Scratch {
+            filter_keys, hits, ..
+        } = scratch;
         let mut phone_hits = 0u64;
         for chunk_start in (0..config.observations_per_phone).step_by(OBSERVATIONS_PER_CHUNK) {
             let chunk_end =
@@ -190,8 +253,10 @@ impl ProvincePhones<'_> {
             generator.push_filter_keys(chunk_start..chunk_end, filter_keys);
             tally.lookups += filter_keys.len() as u64;
             hits.clear();
+            let started = Instant::now();
             self.filter
                 .for_each_hit(filter_keys, |index| hits.push(index));
+            times.lookups += started.elapsed();
             for &index in hits.iter() {
                 let observation = chunk_start + index / generator.candidates;
                 let offset = index % generator.candidates;
@@ -200,6 +265,48 @@ impl ProvincePhones<'_> {
             phone_hits += hits.len() as u64;
         }
         tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(phone_hits);
+    }
+
+    /// Puts one phone's stored tags in lookup order, looks them up in that order, and confirms
+    /// each hit.
+    fn match_ordered_phone(
+        &self,
+        config: &ProvinceConfig,
+        phone: usize,
+        scratch: &mut Scratch,
+        tally: &mut MatchTally,
+        times: &mut MatchTimes,
+    ) {
+        let generator = PhoneGenerator::new(config, phone, self);
+        let Scratch {
+            filter_keys,
+            hashes,
+            order,
+            hits,
+        } = scratch;
+        filter_keys.clear();
+        generator.push_filter_keys(0..config.observations_per_phone, filter_keys);
+        tally.lookups += filter_keys.len() as u64;
+        let started = Instant::now();
+        hashes.clear();
+        hashes.extend(filter_keys.iter().map(|&key| self.filter.hash(key)));
+        order.order(hashes);
+        let ordered = Instant::now();
+        hits.clear();
+        self.filter
+            .for_each_hit_of_hashes(&order.hashes, |position| {
+                hits.push(order.indices[position] as usize);
+            });
+        times.lookups += ordered.elapsed();
+        times.ordering += ordered - started;
+        // Confirm in store order, as the plain loop does.
+        hits.sort_unstable();
+        for &index in hits.iter() {
+            let observation = index / generator.candidates;
+            let offset = index % generator.candidates;
+            self.confirm_hit(&generator, observation, offset, tally);
+        }
+        tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(hits.len() as u64);
     }
 
     /// Fetches the hit's confirm bucket, confirms exactly, and counts the outcome.
@@ -280,6 +387,7 @@ impl<'a> PhoneGenerator<'a> {
     /// earliest slot first.
     fn push_filter_keys(&self, range: Range<usize>, filter_keys: &mut Vec<u64>) {
         let chunk_start = range.start;
+        let pushed_from = filter_keys.len();
         match self.mode {
             ObservationTags::Stored => {
                 for observation in range.clone() {
@@ -306,7 +414,7 @@ impl<'a> PhoneGenerator<'a> {
             .iter()
             .filter(|e| range.contains(&e.observation))
         {
-            let first = (exposure.observation - chunk_start) * self.candidates;
+            let first = pushed_from + (exposure.observation - chunk_start) * self.candidates;
             for (offset, slot) in self.planted_slots(exposure).enumerate() {
                 filter_keys[first + offset] =
                     Tag::compute(Scheme::Gaen, slot, &exposure.rpi).filter_key();

@@ -29,6 +29,87 @@ pub const DP3T_CUCKOO_BITS_PER_ENTRY: u64 = 48;
 /// standard deviation of the count is 10 %.
 const MIN_EXPECTED_FOR_COMPARISON: f64 = 100.0;
 
+/// Where the time of one way of matching went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MatchTime {
+    /// Wall time, end to end: generating the phones' tags, ordering them (ordered stores),
+    /// looking them up and confirming every hit.
+    pub wall: Duration,
+    /// CPU time of all threads over `wall`, where the platform reports it.
+    pub cpu: Option<Duration>,
+    /// Time inside the lookup loop, summed over threads: hashing and probing for the plain
+    /// loop, probing only for ordered stores (whose tags are hashed when they are ordered).
+    pub lookups: Duration,
+    /// Time hashing and ordering the ordered stores' tags, summed over threads: what a phone
+    /// pays when it stores them, apart from the daily match. Zero for the plain loop.
+    pub ordering: Duration,
+}
+
+impl MatchTime {
+    /// Returns both times together.
+    pub fn plus(&self, other: &MatchTime) -> MatchTime {
+        MatchTime {
+            wall: self.wall + other.wall,
+            cpu: self.cpu.zip(other.cpu).map(|(a, b)| a + b),
+            lookups: self.lookups + other.lookups,
+            ordering: self.ordering + other.ordering,
+        }
+    }
+
+    /// Returns nanoseconds in the lookup loop per lookup, on one thread.
+    pub fn lookup_ns(&self, lookups: u64) -> f64 {
+        per_lookup_ns(self.lookups, lookups)
+    }
+
+    /// Returns nanoseconds hashing and ordering per lookup, on one thread.
+    pub fn ordering_ns(&self, lookups: u64) -> f64 {
+        per_lookup_ns(self.ordering, lookups)
+    }
+
+    /// Returns CPU nanoseconds per lookup, all threads together, where CPU time is known.
+    pub fn cpu_ns(&self, lookups: u64) -> Option<f64> {
+        self.cpu.map(|cpu| per_lookup_ns(cpu, lookups))
+    }
+}
+
+/// Returns `time` per lookup in nanoseconds (0 without lookups).
+fn per_lookup_ns(time: Duration, lookups: u64) -> f64 {
+    match lookups {
+        0 => 0.0,
+        lookups => time.as_secs_f64() * 1e9 / lookups as f64,
+    }
+}
+
+/// The same phones matched with the plain loop and from ordered stores, one after the other in
+/// the same run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BaselineReport {
+    /// Phones in the sample: the first ones.
+    pub phones: usize,
+    /// Lookups of the sample, each way.
+    pub lookups: u64,
+    /// The plain loop's times.
+    pub plain: MatchTime,
+    /// The ordered stores' times.
+    pub ordered: MatchTime,
+    /// Whether both ways counted the same hits, fetches and confirmations.
+    pub agrees: bool,
+}
+
+impl BaselineReport {
+    /// Returns how many times faster the lookup loop over ordered stores is than the plain
+    /// loop (time in the loop, summed over threads).
+    pub fn lookup_speedup(&self) -> f64 {
+        self.plain.lookups.as_secs_f64() / self.ordered.lookups.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Returns how many times faster matching ordered stores is end to end, ordering their
+    /// tags included, than the plain loop (wall time).
+    pub fn wall_speedup(&self) -> f64 {
+        self.plain.wall.as_secs_f64() / self.ordered.wall.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
 /// Everything one run measured, and the figures derived from it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProvinceReport {
@@ -51,8 +132,10 @@ pub struct ProvinceReport {
     /// Time to generate the keys, expand them, build, sign, parse and verify the batch, and
     /// fill the confirm store.
     pub build_time: Duration,
-    /// Time to match and confirm every phone.
-    pub match_time: Duration,
+    /// Time to match and confirm every phone from ordered stores, and where it went.
+    pub match_time: MatchTime,
+    /// The plain loop's run over a sample of the phones, if one was asked for.
+    pub baseline: Option<BaselineReport>,
     /// Filter lookups: phones × observations × slot candidates.
     pub lookups: u64,
     /// Phones with planted exposures.
@@ -74,7 +157,7 @@ pub struct ProvinceReport {
 }
 
 impl ProvinceReport {
-    /// Assembles the report of a run.
+    /// Assembles the report of a run, without a baseline.
     pub(super) fn new(
         config: &ProvinceConfig,
         day: &ProvinceDay,
@@ -82,7 +165,7 @@ impl ProvinceReport {
         planted: &[PlantedExposure],
         tally: &MatchTally,
         build_time: Duration,
-        match_time: Duration,
+        match_time: MatchTime,
     ) -> ProvinceReport {
         let mut planted_phones: Vec<usize> =
             planted.iter().map(|exposure| exposure.phone).collect();
@@ -98,6 +181,7 @@ impl ProvinceReport {
             confirm_digests: day.confirm_store.len(),
             build_time,
             match_time,
+            baseline: None,
             lookups: tally.lookups,
             planted_phones: planted_phones.len(),
             planted_exposures: planted.len(),
@@ -110,14 +194,20 @@ impl ProvinceReport {
         }
     }
 
-    /// Returns whether every planted exposure was found and no false alert was raised.
+    /// Returns whether every planted exposure was found, no false alert was raised, and the
+    /// plain loop's baseline, if any, found what the ordered stores found.
     pub fn passed(&self) -> bool {
-        self.planted_found == self.planted_exposures as u64 && self.false_alerts == 0
+        self.planted_found == self.planted_exposures as u64
+            && self.false_alerts == 0
+            && self
+                .baseline
+                .as_ref()
+                .is_none_or(|baseline| baseline.agrees)
     }
 
     /// Returns filter lookups per second of matching (confirmations included in the time).
     pub fn lookups_per_second(&self) -> f64 {
-        self.lookups as f64 / self.match_time.as_secs_f64().max(f64::MIN_POSITIVE)
+        self.lookups as f64 / self.match_time.wall.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
     /// Returns filter hits that are not a planted exposure's real tag.

@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use exposure_matcher::FingerprintWidth;
 use exposure_matcher::province::{
-    CONFIRM_FETCH_OVERHEAD_BYTES, ObservationTags, ProvinceConfig, ProvinceError, ProvinceProgress,
-    ProvinceReport, run_province_benchmark,
+    CONFIRM_FETCH_OVERHEAD_BYTES, MatchTime, ObservationTags, ProvinceConfig, ProvinceError,
+    ProvinceProgress, ProvinceReport, run_province_benchmark,
 };
 
 use crate::Failure;
@@ -55,6 +55,9 @@ pub struct BenchProvinceArgs {
     /// random identifiers and computes their tags with SHA-256 during the run.
     #[arg(long, value_enum, default_value_t = TagsArg::Stored)]
     observation_tags: TagsArg,
+    /// Phones (the first ones) also matched with the plain loop, as the baseline; 0 for none.
+    #[arg(long, value_name = "N", default_value_t = ProvinceConfig::default().baseline_phones)]
+    baseline_phones: usize,
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     format: FormatArg,
@@ -131,6 +134,7 @@ fn config_from_args(args: &BenchProvinceArgs) -> Result<ProvinceConfig, Failure>
             TagsArg::Stored => ObservationTags::Stored,
             TagsArg::Computed => ObservationTags::Computed,
         },
+        baseline_phones: args.baseline_phones,
     })
 }
 
@@ -177,7 +181,7 @@ impl ProgressDisplay {
         };
         let elapsed = self.started.elapsed().as_secs_f64();
         let line = format!(
-            "bench-province: matched {phones_done} of {phones_total} phones ({:.0} %), {elapsed:.1} s",
+            "bench-province: matched {phones_done} of {phones_total} phone days, baseline included ({:.0} %), {elapsed:.1} s",
             100.0 * phones_done as f64 / phones_total as f64
         );
         if self.terminal {
@@ -244,19 +248,21 @@ fn text_report(report: &ProvinceReport) -> String {
         (
             "match time",
             format!(
-                "{:.3} s on {} threads (target ≤ 60 s)",
-                report.match_time.as_secs_f64(),
+                "{:.3} s on {} threads (target ≤ 60 s), from stores in lookup order",
+                report.match_time.wall.as_secs_f64(),
                 report.threads
             ),
         ),
         (
             "lookups",
             format!(
-                "{} ({:.1} M/s)",
+                "{} ({:.1} M/s end to end; {})",
                 report.lookups,
-                report.lookups_per_second() / 1e6
+                report.lookups_per_second() / 1e6,
+                time_text(&report.match_time, report.lookups)
             ),
         ),
+        ("plain-loop baseline", baseline_text(report)),
         (
             "planted found",
             format!(
@@ -325,6 +331,50 @@ fn text_report(report: &ProvinceReport) -> String {
     text
 }
 
+fn time_text(time: &MatchTime, lookups: u64) -> String {
+    let cpu = time
+        .cpu_ns(lookups)
+        .map_or("CPU time not available".to_owned(), |ns| {
+            format!("{ns:.2} CPU ns")
+        });
+    format!(
+        "per lookup: {:.2} ns in the loop, {:.2} ns ordering, {cpu}; no hardware counters",
+        time.lookup_ns(lookups),
+        time.ordering_ns(lookups)
+    )
+}
+
+fn baseline_text(report: &ProvinceReport) -> String {
+    let Some(baseline) = &report.baseline else {
+        return "not run (--baseline-phones 0)".to_owned();
+    };
+    format!(
+        "first {} phones: plain loop {:.3} s ({}); ordered stores {:.3} s ({}); lookup loop {:.2}× the plain loop's speed, end to end {:.2}×; {}",
+        baseline.phones,
+        baseline.plain.wall.as_secs_f64(),
+        time_text(&baseline.plain, baseline.lookups),
+        baseline.ordered.wall.as_secs_f64(),
+        time_text(&baseline.ordered, baseline.lookups),
+        baseline.lookup_speedup(),
+        baseline.wall_speedup(),
+        if baseline.agrees {
+            "same hits"
+        } else {
+            "HITS DIFFER"
+        }
+    )
+}
+
+fn time_json(time: &MatchTime, lookups: u64) -> Json {
+    use Json::{Number, Object};
+    Object(vec![
+        ("wall_seconds", Number(time.wall.as_secs_f64())),
+        ("lookup_ns", Number(time.lookup_ns(lookups))),
+        ("ordering_ns", Number(time.ordering_ns(lookups))),
+        ("cpu_ns", Json::optional(time.cpu_ns(lookups), Number)),
+    ])
+}
+
 fn json_report(report: &ProvinceReport) -> String {
     use Json::{Bool, Integer, Number, Object, Text};
     let config = &report.config;
@@ -355,6 +405,7 @@ fn json_report(report: &ProvinceReport) -> String {
                 ("seed", Integer(config.seed)),
                 ("observation_tags", Text(config.observation_tags.name())),
                 ("threads", count(report.threads)),
+                ("baseline_phones", count(config.baseline_phones)),
             ]),
         ),
         (
@@ -369,9 +420,27 @@ fn json_report(report: &ProvinceReport) -> String {
             ]),
         ),
         ("build_seconds", Number(report.build_time.as_secs_f64())),
-        ("match_seconds", Number(report.match_time.as_secs_f64())),
+        (
+            "match_seconds",
+            Number(report.match_time.wall.as_secs_f64()),
+        ),
+        ("match_time", time_json(&report.match_time, report.lookups)),
         ("lookups", Integer(report.lookups)),
         ("lookups_per_second", Number(report.lookups_per_second())),
+        (
+            "baseline",
+            report.baseline.as_ref().map_or(Json::Null, |baseline| {
+                Object(vec![
+                    ("phones", count(baseline.phones)),
+                    ("lookups", Integer(baseline.lookups)),
+                    ("plain", time_json(&baseline.plain, baseline.lookups)),
+                    ("ordered", time_json(&baseline.ordered, baseline.lookups)),
+                    ("lookup_speedup", Number(baseline.lookup_speedup())),
+                    ("wall_speedup", Number(baseline.wall_speedup())),
+                    ("agrees", Bool(baseline.agrees)),
+                ])
+            }),
+        ),
         (
             "planted",
             Object(vec![

@@ -1,0 +1,104 @@
+//! Lookups scheduled for the cache (issue 12): compute a block of lookups' positions first, then
+//! probe them.
+//!
+//! The plain loop hashes a key and reads its three fingerprints in one go: about 40
+//! instructions a lookup, so the core's reorder window holds only a handful of lookups and
+//! their cache misses. Here a first pass turns a block of hashes into positions and
+//! fingerprints (arithmetic only), and a second pass only reads and compares, so that many more
+//! lookups' misses are in flight at once. Hashes kept in ascending order
+//! ([`FuseView::for_each_hit_of_hashes`] over a sorted list, as an ordered observation store
+//! holds them) also read the filter front to back, from lines the last lookups brought in:
+//! DESIGN §4's first position `h0 = (h × segment_count_length) >> 64` is monotone in the hash,
+//! and the other two lie in the next two segments.
+//!
+//! The answer is the plain loop's, hit for hit: the same membership test on the same hashes,
+//! with the hits handed back in input order.
+
+use super::FuseView;
+use super::filter::{Fingerprint, Fingerprints, is_member};
+
+/// Lookups whose positions are computed before any of them is probed: 32 KiB of positions,
+/// which stay in the L1 and L2 caches between the two passes.
+pub const SCHEDULE_BLOCK: usize = 1_024;
+
+const BLOCK: usize = SCHEDULE_BLOCK;
+
+/// One lookup's three positions and its fingerprint, before any fingerprint is read.
+#[derive(Clone, Copy, Debug, Default)]
+struct Probe {
+    fingerprint: u64,
+    positions: [usize; 3],
+}
+
+impl FuseView<'_> {
+    /// Calls `on_hit(index)`, in ascending index order, for every key of `filter_keys` the
+    /// filter (probably) holds: exactly what [`FuseView::for_each_hit`] does, scheduled for the
+    /// cache (the positions of a block of 1,024 keys first, then their probes).
+    pub fn for_each_hit_scheduled(&self, filter_keys: &[u64], mut on_hit: impl FnMut(usize)) {
+        self.scheduled(
+            filter_keys.len(),
+            |index| self.hash(filter_keys[index]),
+            &mut on_hit,
+        );
+    }
+
+    /// Calls `on_hit(index)`, in ascending index order, for every hash of `hashes` (each one
+    /// [`FuseView::hash`] of a filter key) whose key the filter (probably) holds, scheduled like
+    /// [`FuseView::for_each_hit_scheduled`]. Hashes in ascending order read the filter front
+    /// to back.
+    pub fn for_each_hit_of_hashes(&self, hashes: &[u64], mut on_hit: impl FnMut(usize)) {
+        self.scheduled(hashes.len(), |index| hashes[index], &mut on_hit);
+    }
+
+    /// Returns whether the key whose [`FuseView::hash`] is `hash` is (probably) in the filter.
+    pub fn contains_hash(&self, hash: u64) -> bool {
+        let (fingerprint, positions) = self.probe_hash(hash);
+        match self.fingerprints {
+            Fingerprints::Bits8(fingerprints) => is_member(fingerprints, fingerprint, positions),
+            Fingerprints::Bits16(fingerprints) => is_member(fingerprints, fingerprint, positions),
+            Fingerprints::Bits32(fingerprints) => is_member(fingerprints, fingerprint, positions),
+        }
+    }
+
+    /// Runs the two passes over `count` lookups whose hashes `hash_of(index)` gives.
+    #[inline]
+    fn scheduled(
+        &self,
+        count: usize,
+        hash_of: impl Fn(usize) -> u64,
+        on_hit: &mut impl FnMut(usize),
+    ) {
+        // Dispatching on the width once, outside the loops, keeps the loops free of it.
+        match self.fingerprints {
+            Fingerprints::Bits8(fingerprints) => self.passes(fingerprints, count, hash_of, on_hit),
+            Fingerprints::Bits16(fingerprints) => self.passes(fingerprints, count, hash_of, on_hit),
+            Fingerprints::Bits32(fingerprints) => self.passes(fingerprints, count, hash_of, on_hit),
+        }
+    }
+
+    #[inline]
+    fn passes<F: Fingerprint>(
+        &self,
+        fingerprints: &[F],
+        count: usize,
+        hash_of: impl Fn(usize) -> u64,
+        on_hit: &mut impl FnMut(usize),
+    ) {
+        let mut probes = [Probe::default(); BLOCK];
+        for start in (0..count).step_by(BLOCK) {
+            let probes = &mut probes[..BLOCK.min(count - start)];
+            for (slot, probe) in probes.iter_mut().enumerate() {
+                let (fingerprint, positions) = self.probe_hash(hash_of(start + slot));
+                *probe = Probe {
+                    fingerprint,
+                    positions,
+                };
+            }
+            for (slot, probe) in probes.iter().enumerate() {
+                if is_member(fingerprints, probe.fingerprint, probe.positions) {
+                    on_hit(start + slot);
+                }
+            }
+        }
+    }
+}
