@@ -239,15 +239,7 @@ fn parse_target(
     allow_remote: bool,
     ca_cert: Option<&std::path::Path>,
 ) -> Result<Target, String> {
-    let target = Target::parse(text, allow_remote).map_err(|error| error.to_string())?;
-    let ca_pem = ca_cert
-        .map(|path| {
-            std::fs::read(path).map_err(|error| format!("--ca-cert {}: {error}", path.display()))
-        })
-        .transpose()?;
-    target
-        .with_ca_cert(ca_pem)
-        .map_err(|error| error.to_string())
+    Target::parse_with_ca_file(text, allow_remote, ca_cert).map_err(|error| error.to_string())
 }
 
 impl DemoArgs {
