@@ -4,7 +4,7 @@
 # docs/BENCHMARKS.md reports it. The embargo (--release-delay 48h) keeps every uploaded key
 # unpublished, so the publisher stays idle and the runs compare the upload paths alone (a growing
 # publish backlog slows each run more than the last); bearer and code runs alternate
-# (A B B A) so that the growing store weighs on both alike. Prints one table; leaves the JSON
+# (A B B A A B) so that the growing store and the machine's drift weigh on both alike. Prints one table; leaves the JSON
 # reports.
 #
 #   scripts/bench-codes.sh [OUTPUT_DIR] [SECONDS_PER_RUN]
@@ -52,19 +52,21 @@ run bearer-1      --scenario upload      --warmup 200
 run code-1        --scenario upload-code --warmup 200 --requests "$codes"
 run code-2        --scenario upload-code --warmup 200 --requests "$codes"
 run bearer-2      --scenario upload      --warmup 200
+run bearer-3      --scenario upload      --warmup 200
+run code-3        --scenario upload-code --warmup 200 --requests "$codes"
 
 python3 - "$out" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 reports = {name: json.loads((out / f"{name}.json").read_text())
-           for name in ["decoy", "bearer-1", "code-1", "code-2", "bearer-2"]}
+           for name in ["decoy", "bearer-1", "code-1", "code-2", "bearer-2", "bearer-3", "code-3"]}
 print("| run | requests/s | p50 ms | p99 ms | errors | skipped |")
 print("|---|---|---|---|---|---|")
 for name, report in reports.items():
     latency = report["latency_ms"]
     print(f"| {name} | {report['rps']:,.0f} | {latency['p50']:.2f} | {latency['p99']:.2f} | "
           f"{report['errors']} | {report.get('skipped', 0)} |")
-bearer = (reports["bearer-1"]["rps"] + reports["bearer-2"]["rps"]) / 2
-code = (reports["code-1"]["rps"] + reports["code-2"]["rps"]) / 2
+bearer = sum(reports[f"bearer-{run}"]["rps"] for run in (1, 2, 3)) / 3
+code = sum(reports[f"code-{run}"]["rps"] for run in (1, 2, 3)) / 3
 print(f"\ncode uploads / bearer uploads = {code:,.0f} / {bearer:,.0f} = {code / bearer:.2f}")
 PY
