@@ -41,12 +41,20 @@ impl Refusal {
         }
     }
 
-    /// Returns the lines to print: the refusal, then one line per field violation.
+    /// Returns the lines to print: the refusal, then one line per field violation (the
+    /// message, which sums the violations up, is left out then).
     pub fn lines(&self) -> Vec<String> {
-        let mut lines = vec![format!(
-            "{} refused by the server: {}: {}",
-            self.action, self.code, self.message
-        )];
+        let first = match self.violations.len() {
+            0 => format!(
+                "{} refused by the server: {}: {}",
+                self.action, self.code, self.message
+            ),
+            count => format!(
+                "{} refused by the server: {}, {count} bad field(s):",
+                self.action, self.code
+            ),
+        };
+        let mut lines = vec![first];
         lines.extend(
             self.violations
                 .iter()
@@ -73,7 +81,7 @@ mod tests {
         assert_eq!(
             refusal.lines(),
             vec![
-                "upload refused by the server: INVALID_ARGUMENT: 2 bad fields".to_owned(),
+                "upload refused by the server: INVALID_ARGUMENT, 2 bad field(s):".to_owned(),
                 "  keys[0].gaen.rolling_period: must be 1..=144".to_owned(),
                 "  region: does not match ^[A-Z]{2}(-[A-Z0-9]{1,3})?$".to_owned(),
             ]
