@@ -106,6 +106,10 @@ pub struct RunArgs {
     /// Requests sent first and left out of the statistics.
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
+    /// Upload codes the upload-code scenario issues before it starts (default: one per request,
+    /// --warmup + --requests); uploads beyond them are skipped.
+    #[arg(long)]
+    pub codes: Option<u64>,
     /// Multiplies every rate of the province scenario.
     #[arg(long, default_value_t = 1.0)]
     pub speedup: f64,
@@ -213,6 +217,7 @@ impl RunArgs {
             speedup: self.speedup,
             timeout: self.timeout,
             progress: Progress::wanted(),
+            codes: self.codes,
         };
         options.validate()?;
         if let Some(rate) = self.max_error_rate
@@ -239,15 +244,7 @@ fn parse_target(
     allow_remote: bool,
     ca_cert: Option<&std::path::Path>,
 ) -> Result<Target, String> {
-    let target = Target::parse(text, allow_remote).map_err(|error| error.to_string())?;
-    let ca_pem = ca_cert
-        .map(|path| {
-            std::fs::read(path).map_err(|error| format!("--ca-cert {}: {error}", path.display()))
-        })
-        .transpose()?;
-    target
-        .with_ca_cert(ca_pem)
-        .map_err(|error| error.to_string())
+    Target::parse_with_ca_file(text, allow_remote, ca_cert).map_err(|error| error.to_string())
 }
 
 impl DemoArgs {

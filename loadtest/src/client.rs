@@ -4,56 +4,23 @@
 //! measurement) and spreads its workers over them round-robin: many in-flight RPCs share one
 //! channel as HTTP/2 streams, the way ghz's `--connections` works.
 
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
-use tonic::Request;
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::http::HttpClient;
 use crate::target::Target;
 
+/// The authority's token, shared with the staff CLI: its `Debug` output is redacted, so it never
+/// reaches a log or a report.
+pub use exposure_client::credential::{BearerToken, UploadCode};
+
 /// How long opening one channel may take before the run is abandoned.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A health authority's bearer token, sent as `authorization: Bearer <token>` (DESIGN.md section
-/// 7). Its `Debug` output is redacted so that it never reaches a log or a report.
-#[derive(Clone)]
-pub struct BearerToken {
-    header: AsciiMetadataValue,
-}
-
-impl BearerToken {
-    /// Wraps a token; fails when it cannot travel in an HTTP header (non-visible ASCII).
-    pub fn new(token: &str) -> anyhow::Result<Self> {
-        let token = token.trim();
-        anyhow::ensure!(!token.is_empty(), "the token is empty");
-        let mut header: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| {
-                anyhow::anyhow!("the token contains characters that cannot be sent in a header")
-            })?;
-        header.set_sensitive(true);
-        Ok(BearerToken { header })
-    }
-
-    /// Adds the `authorization` entry to a request's metadata.
-    pub fn authorize<T>(&self, request: &mut Request<T>) {
-        request
-            .metadata_mut()
-            .insert("authorization", self.header.clone());
-    }
-}
-
-impl fmt::Debug for BearerToken {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("BearerToken(<redacted>)")
-    }
-}
 
 /// The channels of one run.
 #[derive(Debug, Clone)]
@@ -137,32 +104,5 @@ impl Clients {
     pub fn with_http(mut self, http: Option<HttpClient>) -> Self {
         self.http = http;
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_is_redacted_in_debug_output() {
-        let token = BearerToken::new("s3cr3t-token-value").expect("token");
-        let printed = format!("{token:?}");
-        assert!(!printed.contains("s3cr3t"), "{printed}");
-    }
-
-    #[test]
-    fn token_goes_into_the_authorization_header() {
-        let token = BearerToken::new(" abc ").expect("token");
-        let mut request = Request::new(());
-        token.authorize(&mut request);
-        let header = request.metadata().get("authorization").expect("header");
-        assert_eq!(header.to_str().expect("ascii"), "Bearer abc");
-    }
-
-    #[test]
-    fn unusable_tokens_are_refused() {
-        assert!(BearerToken::new("").is_err());
-        assert!(BearerToken::new("line\nbreak").is_err());
     }
 }

@@ -1,18 +1,22 @@
 //! `exposure-loadtest demo`: the whole life of one case, told step by step for a newcomer.
 //!
-//! 1. fetch the server's signing keys; 2. note where the region's listing stands; 3. upload a
-//!    case's GAEN key for yesterday (a key whose slots have all ended, so that it becomes
-//!    publishable once the server's `--release-delay` has passed); 4. poll `ListBatches` until a
+//! 1. fetch the server's signing keys; 2. note where the region's listing stands; 3. staff
+//!    issue a one-time upload code with the authority's token, and the patient's phone uploads
+//!    its GAEN key for yesterday with that code (DESIGN.md section 12; a key whose slots have
+//!    all ended, so that it becomes publishable once the server's `--release-delay` has
+//!    passed); 4. poll `ListBatches` until a
 //!    batch holding the case appears (bounded by `--wait`); 5. download it; 6. verify its
 //!    signature; 7. match two phones against it, one that heard the case and one that did not;
 //!    8. fetch the confirm bucket of each filter hit and confirm exactly.
 //!
-//! Nothing secret is printed: not the token, not the key, not the identifiers.
+//! Nothing secret is printed: not the token, not the code, not the key, not the identifiers.
 
 use std::io::Write;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use exposure_client::calls::{UploadCredential, issue_codes};
+use exposure_client::credential::UploadCode;
 use exposure_matcher::{
     BatchFile, ConfirmDigest, GAEN_INTERVAL_SECONDS, ObservationStore, Scheme, Tag,
 };
@@ -21,7 +25,6 @@ use exposure_proto::v1::{
     UploadDiagnosisKeysRequest, diagnosis_key,
 };
 use rand::RngCore as _;
-use tonic::Request;
 
 use crate::client::{BearerToken, Clients, Connections};
 use crate::scenario::catalog::Catalog;
@@ -114,30 +117,34 @@ pub async fn run_demo(
         "[2/8] Listing: region {region} is at batch sequence {cursor}; confirm buckets use {prefix_bits}-bit prefixes."
     )?;
 
-    // 3. Upload a case.
+    // 3. Staff issue a code; the patient's phone uploads with it.
+    let issued = issue_codes(
+        &mut clients.upload,
+        &options.token,
+        region,
+        1,
+        ReportType::ConfirmedTest,
+        Duration::from_secs(24 * 3600),
+    )
+    .await
+    .context("staff could not issue an upload code")?;
+    let code = issued.first().context("the server issued no code")?;
+    let expires_at = code.expires_at;
+    let code = UploadCode::new(&code.code).context("the server issued a code that is not one")?;
     let yesterday = upload::today().saturating_sub(1);
     let proto_key = random_daily_key(&mut rand::thread_rng(), yesterday);
     let upload_id = format!("demo-{:016x}", rand::thread_rng().next_u64());
-    let mut request = Request::new(UploadDiagnosisKeysRequest {
+    let request = UploadDiagnosisKeysRequest {
         region: region.to_owned(),
         upload_id: upload_id.clone(),
         keys: vec![proto_key.clone()],
         report_type: ReportType::ConfirmedTest as i32,
         padding: Vec::new(),
-    });
-    options.token.authorize(&mut request);
-    let answer = clients
-        .upload
-        .upload_diagnosis_keys(request)
-        .await
-        .map_err(|status| {
-            anyhow::anyhow!(
-                "the upload was refused: {} ({})",
-                exposure_proto::status::code_name(status.code()),
-                status.message()
-            )
-        })?
-        .into_inner();
+    };
+    let answer =
+        exposure_client::calls::upload(&mut clients.upload, &UploadCredential::Code(code), request)
+            .await
+            .context("the phone's upload was refused")?;
     let case_key = matcher_key(&proto_key)?;
     let identifiers = case_key
         .identifiers()
@@ -148,7 +155,8 @@ pub async fn run_demo(
     let last_slot_end = case_key.last_slot_end();
     writeln!(
         out,
-        "[3/8] Upload: a case's GAEN key for {} (144 ten-minute intervals) went in as upload {upload_id}: {} key accepted, durably stored.\n      The server holds it until --release-delay after its last slot ended ({}).",
+        "[3/8] Upload: staff issued a one-time upload code (valid until {}) and handed it to the patient;\n      the patient's phone uploaded its GAEN key for {} (144 ten-minute intervals) with it (authorization: UploadCode) as upload {upload_id}:\n      {} key accepted, durably stored, and the code consumed in the same write.\n      The server holds it until --release-delay after its last slot ended ({}).",
+        time_text(expires_at),
         day_text(yesterday),
         answer.keys_accepted,
         time_text(last_slot_end),

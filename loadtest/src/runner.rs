@@ -36,6 +36,9 @@ pub const DEFAULT_CONCURRENCY: usize = 50;
 pub const DEFAULT_CONNECTIONS: usize = 1;
 /// Per-request timeout when `--timeout` is not given (ghz's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Codes an `upload-code` run issues at most without `--codes`: issuing is not measured, and a
+/// run with the default request bound (1,000,000) should not spend minutes on it unasked.
+pub const MAX_IMPLICIT_CODES: u64 = 100_000;
 
 /// Everything a run needs to know.
 #[derive(Debug, Clone)]
@@ -66,6 +69,9 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// Shows a progress bar (the CLI sets it when stderr is a terminal).
     pub progress: bool,
+    /// Upload codes an `upload-code` run issues first; `None` means one per request
+    /// (`warmup + requests`).
+    pub codes: Option<u64>,
 }
 
 impl RunOptions {
@@ -85,7 +91,17 @@ impl RunOptions {
             speedup: 1.0,
             timeout: DEFAULT_TIMEOUT,
             progress: false,
+            codes: None,
         }
+    }
+
+    /// Returns the upload codes the run issues before it starts (0 unless `upload-code`).
+    pub fn codes_to_issue(&self) -> u64 {
+        if self.scenario != Scenario::UploadCode {
+            return 0;
+        }
+        self.codes
+            .unwrap_or_else(|| self.warmup.saturating_add(self.requests))
     }
 
     /// Checks that the options make sense together; the message says which flag is wrong.
@@ -111,6 +127,20 @@ impl RunOptions {
                     "the province scenario sets its own rates: use --speedup instead of --rps"
                         .to_owned(),
                 );
+            }
+        }
+        match (self.scenario, self.codes) {
+            (Scenario::UploadCode, Some(0)) => {
+                return Err("--codes must be at least 1".to_owned());
+            }
+            (Scenario::UploadCode, None) if self.codes_to_issue() > MAX_IMPLICIT_CODES => {
+                return Err(format!(
+                    "the upload-code scenario issues one code per request before it starts: bound it with --requests (at most {MAX_IMPLICIT_CODES} with --warmup) or give --codes"
+                ));
+            }
+            (Scenario::UploadCode, _) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err("--codes only applies to the upload-code scenario".to_owned());
             }
         }
         if !(self.speedup.is_finite() && self.speedup > 0.0) {
@@ -175,6 +205,7 @@ pub async fn run_scenario(options: &RunOptions) -> anyhow::Result<Report> {
         options.scenario,
         &options.region,
         options.token.clone(),
+        options.codes_to_issue(),
         &mut setup_clients,
     )
     .await?;
@@ -357,6 +388,40 @@ mod tests {
                 .validate()
                 .expect_err("invalid")
                 .contains("--speedup")
+        );
+    }
+
+    #[test]
+    fn upload_code_runs_issue_one_code_per_request_unless_told() {
+        let mut codes = options(Scenario::UploadCode);
+        codes.token = Some(BearerToken::new("t").expect("token"));
+        assert!(
+            codes
+                .validate()
+                .expect_err("1,000,000 codes")
+                .contains("--requests"),
+            "the default bound is too many codes to issue unasked"
+        );
+        codes.requests = 500;
+        codes.warmup = 20;
+        assert_eq!(codes.validate(), Ok(()));
+        assert_eq!(codes.codes_to_issue(), 520);
+        codes.codes = Some(50);
+        assert_eq!(codes.codes_to_issue(), 50);
+        codes.codes = Some(0);
+        assert!(codes.validate().is_err());
+        let mut poll = options(Scenario::Poll);
+        assert_eq!(poll.codes_to_issue(), 0);
+        poll.codes = Some(5);
+        assert!(
+            poll.validate()
+                .expect_err("not upload-code")
+                .contains("--codes")
+        );
+        assert_eq!(
+            options(Scenario::Decoy).validate(),
+            Ok(()),
+            "decoys need no token"
         );
     }
 

@@ -103,6 +103,63 @@ async fn upload_run_stores_every_case() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_code_run_issues_codes_then_uploads_one_case_per_code() {
+    // Thousands of codes and code uploads a second on purpose: no per-authority limits.
+    let server = TestServer::start_with(Clock::System, |config| {
+        config.authority_codes_per_minute = 0;
+        config.authority_uploads_per_minute = 0;
+        config.authority_keys_per_day = 0;
+    })
+    .await;
+    let mut codes = options(&server, Scenario::UploadCode);
+    codes.requests = 40;
+    let report = run_scenario(&codes).await.expect("upload-code run");
+    assert_clean(&report);
+    assert_eq!(report.scenario, "upload-code");
+    assert_eq!(report.count, 40, "one upload per issued code");
+    assert_eq!(report.skipped, 0);
+
+    // Fewer codes than requests: the uploads beyond them send nothing.
+    codes.codes = Some(5);
+    codes.requests = 12;
+    let report = run_scenario(&codes).await.expect("upload-code run");
+    assert_eq!(report.status_codes.get("OK"), Some(&5), "{report:?}");
+    assert_eq!(report.skipped, 7);
+    assert_eq!(report.errors, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_code_run_fails_before_measuring_when_codes_are_refused() {
+    // The server's default code limit (300 a minute per authority) refuses 400 codes: the run
+    // stops before it starts and says which server flag governs it.
+    let server = TestServer::start().await;
+    let mut codes = options(&server, Scenario::UploadCode);
+    codes.requests = 400;
+    let error = run_scenario(&codes).await.expect_err("codes refused");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("--authority-codes-per-minute"),
+        "{message}"
+    );
+    assert!(message.contains("RESOURCE_EXHAUSTED"), "{message}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoy_run_is_answered_like_uploads_without_a_credential() {
+    let server = TestServer::start().await;
+    let mut decoys = options(&server, Scenario::Decoy);
+    decoys.token = None;
+    decoys.requests = 30;
+    let report = run_scenario(&decoys).await.expect("decoy run");
+    assert_clean(&report);
+    assert_eq!(report.scenario, "decoy");
+    assert_eq!(report.count, 30);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_run_lists_batches() {
     let server = TestServer::start().await;
     publish_something(&server).await;
@@ -474,6 +531,10 @@ async fn demo_tells_the_whole_story() {
         );
     }
     assert!(transcript.contains("exposure CONFIRMED"), "{transcript}");
+    assert!(
+        transcript.contains("one-time upload code") && transcript.contains("UploadCode"),
+        "the case goes in with a code, as a phone uploads it:\n{transcript}"
+    );
     assert!(
         !transcript.contains(&server.token),
         "the token is never printed"

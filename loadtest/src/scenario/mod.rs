@@ -2,7 +2,8 @@
 //! and the [`Workload`] that performs one RPC per ticket.
 //!
 //! Each RPC lives in its own module (`upload`, `poll`, `download`, `confirm`, `noop`, and `http`
-//! for the GETs of the HTTP mirror); `province`
+//! for the GETs of the HTTP mirror; `phone_upload` for the uploads a phone sends, with a code
+//! or as a decoy); `province`
 //! holds the DESIGN.md section 9 model that mixes them; `catalog` is the shared knowledge of which
 //! batches exist, learned from `ListBatches`.
 
@@ -11,6 +12,7 @@ pub mod confirm;
 pub mod download;
 pub mod http;
 pub mod noop;
+pub mod phone_upload;
 pub mod poll;
 pub mod province;
 pub mod upload;
@@ -22,6 +24,7 @@ use tonic::{Code, Status};
 
 use crate::client::{BearerToken, Clients};
 use catalog::Catalog;
+use phone_upload::CodePool;
 use upload::UploadIds;
 
 /// A load-test scenario, chosen with `--scenario`.
@@ -29,6 +32,11 @@ use upload::UploadIds;
 pub enum Scenario {
     /// Authority uploads of 14 fresh random GAEN keys, unique upload ids (needs --token).
     Upload,
+    /// Phone uploads with one-time codes: issues one code per request first (--codes or the
+    /// request bound, with --token), then uploads one case per code.
+    UploadCode,
+    /// Decoy uploads (x-exposure-decoy: 1), as phones send at random times; no credential.
+    Decoy,
     /// ListBatches after a random cursor, what a phone does every hour.
     Poll,
     /// GetBatch of published batches, streamed to the end (reports bytes/s).
@@ -50,6 +58,8 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Upload => "upload",
+            Scenario::UploadCode => "upload-code",
+            Scenario::Decoy => "decoy",
             Scenario::Poll => "poll",
             Scenario::Download => "download",
             Scenario::Confirm => "confirm",
@@ -63,7 +73,7 @@ impl Scenario {
     /// Returns the single RPC of a plain scenario; `None` for the mixed `province`.
     pub fn rpc(self) -> Option<RpcKind> {
         match self {
-            Scenario::Upload => Some(RpcKind::Upload),
+            Scenario::Upload | Scenario::UploadCode | Scenario::Decoy => Some(RpcKind::Upload),
             Scenario::Poll => Some(RpcKind::ListBatches),
             Scenario::Download => Some(RpcKind::GetBatch),
             Scenario::Confirm => Some(RpcKind::GetConfirmBucket),
@@ -84,9 +94,13 @@ impl Scenario {
         self.rpc().is_none()
     }
 
-    /// Returns true when the scenario uploads, and so needs an authority token.
+    /// Returns true when the scenario needs an authority token: it uploads with it, or issues
+    /// upload codes with it.
     pub fn needs_token(self) -> bool {
-        matches!(self, Scenario::Upload | Scenario::Province)
+        matches!(
+            self,
+            Scenario::Upload | Scenario::Province | Scenario::UploadCode
+        )
     }
 }
 
@@ -209,22 +223,28 @@ struct Shared {
     token: Option<BearerToken>,
     catalog: Catalog,
     upload_ids: UploadIds,
+    /// The codes of an `upload-code` run, one per upload (empty for other scenarios).
+    codes: CodePool,
 }
 
 impl Workload {
     /// Prepares a run of `scenario`: loads the region's batch listing when the scenario reads it,
-    /// and refuses a `download` run when nothing is published yet.
+    /// refuses a `download` run when nothing is published yet, and issues the `codes` upload
+    /// codes of an `upload-code` run (0 for other scenarios).
     pub async fn prepare(
         scenario: Scenario,
         region: &str,
         token: Option<BearerToken>,
+        codes: u64,
         clients: &mut Clients,
     ) -> anyhow::Result<Self> {
         if scenario.needs_token() && token.is_none() {
             anyhow::bail!("the {scenario} scenario uploads keys and needs --token");
         }
         let catalog = match scenario {
-            Scenario::Upload | Scenario::Noop => Catalog::empty(),
+            Scenario::Upload | Scenario::UploadCode | Scenario::Decoy | Scenario::Noop => {
+                Catalog::empty()
+            }
             Scenario::Poll | Scenario::Download | Scenario::Confirm | Scenario::Province => {
                 Catalog::load(&mut clients.distribution, region).await?
             }
@@ -240,12 +260,19 @@ impl Workload {
                 "no batch is published in region {region} yet: upload keys (the upload scenario or the demo) and wait for the publisher"
             );
         }
+        let codes = match (&token, scenario) {
+            (Some(token), Scenario::UploadCode) => {
+                CodePool::issue(&mut clients.upload, token, region, codes).await?
+            }
+            _ => CodePool::default(),
+        };
         let shared = Shared {
             scenario,
             region: region.to_owned(),
             token,
             catalog,
             upload_ids: UploadIds::new(),
+            codes,
         };
         Ok(Workload {
             shared: Arc::new(shared),
@@ -266,6 +293,25 @@ impl Workload {
     pub async fn call(&self, kind: RpcKind, clients: &mut Clients) -> Outcome {
         let shared = &self.shared;
         match kind {
+            RpcKind::Upload if shared.scenario == Scenario::Decoy => {
+                phone_upload::call_decoy(clients, &shared.region, &shared.upload_ids)
+                    .await
+                    .into()
+            }
+            RpcKind::Upload if shared.scenario == Scenario::UploadCode => {
+                match shared.codes.take() {
+                    Some(code) => phone_upload::call_with_code(
+                        clients,
+                        &shared.region,
+                        &code,
+                        &shared.upload_ids,
+                    )
+                    .await
+                    .into(),
+                    // More tickets than codes (a --codes below the request bound): nothing sent.
+                    None => Outcome::Skipped,
+                }
+            }
             RpcKind::Upload => match &shared.token {
                 Some(token) => upload::call(clients, &shared.region, token, &shared.upload_ids)
                     .await
@@ -328,7 +374,10 @@ mod tests {
         assert!(!Scenario::Poll.is_mixed());
         assert!(Scenario::Upload.needs_token());
         assert!(Scenario::Province.needs_token());
+        assert!(Scenario::UploadCode.needs_token(), "it issues its codes");
+        assert!(!Scenario::Decoy.needs_token());
         assert!(!Scenario::Noop.needs_token());
+        assert_eq!(Scenario::Decoy.rpc(), Some(RpcKind::Upload));
         assert_eq!(Scenario::Noop.rpc(), Some(RpcKind::HealthCheck));
     }
 
