@@ -110,7 +110,10 @@ pub fn publish_sync(command: PublishSyncCommand, out: &mut impl Write) -> Result
     let store = open_stopped(&command.data.data_dir)?;
     let catalog = crate::catalog::Catalog::load(&store).map_err(failed)?;
     let regions = catalog.regions();
-    let batches: usize = regions.iter().map(|region| catalog.batches(region).len()).sum();
+    let batches: usize = regions
+        .iter()
+        .map(|region| catalog.batches(region).len())
+        .sum();
     let description = bucket.description().to_owned();
     let syncer = crate::bucket::sync::Syncer::new(
         bucket,

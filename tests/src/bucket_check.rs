@@ -151,7 +151,9 @@ impl Target<'_> {
             if tokio::time::Instant::now() > deadline {
                 let expected_paths: Vec<&String> = expected.keys().collect();
                 let found_paths: Vec<&String> = found.keys().collect();
-                panic!("bucket never matched the listener: expected {expected_paths:?}, found {found_paths:?}");
+                panic!(
+                    "bucket never matched the listener: expected {expected_paths:?}, found {found_paths:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -48,7 +48,14 @@ impl Moto {
         }
         let port = free_port().await;
         let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -72,10 +79,25 @@ impl Moto {
         }
     }
 
-    /// Creates a bucket.
+    /// Creates a bucket that anyone may read (a bucket policy, as in front of a CDN): the
+    /// server writes with signed requests, phones and the tests read anonymously (and the
+    /// tests may delete, to empty it; a real bucket would not allow that).
     pub async fn create_bucket(&self, bucket: &str) {
-        let answer = self.http.send(Method::PUT, &format!("/{bucket}"), &[]).await;
-        assert_eq!(answer.status, StatusCode::OK, "create bucket: {}", answer.text());
+        let answer = self
+            .http
+            .send(Method::PUT, &format!("/{bucket}"), &[])
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "create bucket: {}",
+            answer.text()
+        );
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"PublicRead","Effect":"Allow","Principal":"*","Action":["s3:GetObject","s3:ListBucket","s3:DeleteObject"],"Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"]}}]}}"#
+        );
+        let status = put_body(&self.url, &format!("/{bucket}?policy"), &policy).await;
+        assert!(status.starts_with("HTTP/1.1 2"), "bucket policy: {status}");
     }
 
     /// Returns every key under `prefix` in `bucket` (ListObjectsV2, all pages).
@@ -141,6 +163,29 @@ fn url_encode(text: &str) -> String {
             _ => format!("%{byte:02X}"),
         })
         .collect()
+}
+
+/// PUTs a JSON body with a plain HTTP/1.1 request; returns the status line.
+async fn put_body(base: &str, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).await.expect("connect to moto");
+    let request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("moto answers within 10 s")
+        .expect("read");
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn free_port() -> u16 {

@@ -41,7 +41,10 @@ pub async fn run(
     backoff: Backoff,
     cancel: CancellationToken,
 ) {
-    tracing::info!(target_url = syncer.bucket().description(), "object-storage publishing on");
+    tracing::info!(
+        target_url = syncer.bucket().description(),
+        "object-storage publishing on"
+    );
     let mut delay = backoff.initial;
     let mut failures: u32 = 0;
     loop {

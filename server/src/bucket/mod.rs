@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt as _;
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt as _,
+    Attribute, Attributes, BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt as _,
     ObjectStoreScheme, PutOptions, PutPayload, RetryConfig,
 };
 
@@ -58,10 +58,13 @@ fn retry() -> RetryConfig {
     }
 }
 
-fn client() -> ClientOptions {
-    ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(120))
+/// Timeouts of one request, under any the environment or `--publish-option` set (a whole
+/// `ClientOptions` would replace those, `AWS_ALLOW_HTTP` included).
+fn client_defaults() -> [(ClientConfigKey, &'static str); 2] {
+    [
+        (ClientConfigKey::ConnectTimeout, "5s"),
+        (ClientConfigKey::Timeout, "120s"),
+    ]
 }
 
 impl Bucket {
@@ -86,9 +89,9 @@ impl Bucket {
                         "a file:// target takes no --publish-option".into(),
                     ));
                 }
-                let dir = parsed.to_file_path().map_err(|()| {
-                    BucketError::Config(format!("{url:?} is not a local folder"))
-                })?;
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|()| BucketError::Config(format!("{url:?} is not a local folder")))?;
                 std::fs::create_dir_all(&dir).map_err(|error| {
                     BucketError::Config(format!("cannot create {}: {error}", dir.display()))
                 })?;
@@ -97,38 +100,35 @@ impl Bucket {
             }
             ObjectStoreScheme::AmazonS3 => {
                 let mut builder = AmazonS3Builder::from_env().with_url(url);
+                for (key, value) in client_defaults() {
+                    builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
+                }
                 for (key, value) in options {
                     builder = builder.with_config(key.parse().map_err(config)?, value);
                 }
-                let store = builder
-                    .with_client_options(client())
-                    .with_retry(retry())
-                    .build()
-                    .map_err(config)?;
+                let store = builder.with_retry(retry()).build().map_err(config)?;
                 (Arc::new(store), path, true)
             }
             ObjectStoreScheme::GoogleCloudStorage => {
                 let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+                for (key, value) in client_defaults() {
+                    builder = builder.with_config(GoogleConfigKey::Client(key), value);
+                }
                 for (key, value) in options {
                     builder = builder.with_config(key.parse().map_err(config)?, value);
                 }
-                let store = builder
-                    .with_client_options(client())
-                    .with_retry(retry())
-                    .build()
-                    .map_err(config)?;
+                let store = builder.with_retry(retry()).build().map_err(config)?;
                 (Arc::new(store), path, true)
             }
             ObjectStoreScheme::MicrosoftAzure => {
                 let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
+                for (key, value) in client_defaults() {
+                    builder = builder.with_config(AzureConfigKey::Client(key), value);
+                }
                 for (key, value) in options {
                     builder = builder.with_config(key.parse().map_err(config)?, value);
                 }
-                let store = builder
-                    .with_client_options(client())
-                    .with_retry(retry())
-                    .build()
-                    .map_err(config)?;
+                let store = builder.with_retry(retry()).build().map_err(config)?;
                 (Arc::new(store), path, true)
             }
             other => {

@@ -110,8 +110,7 @@ impl Syncer {
     async fn put_batch(&self, batch_id: &str) -> Result<bool, SyncError> {
         let store = self.store.clone();
         let id = batch_id.to_owned();
-        let Some(file) = tokio::task::spawn_blocking(move || store.batch_file(&id)).await??
-        else {
+        let Some(file) = tokio::task::spawn_blocking(move || store.batch_file(&id)).await?? else {
             return Ok(false);
         };
         self.bucket
@@ -185,8 +184,12 @@ impl Syncer {
         let today = layout::day_of(self.clock.now());
         for (day, listing) in &days {
             let cache = layout::day_cache_control(*day, today);
-            self.put_index(layout::day_path(region, *day), listing.encode_to_vec(), cache)
-                .await?;
+            self.put_index(
+                layout::day_path(region, *day),
+                listing.encode_to_vec(),
+                cache,
+            )
+            .await?;
         }
         self.put_index(
             layout::index_path(region),

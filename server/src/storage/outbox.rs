@@ -78,9 +78,7 @@ pub struct OutboxEntry {
 impl Store {
     /// Returns the sequence the next staged task gets: one past the last key of the outbox.
     pub(crate) fn outbox_next_sequence(&self) -> Result<u64, StorageError> {
-        let mut last = self
-            .db()
-            .iterator_cf(self.cf(CF_OUTBOX), IteratorMode::End);
+        let mut last = self.db().iterator_cf(self.cf(CF_OUTBOX), IteratorMode::End);
         match last.next() {
             Some(entry) => Ok(decode_u64(&entry?.0, CF_OUTBOX)? + 1),
             None => Ok(1),
@@ -91,11 +89,7 @@ impl Store {
     pub fn stage_outbox(&self, batch: &mut WriteBatch, tasks: &[OutboxTask], now: u64) {
         for task in tasks {
             let sequence = self.outbox_next.fetch_add(1, Ordering::Relaxed);
-            batch.put_cf(
-                self.cf(CF_OUTBOX),
-                sequence.to_be_bytes(),
-                task.encode(now),
-            );
+            batch.put_cf(self.cf(CF_OUTBOX), sequence.to_be_bytes(), task.encode(now));
         }
     }
 
