@@ -80,7 +80,7 @@ async fn upload_one(server: &TestServer, id: &str, byte: u8, days_ago: u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_folder_target_holds_what_the_listener_serves_and_retention_empties_it() {
+async fn a_folder_target_holds_what_the_listener_serves_and_retention_removes_expired_batches() {
     let folder = tempfile::tempdir().expect("bucket folder");
     let url = format!("file://{}", folder.path().join("root").display());
     let clock = Clock::manual(TEST_NOW);

@@ -100,7 +100,7 @@ pub async fn run(
                     .increment(1);
                 // The first failure of a series and then every tenth are logged.
                 if failures == 1 || failures.is_multiple_of(10) {
-                    tracing::warn!(%error, task = ?entry.task, failures,
+                    tracing::warn!(%error, task = entry.task.kind(), failures,
                         retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                         "object-storage write failed; it stays queued and is retried");
                 }

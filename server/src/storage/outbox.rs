@@ -27,6 +27,17 @@ pub enum OutboxTask {
 }
 
 impl OutboxTask {
+    /// Returns the kind of task, for logs (a region is text a client chose and is not logged
+    /// at WARN).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OutboxTask::PutBatch(_) => "put_batch",
+            OutboxTask::SyncRegion(_) => "sync_region",
+            OutboxTask::DeleteBatch(_) => "delete_batch",
+            OutboxTask::SigningKeys => "signing_keys",
+        }
+    }
+
     fn encode(&self, enqueued_at: u64) -> Vec<u8> {
         let (kind, argument) = match self {
             OutboxTask::PutBatch(id) => (b'p', id.as_str()),
