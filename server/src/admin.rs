@@ -74,6 +74,83 @@ pub enum SigningKeyCommand {
     },
 }
 
+/// `exposure-server publish-sync`: rewrites the whole static layout (DESIGN.md section 10)
+/// into object storage, in section 10's order, from a stopped server's data directory; for a
+/// new or emptied bucket. The server's own outbox is left as it is (its tasks are idempotent).
+#[derive(Debug, Args)]
+pub struct PublishSyncCommand {
+    /// Where the database lives.
+    #[command(flatten)]
+    pub data: DataDir,
+    /// The target, as the server's `--publish-to` (credentials from the environment).
+    #[arg(long, env = "EXPOSURE_PUBLISH_TO")]
+    pub publish_to: String,
+    /// A `key=value` setting of the object store (repeatable), as the server's.
+    #[arg(long = "publish-option", value_name = "KEY=VALUE")]
+    pub publish_options: Vec<String>,
+    /// The server's `--confirm-prefix-bits` (the indexes carry it).
+    #[arg(long, env = "EXPOSURE_CONFIRM_PREFIX_BITS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(i64::from(crate::config::MIN_CONFIRM_PREFIX_BITS)..=24))]
+    pub confirm_prefix_bits: u32,
+}
+
+/// Attempts of a whole `publish-sync` before it gives up (each resumes where the last failed).
+const SYNC_ATTEMPTS: u32 = 8;
+
+/// Runs `publish-sync`, writing its report to `out`.
+pub fn publish_sync(command: PublishSyncCommand, out: &mut impl Write) -> Result<(), AdminError> {
+    let bucket = crate::bucket::Bucket::open(&command.publish_to, &command.publish_options)
+        .map_err(|error| AdminError::Usage(error.to_string()))?;
+    if !command.data.data_dir.join("db").exists() {
+        return Err(AdminError::Usage(format!(
+            "{} holds no store",
+            command.data.data_dir.display()
+        )));
+    }
+    let store = open_stopped(&command.data.data_dir)?;
+    let catalog = crate::catalog::Catalog::load(&store).map_err(failed)?;
+    let regions = catalog.regions();
+    let batches: usize = regions
+        .iter()
+        .map(|region| catalog.batches(region).len())
+        .sum();
+    let description = bucket.description().to_owned();
+    let syncer = crate::bucket::sync::Syncer::new(
+        bucket,
+        store,
+        catalog,
+        Clock::System,
+        command.confirm_prefix_bits,
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    let started = std::time::Instant::now();
+    runtime.block_on(async {
+        let mut delay = std::time::Duration::from_millis(500);
+        for attempt in 1..=SYNC_ATTEMPTS {
+            match syncer.sync_all().await {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt < SYNC_ATTEMPTS => {
+                    eprintln!("attempt {attempt} failed ({error}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(error) => return Err(failed(error)),
+            }
+        }
+        Ok(())
+    })?;
+    writeln!(
+        out,
+        "published {batches} batches of {} regions and their indexes to {description} in {:.2} s",
+        regions.len(),
+        started.elapsed().as_secs_f64()
+    )
+    .map_err(failed)
+}
+
 /// The data directory an admin command works on.
 #[derive(Debug, Args)]
 pub struct DataDir {

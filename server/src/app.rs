@@ -18,6 +18,9 @@ use tower::ServiceBuilder;
 
 use crate::admission::{AdmissionLayer, AdmissionLimits};
 use crate::batch_cache::BatchCache;
+use crate::bucket::Bucket;
+use crate::bucket::drain::Backoff;
+use crate::bucket::sync::Syncer;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
@@ -28,6 +31,7 @@ use crate::middleware::RequestMetricsLayer;
 use crate::publisher::{PublishSettings, Publisher};
 use crate::signing;
 use crate::storage::Store;
+use crate::storage::outbox::OutboxTask;
 use crate::tls::ServerTls;
 
 /// How long shutdown waits for the publisher to finish a run in progress.
@@ -162,6 +166,13 @@ pub async fn run_with_tls(
             http_listener.local_addr().map_err(ServerError::Listener)?,
         )?;
     }
+    let bucket = match &config.publish_to {
+        Some(url) => Some(
+            Bucket::open(url, &config.publish_options)
+                .map_err(|error| ServerError::Config(error.to_string()))?,
+        ),
+        None => None,
+    };
     let width = FingerprintWidth::from_bits(config.fingerprint_bits).ok_or_else(|| {
         ServerError::Config(format!(
             "fingerprint bits {} (use 8, 16 or 32)",
@@ -194,16 +205,46 @@ pub async fn run_with_tls(
         threads: config.publish_threads as usize,
         max_keys_per_batch: config.max_keys_per_batch as usize,
     };
-    let publisher = Arc::new(
-        Publisher::new(
+    let mut publisher = Publisher::new(
+        store.clone(),
+        catalog.clone(),
+        signer,
+        clock.clone(),
+        settings,
+    )?
+    .stop_on(cancel.clone());
+    if let Some(bucket) = bucket {
+        // Object storage (DESIGN.md section 10): whatever changed while the server was down
+        // or publishing was off is caught up by a full sync queued at start; from then on
+        // each commit queues its own tasks.
+        let mut tasks = vec![OutboxTask::SigningKeys];
+        tasks.extend(catalog.regions().into_iter().map(OutboxTask::SyncRegion));
+        let queued = store.clone();
+        let now = clock.now();
+        tokio::task::spawn_blocking(move || queued.enqueue_outbox(&tasks, now)).await??;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let syncer = Syncer::new(
+            bucket,
             store.clone(),
             catalog.clone(),
-            signer,
             clock.clone(),
-            settings,
-        )?
-        .stop_on(cancel.clone()),
-    );
+            config.confirm_prefix_bits,
+        );
+        let backoff = Backoff {
+            initial: config.publish_retry_initial,
+            max: config.publish_retry_max,
+        };
+        tracker.spawn(crate::bucket::drain::run(
+            Arc::new(syncer),
+            store.clone(),
+            clock.clone(),
+            wake.clone(),
+            backoff,
+            cancel.clone(),
+        ));
+        publisher = publisher.with_outbox(wake);
+    }
+    let publisher = Arc::new(publisher);
     tracker.spawn(crate::publisher::run_periodically(
         publisher,
         config.publish_interval,

@@ -223,6 +223,27 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Also write the static layout (DESIGN.md section 10) to object storage: `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix` or `file:///folder`. Credentials, region
+    /// and endpoint come from the store's standard environment variables (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`,
+    /// `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, ...). Off when unset.
+    #[arg(long, env = "EXPOSURE_PUBLISH_TO")]
+    pub publish_to: Option<String>,
+
+    /// A `key=value` setting of the object store, over its environment variable (repeatable),
+    /// e.g. `aws_endpoint=http://minio:9000`. Keep secrets in the environment, not here.
+    #[arg(long = "publish-option", value_name = "KEY=VALUE")]
+    pub publish_options: Vec<String>,
+
+    /// First retry delay of a failed object-storage write; doubles on each failure.
+    #[arg(long, env = "EXPOSURE_PUBLISH_RETRY_INITIAL", default_value = "1s", value_parser = parse_duration)]
+    pub publish_retry_initial: Duration,
+
+    /// Longest retry delay of a failed object-storage write.
+    #[arg(long, env = "EXPOSURE_PUBLISH_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub publish_retry_max: Duration,
+
     /// PKCS#8 PEM file of a P-256 key to sign with; by default one is generated in the data dir.
     #[arg(long, env = "EXPOSURE_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,

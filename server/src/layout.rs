@@ -244,6 +244,46 @@ pub fn day_listing(
     })
 }
 
+/// A region's index and every one of its day indexes, taken under one read of the catalog so
+/// the index names exactly the days listed (the object-storage writer needs that consistency;
+/// the bodies are those [`region_index`] and [`day_listing`] return). `None` when the region
+/// has never published.
+pub fn region_snapshot(
+    catalog: &Catalog,
+    region: &str,
+    confirm_prefix_bits: u32,
+) -> Option<(RegionIndex, Vec<(u32, ListBatchesResponse)>)> {
+    catalog.with_region(region, |latest_sequence, batches| {
+        let mut days: Vec<(u32, ListBatchesResponse)> = Vec::new();
+        let mut sorted: Vec<&BatchInfo> = batches.iter().collect();
+        sorted.sort_by_key(|info| (day_of(info.created_at), info.sequence));
+        for info in sorted {
+            let day = day_of(info.created_at);
+            if days.last().is_none_or(|(last, _)| *last != day) {
+                days.push((
+                    day,
+                    ListBatchesResponse {
+                        batches: Vec::new(),
+                        confirm_prefix_bits,
+                        latest_sequence: 0,
+                        more: false,
+                    },
+                ));
+            }
+            if let Some((_, listing)) = days.last_mut() {
+                listing.latest_sequence = listing.latest_sequence.max(info.sequence);
+                listing.batches.push(info.clone());
+            }
+        }
+        let index = RegionIndex {
+            latest_sequence,
+            confirm_prefix_bits,
+            days: days.iter().map(|(day, _)| *day).collect(),
+        };
+        (index, days)
+    })
+}
+
 /// Returns the public signing keys: the current one first, then the others newest first.
 pub fn signing_keys(list: &SigningKeyList) -> GetSigningKeysResponse {
     let mut keys: Vec<SigningKey> = list
@@ -320,6 +360,27 @@ mod tests {
         }
         assert_eq!(parse("/v1/regions/VN-TB/other"), Err(PathError::Unknown));
         assert_eq!(parse("/v1/signing-keys/"), Err(PathError::Unknown));
+    }
+
+    #[test]
+    fn a_snapshot_holds_the_same_bodies_as_the_index_and_day_listings() {
+        let catalog = Catalog::default();
+        for (sequence, created_at) in [(1, 86_400 * 3 + 5), (2, 86_400 * 3 + 9), (3, 86_400 * 5)] {
+            let info = BatchInfo {
+                batch_id: format!("{sequence:064x}"),
+                sequence,
+                created_at,
+                ..Default::default()
+            };
+            catalog.insert("VN-TB", info);
+        }
+        let (index, days) = region_snapshot(&catalog, "VN-TB", 16).expect("snapshot");
+        assert_eq!(Some(index.clone()), region_index(&catalog, "VN-TB", 16));
+        assert_eq!(index.days, vec![3, 5]);
+        for (day, listing) in days {
+            assert_eq!(Some(listing), day_listing(&catalog, "VN-TB", day, 16));
+        }
+        assert!(region_snapshot(&catalog, "VN-HN", 16).is_none());
     }
 
     #[test]

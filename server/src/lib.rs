@@ -10,6 +10,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod batch_cache;
+pub mod bucket;
 pub mod catalog;
 pub mod clock;
 pub mod config;

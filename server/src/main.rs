@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use exposure_server::admin::{self, AdminError, AuthorityCommand, SigningKeyCommand};
+use exposure_server::admin::{
+    self, AdminError, AuthorityCommand, PublishSyncCommand, SigningKeyCommand,
+};
 use exposure_server::{ServerConfig, telemetry};
 
 /// Exposure-notification key server: health authorities upload diagnosis keys; phones download
@@ -28,6 +30,10 @@ enum Command {
     /// Manages the keys that sign published batches.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
+    /// Rewrites the whole static layout into object storage (an empty or emptied bucket), in
+    /// DESIGN.md section 10's order; the server must be stopped.
+    #[command(name = "publish-sync")]
+    PublishSync(PublishSyncCommand),
 }
 
 /// Exit code for bad usage (sysexits.h EX_USAGE).
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(config)) => return serve(*config),
         Some(Command::Authority(command)) => admin::authority(command, &mut stdout),
         Some(Command::SigningKey(command)) => admin::signing_key(command, &mut stdout),
+        Some(Command::PublishSync(command)) => admin::publish_sync(command, &mut stdout),
     };
     match admin_result {
         Ok(()) => ExitCode::SUCCESS,

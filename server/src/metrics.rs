@@ -37,6 +37,12 @@ pub const DECOY_UPLOADS_TOTAL: &str = "exposure_decoy_uploads_total";
 pub const UPLOAD_CODES_ISSUED_TOTAL: &str = "exposure_upload_codes_issued_total";
 /// Code uploads refused because a failed-attempt budget was spent.
 pub const CODE_ATTEMPTS_REFUSED_TOTAL: &str = "exposure_code_attempts_refused_total";
+/// Object-storage tasks (uploads, index rewrites, deletes) waiting in the outbox.
+pub const PUBLISH_QUEUE_LENGTH: &str = "exposure_publish_queue_length";
+/// Age of the oldest object-storage task waiting in the outbox (0 when empty).
+pub const PUBLISH_QUEUE_OLDEST_SECONDS: &str = "exposure_publish_queue_oldest_seconds";
+/// Object-storage task attempts, by `result` (done, retry).
+pub const PUBLISH_OBJECT_TASKS_TOTAL: &str = "exposure_publish_object_tasks_total";
 /// 1 while the store accepts synced writes, 0 while they fail (disk full, I/O error).
 pub const STORE_WRITABLE: &str = "exposure_store_writable";
 /// Latency of every gRPC call, by `method` and `code`.
@@ -143,6 +149,20 @@ fn describe() {
     describe_counter!(
         CODE_ATTEMPTS_REFUSED_TOTAL,
         "Code uploads refused after too many failed attempts"
+    );
+    describe_gauge!(
+        PUBLISH_QUEUE_LENGTH,
+        Unit::Count,
+        "Object-storage tasks waiting in the outbox"
+    );
+    describe_gauge!(
+        PUBLISH_QUEUE_OLDEST_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest object-storage task waiting in the outbox"
+    );
+    describe_counter!(
+        PUBLISH_OBJECT_TASKS_TOTAL,
+        "Object-storage task attempts by result (done, retry)"
     );
     describe_gauge!(
         STORE_WRITABLE,

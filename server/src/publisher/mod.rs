@@ -12,6 +12,7 @@ mod daily;
 mod hourly;
 mod retention;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use exposure_matcher::{
@@ -20,11 +21,13 @@ use exposure_matcher::{
 use exposure_proto::v1::{self as api, BatchInfo};
 use rayon::prelude::*;
 use rocksdb::WriteBatch;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::metrics;
+use crate::storage::outbox::OutboxTask;
 use crate::storage::records::{StoredBatch, StoredKey};
 use crate::storage::{StorageError, Store};
 
@@ -82,6 +85,10 @@ pub struct Publisher {
     /// Cancelled at shutdown: a run then stops before its next batch, so shutdown waits for
     /// one batch at most, never for a whole backlog.
     stop: CancellationToken,
+    /// Object-storage hook (DESIGN.md section 10): when publishing to a bucket, each commit
+    /// also queues its bucket tasks in the outbox, in the same atomic write, and wakes the
+    /// drain task (`crate::bucket::drain`).
+    outbox: Option<Arc<Notify>>,
 }
 
 impl Publisher {
@@ -106,6 +113,7 @@ impl Publisher {
             settings,
             pool,
             stop: CancellationToken::new(),
+            outbox: None,
         })
     }
 
@@ -114,6 +122,27 @@ impl Publisher {
     pub fn stop_on(mut self, stop: CancellationToken) -> Self {
         self.stop = stop;
         self
+    }
+
+    /// Queues object-storage tasks with every commit and notifies `wake` after it.
+    #[must_use]
+    pub fn with_outbox(mut self, wake: Arc<Notify>) -> Self {
+        self.outbox = Some(wake);
+        self
+    }
+
+    /// Object-storage hook: stages `tasks` into a commit's write when publishing to a bucket.
+    fn stage_outbox(&self, write: &mut WriteBatch, tasks: &[OutboxTask], now: u64) {
+        if self.outbox.is_some() {
+            self.store.stage_outbox(write, tasks, now);
+        }
+    }
+
+    /// Object-storage hook: wakes the drain task after a commit that staged tasks.
+    fn wake_outbox(&self) {
+        if let Some(wake) = &self.outbox {
+            wake.notify_one();
+        }
     }
 
     /// Returns true once shutdown has begun.
@@ -211,6 +240,15 @@ impl Publisher {
             self.store.put_batch(&mut write, &record, &built.bytes);
             self.store.put_batch_sequence(&mut write, region, sequence);
             extra(&mut write, &keys);
+            // Object-storage hook: the file goes up before the region's indexes name it.
+            self.stage_outbox(
+                &mut write,
+                &[
+                    OutboxTask::PutBatch(info.batch_id.clone()),
+                    OutboxTask::SyncRegion(region.to_owned()),
+                ],
+                now,
+            );
             if plan.load_digests {
                 let digests = expanded
                     .iter()
@@ -224,8 +262,12 @@ impl Publisher {
             }
             let staged_at = Instant::now();
             self.store.write_synced(write)?;
-            drop(commits);
+            // Listed before the commit lock goes (object-storage hook): a region sync takes
+            // its snapshot of the catalog under that lock, so it never sees a committed batch
+            // unlisted and misses it.
             self.catalog.insert(region, info);
+            drop(commits);
+            self.wake_outbox();
 
             let kind_label = kind_label(plan.kind);
             ::metrics::counter!(metrics::BATCHES_PUBLISHED_TOTAL, "kind" => kind_label)
@@ -355,7 +397,7 @@ fn batch_info(
 /// Runs the publisher every `interval` until `cancel` fires. The first run starts at once, so
 /// a restarted server catches up on what a crash left unpublished.
 pub async fn run_periodically(
-    publisher: std::sync::Arc<Publisher>,
+    publisher: Arc<Publisher>,
     interval: Duration,
     cancel: CancellationToken,
 ) {

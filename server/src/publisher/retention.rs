@@ -5,6 +5,7 @@
 use rocksdb::WriteBatch;
 
 use super::{PublishError, PublishReport, Publisher};
+use crate::storage::outbox::OutboxTask;
 
 impl Publisher {
     /// Deletes what is older than the retention window.
@@ -35,7 +36,7 @@ impl Publisher {
                 if newest < cutoff {
                     self.store
                         .delete_batch(&mut write, &region, info.sequence, &info.batch_id);
-                    expired_batches.push((region.clone(), info.sequence));
+                    expired_batches.push((region.clone(), info.sequence, info.batch_id.clone()));
                 }
             }
         }
@@ -50,11 +51,26 @@ impl Publisher {
             // The counters' range delete waits for a run with something else to delete.
             return Ok(());
         }
+        // Object-storage hook: each region's indexes are rewritten without the expired
+        // batches before their files are deleted from the bucket.
+        let mut regions: Vec<&String> = expired_batches.iter().map(|(region, ..)| region).collect();
+        regions.dedup();
+        let mut tasks: Vec<OutboxTask> = regions
+            .into_iter()
+            .map(|region| OutboxTask::SyncRegion(region.clone()))
+            .collect();
+        tasks.extend(
+            expired_batches
+                .iter()
+                .map(|(_, _, batch_id)| OutboxTask::DeleteBatch(batch_id.clone())),
+        );
+        self.stage_outbox(&mut write, &tasks, now);
         let _commits = self.store.lock_commits();
         self.store.write_synced(write)?;
-        for (region, sequence) in &expired_batches {
+        for (region, sequence, _) in &expired_batches {
             self.catalog.remove(region, *sequence);
         }
+        self.wake_outbox();
         report.keys_expired += expired_keys.len();
         report.batches_expired += expired_batches.len();
         tracing::info!(

@@ -14,6 +14,7 @@
 //! | `authorities` | `SHA-256(token)` | [`records::Authority`] |
 //! | `codes` | `SHA-256(upload code)` | [`records::StoredCode`] |
 //! | `meta` | ASCII name | cursors and signing-key records |
+//! | `outbox` | `u64_be(task sequence)` | an object-storage task (see `outbox`), oldest first |
 
 pub mod authorities;
 pub mod batches;
@@ -21,17 +22,18 @@ pub mod codes;
 pub mod confirm;
 pub mod keys;
 pub mod meta;
+pub mod outbox;
 pub mod records;
 pub mod uploads;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
 /// Names of every column family, in the order they are created.
-pub const COLUMN_FAMILIES: [&str; 10] = [
+pub const COLUMN_FAMILIES: [&str; 11] = [
     CF_KEYS,
     CF_RELEASE,
     CF_DEDUP,
@@ -42,6 +44,7 @@ pub const COLUMN_FAMILIES: [&str; 10] = [
     CF_AUTHORITIES,
     CF_META,
     CF_CODES,
+    CF_OUTBOX,
 ];
 pub(crate) const CF_KEYS: &str = "keys";
 pub(crate) const CF_RELEASE: &str = "release";
@@ -53,6 +56,7 @@ pub(crate) const CF_CONFIRM: &str = "confirm";
 pub(crate) const CF_AUTHORITIES: &str = "authorities";
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_CODES: &str = "codes";
+pub(crate) const CF_OUTBOX: &str = "outbox";
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,8 @@ pub struct Store {
     /// False from a failed synced write until one succeeds again (disk full, I/O error); the
     /// server then reports the upload service NOT_SERVING while phones are still served.
     writable: Arc<AtomicBool>,
+    /// Sequence of the next object-storage task staged (see `outbox`).
+    outbox_next: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -123,7 +129,10 @@ impl Store {
             commit_lock: Arc::new(Mutex::new(())),
             ingest_dir,
             writable: Arc::new(AtomicBool::new(true)),
+            outbox_next: Arc::new(AtomicU64::new(0)),
         };
+        let next = store.outbox_next_sequence()?;
+        store.outbox_next.store(next, Ordering::Relaxed);
         let migrated = store.migrate_confirm_entries()?;
         if migrated > 0 {
             tracing::info!(
@@ -144,6 +153,7 @@ impl Store {
             commit_lock: Arc::new(Mutex::new(())),
             ingest_dir: data_dir.join("ingest"),
             writable: Arc::new(AtomicBool::new(false)),
+            outbox_next: Arc::new(AtomicU64::new(0)),
         })
     }
 

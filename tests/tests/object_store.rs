@@ -1,0 +1,397 @@
+//! Object-storage publishing (DESIGN.md section 10) against real targets: a `file://` folder
+//! and moto, a real S3-protocol server process on loopback, reached through a relay the test
+//! takes down to simulate an outage. The bucket must hold exactly what the HTTP listener
+//! serves; an outage queues tasks durably (also across a restart) and loses nothing; a reader
+//! polling the bucket never sees an index naming a missing object; retention removes objects;
+//! `publish-sync` rebuilds an emptied bucket; `exposure-matcher fetch` reads the bucket.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use exposure_proto::v1::{ListBatchesResponse, RegionIndex};
+use exposure_server::Clock;
+use exposure_server::storage::Store;
+use exposure_tests::bucket_check::Target;
+use exposure_tests::fixtures::{self, gaen, key16};
+use exposure_tests::s3::{self, Moto, Relay};
+use exposure_tests::{REGION, TEST_NOW, TestServer};
+use http::StatusCode;
+use prost::Message as _;
+
+const DAY: u64 = 86_400;
+const TODAY: u32 = (TEST_NOW / DAY) as u32;
+const BUCKET: &str = "exposure";
+const PREFIX: &str = "vn/prod";
+
+/// Returns a binary of this build (`exposure-server`, `exposure-matcher`), building it when a
+/// run of this package alone did not.
+fn binary(package: &str, name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("test executable");
+    let profile_dir = test_exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("profile folder");
+    let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.args(["build", "-p", package, "--bin", name]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().expect("cargo build").success(),
+            "building {name}"
+        );
+    }
+    binary
+}
+
+/// Returns the outbox's length, read through a read-only view while the server runs.
+fn queued(data_dir: &Path) -> usize {
+    let store = Store::open_read_only(data_dir).expect("read-only store");
+    store.outbox_stats().expect("outbox stats").0
+}
+
+/// Waits (30 s at most) until `done` holds for the outbox length.
+async fn wait_queue(data_dir: &Path, done: impl Fn(usize) -> bool) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let dir = data_dir.to_owned();
+        let length = tokio::task::spawn_blocking(move || queued(&dir))
+            .await
+            .expect("outbox read");
+        if done(length) {
+            return length;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox stuck at {length}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn upload_one(server: &TestServer, id: &str, byte: u8, days_ago: u32) {
+    let key = gaen(key16(byte), (TODAY - days_ago) * 144, 144);
+    server.upload(fixtures::upload(id, vec![key])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_target_holds_what_the_listener_serves_and_retention_removes_expired_batches() {
+    let folder = tempfile::tempdir().expect("bucket folder");
+    let url = format!("file://{}", folder.path().join("root").display());
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |config| {
+        config.publish_to = Some(url);
+    })
+    .await;
+    upload_one(&server, "a", 1, 13).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
+    upload_one(&server, "b", 2, 1).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
+    let target = Target::Folder(folder.path().join("root"));
+    let layout = target.wait_until_matches(&server.http_url).await;
+    let batches = layout
+        .keys()
+        .filter(|path| path.starts_with("v1/batches/"))
+        .count();
+    assert_eq!(batches, 2, "{:?}", layout.keys());
+    assert!(layout.contains_key("v1/signing-keys"));
+
+    // Two days on: the 13-day-old key's batch expires, the other stays (with a roll-up).
+    let old = server.wait_for_batches(|_| true).await.batches[0]
+        .batch_id
+        .clone();
+    clock.advance(2 * DAY);
+    server
+        .wait_for_batches(|listing| listing.batches.iter().all(|info| info.batch_id != old))
+        .await;
+    let after = target.wait_until_matches(&server.http_url).await;
+    assert!(
+        after
+            .keys()
+            .filter(|path| path.starts_with("v1/batches/"))
+            .count()
+            >= 1
+    );
+    for path in layout.keys().filter(|path| path.starts_with("v1/batches/")) {
+        let id = path.trim_start_matches("v1/batches/");
+        let listed = server
+            .wait_for_batches(|_| true)
+            .await
+            .batches
+            .iter()
+            .any(|info| info.batch_id == id);
+        assert_eq!(after.contains_key(path), listed, "{path}");
+    }
+    wait_queue(server.data_dir(), |length| length == 0).await;
+    server.stop().await;
+}
+
+/// A reader that polls the bucket the way a phone behind a CDN would and counts every index
+/// that names an object the bucket does not have.
+fn start_reader(
+    moto_url: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    tokio::spawn(async move {
+        let http = exposure_tests::http_client::HttpClient::new(&moto_url);
+        let root = format!("/{BUCKET}/{PREFIX}");
+        let (mut polls, mut dangling) = (0, 0);
+        // Bounded: at most 100,000 polls, and the test stops it.
+        while !stop.load(Ordering::Relaxed) && polls < 100_000 {
+            polls += 1;
+            let index = http.get(&format!("{root}/v1/regions/{REGION}/index")).await;
+            if index.status != StatusCode::OK {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let index = RegionIndex::decode(index.body.clone()).expect("index decodes");
+            for day in index.days {
+                let listing = http
+                    .get(&format!("{root}/v1/regions/{REGION}/days/{day}"))
+                    .await;
+                if listing.status != StatusCode::OK {
+                    dangling += 1;
+                    continue;
+                }
+                let listing = ListBatchesResponse::decode(listing.body.clone()).expect("day");
+                for info in listing.batches {
+                    let batch = http
+                        .get(&format!("{root}/v1/batches/{}", info.batch_id))
+                        .await;
+                    if batch.status != StatusCode::OK {
+                        dangling += 1;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (polls, dangling)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_publishing_survives_an_outage_and_a_restart_in_order() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    moto.create_bucket(BUCKET).await;
+    let relay = Relay::start(&moto.url).await;
+    let clock = Clock::manual(TEST_NOW);
+    let options = s3::publish_options(&relay.url);
+    let configure = |config: &mut exposure_server::ServerConfig| {
+        config.publish_to = Some(format!("s3://{BUCKET}/{PREFIX}"));
+        config.publish_options = options.clone();
+        config.publish_retry_initial = Duration::from_millis(50);
+        config.publish_retry_max = Duration::from_millis(400);
+    };
+    let server = TestServer::start_with(clock.clone(), configure).await;
+    let target = Target::S3 {
+        moto: &moto,
+        bucket: BUCKET.into(),
+        prefix: PREFIX.into(),
+    };
+    let stop_reader = Arc::new(AtomicBool::new(false));
+    let reader = start_reader(moto.url.clone(), stop_reader.clone());
+
+    upload_one(&server, "a", 1, 1).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
+    let first = target.wait_until_matches(&server.http_url).await;
+    let batch = first
+        .iter()
+        .find(|(path, _)| path.starts_with("v1/batches/"))
+        .expect("a batch object");
+    assert_eq!(batch.1.cache_control, "public, max-age=31536000, immutable");
+    assert_eq!(batch.1.content_type, "application/octet-stream");
+    let index = &first[&format!("v1/regions/{REGION}/index")];
+    assert_eq!(index.cache_control, "public, max-age=60");
+    assert_eq!(index.content_type, "application/x-protobuf");
+
+    // The endpoint goes down during publishing: batches still commit, the tasks queue up.
+    relay.take_down();
+    upload_one(&server, "b", 2, 1).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
+    upload_one(&server, "c", 3, 2).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 3)
+        .await;
+    let length = wait_queue(server.data_dir(), |length| length >= 4).await;
+    assert!(length >= 4, "two batches queue a put and a sync each");
+    let found = target.layout().await;
+    assert_eq!(
+        found
+            .keys()
+            .filter(|path| path.starts_with("v1/batches/"))
+            .count(),
+        1,
+        "nothing reached the bucket while it was down"
+    );
+    // Phones are still served by the listener meanwhile.
+    assert_eq!(
+        exposure_tests::bucket_check::served(&server.http_url)
+            .await
+            .len(),
+        6
+    );
+
+    // A restart while it is still down: the queue is durable.
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir = server.stop().await;
+    let persisted = Store::open(dir.path())
+        .expect("reopen")
+        .outbox_stats()
+        .expect("stats")
+        .0;
+    assert!(persisted >= length, "{persisted} < {length}");
+    let server = TestServer::restart(&dir, token, clock.clone(), config).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // let it fail against the outage
+    relay.bring_up();
+    wait_queue(server.data_dir(), |length| length == 0).await;
+    let complete = target.wait_until_matches(&server.http_url).await;
+    assert_eq!(
+        complete
+            .keys()
+            .filter(|path| path.starts_with("v1/batches/"))
+            .count(),
+        3
+    );
+    stop_reader.store(true, Ordering::Relaxed);
+    let (polls, dangling) = reader.await.expect("reader");
+    assert!(polls > 10, "the reader polled {polls} times");
+    assert_eq!(dangling, 0, "an index named a missing object");
+    server.stop_kept().await;
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_retention_publish_sync_and_fetch_through_the_bucket() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    moto.create_bucket(BUCKET).await;
+    let clock = Clock::manual(TEST_NOW);
+    let options = s3::publish_options(&moto.url);
+    let publish_options = options.clone();
+    let server = TestServer::start_with(clock.clone(), move |config| {
+        config.publish_to = Some(format!("s3://{BUCKET}/{PREFIX}"));
+        config.publish_options = publish_options;
+        config.publish_retry_initial = Duration::from_millis(50);
+    })
+    .await;
+    let target = Target::S3 {
+        moto: &moto,
+        bucket: BUCKET.into(),
+        prefix: PREFIX.into(),
+    };
+    upload_one(&server, "old", 1, 13).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
+    upload_one(&server, "new", 2, 1).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
+    let before = target.wait_until_matches(&server.http_url).await;
+
+    // exposure-matcher fetch reads the bucket through moto's path-style HTTP endpoint.
+    let out = tempfile::tempdir().expect("fetch folder");
+    let base = format!("{}/{BUCKET}/{PREFIX}", moto.url);
+    let dir = out.path().to_owned();
+    let fetched: Output = tokio::task::spawn_blocking(move || {
+        Command::new(binary("exposure-matcher", "exposure-matcher"))
+            .args(["fetch", "--base-url", &base, "--region", REGION, "--out"])
+            .arg(&dir)
+            .output()
+            .expect("run fetch")
+    })
+    .await
+    .expect("fetch task");
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    for (path, object) in before
+        .iter()
+        .filter(|(path, _)| path.starts_with("v1/batches/"))
+    {
+        let id = path.trim_start_matches("v1/batches/");
+        assert_eq!(
+            std::fs::read(out.path().join(id)).expect("fetched"),
+            object.body
+        );
+    }
+
+    // Retention: the old batch goes from the bucket, the index first.
+    let old = server.wait_for_batches(|_| true).await.batches[0]
+        .batch_id
+        .clone();
+    clock.advance(2 * DAY);
+    server
+        .wait_for_batches(|listing| listing.batches.iter().all(|info| info.batch_id != old))
+        .await;
+    let after = target.wait_until_matches(&server.http_url).await;
+    let old_batches: Vec<&String> = before
+        .keys()
+        .filter(|path| path.starts_with("v1/batches/") && !after.contains_key(*path))
+        .collect();
+    assert_eq!(old_batches.len(), 1, "the 13-day-old batch is deleted");
+
+    // publish-sync rebuilds an emptied bucket from the stopped server's data directory.
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir = server.stop().await;
+    for key in moto.keys(BUCKET, &format!("{PREFIX}/")).await {
+        moto.delete(BUCKET, &key).await;
+    }
+    assert!(target.layout().await.is_empty());
+    let data_dir = dir.path().to_owned();
+    let synced = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(binary("exposure-server", "exposure-server"));
+        command
+            .args(["publish-sync", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--publish-to", &format!("s3://{BUCKET}/{PREFIX}")]);
+        for option in &options {
+            command.args(["--publish-option", option]);
+        }
+        command.output().expect("run publish-sync")
+    })
+    .await
+    .expect("publish-sync task");
+    let stdout = String::from_utf8_lossy(&synced.stdout);
+    assert!(
+        synced.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    assert!(stdout.contains("published"), "{stdout}");
+    // Same paths and bytes; publish-sync reads the system clock, so the day indexes of the
+    // test's manual "today" are written as closed days (max-age=86400).
+    let rebuilt = target.layout().await;
+    assert_eq!(
+        rebuilt.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (path, object) in &after {
+        assert_eq!(rebuilt[path].body, object.body, "{path}");
+        assert_eq!(rebuilt[path].content_type, object.content_type, "{path}");
+    }
+    let server = TestServer::restart(&dir, token, clock, config).await;
+    target.wait_until_matches(&server.http_url).await;
+    server.stop_kept().await;
+    drop(dir);
+}
