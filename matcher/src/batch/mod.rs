@@ -15,8 +15,8 @@ pub use builder::{BatchParams, BuiltBatch, build_batch, build_batch_from_filter_
 pub use error::BatchError;
 pub use file::{BatchFile, BatchHeader};
 pub use filter::{FilterDescriptor, FuseView, murmur64_finalizer};
-pub use signer::{BatchSigner, key_id_for_public_key_der, public_key_der_from_pem};
 pub(crate) use signer::verify_signature;
+pub use signer::{BatchSigner, key_id_for_public_key_der, public_key_der_from_pem};
 
 /// The four magic bytes every batch file starts with.
 pub const BATCH_MAGIC: &[u8; 4] = b"EXPB";

@@ -6,8 +6,7 @@ use rand::{Rng, RngCore};
 
 use super::archive::write_zip;
 use super::proto::{
-    SignatureInfo, TekSignature, TekSignatureList, TemporaryExposureKey,
-    TemporaryExposureKeyExport,
+    SignatureInfo, TekSignature, TekSignatureList, TemporaryExposureKey, TemporaryExposureKeyExport,
 };
 use super::{EXPORT_HEADER, GaenError, SIGNATURE_ALGORITHM_OID};
 use crate::batch::BatchSigner;
