@@ -43,6 +43,7 @@ fn peak_day_store() -> (tempfile::TempDir, Store) {
                             key_data: rng.r#gen::<[u8; 16]>().to_vec(),
                             rolling_start_interval_number: (day * 144) as u32,
                             rolling_period: 144,
+                            days_since_onset_of_symptoms: None,
                         })),
                         transmission_risk_level: 0,
                     };
