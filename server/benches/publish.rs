@@ -108,6 +108,7 @@ fn publish_peak_day(criterion: &mut Criterion) {
                         retention: Duration::from_secs(14 * 86_400),
                         threads,
                         max_keys_per_batch: 20_000,
+                        gaen: None,
                     };
                     let publisher = Publisher::new(
                         store,

@@ -25,7 +25,7 @@ use crate::distribution::DistributionService;
 use crate::ingest::service::KeyUploadService;
 use crate::ingest::writer::IngestWriter;
 use crate::middleware::RequestMetricsLayer;
-use crate::publisher::{PublishSettings, Publisher};
+use crate::publisher::{GaenSettings, PublishSettings, Publisher};
 use crate::signing;
 use crate::storage::Store;
 use crate::tls::ServerTls;
@@ -193,6 +193,11 @@ pub async fn run_with_tls(
         retention: config.retention(),
         threads: config.publish_threads as usize,
         max_keys_per_batch: config.max_keys_per_batch as usize,
+        gaen: config.gaen_export.then(|| GaenSettings {
+            key_id: config.gaen_key_id.clone(),
+            key_version: config.gaen_key_version.clone(),
+            min_records: config.gaen_min_records as usize,
+        }),
     };
     let publisher = Arc::new(
         Publisher::new(

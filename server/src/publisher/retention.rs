@@ -1,6 +1,6 @@
 //! Retention: keys, confirm digests, batches and upload records older than the retention window
-//! (14 days by default), and upload codes past their expiry, are deleted, in one synced write
-//! per run.
+//! (14 days by default), GAEN export files whose window ended before it, and upload codes past
+//! their expiry, are deleted, in one synced write per run.
 
 use rocksdb::WriteBatch;
 
@@ -39,6 +39,7 @@ impl Publisher {
                 }
             }
         }
+        let expired_gaen_files = self.expire_gaen(&mut write, cutoff)?;
         let expired_uploads = self.store.delete_uploads_before(&mut write, cutoff)?;
         // Upload codes go as soon as they expire: used or not, they can never upload again.
         let expired_codes = self.store.delete_codes_expired_before(&mut write, now)?;
@@ -46,6 +47,7 @@ impl Publisher {
             && expired_batches.is_empty()
             && expired_uploads == 0
             && expired_codes == 0
+            && expired_gaen_files == 0
         {
             // The counters' range delete waits for a run with something else to delete.
             return Ok(());
@@ -57,11 +59,13 @@ impl Publisher {
         }
         report.keys_expired += expired_keys.len();
         report.batches_expired += expired_batches.len();
+        report.gaen_files_expired += expired_gaen_files;
         tracing::info!(
             keys = expired_keys.len(),
             batches = expired_batches.len(),
             uploads = expired_uploads,
             codes = expired_codes,
+            gaen_files = expired_gaen_files,
             "retention deleted expired data"
         );
         Ok(())
