@@ -267,19 +267,30 @@ async fn object(state: &HttpState, route: &Route<'_>) -> Result<Option<Object>, 
 }
 
 /// Returns a region's GAEN index or export zip (DESIGN §11), straight from the store.
-async fn gaen_object(state: &HttpState, region: &str, name: Option<&str>) -> Result<Option<Object>, Failure> {
+async fn gaen_object(
+    state: &HttpState,
+    region: &str,
+    name: Option<&str>,
+) -> Result<Option<Object>, Failure> {
     let region = region.to_owned();
     match name {
         None => {
             let index = blocking(state, move |store| {
                 let index = store.gaen_index(&region)?;
                 Ok((!index.files.is_empty()).then(|| {
-                    layout::gaen_index_text(&region, index.files.iter().map(|file| file.name.as_str()))
+                    layout::gaen_index_text(
+                        &region,
+                        index.files.iter().map(|file| file.name.as_str()),
+                    )
                 }))
             })
             .await?;
             Ok(index.map(|text| {
-                Object::hashed(text.into_bytes(), layout::CACHE_GAEN_INDEX, layout::TEXT_PLAIN)
+                Object::hashed(
+                    text.into_bytes(),
+                    layout::CACHE_GAEN_INDEX,
+                    layout::TEXT_PLAIN,
+                )
             }))
         }
         Some(name) => {

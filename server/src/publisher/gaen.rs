@@ -117,7 +117,10 @@ impl Publisher {
         Ok(Some(PreparedGaen {
             files,
             index,
-            consumed_revisions: revisions.into_iter().map(|(meta_key, _)| meta_key).collect(),
+            consumed_revisions: revisions
+                .into_iter()
+                .map(|(meta_key, _)| meta_key)
+                .collect(),
         }))
     }
 

@@ -30,7 +30,10 @@ pub(crate) fn revision_key(region: &str, sequence: u64) -> Vec<u8> {
 impl Store {
     /// Returns the index of a region's retained GAEN files (empty when none).
     pub fn gaen_index(&self, region: &str) -> Result<GaenIndexRecord, StorageError> {
-        match self.db().get_pinned_cf(self.cf(CF_META), index_key(region))? {
+        match self
+            .db()
+            .get_pinned_cf(self.cf(CF_META), index_key(region))?
+        {
             Some(value) => decode_record(&value, CF_META),
             None => Ok(GaenIndexRecord::default()),
         }
@@ -76,13 +79,12 @@ impl Store {
 
     /// Returns every region that has a GAEN index.
     pub fn gaen_regions(&self) -> Result<Vec<String>, StorageError> {
-        self.meta_suffixes(b"gaen_index/")
-            .map(|suffixes| {
-                suffixes
-                    .into_iter()
-                    .map(|(suffix, _)| String::from_utf8_lossy(&suffix).into_owned())
-                    .collect()
-            })
+        self.meta_suffixes(b"gaen_index/").map(|suffixes| {
+            suffixes
+                .into_iter()
+                .map(|(suffix, _)| String::from_utf8_lossy(&suffix).into_owned())
+                .collect()
+        })
     }
 
     /// Adds a revision to `batch`: a key withdrawn after its export, for the next file's
