@@ -62,7 +62,7 @@ async fn fetch_verified(server: &TestServer, path: &str) -> GaenExport {
     export
 }
 
-fn find<'a>(keys: &'a [TemporaryExposureKey], byte: u8) -> Option<&'a TemporaryExposureKey> {
+fn find(keys: &[TemporaryExposureKey], byte: u8) -> Option<&TemporaryExposureKey> {
     keys.iter()
         .find(|key| key.key_data.as_deref() == Some(&key16(byte)[..]))
 }

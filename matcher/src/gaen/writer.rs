@@ -117,7 +117,7 @@ pub fn build_gaen_exports(
         ));
     }
     let mut sorted: Vec<&GaenExportKey> = keys.iter().collect();
-    sorted.sort_by(|left, right| left.key_data.cmp(&right.key_data));
+    sorted.sort_by_key(|key| key.key_data);
     let mut revised: Vec<TemporaryExposureKey> = revised_keys
         .iter()
         .map(|key| {

@@ -8,6 +8,9 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use super::records::{GaenIndexRecord, StoredKey};
 use super::{CF_META, StorageError, Store, decode_record, decode_u64};
 
+/// A meta entry under a prefix: the key's remainder and the value.
+type MetaEntry = (Vec<u8>, Vec<u8>);
+
 fn index_key(region: &str) -> String {
     format!("gaen_index/{region}")
 }
@@ -122,7 +125,7 @@ impl Store {
     }
 
     /// Returns (suffix, value) of every meta entry under `prefix`.
-    fn meta_suffixes(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn meta_suffixes(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StorageError> {
         let iterator = self.db().iterator_cf(
             self.cf(CF_META),
             IteratorMode::From(prefix, Direction::Forward),
