@@ -8,8 +8,9 @@
 //! Reading happens in two steps so that every mistake is named: serde_json parses the text
 //! (a syntax error carries its line and column), then [`Object`] walks the value and names the
 //! field of every semantic error (`keys[2].gaen.key_data: not hex`). Unknown fields are refused,
-//! so a typo never silently drops a value; `days_since_onset` is accepted and ignored (the API
-//! has no such field). Range rules stay with the server, which names the field it refuses; the
+//! so a typo never silently drops a value. `days_since_onset_of_symptoms` (GAEN's name; the
+//! shorter `days_since_onset` is read as the same field) travels with a GAEN key into the
+//! server's export files (DESIGN §11). Range rules stay with the server, which names the field it refuses; the
 //! file checks only what the request cannot carry otherwise (types, hex). Key material is never
 //! echoed in an error.
 
@@ -135,13 +136,22 @@ fn read_key(value: &Value, path: String) -> Result<DiagnosisKey, KeysFileError> 
             let rolling_start_interval_number = gaen.number_u32("rolling_start_interval_number")?;
             let rolling_period = gaen.optional_u32("rolling_period")?.unwrap_or(144);
             let risk = gaen.optional_u32("transmission_risk_level")?.unwrap_or(0);
-            // GAEN's export format carries it; this API does not, so it is read and dropped.
-            gaen.take("days_since_onset");
+            let onset = match gaen.has("days_since_onset") {
+                true if gaen.has("days_since_onset_of_symptoms") => {
+                    return Err(gaen.error(
+                        "days_since_onset",
+                        "give days_since_onset_of_symptoms only (days_since_onset is its short name)",
+                    ));
+                }
+                true => gaen.optional_i32("days_since_onset")?,
+                false => gaen.optional_i32("days_since_onset_of_symptoms")?,
+            };
             gaen.finish()?;
             let gaen = GaenKey {
                 key_data,
                 rolling_start_interval_number,
                 rolling_period,
+                days_since_onset_of_symptoms: onset,
             };
             (diagnosis_key::Key::Gaen(gaen), risk)
         }
@@ -276,6 +286,17 @@ impl Object {
             return Ok(None);
         }
         self.number_u32(name).map(Some)
+    }
+
+    fn optional_i32(&mut self, name: &str) -> Result<Option<i32>, KeysFileError> {
+        let Some(value) = self.take(name) else {
+            return Ok(None);
+        };
+        value
+            .as_i64()
+            .and_then(|number| i32::try_from(number).ok())
+            .map(Some)
+            .ok_or_else(|| self.error(name, "expected a whole number (may be negative)"))
     }
 
     /// Refuses the fields nobody read: a typo must not silently drop a value.

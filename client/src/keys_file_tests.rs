@@ -28,6 +28,7 @@ fn the_example_file_reads_into_all_three_schemes() {
     );
     assert_eq!(gaen.rolling_start_interval_number, 2_945_808);
     assert_eq!(gaen.rolling_period, 144);
+    assert_eq!(gaen.days_since_onset_of_symptoms, Some(2));
     assert_eq!(file.keys[0].transmission_risk_level, 4);
     let Some(diagnosis_key::Key::Bluezone(bluezone)) = &file.keys[1].key else {
         panic!("the second key is Bluezone")
@@ -58,6 +59,7 @@ fn defaults_fill_what_the_file_leaves_out() {
         panic!("GAEN")
     };
     assert_eq!(gaen.rolling_period, 144);
+    assert_eq!(gaen.days_since_onset_of_symptoms, None);
     assert!(matches!(
         request.keys[1].key,
         Some(diagnosis_key::Key::StaticId(_))
@@ -104,6 +106,23 @@ fn semantic_errors_name_the_field() {
             "unknown field".to_owned()
         )
     );
+    let long_name = EXAMPLE.replace(
+        "\"days_since_onset\": 2",
+        "\"days_since_onset_of_symptoms\": -3",
+    );
+    let Some(diagnosis_key::Key::Gaen(gaen)) =
+        &KeysFile::parse(&long_name).expect("parses").keys[0].key
+    else {
+        panic!("GAEN")
+    };
+    assert_eq!(gaen.days_since_onset_of_symptoms, Some(-3));
+    let both = EXAMPLE.replace(
+        "\"days_since_onset\": 2",
+        "\"days_since_onset\": 2, \"days_since_onset_of_symptoms\": 2",
+    );
+    assert_eq!(field_of(&both).0, "keys[0].gaen.days_since_onset");
+    let fraction = EXAMPLE.replace("\"days_since_onset\": 2", "\"days_since_onset\": 1.5");
+    assert_eq!(field_of(&fraction).0, "keys[0].gaen.days_since_onset");
     let missing = EXAMPLE.replace("\"contagious_until\": 1767528000", "\"x\": 1");
     assert_eq!(field_of(&missing).0, "keys[1].bluezone.contagious_until");
     let two_schemes = r#"{"region":"VN-TB","keys":[{"gaen":{},"bluezone":{}}]}"#;

@@ -157,6 +157,10 @@ pub struct DemoArgs {
     /// How long to wait for the publisher to publish the case (e.g. 90s, 2h).
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub wait: Duration,
+    /// The server's HTTP listener (e.g. http://127.0.0.1:8080): also show the case's
+    /// Google/Apple export file from `v1/regions/{region}/gaen/index.txt`.
+    #[arg(long, value_name = "URL")]
+    pub http: Option<String>,
 }
 
 /// How the process ends.
@@ -252,7 +256,14 @@ impl DemoArgs {
     pub fn to_options(&self) -> Result<DemoOptions, String> {
         let target = parse_target(&self.target, self.allow_remote, self.ca_cert.as_deref())?;
         let token = BearerToken::new(&self.token).map_err(|error| format!("--token: {error}"))?;
-        Ok(DemoOptions::new(target, token, &self.region, self.wait))
+        let http = self
+            .http
+            .as_deref()
+            .map(|url| {
+                Target::parse(url, self.allow_remote).map_err(|error| format!("--http: {error}"))
+            })
+            .transpose()?;
+        Ok(DemoOptions::new(target, token, &self.region, self.wait).with_http(http))
     }
 }
 

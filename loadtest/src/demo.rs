@@ -7,7 +7,8 @@
 //!    passed); 4. poll `ListBatches` until a
 //!    batch holding the case appears (bounded by `--wait`); 5. download it; 6. verify its
 //!    signature; 7. match two phones against it, one that heard the case and one that did not;
-//!    8. fetch the confirm bucket of each filter hit and confirm exactly.
+//!    8. fetch the confirm bucket of each filter hit and confirm exactly; with `--http`, also
+//!    find the case's key in the region's Google/Apple export file (DESIGN §11).
 //!
 //! Nothing secret is printed: not the token, not the code, not the key, not the identifiers.
 
@@ -48,6 +49,8 @@ pub struct DemoOptions {
     pub region: String,
     /// How long to wait for the publisher at most.
     pub wait: Duration,
+    /// The server's HTTP listener, where the GAEN export files are read; `None` skips them.
+    pub http: Option<Target>,
 }
 
 impl DemoOptions {
@@ -58,7 +61,15 @@ impl DemoOptions {
             token,
             region: region.to_owned(),
             wait,
+            http: None,
         }
+    }
+
+    /// Also shows the case's GAEN export file, read from the HTTP listener at `http`.
+    #[must_use]
+    pub fn with_http(mut self, http: Option<Target>) -> Self {
+        self.http = http;
+        self
     }
 }
 
@@ -81,6 +92,8 @@ pub struct DemoOutcome {
     pub other_phone_hits: usize,
     /// True if one of those was confirmed (never, unless the server is wrong).
     pub other_phone_confirmed: bool,
+    /// Path of the GAEN export file that lists the case's key, when `--http` was given.
+    pub gaen_file: Option<String>,
 }
 
 /// Runs the demo against `options.target`, telling each step on `out`.
@@ -296,6 +309,32 @@ pub async fn run_demo(
         if exposed_confirmed { "is" } else { "is NOT" },
         if other_confirmed { "IS" } else { "is not" },
     )?;
+    let gaen_file = match &options.http {
+        Some(http) => {
+            let key_data = match proto_key.key.as_ref() {
+                Some(diagnosis_key::Key::Gaen(gaen)) => gaen.key_data.clone(),
+                _ => Vec::new(),
+            };
+            Some(
+                crate::demo_gaen::show_export(
+                    http,
+                    region,
+                    &key_data,
+                    &signer.public_key_der,
+                    options.wait,
+                    out,
+                )
+                .await?,
+            )
+        }
+        None => {
+            writeln!(
+                out,
+                "(Pass --http URL, the server's HTTP listener, to also see the case in its Google/Apple export file.)"
+            )?;
+            None
+        }
+    };
     out.flush()?;
 
     Ok(DemoOutcome {
@@ -307,6 +346,7 @@ pub async fn run_demo(
         exposed_phone_confirmed: exposed_confirmed,
         other_phone_hits: other_hits.len(),
         other_phone_confirmed: other_confirmed,
+        gaen_file,
     })
 }
 

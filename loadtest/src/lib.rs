@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod client;
 pub mod demo;
+mod demo_gaen;
 pub mod http;
 pub mod plot;
 pub mod progress;

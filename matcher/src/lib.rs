@@ -11,10 +11,12 @@
 //!    into a zero-copy view that answers lookups (DESIGN §4);
 //! 4. [`matching`]: what a phone heard is looked up in a batch with slot-clock tolerance, and a
 //!    filter hit is confirmed exactly against a bucket of confirm digests (DESIGN §5);
-//! 5. [`province`]: the province matching benchmark, all of the above at DESIGN §9's scale.
+//! 5. [`province`]: the province matching benchmark, all of the above at DESIGN §9's scale;
+//! 6. [`gaen`]: GAEN keys as Google/Apple export zips, for phones whose OS matches (DESIGN §11).
 
 pub mod batch;
 pub mod expand;
+pub mod gaen;
 pub mod matching;
 pub mod province;
 pub mod scheme;

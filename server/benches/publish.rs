@@ -43,6 +43,7 @@ fn peak_day_store() -> (tempfile::TempDir, Store) {
                             key_data: rng.r#gen::<[u8; 16]>().to_vec(),
                             rolling_start_interval_number: (day * 144) as u32,
                             rolling_period: 144,
+                            days_since_onset_of_symptoms: None,
                         })),
                         transmission_risk_level: 0,
                     };
@@ -107,6 +108,7 @@ fn publish_peak_day(criterion: &mut Criterion) {
                         retention: Duration::from_secs(14 * 86_400),
                         threads,
                         max_keys_per_batch: 20_000,
+                        gaen: None,
                     };
                     let publisher = Publisher::new(
                         store,

@@ -28,7 +28,7 @@ use crate::distribution::DistributionService;
 use crate::ingest::service::KeyUploadService;
 use crate::ingest::writer::IngestWriter;
 use crate::middleware::RequestMetricsLayer;
-use crate::publisher::{PublishSettings, Publisher};
+use crate::publisher::{GaenSettings, PublishSettings, Publisher};
 use crate::signing;
 use crate::storage::Store;
 use crate::storage::outbox::OutboxTask;
@@ -204,6 +204,11 @@ pub async fn run_with_tls(
         retention: config.retention(),
         threads: config.publish_threads as usize,
         max_keys_per_batch: config.max_keys_per_batch as usize,
+        gaen: config.gaen_export.then(|| GaenSettings {
+            key_id: config.gaen_key_id.clone(),
+            key_version: config.gaen_key_version.clone(),
+            min_records: config.gaen_min_records as usize,
+        }),
     };
     let mut publisher = Publisher::new(
         store.clone(),
@@ -221,7 +226,11 @@ pub async fn run_with_tls(
         tasks.extend(catalog.regions().into_iter().map(OutboxTask::SyncRegion));
         let queued = store.clone();
         let now = clock.now();
-        tokio::task::spawn_blocking(move || queued.enqueue_outbox(&tasks, now)).await??;
+        tokio::task::spawn_blocking(move || {
+            tasks.extend(queued.gaen_regions()?.into_iter().map(OutboxTask::SyncGaen));
+            queued.enqueue_outbox(&tasks, now)
+        })
+        .await??;
         let wake = Arc::new(tokio::sync::Notify::new());
         let syncer = Syncer::new(
             bucket,

@@ -112,6 +112,25 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_keys_per_batch: u32,
 
+    /// Also publish GAEN-scheme keys as Google/Apple export zips under
+    /// `v1/regions/{region}/gaen/` (DESIGN §11); `false` publishes filter batches only.
+    #[arg(long, env = "EXPOSURE_GAEN_EXPORT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gaen_export: bool,
+
+    /// `verification_key_id` of GAEN export files: the id the public key is registered under
+    /// with Apple and Google, conventionally the mobile country code (Vietnam: 452).
+    #[arg(long, env = "EXPOSURE_GAEN_KEY_ID", default_value = "452")]
+    pub gaen_key_id: String,
+
+    /// `verification_key_version` of GAEN export files, as registered with Apple and Google.
+    #[arg(long, env = "EXPOSURE_GAEN_KEY_VERSION", default_value = "v1")]
+    pub gaen_key_version: String,
+
+    /// GAEN export files are padded with random keys to at least this many.
+    #[arg(long, env = "EXPOSURE_GAEN_MIN_RECORDS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(0..=500_000))]
+    pub gaen_min_records: u32,
+
     /// Most keys one upload may carry.
     #[arg(long, env = "EXPOSURE_MAX_KEYS_PER_UPLOAD", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

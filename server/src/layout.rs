@@ -30,6 +30,17 @@ pub const CACHE_BATCH: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of a confirm bucket.
 pub const CACHE_CONFIRM: &str = "public, max-age=300";
 
+/// `Cache-Control` of a region's GAEN index: it changes with every export (ANCHORS: Google's
+/// server had to fix a cached index).
+pub const CACHE_GAEN_INDEX: &str = "no-cache";
+/// `Cache-Control` of a GAEN export zip.
+pub const CACHE_GAEN_FILE: &str = "public, max-age=86400";
+
+/// Content type of the GAEN index.
+pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+/// Content type of GAEN export zips.
+pub const ZIP: &str = "application/zip";
+
 /// Content type of protobuf bodies.
 pub const PROTOBUF: &str = "application/x-protobuf";
 /// Content type of batch files.
@@ -53,6 +64,40 @@ pub fn batch_path(batch_id: &str) -> String {
 /// Returns the path of a confirm bucket (HTTP listener only).
 pub fn confirm_path(region: &str, prefix_bits: u32, prefix: u32) -> String {
     format!("v1/regions/{region}/confirm/{prefix_bits}/{prefix}")
+}
+
+/// Returns the path of a region's GAEN index (DESIGN §11).
+pub fn gaen_index_path(region: &str) -> String {
+    format!("v1/regions/{region}/gaen/index.txt")
+}
+
+/// Returns the path of a region's GAEN export zip named `name` (`{start}-{end}-00001.zip`).
+pub fn gaen_file_path(region: &str, name: &str) -> String {
+    format!("v1/regions/{region}/gaen/{name}")
+}
+
+/// Returns the body of a region's `gaen/index.txt`: one zip path per line, relative to the
+/// root, in the order given (oldest first).
+pub fn gaen_index_text<'a>(region: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    names
+        .into_iter()
+        .map(|name| format!("{}\n", gaen_file_path(region, name)))
+        .collect()
+}
+
+/// Returns true for a GAEN file name the publisher writes: `{start}-{end}-00001.zip`, both
+/// timestamps in decimal.
+pub fn is_gaen_file_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix("-00001.zip") else {
+        return false;
+    };
+    let mut parts = stem.split('-');
+    let numeric = |part: Option<&str>| {
+        part.is_some_and(|part| {
+            !part.is_empty() && part.len() <= 20 && part.bytes().all(|byte| byte.is_ascii_digit())
+        })
+    };
+    numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()
 }
 
 /// Returns the UTC day of a Unix time.
@@ -100,6 +145,18 @@ pub enum Route<'a> {
         /// The prefix, right-aligned.
         prefix: u32,
     },
+    /// `v1/regions/{region}/gaen/index.txt`.
+    GaenIndex {
+        /// Region code.
+        region: &'a str,
+    },
+    /// `v1/regions/{region}/gaen/{start}-{end}-00001.zip`.
+    GaenFile {
+        /// Region code.
+        region: &'a str,
+        /// File name.
+        name: &'a str,
+    },
 }
 
 /// Why a path names no object.
@@ -122,6 +179,8 @@ impl Route<'_> {
             Route::Day { .. } => "day",
             Route::Batch { .. } => "batch",
             Route::Confirm { .. } => "confirm",
+            Route::GaenIndex { .. } => "gaen_index",
+            Route::GaenFile { .. } => "gaen_file",
         }
     }
 }
@@ -163,6 +222,17 @@ pub fn parse(path: &str) -> Result<Route<'_>, PathError> {
                 prefix_bits,
                 prefix,
             })
+        }
+        ["v1", "regions", region, "gaen", "index.txt"] => Ok(Route::GaenIndex {
+            region: region_part(region)?,
+        }),
+        ["v1", "regions", region, "gaen", name] => {
+            let region = region_part(region)?;
+            if is_gaen_file_name(name) {
+                Ok(Route::GaenFile { region, name })
+            } else {
+                Err(bad("name", "must be {start}-{end}-00001.zip"))
+            }
         }
         _ => Err(PathError::Unknown),
     }
@@ -334,6 +404,21 @@ mod tests {
                 prefix: 65535
             })
         );
+        assert_eq!(
+            parse("/v1/regions/VN-TB/gaen/index.txt"),
+            Ok(Route::GaenIndex { region: "VN-TB" })
+        );
+        assert_eq!(
+            parse("/v1/regions/VN-TB/gaen/1767225600-1767229200-00001.zip"),
+            Ok(Route::GaenFile {
+                region: "VN-TB",
+                name: "1767225600-1767229200-00001.zip"
+            })
+        );
+        assert_eq!(
+            gaen_index_text("VN", ["1-2-00001.zip", "2-3-00001.zip"]),
+            "v1/regions/VN/gaen/1-2-00001.zip\nv1/regions/VN/gaen/2-3-00001.zip\n"
+        );
     }
 
     #[test]
@@ -359,6 +444,8 @@ mod tests {
             assert_eq!(parse(path), Err(PathError::Unknown), "{path}");
         }
         assert_eq!(parse("/v1/regions/VN-TB/other"), Err(PathError::Unknown));
+        assert!(reason("/v1/regions/VN-TB/gaen/1-2-00002.zip").starts_with("name: "));
+        assert!(reason("/v1/regions/VN-TB/gaen/-2-00001.zip").starts_with("name: "));
         assert_eq!(parse("/v1/signing-keys/"), Err(PathError::Unknown));
     }
 

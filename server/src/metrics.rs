@@ -13,6 +13,8 @@ pub const KEYS_INGESTED_TOTAL: &str = "exposure_keys_ingested_total";
 pub const UPLOAD_DURATION_SECONDS: &str = "exposure_upload_duration_seconds";
 /// Batches published, by `kind` (hourly, daily).
 pub const BATCHES_PUBLISHED_TOTAL: &str = "exposure_batches_published_total";
+/// GAEN export files published (DESIGN §11).
+pub const GAEN_FILES_PUBLISHED_TOTAL: &str = "exposure_gaen_files_published_total";
 /// Time to expand, filter, sign and commit one batch, by `kind`.
 pub const BATCH_BUILD_SECONDS: &str = "exposure_batch_build_duration_seconds";
 /// Size of each published batch file, by `kind`.
@@ -112,6 +114,10 @@ fn describe() {
         "Upload handling time, durable write included"
     );
     describe_counter!(BATCHES_PUBLISHED_TOTAL, "Batches published, by kind");
+    describe_counter!(
+        GAEN_FILES_PUBLISHED_TOTAL,
+        "Google/Apple export files published"
+    );
     describe_histogram!(
         BATCH_BUILD_SECONDS,
         Unit::Seconds,

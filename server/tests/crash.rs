@@ -26,6 +26,7 @@ fn key(index: u32, start_interval: u32) -> DiagnosisKey {
             key_data: key_data.to_vec(),
             rolling_start_interval_number: start_interval,
             rolling_period: 144,
+            days_since_onset_of_symptoms: None,
         })),
         transmission_risk_level: 0,
     }

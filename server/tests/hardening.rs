@@ -67,6 +67,8 @@ fn unusable_settings_exit_64_naming_the_flag() {
         (&["--max-message-bytes", "0"], "--max-message-bytes"),
         (&["--min-elements", "0"], "--min-elements"),
         (&["--confirm-prefix-bits", "7"], "--confirm-prefix-bits"),
+        (&["--gaen-key-id", "45 2"], "--gaen-key-id"),
+        (&["--gaen-key-version", ""], "--gaen-key-version"),
         (&["--tls-cert", "/nonexistent.pem"], "--tls-key"),
         (&["--client-ca", "/nonexistent.pem"], "--tls-cert"),
         (

@@ -1,6 +1,6 @@
 //! Compares a bucket (a local folder or moto) with what the server's HTTP listener serves: the
-//! same paths, the same bytes and, where the store keeps them, the same Cache-Control and
-//! Content-Type (DESIGN.md section 10).
+//! same paths (batches and their indexes, GAEN zips and their index), the same bytes and, where
+//! the store keeps them, the same Cache-Control and Content-Type (DESIGN.md sections 10, 11).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -62,6 +62,14 @@ pub async fn served(http_url: &str) -> Layout {
         Some(answer.body.to_vec())
     };
     get("v1/signing-keys".into()).await;
+    // GAEN exports (DESIGN section 11): the index and every zip it names.
+    if let Some(text) = get(format!("v1/regions/{REGION}/gaen/index.txt")).await {
+        for line in String::from_utf8(text).expect("index.txt is UTF-8").lines() {
+            get(line.to_owned())
+                .await
+                .expect("a zip gaen/index.txt names is served");
+        }
+    }
     let Some(index) = get(format!("v1/regions/{REGION}/index")).await else {
         return layout;
     };

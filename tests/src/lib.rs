@@ -375,6 +375,7 @@ pub mod fixtures {
                 key_data: key_data.to_vec(),
                 rolling_start_interval_number,
                 rolling_period,
+                days_since_onset_of_symptoms: None,
             })),
             transmission_risk_level: 4,
         }

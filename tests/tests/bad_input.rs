@@ -108,6 +108,16 @@ fn cases() -> Vec<(&'static str, UploadDiagnosisKeysRequest, &'static str)> {
             "keys[0].gaen.rolling_period",
         ),
         (
+            "gaen onset 15 days",
+            with_key(gaen_with(|g| g.days_since_onset_of_symptoms = Some(15))),
+            "keys[0].gaen.days_since_onset_of_symptoms",
+        ),
+        (
+            "gaen onset -15 days",
+            with_key(gaen_with(|g| g.days_since_onset_of_symptoms = Some(-15))),
+            "keys[0].gaen.days_since_onset_of_symptoms",
+        ),
+        (
             "gaen key from the future",
             with_key(gaen_with(|g| {
                 g.rolling_start_interval_number = ((TODAY + 1) * 144) as u32

@@ -516,7 +516,10 @@ async fn demo_tells_the_whole_story() {
         BearerToken::new(&server.token).expect("token"),
         exposure_tests::REGION,
         Duration::from_secs(30),
-    );
+    )
+    .with_http(Some(
+        Target::parse(&server.http_url, false).expect("http target"),
+    ));
     let mut transcript = Vec::new();
     let outcome = run_demo(&options, &mut transcript).await.expect("demo");
     let transcript = String::from_utf8(transcript).expect("utf-8");
@@ -531,6 +534,12 @@ async fn demo_tells_the_whole_story() {
         );
     }
     assert!(transcript.contains("exposure CONFIRMED"), "{transcript}");
+    let gaen_file = outcome.gaen_file.expect("the case's GAEN export file");
+    assert!(
+        gaen_file.starts_with(&format!("v1/regions/{}/gaen/", exposure_tests::REGION)),
+        "{gaen_file}"
+    );
+    assert!(transcript.contains("[GAEN] Export file:"), "{transcript}");
     assert!(
         transcript.contains("one-time upload code") && transcript.contains("UploadCode"),
         "the case goes in with a code, as a phone uploads it:\n{transcript}"

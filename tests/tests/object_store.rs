@@ -1,7 +1,7 @@
 //! Object-storage publishing (DESIGN.md section 10) against real targets: a `file://` folder
 //! and moto, a real S3-protocol server process on loopback, reached through a relay the test
 //! takes down to simulate an outage. The bucket must hold exactly what the HTTP listener
-//! serves; an outage queues tasks durably (also across a restart) and loses nothing; a reader
+//! serves (GAEN exports included); an outage queues tasks durably (also across a restart) and loses nothing; a reader
 //! polling the bucket never sees an index naming a missing object; retention removes objects;
 //! `publish-sync` rebuilds an emptied bucket; `exposure-matcher fetch` reads the bucket.
 
@@ -104,6 +104,20 @@ async fn a_folder_target_holds_what_the_listener_serves_and_retention_removes_ex
         .count();
     assert_eq!(batches, 2, "{:?}", layout.keys());
     assert!(layout.contains_key("v1/signing-keys"));
+    // Both uploads were GAEN keys: each publish run exported them in a zip of its own.
+    let zips: Vec<&String> = layout
+        .keys()
+        .filter(|path| {
+            path.starts_with(&format!("v1/regions/{REGION}/gaen/")) && path.ends_with(".zip")
+        })
+        .collect();
+    assert_eq!(zips.len(), 2, "{:?}", layout.keys());
+    let index = &layout[&format!("v1/regions/{REGION}/gaen/index.txt")];
+    assert_eq!(
+        String::from_utf8_lossy(&index.body),
+        format!("{}\n{}\n", zips[0], zips[1]),
+        "index.txt names both zips, oldest first"
+    );
 
     // Two days on: the 13-day-old key's batch expires, the other stays (with a roll-up).
     let old = server.wait_for_batches(|_| true).await.batches[0]
@@ -148,6 +162,17 @@ fn start_reader(
         // Bounded: at most 100,000 polls, and the test stops it.
         while !stop.load(Ordering::Relaxed) && polls < 100_000 {
             polls += 1;
+            // GAEN exports: every zip index.txt names must be there too.
+            let gaen = http
+                .get(&format!("{root}/v1/regions/{REGION}/gaen/index.txt"))
+                .await;
+            if gaen.status == StatusCode::OK {
+                for line in String::from_utf8_lossy(&gaen.body).lines() {
+                    if http.get(&format!("{root}/{line}")).await.status != StatusCode::OK {
+                        dangling += 1;
+                    }
+                }
+            }
             let index = http.get(&format!("{root}/v1/regions/{REGION}/index")).await;
             if index.status != StatusCode::OK {
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -76,6 +76,7 @@ pub fn random_daily_key(rng: &mut impl Rng, day: u32) -> DiagnosisKey {
             key_data,
             rolling_start_interval_number: day.saturating_mul(INTERVALS_PER_DAY),
             rolling_period: INTERVALS_PER_DAY,
+            days_since_onset_of_symptoms: None,
         })),
         transmission_risk_level: rng.gen_range(0..=8),
     }

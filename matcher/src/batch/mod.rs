@@ -17,6 +17,7 @@ pub use error::BatchError;
 pub use file::{BatchFile, BatchHeader};
 pub use filter::{FilterDescriptor, FuseView, murmur64_finalizer};
 pub use ordered::SCHEDULE_BLOCK;
+pub(crate) use signer::verify_signature;
 pub use signer::{BatchSigner, key_id_for_public_key_der, public_key_der_from_pem};
 
 /// The four magic bytes every batch file starts with.

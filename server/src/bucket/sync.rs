@@ -28,9 +28,9 @@ pub enum SyncError {
     /// RocksDB failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// A batch the catalog listed was deleted while its region was synced; the next attempt
-    /// takes a fresh look at the catalog.
-    #[error("batch {0} was deleted during the sync")]
+    /// An object an index listed (a batch, a GAEN zip) was deleted while its region was synced;
+    /// the next attempt takes a fresh look at the index.
+    #[error("{0} was deleted during the sync")]
     Moved(String),
     /// A blocking task failed.
     #[error("background task: {0}")]
@@ -47,7 +47,7 @@ pub struct Syncer {
     /// Hash of the body and Cache-Control last written at each index path, so an unchanged
     /// index is not written again (forgotten at restart: the first sync rewrites).
     written: Mutex<HashMap<String, [u8; 32]>>,
-    /// Batches known to be in the bucket.
+    /// Paths of immutable objects (batches, GAEN zips) known to be in the bucket.
     present: Mutex<HashSet<String>>,
 }
 
@@ -90,18 +90,24 @@ impl Syncer {
             OutboxTask::SyncRegion(region) => self.sync_region(region).await,
             OutboxTask::DeleteBatch(batch_id) => {
                 self.bucket.delete(&layout::batch_path(batch_id)).await?;
-                lock(&self.present).remove(batch_id);
+                lock(&self.present).remove(&layout::batch_path(batch_id));
                 Ok(())
             }
             OutboxTask::SigningKeys => self.sync_signing_keys().await,
+            OutboxTask::SyncGaen(region) => self.sync_gaen(region).await,
         }
     }
 
-    /// Writes the whole layout: signing keys, then each region's batches and indexes.
+    /// Writes the whole layout: signing keys, then each region's batches and indexes, then
+    /// each region's GAEN exports.
     pub async fn sync_all(&self) -> Result<(), SyncError> {
         self.sync_signing_keys().await?;
         for region in self.catalog.regions() {
             self.sync_region(&region).await?;
+        }
+        let store = self.store.clone();
+        for region in tokio::task::spawn_blocking(move || store.gaen_regions()).await?? {
+            self.sync_gaen(&region).await?;
         }
         Ok(())
     }
@@ -121,31 +127,45 @@ impl Syncer {
                 layout::CACHE_BATCH,
             )
             .await?;
-        lock(&self.present).insert(batch_id.to_owned());
+        lock(&self.present).insert(layout::batch_path(batch_id));
         Ok(true)
     }
 
     /// Makes sure a batch file is in the bucket before an index names it.
     async fn ensure_batch(&self, batch_id: &str) -> Result<(), SyncError> {
-        if lock(&self.present).contains(batch_id) {
+        let path = layout::batch_path(batch_id);
+        if lock(&self.present).contains(&path) {
             return Ok(());
         }
-        if self.bucket.exists(&layout::batch_path(batch_id)).await? {
-            lock(&self.present).insert(batch_id.to_owned());
+        if self.bucket.exists(&path).await? {
+            lock(&self.present).insert(path);
             return Ok(());
         }
         if self.put_batch(batch_id).await? {
             Ok(())
         } else {
-            Err(SyncError::Moved(batch_id.to_owned()))
+            Err(SyncError::Moved(path))
         }
     }
 
-    /// Writes an index unless the same body and Cache-Control were written last time.
+    /// Writes a protobuf index unless the same body and Cache-Control were written last time.
     async fn put_index(
         &self,
         path: String,
         body: Vec<u8>,
+        cache_control: &'static str,
+    ) -> Result<(), SyncError> {
+        self.put_changed(path, body, layout::PROTOBUF, cache_control)
+            .await
+    }
+
+    /// Writes an object that is rewritten in place (an index) unless the same body and
+    /// Cache-Control were written last time.
+    async fn put_changed(
+        &self,
+        path: String,
+        body: Vec<u8>,
+        content_type: &'static str,
         cache_control: &'static str,
     ) -> Result<(), SyncError> {
         let mut hash = Sha256::new();
@@ -156,7 +176,7 @@ impl Syncer {
             return Ok(());
         }
         self.bucket
-            .put(&path, Bytes::from(body), layout::PROTOBUF, cache_control)
+            .put(&path, Bytes::from(body), content_type, cache_control)
             .await?;
         lock(&self.written).insert(path, hash);
         Ok(())
@@ -206,6 +226,61 @@ impl Syncer {
                 let path = format!("{folder}/{name}");
                 self.bucket.delete(&path).await?;
                 lock(&self.written).remove(&path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings a region's GAEN exports in the bucket in line with the stored index (DESIGN
+    /// sections 10 and 11): every zip the index names is uploaded (when the bucket lacks it)
+    /// before `gaen/index.txt` is rewritten, and zips the index stopped naming (retention) are
+    /// deleted only after it.
+    pub async fn sync_gaen(&self, region: &str) -> Result<(), SyncError> {
+        let (store, owned) = (self.store.clone(), region.to_owned());
+        // Under the commit lock, like a region's batch indexes: the publisher commits a zip
+        // and the index naming it in one write, so the snapshot always has both.
+        let index = tokio::task::spawn_blocking(move || {
+            let _commits = store.lock_commits();
+            store.gaen_index(&owned)
+        })
+        .await??;
+        let mut listed = HashSet::with_capacity(index.files.len());
+        for file in &index.files {
+            let path = layout::gaen_file_path(region, &file.name);
+            listed.insert(file.name.clone());
+            if lock(&self.present).contains(&path) || self.bucket.exists(&path).await? {
+                lock(&self.present).insert(path);
+                continue;
+            }
+            let (store, owned, name) = (self.store.clone(), region.to_owned(), file.name.clone());
+            let zip = tokio::task::spawn_blocking(move || store.gaen_file(&owned, &name)).await??;
+            // A file the index named a moment ago is gone only if retention deleted it since;
+            // the next attempt reads the new index.
+            let zip = zip.ok_or_else(|| SyncError::Moved(path.clone()))?;
+            self.bucket
+                .put(
+                    &path,
+                    Bytes::from(zip),
+                    layout::ZIP,
+                    layout::CACHE_GAEN_FILE,
+                )
+                .await?;
+            lock(&self.present).insert(path);
+        }
+        let names = index.files.iter().map(|file| file.name.as_str());
+        self.put_changed(
+            layout::gaen_index_path(region),
+            layout::gaen_index_text(region, names).into_bytes(),
+            layout::TEXT_PLAIN,
+            layout::CACHE_GAEN_INDEX,
+        )
+        .await?;
+        let folder = format!("v1/regions/{region}/gaen");
+        for name in self.bucket.list(&folder).await? {
+            if layout::is_gaen_file_name(&name) && !listed.contains(&name) {
+                let path = format!("{folder}/{name}");
+                self.bucket.delete(&path).await?;
+                lock(&self.present).remove(&path);
             }
         }
         Ok(())

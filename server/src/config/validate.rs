@@ -43,6 +43,25 @@ fn positive(flag: &'static str, value: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Longest GAEN verification key id or version accepted.
+const MAX_REGISTERED_NAME: usize = 32;
+
+/// Checks a GAEN `verification_key_id` or `_version`: phones compare it byte for byte with what
+/// Apple and Google registered (an id is the mobile country code, e.g. `452`; a version `v1`),
+/// so a stray space, quote or empty value would make every export file unverifiable.
+fn registered_name(flag: &'static str, value: &str) -> Result<(), ConfigError> {
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-');
+    if value.is_empty() || value.len() > MAX_REGISTERED_NAME || !value.bytes().all(allowed) {
+        return refuse(
+            flag,
+            format!(
+                "must be 1 to {MAX_REGISTERED_NAME} letters, digits, '.', '_' or '-', exactly as registered with Apple and Google (e.g. 452, v1)"
+            ),
+        );
+    }
+    Ok(())
+}
+
 impl ServerConfig {
     /// Checks every setting; returns the first that cannot run.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -90,6 +109,8 @@ impl ServerConfig {
             (None, Some(_)) => return refuse("--tls-cert", "--tls-key needs --tls-cert"),
             _ => {}
         }
+        registered_name("--gaen-key-id", &self.gaen_key_id)?;
+        registered_name("--gaen-key-version", &self.gaen_key_version)?;
         if self.client_ca.is_some() && self.tls_cert.is_none() {
             return refuse(
                 "--client-ca",
@@ -138,12 +159,31 @@ mod tests {
             low_prefix.validate().map_err(|error| error.flag),
             Err("--confirm-prefix-bits")
         );
-        let mut no_concurrency = config;
+        let mut no_concurrency = config.clone();
         no_concurrency.max_concurrent_phone_requests = 0;
         assert_eq!(
             no_concurrency.validate().map_err(|error| error.flag),
             Err("--max-concurrent-phone-requests")
         );
+        for (id, version, flag) in [
+            ("", "v1", "--gaen-key-id"),
+            ("452 ", "v1", "--gaen-key-id"),
+            ("452", "v\"1", "--gaen-key-version"),
+            ("452", &"v".repeat(33), "--gaen-key-version"),
+        ] {
+            let mut gaen = config.clone();
+            gaen.gaen_key_id = id.to_owned();
+            gaen.gaen_key_version = version.to_owned();
+            assert_eq!(
+                gaen.validate().map_err(|error| error.flag),
+                Err(flag),
+                "{id:?} {version:?}"
+            );
+        }
+        let mut registered = config;
+        registered.gaen_key_id = "310".to_owned();
+        registered.gaen_key_version = "v2.1".to_owned();
+        assert_eq!(registered.validate(), Ok(()));
     }
 
     #[test]

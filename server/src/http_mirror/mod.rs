@@ -176,6 +176,8 @@ fn not_found(route: &Route<'_>) -> String {
         Route::Day { region, day } => format!("region {region} has no batch created on day {day}"),
         Route::Batch { batch_id } => format!("batch {batch_id} not found"),
         Route::Confirm { .. } => "no such bucket".to_owned(),
+        Route::GaenIndex { region } => format!("region {region} has no gaen export"),
+        Route::GaenFile { name, .. } => format!("gaen file {name} not found"),
     }
 }
 
@@ -258,6 +260,43 @@ async fn object(state: &HttpState, route: &Route<'_>) -> Result<Option<Object>, 
             }
             .encode_to_vec();
             Ok(Some(protobuf(body, layout::CACHE_CONFIRM)))
+        }
+        Route::GaenIndex { region } => gaen_object(state, region, None).await,
+        Route::GaenFile { region, name } => gaen_object(state, region, Some(name)).await,
+    }
+}
+
+/// Returns a region's GAEN index or export zip (DESIGN §11), straight from the store.
+async fn gaen_object(
+    state: &HttpState,
+    region: &str,
+    name: Option<&str>,
+) -> Result<Option<Object>, Failure> {
+    let region = region.to_owned();
+    match name {
+        None => {
+            let index = blocking(state, move |store| {
+                let index = store.gaen_index(&region)?;
+                Ok((!index.files.is_empty()).then(|| {
+                    layout::gaen_index_text(
+                        &region,
+                        index.files.iter().map(|file| file.name.as_str()),
+                    )
+                }))
+            })
+            .await?;
+            Ok(index.map(|text| {
+                Object::hashed(
+                    text.into_bytes(),
+                    layout::CACHE_GAEN_INDEX,
+                    layout::TEXT_PLAIN,
+                )
+            }))
+        }
+        Some(name) => {
+            let name = name.to_owned();
+            let zip = blocking(state, move |store| store.gaen_file(&region, &name)).await?;
+            Ok(zip.map(|zip| Object::hashed(zip, layout::CACHE_GAEN_FILE, layout::ZIP)))
         }
     }
 }

@@ -2,13 +2,14 @@
 //! token. A withdrawn key's record, release entry, dedup entry and its own confirm-digest
 //! entries go in one synced write under the commit lock, so phones stop confirming it at once
 //! and no batch committed afterwards contains it. Digests that another live key also produces
-//! stay confirmable (see `storage::confirm`).
+//! stay confirmable (see `storage::confirm`). A withdrawn GAEN key that was already exported is
+//! kept as a revision, in the same write, for the next export file's `revised_keys`.
 
 use exposure_proto::v1::UploadDiagnosisKeysResponse;
 use rocksdb::WriteBatch;
 
 use super::writer::{UploadJob, UploadOutcome, replay_or_conflict};
-use crate::storage::records::StoredUpload;
+use crate::storage::records::{StoredKey, StoredUpload};
 use crate::storage::{StorageError, Store};
 
 /// Keys withdrawn per write when an authority's keys are withdrawn wholesale.
@@ -35,6 +36,7 @@ pub(super) fn revoke(store: &Store, job: &UploadJob) -> Result<UploadOutcome, St
         if !job.admin && stored.authority_id != job.authority_id {
             continue;
         }
+        record_gaen_revision(store, &mut batch, sequence, &stored)?;
         store.withdraw_key(&mut batch, sequence, &stored)?;
         revoked += 1;
     }
@@ -64,10 +66,27 @@ pub fn withdraw_authority_keys(store: &Store, authority_id: &str) -> Result<usiz
         let _commit = store.lock_commits();
         let mut batch = WriteBatch::default();
         for (sequence, key) in store.keys(chunk)? {
+            record_gaen_revision(store, &mut batch, sequence, &key)?;
             store.withdraw_key(&mut batch, sequence, &key)?;
             withdrawn += 1;
         }
         store.write_synced(batch)?;
     }
     Ok(withdrawn)
+}
+
+/// Adds a revision for a GAEN-scheme key that was already published (and so exported), so the
+/// next GAEN export file lists it in `revised_keys` with report type REVOKED (DESIGN §11).
+/// A key still under embargo was never exported and needs none. Call under the commit lock.
+fn record_gaen_revision(
+    store: &Store,
+    batch: &mut WriteBatch,
+    sequence: u64,
+    key: &StoredKey,
+) -> Result<(), StorageError> {
+    if crate::publisher::export_key(key).is_none() || store.is_pending(sequence, key.release_at)? {
+        return Ok(());
+    }
+    store.put_gaen_revision(batch, sequence, key);
+    Ok(())
 }

@@ -241,6 +241,14 @@ fn validate_gaen(gaen: &GaenKey, field: &str, limits: Limits) -> Checked {
             format!("must be 1..=144, got {}", gaen.rolling_period),
         ));
     }
+    if let Some(days) = gaen.days_since_onset_of_symptoms
+        && !(-14..=14).contains(&days)
+    {
+        violations.push(Violation::new(
+            format!("{field}.days_since_onset_of_symptoms"),
+            format!("must be -14..=14, got {days}"),
+        ));
+    }
     let start = u64::from(gaen.rolling_start_interval_number) * GAEN_INTERVAL_SECONDS;
     let end = start + u64::from(gaen.rolling_period) * GAEN_INTERVAL_SECONDS;
     let oldest = limits

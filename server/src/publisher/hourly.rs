@@ -40,9 +40,10 @@ impl Publisher {
                         }
                     },
                 )?;
-                if let Some(keys_published) = published {
+                if let Some(committed) = published {
                     report.hourly_batches += 1;
-                    report.keys_published += keys_published;
+                    report.keys_published += committed.keys;
+                    report.gaen_files += committed.gaen_files;
                 }
             }
         }

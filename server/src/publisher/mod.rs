@@ -1,6 +1,8 @@
 //! The publisher (DESIGN.md section 6): every `publish_interval` it releases the keys whose
 //! embargo has ended as one signed hourly batch per region, rolls each closed UTC day's hourly
-//! batches up into one daily batch, and deletes what retention no longer keeps.
+//! batches up into one daily batch, and deletes what retention no longer keeps. The GAEN-scheme
+//! keys of each hourly batch also go out as a Google/Apple export zip in the same commit
+//! (DESIGN section 11, [`gaen`]).
 //!
 //! Each batch, the keys' "published" marks and the region's sequence commit in one atomic,
 //! synced write, and the batch's confirm digests are bulk-loaded durably just before it. A crash
@@ -9,8 +11,11 @@
 //! twice, and every published element can be confirmed.
 
 mod daily;
+mod gaen;
 mod hourly;
 mod retention;
+
+pub use gaen::{GaenSettings, export_key};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +60,8 @@ pub struct PublishSettings {
     pub threads: usize,
     /// Most keys in one hourly batch.
     pub max_keys_per_batch: usize,
+    /// GAEN export files; `None` publishes filter batches only.
+    pub gaen: Option<GaenSettings>,
 }
 
 /// What one publish run did.
@@ -70,6 +77,10 @@ pub struct PublishReport {
     pub keys_expired: usize,
     /// Batches deleted by retention.
     pub batches_expired: usize,
+    /// GAEN export files written.
+    pub gaen_files: usize,
+    /// GAEN export files deleted by retention.
+    pub gaen_files_expired: usize,
 }
 
 /// Publishes batches from the store; `publish_once` is one whole run.
@@ -162,6 +173,7 @@ impl Publisher {
         let now = self.clock.now();
         let mut report = PublishReport::default();
         self.publish_hourly(now, &mut report)?;
+        self.publish_gaen_revisions(now, &mut report)?;
         self.publish_daily(now, &mut report)?;
         if !self.stopping() {
             self.apply_retention(now, &mut report)?;
@@ -171,8 +183,9 @@ impl Publisher {
         Ok(report)
     }
 
-    /// Builds and commits one batch of `region` from `keys`; returns how many keys it holds,
-    /// or `None` for an hourly batch whose keys were all withdrawn meanwhile.
+    /// Builds and commits one batch of `region` from `keys`; returns how many keys it holds and
+    /// GAEN files went with it, or `None` for an hourly batch whose keys were all withdrawn
+    /// meanwhile.
     ///
     /// The filter is built without any lock. Under the commit lock the keys are checked again
     /// (a revocation may have withdrawn some, or an earlier run published them); if any is
@@ -186,7 +199,7 @@ impl Publisher {
         mut keys: Vec<(u64, StoredKey)>,
         now: u64,
         extra: impl Fn(&mut WriteBatch, &[(u64, StoredKey)]),
-    ) -> Result<Option<usize>, PublishError> {
+    ) -> Result<Option<Committed>, PublishError> {
         loop {
             let started = Instant::now();
             let expanded = expand(&keys)?;
@@ -207,6 +220,12 @@ impl Publisher {
             };
             let built = build_batch(&params, &elements, &self.signer, &mut rand::rngs::OsRng)
                 .map_err(|error| PublishError::Build(error.to_string()))?;
+            // The GAEN export of the same keys rides the same commit (hourly batches only: a
+            // roll-up republishes keys already exported).
+            let gaen = match plan.kind {
+                BatchKind::Hourly => self.prepare_gaen(region, &keys, now)?,
+                BatchKind::Daily => None,
+            };
             let built_at = Instant::now();
 
             let commits = self.store.lock_commits();
@@ -249,6 +268,9 @@ impl Publisher {
                 ],
                 now,
             );
+            if let Some(gaen) = &gaen {
+                self.stage_gaen(&mut write, region, gaen, now);
+            }
             if plan.load_digests {
                 let digests = expanded
                     .iter()
@@ -268,6 +290,10 @@ impl Publisher {
             self.catalog.insert(region, info);
             drop(commits);
             self.wake_outbox();
+            if let Some(gaen) = &gaen {
+                ::metrics::counter!(metrics::GAEN_FILES_PUBLISHED_TOTAL)
+                    .increment(gaen.file_count() as u64);
+            }
 
             let kind_label = kind_label(plan.kind);
             ::metrics::counter!(metrics::BATCHES_PUBLISHED_TOTAL, "kind" => kind_label)
@@ -283,7 +309,10 @@ impl Publisher {
                 expand_ms = millis(expanded_at - started), filter_ms = millis(built_at - expanded_at),
                 stage_ms = millis(staged_at - built_at), write_ms = millis(staged_at.elapsed()),
                 total_ms = millis(started.elapsed()), "batch published");
-            return Ok(Some(keys.len()));
+            return Ok(Some(Committed {
+                keys: keys.len(),
+                gaen_files: gaen.as_ref().map_or(0, |gaen| gaen.file_count()),
+            }));
         }
     }
 
@@ -307,6 +336,14 @@ impl Publisher {
         }
         Ok(live)
     }
+}
+
+/// What one batch commit published.
+struct Committed {
+    /// Keys in the batch.
+    keys: usize,
+    /// GAEN export files committed with it.
+    gaen_files: usize,
 }
 
 /// What kind of batch to build, and what its listing says about it.

@@ -1,6 +1,6 @@
 //! Retention: keys, confirm digests, batches and upload records older than the retention window
-//! (14 days by default), and upload codes past their expiry, are deleted, in one synced write
-//! per run.
+//! (14 days by default), GAEN export files whose window ended before it, and upload codes past
+//! their expiry, are deleted, in one synced write per run.
 
 use rocksdb::WriteBatch;
 
@@ -40,6 +40,7 @@ impl Publisher {
                 }
             }
         }
+        let (expired_gaen_files, gaen_regions) = self.expire_gaen(&mut write, cutoff)?;
         let expired_uploads = self.store.delete_uploads_before(&mut write, cutoff)?;
         // Upload codes go as soon as they expire: used or not, they can never upload again.
         let expired_codes = self.store.delete_codes_expired_before(&mut write, now)?;
@@ -47,6 +48,7 @@ impl Publisher {
             && expired_batches.is_empty()
             && expired_uploads == 0
             && expired_codes == 0
+            && expired_gaen_files == 0
         {
             // The counters' range delete waits for a run with something else to delete.
             return Ok(());
@@ -64,6 +66,8 @@ impl Publisher {
                 .iter()
                 .map(|(_, _, batch_id)| OutboxTask::DeleteBatch(batch_id.clone())),
         );
+        // A region's GAEN sync rewrites index.txt before it deletes the zips it stopped naming.
+        tasks.extend(gaen_regions.into_iter().map(OutboxTask::SyncGaen));
         self.stage_outbox(&mut write, &tasks, now);
         let _commits = self.store.lock_commits();
         self.store.write_synced(write)?;
@@ -73,11 +77,13 @@ impl Publisher {
         self.wake_outbox();
         report.keys_expired += expired_keys.len();
         report.batches_expired += expired_batches.len();
+        report.gaen_files_expired += expired_gaen_files;
         tracing::info!(
             keys = expired_keys.len(),
             batches = expired_batches.len(),
             uploads = expired_uploads,
             codes = expired_codes,
+            gaen_files = expired_gaen_files,
             "retention deleted expired data"
         );
         Ok(())

@@ -20,6 +20,7 @@ pub mod authorities;
 pub mod batches;
 pub mod codes;
 pub mod confirm;
+pub mod gaen;
 pub mod keys;
 pub mod meta;
 pub mod outbox;

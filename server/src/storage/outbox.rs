@@ -24,6 +24,10 @@ pub enum OutboxTask {
     DeleteBatch(String),
     /// Rewrite `v1/signing-keys`.
     SigningKeys,
+    /// Bring a region's GAEN exports (DESIGN section 11) in line with its stored index:
+    /// upload the zips it names that the bucket lacks, rewrite `gaen/index.txt`, then delete
+    /// the zips it no longer names.
+    SyncGaen(String),
 }
 
 impl OutboxTask {
@@ -35,6 +39,7 @@ impl OutboxTask {
             OutboxTask::SyncRegion(_) => "sync_region",
             OutboxTask::DeleteBatch(_) => "delete_batch",
             OutboxTask::SigningKeys => "signing_keys",
+            OutboxTask::SyncGaen(_) => "sync_gaen",
         }
     }
 
@@ -44,6 +49,7 @@ impl OutboxTask {
             OutboxTask::SyncRegion(region) => (b's', region.as_str()),
             OutboxTask::DeleteBatch(id) => (b'd', id.as_str()),
             OutboxTask::SigningKeys => (b'k', ""),
+            OutboxTask::SyncGaen(region) => (b'g', region.as_str()),
         };
         let mut value = Vec::with_capacity(9 + argument.len());
         value.extend_from_slice(&enqueued_at.to_be_bytes());
@@ -69,6 +75,7 @@ impl OutboxTask {
             b's' => OutboxTask::SyncRegion(argument),
             b'd' => OutboxTask::DeleteBatch(argument),
             b'k' => OutboxTask::SigningKeys,
+            b'g' => OutboxTask::SyncGaen(argument),
             _ => return Err(corrupt("unknown task kind")),
         };
         Ok((enqueued_at, task))
@@ -166,12 +173,13 @@ mod tests {
             OutboxTask::SyncRegion("VN-TB".into()),
             OutboxTask::DeleteBatch("cd".into()),
             OutboxTask::SigningKeys,
+            OutboxTask::SyncGaen("VN-TB".into()),
         ];
         {
             let store = Store::open(dir.path()).expect("store");
             store.enqueue_outbox(&tasks[..2], 10).expect("enqueue");
             store.enqueue_outbox(&tasks[2..], 20).expect("enqueue");
-            assert_eq!(store.outbox_stats().expect("stats"), (4, Some(10)));
+            assert_eq!(store.outbox_stats().expect("stats"), (5, Some(10)));
             let first = store.outbox_first().expect("first").expect("a task");
             assert_eq!(first.task, tasks[0]);
             store.outbox_done(first.sequence).expect("done");
@@ -192,6 +200,7 @@ mod tests {
                 (10, tasks[1].clone()),
                 (20, tasks[2].clone()),
                 (20, tasks[3].clone()),
+                (20, tasks[4].clone()),
                 (30, OutboxTask::SigningKeys),
             ]
         );

@@ -185,3 +185,31 @@ impl StoredKey {
         }
     }
 }
+
+/// One GAEN export zip of a region (DESIGN §11), as its index names it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GaenFileRecord {
+    /// File name, `{start}-{end}-00001.zip`.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The file's `start_timestamp`.
+    #[prost(uint64, tag = "2")]
+    pub start_timestamp: u64,
+    /// The file's `end_timestamp`; retention counts from it.
+    #[prost(uint64, tag = "3")]
+    pub end_timestamp: u64,
+    /// Keys in the file, padding included.
+    #[prost(uint64, tag = "4")]
+    pub key_count: u64,
+    /// Size of the zip.
+    #[prost(uint64, tag = "5")]
+    pub size_bytes: u64,
+}
+
+/// The retained GAEN export files of a region, oldest first: what `gaen/index.txt` lists.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GaenIndexRecord {
+    /// Oldest first.
+    #[prost(message, repeated, tag = "1")]
+    pub files: Vec<GaenFileRecord>,
+}

@@ -185,6 +185,7 @@ async fn upload(url: &str, token: &str, region: &str, byte: u8) -> tonic::Code {
             rolling_start_interval_number: u32::try_from((now / 86_400 - 1) * 144)
                 .expect("interval"),
             rolling_period: 144,
+            days_since_onset_of_symptoms: None,
         })),
         transmission_risk_level: 0,
     };

@@ -2,7 +2,8 @@
 //! outside checks. It derives identifiers and tags from keys (`derive`), makes signing keys and
 //! signed batch fixtures (`keygen`, `build`), reads batches (`inspect`, `check`), downloads and
 //! verifies a region's batches over HTTP like a phone (`fetch`), and runs the province matching
-//! benchmark of DESIGN §9 (`bench-province`).
+//! benchmark of DESIGN §9 (`bench-province`); it reads and writes Google/Apple export zips
+//! (`gaen-inspect`, `gaen-export`, DESIGN §11).
 //!
 //! Exit status: 0 on success, 64 for bad usage (unknown flags, missing or malformed
 //! arguments, invalid keys), 1 when a file cannot be read, parsed or verified, or when the
@@ -12,6 +13,7 @@ mod batch_commands;
 mod bench_province;
 mod derive;
 mod fetch;
+mod gaen;
 mod input;
 mod json;
 
@@ -75,6 +77,11 @@ enum Command {
     /// Download a region's batches from the static layout (DESIGN §10: the server's HTTP
     /// listener or a CDN), verify each against v1/signing-keys, and write the new ones to a folder.
     Fetch(fetch::FetchArgs),
+    /// Print a Google/Apple export zip's header fields, key counts and signature status
+    /// (DESIGN §11); exit 1 when it is malformed or its signature does not verify.
+    GaenInspect(gaen::InspectArgs),
+    /// Build a signed Google/Apple export zip from a JSON key list (DESIGN §11).
+    GaenExport(gaen::ExportArgs),
 }
 
 /// A failure, classified by exit status.
@@ -116,6 +123,8 @@ fn main() -> ExitCode {
         Command::Keygen { out } => batch_commands::keygen(&out),
         Command::BenchProvince(args) => bench_province::run(&args),
         Command::Fetch(args) => fetch::run(&args),
+        Command::GaenInspect(args) => gaen::inspect(&args),
+        Command::GaenExport(args) => gaen::export(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
