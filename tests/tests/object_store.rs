@@ -145,6 +145,24 @@ async fn a_folder_target_holds_what_the_listener_serves_and_retention_removes_ex
             .any(|info| info.batch_id == id);
         assert_eq!(after.contains_key(path), listed, "{path}");
     }
+
+    // Past the 14-day retention of both export files: index.txt goes (the listener answers
+    // 404 for it), and so do the zips.
+    clock.advance(13 * DAY);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let expired = loop {
+        let layout = target.wait_until_matches(&server.http_url).await;
+        if !layout.keys().any(|path| path.contains("/gaen/")) {
+            break layout;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GAEN files never expired: {:?}",
+            layout.keys()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(expired.contains_key("v1/signing-keys"));
     wait_queue(server.data_dir(), |length| length == 0).await;
     server.stop().await;
 }
@@ -263,12 +281,13 @@ async fn s3_publishing_survives_an_outage_and_a_restart_in_order() {
         1,
         "nothing reached the bucket while it was down"
     );
-    // Phones are still served by the listener meanwhile.
+    // Phones are still served by the listener meanwhile: signing keys, the region index, one
+    // day index, three batches, and the GAEN index with its three zips.
     assert_eq!(
         exposure_tests::bucket_check::served(&server.http_url)
             .await
             .len(),
-        6
+        10
     );
 
     // A restart while it is still down: the queue is durable.

@@ -233,8 +233,9 @@ impl Syncer {
 
     /// Brings a region's GAEN exports in the bucket in line with the stored index (DESIGN
     /// sections 10 and 11): every zip the index names is uploaded (when the bucket lacks it)
-    /// before `gaen/index.txt` is rewritten, and zips the index stopped naming (retention) are
-    /// deleted only after it.
+    /// before `gaen/index.txt` is rewritten (deleted once it names nothing, as the listener
+    /// then answers 404), and zips the index stopped naming (retention) are deleted only after
+    /// it.
     pub async fn sync_gaen(&self, region: &str) -> Result<(), SyncError> {
         let (store, owned) = (self.store.clone(), region.to_owned());
         // Under the commit lock, like a region's batch indexes: the publisher commits a zip
@@ -267,14 +268,21 @@ impl Syncer {
                 .await?;
             lock(&self.present).insert(path);
         }
-        let names = index.files.iter().map(|file| file.name.as_str());
-        self.put_changed(
-            layout::gaen_index_path(region),
-            layout::gaen_index_text(region, names).into_bytes(),
-            layout::TEXT_PLAIN,
-            layout::CACHE_GAEN_INDEX,
-        )
-        .await?;
+        let index_path = layout::gaen_index_path(region);
+        if index.files.is_empty() {
+            // Like the listener, which answers 404 for a region without retained files.
+            self.bucket.delete(&index_path).await?;
+            lock(&self.written).remove(&index_path);
+        } else {
+            let names = index.files.iter().map(|file| file.name.as_str());
+            self.put_changed(
+                index_path,
+                layout::gaen_index_text(region, names).into_bytes(),
+                layout::TEXT_PLAIN,
+                layout::CACHE_GAEN_INDEX,
+            )
+            .await?;
+        }
         let folder = format!("v1/regions/{region}/gaen");
         for name in self.bucket.list(&folder).await? {
             if layout::is_gaen_file_name(&name) && !listed.contains(&name) {
