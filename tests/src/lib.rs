@@ -2,6 +2,7 @@
 //! RocksDB, an upload authority for `VN-TB`, a manual clock and a fast publisher, and stops it
 //! gracefully. The tests in `tests/` drive it through the generated gRPC clients.
 
+pub mod binary;
 pub mod bucket_check;
 pub mod pki;
 pub mod s3;

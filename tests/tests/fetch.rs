@@ -2,7 +2,6 @@
 //! exactly the batches gRPC lists (same bytes as GetBatch), skips what is already there on a
 //! second run, and refuses a bad region with the usage exit status.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use exposure_server::Clock;
@@ -11,40 +10,15 @@ use exposure_tests::{TEST_NOW, TestServer};
 
 const DAY: u64 = 86_400;
 
-/// Returns the `exposure-matcher` binary of this build, building it when a run of this package
-/// alone did not (cargo builds only the binaries of the packages it tests).
-fn matcher_binary() -> PathBuf {
-    let test_exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/fetch-HASH → target/<profile>
-    let profile_dir = test_exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("profile folder");
-    let binary = profile_dir.join(format!("exposure-matcher{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args([
-            "build",
-            "-p",
-            "exposure-matcher",
-            "--bin",
-            "exposure-matcher",
-        ]);
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building exposure-matcher failed");
-    }
-    binary
-}
-
 fn fetch(base_url: &str, region: &str, out: &std::path::Path) -> Output {
-    Command::new(matcher_binary())
-        .args(["fetch", "--base-url", base_url, "--region", region, "--out"])
-        .arg(out)
-        .output()
-        .expect("run exposure-matcher fetch")
+    Command::new(exposure_tests::binary::path(
+        "exposure-matcher",
+        "exposure-matcher",
+    ))
+    .args(["fetch", "--base-url", base_url, "--region", region, "--out"])
+    .arg(out)
+    .output()
+    .expect("run exposure-matcher fetch")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

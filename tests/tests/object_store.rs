@@ -5,7 +5,7 @@
 //! polling the bucket never sees an index naming a missing object; retention removes objects;
 //! `publish-sync` rebuilds an emptied bucket; `exposure-matcher fetch` reads the bucket.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,29 +25,6 @@ const DAY: u64 = 86_400;
 const TODAY: u32 = (TEST_NOW / DAY) as u32;
 const BUCKET: &str = "exposure";
 const PREFIX: &str = "vn/prod";
-
-/// Returns a binary of this build (`exposure-server`, `exposure-matcher`), building it when a
-/// run of this package alone did not.
-fn binary(package: &str, name: &str) -> PathBuf {
-    let test_exe = std::env::current_exe().expect("test executable");
-    let profile_dir = test_exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("profile folder");
-    let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args(["build", "-p", package, "--bin", name]);
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        assert!(
-            build.status().expect("cargo build").success(),
-            "building {name}"
-        );
-    }
-    binary
-}
 
 /// Returns the outbox's length, read through a read-only view while the server runs.
 fn queued(data_dir: &Path) -> usize {
@@ -355,11 +332,14 @@ async fn s3_retention_publish_sync_and_fetch_through_the_bucket() {
     let base = format!("{}/{BUCKET}/{PREFIX}", moto.url);
     let dir = out.path().to_owned();
     let fetched: Output = tokio::task::spawn_blocking(move || {
-        Command::new(binary("exposure-matcher", "exposure-matcher"))
-            .args(["fetch", "--base-url", &base, "--region", REGION, "--out"])
-            .arg(&dir)
-            .output()
-            .expect("run fetch")
+        Command::new(exposure_tests::binary::path(
+            "exposure-matcher",
+            "exposure-matcher",
+        ))
+        .args(["fetch", "--base-url", &base, "--region", REGION, "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run fetch")
     })
     .await
     .expect("fetch task");
@@ -404,7 +384,10 @@ async fn s3_retention_publish_sync_and_fetch_through_the_bucket() {
     assert!(target.layout().await.is_empty());
     let data_dir = dir.path().to_owned();
     let synced = tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(binary("exposure-server", "exposure-server"));
+        let mut command = Command::new(exposure_tests::binary::path(
+            "exposure-server",
+            "exposure-server",
+        ));
         command
             .args(["publish-sync", "--data-dir"])
             .arg(&data_dir)
