@@ -90,6 +90,7 @@ fn publish_peak_day(criterion: &mut Criterion) {
     // `RUST_LOG=info` shows each batch's phases (expand, filter, stage, write).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
     let mut group = criterion.benchmark_group("publish");
