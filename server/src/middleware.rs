@@ -2,9 +2,9 @@
 //! code (`exposure_grpc_request_duration_seconds`). The clock stops when the response body
 //! ends, not when the headers are ready, so a streaming call (GetBatch) is measured to its last
 //! chunk, and the code is the one the call really ended with: the `grpc-status` of its
-//! trailers (or of a trailers-only answer), CANCELLED when the client reset the stream or went
-//! away before the end, UNKNOWN when the body failed. Calls shed by [`crate::admission`] arrive
-//! here as RESOURCE_EXHAUSTED answers.
+//! trailers (or of a trailers-only answer), CANCELLED when the stream was dropped before its
+//! end (the client reset it or went away, or shutdown's grace period ran out), UNKNOWN when the
+//! body failed. Calls shed by [`crate::admission`] arrive here as RESOURCE_EXHAUSTED answers.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -148,7 +148,8 @@ where
 impl<B> Drop for MeasuredBody<B> {
     fn drop(&mut self) {
         // The transport drops an empty trailers-only body without polling it; any other body
-        // dropped before its end is a stream the client reset or a connection that went away.
+        // dropped before its end is a stream the client reset, a connection that went away, or
+        // one cut at the end of shutdown's grace period.
         self.finish(None, "CANCELLED");
     }
 }
