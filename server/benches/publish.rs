@@ -1,8 +1,9 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 //! The server's whole publish pipeline at Thái Bình's peak (DESIGN.md section 9): 1,230 cases of
 //! 14 GAEN keys (17,220 keys, 2.48 M tags) are read from RocksDB, expanded, deduplicated, built
-//! into a 16-bit binary fuse filter, signed, and committed with their 2.48 M confirm digests in
-//! one synced write. This is `Publisher::publish_once` on a real on-disk store.
+//! into a 16-bit binary fuse filter, signed, their 2.48 M confirm digests bulk-loaded (a sorted
+//! file ingested into RocksDB), and then committed with the keys' "published" marks in one synced
+//! write. This is `Publisher::publish_once` on a real on-disk store.
 //!
 //! `cargo bench -p exposure-server --bench publish` (`RUST_LOG=info` for each phase's time)
 
@@ -90,6 +91,7 @@ fn publish_peak_day(criterion: &mut Criterion) {
     // `RUST_LOG=info` shows each batch's phases (expand, filter, stage, write).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
     let mut group = criterion.benchmark_group("publish");

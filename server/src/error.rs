@@ -4,11 +4,16 @@
 //! |---|---|---|
 //! | [`ApiError::InvalidArgument`] | INVALID_ARGUMENT | `google.rpc.BadRequest` naming each field |
 //! | [`ApiError::Unauthenticated`] | UNAUTHENTICATED | "missing or invalid bearer token" |
+//! | [`ApiError::BadUploadCode`] | UNAUTHENTICATED | one message for unknown, used and expired codes |
 //! | [`ApiError::PermissionDenied`] | PERMISSION_DENIED | the region that is not allowed |
 //! | [`ApiError::AlreadyExists`] | ALREADY_EXISTS | the reused upload id |
+//! | [`ApiError::ResourceExhausted`] | RESOURCE_EXHAUSTED | which quota or rate limit is used up |
 //! | [`ApiError::NotFound`] | NOT_FOUND | what was not found |
-//! | [`ApiError::Unavailable`] | UNAVAILABLE | "server is shutting down" / overloaded |
+//! | [`ApiError::Unavailable`] | UNAVAILABLE | "storage cannot write now; retry later" (disk full, I/O error) |
 //! | [`ApiError::Internal`] | INTERNAL | a generic message; the cause is logged, never sent |
+//!
+//! Calls shed at their class's concurrency limit never reach a handler: [`crate::admission`]
+//! answers them RESOURCE_EXHAUSTED ("too many concurrent … calls; retry later").
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};

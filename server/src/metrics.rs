@@ -29,9 +29,12 @@ pub const DOWNLOADS_TOTAL: &str = "exposure_batch_downloads_total";
 pub const DOWNLOAD_BYTES_TOTAL: &str = "exposure_batch_download_bytes_total";
 /// GetConfirmBucket calls, over gRPC and HTTP.
 pub const CONFIRM_REQUESTS_TOTAL: &str = "exposure_confirm_requests_total";
-/// Approximate size of the RocksDB files.
+/// Approximate size of the RocksDB files on disk: table files and the blob files that hold
+/// the batch files; set after every publish run.
 pub const ROCKSDB_SIZE_BYTES: &str = "exposure_rocksdb_size_bytes";
-/// Keys waiting for their embargo to end or for the next publish.
+/// Keys not yet published, by `state`: `releasable` (their embargo had ended when the last
+/// publish run started, yet they are still waiting: 0 after a run that published everything)
+/// and `embargoed` (not publishable yet). Set after every publish run, failed ones included.
 pub const PENDING_KEYS: &str = "exposure_pending_keys";
 /// Decoy uploads answered (nothing stored).
 pub const DECOY_UPLOADS_TOTAL: &str = "exposure_decoy_uploads_total";
@@ -47,7 +50,9 @@ pub const PUBLISH_QUEUE_OLDEST_SECONDS: &str = "exposure_publish_queue_oldest_se
 pub const PUBLISH_OBJECT_TASKS_TOTAL: &str = "exposure_publish_object_tasks_total";
 /// 1 while the store accepts synced writes, 0 while they fail (disk full, I/O error).
 pub const STORE_WRITABLE: &str = "exposure_store_writable";
-/// Latency of every gRPC call, by `method` and `code`.
+/// Latency of every gRPC call until its last response message and status went out (the
+/// whole stream for GetBatch), by `method` and `code`: the status the call ended with, or
+/// CANCELLED when the client went away first.
 pub const GRPC_REQUEST_DURATION_SECONDS: &str = "exposure_grpc_request_duration_seconds";
 /// Requests of the HTTP listener, by `route` (signing_keys, index, day, batch, confirm, unknown,
 /// bad) and `status` (the HTTP code).
@@ -56,8 +61,8 @@ pub const HTTP_REQUESTS_TOTAL: &str = "exposure_http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "exposure_http_request_duration_seconds";
 /// Batch files held by the shared batch cache, in bytes.
 pub const BATCH_CACHE_BYTES: &str = "exposure_batch_cache_bytes";
-/// Requests refused because their class was at its concurrency limit, by `class`
-/// (upload, phone, health).
+/// Requests refused because their class was at its concurrency limit, by `class`: gRPC calls
+/// answered RESOURCE_EXHAUSTED (upload, phone, health) and HTTP connections closed (http).
 pub const REQUESTS_SHED_TOTAL: &str = "exposure_requests_shed_total";
 
 /// Buckets for request latencies: 0.25 ms to 10 s.
@@ -144,9 +149,13 @@ fn describe() {
     describe_gauge!(
         ROCKSDB_SIZE_BYTES,
         Unit::Bytes,
-        "Approximate size of the RocksDB files"
+        "Approximate size of the RocksDB table and blob files"
     );
-    describe_gauge!(PENDING_KEYS, Unit::Count, "Keys not yet published");
+    describe_gauge!(
+        PENDING_KEYS,
+        Unit::Count,
+        "Keys not yet published, by state (releasable, embargoed)"
+    );
     describe_counter!(
         DECOY_UPLOADS_TOTAL,
         "Decoy uploads answered without storing anything"
@@ -178,7 +187,7 @@ fn describe() {
     describe_histogram!(
         GRPC_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
-        "gRPC call latency, by method and code"
+        "gRPC call latency until the end of the response stream, by method and final code"
     );
     describe_counter!(
         HTTP_REQUESTS_TOTAL,

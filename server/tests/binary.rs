@@ -96,6 +96,66 @@ fn usage_errors_exit_64_with_a_message() {
     }
 }
 
+/// Flags that start the server with text logs on free ports and a data directory that is a
+/// plain file: it logs that it listens, then exits with 64 because the store cannot open.
+fn text_log_run(data_file: &std::path::Path) -> Vec<String> {
+    [
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "text",
+        "--data-dir",
+    ]
+    .iter()
+    .map(|flag| (*flag).to_owned())
+    .chain([data_file.display().to_string()])
+    .collect()
+}
+
+#[test]
+fn text_logs_are_coloured_only_on_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_file = dir.path().join("not-a-folder");
+    std::fs::write(&data_file, b"").expect("file");
+    let args = text_log_run(&data_file);
+
+    // `2> server.log`: plain text.
+    let log_path = dir.path().join("server.log");
+    let status = Command::new(BINARY)
+        .args(&args)
+        .stderr(std::fs::File::create(&log_path).expect("log file"))
+        .status()
+        .expect("run");
+    assert_eq!(status.code(), Some(64));
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(log.contains(" INFO ") && log.contains("listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a file: {log:?}"
+    );
+
+    // A terminal (a pseudo-terminal from util-linux `script`): coloured, so the check above
+    // is about where the log goes.
+    let quoted: Vec<String> = std::iter::once(BINARY.to_owned())
+        .chain(args)
+        .map(|arg| format!("'{arg}'"))
+        .collect();
+    let on_terminal = Command::new("script")
+        .args(["-qec", &quoted.join(" "), "/dev/null"])
+        .output()
+        .expect("run `script` (util-linux)");
+    let terminal_log = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(terminal_log.contains("listening"), "{terminal_log}");
+    assert!(
+        terminal_log.contains("\u{1b}["),
+        "colour codes on a terminal: {terminal_log:?}"
+    );
+}
+
 #[test]
 fn serves_metrics_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");

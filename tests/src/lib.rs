@@ -6,6 +6,7 @@ pub mod binary;
 pub mod bucket_check;
 pub mod pki;
 pub mod s3;
+pub mod scrape;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::Duration;
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use exposure_proto::v1::{
-    ListBatchesRequest, ListBatchesResponse, UploadDiagnosisKeysRequest,
+    BatchInfo, DiagnosisKey, ListBatchesRequest, ListBatchesResponse, UploadDiagnosisKeysRequest,
     UploadDiagnosisKeysResponse,
 };
 use exposure_server::{Clock, ServerConfig};
@@ -177,6 +178,21 @@ impl TestServer {
             .into_inner()
     }
 
+    /// Returns every batch of [`REGION`] the server lists.
+    pub async fn list_batches(&self) -> ListBatchesResponse {
+        list_all(&mut self.distribution_client().await).await
+    }
+
+    /// Uploads `key` as one case and waits until the publisher has published it as the
+    /// region's only batch; returns that batch.
+    pub async fn publish_one_case(&self, key: DiagnosisKey) -> BatchInfo {
+        self.upload(fixtures::upload("one-case", vec![key])).await;
+        let listing = self
+            .wait_for_batches(|listing| listing.batches.len() == 1)
+            .await;
+        listing.batches[0].clone()
+    }
+
     /// Polls ListBatches until `done` accepts the answer; panics after 20 s.
     pub async fn wait_for_batches(
         &self,
@@ -185,15 +201,7 @@ impl TestServer {
         let mut client = self.distribution_client().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let listing = client
-                .list_batches(ListBatchesRequest {
-                    region: REGION.into(),
-                    after_sequence: 0,
-                    limit: 0,
-                })
-                .await
-                .expect("list batches")
-                .into_inner();
+            let listing = list_all(&mut client).await;
             if done(&listing) {
                 return listing;
             }
@@ -259,6 +267,19 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Returns every batch of [`REGION`] that `client`'s server lists.
+async fn list_all(client: &mut DistributionClient<Channel>) -> ListBatchesResponse {
+    client
+        .list_batches(ListBatchesRequest {
+            region: REGION.into(),
+            after_sequence: 0,
+            limit: 0,
+        })
+        .await
+        .expect("list batches")
+        .into_inner()
 }
 
 /// Creates an authority for `regions` in the (stopped) data directory; returns its token.

@@ -71,6 +71,10 @@ fn assert_clean(report: &Report) {
     assert!(report.timeline.iter().map(|point| point.rps).sum::<f64>() > 0.0);
 }
 
+/// The encoded answer to a case whose 14 keys are all accepted: `keys_accepted` (field 1,
+/// varint) = 14, the bytes `08 0e`.
+const ANSWER_BYTES: u64 = 2;
+
 /// Uploads a few cases with the tool and waits until the publisher has published a batch.
 async fn publish_something(server: &TestServer) {
     let mut upload = options(server, Scenario::Upload);
@@ -95,6 +99,7 @@ async fn upload_run_stores_every_case() {
         .expect("upload run");
     assert_clean(&report);
     assert_eq!(report.scenario, "upload");
+    assert_eq!(report.bytes_received, report.count * ANSWER_BYTES);
     assert!(
         report.per_rpc.is_none(),
         "single-RPC scenarios have no per_rpc"
@@ -117,6 +122,7 @@ async fn upload_code_run_issues_codes_then_uploads_one_case_per_code() {
     assert_clean(&report);
     assert_eq!(report.scenario, "upload-code");
     assert_eq!(report.count, 40, "one upload per issued code");
+    assert_eq!(report.bytes_received, 40 * ANSWER_BYTES);
     assert_eq!(report.skipped, 0);
 
     // Fewer codes than requests: the uploads beyond them send nothing.
@@ -156,6 +162,11 @@ async fn decoy_run_is_answered_like_uploads_without_a_credential() {
     assert_clean(&report);
     assert_eq!(report.scenario, "decoy");
     assert_eq!(report.count, 30);
+    assert_eq!(
+        report.bytes_received,
+        30 * ANSWER_BYTES,
+        "a decoy's answer has a real one's shape"
+    );
     server.stop().await;
 }
 

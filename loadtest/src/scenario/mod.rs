@@ -162,7 +162,8 @@ pub struct CallResult {
     pub code: Code,
     /// The status message of a failed call (empty on success).
     pub message: String,
-    /// Payload bytes received (the batch file for `GetBatch`, digests for buckets).
+    /// Payload bytes received: the batch file for `GetBatch`, the digests for buckets, the
+    /// encoded answer for `ListBatches` and uploads.
     pub bytes_received: u64,
 }
 

@@ -19,7 +19,7 @@ use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-use super::upload::{UploadIds, case_request, today};
+use super::upload::{UploadIds, case_request, send, today};
 use crate::client::Clients;
 
 /// How long the issued codes stay valid: long enough for any bounded run.
@@ -91,7 +91,8 @@ impl CodePool {
     }
 }
 
-/// Uploads one fresh case with `code`, as the patient's phone does.
+/// Uploads one fresh case with `code`, as the patient's phone does; returns the encoded size
+/// of the answer.
 pub async fn call_with_code(
     clients: &mut Clients,
     region: &str,
@@ -106,11 +107,11 @@ pub async fn call_with_code(
     );
     let mut request = Request::new(body);
     code.authorize(&mut request);
-    clients.upload.upload_diagnosis_keys(request).await?;
-    Ok(0)
+    send(clients, request).await
 }
 
-/// Sends one decoy upload shaped like a real case.
+/// Sends one decoy upload shaped like a real case; returns the encoded size of the answer
+/// (shaped like a real one).
 pub async fn call_decoy(
     clients: &mut Clients,
     region: &str,
@@ -124,6 +125,5 @@ pub async fn call_decoy(
     );
     let mut request = Request::new(body);
     mark_decoy(&mut request);
-    clients.upload.upload_diagnosis_keys(request).await?;
-    Ok(0)
+    send(clients, request).await
 }

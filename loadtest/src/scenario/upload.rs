@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use exposure_proto::v1::{
     DiagnosisKey, GaenKey, ReportType, UploadDiagnosisKeysRequest, diagnosis_key,
 };
+use prost::Message as _;
 use rand::{Rng, RngCore as _};
 use tonic::{Request, Status};
 
@@ -102,7 +103,8 @@ pub fn case_request(
     }
 }
 
-/// Uploads one fresh case; returns the request size in bytes as the "payload" of the call.
+/// Uploads one fresh case; returns the payload received, the encoded size of the answer (2
+/// bytes when all 14 keys are accepted: `keys_accepted`'s tag and value).
 pub async fn call(
     clients: &mut Clients,
     region: &str,
@@ -117,8 +119,16 @@ pub async fn call(
     );
     let mut request = Request::new(body);
     token.authorize(&mut request);
-    clients.upload.upload_diagnosis_keys(request).await?;
-    Ok(0)
+    send(clients, request).await
+}
+
+/// Sends an upload; returns the encoded size of the answer, the payload the call received.
+pub(crate) async fn send(
+    clients: &mut Clients,
+    request: Request<UploadDiagnosisKeysRequest>,
+) -> Result<u64, Status> {
+    let answer = clients.upload.upload_diagnosis_keys(request).await?;
+    Ok(answer.get_ref().encoded_len() as u64)
 }
 
 #[cfg(test)]

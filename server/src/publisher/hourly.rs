@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use super::{BatchPlan, PublishError, PublishReport, Publisher};
-use crate::metrics;
 use crate::storage::records::StoredKey;
 
 impl Publisher {
@@ -47,7 +46,6 @@ impl Publisher {
                 }
             }
         }
-        ::metrics::gauge!(metrics::PENDING_KEYS).set(self.store.releasable(u64::MAX)?.len() as f64);
         Ok(())
     }
 }

@@ -172,15 +172,37 @@ impl Publisher {
     fn publish_all(&self) -> Result<PublishReport, PublishError> {
         let now = self.clock.now();
         let mut report = PublishReport::default();
-        self.publish_hourly(now, &mut report)?;
-        self.publish_gaen_revisions(now, &mut report)?;
-        self.publish_daily(now, &mut report)?;
+        let run = self.publish_steps(now, &mut report);
+        // Also after a failed run: a publisher that keeps failing shows its backlog growing.
+        self.record_gauges(now);
+        run.map(|()| report)
+    }
+
+    fn publish_steps(&self, now: u64, report: &mut PublishReport) -> Result<(), PublishError> {
+        self.publish_hourly(now, report)?;
+        self.publish_gaen_revisions(now, report)?;
+        self.publish_daily(now, report)?;
         if !self.stopping() {
-            self.apply_retention(now, &mut report)?;
+            self.apply_retention(now, report)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the gauges a run leaves behind: the keys still waiting, split by whether their
+    /// embargo had ended when the run started (so releasable keys are ones the run did not
+    /// publish), and the store's size.
+    fn record_gauges(&self, run_started: u64) {
+        match self.store.pending_keys(run_started) {
+            Ok(pending) => {
+                ::metrics::gauge!(metrics::PENDING_KEYS, "state" => "releasable")
+                    .set(pending.releasable as f64);
+                ::metrics::gauge!(metrics::PENDING_KEYS, "state" => "embargoed")
+                    .set(pending.embargoed as f64);
+            }
+            Err(error) => tracing::warn!(%error, "cannot count the pending keys"),
         }
         ::metrics::gauge!(metrics::ROCKSDB_SIZE_BYTES)
             .set(self.store.approximate_size_bytes() as f64);
-        Ok(report)
     }
 
     /// Builds and commits one batch of `region` from `keys`; returns how many keys it holds and

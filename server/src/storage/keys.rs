@@ -21,6 +21,16 @@ pub fn dedup_key(region: &str, material: &[u8]) -> Vec<u8> {
     scoped_key(region, material)
 }
 
+/// How many stored keys wait to be published, split at a moment `now`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingKeys {
+    /// Keys whose embargo has ended: the next publish run releases them.
+    pub releasable: u64,
+    /// Keys whose identifiers may still be broadcast, or that ended less than the release
+    /// delay ago (DESIGN.md section 6).
+    pub embargoed: u64,
+}
+
 impl Store {
     /// Returns the highest ingest sequence in use, 0 for an empty store.
     pub fn last_key_sequence(&self) -> Result<u64, StorageError> {
@@ -134,6 +144,25 @@ impl Store {
             sequences.push(decode_u64(&key[8..], CF_RELEASE)?);
         }
         Ok(sequences)
+    }
+
+    /// Counts the keys waiting in the release index: those whose embargo ended at or before
+    /// `now` and those still under embargo. One scan of the index, for the metrics.
+    pub fn pending_keys(&self, now: u64) -> Result<PendingKeys, StorageError> {
+        let mut pending = PendingKeys::default();
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_RELEASE), IteratorMode::Start)
+        {
+            let (key, _) = entry?;
+            let release_at = decode_u64(key.get(..8).unwrap_or_default(), CF_RELEASE)?;
+            if release_at <= now {
+                pending.releasable += 1;
+            } else {
+                pending.embargoed += 1;
+            }
+        }
+        Ok(pending)
     }
 
     /// Returns true while a key is still waiting in the release index.

@@ -230,13 +230,20 @@ impl Store {
         Ok(())
     }
 
-    /// Returns the approximate on-disk size of the database in bytes, for the metrics.
+    /// Returns the approximate on-disk size of the database in bytes, for the metrics: the
+    /// table files of every column family and the blob files that hold the batch files (BlobDB,
+    /// see [`Store::open`]). Both properties count every file a live version still references.
     pub fn approximate_size_bytes(&self) -> u64 {
+        const PROPERTIES: [&str; 2] = [
+            "rocksdb.total-sst-files-size",
+            "rocksdb.total-blob-file-size",
+        ];
         COLUMN_FAMILIES
             .iter()
-            .filter_map(|name| {
+            .flat_map(|name| PROPERTIES.map(|property| (*name, property)))
+            .filter_map(|(name, property)| {
                 self.db
-                    .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
+                    .property_int_value_cf(self.cf(name), property)
                     .ok()
                     .flatten()
             })
