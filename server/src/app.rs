@@ -188,6 +188,8 @@ pub async fn run_with_tls(
                 tracing::warn!(data_dir = %data_dir.display(), "creating a new store at {}", data_dir.display());
             }
             let store = Store::open(&data_dir)?;
+            // No backup command can be waiting for a snapshot of a server that was not running.
+            crate::backup::snapshot::clear_staging(&data_dir).map_err(crate::storage::StorageError::Io)?;
             let signer = signing::load_or_create(&store, &data_dir, signing_key.as_deref(), now)?;
             let catalog = Catalog::load(&store)?;
             Ok((store, signer, catalog))
@@ -259,11 +261,10 @@ pub async fn run_with_tls(
         config.publish_interval,
         cancel.clone(),
     ));
-    tracker.spawn(crate::inbox::run_periodically(
-        store.clone(),
-        config.data_dir.clone(),
-        cancel.clone(),
-    ));
+    tracker.spawn(
+        crate::inbox::Inbox::new(store.clone(), config.data_dir.clone())
+            .run_periodically(cancel.clone()),
+    );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -263,8 +263,14 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_PUBLISH_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     pub publish_retry_max: Duration,
 
-    /// PKCS#8 PEM file of a P-256 key to sign with; by default one is generated in the data dir.
-    #[arg(long, env = "EXPOSURE_SIGNING_KEY")]
+    /// PKCS#8 PEM file of the P-256 key that signs batches, kept outside the data directory
+    /// (a mounted secret, an HSM export), so it is never in a backup. Without it the key is
+    /// generated into, and read from, `DATA_DIR/signing/`. `--signing-key` is the same flag.
+    #[arg(
+        long = "signing-key-file",
+        visible_alias = "signing-key",
+        env = "EXPOSURE_SIGNING_KEY"
+    )]
     pub signing_key: Option<PathBuf>,
 
     /// Log line format.

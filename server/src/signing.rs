@@ -30,16 +30,29 @@ pub enum SigningError {
         /// Why.
         reason: String,
     },
+    /// The current key's private half is not in the data directory (it is kept elsewhere, or
+    /// the store was restored from a backup made without it).
+    #[error(
+        "the current signing key {key_id} has no private key at {path}: pass --signing-key-file with it"
+    )]
+    MissingPrivateKey {
+        /// The current key.
+        key_id: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
-fn key_dir(data_dir: &Path) -> PathBuf {
+/// Returns the folder of the private keys kept in the data directory.
+pub fn key_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("signing")
 }
 
-fn key_file(data_dir: &Path, key_id: &str) -> PathBuf {
+/// Returns where the private key `key_id` lives in the data directory.
+pub fn key_file(data_dir: &Path, key_id: &str) -> PathBuf {
     key_dir(data_dir).join(format!("{key_id}.pem"))
 }
 
@@ -61,7 +74,14 @@ pub fn load_or_create(
         return Ok(signer);
     }
     if !list.current.is_empty() {
-        return read_signer(&key_file(data_dir, &list.current), DATA_DIR_KEY_RULES);
+        let path = key_file(data_dir, &list.current);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Err(SigningError::MissingPrivateKey {
+                key_id: list.current,
+                path,
+            });
+        }
+        return read_signer(&path, DATA_DIR_KEY_RULES);
     }
     add_new_key(store, data_dir, now)
 }

@@ -92,6 +92,19 @@ impl Store {
         Ok(sequences)
     }
 
+    /// Raises the last batch sequence of every region by `gap` in one synced write; returns how
+    /// many regions moved. A store restored from a backup skips the sequences its original may
+    /// have published after the backup, so none is ever numbered twice.
+    pub fn skip_batch_sequences(&self, gap: u64) -> Result<usize, StorageError> {
+        let sequences = self.batch_sequences()?;
+        let mut batch = WriteBatch::default();
+        for (region, sequence) in &sequences {
+            self.put_batch_sequence(&mut batch, region, sequence.saturating_add(gap));
+        }
+        self.write_synced(batch)?;
+        Ok(sequences.len())
+    }
+
     /// Adds the move of a region's batch sequence to `batch`.
     pub(crate) fn put_batch_sequence(&self, batch: &mut WriteBatch, region: &str, sequence: u64) {
         batch.put_cf(

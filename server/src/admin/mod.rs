@@ -3,6 +3,8 @@
 //! server holds it (RocksDB admits one writer process), authority changes go through the
 //! server's [`crate::inbox`] and take effect within a second, and listing reads a read-only view.
 
+pub mod backup;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
