@@ -1,5 +1,5 @@
-//! The admin inbox: how `exposure-server authority add|revoke` and `backup` reach a server that
-//! is running.
+//! The admin inbox: how `exposure-server authority add|revoke`, `signing-key rotate|retire` and
+//! `backup` reach a server that is running.
 //! RocksDB admits one writer process, so while the server holds the database the admin command
 //! writes its request as a file into `data_dir/inbox/` (written aside, synced, then renamed into
 //! place, so a half-written request is never read); the server applies each request to the store
@@ -14,9 +14,14 @@
 //! still applied.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::signing::KeyRing;
+use crate::storage::outbox::OutboxTask;
 
 use crate::storage::records::Authority;
 use crate::storage::{StorageError, Store};
@@ -50,6 +55,19 @@ pub struct InboxRequest {
     /// Take a backup snapshot under this name (`crate::backup::snapshot`).
     #[prost(string, tag = "6")]
     pub snapshot: String,
+    /// Make this signing key current (`signing-key rotate`); its private key is
+    /// `signing/{id}.pem` of the data directory, or `rotate_key_file`.
+    #[prost(string, tag = "7")]
+    pub rotate_key_id: String,
+    /// With `rotate_key_id`: the PEM file outside the data directory that holds the key.
+    #[prost(string, tag = "8")]
+    pub rotate_key_file: String,
+    /// With `rotate_key_id`: the GAEN `verification_key_version` of the new key.
+    #[prost(string, tag = "9")]
+    pub gaen_key_version: String,
+    /// Retire this signing key (`signing-key retire`).
+    #[prost(string, tag = "10")]
+    pub retire_key_id: String,
 }
 
 /// Errors of the inbox.
@@ -66,6 +84,9 @@ pub enum InboxError {
     /// The store failed while applying a request.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A signing-key change failed in the store (retried).
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
 }
 
 /// Returns the inbox folder of a data directory.
@@ -164,12 +185,36 @@ pub struct Inbox {
     store: Store,
     /// The data directory whose `inbox/` is read.
     data_dir: PathBuf,
+    /// The publisher's current signing key, replaced by a rotation.
+    keys: Option<KeyRing>,
+    /// Object-storage hook: signing-key changes queue the rewrite of `v1/signing-keys` in
+    /// their own write and wake the drain task.
+    outbox: Option<Arc<Notify>>,
 }
 
 impl Inbox {
     /// Returns the inbox of `data_dir`, applying requests to `store`.
     pub fn new(store: Store, data_dir: PathBuf) -> Self {
-        Self { store, data_dir }
+        Self {
+            store,
+            data_dir,
+            keys: None,
+            outbox: None,
+        }
+    }
+
+    /// Makes rotations replace the key in `keys` (without it they are refused).
+    #[must_use]
+    pub fn with_keys(mut self, keys: KeyRing) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Queues object-storage tasks with signing-key changes and notifies `wake` after them.
+    #[must_use]
+    pub fn with_outbox(mut self, wake: Arc<Notify>) -> Self {
+        self.outbox = Some(wake);
+        self
     }
 
     /// Applies every request waiting in the inbox, oldest first; returns how many were
@@ -210,6 +255,66 @@ impl Inbox {
         }
         if !request.snapshot.is_empty() {
             crate::backup::snapshot::answer_request(store, &self.data_dir, &request.snapshot, path);
+        }
+        if !request.rotate_key_id.is_empty() || !request.retire_key_id.is_empty() {
+            match self.apply_signing(request) {
+                Ok(()) => {
+                    if let Some(wake) = &self.outbox {
+                        wake.notify_one();
+                    }
+                }
+                Err(crate::signing::SigningError::Storage(error)) => return Err(error.into()),
+                // A refused or unreadable key is not retried: the waiting command reports it.
+                Err(error) => tracing::warn!(%error, "signing-key request from the inbox refused"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a rotation or retirement.
+    fn apply_signing(&self, request: &InboxRequest) -> Result<(), crate::signing::SigningError> {
+        use crate::signing::{self, SigningError, lifecycle};
+        let queue: &[OutboxTask] = if self.outbox.is_some() {
+            &[OutboxTask::SigningKeys]
+        } else {
+            &[]
+        };
+        let now = request.requested_at;
+        if !request.rotate_key_id.is_empty() {
+            let Some(keys) = &self.keys else {
+                return Err(SigningError::Refused(
+                    "this inbox cannot rotate signing keys".into(),
+                ));
+            };
+            let signer = if request.rotate_key_file.is_empty() {
+                signing::read_data_dir_key(&self.data_dir, &request.rotate_key_id)?
+            } else {
+                signing::read_given_key(Path::new(&request.rotate_key_file))?
+            };
+            if signer.key_id() != request.rotate_key_id {
+                return Err(SigningError::Refused(format!(
+                    "the key file holds key {}, not {}",
+                    signer.key_id(),
+                    request.rotate_key_id
+                )));
+            }
+            lifecycle::activate(
+                &self.store,
+                Some(keys),
+                &signer,
+                &request.gaen_key_version,
+                now,
+                queue,
+            )?;
+        }
+        if !request.retire_key_id.is_empty() {
+            lifecycle::retire(
+                &self.store,
+                &self.data_dir,
+                &request.retire_key_id,
+                now,
+                queue,
+            )?;
         }
         Ok(())
     }

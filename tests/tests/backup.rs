@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use exposure_matcher::BatchFile;
-use exposure_proto::v1::{DiagnosisKey, GetSigningKeysRequest, ListBatchesResponse, SigningKey};
+use exposure_proto::v1::{DiagnosisKey, ListBatchesResponse, SigningKey};
 use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
 use exposure_server::admin::{AuthorityCommand, DataDir};
 use exposure_server::{Clock, storage::Store};
@@ -66,14 +66,7 @@ fn verify_command(path: &Path) -> BackupCommand {
 }
 
 async fn signing_keys(server: &TestServer) -> Vec<SigningKey> {
-    server
-        .distribution_client()
-        .await
-        .get_signing_keys(GetSigningKeysRequest {})
-        .await
-        .expect("signing keys")
-        .into_inner()
-        .keys
+    fixtures::signing_keys(&mut server.distribution_client().await).await
 }
 
 /// Uploads one key with `token`; returns whether it was accepted.

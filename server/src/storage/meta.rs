@@ -2,6 +2,7 @@
 
 use rocksdb::WriteBatch;
 
+use super::outbox::OutboxTask;
 use super::records::SigningKeyList;
 use super::{CF_META, StorageError, Store, decode_record, decode_u64};
 
@@ -21,14 +22,21 @@ impl Store {
         }
     }
 
-    /// Replaces the signing-key list.
-    pub fn put_signing_keys(&self, list: &SigningKeyList) -> Result<(), StorageError> {
+    /// Replaces the signing-key list, queueing the object-storage tasks `queue` (the rewrite of
+    /// `v1/signing-keys`) in the same write.
+    pub fn put_signing_keys(
+        &self,
+        list: &SigningKeyList,
+        queue: &[OutboxTask],
+        now: u64,
+    ) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(
             self.cf(CF_META),
             SIGNING_KEYS,
             prost::Message::encode_to_vec(list),
         );
+        self.stage_outbox(&mut batch, queue, now);
         self.write_synced(batch)
     }
 
