@@ -16,6 +16,7 @@ use exposure_server::catalog::Catalog;
 use exposure_server::clock::Clock;
 use exposure_server::ingest::writer::{IngestWriter, UploadJob};
 use exposure_server::publisher::{PublishSettings, Publisher};
+use exposure_server::signing::{ActiveKey, KeyRing};
 use exposure_server::storage::Store;
 use exposure_server::storage::keys::dedup_key;
 use exposure_server::storage::records::StoredKey;
@@ -115,7 +116,10 @@ fn publish_peak_day(criterion: &mut Criterion) {
                     let publisher = Publisher::new(
                         store,
                         Catalog::default(),
-                        BatchSigner::generate(),
+                        KeyRing::new(ActiveKey {
+                            signer: BatchSigner::generate(),
+                            gaen_key_version: "v1".to_owned(),
+                        }),
                         Clock::manual(NOW),
                         settings,
                     )

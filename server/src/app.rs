@@ -96,7 +96,12 @@ impl From<crate::datadir::DataDirError> for ServerError {
 impl ServerError {
     /// Returns whether the error is the operator's to fix in the flags (exit code 64).
     pub fn is_usage(&self) -> bool {
-        matches!(self, ServerError::Config(_) | ServerError::Tls(_))
+        matches!(
+            self,
+            ServerError::Config(_)
+                | ServerError::Tls(_)
+                | ServerError::Signing(signing::SigningError::Refused(_))
+        )
     }
 }
 
@@ -181,6 +186,7 @@ pub async fn run_with_tls(
     })?;
     let data_dir = config.data_dir.clone();
     let signing_key = config.signing_key.clone();
+    let default_gaen_version = config.gaen_key_version.clone();
     let now = clock.now();
     let (store, signer, catalog) =
         tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
@@ -188,12 +194,22 @@ pub async fn run_with_tls(
                 tracing::warn!(data_dir = %data_dir.display(), "creating a new store at {}", data_dir.display());
             }
             let store = Store::open(&data_dir)?;
-            let signer = signing::load_or_create(&store, &data_dir, signing_key.as_deref(), now)?;
+            // No backup command can be waiting for a snapshot of a server that was not running.
+            crate::backup::snapshot::clear_staging(&data_dir).map_err(crate::storage::StorageError::Io)?;
+            let signer = signing::load_or_create(
+                &store,
+                &data_dir,
+                signing_key.as_deref(),
+                &default_gaen_version,
+                now,
+            )?;
             let catalog = Catalog::load(&store)?;
             Ok((store, signer, catalog))
         })
         .await??;
-    tracing::info!(data_dir = %config.data_dir.display(), key_id = signer.key_id(), "store opened");
+    tracing::info!(data_dir = %config.data_dir.display(), key_id = signer.signer.key_id(),
+        gaen_key_version = %signer.gaen_key_version, "store opened");
+    let keys = signing::KeyRing::new(signer);
 
     let (writer, writer_thread) = IngestWriter::start(store.clone())?;
     let cancel = CancellationToken::new();
@@ -206,18 +222,20 @@ pub async fn run_with_tls(
         max_keys_per_batch: config.max_keys_per_batch as usize,
         gaen: config.gaen_export.then(|| GaenSettings {
             key_id: config.gaen_key_id.clone(),
-            key_version: config.gaen_key_version.clone(),
             min_records: config.gaen_min_records as usize,
         }),
     };
     let mut publisher = Publisher::new(
         store.clone(),
         catalog.clone(),
-        signer,
+        keys.clone(),
         clock.clone(),
         settings,
     )?
     .stop_on(cancel.clone());
+    // Admin requests of `authority`, `signing-key` and `backup` commands (crate::inbox).
+    let mut inbox =
+        crate::inbox::Inbox::new(store.clone(), config.data_dir.clone()).with_keys(keys.clone());
     if let Some(bucket) = bucket {
         // Object storage (DESIGN.md section 10): whatever changed while the server was down
         // or publishing was off is caught up by a full sync queued at start; from then on
@@ -251,6 +269,7 @@ pub async fn run_with_tls(
             backoff,
             cancel.clone(),
         ));
+        inbox = inbox.with_outbox(wake.clone());
         publisher = publisher.with_outbox(wake);
     }
     let publisher = Arc::new(publisher);
@@ -259,11 +278,7 @@ pub async fn run_with_tls(
         config.publish_interval,
         cancel.clone(),
     ));
-    tracker.spawn(crate::inbox::run_periodically(
-        store.clone(),
-        config.data_dir.clone(),
-        cancel.clone(),
-    ));
+    tracker.spawn(inbox.run_periodically(cancel.clone()));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

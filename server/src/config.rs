@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 /// clap takes the whole option from [`parse_optional_addr`] rather than making the flag optional.
 pub type OptionalAddr = Option<SocketAddr>;
 mod validate;
-pub use validate::{ConfigError, MIN_CONFIRM_PREFIX_BITS};
+pub use validate::{ConfigError, MIN_CONFIRM_PREFIX_BITS, registered_name};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,7 +122,10 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_GAEN_KEY_ID", default_value = "452")]
     pub gaen_key_id: String,
 
-    /// `verification_key_version` of GAEN export files, as registered with Apple and Google.
+    /// GAEN `verification_key_version` of a signing key that has none recorded yet: the first
+    /// key, or one first given with --signing-key-file (the next free `vN` when another key has
+    /// it). Each key keeps its own version, which its exports carry; `signing-key rotate` sets
+    /// the new key's (`--gaen-key-version`, default the next `vN`).
     #[arg(long, env = "EXPOSURE_GAEN_KEY_VERSION", default_value = "v1")]
     pub gaen_key_version: String,
 
@@ -263,8 +266,14 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_PUBLISH_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     pub publish_retry_max: Duration,
 
-    /// PKCS#8 PEM file of a P-256 key to sign with; by default one is generated in the data dir.
-    #[arg(long, env = "EXPOSURE_SIGNING_KEY")]
+    /// PKCS#8 PEM file of the P-256 key that signs batches, kept outside the data directory
+    /// (a mounted secret, an HSM export), so it is never in a backup. Without it the key is
+    /// generated into, and read from, `DATA_DIR/signing/`. `--signing-key` is the same flag.
+    #[arg(
+        long = "signing-key-file",
+        visible_alias = "signing-key",
+        env = "EXPOSURE_SIGNING_KEY"
+    )]
     pub signing_key: Option<PathBuf>,
 
     /// Log line format.

@@ -26,6 +26,11 @@ pub enum DataDirError {
          pass the folder of an existing store, or a missing or empty folder to create a new one"
     )]
     ForeignContents(PathBuf),
+    /// A restore target that is not empty (it may even hold a live store).
+    #[error(
+        "--data-dir {0}: the folder is not empty; restore into a missing or empty folder, then point the server at it"
+    )]
+    NotEmpty(PathBuf),
     /// The path exists and is not a folder.
     #[error("--data-dir {0}: not a folder")]
     NotAFolder(PathBuf),
@@ -37,6 +42,38 @@ pub enum DataDirError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Returns whether the folder `path` holds nothing but [`IGNORED_ENTRIES`].
+fn is_empty(path: &Path) -> std::io::Result<bool> {
+    for entry in std::fs::read_dir(path)? {
+        let name = entry?.file_name();
+        if !IGNORED_ENTRIES.iter().any(|ignored| name == **ignored) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Checks that `data_dir` may receive a restored store: it is missing or an empty folder
+/// (a `lost+found` alone counts as empty). Anything else, a store included, is refused.
+pub fn check_restore_target(data_dir: &Path) -> Result<(), DataDirError> {
+    match std::fs::metadata(data_dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DataDirError::Io {
+            path: data_dir.to_owned(),
+            source,
+        }),
+        Ok(metadata) if !metadata.is_dir() => Err(DataDirError::NotAFolder(data_dir.to_owned())),
+        Ok(_) => match is_empty(data_dir) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DataDirError::NotEmpty(data_dir.to_owned())),
+            Err(source) => Err(DataDirError::Io {
+                path: data_dir.to_owned(),
+                source,
+            }),
+        },
+    }
 }
 
 /// Returns whether `data_dir` holds a store (RocksDB's `db/CURRENT`).
@@ -58,19 +95,8 @@ pub fn prepare(data_dir: &Path) -> Result<DataDirState, DataDirError> {
             return Err(DataDirError::NotAFolder(data_dir.to_owned()));
         }
         Ok(_) if holds_store(data_dir) => DataDirState::Existing,
-        Ok(_) => {
-            let mut entries = std::fs::read_dir(data_dir).map_err(io)?;
-            let other = entries.find(|entry| match entry {
-                Ok(entry) => !IGNORED_ENTRIES
-                    .iter()
-                    .any(|name| entry.file_name() == **name),
-                Err(_) => true,
-            });
-            if other.is_some() {
-                return Err(DataDirError::ForeignContents(data_dir.to_owned()));
-            }
-            DataDirState::New
-        }
+        Ok(_) if is_empty(data_dir).map_err(io)? => DataDirState::New,
+        Ok(_) => return Err(DataDirError::ForeignContents(data_dir.to_owned())),
     };
     crate::files::create_private_dir(data_dir).map_err(io)?;
     crate::files::create_private_dir(&crate::inbox::inbox_dir(data_dir)).map_err(io)?;

@@ -354,12 +354,14 @@ pub fn region_snapshot(
     })
 }
 
-/// Returns the public signing keys: the current one first, then the others newest first.
+/// Returns the public signing keys: the current one first, then the others newest first;
+/// retired keys are left out, so what they signed no longer verifies.
 pub fn signing_keys(list: &SigningKeyList) -> GetSigningKeysResponse {
     let mut keys: Vec<SigningKey> = list
         .keys
         .iter()
         .rev()
+        .filter(|record| record.retired_at == 0)
         .map(|record| SigningKey {
             key_id: record.key_id.clone(),
             public_key_der: record.public_key_der.clone(),

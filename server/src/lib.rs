@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod backup;
 pub mod batch_cache;
 pub mod bucket;
 pub mod catalog;

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
 use exposure_server::admin::{
     self, AdminError, AuthorityCommand, PublishSyncCommand, SigningKeyCommand,
 };
@@ -34,6 +35,12 @@ enum Command {
     /// DESIGN.md section 10's order; the server must be stopped.
     #[command(name = "publish-sync")]
     PublishSync(PublishSyncCommand),
+    /// Backs up a data directory into a new folder of `--to`, also while the server runs
+    /// (signing keys and waiting admin requests included, a SHA-256 manifest of every file);
+    /// `backup --verify DIR` checks a backup.
+    Backup(BackupCommand),
+    /// Restores a backup into a new (missing or empty) data directory and checks that it opens.
+    Restore(RestoreCommand),
 }
 
 /// Exit code for bad usage (sysexits.h EX_USAGE).
@@ -62,6 +69,8 @@ fn main() -> ExitCode {
         Some(Command::Authority(command)) => admin::authority(command, &mut stdout),
         Some(Command::SigningKey(command)) => admin::signing_key(command, &mut stdout),
         Some(Command::PublishSync(command)) => admin::publish_sync(command, &mut stdout),
+        Some(Command::Backup(command)) => admin::backup::backup(command, &mut stdout),
+        Some(Command::Restore(command)) => admin::backup::restore(command, &mut stdout),
     };
     match admin_result {
         Ok(()) => ExitCode::SUCCESS,

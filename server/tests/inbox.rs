@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use exposure_server::inbox::{self, InboxRequest, MAX_REQUEST_BYTES};
+use exposure_server::inbox::{self, Inbox, InboxRequest, MAX_REQUEST_BYTES};
 use exposure_server::storage::Store;
 use exposure_server::storage::authorities::new_authority;
 
@@ -55,7 +55,8 @@ fn bad_entries_are_quarantined_and_a_good_one_after_them_applied() {
     std::os::unix::fs::chown(&foreign, Some(65_534), Some(65_534)).expect("chown to nobody");
     std::fs::write(bad_entry(&folder, "f-garbage"), [0xff; 40]).expect("garbage");
 
-    let applied = inbox::apply_pending(&store, dir.path()).expect("apply");
+    let inbox = Inbox::new(store.clone(), dir.path().to_owned());
+    let applied = inbox.apply_pending().expect("apply");
     assert_eq!(applied, 1, "only the good request is applied");
     assert_eq!(
         store
@@ -94,7 +95,7 @@ fn bad_entries_are_quarantined_and_a_good_one_after_them_applied() {
     assert_eq!(quarantined.len(), 6, "{quarantined:?}");
     assert!(quarantined[0].contains("a-symlink") && quarantined[5].contains("f-garbage"));
     assert_eq!(
-        inbox::apply_pending(&store, dir.path()).expect("apply again"),
+        inbox.apply_pending().expect("apply again"),
         0,
         "quarantined entries are not looked at again"
     );

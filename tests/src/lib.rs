@@ -213,6 +213,30 @@ impl TestServer {
         }
     }
 
+    /// Returns the lines of [`REGION`]'s GAEN `index.txt` from the HTTP mirror once there are
+    /// `count`; panics after 20 s.
+    pub async fn wait_for_gaen_index(&self, count: usize) -> Vec<String> {
+        let http = http_client::HttpClient::new(&self.http_url);
+        let path = format!("/v1/regions/{REGION}/gaen/index.txt");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = http.get(&path).await;
+            let lines: Vec<String> = if answer.status == 200 {
+                answer.text().lines().map(str::to_owned).collect()
+            } else {
+                Vec::new()
+            };
+            if lines.len() == count {
+                return lines;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "index has {lines:?}, waiting for {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the server gracefully and returns its data directory (kept for a restart).
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown().await;
@@ -379,8 +403,8 @@ pub mod fixtures {
     use exposure_proto::v1::distribution_client::DistributionClient;
     use exposure_proto::v1::{
         BluezoneKey, DiagnosisKey, GaenKey, GetBatchRequest, GetConfirmBucketRequest,
-        GetSigningKeysRequest, ReportType, StaticIdentifier, UploadDiagnosisKeysRequest,
-        diagnosis_key,
+        GetSigningKeysRequest, ReportType, SigningKey, StaticIdentifier,
+        UploadDiagnosisKeysRequest, diagnosis_key,
     };
     use tonic::transport::Channel;
 
@@ -485,17 +509,22 @@ pub mod fixtures {
         file
     }
 
-    /// Returns the DER public key of the current signing key and its id.
-    pub async fn current_signing_key(
-        client: &mut DistributionClient<Channel>,
-    ) -> (String, Vec<u8>) {
-        let keys = client
+    /// Returns the signing keys GetSigningKeys lists.
+    pub async fn signing_keys(client: &mut DistributionClient<Channel>) -> Vec<SigningKey> {
+        client
             .get_signing_keys(GetSigningKeysRequest {})
             .await
             .expect("signing keys")
             .into_inner()
-            .keys;
-        let current = keys
+            .keys
+    }
+
+    /// Returns the DER public key of the current signing key and its id.
+    pub async fn current_signing_key(
+        client: &mut DistributionClient<Channel>,
+    ) -> (String, Vec<u8>) {
+        let current = signing_keys(client)
+            .await
             .into_iter()
             .find(|key| key.current)
             .expect("a current key");

@@ -27,24 +27,7 @@ fn yesterday_key(byte: u8, onset: Option<i32>) -> DiagnosisKey {
 
 /// Returns the lines of the region's index, waiting (at most 20 s) until there are `count`.
 async fn wait_for_index(server: &TestServer, count: usize) -> Vec<String> {
-    let http = HttpClient::new(&server.http_url);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let answer = http.get(INDEX_PATH).await;
-        let lines: Vec<String> = if answer.status == 200 {
-            answer.text().lines().map(str::to_owned).collect()
-        } else {
-            Vec::new()
-        };
-        if lines.len() == count {
-            return lines;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "index has {lines:?}, waiting for {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_for_gaen_index(count).await
 }
 
 /// Downloads a zip the index names and verifies it with the current key from GetSigningKeys.

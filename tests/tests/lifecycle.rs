@@ -301,8 +301,9 @@ async fn a_rotated_signing_key_signs_new_batches_and_the_old_one_stays_listed() 
     let dir = server.stop().await;
 
     let store = exposure_server::storage::Store::open(dir.path()).expect("open");
-    let rotated =
-        exposure_server::signing::add_new_key(&store, dir.path(), TEST_NOW).expect("rotate");
+    let rotated = exposure_server::signing::add_new_key(&store, dir.path(), "v2", TEST_NOW)
+        .expect("rotate")
+        .signer;
     drop(store);
 
     let server = TestServer::restart(&dir, token, clock, config).await;

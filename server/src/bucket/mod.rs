@@ -32,6 +32,14 @@ pub enum BucketError {
     /// The store refused or failed a request (retried by the caller).
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    /// A local file to upload could not be read.
+    #[error("{path}: {source}")]
+    LocalFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Where the layout is written: a store and the prefix of the layout's root in it.
@@ -44,6 +52,11 @@ pub struct Bucket {
     /// `scheme://bucket/prefix`, for logs (a URL of these schemes carries no credentials).
     description: String,
 }
+
+/// Bytes read from a local file at a time by [`Bucket::put_file`].
+const UPLOAD_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Parts of one [`Bucket::put_file`] upload in flight at once.
+const UPLOAD_PARTS_IN_FLIGHT: usize = 4;
 
 /// Retries inside one request (a dropped connection, a 503); the outbox retries beyond them.
 fn retry() -> RetryConfig {
@@ -182,6 +195,57 @@ impl Bucket {
             .put_opts(&self.path(relative), PutPayload::from(body), options)
             .await?;
         Ok(())
+    }
+
+    /// Streams a local file into one object in parts (a large file never sits in memory);
+    /// returns its length. The object appears whole when the upload completes.
+    pub async fn put_file(
+        &self,
+        relative: &str,
+        file: &std::path::Path,
+        content_type: &'static str,
+        cache_control: &'static str,
+    ) -> Result<u64, BucketError> {
+        use std::io::Read as _;
+        let local = |source| BucketError::LocalFile {
+            path: file.to_owned(),
+            source,
+        };
+        let mut source = std::fs::File::open(file).map_err(local)?;
+        let mut attributes = Attributes::new();
+        if self.attributes {
+            attributes.insert(Attribute::ContentType, content_type.into());
+            attributes.insert(Attribute::CacheControl, cache_control.into());
+        }
+        let options = object_store::PutMultipartOptions {
+            attributes,
+            ..object_store::PutMultipartOptions::default()
+        };
+        let upload = self
+            .store
+            .put_multipart_opts(&self.path(relative), options)
+            .await?;
+        let mut write = object_store::WriteMultipart::new(upload);
+        let mut buffer = vec![0u8; UPLOAD_CHUNK_BYTES];
+        let mut length = 0u64;
+        loop {
+            // A blocking read of one chunk: the uploads of earlier parts go on meanwhile.
+            let read = match source.read(&mut buffer) {
+                Ok(read) => read,
+                Err(error) => {
+                    let _ = write.abort().await;
+                    return Err(local(error));
+                }
+            };
+            if read == 0 {
+                break;
+            }
+            write.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await?;
+            write.write(&buffer[..read]);
+            length += read as u64;
+        }
+        write.finish().await?;
+        Ok(length)
     }
 
     /// Deletes one object; one already gone is fine.

@@ -49,7 +49,7 @@ const MAX_REGISTERED_NAME: usize = 32;
 /// Checks a GAEN `verification_key_id` or `_version`: phones compare it byte for byte with what
 /// Apple and Google registered (an id is the mobile country code, e.g. `452`; a version `v1`),
 /// so a stray space, quote or empty value would make every export file unverifiable.
-fn registered_name(flag: &'static str, value: &str) -> Result<(), ConfigError> {
+pub fn registered_name(flag: &'static str, value: &str) -> Result<(), ConfigError> {
     let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-');
     if value.is_empty() || value.len() > MAX_REGISTERED_NAME || !value.bytes().all(allowed) {
         return refuse(

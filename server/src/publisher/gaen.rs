@@ -15,16 +15,16 @@ use rocksdb::WriteBatch;
 
 use super::{PublishError, PublishReport, Publisher};
 use crate::metrics;
+use crate::signing::ActiveKey;
 use crate::storage::outbox::OutboxTask;
 use crate::storage::records::{GaenFileRecord, GaenIndexRecord, StoredKey};
 
 /// How GAEN export files are made; `None` in the publisher's settings turns them off.
 #[derive(Clone, Debug)]
 pub struct GaenSettings {
-    /// `verification_key_id` the public key is registered under (default `452`).
+    /// `verification_key_id` the public keys are registered under (default `452`); the
+    /// `verification_key_version` is the signing key's own (`crate::signing::ActiveKey`).
     pub key_id: String,
-    /// `verification_key_version` (default `v1`).
-    pub key_version: String,
     /// Each file is padded with random keys to at least this many (default 1,000).
     pub min_records: usize,
 }
@@ -54,6 +54,7 @@ impl Publisher {
         region: &str,
         keys: &[(u64, StoredKey)],
         now: u64,
+        signing: &ActiveKey,
     ) -> Result<Option<PreparedGaen>, PublishError> {
         let Some(settings) = &self.settings.gaen else {
             return Ok(None);
@@ -91,7 +92,7 @@ impl Publisher {
             start_timestamp,
             end_timestamp,
             verification_key_id: settings.key_id.clone(),
-            verification_key_version: settings.key_version.clone(),
+            verification_key_version: signing.gaen_key_version.clone(),
             min_records: settings.min_records,
             max_records_per_file: MAX_RECORDS_PER_FILE,
         };
@@ -99,7 +100,7 @@ impl Publisher {
             &params,
             &export_keys,
             &revised_keys,
-            &self.signer,
+            &signing.signer,
             &mut rand::rngs::OsRng,
         )
         .map_err(|error| PublishError::Build(format!("gaen export: {error}")))?;
@@ -165,13 +166,18 @@ impl Publisher {
             if self.stopping() {
                 return Ok(());
             }
-            let Some(prepared) = self.prepare_gaen(&region, &[], now)? else {
+            let signing = self.keys.current();
+            let Some(prepared) = self.prepare_gaen(&region, &[], now, &signing)? else {
                 continue;
             };
             let mut write = WriteBatch::default();
             self.stage_gaen(&mut write, &region, &prepared, now);
             {
                 let _commits = self.store.lock_commits();
+                if !self.still_current(&signing) {
+                    // Rotated meanwhile: the next run signs these revisions with the new key.
+                    continue;
+                }
                 self.store.write_synced(write)?;
             }
             self.wake_outbox();

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use exposure_matcher::{
-    BatchKind, BatchParams, BatchSigner, BuiltBatch, FingerprintWidth, TaggedElement, build_batch,
+    BatchKind, BatchParams, BuiltBatch, FingerprintWidth, TaggedElement, build_batch,
 };
 use exposure_proto::v1::{self as api, BatchInfo};
 use rayon::prelude::*;
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::metrics;
+use crate::signing::{ActiveKey, KeyRing};
 use crate::storage::outbox::OutboxTask;
 use crate::storage::records::{StoredBatch, StoredKey};
 use crate::storage::{StorageError, Store};
@@ -87,7 +88,8 @@ pub struct PublishReport {
 pub struct Publisher {
     store: Store,
     catalog: Catalog,
-    signer: BatchSigner,
+    /// The current signing key, replaced by a rotation; read before each batch.
+    keys: KeyRing,
     clock: Clock,
     settings: PublishSettings,
     /// The publisher's own rayon pool, sized apart from the global one so that publishing
@@ -107,7 +109,7 @@ impl Publisher {
     pub fn new(
         store: Store,
         catalog: Catalog,
-        signer: BatchSigner,
+        keys: KeyRing,
         clock: Clock,
         settings: PublishSettings,
     ) -> Result<Self, PublishError> {
@@ -119,7 +121,7 @@ impl Publisher {
         Ok(Self {
             store,
             catalog,
-            signer,
+            keys,
             clock,
             settings,
             pool,
@@ -154,6 +156,12 @@ impl Publisher {
         if let Some(wake) = &self.outbox {
             wake.notify_one();
         }
+    }
+
+    /// Returns whether `key` is still the current signing key; call under the commit lock,
+    /// which a rotation takes too, so a batch never commits with a replaced key.
+    fn still_current(&self, key: &ActiveKey) -> bool {
+        self.keys.current().signer.key_id() == key.signer.key_id()
     }
 
     /// Returns true once shutdown has begun.
@@ -205,13 +213,14 @@ impl Publisher {
             .set(self.store.approximate_size_bytes() as f64);
     }
 
-    /// Builds and commits one batch of `region` from `keys`; returns how many keys it holds and
+    /// Builds and commits one batch of `region` from `keys`, signed with the current key; returns how many keys it holds and
     /// GAEN files went with it, or `None` for an hourly batch whose keys were all withdrawn
     /// meanwhile.
     ///
     /// The filter is built without any lock. Under the commit lock the keys are checked again
     /// (a revocation may have withdrawn some, or an earlier run published them); if any is
-    /// gone, the batch is rebuilt without it. Then the confirm digests of a first publication
+    /// gone, the batch is rebuilt without it, and if a rotation replaced the signing key, it is
+    /// rebuilt with the new one. Then the confirm digests of a first publication
     /// are loaded and the batch, its sequence and `extra`'s writes (given the final keys)
     /// commit in one synced write.
     fn build_and_commit(
@@ -224,6 +233,7 @@ impl Publisher {
     ) -> Result<Option<Committed>, PublishError> {
         loop {
             let started = Instant::now();
+            let signing = self.keys.current();
             let expanded = expand(&keys)?;
             let expanded_at = Instant::now();
             let elements: Vec<TaggedElement> = expanded
@@ -240,17 +250,22 @@ impl Publisher {
                 width: self.settings.width,
                 min_elements: self.settings.min_elements,
             };
-            let built = build_batch(&params, &elements, &self.signer, &mut rand::rngs::OsRng)
+            let built = build_batch(&params, &elements, &signing.signer, &mut rand::rngs::OsRng)
                 .map_err(|error| PublishError::Build(error.to_string()))?;
             // The GAEN export of the same keys rides the same commit (hourly batches only: a
             // roll-up republishes keys already exported).
             let gaen = match plan.kind {
-                BatchKind::Hourly => self.prepare_gaen(region, &keys, now)?,
+                BatchKind::Hourly => self.prepare_gaen(region, &keys, now, &signing)?,
                 BatchKind::Daily => None,
             };
             let built_at = Instant::now();
 
             let commits = self.store.lock_commits();
+            if !self.still_current(&signing) {
+                drop(commits);
+                tracing::info!("signing key rotated during the build; rebuilding the batch");
+                continue;
+            }
             let live = self.live_keys(plan.kind, &keys)?;
             if live.len() != keys.len() {
                 drop(commits);
@@ -268,7 +283,7 @@ impl Publisher {
             let info = batch_info(
                 &built,
                 &params,
-                self.signer.key_id(),
+                signing.signer.key_id(),
                 plan.supersedes.clone(),
                 plan.day_number,
             );

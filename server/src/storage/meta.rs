@@ -2,6 +2,7 @@
 
 use rocksdb::WriteBatch;
 
+use super::outbox::OutboxTask;
 use super::records::SigningKeyList;
 use super::{CF_META, StorageError, Store, decode_record, decode_u64};
 
@@ -21,14 +22,21 @@ impl Store {
         }
     }
 
-    /// Replaces the signing-key list.
-    pub fn put_signing_keys(&self, list: &SigningKeyList) -> Result<(), StorageError> {
+    /// Replaces the signing-key list, queueing the object-storage tasks `queue` (the rewrite of
+    /// `v1/signing-keys`) in the same write.
+    pub fn put_signing_keys(
+        &self,
+        list: &SigningKeyList,
+        queue: &[OutboxTask],
+        now: u64,
+    ) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(
             self.cf(CF_META),
             SIGNING_KEYS,
             prost::Message::encode_to_vec(list),
         );
+        self.stage_outbox(&mut batch, queue, now);
         self.write_synced(batch)
     }
 
@@ -90,6 +98,19 @@ impl Store {
             ));
         }
         Ok(sequences)
+    }
+
+    /// Raises the last batch sequence of every region by `gap` in one synced write; returns how
+    /// many regions moved. A store restored from a backup skips the sequences its original may
+    /// have published after the backup, so none is ever numbered twice.
+    pub fn skip_batch_sequences(&self, gap: u64) -> Result<usize, StorageError> {
+        let sequences = self.batch_sequences()?;
+        let mut batch = WriteBatch::default();
+        for (region, sequence) in &sequences {
+            self.put_batch_sequence(&mut batch, region, sequence.saturating_add(gap));
+        }
+        self.write_synced(batch)?;
+        Ok(sequences.len())
     }
 
     /// Adds the move of a region's batch sequence to `batch`.

@@ -230,6 +230,14 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of the database into the new folder `path`: a RocksDB
+    /// checkpoint, which flushes the memtables and hard-links the immutable SST and blob files
+    /// (copies them when `path` is on another filesystem). For backups.
+    pub fn checkpoint(&self, path: &Path) -> Result<(), StorageError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(path)?;
+        Ok(())
+    }
+
     /// Returns the approximate on-disk size of the database in bytes, for the metrics: the
     /// table files of every column family and the blob files that hold the batch files (BlobDB,
     /// see [`Store::open`]). Both properties count every file a live version still references.

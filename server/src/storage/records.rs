@@ -129,9 +129,17 @@ pub struct SigningKeyRecord {
     /// Unix seconds of creation.
     #[prost(uint64, tag = "3")]
     pub created_at: u64,
+    /// `verification_key_version` of the GAEN exports it signs, as registered with Apple and
+    /// Google (empty for a key listed before versions were recorded).
+    #[prost(string, tag = "4")]
+    pub gaen_key_version: String,
+    /// Unix seconds of its retirement (a compromise); 0 while listed. A retired key is listed
+    /// nowhere and never signs again.
+    #[prost(uint64, tag = "5")]
+    pub retired_at: u64,
 }
 
-/// Every signing key ever used, and which one signs now.
+/// Every signing key ever used (retired ones included), and which one signs now.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SigningKeyList {
     /// Oldest first.

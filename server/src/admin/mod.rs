@@ -1,7 +1,13 @@
-//! Operator commands on a data directory: health authorities and their upload tokens, and
-//! signing-key rotation. They open the database themselves when no server runs on it; while a
-//! server holds it (RocksDB admits one writer process), authority changes go through the
-//! server's [`crate::inbox`] and take effect within a second, and listing reads a read-only view.
+//! Operator commands on a data directory: health authorities and their upload tokens, signing
+//! keys ([`signing_key`]), backups ([`backup`]) and the bucket rebuild. They open the database
+//! themselves when no server runs on it; while a server holds it (RocksDB admits one writer
+//! process), changes go through the server's [`crate::inbox`] and take effect within a second,
+//! and listing reads a read-only view.
+
+pub mod backup;
+pub mod signing_key;
+
+pub use signing_key::{SigningKeyCommand, signing_key};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,18 +65,6 @@ pub enum AuthorityCommand {
         /// confirming them at once and the next roll-ups leave them out.
         #[arg(long)]
         withdraw_keys: bool,
-    },
-}
-
-/// `exposure-server signing-key …`
-#[derive(Debug, Subcommand)]
-pub enum SigningKeyCommand {
-    /// Generates a new signing key that signs every batch from the next start on; old public
-    /// keys stay listed by GetSigningKeys so phones can verify batches they already hold.
-    Rotate {
-        /// Where the database lives.
-        #[command(flatten)]
-        data: DataDir,
     },
 }
 
@@ -364,10 +358,11 @@ pub fn authority(command: AuthorityCommand, out: &mut impl Write) -> Result<(), 
     Ok(())
 }
 
-/// Waits for the running server to apply an inbox request, and says whether it did.
-fn report_applied(out: &mut impl Write, path: &Path) -> Result<(), AdminError> {
+/// Waits for the running server to apply an inbox request; says whether it did, and returns it.
+fn report_applied(out: &mut impl Write, path: &Path) -> Result<bool, AdminError> {
     if inbox::wait_applied(path, APPLY_WAIT) {
-        writeln!(out, "the running server has applied the change").map_err(failed)
+        writeln!(out, "the running server has applied the change").map_err(failed)?;
+        Ok(true)
     } else {
         writeln!(
             out,
@@ -375,30 +370,13 @@ fn report_applied(out: &mut impl Write, path: &Path) -> Result<(), AdminError> {
             path.display(),
             inbox::POLL_INTERVAL.as_secs()
         )
-        .map_err(failed)
+        .map_err(failed)?;
+        Ok(false)
     }
 }
 
 /// How long an admin command waits for a running server to apply its request.
 const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Runs a `signing-key` command, writing its report to `out`.
-pub fn signing_key(command: SigningKeyCommand, out: &mut impl Write) -> Result<(), AdminError> {
-    match command {
-        SigningKeyCommand::Rotate { data } => {
-            let store = open_stopped(&data.data_dir)?;
-            let signer = crate::signing::add_new_key(&store, &data.data_dir, Clock::System.now())
-                .map_err(failed)?;
-            writeln!(
-                out,
-                "new signing key {} signs from the next start on",
-                signer.key_id()
-            )
-            .map_err(failed)?;
-        }
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

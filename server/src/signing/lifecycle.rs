@@ -1,0 +1,292 @@
+//! Rotation and retirement of signing keys, shared by the admin commands (on a stopped server)
+//! and the inbox (on a running one, through the same authenticated path as authorities).
+//!
+//! - **Rotation** makes a new key current at once: the list gains its record and the ring (when
+//!   a server runs) its private key, under the store's commit lock, so no batch commits with the
+//!   old key after the rotation is applied (the publisher re-checks the current key under that
+//!   lock and rebuilds a batch built with a replaced one). The old key stays listed, so phones
+//!   verify the batches it signed.
+//! - **Retirement** (after a compromise) marks a key retired: `GetSigningKeys`, `v1/signing-keys`
+//!   and the bucket's copy stop listing it, so batches it signed fail verification for every
+//!   client that fetches the keys afresh; its private key file is deleted. The current key
+//!   cannot be retired: rotate first.
+//! - **GAEN versions**: Apple and Google register each public key under an id and a version, so
+//!   every key records the `verification_key_version` its exports carry, unique among the keys.
+
+use std::path::Path;
+
+use exposure_matcher::BatchSigner;
+
+use super::{ActiveKey, KeyRing, SigningError};
+use crate::storage::Store;
+use crate::storage::outbox::OutboxTask;
+use crate::storage::records::{SigningKeyList, SigningKeyRecord};
+
+/// Lists `signer` as a new key with GAEN version `gaen_key_version` and makes it current (in
+/// `ring` too, when a server runs), queueing `queue` in the same write; returns it. Refuses a
+/// key that is listed already and a version another key has.
+pub fn activate(
+    store: &Store,
+    ring: Option<&KeyRing>,
+    signer: &BatchSigner,
+    gaen_key_version: &str,
+    now: u64,
+    queue: &[OutboxTask],
+) -> Result<ActiveKey, SigningError> {
+    let _commits = store.lock_commits();
+    let mut list = store.signing_keys()?;
+    let id = signer.key_id();
+    check_new_key(&list, id)?;
+    check_gaen_version(&list, gaen_key_version)?;
+    list.keys.push(SigningKeyRecord {
+        key_id: id.to_owned(),
+        public_key_der: signer.public_key_der(),
+        created_at: now,
+        gaen_key_version: gaen_key_version.to_owned(),
+        retired_at: 0,
+    });
+    list.current = id.to_owned();
+    store.put_signing_keys(&list, queue, now)?;
+    let active = ActiveKey {
+        signer: signer.clone(),
+        gaen_key_version: gaen_key_version.to_owned(),
+    };
+    if let Some(ring) = ring {
+        ring.replace(active.clone());
+    }
+    tracing::info!(key_id = id, gaen_key_version, "signing key made current");
+    Ok(active)
+}
+
+/// Checks that `key_id` is not listed yet (a rotation needs a new key).
+pub fn check_new_key(list: &SigningKeyList, key_id: &str) -> Result<(), SigningError> {
+    match list.keys.iter().find(|record| record.key_id == key_id) {
+        Some(record) => Err(SigningError::Refused(format!(
+            "key {key_id} is listed already ({}); a rotation needs a new key",
+            status(list, record)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that `version` may name a new key's GAEN version: well formed, and no key has it
+/// (Apple and Google register one key per version).
+pub fn check_gaen_version(list: &SigningKeyList, version: &str) -> Result<(), SigningError> {
+    crate::config::registered_name("--gaen-key-version", version)
+        .map_err(|error| SigningError::Refused(error.to_string()))?;
+    match list
+        .keys
+        .iter()
+        .find(|record| record.gaen_key_version == version)
+    {
+        Some(owner) => Err(SigningError::Refused(format!(
+            "--gaen-key-version {version} belongs to key {} already; pass another",
+            owner.key_id
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Retires `key_id`, queueing `queue` in the same write, and deletes its private key from the
+/// data directory. Refuses the current key, an unknown key and a retired one.
+pub fn retire(
+    store: &Store,
+    data_dir: &Path,
+    key_id: &str,
+    now: u64,
+    queue: &[OutboxTask],
+) -> Result<(), SigningError> {
+    {
+        let _commits = store.lock_commits();
+        let mut list = store.signing_keys()?;
+        check_retirable(&list, key_id)?;
+        if let Some(record) = list.keys.iter_mut().find(|record| record.key_id == key_id) {
+            record.retired_at = now.max(1);
+        }
+        store.put_signing_keys(&list, queue, now)?;
+    }
+    let private = super::key_file(data_dir, key_id);
+    match std::fs::remove_file(&private) {
+        Ok(()) => tracing::info!(key_id, "retired key's private key deleted"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(key_id, %error, "retired key's private key not deleted"),
+    }
+    tracing::info!(key_id, "signing key retired");
+    Ok(())
+}
+
+/// Checks that `key_id` may be retired: listed, not retired, not current.
+pub fn check_retirable(list: &SigningKeyList, key_id: &str) -> Result<(), SigningError> {
+    match list.keys.iter().find(|record| record.key_id == key_id) {
+        None => Err(SigningError::Refused(format!(
+            "KEY_ID {key_id:?}: no such signing key (see `signing-key list`)"
+        ))),
+        Some(record) if record.retired_at != 0 => Err(SigningError::Refused(format!(
+            "KEY_ID {key_id}: retired already"
+        ))),
+        Some(_) if list.current == key_id => Err(SigningError::Refused(format!(
+            "KEY_ID {key_id} is the current signing key: rotate first (`signing-key rotate`), then retire it"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Returns a key's state in words: current, verifying (listed, no longer signing) or retired.
+pub fn status(list: &SigningKeyList, record: &SigningKeyRecord) -> String {
+    if record.retired_at != 0 {
+        format!("retired at {}", record.retired_at)
+    } else if record.key_id == list.current {
+        "current".to_owned()
+    } else {
+        "verifying".to_owned()
+    }
+}
+
+/// Returns the current key as an [`ActiveKey`], first recording `default_gaen_version` (or
+/// the next free `vN`) as its GAEN version when it has none (a store from before versions were
+/// recorded, where every export carried `--gaen-key-version`).
+pub fn record_gaen_version(
+    store: &Store,
+    signer: BatchSigner,
+    default_gaen_version: &str,
+) -> Result<ActiveKey, SigningError> {
+    let _commits = store.lock_commits();
+    let mut list = store.signing_keys()?;
+    let free = free_gaen_version(&list, default_gaen_version);
+    let Some(record) = list
+        .keys
+        .iter_mut()
+        .find(|record| record.key_id == signer.key_id())
+    else {
+        return Err(SigningError::Refused(format!(
+            "key {} is not listed",
+            signer.key_id()
+        )));
+    };
+    let version = if record.gaen_key_version.is_empty() {
+        record.gaen_key_version = free.clone();
+        store.put_signing_keys(&list, &[], 0)?;
+        free
+    } else {
+        record.gaen_key_version.clone()
+    };
+    Ok(ActiveKey {
+        signer,
+        gaen_key_version: version,
+    })
+}
+
+/// Returns `preferred` when no key has it, else the first `vN` after it (after `v1` when it
+/// is not of that form) that no key has.
+pub fn free_gaen_version(list: &SigningKeyList, preferred: &str) -> String {
+    let used = |version: &str| {
+        list.keys
+            .iter()
+            .any(|record| record.gaen_key_version == version)
+    };
+    if !used(preferred) {
+        return preferred.to_owned();
+    }
+    let start = version_number(preferred).unwrap_or(1);
+    (start.saturating_add(1)..)
+        .map(|number| format!("v{number}"))
+        .find(|version| !used(version))
+        .unwrap_or_else(|| preferred.to_owned())
+}
+
+/// Returns the GAEN version a rotation gives the new key: `requested`, else the first free
+/// `vN` after the current key's. Refuses to guess when the current key's version is unknown
+/// or not of the form `vN`.
+pub fn next_gaen_version(
+    list: &SigningKeyList,
+    requested: Option<&str>,
+) -> Result<String, SigningError> {
+    if let Some(version) = requested {
+        return Ok(version.to_owned());
+    }
+    let Some(current) = list
+        .keys
+        .iter()
+        .find(|record| record.key_id == list.current)
+    else {
+        return Ok(free_gaen_version(list, "v1"));
+    };
+    if current.gaen_key_version.is_empty() {
+        return Err(SigningError::Refused(format!(
+            "the current key {} has no GAEN version recorded yet (a server start records its --gaen-key-version); pass --gaen-key-version",
+            current.key_id
+        )));
+    }
+    if version_number(&current.gaen_key_version).is_none() {
+        return Err(SigningError::Refused(format!(
+            "the current key's GAEN version {:?} is not of the form vN; pass --gaen-key-version",
+            current.gaen_key_version
+        )));
+    }
+    Ok(free_gaen_version(list, &current.gaen_key_version))
+}
+
+/// Returns N of a version `vN`.
+fn version_number(version: &str) -> Option<u64> {
+    version.strip_prefix('v')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key_id: &str, version: &str) -> SigningKeyRecord {
+        SigningKeyRecord {
+            key_id: key_id.into(),
+            gaen_key_version: version.into(),
+            ..SigningKeyRecord::default()
+        }
+    }
+
+    #[test]
+    fn versions_count_on_past_every_version_in_use() {
+        let list = SigningKeyList {
+            keys: vec![record("a", "v1"), record("b", "v2"), record("c", "v4")],
+            current: "b".into(),
+        };
+        assert_eq!(next_gaen_version(&list, None).expect("next"), "v3");
+        assert_eq!(
+            next_gaen_version(&list, Some("2026-b")).expect("requested"),
+            "2026-b"
+        );
+        assert_eq!(free_gaen_version(&list, "v9"), "v9");
+        assert_eq!(free_gaen_version(&list, "v2"), "v3");
+        assert_eq!(free_gaen_version(&list, "v3"), "v3");
+        let empty = SigningKeyList::default();
+        assert_eq!(next_gaen_version(&empty, None).expect("first"), "v1");
+        let legacy = SigningKeyList {
+            keys: vec![record("a", "")],
+            current: "a".into(),
+        };
+        assert!(matches!(
+            next_gaen_version(&legacy, None),
+            Err(SigningError::Refused(_))
+        ));
+        let custom = SigningKeyList {
+            keys: vec![record("a", "2026a")],
+            current: "a".into(),
+        };
+        assert!(next_gaen_version(&custom, None).is_err());
+    }
+
+    #[test]
+    fn only_a_listed_key_that_does_not_sign_may_be_retired() {
+        let mut list = SigningKeyList {
+            keys: vec![record("old", "v1"), record("new", "v2")],
+            current: "new".into(),
+        };
+        assert!(check_retirable(&list, "old").is_ok());
+        let current = check_retirable(&list, "new").expect_err("current");
+        assert!(current.to_string().contains("rotate first"), "{current}");
+        assert!(check_retirable(&list, "other").is_err());
+        list.keys[0].retired_at = 5;
+        assert!(check_retirable(&list, "old").is_err());
+        assert_eq!(status(&list, &list.keys[0]), "retired at 5");
+        assert_eq!(status(&list, &list.keys[1]), "current");
+    }
+}

@@ -1,0 +1,319 @@
+//! The signing-key lifecycle on a running server: `signing-key rotate` (through the inbox) makes
+//! a new key sign the next batch and GAEN export at once, with the next GAEN version, while the
+//! old key stays listed; a phone that fetches the keys afresh verifies batches of both keys until
+//! `signing-key retire` removes the old one from GetSigningKeys, `v1/signing-keys` and the
+//! bucket, after which its batches fail verification. The current key cannot be retired, and a
+//! restart keeps all of it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use exposure_matcher::BatchFile;
+use exposure_matcher::gaen::GaenExport;
+use exposure_proto::v1::{GetSigningKeysResponse, SigningKey};
+use exposure_server::admin::{AdminError, DataDir, SigningKeyCommand};
+use exposure_server::{Clock, ServerConfig, ServerError};
+use exposure_tests::fixtures::{self, download, gaen, key16};
+use exposure_tests::http_client::HttpClient;
+use exposure_tests::{TEST_NOW, TestServer, test_config};
+use prost::Message as _;
+
+const TODAY: u64 = TEST_NOW / 86_400;
+
+/// Runs a `signing-key` command of the library on a blocking thread (it waits for the inbox).
+async fn signing_key(command: SigningKeyCommand) -> Result<String, AdminError> {
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        exposure_server::admin::signing_key(command, &mut out)
+            .map(|()| String::from_utf8(out).expect("utf-8"))
+    })
+    .await
+    .expect("admin task")
+}
+
+fn data(path: &Path) -> DataDir {
+    DataDir {
+        data_dir: path.to_owned(),
+    }
+}
+
+/// The key list a phone fetches over gRPC.
+async fn grpc_keys(server: &TestServer) -> Vec<SigningKey> {
+    fixtures::signing_keys(&mut server.distribution_client().await).await
+}
+
+/// The key list a phone fetches from the HTTP mirror.
+async fn http_keys(server: &TestServer) -> Vec<SigningKey> {
+    let answer = HttpClient::new(&server.http_url)
+        .get("/v1/signing-keys")
+        .await;
+    assert_eq!(answer.status, 200);
+    GetSigningKeysResponse::decode(answer.body)
+        .expect("GetSigningKeysResponse")
+        .keys
+}
+
+/// Verifies a batch file as a phone does: by the key id the file names, among `keys`.
+fn verify_as_phone(keys: &[SigningKey], file: &[u8]) -> Result<(), String> {
+    let batch = BatchFile::parse(file).map_err(|error| error.to_string())?;
+    let key = keys
+        .iter()
+        .find(|key| key.key_id == batch.key_id())
+        .ok_or_else(|| format!("key {} is not listed", batch.key_id()))?;
+    batch
+        .verify(&key.public_key_der)
+        .map_err(|error| error.to_string())
+}
+
+/// Uploads one GAEN key of yesterday and waits for the batch (and GAEN file) it makes.
+async fn publish_one(server: &TestServer, byte: u8, batches: usize) -> Vec<u8> {
+    server
+        .upload(fixtures::upload(
+            &format!("upload-{byte}"),
+            vec![gaen(key16(byte), ((TODAY - 1) * 144) as u32, 144)],
+        ))
+        .await;
+    let listing = server
+        .wait_for_batches(|listing| listing.batches.len() == batches)
+        .await;
+    let batch = listing.batches.last().expect("the new batch");
+    download(&mut server.distribution_client().await, &batch.batch_id).await
+}
+
+/// Returns the newest GAEN export file once the index names `count` files.
+async fn newest_export(server: &TestServer, count: usize) -> GaenExport {
+    let lines = server.wait_for_gaen_index(count).await;
+    let zip = HttpClient::new(&server.http_url)
+        .get(&format!("/{}", lines[count - 1]))
+        .await;
+    GaenExport::parse(&zip.body).expect("an export zip")
+}
+
+fn gaen_version(export: &GaenExport) -> String {
+    export.export().signature_infos[0]
+        .verification_key_version
+        .clone()
+        .expect("a version")
+}
+
+/// Waits until the bucket's `v1/signing-keys` lists exactly `expected` key ids.
+async fn wait_for_bucket_keys(bucket: &Path, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed: Vec<String> = std::fs::read(bucket.join("v1/signing-keys"))
+            .ok()
+            .and_then(|bytes| GetSigningKeysResponse::decode(bytes.as_slice()).ok())
+            .map(|answer| answer.keys.into_iter().map(|key| key.key_id).collect())
+            .unwrap_or_default();
+        if listed == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bucket lists {listed:?}, not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_and_retirement_on_a_running_server() {
+    let bucket = tempfile::tempdir().expect("bucket");
+    let bucket_url = format!("file://{}", bucket.path().display());
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |config| {
+        config.publish_to = Some(bucket_url.clone());
+        config.gaen_min_records = 10;
+    })
+    .await;
+    let dir = server.data_dir().to_owned();
+
+    let first_file = publish_one(&server, 1, 1).await;
+    let first_keys = grpc_keys(&server).await;
+    assert_eq!(first_keys.len(), 1);
+    let old = first_keys[0].clone();
+    assert_eq!(gaen_version(&newest_export(&server, 1).await), "v1");
+    wait_for_bucket_keys(bucket.path(), &[&old.key_id]).await;
+
+    // Rotation on the running server: the new key is current at once.
+    let rotated = signing_key(SigningKeyCommand::Rotate {
+        data: data(&dir),
+        gaen_key_version: None,
+        key_file: None,
+    })
+    .await
+    .expect("rotate");
+    assert!(
+        rotated.contains("from now on") && rotated.contains("GAEN version v2"),
+        "{rotated}"
+    );
+    let keys = grpc_keys(&server).await;
+    assert_eq!(keys.len(), 2, "both keys are listed");
+    let new = keys
+        .iter()
+        .find(|key| key.current)
+        .expect("current")
+        .clone();
+    assert_ne!(new.key_id, old.key_id);
+    assert!(
+        keys.iter()
+            .any(|key| key.key_id == old.key_id && !key.current)
+    );
+    assert_eq!(http_keys(&server).await, keys, "the HTTP mirror agrees");
+    wait_for_bucket_keys(bucket.path(), &[&new.key_id, &old.key_id]).await;
+
+    // The next batch and GAEN export are signed with the new key and carry its version.
+    let second_file = publish_one(&server, 2, 2).await;
+    assert_eq!(
+        BatchFile::parse(&second_file).expect("parses").key_id(),
+        new.key_id
+    );
+    let export = newest_export(&server, 2).await;
+    assert_eq!(gaen_version(&export), "v2");
+    export
+        .verify(&new.public_key_der)
+        .expect("the export verifies with the new key");
+    assert!(export.verify(&old.public_key_der).is_err());
+    for phone_keys in [grpc_keys(&server).await, http_keys(&server).await] {
+        verify_as_phone(&phone_keys, &first_file).expect("the old key's batch verifies");
+        verify_as_phone(&phone_keys, &second_file).expect("the new key's batch verifies");
+    }
+
+    // The current key cannot be retired.
+    let refused = signing_key(SigningKeyCommand::Retire {
+        data: data(&dir),
+        key_id: new.key_id.clone(),
+    })
+    .await
+    .expect_err("the current key is refused");
+    assert!(matches!(refused, AdminError::Usage(_)), "{refused}");
+    assert!(refused.to_string().contains("rotate first"), "{refused}");
+    let unknown = signing_key(SigningKeyCommand::Retire {
+        data: data(&dir),
+        key_id: "0123456789abcdef".into(),
+    })
+    .await
+    .expect_err("an unknown key is refused");
+    assert!(unknown.to_string().contains("KEY_ID"), "{unknown}");
+
+    // Retirement: the old key is listed nowhere, and what it signed no longer verifies.
+    let old_pem = dir.join("signing").join(format!("{}.pem", old.key_id));
+    assert!(old_pem.exists());
+    let retired = signing_key(SigningKeyCommand::Retire {
+        data: data(&dir),
+        key_id: old.key_id.clone(),
+    })
+    .await
+    .expect("retire");
+    assert!(retired.contains("no longer list it"), "{retired}");
+    assert!(!old_pem.exists(), "the retired private key is deleted");
+    let keys = grpc_keys(&server).await;
+    assert_eq!(keys, vec![new.clone()], "only the new key is listed");
+    assert_eq!(http_keys(&server).await, keys);
+    wait_for_bucket_keys(bucket.path(), &[&new.key_id]).await;
+    for phone_keys in [grpc_keys(&server).await, http_keys(&server).await] {
+        assert!(
+            verify_as_phone(&phone_keys, &first_file).is_err(),
+            "a batch of the retired key fails for a fresh client"
+        );
+        verify_as_phone(&phone_keys, &second_file).expect("the new key's batch verifies");
+    }
+    let listed = signing_key(SigningKeyCommand::List { data: data(&dir) })
+        .await
+        .expect("list");
+    assert!(
+        listed.contains(&format!("{}\t", old.key_id)) && listed.contains("retired at"),
+        "{listed}"
+    );
+
+    // A restart keeps the new key current, its version, and the retirement.
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir_handle = server.stop().await;
+    let server = TestServer::restart(&dir_handle, token, clock, config).await;
+    assert_eq!(grpc_keys(&server).await, vec![new.clone()]);
+    let third_file = publish_one(&server, 3, 3).await;
+    verify_as_phone(&grpc_keys(&server).await, &third_file).expect("signed by the new key");
+    assert_eq!(gaen_version(&newest_export(&server, 3).await), "v2");
+    server.stop_kept().await;
+}
+
+/// Starts a server with `config`, which must refuse to start; returns why.
+async fn refused_start(config: ServerConfig, clock: &Clock) -> ServerError {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    exposure_server::run_with_clock(listener, config, clock.clone(), std::future::pending())
+        .await
+        .expect_err("the server refuses to start")
+}
+
+#[tokio::test]
+async fn a_key_file_replaced_by_a_rotation_or_retired_is_refused_at_start() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    publish_one(&server, 1, 1).await;
+    let old = grpc_keys(&server).await[0].clone();
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir = server.stop().await;
+    let outside = tempfile::tempdir().expect("outside");
+    let old_file = outside.path().join("old.pem");
+    std::fs::copy(
+        dir.path()
+            .join("signing")
+            .join(format!("{}.pem", old.key_id)),
+        &old_file,
+    )
+    .expect("copy the old key out");
+
+    // Offline rotation, with a version of the operator's choosing.
+    let rotated = signing_key(SigningKeyCommand::Rotate {
+        data: data(dir.path()),
+        gaen_key_version: Some("2026-b".into()),
+        key_file: None,
+    })
+    .await
+    .expect("rotate");
+    assert!(rotated.contains("from its next start"), "{rotated}");
+    let taken = signing_key(SigningKeyCommand::Rotate {
+        data: data(dir.path()),
+        gaen_key_version: Some("v1".into()),
+        key_file: None,
+    })
+    .await
+    .expect_err("a version in use is refused");
+    assert!(
+        taken.to_string().contains("--gaen-key-version v1"),
+        "{taken}"
+    );
+
+    let mut stale = test_config(dir.path());
+    stale.signing_key = Some(old_file.clone());
+    let refused = refused_start(stale, &clock).await;
+    assert!(refused.is_usage(), "{refused}");
+    assert!(
+        refused.to_string().contains("replaced by a rotation"),
+        "{refused}"
+    );
+
+    signing_key(SigningKeyCommand::Retire {
+        data: data(dir.path()),
+        key_id: old.key_id.clone(),
+    })
+    .await
+    .expect("retire offline");
+    let mut retired = test_config(dir.path());
+    retired.signing_key = Some(old_file);
+    let refused = refused_start(retired, &clock).await;
+    assert!(
+        refused.is_usage() && refused.to_string().contains("retired"),
+        "a retired key never signs again: {refused}"
+    );
+
+    let server = TestServer::restart(&dir, token, clock, config).await;
+    let keys = grpc_keys(&server).await;
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].current && keys[0].key_id != old.key_id);
+    server.stop_kept().await;
+}
