@@ -10,8 +10,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = file.batch_id();
-    let _ = file.descriptor();
-    let _ = file.bits_per_element();
+    let _ = file.header().descriptor();
+    let _ = file.header().bits_per_element();
     for chunk in data.chunks_exact(8).take(64) {
         let key = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         let _ = file.contains_key(key);

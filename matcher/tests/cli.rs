@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -36,11 +38,7 @@ fn derive_gaen_prints_the_official_vectors() {
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 144);
-    let vectors = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/gaen-rpi.tsv"
-    ))
-    .unwrap();
+    let vectors = common::gaen_vectors();
     for (row, line) in vectors
         .lines()
         .filter(|line| !line.starts_with('#'))

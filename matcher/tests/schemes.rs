@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use exposure_matcher::{
-    BluezoneKey, DiagnosisKey, GaenKey, SchemeError, StaticKey, Tag,
-    expand::expand_keys_sequential, expand_keys,
+    BluezoneKey, DiagnosisKey, GaenKey, SchemeError, StaticKey, expand::expand_keys_sequential,
+    expand_keys,
 };
 
 const DAY: u32 = 20_454;
@@ -175,19 +175,39 @@ fn dedup_material_is_canonical() {
     );
 }
 
+/// DESIGN §3's vector keys, as the first three keys of a mixed list.
+fn design_vector_keys() -> [DiagnosisKey; 3] {
+    let mut tek = [0u8; 16];
+    hex::decode_to_slice("75c734c6dd1a782de7a965da5eb93125", &mut tek).unwrap();
+    [
+        DiagnosisKey::Gaen(GaenKey {
+            key_data: tek,
+            rolling_start_interval_number: 2_642_976,
+            rolling_period: 144,
+        }),
+        DiagnosisKey::Bluezone(BluezoneKey {
+            daily_key: std::array::from_fn(|index| index as u8),
+            day_number: DAY,
+            sub_keys_per_day: 96,
+            contagious_from: DAY_START,
+            contagious_until: DAY_START + 40_000,
+        }),
+        static_key(b"AB12CD", DAY_START, DAY_START + 900),
+    ]
+}
+
 #[test]
 fn parallel_expansion_equals_sequential_and_fails_on_any_invalid_key() {
-    let keys: Vec<DiagnosisKey> = (0..50u8)
-        .map(|index| match index % 3 {
-            0 => DiagnosisKey::Gaen(GaenKey {
-                key_data: [index; 16],
-                rolling_start_interval_number: 2_642_976 + u32::from(index),
-                rolling_period: 144,
-            }),
-            1 => bluezone(96, DAY_START + u64::from(index), DAY_START + 40_000),
-            _ => static_key(&[index; 6], 1_000_000, 1_000_000 + 3600),
-        })
-        .collect();
+    let mut keys: Vec<DiagnosisKey> = design_vector_keys().to_vec();
+    keys.extend((3..50u8).map(|index| match index % 3 {
+        0 => DiagnosisKey::Gaen(GaenKey {
+            key_data: [index; 16],
+            rolling_start_interval_number: 2_642_976 + u32::from(index),
+            rolling_period: 144,
+        }),
+        1 => bluezone(96, DAY_START + u64::from(index), DAY_START + 40_000),
+        _ => static_key(&[index; 6], 1_000_000, 1_000_000 + 3600),
+    }));
     let parallel = expand_keys(&keys).unwrap();
     assert_eq!(parallel, expand_keys_sequential(&keys).unwrap());
     let expected: usize = keys
@@ -195,15 +215,36 @@ fn parallel_expansion_equals_sequential_and_fails_on_any_invalid_key() {
         .map(|key| key.identifiers().unwrap().len())
         .sum();
     assert_eq!(parallel.len(), expected);
-    for element in parallel.iter().take(144) {
+    // DESIGN §3's tags, in key order: GAEN j = 0 and 1 open the list, the Bluezone key's
+    // k = 0 follows its 144 identifiers, the static slot comes after the Bluezone window's 45.
+    let tag_at = |index: usize| (parallel[index].slot_start, parallel[index].tag.to_hex());
+    let vectors = [
+        (
+            0,
+            1_585_785_600,
+            "04ff01ba74875e4e32c08d38334407a152375d90cd4386cfc64a992c4a0e514b",
+        ),
+        (
+            1,
+            1_585_786_200,
+            "f234c1c92bf858efbae7f2e2b84f377c68f4dc3f3e003af5c7f6d4a858e47419",
+        ),
+        (
+            144,
+            1_767_225_600,
+            "23322461d363d118cfe53475c26cf1c2ea139caa5250c89a756f07d908ef14c8",
+        ),
+        (
+            144 + 45,
+            1_767_225_600,
+            "063be4d45d30d6dbba399bae0c3520fa5c6121edb8c68e8e2eb618025487ff7b",
+        ),
+    ];
+    for (index, slot_start, tag) in vectors {
         assert_eq!(
-            element.tag,
-            Tag::compute(
-                keys[0].scheme(),
-                element.slot_start,
-                &keys[0].identifiers().unwrap()[((element.slot_start / 600) - 2_642_976) as usize]
-                    .identifier
-            )
+            tag_at(index),
+            (slot_start, tag.to_owned()),
+            "element {index}"
         );
     }
     let mut with_bad = keys.clone();

@@ -3,14 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use exposure_matcher::scheme::rolling_proximity_identifier;
 use exposure_matcher::{BluezoneKey, DiagnosisKey, GaenKey, Scheme, StaticKey, Tag};
-
-/// The shared vector file, beside the repository checkout.
-const GAEN_VECTORS: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/gaen-rpi.tsv"
-));
 
 const TEK: &str = "75c734c6dd1a782de7a965da5eb93125";
 const RPIK: &str = "185ad91db69ec7dd048960f1f3ba6175";
@@ -34,7 +30,7 @@ struct VectorRow {
 }
 
 fn vector_rows() -> Vec<VectorRow> {
-    GAEN_VECTORS
+    common::gaen_vectors()
         .lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .map(|line| {

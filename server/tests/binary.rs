@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BINARY, admin, free_port, start};
+use common::{BINARY, admin, start};
 
 #[test]
 fn authority_commands_create_list_and_revoke() {
@@ -159,11 +159,7 @@ fn text_logs_are_coloured_only_on_a_terminal() {
 #[test]
 fn serves_metrics_and_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let metrics_port = free_port();
-    let server = start(
-        dir.path(),
-        &["--metrics-addr", &format!("127.0.0.1:{metrics_port}")],
-    );
+    let server = start(dir.path(), &["--metrics-addr", "127.0.0.1:0"]);
     let log = server.log();
     assert!(
         log.contains("key_id"),
@@ -179,7 +175,7 @@ fn serves_metrics_and_stops_gracefully_on_sigterm() {
     );
 
     // The publisher's first run (at start) sets the storage gauges.
-    let metrics = scrape_until(metrics_port, "exposure_rocksdb_size_bytes");
+    let metrics = scrape_until(&server.metrics_addr, "exposure_rocksdb_size_bytes");
     assert!(metrics.contains("exposure_pending_keys"), "{metrics}");
 
     // SIGTERM: the process exits 0 after a graceful shutdown.
@@ -221,11 +217,11 @@ fn first_authority_id(listing: &str) -> String {
     row.split('\t').next().expect("id column").to_owned()
 }
 
-/// Scrapes `/metrics` until the body holds `needle`; panics after 10 s.
-fn scrape_until(port: u16, needle: &str) -> String {
+/// Scrapes `/metrics` at `addr` until the body holds `needle`; panics after 10 s.
+fn scrape_until(addr: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+        if let Ok(mut stream) = TcpStream::connect(addr) {
             let _ = stream.write_all(
                 b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
             );
@@ -337,12 +333,11 @@ fn a_code_guessers_address_reaches_no_log_line_and_no_metric() {
     use exposure_proto::v1::key_upload_client::KeyUploadClient;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let metrics_port = free_port();
     let mut command = Command::new(BINARY);
     command
         .env("RUST_LOG", "debug")
         .args(["--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--metrics-addr", "127.0.0.1:0"])
         .args(["--code-failures-per-client-per-hour", "3"])
         .arg("--data-dir")
         .arg(dir.path());
@@ -382,7 +377,7 @@ fn a_code_guessers_address_reaches_no_log_line_and_no_metric() {
         Some(&tonic::Code::ResourceExhausted),
         "{codes:?}"
     );
-    let metrics = scrape_until(metrics_port, "exposure_code_attempts_refused_total");
+    let metrics = scrape_until(&server.metrics_addr, "exposure_code_attempts_refused_total");
     let log = server.log();
     assert!(server.terminate());
     assert!(
@@ -392,5 +387,73 @@ fn a_code_guessers_address_reaches_no_log_line_and_no_metric() {
     assert!(
         !log.contains("127.0.0.2"),
         "no log line names the client's address, even at debug: {log}"
+    );
+}
+
+#[test]
+fn health_reports_not_serving_after_sigterm_while_calls_drain() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(
+        dir.path(),
+        &["--metrics-addr", "127.0.0.1:0", "--shutdown-grace", "30s"],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let services = ["", "exposure.v1.KeyUpload", "exposure.v1.Distribution"];
+    // Watch streams opened before the signal: in-flight calls that the drain lets finish.
+    let mut watches = runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let mut watches = Vec::new();
+        for service in services {
+            let mut stream = HealthClient::new(channel.clone())
+                .watch(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .expect("watch")
+                .into_inner();
+            let first = stream.message().await.expect("first status");
+            assert_eq!(
+                first.map(|status| status.status),
+                Some(ServingStatus::Serving as i32),
+                "{service:?} serves before the signal"
+            );
+            watches.push(stream);
+        }
+        watches
+    });
+
+    server.send_sigterm();
+    let next = |stream: &mut tonic::Streaming<HealthCheckResponse>| {
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(20), stream.message())
+                .await
+                .expect("a status within 20 s of SIGTERM")
+                .expect("the watch stream stays open while draining")
+                .map(|status| status.status)
+        })
+    };
+    for (service, stream) in services.iter().zip(&mut watches) {
+        assert_eq!(
+            next(stream),
+            Some(ServingStatus::NotServing as i32),
+            "{service:?} reports NOT_SERVING after SIGTERM"
+        );
+    }
+    let log = server.log.clone();
+    // The drain waits for these calls; ending them lets the process exit before the grace.
+    drop(watches);
+    assert!(server.wait(), "exit status after SIGTERM");
+    let log = log.lock().expect("log").clone();
+    assert!(
+        !log.contains("did not finish within the grace period"),
+        "the drain ended when the last call did: {log}"
     );
 }

@@ -143,7 +143,7 @@ fn the_data_directory_is_private_whatever_the_umask() {
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(r#"umask 000; exec "$0" --grpc-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --log-format json --publish-interval 1s --data-dir "$1""#)
+        .arg(r#"umask 000; exec "$0" --grpc-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --log-format json --publish-interval 200ms --release-delay 0s --data-dir "$1""#)
         .arg(BINARY)
         .arg(&data);
     let server: RunningBinary = start_command(command);
@@ -153,7 +153,8 @@ fn the_data_directory_is_private_whatever_the_umask() {
         runtime.block_on(common::upload_one(&server.url, &token, 7)),
         tonic::Code::Ok
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The files publishing writes (batch, GAEN export) are private too.
+    server.wait_for_log("\"message\":\"batch published\"");
     assert!(server.terminate());
 
     let mut checked = 0;

@@ -4,9 +4,11 @@
 
 pub mod binary;
 pub mod bucket_check;
+pub mod logs;
 pub mod pki;
 pub mod s3;
 pub mod scrape;
+pub mod vectors;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -532,17 +534,17 @@ pub mod fixtures {
         (current.key_id, current.public_key_der)
     }
 
-    /// Returns true when the confirm bucket of `tag` holds its exact digest.
-    pub async fn confirmed(
+    /// Returns the confirm bucket of [`REGION`] for `prefix`, checking that it is sorted and
+    /// free of repeats.
+    pub async fn confirm_bucket(
         client: &mut DistributionClient<Channel>,
-        tag: &exposure_matcher::Tag,
+        prefix: u32,
         prefix_bits: u32,
-    ) -> bool {
-        let digest = tag.confirm_digest();
+    ) -> Vec<Vec<u8>> {
         let bucket = client
             .get_confirm_bucket(GetConfirmBucketRequest {
                 region: REGION.into(),
-                prefix: digest.prefix(prefix_bits),
+                prefix,
                 prefix_bits,
             })
             .await
@@ -553,6 +555,17 @@ pub mod fixtures {
             bucket.windows(2).all(|pair| pair[0] < pair[1]),
             "bucket is sorted and unique"
         );
+        bucket
+    }
+
+    /// Returns true when the confirm bucket of `tag` holds its exact digest.
+    pub async fn confirmed(
+        client: &mut DistributionClient<Channel>,
+        tag: &exposure_matcher::Tag,
+        prefix_bits: u32,
+    ) -> bool {
+        let digest = tag.confirm_digest();
+        let bucket = confirm_bucket(client, digest.prefix(prefix_bits), prefix_bits).await;
         assert!(
             bucket.iter().all(|other| exposure_matcher::ConfirmDigest(
                 other.as_slice().try_into().expect("16 bytes")

@@ -1,12 +1,14 @@
 //! A real S3-protocol server for the object-storage tests: moto (`python3 -m moto.server`,
-//! installed with `pip install 'moto[server]'`) on a free loopback port, behind a loopback TCP
+//! installed with `pip install 'moto[server]'`) on a loopback port it picks, behind a loopback TCP
 //! relay the tests can take down and bring back (an S3 endpoint outage without losing moto's
 //! in-memory objects). Reads go through plain HTTP path-style URLs, independent of the
 //! server's `object_store` client.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -29,7 +31,7 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto on a free port, or returns `None` (after printing why) when python3 or
+    /// Starts moto on a port it picks, or returns `None` (after printing why) when python3 or
     /// moto is missing.
     pub async fn start() -> Option<Self> {
         let python = std::env::var("EXPOSURE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -46,37 +48,44 @@ impl Moto {
                 return None;
             }
         }
-        let port = free_port().await;
-        let child = Command::new(&python)
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+        // Port 0: moto (werkzeug) binds a free port and names it on stderr, " * Running on
+        // http://127.0.0.1:PORT"; a thread keeps reading stderr so moto's request log never
+        // fills the pipe.
+        let mut child = Command::new(&python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start moto");
+        let stderr = child.stderr.take().expect("moto stderr");
+        let (port_sender, port_receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .split("Running on http://127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.trim().parse::<u16>().ok())
+                {
+                    let _ = port_sender.send(port);
+                }
+            }
+        });
+        let port = tokio::task::spawn_blocking(move || {
+            port_receiver.recv_timeout(Duration::from_secs(30))
+        })
+        .await
+        .expect("port reader");
+        let Ok(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("moto did not report its port within 30 s");
+        };
         let url = format!("http://127.0.0.1:{port}");
-        let moto = Self {
+        Some(Self {
             child,
             http: HttpClient::new(&url),
             url,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(moto);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "moto did not listen within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
     }
 
     /// Creates a bucket that anyone may read (a bucket policy, as in front of a CDN): the
@@ -188,17 +197,14 @@ async fn put_body(base: &str, path: &str, body: &str) -> String {
         .to_owned()
 }
 
-async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
 /// A loopback TCP relay to `target` that can be taken down (every connection cut, new ones
 /// closed at once) and brought back.
 pub struct Relay {
     /// `http://127.0.0.1:PORT` of the relay.
     pub url: String,
     up: Arc<watch::Sender<bool>>,
+    /// Connections closed at once because the relay was down.
+    refused: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -214,10 +220,13 @@ impl Relay {
         let (up, _) = watch::channel(true);
         let up = Arc::new(up);
         let state = up.clone();
+        let refused = Arc::new(AtomicU64::new(0));
+        let refusals = refused.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let mut down = state.subscribe();
                 if !*down.borrow() {
+                    refusals.fetch_add(1, Ordering::SeqCst);
                     continue; // dropped: the client sees the connection closed
                 }
                 tokio::spawn(async move {
@@ -231,7 +240,17 @@ impl Relay {
                 });
             }
         });
-        Self { url, up, task }
+        Self {
+            url,
+            up,
+            refused,
+            task,
+        }
+    }
+
+    /// Returns how many connections the relay closed at once because it was down.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Cuts every connection and refuses new ones until [`Relay::bring_up`].

@@ -56,10 +56,32 @@ async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
         "every element of the day"
     );
 
-    // No second roll-up of the same day, however often the publisher runs.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // No second roll-up of the same day, however often the publisher runs: two more keys
+    // published one after the other mean at least one whole publisher run after the roll-up.
+    for (byte, hourly) in [(3, 3), (4, 4)] {
+        let key = gaen(key16(byte), (TODAY * 144) as u32, 144);
+        server
+            .upload(fixtures::upload(&format!("later-{byte}"), vec![key]))
+            .await;
+        server
+            .wait_for_batches(|listing| {
+                listing
+                    .batches
+                    .iter()
+                    .filter(|batch| batch.kind == BatchKind::Hourly as i32)
+                    .count()
+                    == hourly
+            })
+            .await;
+    }
     let listing = server.wait_for_batches(|_| true).await;
-    assert_eq!(listing.batches.len(), 3);
+    let kinds: Vec<i32> = listing.batches.iter().map(|batch| batch.kind).collect();
+    let (hourly, daily) = (BatchKind::Hourly as i32, BatchKind::Daily as i32);
+    assert_eq!(
+        kinds,
+        [hourly, hourly, daily, hourly, hourly],
+        "one roll-up of the day: {listing:?}"
+    );
     server.stop().await;
 }
 

@@ -1,6 +1,6 @@
-//! Abuse limits: per-authority quotas (keys per day, uploads per minute) and separate
-//! admission limits for uploads, phones and health checks, held for a response stream's
-//! whole life.
+//! Abuse limits: per-authority quotas (keys per day, uploads per minute), separate admission
+//! limits for uploads, phones and health checks, held for a response stream's whole life, and
+//! the request timeout that ends a request whose client stalls.
 
 use std::time::Duration;
 
@@ -264,5 +264,77 @@ async fn a_thousand_unread_downloads_of_the_largest_batch_share_one_copy() {
     let again = fixtures::download(&mut server.distribution_client().await, &batch.batch_id).await;
     assert_eq!(again, file);
     drop(held);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_still_unfinished_at_the_request_timeout_is_cancelled() {
+    use http_body_util::BodyExt as _;
+    use tonic::codegen::Service as _;
+
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // An upload whose message never finishes arriving (a slow or stalled client): the gRPC
+    // frame header announces 100 bytes, 5 follow, and the stream stays open.
+    let (body_sender, body_frames) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>(1);
+    body_sender
+        .send(Ok(http_body::Frame::data(bytes::Bytes::from_static(&[
+            0, 0, 0, 0, 100, 1, 2, 3, 4, 5,
+        ]))))
+        .await
+        .expect("first frame queued");
+    let body = tonic::body::Body::new(http_body_util::StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(body_frames),
+    ));
+    let request = http::Request::post(format!(
+        "{}/exposure.v1.KeyUpload/UploadDiagnosisKeys",
+        server.url
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .header("authorization", format!("Bearer {}", server.token))
+    .body(body)
+    .expect("request");
+    let mut channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    std::future::poll_fn(|context| channel.poll_ready(context))
+        .await
+        .expect("channel ready");
+    let response = tokio::time::timeout(Duration::from_secs(30), channel.call(request))
+        .await
+        .expect("the server ends a stalled request long before 30 s")
+        .expect("an HTTP/2 response");
+    let status = match tonic::Status::from_header_map(response.headers()) {
+        Some(status) => status,
+        None => {
+            let trailers = response
+                .into_body()
+                .collect()
+                .await
+                .expect("response body")
+                .trailers()
+                .cloned()
+                .expect("grpc trailers");
+            tonic::Status::from_header_map(&trailers).expect("grpc-status")
+        }
+    };
+    assert_eq!(
+        status.code(),
+        Code::Cancelled,
+        "tonic ends a request past --request-timeout as CANCELLED: {status:?}"
+    );
+    drop(body_sender);
+
+    // The timeout ended that request only: a whole upload is answered.
+    assert_eq!(
+        upload_code(&server, fixtures::upload("after", vec![yesterday_key(1)])).await,
+        Code::Ok
+    );
     server.stop().await;
 }

@@ -277,8 +277,17 @@ async fn s3_publishing_survives_an_outage_and_a_restart_in_order() {
         .expect("stats")
         .0;
     assert!(persisted >= length, "{persisted} < {length}");
+    let refused = relay.refused();
     let server = TestServer::restart(&dir, token, clock.clone(), config).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // let it fail against the outage
+    // The restarted server's first attempts meet the outage before the endpoint comes back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while relay.refused() == refused {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted server never tried the endpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     relay.bring_up();
     wait_queue(server.data_dir(), |length| length == 0).await;
     let complete = target.wait_until_matches(&server.http_url).await;

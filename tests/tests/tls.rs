@@ -11,8 +11,11 @@ use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use exposure_server::Clock;
 use exposure_tests::fixtures::{gaen, key16, upload};
 use exposure_tests::pki::{TestCa, TlsPaths, handshake, replace, tls_channel};
-use exposure_tests::{REGION, TestServer};
+use exposure_tests::{REGION, TestServer, logs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What the server logs when it refuses a changed certificate pair.
+const REFUSED_RELOAD: &str = "TLS certificate not reloaded";
 
 /// Starts a server with TLS from `paths`, and `--client-ca` when given.
 async fn start_tls(paths: &TlsPaths, client_ca: Option<std::path::PathBuf>) -> TestServer {
@@ -81,6 +84,7 @@ async fn a_client_trusting_the_ca_connects_and_others_fail() {
 
 #[tokio::test]
 async fn a_renewed_certificate_is_served_without_restart() {
+    logs::capture();
     let ca = TestCa::new("test CA");
     let files = tempfile::tempdir().expect("tempdir");
     let first = ca.issue_server();
@@ -109,9 +113,14 @@ async fn a_renewed_certificate_is_served_without_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // A broken renewal (a key that does not belong to the certificate) keeps the last good pair.
+    // A broken renewal (a key that does not belong to the certificate) keeps the last good pair:
+    // once the server has read it and refused it, the renewed certificate is still served.
+    let refusals = logs::captured()
+        .lines()
+        .filter(|line| line.contains(REFUSED_RELOAD))
+        .count();
     replace(&paths.key, &ca.issue_server().key_pem);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    logs::wait_for(REFUSED_RELOAD, refusals + 1).await;
     let (_, presented) = handshake(server.addr, &ca.pem(), b"h2")
         .await
         .expect("handshake after a broken renewal");

@@ -180,14 +180,33 @@ async fn an_expired_code_is_refused_and_retention_deletes_it() {
     .expect_err("expired");
     assert_eq!(expired.code(), Code::Unauthenticated);
     assert_eq!(expired.message(), "unknown, used or expired upload code");
-    // Retention runs with every publish run; give it one.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Retention runs with every publish run: wait until the running server has deleted it,
+    // looking through a read-only view of its store.
+    let code = exposure_server::ingest::code::UploadCode::parse(&codes[0]).expect("code");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let data_dir = server.data_dir().to_owned();
+        let hash = code.hash();
+        let stored = tokio::task::spawn_blocking(move || {
+            let view = Store::open_read_only(&data_dir).expect("read-only store");
+            view.code(&hash).expect("lookup").is_some()
+        })
+        .await
+        .expect("lookup task");
+        if !stored {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the expired code is still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
-    let code = exposure_server::ingest::code::UploadCode::parse(&codes[0]).expect("code");
     assert!(
         store.code(&code.hash()).expect("lookup").is_none(),
-        "expired codes are deleted"
+        "the deletion is durable"
     );
 }
 

@@ -101,16 +101,6 @@ mod tests {
     }
 
     #[test]
-    fn rates_match_design_section_9() {
-        assert!((rate_of(RpcKind::ListBatches, 1.0) - 208.7).abs() < 0.1);
-        assert!((rate_of(RpcKind::GetBatch, 1.0) - 208.7).abs() < 0.1);
-        assert!((rate_of(RpcKind::Upload, 1.0) * 86_400.0 - 1_230.0).abs() < 1e-6);
-        assert!((THAI_BINH.confirms_per_phone_day() - 6.41).abs() < 0.01);
-        assert!((rate_of(RpcKind::GetConfirmBucket, 1.0) - 55.7).abs() < 0.1);
-        assert!((THAI_BINH.total_rate(1.0) - 473.2).abs() < 0.1);
-    }
-
-    #[test]
     fn speedup_multiplies_every_rate() {
         for (kind, rate) in THAI_BINH.rates(10.0) {
             assert!((rate - 10.0 * rate_of(kind, 1.0)).abs() < 1e-9, "{kind:?}");

@@ -1,5 +1,6 @@
-//! Shared by the binary-level tests: starting the real `exposure-server` binary on free ports,
-//! following its log, and creating authorities through its admin command.
+//! Shared by the binary-level tests: starting the real `exposure-server` binary on port 0,
+//! reading the ports it bound from its `listening` log line, following its log, and creating
+//! authorities through its admin command.
 
 #![allow(dead_code)]
 
@@ -18,6 +19,8 @@ pub struct RunningBinary {
     pub child: Child,
     /// `http://127.0.0.1:PORT` of its gRPC listener.
     pub url: String,
+    /// `127.0.0.1:PORT` of its metrics listener.
+    pub metrics_addr: String,
     /// Every log line so far (JSON), kept up to date by a reader thread.
     pub log: Arc<Mutex<String>>,
 }
@@ -28,13 +31,36 @@ impl RunningBinary {
         self.log.lock().map(|log| log.clone()).unwrap_or_default()
     }
 
+    /// Waits until the log holds `needle`; panics after 20 s.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and returns whether the process then exited successfully.
-    pub fn terminate(mut self) -> bool {
+    pub fn terminate(self) -> bool {
+        self.send_sigterm();
+        self.wait()
+    }
+
+    /// Sends SIGTERM and returns at once; the server drains meanwhile.
+    pub fn send_sigterm(&self) {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(sent.success());
+    }
+
+    /// Waits for the process to exit; returns whether it exited successfully.
+    pub fn wait(mut self) -> bool {
         self.child.wait().expect("wait").success()
     }
 }
@@ -94,11 +120,12 @@ pub fn start(data_dir: &Path, extra: &[&str]) -> RunningBinary {
     reason = "the caller waits through RunningBinary::terminate"
 )]
 pub fn start_command(command: Command) -> RunningBinary {
-    spawn_and_wait(command, "\"message\":\"store opened\"", |log| {
+    spawn_and_wait(command, "\"message\":\"store opened\"", |log, field| {
         let line = log
             .lines()
             .find(|line| line.contains("\"message\":\"listening\""))?;
-        let start = line.find("\"grpc\":\"")? + 8;
+        let key = format!("\"{field}\":\"");
+        let start = line.find(&key)? + key.len();
         let end = start + line[start..].find('"')?;
         Some(line[start..end].to_owned())
     })
@@ -106,9 +133,10 @@ pub fn start_command(command: Command) -> RunningBinary {
 
 /// Spawns `command` (the binary with text logs) and returns once the store is open.
 pub fn start_text(command: Command) -> RunningBinary {
-    spawn_and_wait(command, "store opened", |log| {
+    spawn_and_wait(command, "store opened", |log, field| {
         let line = log.lines().find(|line| line.contains("listening"))?;
-        let start = line.find("grpc=")? + 5;
+        let key = format!("{field}=");
+        let start = line.find(&key)? + key.len();
         let end = start + line[start..].find(' ')?;
         Some(line[start..end].to_owned())
     })
@@ -121,7 +149,7 @@ pub fn start_text(command: Command) -> RunningBinary {
 fn spawn_and_wait(
     mut command: Command,
     ready: &str,
-    address: impl Fn(&str) -> Option<String>,
+    address: impl Fn(&str, &str) -> Option<String>,
 ) -> RunningBinary {
     // Tests run in parallel: the HTTP mirror takes a free port unless a test names one.
     let mut child = command
@@ -144,22 +172,19 @@ fn spawn_and_wait(
     loop {
         let text = log.lock().map(|log| log.clone()).unwrap_or_default();
         if text.contains(ready) {
-            let addr = address(&text).expect("listening line with the gRPC address");
-            let url = format!("http://{addr}");
-            return RunningBinary { child, url, log };
+            let grpc = address(&text, "grpc").expect("listening line with the gRPC address");
+            let metrics_addr =
+                address(&text, "metrics").expect("listening line with the metrics address");
+            return RunningBinary {
+                child,
+                url: format!("http://{grpc}"),
+                metrics_addr,
+                log,
+            };
         }
         assert!(Instant::now() < deadline, "server did not start: {text}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Returns a free loopback port (for the metrics listener, which has no port-0 report).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// Uploads one fresh GAEN key for VN-TB with `token`; returns the status code.
