@@ -9,11 +9,11 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{BINARY, add_authority, start};
 use exposure_proto::v1::distribution_client::DistributionClient;
-use exposure_proto::v1::{GetSigningKeysRequest, ListBatchesRequest, SigningKey};
+use exposure_proto::v1::{GetSigningKeysRequest, SigningKey};
 
 const SERVER_FLAGS: [&str; 6] = [
     "--metrics-addr",
@@ -78,30 +78,6 @@ async fn signing_keys(url: &str) -> Vec<SigningKey> {
         .keys
 }
 
-/// Waits until the server lists at least `count` batches of VN-TB.
-async fn wait_for_batches(url: &str, count: usize) {
-    let mut client = DistributionClient::connect(url.to_owned())
-        .await
-        .expect("connect");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let listed = client
-            .list_batches(ListBatchesRequest {
-                region: "VN-TB".into(),
-                after_sequence: 0,
-                limit: 0,
-            })
-            .await
-            .map(|answer| answer.into_inner().batches.len())
-            .unwrap_or(0);
-        if listed >= count {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {count} batches");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A running server that has published one batch.
 struct Published {
     runtime: tokio::runtime::Runtime,
@@ -121,7 +97,7 @@ fn start_and_publish() -> Published {
         runtime.block_on(common::upload_one(&server.url, &token, 1)),
         tonic::Code::Ok
     );
-    runtime.block_on(wait_for_batches(&server.url, 1));
+    runtime.block_on(common::wait_for_batches(&server.url, 1));
     let original_keys = runtime.block_on(signing_keys(&server.url));
     Published {
         runtime,
@@ -167,7 +143,7 @@ fn incremental_backups_of_a_running_server_restore_into_a_private_store() {
         runtime.block_on(common::upload_one(&server.url, &token, 2)),
         tonic::Code::Ok
     );
-    runtime.block_on(wait_for_batches(&server.url, 2));
+    runtime.block_on(common::wait_for_batches(&server.url, 2));
     let (second, report) = backup(dir.path(), root.path(), &["--keep", "2"]);
     assert!(report.contains("hard-linked"), "{report}");
     let manifest = std::fs::read_to_string(first.join("MANIFEST.sha256")).expect("manifest");
@@ -237,7 +213,7 @@ fn incremental_backups_of_a_running_server_restore_into_a_private_store() {
         original_keys,
         "the restored server has the same signing keys"
     );
-    runtime.block_on(wait_for_batches(&server.url, 2));
+    runtime.block_on(common::wait_for_batches(&server.url, 2));
     assert_eq!(
         runtime.block_on(common::upload_one(&server.url, &token, 3)),
         tonic::Code::Ok,

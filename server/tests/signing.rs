@@ -7,13 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use exposure_matcher::BatchFile;
 use exposure_proto::v1::distribution_client::DistributionClient;
-use exposure_proto::v1::{
-    BatchInfo, GetBatchRequest, GetSigningKeysRequest, ListBatchesRequest, SigningKey,
-};
+use exposure_proto::v1::{GetBatchRequest, GetSigningKeysRequest, SigningKey};
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey as _;
@@ -48,32 +45,6 @@ async fn distribution(url: &str) -> DistributionClient<tonic::transport::Channel
     DistributionClient::connect(url.to_owned())
         .await
         .expect("connect")
-}
-
-/// Polls ListBatches until `count` batches are listed; panics after 20 s.
-async fn wait_for_batches(url: &str, count: usize) -> Vec<BatchInfo> {
-    let mut client = distribution(url).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let batches = client
-            .list_batches(ListBatchesRequest {
-                region: "VN-TB".into(),
-                after_sequence: 0,
-                limit: 0,
-            })
-            .await
-            .expect("list batches")
-            .into_inner()
-            .batches;
-        if batches.len() >= count {
-            return batches;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{count} batches not published: {batches:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn download(url: &str, batch_id: &str) -> Vec<u8> {
@@ -145,7 +116,7 @@ fn a_signing_key_file_given_on_the_command_line_signs_every_batch() {
 
     let public_der = hex::decode(OPERATOR_PUBLIC_DER).expect("hex");
     let (batches, file, keys) = runtime.block_on(async {
-        let batches = wait_for_batches(&server.url, 1).await;
+        let batches = common::wait_for_batches(&server.url, 1).await;
         let file = download(&server.url, &batches[0].batch_id).await;
         (batches, file, signing_keys(&server.url).await)
     });
@@ -176,7 +147,7 @@ fn signing_key_rotate_on_a_stopped_server_signs_from_the_next_start_and_keeps_th
     let token = common::add_authority(data, "VN-TB");
     upload(&server.url, &token, 1, &runtime);
     let (first_batch, old_key) = runtime.block_on(async {
-        let batches = wait_for_batches(&server.url, 1).await;
+        let batches = common::wait_for_batches(&server.url, 1).await;
         let keys = signing_keys(&server.url).await;
         assert_eq!(keys.len(), 1);
         (batches[0].clone(), current(&keys).clone())
@@ -202,7 +173,7 @@ fn signing_key_rotate_on_a_stopped_server_signs_from_the_next_start_and_keeps_th
     let server = start(data, &FAST_PUBLISHING);
     upload(&server.url, &token, 2, &runtime);
     let (batches, old_file, new_file, keys) = runtime.block_on(async {
-        let batches = wait_for_batches(&server.url, 2).await;
+        let batches = common::wait_for_batches(&server.url, 2).await;
         let old_file = download(&server.url, &first_batch.batch_id).await;
         let new_file = download(&server.url, &batches[1].batch_id).await;
         (batches, old_file, new_file, signing_keys(&server.url).await)

@@ -232,3 +232,34 @@ async fn upload(url: &str, token: &str, region: &str, byte: u8) -> tonic::Code {
         Err(status) => status.code(),
     }
 }
+
+/// Polls ListBatches of VN-TB until at least `count` batches are listed; returns them; panics
+/// after 20 s.
+pub async fn wait_for_batches(url: &str, count: usize) -> Vec<exposure_proto::v1::BatchInfo> {
+    use exposure_proto::v1::ListBatchesRequest;
+    use exposure_proto::v1::distribution_client::DistributionClient;
+    let mut client = DistributionClient::connect(url.to_owned())
+        .await
+        .expect("connect");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let batches = client
+            .list_batches(ListBatchesRequest {
+                region: "VN-TB".into(),
+                after_sequence: 0,
+                limit: 0,
+            })
+            .await
+            .expect("list batches")
+            .into_inner()
+            .batches;
+        if batches.len() >= count {
+            return batches;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} batches not published: {batches:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
