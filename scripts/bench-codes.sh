@@ -9,14 +9,8 @@
 #
 #   scripts/bench-codes.sh [OUTPUT_DIR] [SECONDS_PER_RUN]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-out=${1:-bench-codes-results}
-seconds=${2:-10}
-mkdir -p "$out"
-target_dir=${CARGO_TARGET_DIR:-target}
-cargo build --release --bin exposure-server --bin exposure-loadtest
-server="$target_dir/release/exposure-server"
-loadtest="$target_dir/release/exposure-loadtest"
+source "$(dirname "$0")/bench-common.sh"
+bench_setup bench-codes-results "$@"
 
 data=$(mktemp -d)
 port=50661

@@ -6,14 +6,8 @@
 #
 #   scripts/bench-tls.sh [OUTPUT_DIR] [SECONDS_PER_SCENARIO]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-out=${1:-bench-tls-results}
-seconds=${2:-10}
-mkdir -p "$out"
-target_dir=${CARGO_TARGET_DIR:-target}
-cargo build --release --bin exposure-server --bin exposure-loadtest
-server="$target_dir/release/exposure-server"
-loadtest="$target_dir/release/exposure-loadtest"
+source "$(dirname "$0")/bench-common.sh"
+bench_setup bench-tls-results "$@"
 
 work=$(mktemp -d)
 # A CA and a server certificate for localhost/127.0.0.1 (P-256, like the rest of the project).
