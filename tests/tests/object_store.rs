@@ -51,9 +51,13 @@ async fn wait_queue(data_dir: &Path, done: impl Fn(usize) -> bool) -> usize {
     }
 }
 
-async fn upload_one(server: &TestServer, id: &str, byte: u8, days_ago: u32) {
+/// Uploads one GAEN key from `days_ago` and waits until the server lists `batches` batches.
+async fn publish_one(server: &TestServer, id: &str, byte: u8, days_ago: u32, batches: usize) {
     let key = gaen(key16(byte), (TODAY - days_ago) * 144, 144);
     server.upload(fixtures::upload(id, vec![key])).await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == batches)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,14 +69,8 @@ async fn a_folder_target_holds_what_the_listener_serves_and_retention_removes_ex
         config.publish_to = Some(url);
     })
     .await;
-    upload_one(&server, "a", 1, 13).await;
-    server
-        .wait_for_batches(|listing| listing.batches.len() == 1)
-        .await;
-    upload_one(&server, "b", 2, 1).await;
-    server
-        .wait_for_batches(|listing| listing.batches.len() == 2)
-        .await;
+    publish_one(&server, "a", 1, 13, 1).await;
+    publish_one(&server, "b", 2, 1, 2).await;
     let target = Target::Folder(folder.path().join("root"));
     let layout = target.wait_until_matches(&server.http_url).await;
     let batches = layout
@@ -222,10 +220,7 @@ async fn s3_publishing_survives_an_outage_and_a_restart_in_order() {
     let stop_reader = Arc::new(AtomicBool::new(false));
     let reader = start_reader(moto.url.clone(), stop_reader.clone());
 
-    upload_one(&server, "a", 1, 1).await;
-    server
-        .wait_for_batches(|listing| listing.batches.len() == 1)
-        .await;
+    publish_one(&server, "a", 1, 1, 1).await;
     let first = target.wait_until_matches(&server.http_url).await;
     let batch = first
         .iter()
@@ -239,14 +234,8 @@ async fn s3_publishing_survives_an_outage_and_a_restart_in_order() {
 
     // The endpoint goes down during publishing: batches still commit, the tasks queue up.
     relay.take_down();
-    upload_one(&server, "b", 2, 1).await;
-    server
-        .wait_for_batches(|listing| listing.batches.len() == 2)
-        .await;
-    upload_one(&server, "c", 3, 2).await;
-    server
-        .wait_for_batches(|listing| listing.batches.len() == 3)
-        .await;
+    publish_one(&server, "b", 2, 1, 2).await;
+    publish_one(&server, "c", 3, 2, 3).await;
     let length = wait_queue(server.data_dir(), |length| length >= 4).await;
     assert!(length >= 4, "two batches queue a put and a sync each");
     let found = target.layout().await;
@@ -326,14 +315,8 @@ async fn s3_retention_publish_sync_and_fetch_through_the_bucket() {
         bucket: BUCKET.into(),
         prefix: PREFIX.into(),
     };
-    upload_one(&server, "old", 1, 13).await;
-    server
-        .wait_for_batches(|listing| listing.batches.len() == 1)
-        .await;
-    upload_one(&server, "new", 2, 1).await;
-    server
-        .wait_for_batches(|listing| listing.batches.len() == 2)
-        .await;
+    publish_one(&server, "old", 1, 13, 1).await;
+    publish_one(&server, "new", 2, 1, 2).await;
     let before = target.wait_until_matches(&server.http_url).await;
 
     // exposure-matcher fetch reads the bucket through moto's path-style HTTP endpoint.
