@@ -16,10 +16,11 @@ use exposure_loadtest::{Cli, RpcKind};
 const PHONES: u64 = 751_416;
 /// DESIGN §9: 1,230 uploading cases a day; over one hour 51.25, so 52 tickets (the first at 0).
 const UPLOADS_IN_AN_HOUR: u64 = 52;
-/// False filter hits: 14 days (§6 retention) × 10,000 observations a day (§9) × 3 slot
-/// candidates (§3) at 2^-16 per lookup (§5) = 6.41 per phone per day; × 751,416 phones / 24 =
-/// 200,649.72 in an hour, so 200,650 tickets.
-const CONFIRMS_IN_AN_HOUR: u64 = 200_650;
+/// False filter hits: each hourly batch (§6) is checked once against every tag a phone holds,
+/// 14 days (§6 retention) × 10,000 observations a day (§9) × 3 slot candidates (§3) = 420,000,
+/// at 2^-16 per lookup (§5): 6.4087 per batch, one batch an hour, so 751,416 × 420,000 / 65,536
+/// = 4,815,593.26 in an hour: 4,815,594 tickets (the first at 0).
+const CONFIRMS_IN_AN_HOUR: u64 = 4_815_594;
 
 fn province(speedup: &str) -> RunOptions {
     let cli = Cli::parse_from_args([

@@ -7,7 +7,9 @@
 mod common;
 
 use common::{WIDTHS, params, rng, signer};
-use exposure_matcher::batch::{SCHEDULE_BLOCK, build_batch_from_filter_keys};
+use exposure_matcher::batch::{
+    FilterDescriptor, FuseView, PARTITION_BYTES, SCHEDULE_BLOCK, build_batch_from_filter_keys,
+};
 use exposure_matcher::{BatchFile, BatchSigner, FingerprintWidth, ObservationStore, Scheme};
 use proptest::prelude::*;
 use rand::RngCore;
@@ -45,6 +47,28 @@ fn assert_same_hits(batch: &BatchFile<'_>, probes: &[u64], context: &str) {
     let mut sorted_hits = Vec::new();
     filter.for_each_hit_of_hashes(&sorted, |index| sorted_hits.push(sorted[index]));
     assert_eq!(sorted_hits, expected_sorted, "sorted hashes, {context}");
+    hits.clear();
+    filter.for_each_hit_of_cached_hashes(&hashes, |index| hits.push(index));
+    assert_eq!(hits, expected, "cached hashes, {context}");
+    // Partitioned, as a partitioned store probes them: each partition's run on its own.
+    for budget in [4 * 1024, 64 * 1024] {
+        let bits = filter.partition_bits(budget);
+        let mut runs = std::collections::BTreeMap::<u64, Vec<u64>>::new();
+        for &hash in &hashes {
+            runs.entry(hash.checked_shr(64 - bits).unwrap_or(0))
+                .or_default()
+                .push(hash);
+        }
+        let mut partitioned_hits = Vec::new();
+        for run in runs.values() {
+            filter.for_each_hit_of_cached_hashes(run, |index| partitioned_hits.push(run[index]));
+        }
+        partitioned_hits.sort_unstable();
+        assert_eq!(
+            partitioned_hits, expected_sorted,
+            "partitioned by {bits} bits, {context}"
+        );
+    }
     let by_hash: Vec<usize> = (0..probes.len())
         .filter(|&index| filter.contains_hash(hashes[index]))
         .collect();
@@ -103,6 +127,60 @@ fn edge_cases_match_the_plain_loop_at_every_width() {
         }
         // Sanity of the reference: every member is found.
         assert_eq!(plain_hits(&batch, &keys).len(), keys.len());
+    }
+}
+
+/// The peak day's 16-bit filter as xorf built it (2,479,680 tags): 169 segments of 16,384.
+const PEAK_DAY: FilterDescriptor = FilterDescriptor {
+    seed: 1,
+    segment_length: 16_384,
+    segment_length_mask: 16_383,
+    segment_count_length: 2_768_896,
+};
+
+#[test]
+fn the_peak_days_filter_splits_into_partitions_of_at_most_256_kib() {
+    let fingerprints = vec![0u8; 2 * (2_768_896 + 2 * 16_384)];
+    let filter = FuseView::new(PEAK_DAY, FingerprintWidth::Bits16, &fingerprints).unwrap();
+    // A partition reads its share of the 2,768,896 first positions and up to three segments
+    // of 16,384 more, 2 bytes each. 2^6 partitions: (43,264 + 49,152) × 2 = 184,832 bytes;
+    // 2^5 would be (86,528 + 49,152) × 2 = 271,360, over 262,144.
+    assert_eq!(PARTITION_BYTES, 262_144);
+    assert_eq!(filter.partition_bits(PARTITION_BYTES), 6);
+    // A whole filter that fits needs no partition; a tiny budget stops at one segment each
+    // (169 segments: 2^8 partitions).
+    assert_eq!(filter.partition_bits(8 << 20), 0);
+    assert_eq!(filter.partition_bits(1), 8);
+    let wide = vec![0u8; 4 * (2_768_896 + 2 * 16_384)];
+    let wide = FuseView::new(PEAK_DAY, FingerprintWidth::Bits32, &wide).unwrap();
+    // 32 bits: 2^7 gives (21,632 + 49,152) × 4 = 283,136 bytes; 2^8, (10,816 + 49,152) × 4 =
+    // 239,872.
+    assert_eq!(wide.partition_bits(PARTITION_BYTES), 8);
+}
+
+#[test]
+fn a_partitions_lookups_read_only_its_slice() {
+    // DESIGN §4's positions, computed here: h0 = (h × segment_count_length) >> 64, then h1 and
+    // h2 in the next two segments. Hashes of one partition (top 6 bits) must read only from
+    // that partition's share of the first positions and up to three segments after it, the
+    // slice `partition_bits` sizes.
+    let d = PEAK_DAY;
+    let segment = u64::from(d.segment_length);
+    let share = u64::from(d.segment_count_length) / 64;
+    let mut random = rng(5);
+    for _ in 0..100_000 {
+        let hash = random.next_u64();
+        let h0 = ((u128::from(hash) * u128::from(d.segment_count_length)) >> 64) as u64;
+        let h1 = (h0 + segment) ^ ((hash >> 18) & u64::from(d.segment_length_mask));
+        let h2 = (h0 + 2 * segment) ^ (hash & u64::from(d.segment_length_mask));
+        let start = (hash >> 58) * share;
+        let range = start..start + share + 3 * segment;
+        for position in [h0, h1, h2] {
+            assert!(
+                range.contains(&position),
+                "{hash:#x}: {position} outside {range:?}"
+            );
+        }
     }
 }
 

@@ -9,14 +9,18 @@
 //! - downloads: one per poll that sees a new batch. Batches are published hourly and phones poll
 //!   hourly, so nearly every poll sees exactly one new hourly batch: 208.7/s (the daily roll-up
 //!   only replaces batches a current phone already holds);
-//! - confirms: false filter hits dominate (true exposures are rare). A phone holds 14 days ×
-//!   10,000 observations × 3 slot candidates = 420,000 tags and looks each up in the day's new
-//!   elements at 16-bit fingerprints (false-positive rate 2^-16): 420,000 / 65,536 = 6.4 confirm
-//!   fetches per phone per day, × 751,416 / 86,400 = 55.7/s.
+//! - confirms: false filter hits dominate (true exposures are rare). A phone checks each hourly
+//!   batch once against every tag it holds: 14 days × 10,000 observations × 3 slot candidates =
+//!   420,000 lookups a batch, 24 batches a day, at 16-bit fingerprints (false-positive rate
+//!   2^-16): 10,080,000 / 65,536 = 153.8 confirm fetches per phone per day, × 751,416 / 86,400 =
+//!   1,337.7/s. The phone's lookups are `exposure_matcher::province::PEAK_PHONE_DAY`, the model
+//!   `bench-province` reports its confirm traffic with.
 //!
-//! Total: 473.2 RPCs/s. Each RPC runs as its own fixed-rate stream starting at t = 0, so even a
+//! Total: 1,755.1 RPCs/s. Each RPC runs as its own fixed-rate stream starting at t = 0, so even a
 //! short run exercises every path once (the first upload included) before settling at the
 //! model's proportions.
+
+use exposure_matcher::province::{PEAK_PHONE_DAY, PhoneDayLookups};
 
 use crate::scenario::RpcKind;
 
@@ -31,12 +35,9 @@ pub struct ProvinceModel {
     pub poll_interval_s: f64,
     /// Seconds between two hourly batches.
     pub publish_interval_s: f64,
-    /// Observations a phone stores per day.
-    pub observations_per_day: f64,
-    /// Days of observations a phone keeps (the retention window).
-    pub retention_days: f64,
-    /// Slot candidates looked up per observation (its slot and the two neighbours, DESIGN.md §3).
-    pub slot_candidates: f64,
+    /// What one phone looks up in a day; its `batches_per_day` is replaced by the batches
+    /// published in a day (`publish_interval_s`), each checked once.
+    pub phone_day: PhoneDayLookups,
     /// Fingerprint width of the filters, in bits (false-positive rate 2^-bits per lookup).
     pub fingerprint_bits: u32,
 }
@@ -47,9 +48,7 @@ pub const THAI_BINH: ProvinceModel = ProvinceModel {
     uploads_per_day: 1_230.0,
     poll_interval_s: 3_600.0,
     publish_interval_s: 3_600.0,
-    observations_per_day: 10_000.0,
-    retention_days: 14.0,
-    slot_candidates: 3.0,
+    phone_day: PEAK_PHONE_DAY,
     fingerprint_bits: 16,
 };
 
@@ -58,8 +57,11 @@ const SECONDS_PER_DAY: f64 = 86_400.0;
 impl ProvinceModel {
     /// Returns the expected confirm-bucket fetches per phone per day (false filter hits).
     pub fn confirms_per_phone_day(&self) -> f64 {
-        let lookups = self.retention_days * self.observations_per_day * self.slot_candidates;
-        lookups / 2_f64.powi(self.fingerprint_bits as i32)
+        let phone_day = PhoneDayLookups {
+            batches_per_day: (SECONDS_PER_DAY / self.publish_interval_s) as u64,
+            ..self.phone_day
+        };
+        phone_day.confirm_fetches_per_day_at(self.fingerprint_bits)
     }
 
     /// Returns the requests per second of every RPC at `speedup` times the model's load, in the

@@ -15,8 +15,8 @@ mod signer;
 pub use builder::{BatchParams, BuiltBatch, build_batch, build_batch_from_filter_keys};
 pub use error::BatchError;
 pub use file::{BatchFile, BatchHeader};
-pub use filter::{FilterDescriptor, FuseView, murmur64_finalizer};
-pub use ordered::SCHEDULE_BLOCK;
+pub use filter::{FilterDescriptor, FuseView, murmur64_finalizer, murmur64_finalizer_inverse};
+pub use ordered::{PARTITION_BYTES, SCHEDULE_BLOCK};
 pub(crate) use signer::verify_signature;
 pub use signer::{BatchSigner, key_id_for_public_key_der, public_key_der_from_pem};
 

@@ -7,19 +7,20 @@
 //! against a local copy of the confirm store, and returns a [`ProvinceReport`]. The
 //! `exposure-matcher bench-province` subcommand is a thin wrapper around it.
 //!
-//! Phones are never held in memory: each phone's observations are generated on the fly, chunk
-//! by chunk, from the seed (see [`ObservationTags`] for what is generated).
+//! Phones are never held in memory: each phone's stored tags are drawn on the fly from the seed
+//! (see [`ObservationTags`] for what is drawn).
 //!
-//! Phones keep their stores in lookup order (issue 12, [`crate::ObservationStore::order_lookups`]):
-//! each phone's tags are hashed and ordered ([`order`]), a cost timed apart, as the phone pays
-//! it when it stores them, and then probed in filter order. A sample of phones is also matched
-//! with the plain loop in the same run, as the baseline; both must find the same hits.
+//! Phones keep their stores partitioned by the top bits of their tags' hashes (issue 12;
+//! [`crate::batch::FuseView::partition_bits`]), and the benchmark matches them a group of 32 at
+//! a time, partition by partition, so that each L2-sized slice of the filter serves the whole
+//! group. The first `baseline_phones` are also matched one by one with the plain loop, over the
+//! same stored tags, in the same run; both must find the same hits.
 
 mod cpu;
 mod day;
-mod order;
 mod phones;
 mod report;
+mod traffic;
 
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
@@ -29,7 +30,10 @@ pub use report::{
     GAEN_EXPORT_BYTES_PER_KEY, MatchTime, ProvinceReport,
 };
 
-use crate::batch::{BatchError, BatchFile, FingerprintWidth, murmur64_finalizer};
+pub use phones::PHONES_PER_GROUP;
+pub use traffic::{PEAK_PHONE_DAY, PhoneDayLookups};
+
+use crate::batch::{BatchError, BatchFile, FingerprintWidth, PARTITION_BYTES, murmur64_finalizer};
 use crate::matching::DEFAULT_SLOT_TOLERANCE;
 use crate::scheme::SchemeError;
 use day::ProvinceDay;
@@ -40,6 +44,10 @@ pub const PEAK_PHONES: usize = 751_416;
 
 /// Observations a phone stores in a day (DESIGN §9).
 pub const PEAK_OBSERVATIONS_PER_PHONE: usize = 10_000;
+
+/// Days a phone keeps its observations and the server its keys: the retention default
+/// (DESIGN §6).
+pub const DEFAULT_RETENTION_DAYS: u64 = 14;
 
 /// Cases uploading on the peak day: 40 % of 3,074 new cases (DESIGN §9).
 pub const PEAK_UPLOADING_CASES: usize = 1_230;
@@ -240,6 +248,7 @@ fn run_in_current_pool(
 
     let planted = plant_exposures(config, &day.keys);
     let phones = ProvincePhones {
+        partition_bits: batch.filter().partition_bits(PARTITION_BYTES),
         filter: batch.filter(),
         confirm_store: &day.confirm_store,
         planted: &planted,
@@ -259,27 +268,31 @@ fn run_in_current_pool(
             wall: started.0.elapsed(),
             cpu: cpu_time,
             lookups: times.lookups,
-            ordering: times.ordering,
         };
         (tally, time)
     };
-    // The plain loop first, then ordered stores on the same phones, then the rest.
+    // The plain loop first, then partitioned stores on the same phones, then the rest.
+    // Computed tags are matched with the plain loop only, so they have no baseline.
+    let baseline_phones = match config.observation_tags {
+        ObservationTags::Stored => baseline_phones,
+        ObservationTags::Computed => 0,
+    };
     let baseline = (baseline_phones > 0).then(|| {
         let plain = run(0..baseline_phones, Schedule::Plain);
-        let ordered = run(0..baseline_phones, Schedule::Ordered);
-        (plain, ordered)
+        let partitioned = run(0..baseline_phones, Schedule::Partitioned);
+        (plain, partitioned)
     });
-    let rest = run(baseline_phones..config.phones, Schedule::Ordered);
+    let rest = run(baseline_phones..config.phones, Schedule::Partitioned);
     let (tally, match_time) = match &baseline {
         Some((_, sample)) => (sample.0.merge(rest.0), sample.1.plus(&rest.1)),
         None => rest,
     };
-    let baseline = baseline.map(|(plain, ordered)| BaselineReport {
+    let baseline = baseline.map(|(plain, partitioned)| BaselineReport {
         phones: baseline_phones,
         lookups: plain.0.lookups,
         plain: plain.1,
-        ordered: ordered.1,
-        agrees: plain.0 == ordered.0,
+        partitioned: partitioned.1,
+        agrees: plain.0 == partitioned.0,
     });
 
     let mut report = ProvinceReport::new(
@@ -292,6 +305,7 @@ fn run_in_current_pool(
         match_time,
     );
     report.baseline = baseline;
+    report.partition_bits = phones.partition_bits;
     Ok(report)
 }
 

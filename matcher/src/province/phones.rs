@@ -1,11 +1,18 @@
-//! The province's phones: each phone's observations generated on the fly from the seed, known
-//! exposures planted in a seeded sample of phones, and the rayon loop that matches every phone
-//! against the day's batch and confirms every filter hit against the confirm store.
+//! The province's phones: each phone's stored tags drawn from the seed, known exposures
+//! planted in a seeded sample of phones, and the rayon loops that match every phone against the
+//! day's batch and confirm every filter hit against the confirm store.
 //!
-//! A phone's stored tags are a pure function of `(seed, phone, observation, slot offset)`, so
-//! no phone is ever held in memory: each rayon task generates a chunk of one phone's filter
-//! keys into a reused buffer, runs the blocked lookup over it, and regenerates the full tag of
-//! the rare key that hits.
+//! A phone keeps its stored tags' hashes under the batch's seed grouped by partition (the top
+//! [`FuseView::partition_bits`] bits of the hash, issue 12), as
+//! [`crate::ObservationStore::order_lookups`] keeps a phone's store in lookup order. A phone's
+//! store is a pure function of `(seed, phone)`, so no phone is ever held in memory: the
+//! partitioned schedule draws each phone's run of hashes in a partition just before probing it,
+//! and the plain loop draws the same store, turns it back into filter keys and probes them in an
+//! order that jumps across the whole filter, as a store in observation order does. Both find
+//! the same hits.
+//!
+//! With `--observation-tags computed` the tags are SHA-256 of random identifiers, computed
+//! during the run and probed with the plain loop only.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,19 +24,23 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::day::ConfirmStore;
-use super::order::HashOrder;
 use super::{ObservationTags, ProvinceConfig, ProvinceProgress, sub_seed};
-use crate::batch::{FuseView, murmur64_finalizer};
+use crate::batch::{FuseView, murmur64_finalizer, murmur64_finalizer_inverse};
 use crate::matching::{candidate_slots, confirm};
 use crate::scheme::{GAEN_INTERVAL_SECONDS, GaenKey, Scheme, rolling_proximity_identifier};
 use crate::tag::Tag;
 
-/// Observations whose filter keys are generated and looked up together: 3,072 keys (24 KiB)
+/// Observations whose computed tags are generated and looked up together: 3,072 keys (24 KiB)
 /// at the default tolerance, which stay in the L1 cache between generation and lookup.
 const OBSERVATIONS_PER_CHUNK: usize = 1_024;
 
 /// Phones matched between two progress reports.
 const PROGRESS_EVERY_PHONES: usize = 4_096;
+
+/// Phones the partitioned schedule matches together, partition by partition: each partition's
+/// slice of the filter comes from L3 once for the whole group, and from L2 for every phone
+/// after the first.
+pub const PHONES_PER_GROUP: usize = 32;
 
 /// Most exposures planted in one phone.
 const MAX_EXPOSURES_PER_PHONE: usize = 3;
@@ -39,6 +50,12 @@ const WYRAND_INCREMENT: u64 = 0xa076_1d64_78bd_642f;
 
 /// wyrand's output mask (wyhash's second secret).
 const WYRAND_XOR: u64 = 0xe703_7ed1_a0b4_28db;
+
+/// Keys of a phone's random streams: the computed tags' observations, its store's partition
+/// counts, and its stored tags.
+const OBSERVATION_STREAM: u64 = 0;
+const PARTITION_COUNT_STREAM: u64 = 0x5041_5254_434f_554e;
+const STORED_TAG_STREAM: u64 = 0x5041_5254_5441_4753;
 
 /// A known exposure: a phone heard one of a case's RPIs while the case broadcast it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,30 +140,67 @@ impl MatchTally {
     }
 }
 
-/// Buffers one rayon task reuses from chunk to chunk and phone to phone.
+/// Buffers one rayon task reuses from phone to phone and group to group.
 #[derive(Default)]
 struct Scratch {
+    /// Filter keys the plain loop probes.
     filter_keys: Vec<u64>,
-    hashes: Vec<u64>,
-    order: HashOrder,
+    /// Where each of `filter_keys` comes from in the phone's store.
+    origins: Vec<Origin>,
+    /// One phone's run of hashes in one partition.
+    run: Vec<u64>,
     hits: Vec<usize>,
+    /// Tags of each phone (of a group) in each partition.
+    partition_counts: Vec<u32>,
+    /// The planted tags of a phone or a group, by partition then member.
+    planted: Vec<PlantedTag>,
+    /// A group's filter hits, confirmed after its lookups.
+    group_hits: Vec<StoredHit>,
 }
 
-/// Time spent in parts of the match, summed over threads.
+/// Where a tag sits in a phone's partitioned store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Drawn tag `index` of partition `partition`.
+    Drawn { partition: usize, index: usize },
+    /// Entry `index` of the planted tags.
+    Planted(usize),
+}
+
+/// A planted exposure's tag in a partitioned store.
+#[derive(Clone, Copy, Debug)]
+struct PlantedTag {
+    partition: usize,
+    /// The phone's index within its group.
+    member: usize,
+    hash: u64,
+    filter_key: u64,
+    /// Index of the exposure among the phone's planted exposures.
+    exposure: usize,
+    /// Which of the exposure's slot tags.
+    offset: usize,
+}
+
+/// A filter hit on a phone's stored tag.
+#[derive(Clone, Copy, Debug)]
+struct StoredHit {
+    /// The phone's index within its group.
+    member: usize,
+    origin: Origin,
+}
+
+/// Time spent in the lookup loop, summed over threads.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct MatchTimes {
-    /// In the lookup loop itself: hashing and probing for the plain loop, probing for ordered
-    /// stores.
+    /// In the lookup loop itself: hashing and probing for the plain loop, probing for
+    /// partitioned stores (whose tags were hashed when they were stored).
     pub lookups: Duration,
-    /// Hashing and ordering the ordered stores' tags: what the phone does when it stores them.
-    pub ordering: Duration,
 }
 
 impl MatchTimes {
     fn merge(self, other: MatchTimes) -> MatchTimes {
         MatchTimes {
             lookups: self.lookups + other.lookups,
-            ordering: self.ordering + other.ordering,
         }
     }
 }
@@ -154,12 +208,14 @@ impl MatchTimes {
 /// How the phones' lookups are scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Schedule {
-    /// The plain loop: each chunk's keys hashed and probed one after the other with
-    /// [`FuseView::for_each_hit`], the loop before issue 12.
+    /// The plain loop: one phone at a time, its filter keys in store order (which jumps across
+    /// the whole filter) hashed and probed with [`FuseView::for_each_hit`], the loop before
+    /// issue 12.
     Plain,
-    /// Ordered stores: each phone's tags hashed and put in lookup order ([`HashOrder`]), then
-    /// probed in that order with [`FuseView::for_each_hit_of_hashes`].
-    Ordered,
+    /// Partitioned stores, a group of [`PHONES_PER_GROUP`] phones at a time, partition by
+    /// partition: all the group's lookups into one L2-sized slice of the filter run back to
+    /// back ([`FuseView::for_each_hit_of_cached_hashes`] on each phone's run).
+    Partitioned,
 }
 
 /// Everything the phones are matched against, and how their observations are generated.
@@ -174,6 +230,8 @@ pub(super) struct ProvincePhones<'a> {
     pub window_start: u64,
     /// Length in seconds of that span.
     pub window_seconds: u64,
+    /// Top bits of a hash that name its partition ([`FuseView::partition_bits`]).
+    pub partition_bits: u32,
 }
 
 impl ProvincePhones<'_> {
@@ -189,7 +247,11 @@ impl ProvincePhones<'_> {
         total: usize,
         progress: &(dyn Fn(ProvinceProgress) + Sync),
     ) -> (MatchTally, MatchTimes) {
-        (phones.start..phones.end)
+        let unit = match (config.observation_tags, schedule) {
+            (ObservationTags::Stored, Schedule::Partitioned) => PHONES_PER_GROUP,
+            _ => 1,
+        };
+        (0..phones.len().div_ceil(unit))
             .into_par_iter()
             .fold(
                 || {
@@ -199,21 +261,46 @@ impl ProvincePhones<'_> {
                         MatchTimes::default(),
                     )
                 },
-                |(mut scratch, mut tally, mut times), phone| {
-                    match schedule {
-                        Schedule::Plain => {
-                            self.match_phone(config, phone, &mut scratch, &mut tally, &mut times);
+                |(mut scratch, mut tally, mut times), unit_index| {
+                    let first = phones.start + unit_index * unit;
+                    let group = first..(first + unit).min(phones.end);
+                    let count = group.len();
+                    let (scratch_ref, tally_ref, times_ref) =
+                        (&mut scratch, &mut tally, &mut times);
+                    match (config.observation_tags, schedule) {
+                        (ObservationTags::Computed, _) => {
+                            self.match_computed_phone(
+                                config,
+                                first,
+                                scratch_ref,
+                                tally_ref,
+                                times_ref,
+                            );
                         }
-                        Schedule::Ordered => self.match_ordered_phone(
-                            config,
-                            phone,
-                            &mut scratch,
-                            &mut tally,
-                            &mut times,
-                        ),
+                        (ObservationTags::Stored, Schedule::Plain) => {
+                            self.match_plain_phone(
+                                config,
+                                first,
+                                scratch_ref,
+                                tally_ref,
+                                times_ref,
+                            );
+                        }
+                        (ObservationTags::Stored, Schedule::Partitioned) => {
+                            self.match_partitioned_group(
+                                config,
+                                group,
+                                scratch_ref,
+                                tally_ref,
+                                times_ref,
+                            );
+                        }
                     }
-                    let phones_done = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if phones_done.is_multiple_of(PROGRESS_EVERY_PHONES) || phones_done == total {
+                    let phones_done = done.fetch_add(count, Ordering::Relaxed) + count;
+                    if (phones_done - count) / PROGRESS_EVERY_PHONES
+                        != phones_done / PROGRESS_EVERY_PHONES
+                        || phones_done == total
+                    {
                         progress(ProvinceProgress::Matching {
                             phones_done,
                             phones_total: total,
@@ -231,9 +318,207 @@ impl ProvincePhones<'_> {
             )
     }
 
-    /// Looks up every stored tag of one phone, chunk by chunk, with the plain loop, and
+    /// Draws a phone's partitioned store, as group member `member`: how many random tags fall in
+    /// each partition (into `counts`), and its planted tags, hashed (appended to `planted`).
+    fn draw_store(
+        &self,
+        config: &ProvinceConfig,
+        generator: &PhoneGenerator<'_>,
+        member: usize,
+        counts: &mut [u32],
+        planted: &mut Vec<PlantedTag>,
+    ) {
+        let tags = config.observations_per_phone * generator.candidates;
+        let planted_tags = generator.planted.len() * generator.candidates;
+        generator.draw_partition_counts(tags - planted_tags, self.partition_bits, counts);
+        for (exposure, planted_exposure) in generator.planted.iter().enumerate() {
+            for (offset, slot) in generator.planted_slots(planted_exposure).enumerate() {
+                let filter_key =
+                    Tag::compute(Scheme::Gaen, slot, &planted_exposure.rpi).filter_key();
+                let hash = self.filter.hash(filter_key);
+                planted.push(PlantedTag {
+                    partition: partition_of(hash, self.partition_bits),
+                    member,
+                    hash,
+                    filter_key,
+                    exposure,
+                    offset,
+                });
+            }
+        }
+    }
+
+    /// Matches one phone's partitioned store with the plain loop: its tags turned back into
+    /// filter keys, in an order that takes one tag from each partition in turn (so consecutive
+    /// lookups land across the whole filter, as a store in observation order does), hashed and
+    /// probed with [`FuseView::for_each_hit`]; then every hit is confirmed.
+    fn match_plain_phone(
+        &self,
+        config: &ProvinceConfig,
+        phone: usize,
+        scratch: &mut Scratch,
+        tally: &mut MatchTally,
+        times: &mut MatchTimes,
+    ) {
+        let generator = PhoneGenerator::new(config, phone, self);
+        let Scratch {
+            filter_keys,
+            origins,
+            hits,
+            partition_counts: counts,
+            planted,
+            ..
+        } = scratch;
+        let bits = self.partition_bits;
+        counts.clear();
+        counts.resize(1 << bits, 0);
+        planted.clear();
+        self.draw_store(config, &generator, 0, counts, planted);
+        filter_keys.clear();
+        origins.clear();
+        let rounds = counts.iter().copied().max().unwrap_or(0) as usize;
+        let seed = self.filter.descriptor().seed;
+        for index in 0..rounds {
+            for (partition, &count) in counts.iter().enumerate() {
+                if index < count as usize {
+                    let hash = generator.stored_hash(partition, index, bits);
+                    filter_keys.push(murmur64_finalizer_inverse(hash).wrapping_sub(seed));
+                    origins.push(Origin::Drawn { partition, index });
+                }
+            }
+        }
+        for (index, entry) in planted.iter().enumerate() {
+            filter_keys.push(entry.filter_key);
+            origins.push(Origin::Planted(index));
+        }
+        tally.lookups += filter_keys.len() as u64;
+
+        hits.clear();
+        let started = Instant::now();
+        self.filter
+            .for_each_hit(filter_keys, |index| hits.push(index));
+        times.lookups += started.elapsed();
+
+        for &index in hits.iter() {
+            let hit = StoredHit {
+                member: 0,
+                origin: origins[index],
+            };
+            self.confirm_stored_hit(&generator, hit, planted, tally);
+        }
+        tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(hits.len() as u64);
+    }
+
+    /// Matches a group of phones' partitioned stores partition by partition: each phone's run of
+    /// hashes in the partition is drawn and probed, so the partition's slice of the filter
+    /// serves the whole group from the L2 cache; then every hit is confirmed.
+    fn match_partitioned_group(
+        &self,
+        config: &ProvinceConfig,
+        group: Range<usize>,
+        scratch: &mut Scratch,
+        tally: &mut MatchTally,
+        times: &mut MatchTimes,
+    ) {
+        let bits = self.partition_bits;
+        let partitions = 1usize << bits;
+        let generators: Vec<PhoneGenerator<'_>> = group
+            .map(|phone| PhoneGenerator::new(config, phone, self))
+            .collect();
+        let Scratch {
+            run,
+            hits,
+            partition_counts: counts,
+            planted,
+            group_hits,
+            ..
+        } = scratch;
+        counts.clear();
+        counts.resize(generators.len() * partitions, 0);
+        planted.clear();
+        for (member, (generator, counts)) in generators
+            .iter()
+            .zip(counts.chunks_exact_mut(partitions))
+            .enumerate()
+        {
+            self.draw_store(config, generator, member, counts, planted);
+        }
+        planted.sort_by_key(|entry| (entry.partition, entry.member));
+        let tags_per_phone = config.observations_per_phone * config.candidates_per_observation();
+        tally.lookups += (tags_per_phone * generators.len()) as u64;
+
+        group_hits.clear();
+        let mut lookup_time = Duration::ZERO;
+        let mut next_planted = 0;
+        for partition in 0..partitions {
+            for (member, generator) in generators.iter().enumerate() {
+                run.clear();
+                let drawn = counts[member * partitions + partition] as usize;
+                run.extend((0..drawn).map(|index| generator.stored_hash(partition, index, bits)));
+                let first_planted = next_planted;
+                while let Some(entry) = planted.get(next_planted)
+                    && (entry.partition, entry.member) == (partition, member)
+                {
+                    run.push(entry.hash);
+                    next_planted += 1;
+                }
+                hits.clear();
+                let started = Instant::now();
+                self.filter
+                    .for_each_hit_of_cached_hashes(run, |index| hits.push(index));
+                lookup_time += started.elapsed();
+                group_hits.extend(hits.iter().map(|&index| StoredHit {
+                    member,
+                    origin: if index < drawn {
+                        Origin::Drawn { partition, index }
+                    } else {
+                        Origin::Planted(first_planted + index - drawn)
+                    },
+                }));
+            }
+        }
+        times.lookups += lookup_time;
+
+        let mut fetches = vec![0u64; generators.len()];
+        for &hit in group_hits.iter() {
+            fetches[hit.member] += 1;
+            self.confirm_stored_hit(&generators[hit.member], hit, planted, tally);
+        }
+        tally.max_fetches_of_a_phone = fetches
+            .into_iter()
+            .fold(tally.max_fetches_of_a_phone, u64::max);
+    }
+
+    /// Confirms a filter hit on a stored tag: a drawn tag is rebuilt from its hash, a planted
+    /// one recomputed from its exposure.
+    fn confirm_stored_hit(
+        &self,
+        generator: &PhoneGenerator<'_>,
+        hit: StoredHit,
+        planted: &[PlantedTag],
+        tally: &mut MatchTally,
+    ) {
+        match hit.origin {
+            Origin::Drawn { partition, index } => {
+                let tag = generator.stored_tag(partition, index, self.partition_bits, self.filter);
+                self.confirm_tag(&tag, false, tally);
+            }
+            Origin::Planted(entry) => {
+                let entry = &planted[entry];
+                let exposure = &generator.planted[entry.exposure];
+                let slot = generator
+                    .planted_slots(exposure)
+                    .nth(entry.offset)
+                    .unwrap_or_default();
+                let tag = Tag::compute(Scheme::Gaen, slot, &exposure.rpi);
+                self.confirm_tag(&tag, slot == exposure.broadcast_slot, tally);
+            }
+        }
+    }
+
+    /// Looks up every computed tag of one phone, chunk by chunk, with the plain loop, and
     /// confirms each hit.
-    fn match_phone(
+    fn match_computed_phone(
         &self,
         config: &ProvinceConfig,
         phone: usize,
@@ -250,7 +535,7 @@ impl ProvincePhones<'_> {
             let chunk_end =
                 (chunk_start + OBSERVATIONS_PER_CHUNK).min(config.observations_per_phone);
             filter_keys.clear();
-            generator.push_filter_keys(chunk_start..chunk_end, filter_keys);
+            generator.push_computed_filter_keys(chunk_start..chunk_end, filter_keys);
             tally.lookups += filter_keys.len() as u64;
             hits.clear();
             let started = Instant::now();
@@ -260,64 +545,17 @@ impl ProvincePhones<'_> {
             for &index in hits.iter() {
                 let observation = chunk_start + index / generator.candidates;
                 let offset = index % generator.candidates;
-                self.confirm_hit(&generator, observation, offset, tally);
+                let (tag, is_planted_exposure) = generator.computed_tag(observation, offset);
+                self.confirm_tag(&tag, is_planted_exposure, tally);
             }
             phone_hits += hits.len() as u64;
         }
         tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(phone_hits);
     }
 
-    /// Puts one phone's stored tags in lookup order, looks them up in that order, and confirms
-    /// each hit.
-    fn match_ordered_phone(
-        &self,
-        config: &ProvinceConfig,
-        phone: usize,
-        scratch: &mut Scratch,
-        tally: &mut MatchTally,
-        times: &mut MatchTimes,
-    ) {
-        let generator = PhoneGenerator::new(config, phone, self);
-        let Scratch {
-            filter_keys,
-            hashes,
-            order,
-            hits,
-        } = scratch;
-        filter_keys.clear();
-        generator.push_filter_keys(0..config.observations_per_phone, filter_keys);
-        tally.lookups += filter_keys.len() as u64;
-        let started = Instant::now();
-        hashes.clear();
-        hashes.extend(filter_keys.iter().map(|&key| self.filter.hash(key)));
-        order.order(hashes);
-        let ordered = Instant::now();
-        hits.clear();
-        self.filter
-            .for_each_hit_of_hashes(&order.hashes, |position| {
-                hits.push(order.indices[position] as usize);
-            });
-        times.lookups += ordered.elapsed();
-        times.ordering += ordered - started;
-        // Confirm in store order, as the plain loop does.
-        hits.sort_unstable();
-        for &index in hits.iter() {
-            let observation = index / generator.candidates;
-            let offset = index % generator.candidates;
-            self.confirm_hit(&generator, observation, offset, tally);
-        }
-        tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(hits.len() as u64);
-    }
-
-    /// Fetches the hit's confirm bucket, confirms exactly, and counts the outcome.
-    fn confirm_hit(
-        &self,
-        generator: &PhoneGenerator<'_>,
-        observation: usize,
-        offset: usize,
-        tally: &mut MatchTally,
-    ) {
-        let (tag, is_planted_exposure) = generator.tag(observation, offset);
+    /// Fetches the confirm bucket of a tag that hit the filter, confirms exactly, and counts
+    /// the outcome; `is_planted_exposure` says whether the tag is a real element of the batch.
+    fn confirm_tag(&self, tag: &Tag, is_planted_exposure: bool, tally: &mut MatchTally) {
         let digest = tag.confirm_digest();
         let bucket = self.confirm_store.bucket_of(&digest);
         tally.filter_hits += 1;
@@ -333,6 +571,18 @@ impl ProvincePhones<'_> {
     }
 }
 
+/// Returns the partition of a hash: its top `bits` bits.
+#[inline]
+fn partition_of(hash: u64, bits: u32) -> usize {
+    hash.checked_shr(64 - bits).unwrap_or(0) as usize
+}
+
+/// The counter of word `word` (0..4) of drawn tag `index` of partition `partition`.
+#[inline]
+fn stored_tag_counter(partition: usize, index: usize, word: usize) -> u64 {
+    ((partition as u64) << 40) | ((index as u64) << 2) | word as u64
+}
+
 /// One phone's day of stored tags, as a pure function of the seed and the phone.
 struct PhoneGenerator<'a> {
     /// Per-phone base of the counter-based generator.
@@ -340,7 +590,6 @@ struct PhoneGenerator<'a> {
     /// Tags per observation: `2 * tolerance + 1` slot candidates.
     candidates: usize,
     tolerance: u32,
-    mode: ObservationTags,
     /// This phone's planted exposures, sorted by observation.
     planted: &'a [PlantedExposure],
     window_start: u64,
@@ -359,60 +608,94 @@ impl<'a> PhoneGenerator<'a> {
             ),
             candidates: config.candidates_per_observation(),
             tolerance: config.tolerance,
-            mode: config.observation_tags,
             planted: &phones.planted[first..first + count],
             window_start: phones.window_start,
             window_seconds: phones.window_seconds,
         }
     }
 
-    /// Returns word `word` (0..4) of the random value behind `(observation, lane)`, `lane` < 64.
+    /// Returns the random value at `counter` of this phone's stream `stream`.
     ///
     /// wyrand (the generator of wyhash, Go's runtime and the `fastrand` crate) at a counter: its
     /// state is a Weyl sequence, so the state of any counter is one multiply away, and its output
-    /// is one 64 × 64 → 128-bit multiply. It costs 3 % less CPU per lookup than splitmix64 here,
-    /// since a key is generated for every lookup.
+    /// is one 64 × 64 → 128-bit multiply.
     #[inline]
-    fn word(&self, observation: usize, lane: usize, word: usize) -> u64 {
-        debug_assert!(lane < 64 && word < 4);
-        let counter = ((observation as u64) << 8) | ((lane as u64) << 2) | word as u64;
-        let state = self
-            .base
-            .wrapping_add(counter.wrapping_mul(WYRAND_INCREMENT));
+    fn word(&self, stream: u64, counter: u64) -> u64 {
+        let state = (self.base ^ stream).wrapping_add(counter.wrapping_mul(WYRAND_INCREMENT));
         let product = u128::from(state) * u128::from(state ^ WYRAND_XOR);
         (product >> 64) as u64 ^ product as u64
     }
 
-    /// Appends the filter keys of the observations in `range`, `candidates` per observation,
-    /// earliest slot first.
-    fn push_filter_keys(&self, range: Range<usize>, filter_keys: &mut Vec<u64>) {
+    /// Draws how many of `tags` random stored tags fall in each of the `2^bits` partitions
+    /// into `counts` (which it zeroes first): each tag's partition is `bits` uniform random
+    /// bits, as the top bits of a random tag's hash are.
+    fn draw_partition_counts(&self, tags: usize, bits: u32, counts: &mut [u32]) {
+        counts.fill(0);
+        if bits == 0 {
+            counts[0] = tags as u32;
+            return;
+        }
+        let per_word = (64 / bits) as usize;
+        let mask = (1u64 << bits) - 1;
+        let mut left = tags;
+        for counter in 0.. {
+            if left == 0 {
+                break;
+            }
+            let mut word = self.word(PARTITION_COUNT_STREAM, counter);
+            let taken = per_word.min(left);
+            for _ in 0..taken {
+                counts[(word & mask) as usize] += 1;
+                word >>= bits;
+            }
+            left -= taken;
+        }
+    }
+
+    /// Returns the hash of drawn tag `index` of partition `partition` (of `2^bits`): uniform
+    /// within the partition.
+    #[inline]
+    fn stored_hash(&self, partition: usize, index: usize, bits: u32) -> u64 {
+        let top = (partition as u64).checked_shl(64 - bits).unwrap_or(0);
+        let low = self
+            .word(STORED_TAG_STREAM, stored_tag_counter(partition, index, 0))
+            .checked_shr(bits)
+            .unwrap_or(0);
+        top | low
+    }
+
+    /// Returns drawn tag `index` of partition `partition`: its filter key is the one key whose
+    /// hash under the filter's seed is [`PhoneGenerator::stored_hash`], and its other 24 bytes
+    /// are random.
+    fn stored_tag(&self, partition: usize, index: usize, bits: u32, filter: &FuseView<'_>) -> Tag {
+        let hash = self.stored_hash(partition, index, bits);
+        let filter_key = murmur64_finalizer_inverse(hash).wrapping_sub(filter.descriptor().seed);
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&filter_key.to_le_bytes());
+        for (word, chunk) in bytes[8..].chunks_exact_mut(8).enumerate() {
+            let counter = stored_tag_counter(partition, index, word + 1);
+            chunk.copy_from_slice(&self.word(STORED_TAG_STREAM, counter).to_le_bytes());
+        }
+        Tag(bytes)
+    }
+
+    /// Appends the computed filter keys of the observations in `range`, `candidates` per
+    /// observation, earliest slot first: SHA-256 tags of random identifiers, and the planted
+    /// exposures' real tags in their observations.
+    fn push_computed_filter_keys(&self, range: Range<usize>, filter_keys: &mut Vec<u64>) {
         let chunk_start = range.start;
         let pushed_from = filter_keys.len();
-        match self.mode {
-            ObservationTags::Stored => {
-                for observation in range.clone() {
-                    for offset in 0..self.candidates {
-                        filter_keys.push(self.word(observation, offset, 0));
-                    }
-                }
-            }
-            ObservationTags::Computed => {
-                for observation in range.clone() {
-                    let (identifier, observed_at) = self.random_observation(observation);
-                    let before = filter_keys.len();
-                    filter_keys.extend(
-                        candidate_slots(observed_at, GAEN_INTERVAL_SECONDS, self.tolerance)
-                            .map(|slot| Tag::compute(Scheme::Gaen, slot, &identifier).filter_key()),
-                    );
-                    debug_assert_eq!(filter_keys.len() - before, self.candidates);
-                }
-            }
+        for observation in range.clone() {
+            let (identifier, observed_at) = self.random_observation(observation);
+            filter_keys.extend(
+                candidate_slots(observed_at, GAEN_INTERVAL_SECONDS, self.tolerance)
+                    .map(|slot| Tag::compute(Scheme::Gaen, slot, &identifier).filter_key()),
+            );
         }
-        // Planted observations replace generated ones: their tags are real.
         for exposure in self
             .planted
             .iter()
-            .filter(|e| range.contains(&e.observation))
+            .filter(|exposure| range.contains(&exposure.observation))
         {
             let first = pushed_from + (exposure.observation - chunk_start) * self.candidates;
             for (offset, slot) in self.planted_slots(exposure).enumerate() {
@@ -422,9 +705,9 @@ impl<'a> PhoneGenerator<'a> {
         }
     }
 
-    /// Returns the full tag behind a filter key, and whether it is a planted exposure's tag of
-    /// the slot the case broadcast in (a real element of the batch).
-    fn tag(&self, observation: usize, offset: usize) -> (Tag, bool) {
+    /// Returns computed tag `offset` of observation `observation`, and whether it is a planted
+    /// exposure's tag of the slot the case broadcast in (a real element of the batch).
+    fn computed_tag(&self, observation: usize, offset: usize) -> (Tag, bool) {
         if let Ok(index) = self
             .planted
             .binary_search_by_key(&observation, |exposure| exposure.observation)
@@ -434,32 +717,20 @@ impl<'a> PhoneGenerator<'a> {
             let tag = Tag::compute(Scheme::Gaen, slot, &exposure.rpi);
             return (tag, slot == exposure.broadcast_slot);
         }
-        let tag = match self.mode {
-            ObservationTags::Stored => {
-                let mut bytes = [0u8; 32];
-                for (word, chunk) in bytes.chunks_exact_mut(8).enumerate() {
-                    chunk.copy_from_slice(&self.word(observation, offset, word).to_le_bytes());
-                }
-                Tag(bytes)
-            }
-            ObservationTags::Computed => {
-                let (identifier, observed_at) = self.random_observation(observation);
-                let slot = candidate_slots(observed_at, GAEN_INTERVAL_SECONDS, self.tolerance)
-                    .nth(offset)
-                    .unwrap_or_default();
-                Tag::compute(Scheme::Gaen, slot, &identifier)
-            }
-        };
-        (tag, false)
+        let (identifier, observed_at) = self.random_observation(observation);
+        let slot = candidate_slots(observed_at, GAEN_INTERVAL_SECONDS, self.tolerance)
+            .nth(offset)
+            .unwrap_or_default();
+        (Tag::compute(Scheme::Gaen, slot, &identifier), false)
     }
 
     /// Returns a random 16-byte GAEN identifier heard at a random second of the window.
     fn random_observation(&self, observation: usize) -> ([u8; 16], u64) {
+        let word = |word: u64| self.word(OBSERVATION_STREAM, ((observation as u64) << 2) | word);
         let mut identifier = [0u8; 16];
-        identifier[..8].copy_from_slice(&self.word(observation, 0, 0).to_le_bytes());
-        identifier[8..].copy_from_slice(&self.word(observation, 0, 1).to_le_bytes());
-        let observed_at =
-            self.window_start + self.word(observation, 0, 2) % self.window_seconds.max(1);
+        identifier[..8].copy_from_slice(&word(0).to_le_bytes());
+        identifier[8..].copy_from_slice(&word(1).to_le_bytes());
+        let observed_at = self.window_start + word(2) % self.window_seconds.max(1);
         (identifier, observed_at)
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::ProvinceConfig;
 use super::day::ProvinceDay;
 use super::phones::{MatchTally, PlantedExposure};
+use super::traffic::{PEAK_PHONE_DAY, PhoneDayLookups};
 use crate::batch::BatchHeader;
 
 /// Bytes of one confirm digest in a bucket response (DESIGN §3).
@@ -32,17 +33,14 @@ const MIN_EXPECTED_FOR_COMPARISON: f64 = 100.0;
 /// Where the time of one way of matching went.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MatchTime {
-    /// Wall time, end to end: generating the phones' tags, ordering them (ordered stores),
-    /// looking them up and confirming every hit.
+    /// Wall time, end to end: drawing the phones' stored tags, looking them up and confirming
+    /// every hit.
     pub wall: Duration,
     /// CPU time of all threads over `wall`, where the platform reports it.
     pub cpu: Option<Duration>,
     /// Time inside the lookup loop, summed over threads: hashing and probing for the plain
-    /// loop, probing only for ordered stores (whose tags are hashed when they are ordered).
+    /// loop, probing only for partitioned stores (whose tags were hashed when stored).
     pub lookups: Duration,
-    /// Time hashing and ordering the ordered stores' tags, summed over threads: what a phone
-    /// pays when it stores them, apart from the daily match. Zero for the plain loop.
-    pub ordering: Duration,
 }
 
 impl MatchTime {
@@ -52,18 +50,12 @@ impl MatchTime {
             wall: self.wall + other.wall,
             cpu: self.cpu.zip(other.cpu).map(|(a, b)| a + b),
             lookups: self.lookups + other.lookups,
-            ordering: self.ordering + other.ordering,
         }
     }
 
     /// Returns nanoseconds in the lookup loop per lookup, on one thread.
     pub fn lookup_ns(&self, lookups: u64) -> f64 {
         per_lookup_ns(self.lookups, lookups)
-    }
-
-    /// Returns nanoseconds hashing and ordering per lookup, on one thread.
-    pub fn ordering_ns(&self, lookups: u64) -> f64 {
-        per_lookup_ns(self.ordering, lookups)
     }
 
     /// Returns CPU nanoseconds per lookup, all threads together, where CPU time is known.
@@ -80,8 +72,8 @@ fn per_lookup_ns(time: Duration, lookups: u64) -> f64 {
     }
 }
 
-/// The same phones matched with the plain loop and from ordered stores, one after the other in
-/// the same run.
+/// The same phones matched with the plain loop and from partitioned stores, one after the
+/// other in the same run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BaselineReport {
     /// Phones in the sample: the first ones.
@@ -90,23 +82,28 @@ pub struct BaselineReport {
     pub lookups: u64,
     /// The plain loop's times.
     pub plain: MatchTime,
-    /// The ordered stores' times.
-    pub ordered: MatchTime,
+    /// The partitioned stores' times.
+    pub partitioned: MatchTime,
     /// Whether both ways counted the same hits, fetches and confirmations.
     pub agrees: bool,
 }
 
 impl BaselineReport {
-    /// Returns how many times faster the lookup loop over ordered stores is than the plain
+    /// Returns how many times faster the lookup loop over partitioned stores is than the plain
     /// loop (time in the loop, summed over threads).
     pub fn lookup_speedup(&self) -> f64 {
-        self.plain.lookups.as_secs_f64() / self.ordered.lookups.as_secs_f64().max(f64::MIN_POSITIVE)
+        self.plain.lookups.as_secs_f64()
+            / self
+                .partitioned
+                .lookups
+                .as_secs_f64()
+                .max(f64::MIN_POSITIVE)
     }
 
-    /// Returns how many times faster matching ordered stores is end to end, ordering their
-    /// tags included, than the plain loop (wall time).
+    /// Returns how many times faster matching partitioned stores is end to end, drawing the
+    /// stores and confirming included, than the plain loop (wall time).
     pub fn wall_speedup(&self) -> f64 {
-        self.plain.wall.as_secs_f64() / self.ordered.wall.as_secs_f64().max(f64::MIN_POSITIVE)
+        self.plain.wall.as_secs_f64() / self.partitioned.wall.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 }
 
@@ -132,7 +129,9 @@ pub struct ProvinceReport {
     /// Time to generate the keys, expand them, build, sign, parse and verify the batch, and
     /// fill the confirm store.
     pub build_time: Duration,
-    /// Time to match and confirm every phone from ordered stores, and where it went.
+    /// Top bits of a hash that name its partition: `2^partition_bits` partitions.
+    pub partition_bits: u32,
+    /// Time to match and confirm every phone from partitioned stores, and where it went.
     pub match_time: MatchTime,
     /// The plain loop's run over a sample of the phones, if one was asked for.
     pub baseline: Option<BaselineReport>,
@@ -180,6 +179,7 @@ impl ProvinceReport {
             bits_per_element: header.bits_per_element(),
             confirm_digests: day.confirm_store.len(),
             build_time,
+            partition_bits: 0,
             match_time,
             baseline: None,
             lookups: tally.lookups,
@@ -195,7 +195,7 @@ impl ProvinceReport {
     }
 
     /// Returns whether every planted exposure was found, no false alert was raised, and the
-    /// plain loop's baseline, if any, found what the ordered stores found.
+    /// plain loop's baseline, if any, found what the partitioned stores found.
     pub fn passed(&self) -> bool {
         self.planted_found == self.planted_exposures as u64
             && self.false_alerts == 0
@@ -244,7 +244,8 @@ impl ProvinceReport {
         self.filter_hits
     }
 
-    /// Returns confirm fetches per phone per day, on average.
+    /// Returns confirm fetches per phone in this run (one day's observations against one
+    /// day's batch), on average.
     pub fn confirm_fetches_per_phone(&self) -> f64 {
         self.confirm_fetches() as f64 / self.config.phones as f64
     }
@@ -257,16 +258,39 @@ impl ProvinceReport {
         }
     }
 
-    /// Returns the bytes all phones' confirm fetches cost: per fetch, the bucket's digests
-    /// ([`CONFIRM_DIGEST_BYTES`] each) and [`CONFIRM_FETCH_OVERHEAD_BYTES`].
-    pub fn confirm_bytes(&self) -> u64 {
-        self.digests_fetched * CONFIRM_DIGEST_BYTES
-            + self.confirm_fetches() * CONFIRM_FETCH_OVERHEAD_BYTES
+    /// Returns the lookups of one phone's real day under the traffic model
+    /// ([`PhoneDayLookups`]), with this run's observations and slot candidates: every batch
+    /// of the day (24 hourly ones) checked once against the whole retention window's tags.
+    pub fn phone_day(&self) -> PhoneDayLookups {
+        PhoneDayLookups {
+            observations_per_day: self.config.observations_per_phone as u64,
+            slot_candidates: self.config.candidates_per_observation() as u64,
+            ..PEAK_PHONE_DAY
+        }
     }
 
-    /// Returns a phone's confirm traffic per day, on average.
+    /// Returns the measured false-hit rate: false filter hits per lookup of a key not in the
+    /// filter.
+    pub fn false_hit_rate(&self) -> f64 {
+        match self.lookups - self.true_filter_hits {
+            0 => 0.0,
+            misses => self.false_filter_hits() as f64 / misses as f64,
+        }
+    }
+
+    /// Returns the confirm fetches of one phone's real day: the traffic model's lookups
+    /// ([`ProvinceReport::phone_day`]) at the measured false-hit rate.
+    pub fn confirm_fetches_per_phone_day(&self) -> f64 {
+        self.phone_day()
+            .confirm_fetches_per_day(self.false_hit_rate())
+    }
+
+    /// Returns a phone's confirm traffic per day under the traffic model: per fetch, a bucket
+    /// of the measured mean size and [`CONFIRM_FETCH_OVERHEAD_BYTES`].
     pub fn confirm_bytes_per_phone(&self) -> f64 {
-        self.confirm_bytes() as f64 / self.config.phones as f64
+        self.confirm_fetches_per_phone_day()
+            * (self.mean_bucket_digests() * CONFIRM_DIGEST_BYTES as f64
+                + CONFIRM_FETCH_OVERHEAD_BYTES as f64)
     }
 
     /// Returns the bytes a phone downloads per day: the day's batch and its confirm traffic.

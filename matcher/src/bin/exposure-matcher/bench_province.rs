@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use exposure_matcher::FingerprintWidth;
 use exposure_matcher::province::{
-    CONFIRM_FETCH_OVERHEAD_BYTES, MatchTime, ObservationTags, ProvinceConfig, ProvinceError,
-    ProvinceProgress, ProvinceReport, run_province_benchmark,
+    CONFIRM_FETCH_OVERHEAD_BYTES, MatchTime, ObservationTags, PHONES_PER_GROUP, ProvinceConfig,
+    ProvinceError, ProvinceProgress, ProvinceReport, run_province_benchmark,
 };
 
 use crate::Failure;
@@ -248,9 +248,11 @@ fn text_report(report: &ProvinceReport) -> String {
         (
             "match time",
             format!(
-                "{:.3} s on {} threads (target ≤ 60 s), from stores in lookup order",
+                "{:.3} s on {} threads (target ≤ 60 s), from stores in {} partitions, {} phones a group",
                 report.match_time.wall.as_secs_f64(),
-                report.threads
+                report.threads,
+                1u64 << report.partition_bits,
+                PHONES_PER_GROUP
             ),
         ),
         (
@@ -291,6 +293,17 @@ fn text_report(report: &ProvinceReport) -> String {
                 report.max_fetches_of_a_phone,
                 report.mean_bucket_digests(),
                 config.confirm_prefix_bits
+            ),
+        ),
+        (
+            "a phone's real day",
+            format!(
+                "{} lookups ({} batches × {} tags of {} days) → {:.1} confirm fetches at the measured false-hit rate",
+                report.phone_day().lookups_per_day(),
+                report.phone_day().batches_per_day,
+                report.phone_day().lookups_per_batch(),
+                report.phone_day().retention_days,
+                report.confirm_fetches_per_phone_day()
             ),
         ),
         (
@@ -338,9 +351,8 @@ fn time_text(time: &MatchTime, lookups: u64) -> String {
             format!("{ns:.2} CPU ns")
         });
     format!(
-        "per lookup: {:.2} ns in the loop, {:.2} ns ordering, {cpu}; no hardware counters",
-        time.lookup_ns(lookups),
-        time.ordering_ns(lookups)
+        "per lookup: {:.2} ns in the loop, {cpu}; no hardware counters",
+        time.lookup_ns(lookups)
     )
 }
 
@@ -349,12 +361,12 @@ fn baseline_text(report: &ProvinceReport) -> String {
         return "not run (--baseline-phones 0)".to_owned();
     };
     format!(
-        "first {} phones: plain loop {:.3} s ({}); ordered stores {:.3} s ({}); lookup loop {:.2}× the plain loop's speed, end to end {:.2}×; {}",
+        "first {} phones: plain loop {:.3} s ({}); partitioned stores {:.3} s ({}); lookup loop {:.2}× the plain loop's speed, end to end {:.2}×; {}",
         baseline.phones,
         baseline.plain.wall.as_secs_f64(),
         time_text(&baseline.plain, baseline.lookups),
-        baseline.ordered.wall.as_secs_f64(),
-        time_text(&baseline.ordered, baseline.lookups),
+        baseline.partitioned.wall.as_secs_f64(),
+        time_text(&baseline.partitioned, baseline.lookups),
         baseline.lookup_speedup(),
         baseline.wall_speedup(),
         if baseline.agrees {
@@ -370,7 +382,6 @@ fn time_json(time: &MatchTime, lookups: u64) -> Json {
     Object(vec![
         ("wall_seconds", Number(time.wall.as_secs_f64())),
         ("lookup_ns", Number(time.lookup_ns(lookups))),
-        ("ordering_ns", Number(time.ordering_ns(lookups))),
         ("cpu_ns", Json::optional(time.cpu_ns(lookups), Number)),
     ])
 }
@@ -425,6 +436,8 @@ fn json_report(report: &ProvinceReport) -> String {
             Number(report.match_time.wall.as_secs_f64()),
         ),
         ("match_time", time_json(&report.match_time, report.lookups)),
+        ("partitions", Integer(1u64 << report.partition_bits)),
+        ("phones_per_group", count(PHONES_PER_GROUP)),
         ("lookups", Integer(report.lookups)),
         ("lookups_per_second", Number(report.lookups_per_second())),
         (
@@ -434,7 +447,10 @@ fn json_report(report: &ProvinceReport) -> String {
                     ("phones", count(baseline.phones)),
                     ("lookups", Integer(baseline.lookups)),
                     ("plain", time_json(&baseline.plain, baseline.lookups)),
-                    ("ordered", time_json(&baseline.ordered, baseline.lookups)),
+                    (
+                        "partitioned",
+                        time_json(&baseline.partitioned, baseline.lookups),
+                    ),
                     ("lookup_speedup", Number(baseline.lookup_speedup())),
                     ("wall_speedup", Number(baseline.wall_speedup())),
                     ("agrees", Bool(baseline.agrees)),
@@ -483,7 +499,18 @@ fn json_report(report: &ProvinceReport) -> String {
                     Integer(report.max_fetches_of_a_phone),
                 ),
                 ("mean_bucket_digests", Number(report.mean_bucket_digests())),
-                ("bytes_per_phone", Number(report.confirm_bytes_per_phone())),
+                (
+                    "lookups_per_phone_day",
+                    Integer(report.phone_day().lookups_per_day()),
+                ),
+                (
+                    "fetches_per_phone_day",
+                    Number(report.confirm_fetches_per_phone_day()),
+                ),
+                (
+                    "bytes_per_phone_day",
+                    Number(report.confirm_bytes_per_phone()),
+                ),
                 (
                     "fetch_overhead_bytes",
                     Integer(CONFIRM_FETCH_OVERHEAD_BYTES),
