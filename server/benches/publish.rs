@@ -14,6 +14,7 @@ use exposure_matcher::{BatchSigner, FingerprintWidth};
 use exposure_proto::v1::{DiagnosisKey, GaenKey, ReportType, diagnosis_key};
 use exposure_server::catalog::Catalog;
 use exposure_server::clock::Clock;
+use exposure_server::config::ServerConfig;
 use exposure_server::ingest::writer::{IngestWriter, UploadJob};
 use exposure_server::publisher::{PublishSettings, Publisher};
 use exposure_server::signing::{ActiveKey, KeyRing};
@@ -100,19 +101,33 @@ fn publish_peak_day(criterion: &mut Criterion) {
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(10));
+    // The server's defaults (`ServerConfig`'s: publisher threads = cores - 1, 5,000 keys a
+    // batch, GAEN exports on), and two fixed settings: all 17,220 keys in one batch, with 1 and
+    // 2 threads and no GAEN export.
+    let defaults = ServerConfig::with_data_dir("unused");
+    let mut cases = vec![(
+        format!(
+            "peak_day_17220_keys_defaults_{}_threads_{}_keys_a_batch_gaen",
+            defaults.publish_threads, defaults.max_keys_per_batch
+        ),
+        PublishSettings::from_config(&defaults, FingerprintWidth::Bits16),
+    )];
     for threads in [1usize, 2] {
-        group.bench_function(format!("peak_day_17220_keys_{threads}_threads"), |bench| {
+        cases.push((
+            format!("peak_day_17220_keys_{threads}_threads"),
+            PublishSettings {
+                threads,
+                max_keys_per_batch: 20_000,
+                gaen: None,
+                ..PublishSettings::from_config(&defaults, FingerprintWidth::Bits16)
+            },
+        ));
+    }
+    for (name, settings) in cases {
+        group.bench_function(name, |bench| {
             bench.iter_batched(
                 peak_day_store,
                 |(dir, store)| {
-                    let settings = PublishSettings {
-                        min_elements: 10_000,
-                        width: FingerprintWidth::Bits16,
-                        retention: Duration::from_secs(14 * 86_400),
-                        threads,
-                        max_keys_per_batch: 20_000,
-                        gaen: None,
-                    };
                     let publisher = Publisher::new(
                         store,
                         Catalog::default(),
@@ -121,7 +136,7 @@ fn publish_peak_day(criterion: &mut Criterion) {
                             gaen_key_version: "v1".to_owned(),
                         }),
                         Clock::manual(NOW),
-                        settings,
+                        settings.clone(),
                     )
                     .expect("publisher");
                     let report = publisher.publish_once().expect("published");

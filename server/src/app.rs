@@ -28,7 +28,7 @@ use crate::distribution::DistributionService;
 use crate::ingest::service::KeyUploadService;
 use crate::ingest::writer::IngestWriter;
 use crate::middleware::RequestMetricsLayer;
-use crate::publisher::{GaenSettings, PublishSettings, Publisher};
+use crate::publisher::{PublishSettings, Publisher};
 use crate::signing;
 use crate::storage::Store;
 use crate::storage::outbox::OutboxTask;
@@ -214,17 +214,7 @@ pub async fn run_with_tls(
     let (writer, writer_thread) = IngestWriter::start(store.clone())?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let settings = PublishSettings {
-        min_elements: config.min_elements,
-        width,
-        retention: config.retention(),
-        threads: config.publish_threads as usize,
-        max_keys_per_batch: config.max_keys_per_batch as usize,
-        gaen: config.gaen_export.then(|| GaenSettings {
-            key_id: config.gaen_key_id.clone(),
-            min_records: config.gaen_min_records as usize,
-        }),
-    };
+    let settings = PublishSettings::from_config(&config, width);
     let mut publisher = Publisher::new(
         store.clone(),
         catalog.clone(),

@@ -65,6 +65,24 @@ pub struct PublishSettings {
     pub gaen: Option<GaenSettings>,
 }
 
+impl PublishSettings {
+    /// Returns the policy `config` asks for, with filters of `width` (the configuration's
+    /// fingerprint bits, already checked).
+    pub fn from_config(config: &crate::config::ServerConfig, width: FingerprintWidth) -> Self {
+        PublishSettings {
+            min_elements: config.min_elements,
+            width,
+            retention: config.retention(),
+            threads: config.publish_threads as usize,
+            max_keys_per_batch: config.max_keys_per_batch as usize,
+            gaen: config.gaen_export.then(|| GaenSettings {
+                key_id: config.gaen_key_id.clone(),
+                min_records: config.gaen_min_records as usize,
+            }),
+        }
+    }
+}
+
 /// What one publish run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PublishReport {
