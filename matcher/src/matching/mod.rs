@@ -188,7 +188,7 @@ impl ObservationStore {
         let filter = batch.filter();
         let mut hit_tags = Vec::new();
         if self.order.covers(filter.descriptor().seed, self.tags.len()) {
-            filter.for_each_hit_of_hashes(self.order.hashes(), |position| {
+            filter.for_each_hit_of_cached_hashes(self.order.hashes(), |position| {
                 hit_tags.push(self.order.tag_at(position));
             });
             hit_tags.sort_unstable();

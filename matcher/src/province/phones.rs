@@ -147,6 +147,8 @@ struct Scratch {
     filter_keys: Vec<u64>,
     /// Where each of `filter_keys` comes from in the phone's store.
     origins: Vec<Origin>,
+    /// The plain loop's store in partition order, before it is read in store order.
+    partition_ordered: Vec<(u64, Origin)>,
     /// One phone's run of hashes in one partition.
     run: Vec<u64>,
     hits: Vec<usize>,
@@ -349,9 +351,9 @@ impl ProvincePhones<'_> {
     }
 
     /// Matches one phone's partitioned store with the plain loop: its tags turned back into
-    /// filter keys, in an order that takes one tag from each partition in turn (so consecutive
-    /// lookups land across the whole filter, as a store in observation order does), hashed and
-    /// probed with [`FuseView::for_each_hit`]; then every hit is confirmed.
+    /// filter keys, in an order in which consecutive lookups land anywhere in the filter (as a
+    /// store in observation order has them), hashed and probed with [`FuseView::for_each_hit`];
+    /// then every hit is confirmed.
     fn match_plain_phone(
         &self,
         config: &ProvinceConfig,
@@ -364,6 +366,7 @@ impl ProvincePhones<'_> {
         let Scratch {
             filter_keys,
             origins,
+            partition_ordered,
             hits,
             partition_counts: counts,
             planted,
@@ -374,22 +377,35 @@ impl ProvincePhones<'_> {
         counts.resize(1 << bits, 0);
         planted.clear();
         self.draw_store(config, &generator, 0, counts, planted);
+        // The store in partition order, then read with a golden-ratio stride: a permutation in
+        // which consecutive lookups land far apart, anywhere in the filter, as a store in
+        // observation order has them.
+        let seed = self.filter.descriptor().seed;
+        partition_ordered.clear();
+        for (partition, &count) in counts.iter().enumerate() {
+            partition_ordered.extend((0..count as usize).map(|index| {
+                let hash = generator.stored_hash(partition, index, bits);
+                (
+                    murmur64_finalizer_inverse(hash).wrapping_sub(seed),
+                    Origin::Drawn { partition, index },
+                )
+            }));
+        }
+        partition_ordered.extend(
+            planted
+                .iter()
+                .enumerate()
+                .map(|(index, entry)| (entry.filter_key, Origin::Planted(index))),
+        );
+        let stride = golden_stride(partition_ordered.len());
         filter_keys.clear();
         origins.clear();
-        let rounds = counts.iter().copied().max().unwrap_or(0) as usize;
-        let seed = self.filter.descriptor().seed;
-        for index in 0..rounds {
-            for (partition, &count) in counts.iter().enumerate() {
-                if index < count as usize {
-                    let hash = generator.stored_hash(partition, index, bits);
-                    filter_keys.push(murmur64_finalizer_inverse(hash).wrapping_sub(seed));
-                    origins.push(Origin::Drawn { partition, index });
-                }
-            }
-        }
-        for (index, entry) in planted.iter().enumerate() {
-            filter_keys.push(entry.filter_key);
-            origins.push(Origin::Planted(index));
+        let mut position = 0;
+        for _ in 0..partition_ordered.len() {
+            let (filter_key, origin) = partition_ordered[position];
+            filter_keys.push(filter_key);
+            origins.push(origin);
+            position = (position + stride) % partition_ordered.len();
         }
         tally.lookups += filter_keys.len() as u64;
 
@@ -569,6 +585,23 @@ impl ProvincePhones<'_> {
             }
         }
     }
+}
+
+/// Returns a step coprime with `len` near `len / φ`, so that `i × step mod len` visits every
+/// index once, each far from the one before.
+fn golden_stride(len: usize) -> usize {
+    let mut stride = ((len as f64 * 0.618_033_988_75) as usize).max(1);
+    while len > 1 && gcd(stride, len) != 1 {
+        stride += 1;
+    }
+    stride
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Returns the partition of a hash: its top `bits` bits.
