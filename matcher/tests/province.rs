@@ -240,6 +240,9 @@ fn the_subcommand_prints_a_json_report_and_exits_zero() {
         "\"lookup_speedup\"",
         "\"wall_speedup\"",
         "\"agrees\": true",
+        "\"hardware_counters\"",
+        "\"partitions\"",
+        "\"fetches_per_phone_day\"",
     ] {
         assert!(json.contains(field), "{field} missing from {json}");
     }
@@ -260,6 +263,8 @@ fn the_subcommand_prints_text_by_default() {
     assert!(text.contains("planted found"));
     assert!(text.contains("verdict                   PASS"));
     assert!(text.contains("same hits"));
+    // Counts per lookup where perf and a PMU exist; otherwise the reason, never a silent gap.
+    assert!(text.contains("hardware counters "));
 }
 
 #[test]

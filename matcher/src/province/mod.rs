@@ -209,6 +209,11 @@ pub enum ProvinceError {
 pub enum ProvinceProgress {
     /// The day's batch and confirm store are being built.
     BuildingBatch,
+    /// One way of matching starts, on the calling thread: everything until the next
+    /// [`ProvinceProgress::RunFinished`] is that run's work.
+    RunStarted(MatchRun),
+    /// That way of matching has finished.
+    RunFinished(MatchRun),
     /// Phones are being matched.
     Matching {
         /// Phones finished so far.
@@ -216,6 +221,37 @@ pub enum ProvinceProgress {
         /// Phones in the run.
         phones_total: usize,
     },
+}
+
+/// The runs of one benchmark, in the order they happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatchRun {
+    /// The baseline's phones, with the plain loop.
+    PlainBaseline,
+    /// The baseline's phones again, from partitioned stores.
+    PartitionedBaseline,
+    /// The other phones, from partitioned stores (or with the plain loop, for computed tags).
+    Rest,
+}
+
+impl MatchRun {
+    /// Returns a short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatchRun::PlainBaseline => "plain baseline",
+            MatchRun::PartitionedBaseline => "partitioned baseline",
+            MatchRun::Rest => "the rest",
+        }
+    }
+
+    /// Returns a name for machine-readable reports.
+    pub fn key(self) -> &'static str {
+        match self {
+            MatchRun::PlainBaseline => "plain_baseline",
+            MatchRun::PartitionedBaseline => "partitioned_baseline",
+            MatchRun::Rest => "rest",
+        }
+    }
 }
 
 /// Runs the benchmark: builds the day, matches every phone, and returns what it measured.
@@ -258,7 +294,8 @@ fn run_in_current_pool(
     let baseline_phones = config.baseline_phones.min(config.phones);
     let total = config.phones + baseline_phones;
     let done = AtomicUsize::new(0);
-    let run = |range: std::ops::Range<usize>, schedule| {
+    let run = |range: std::ops::Range<usize>, schedule, which: MatchRun| {
+        progress(ProvinceProgress::RunStarted(which));
         let started = (Instant::now(), cpu::process_cpu_time());
         let (tally, times) = phones.match_all(config, range, schedule, &done, total, progress);
         let cpu_time = cpu::process_cpu_time()
@@ -269,6 +306,7 @@ fn run_in_current_pool(
             cpu: cpu_time,
             lookups: times.lookups,
         };
+        progress(ProvinceProgress::RunFinished(which));
         (tally, time)
     };
     // The plain loop first, then partitioned stores on the same phones, then the rest.
@@ -278,11 +316,19 @@ fn run_in_current_pool(
         ObservationTags::Computed => 0,
     };
     let baseline = (baseline_phones > 0).then(|| {
-        let plain = run(0..baseline_phones, Schedule::Plain);
-        let partitioned = run(0..baseline_phones, Schedule::Partitioned);
+        let plain = run(0..baseline_phones, Schedule::Plain, MatchRun::PlainBaseline);
+        let partitioned = run(
+            0..baseline_phones,
+            Schedule::Partitioned,
+            MatchRun::PartitionedBaseline,
+        );
         (plain, partitioned)
     });
-    let rest = run(baseline_phones..config.phones, Schedule::Partitioned);
+    let rest = run(
+        baseline_phones..config.phones,
+        Schedule::Partitioned,
+        MatchRun::Rest,
+    );
     let (tally, match_time) = match &baseline {
         Some((_, sample)) => (sample.0.merge(rest.0), sample.1.plus(&rest.1)),
         None => rest,

@@ -10,12 +10,13 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use exposure_matcher::FingerprintWidth;
 use exposure_matcher::province::{
-    CONFIRM_FETCH_OVERHEAD_BYTES, MatchTime, ObservationTags, PHONES_PER_GROUP, ProvinceConfig,
-    ProvinceError, ProvinceProgress, ProvinceReport, run_province_benchmark,
+    CONFIRM_FETCH_OVERHEAD_BYTES, MatchRun, MatchTime, ObservationTags, PHONES_PER_GROUP,
+    ProvinceConfig, ProvinceError, ProvinceProgress, ProvinceReport, run_province_benchmark,
 };
 
 use crate::Failure;
 use crate::json::Json;
+use crate::perf::{Counters, PerfStat};
 
 /// Arguments of `bench-province`; the defaults are DESIGN §9's peak day.
 #[derive(Debug, Args)]
@@ -86,16 +87,21 @@ pub enum FormatArg {
 pub fn run(args: &BenchProvinceArgs) -> Result<(), Failure> {
     let config = config_from_args(args)?;
     let progress = ProgressDisplay::new(std::io::stderr().is_terminal());
-    let report = run_province_benchmark(&config, &|event| progress.show(event)).map_err(
-        |error| match error {
-            ProvinceError::InvalidConfig { .. } => Failure::Usage(format!("--{error}")),
-            other => Failure::Other(other.into()),
-        },
-    )?;
+    let counters = CounterRecorder::default();
+    let report = run_province_benchmark(&config, &|event| match event {
+        ProvinceProgress::RunStarted(run) => counters.start(run),
+        ProvinceProgress::RunFinished(run) => counters.finish(run),
+        other => progress.show(other),
+    })
+    .map_err(|error| match error {
+        ProvinceError::InvalidConfig { .. } => Failure::Usage(format!("--{error}")),
+        other => Failure::Other(other.into()),
+    })?;
     progress.finish();
+    let counters = counters.into_runs();
     let text = match args.format {
-        FormatArg::Text => text_report(&report),
-        FormatArg::Json => json_report(&report),
+        FormatArg::Text => text_report(&report, &counters),
+        FormatArg::Json => json_report(&report, &counters),
     };
     std::io::stdout()
         .lock()
@@ -169,6 +175,7 @@ impl ProgressDisplay {
                 phones_done,
                 phones_total,
             } => (phones_done, phones_total),
+            ProvinceProgress::RunStarted(_) | ProvinceProgress::RunFinished(_) => return,
         };
         // Workers never wait on the display, but for the last update: a busy lock skips one.
         let last = if phones_done == phones_total {
@@ -205,7 +212,124 @@ impl ProgressDisplay {
     }
 }
 
-fn text_report(report: &ProvinceReport) -> String {
+/// Hardware counters of each run, from `perf stat` attached while it runs.
+#[derive(Default)]
+struct CounterRecorder {
+    current: Mutex<Option<PerfStat>>,
+    runs: Mutex<Vec<(MatchRun, Counters)>>,
+}
+
+impl CounterRecorder {
+    fn start(&self, run: MatchRun) {
+        match PerfStat::start() {
+            Ok(perf) => {
+                if let Ok(mut current) = self.current.lock() {
+                    *current = Some(perf);
+                }
+            }
+            Err(reason) => self.record(run, Counters::Unavailable(reason)),
+        }
+    }
+
+    fn finish(&self, run: MatchRun) {
+        let perf = self
+            .current
+            .lock()
+            .ok()
+            .and_then(|mut current| current.take());
+        if let Some(perf) = perf {
+            self.record(run, perf.stop());
+        }
+    }
+
+    fn record(&self, run: MatchRun, counters: Counters) {
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.push((run, counters));
+        }
+    }
+
+    fn into_runs(self) -> Vec<(MatchRun, Counters)> {
+        self.runs.into_inner().unwrap_or_default()
+    }
+}
+
+/// Returns the lookups of one run of the report.
+fn run_lookups(report: &ProvinceReport, run: MatchRun) -> u64 {
+    let baseline = report
+        .baseline
+        .as_ref()
+        .map_or(0, |baseline| baseline.lookups);
+    match run {
+        MatchRun::PlainBaseline | MatchRun::PartitionedBaseline => baseline,
+        MatchRun::Rest => report.lookups - baseline,
+    }
+}
+
+/// Returns a count per lookup, where both are known.
+fn per_lookup(count: Option<u64>, lookups: u64) -> Option<f64> {
+    count
+        .filter(|_| lookups > 0)
+        .map(|count| count as f64 / lookups as f64)
+}
+
+fn counters_text(report: &ProvinceReport, runs: &[(MatchRun, Counters)]) -> String {
+    if let Some((_, Counters::Unavailable(reason))) = runs
+        .iter()
+        .find(|(_, counters)| matches!(counters, Counters::Unavailable(_)))
+    {
+        return format!("none: {reason}");
+    }
+    let parts: Vec<String> = runs
+        .iter()
+        .filter_map(|(run, counters)| match counters {
+            Counters::Counts(counts) => {
+                let lookups = run_lookups(report, *run);
+                let events: Vec<String> = counts
+                    .iter()
+                    .map(|(event, count)| match per_lookup(*count, lookups) {
+                        Some(value) => format!("{value:.2} {event}"),
+                        None => format!("{event} not counted"),
+                    })
+                    .collect();
+                Some(format!("{}: {} per lookup", run.name(), events.join(", ")))
+            }
+            Counters::Unavailable(_) => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        "none: no run was counted".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn counters_json(report: &ProvinceReport, runs: &[(MatchRun, Counters)]) -> Json {
+    use Json::{Number, Object};
+    let fields: Vec<(&'static str, Json)> = runs
+        .iter()
+        .filter_map(|(run, counters)| match counters {
+            Counters::Counts(counts) => {
+                let lookups = run_lookups(report, *run);
+                let per_event = counts
+                    .iter()
+                    .map(|&(event, count)| {
+                        (event, Json::optional(per_lookup(count, lookups), Number))
+                    })
+                    .collect();
+                Some((run.key(), Object(per_event)))
+            }
+            Counters::Unavailable(_) => None,
+        })
+        .collect();
+    // `null` where nothing was counted (no perf, or no hardware counters).
+    if fields.is_empty() {
+        Json::Null
+    } else {
+        Object(fields)
+    }
+}
+
+fn text_report(report: &ProvinceReport, counters: &[(MatchRun, Counters)]) -> String {
     let config = &report.config;
     let within = match report.false_hits_within_20_percent() {
         Some(true) => "within 20 % of theory",
@@ -265,6 +389,7 @@ fn text_report(report: &ProvinceReport) -> String {
             ),
         ),
         ("plain-loop baseline", baseline_text(report)),
+        ("hardware counters", counters_text(report, counters)),
         (
             "planted found",
             format!(
@@ -351,7 +476,7 @@ fn time_text(time: &MatchTime, lookups: u64) -> String {
             format!("{ns:.2} CPU ns")
         });
     format!(
-        "per lookup: {:.2} ns in the loop, {cpu}; no hardware counters",
+        "per lookup: {:.2} ns in the loop, {cpu}",
         time.lookup_ns(lookups)
     )
 }
@@ -386,7 +511,7 @@ fn time_json(time: &MatchTime, lookups: u64) -> Json {
     ])
 }
 
-fn json_report(report: &ProvinceReport) -> String {
+fn json_report(report: &ProvinceReport, counters: &[(MatchRun, Counters)]) -> String {
     use Json::{Bool, Integer, Number, Object, Text};
     let config = &report.config;
     let count = |value: usize| Integer(value as u64);
@@ -436,6 +561,7 @@ fn json_report(report: &ProvinceReport) -> String {
             Number(report.match_time.wall.as_secs_f64()),
         ),
         ("match_time", time_json(&report.match_time, report.lookups)),
+        ("hardware_counters", counters_json(report, counters)),
         ("partitions", Integer(1u64 << report.partition_bits)),
         ("phones_per_group", count(PHONES_PER_GROUP)),
         ("lookups", Integer(report.lookups)),

@@ -16,6 +16,7 @@ mod fetch;
 mod gaen;
 mod input;
 mod json;
+mod perf;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
