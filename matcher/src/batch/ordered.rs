@@ -1,15 +1,18 @@
-//! Lookups scheduled for the cache (issue 12): compute a block of lookups' positions first, then
-//! probe them.
+//! Lookups scheduled for the cache (issue 12).
 //!
-//! The plain loop hashes a key and reads its three fingerprints in one go: about 40
-//! instructions a lookup, so the core's reorder window holds only a handful of lookups and
-//! their cache misses. Here a first pass turns a block of hashes into positions and
-//! fingerprints (arithmetic only), and a second pass only reads and compares, so that many more
-//! lookups' misses are in flight at once. Hashes kept in ascending order
-//! ([`FuseView::for_each_hit_of_hashes`] over a sorted list, as an ordered observation store
-//! holds them) also read the filter front to back, from lines the last lookups brought in:
-//! DESIGN §4's first position `h0 = (h × segment_count_length) >> 64` is monotone in the hash,
-//! and the other two lie in the next two segments.
+//! The plain loop hashes a key and reads its three fingerprints in one go, at random places in
+//! the filter. Three other schedules read it more kindly:
+//! - **scheduled** ([`FuseView::for_each_hit_scheduled`]): a first pass turns a block of keys
+//!   into positions and fingerprints (arithmetic only), a second pass only reads and compares,
+//!   so that more lookups' cache misses are in flight at once;
+//! - **sorted hashes** ([`FuseView::for_each_hit_of_cached_hashes`] over hashes kept in
+//!   ascending order, as an ordered observation store keeps them): DESIGN §4's first position
+//!   `h0 = (h × segment_count_length) >> 64` is monotone in the hash and the other two lie in the
+//!   next two segments, so the lookups read the filter front to back, as three streams the
+//!   hardware prefetcher follows;
+//! - **partitioned** ([`FuseView::partition_bits`]): hashes grouped by their top bits, so that
+//!   each group reads one slice of the filter small enough for the L2 cache; many phones'
+//!   groups for the same slice, probed back to back, read it from L3 once.
 //!
 //! The answer is the plain loop's, hit for hit: the same membership test on the same hashes,
 //! with the hits handed back in input order.
