@@ -58,7 +58,7 @@ impl ProvinceModel {
     /// Returns the expected confirm-bucket fetches per phone per day (false filter hits).
     pub fn confirms_per_phone_day(&self) -> f64 {
         let phone_day = PhoneDayLookups {
-            batches_per_day: (SECONDS_PER_DAY / self.publish_interval_s) as u64,
+            batches_per_day: (SECONDS_PER_DAY / self.publish_interval_s).round().max(1.0) as u64,
             ..self.phone_day
         };
         phone_day.confirm_fetches_per_day_at(self.fingerprint_bits)

@@ -60,8 +60,9 @@ impl FuseView<'_> {
 
     /// Calls `on_hit(index)`, in ascending index order, for every hash of `hashes` whose key
     /// the filter (probably) holds, probing one hash after the other: for hashes whose
-    /// fingerprints are already in the cache, as a partition's run is
-    /// ([`FuseView::partition_bits`]), where a scheduling pass costs more than it hides.
+    /// fingerprints the cache already holds (a partition's run, [`FuseView::partition_bits`])
+    /// or that the hardware prefetcher brings in (hashes in ascending order, which read the
+    /// filter as three forward streams), where a scheduling pass costs more than it hides.
     pub fn for_each_hit_of_cached_hashes(&self, hashes: &[u64], mut on_hit: impl FnMut(usize)) {
         match self.fingerprints {
             Fingerprints::Bits8(fingerprints) => self.probe_each(fingerprints, hashes, &mut on_hit),

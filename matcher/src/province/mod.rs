@@ -291,7 +291,11 @@ fn run_in_current_pool(
         window_start: day.window_start,
         window_seconds: day.window_end - day.window_start,
     };
-    let baseline_phones = config.baseline_phones.min(config.phones);
+    // Computed tags are matched with the plain loop only, so they have no baseline.
+    let baseline_phones = match config.observation_tags {
+        ObservationTags::Stored => config.baseline_phones.min(config.phones),
+        ObservationTags::Computed => 0,
+    };
     let total = config.phones + baseline_phones;
     let done = AtomicUsize::new(0);
     let run = |range: std::ops::Range<usize>, schedule, which: MatchRun| {
@@ -310,11 +314,6 @@ fn run_in_current_pool(
         (tally, time)
     };
     // The plain loop first, then partitioned stores on the same phones, then the rest.
-    // Computed tags are matched with the plain loop only, so they have no baseline.
-    let baseline_phones = match config.observation_tags {
-        ObservationTags::Stored => baseline_phones,
-        ObservationTags::Computed => 0,
-    };
     let baseline = (baseline_phones > 0).then(|| {
         let plain = run(0..baseline_phones, Schedule::Plain, MatchRun::PlainBaseline);
         let partitioned = run(

@@ -460,8 +460,6 @@ impl ProvincePhones<'_> {
             self.draw_store(config, generator, member, counts, planted);
         }
         planted.sort_by_key(|entry| (entry.partition, entry.member));
-        let tags_per_phone = config.observations_per_phone * config.candidates_per_observation();
-        tally.lookups += (tags_per_phone * generators.len()) as u64;
 
         group_hits.clear();
         let mut lookup_time = Duration::ZERO;
@@ -478,6 +476,7 @@ impl ProvincePhones<'_> {
                     run.push(entry.hash);
                     next_planted += 1;
                 }
+                tally.lookups += run.len() as u64;
                 hits.clear();
                 let started = Instant::now();
                 self.filter
@@ -770,5 +769,103 @@ impl<'a> PhoneGenerator<'a> {
     /// Returns the slots the phone tagged for a planted observation.
     fn planted_slots(&self, exposure: &PlantedExposure) -> impl Iterator<Item = u64> {
         candidate_slots(exposure.observed_at, GAEN_INTERVAL_SECONDS, self.tolerance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generator(phone: u64) -> PhoneGenerator<'static> {
+        PhoneGenerator {
+            base: murmur64_finalizer(phone),
+            candidates: 3,
+            tolerance: 1,
+            planted: &[],
+            window_start: 0,
+            window_seconds: 1,
+        }
+    }
+
+    #[test]
+    fn a_drawn_hash_lies_in_its_partition_at_every_width() {
+        let generator = generator(7);
+        for bits in 0..=16u32 {
+            let partitions = 1usize << bits;
+            for partition in [0, partitions / 3, partitions - 1] {
+                for index in 0..50 {
+                    let hash = generator.stored_hash(partition, index, bits);
+                    assert_eq!(partition_of(hash, bits), partition, "bits {bits}");
+                    // The first partition starts at 0, the last ends at 2^64 - 1: top bits are
+                    // the partition's, the rest are drawn.
+                    if bits > 0 {
+                        assert_eq!(hash >> (64 - bits), partition as u64);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn partition_counts_sum_to_the_tags_and_are_uniform() {
+        let generator = generator(11);
+        let mut counts = vec![0u32; 64];
+        generator.draw_partition_counts(640_000, 6, &mut counts);
+        assert_eq!(
+            counts.iter().map(|&count| u64::from(count)).sum::<u64>(),
+            640_000
+        );
+        // Pearson's χ² against 10,000 a partition, 63 degrees of freedom: the 99.9th
+        // percentile is 103.4.
+        let chi_squared: f64 = counts
+            .iter()
+            .map(|&count| (f64::from(count) - 10_000.0).powi(2) / 10_000.0)
+            .sum();
+        assert!(chi_squared < 103.4, "χ² {chi_squared}: {counts:?}");
+        let mut one = vec![5u32; 1];
+        generator.draw_partition_counts(1_234, 0, &mut one);
+        assert_eq!(one, [1_234]);
+        // Not a multiple of the partitions a word holds (64 / 5 = 12), and zero tags.
+        let mut odd = vec![0u32; 32];
+        generator.draw_partition_counts(25, 5, &mut odd);
+        assert_eq!(odd.iter().sum::<u32>(), 25);
+        generator.draw_partition_counts(0, 5, &mut odd);
+        assert!(odd.iter().all(|&count| count == 0));
+    }
+
+    #[test]
+    fn a_drawn_tags_filter_key_hashes_back_to_its_hash() {
+        let generator = generator(3);
+        let fingerprints = vec![0u8; 2 * (4 * 1_024 + 2 * 1_024)];
+        let descriptor = crate::batch::FilterDescriptor {
+            seed: 0x0123_4567_89ab_cdef,
+            segment_length: 1_024,
+            segment_length_mask: 1_023,
+            segment_count_length: 4 * 1_024,
+        };
+        let filter = FuseView::new(descriptor, crate::FingerprintWidth::Bits16, &fingerprints)
+            .expect("a valid descriptor");
+        for index in 0..100 {
+            let tag = generator.stored_tag(5, index, 6, &filter);
+            assert_eq!(
+                filter.hash(tag.filter_key()),
+                generator.stored_hash(5, index, 6)
+            );
+        }
+    }
+
+    #[test]
+    fn the_golden_stride_visits_every_index_once() {
+        for len in [0usize, 1, 2, 3, 10, 64, 30_000, 30_007, 65_536] {
+            let stride = golden_stride(len);
+            let mut seen = vec![false; len];
+            let mut position = 0;
+            for _ in 0..len {
+                assert!(!seen[position], "len {len}: {position} twice");
+                seen[position] = true;
+                position = (position + stride) % len;
+            }
+            assert!(seen.iter().all(|&visited| visited), "len {len}");
+        }
     }
 }

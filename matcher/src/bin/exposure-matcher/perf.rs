@@ -4,7 +4,7 @@
 //! so instead of giving numbers.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The events counted: perf's generic names, which every PMU driver maps to its own.
 pub const EVENTS: [&str; 4] = [
@@ -44,14 +44,27 @@ impl PerfStat {
         Ok(PerfStat { child })
     }
 
-    /// Stops counting and returns the counts.
-    pub fn stop(self) -> Counters {
+    /// Stops counting and returns the counts. perf gets a few seconds to print them after
+    /// SIGINT; past that it is killed and the run reported as not counted, so a perf that
+    /// ignores the signal cannot hang the benchmark.
+    pub fn stop(mut self) -> Counters {
         // SIGINT makes `perf stat` print its counts and exit.
         let interrupted = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
-            .status();
-        if let Err(error) = interrupted {
-            return Counters::Unavailable(format!("could not stop perf: {error}"));
+            .status()
+            .is_ok_and(|status| status.success());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while interrupted && Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+        }
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return Counters::Unavailable("perf did not stop on SIGINT; killed".to_owned());
         }
         match self.child.wait_with_output() {
             Ok(output) => parse(&String::from_utf8_lossy(&output.stderr)),
@@ -59,6 +72,9 @@ impl PerfStat {
         }
     }
 }
+
+/// How long perf may take to print its counts after SIGINT.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads `perf stat -x ,` output: one `value,unit,event,...` line per event, the value a number
 /// or `<not supported>` / `<not counted>`.
