@@ -407,13 +407,7 @@ impl ProvincePhones<'_> {
             origins.push(origin);
             position = (position + stride) % partition_ordered.len();
         }
-        tally.lookups += filter_keys.len() as u64;
-
-        hits.clear();
-        let started = Instant::now();
-        self.filter
-            .for_each_hit(filter_keys, |index| hits.push(index));
-        times.lookups += started.elapsed();
+        self.probe_plain(filter_keys, hits, tally, times);
 
         for &index in hits.iter() {
             let hit = StoredHit {
@@ -551,12 +545,7 @@ impl ProvincePhones<'_> {
                 (chunk_start + OBSERVATIONS_PER_CHUNK).min(config.observations_per_phone);
             filter_keys.clear();
             generator.push_computed_filter_keys(chunk_start..chunk_end, filter_keys);
-            tally.lookups += filter_keys.len() as u64;
-            hits.clear();
-            let started = Instant::now();
-            self.filter
-                .for_each_hit(filter_keys, |index| hits.push(index));
-            times.lookups += started.elapsed();
+            self.probe_plain(filter_keys, hits, tally, times);
             for &index in hits.iter() {
                 let observation = chunk_start + index / generator.candidates;
                 let offset = index % generator.candidates;
@@ -566,6 +555,23 @@ impl ProvincePhones<'_> {
             phone_hits += hits.len() as u64;
         }
         tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(phone_hits);
+    }
+
+    /// Probes `filter_keys` with the plain loop into `hits`, counting the lookups and timing
+    /// the loop.
+    fn probe_plain(
+        &self,
+        filter_keys: &[u64],
+        hits: &mut Vec<usize>,
+        tally: &mut MatchTally,
+        times: &mut MatchTimes,
+    ) {
+        tally.lookups += filter_keys.len() as u64;
+        hits.clear();
+        let started = Instant::now();
+        self.filter
+            .for_each_hit(filter_keys, |index| hits.push(index));
+        times.lookups += started.elapsed();
     }
 
     /// Fetches the confirm bucket of a tag that hit the filter, confirms exactly, and counts
