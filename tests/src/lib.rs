@@ -296,7 +296,7 @@ impl Drop for TestServer {
 }
 
 /// Returns every batch of [`REGION`] that `client`'s server lists.
-async fn list_all(client: &mut DistributionClient<Channel>) -> ListBatchesResponse {
+pub async fn list_all(client: &mut DistributionClient<Channel>) -> ListBatchesResponse {
     client
         .list_batches(ListBatchesRequest {
             region: REGION.into(),

@@ -24,8 +24,8 @@ use std::time::Duration;
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use exposure_proto::v1::{
-    BatchKind, DiagnosisKey, GaenKey, IssueUploadCodesRequest, ListBatchesRequest,
-    ListBatchesResponse, RegionIndex, ReportType, UploadDiagnosisKeysRequest, diagnosis_key,
+    BatchKind, DiagnosisKey, GaenKey, IssueUploadCodesRequest, ListBatchesResponse, RegionIndex,
+    ReportType, UploadDiagnosisKeysRequest, diagnosis_key,
 };
 use exposure_server::storage::Store;
 use exposure_server::storage::keys::dedup_key;
@@ -369,15 +369,7 @@ async fn check_served(server: &ServerProcess, round: usize) {
     let mut client = DistributionClient::connect(server.grpc_url.clone())
         .await
         .expect("connect");
-    let listing = client
-        .list_batches(ListBatchesRequest {
-            region: REGION.into(),
-            after_sequence: 0,
-            limit: 0,
-        })
-        .await
-        .expect("list batches")
-        .into_inner();
+    let listing = exposure_tests::list_all(&mut client).await;
     let sequences: Vec<u64> = listing.batches.iter().map(|info| info.sequence).collect();
     let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
     assert_eq!(sequences, expected, "round {round}: phones see a gap");
