@@ -190,7 +190,9 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
-    /// Deadline of one request; longer requests end with DEADLINE_EXCEEDED or CANCELLED.
+    /// Deadline of one request: a call not answered by then (or by the client's own shorter
+    /// `grpc-timeout`) ends with CANCELLED, "Timeout expired". A response stream that has
+    /// started is bounded by --stream-timeout instead.
     #[arg(long, env = "EXPOSURE_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
