@@ -112,6 +112,22 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_keys_per_batch: u32,
 
+    /// Most filter elements (tags, before deduplication) in one batch, hourly or daily; a larger
+    /// release is published as several batches of the same run, each its own atomic commit.
+    /// The publisher takes keys until this budget is reached, so its memory is bounded by
+    /// elements, not keys (about 40 bytes an element while a batch is built). At least 1,441
+    /// (the most one key expands into) and at least --min-elements.
+    #[arg(long, env = "EXPOSURE_MAX_ELEMENTS_PER_BATCH", default_value_t = 4_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_elements_per_batch: u64,
+
+    /// Bluezone `sub_keys_per_day` values an upload may use (comma-separated); others are
+    /// refused naming `keys[i].bluezone.sub_keys_per_day`. Each must divide 86,400 and be at
+    /// most 1,440, so one key expands into at most 1,440 identifiers (the app uses 96).
+    #[arg(long, env = "EXPOSURE_BLUEZONE_SUB_KEYS_PER_DAY", value_delimiter = ',',
+          default_values_t = vec![crate::ingest::validate::DEFAULT_SUB_KEYS_PER_DAY])]
+    pub bluezone_sub_keys_per_day: Vec<u32>,
+
     /// Also publish GAEN-scheme keys as Google/Apple export zips under
     /// `v1/regions/{region}/gaen/` (DESIGN §11); `false` publishes filter batches only.
     #[arg(long, env = "EXPOSURE_GAEN_EXPORT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -355,6 +371,8 @@ mod tests {
         assert_eq!(config.confirm_prefix_bits, 16);
         assert_eq!(config.retention_days, 14);
         assert_eq!(config.max_keys_per_upload, 30);
+        assert_eq!(config.max_elements_per_batch, 4_000_000);
+        assert_eq!(config.bluezone_sub_keys_per_day, vec![96]);
         assert_eq!(config.max_message_bytes, 65_536);
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(

@@ -41,6 +41,8 @@ pub struct KeyUploadService {
     release_delay: Duration,
     max_key_age_days: u32,
     max_keys_per_upload: u32,
+    /// Bluezone `sub_keys_per_day` values accepted.
+    bluezone_sub_keys_per_day: Arc<[u32]>,
     /// Default upload calls per minute of an authority whose record sets none.
     uploads_per_minute: u32,
     /// Default new keys per UTC day of an authority whose record sets none; 0 for no limit.
@@ -83,6 +85,7 @@ impl KeyUploadService {
             release_delay: config.release_delay,
             max_key_age_days: config.max_key_age_days,
             max_keys_per_upload: config.max_keys_per_upload,
+            bluezone_sub_keys_per_day: config.bluezone_sub_keys_per_day.clone().into(),
             uploads_per_minute: config.authority_uploads_per_minute,
             keys_per_day: config.authority_keys_per_day,
             rate_limiters: Arc::new(Mutex::new(HashMap::new())),
@@ -252,11 +255,12 @@ impl KeyUploadService {
     }
 
     /// Returns the validation limits at `now`.
-    fn limits(&self, now: u64) -> Limits {
+    fn limits(&self, now: u64) -> Limits<'_> {
         Limits {
             now,
             max_key_age_days: self.max_key_age_days,
             max_keys_per_upload: self.max_keys_per_upload,
+            bluezone_sub_keys_per_day: &self.bluezone_sub_keys_per_day,
         }
     }
 
