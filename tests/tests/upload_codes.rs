@@ -427,3 +427,120 @@ async fn decoys_store_nothing_and_take_as_long_as_real_uploads() {
         "decoys store nothing"
     );
 }
+
+#[tokio::test]
+async fn revoking_the_issuing_authority_voids_its_unused_codes_at_once() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
+    let codes = issue(&server, 3, ReportType::ConfirmedTest, 0).await;
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let used = fixtures::upload("before-revocation", vec![yesterday_key(1)]);
+    upload_with_code(&mut phone, &codes[0], used.clone())
+        .await
+        .expect("a code uploads while its authority is active");
+
+    // Revoke the authority on the running server, as `exposure-server authority revoke` does.
+    let data_dir = server.data_dir().to_owned();
+    let revoked = tokio::task::spawn_blocking(move || {
+        let id = Store::open_read_only(&data_dir)
+            .and_then(|store| store.list_authorities())
+            .expect("authorities")[0]
+            .id
+            .clone();
+        let mut out = Vec::new();
+        exposure_server::admin::authority(
+            exposure_server::admin::AuthorityCommand::Revoke {
+                data: exposure_server::admin::DataDir { data_dir },
+                id,
+                withdraw_keys: false,
+            },
+            &mut out,
+        )
+        .map(|()| String::from_utf8(out).expect("utf-8"))
+    })
+    .await
+    .expect("admin task")
+    .expect("authority revoke");
+    assert!(revoked.contains("revoked authority"), "{revoked}");
+
+    let unknown = upload_with_code(
+        &mut phone,
+        "00000-00000",
+        fixtures::upload("unknown", vec![yesterday_key(2)]),
+    )
+    .await
+    .expect_err("an unknown code");
+    for (index, code) in codes[1..].iter().enumerate() {
+        let refused = upload_with_code(
+            &mut phone,
+            code,
+            fixtures::upload(&format!("after-revocation-{index}"), vec![yesterday_key(3)]),
+        )
+        .await
+        .expect_err("a code of a revoked authority");
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert_eq!(
+            refused.message(),
+            unknown.message(),
+            "refused exactly like an unknown code"
+        );
+    }
+    // The upload made before the revocation keeps its answer.
+    let retry = upload_with_code(&mut phone, &codes[0], used)
+        .await
+        .expect("the earlier upload's retry is answered");
+    assert!(retry.replay);
+
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), 1, "only the first upload's key");
+    for code in &codes[1..] {
+        let hash = exposure_server::ingest::code::UploadCode::parse(code)
+            .expect("code")
+            .hash();
+        assert!(
+            store.code(&hash).expect("lookup").is_none(),
+            "the revocation deleted the unused code"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_code_whose_issuer_was_revoked_without_voiding_is_still_refused() {
+    // A store written before revocation voided codes: the authority is revoked, its code
+    // stays. The issuer check refuses it all the same.
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
+    let (config, token) = (server.config.clone(), server.token.clone());
+    let dir = server.stop().await;
+    let mut issuer = exposure_server::storage::authorities::new_authority(
+        "issuer",
+        &[REGION.to_owned()],
+        TEST_NOW,
+    );
+    Store::open(dir.path())
+        .expect("open")
+        .put_authority(&issuer.token_hash, &issuer.authority)
+        .expect("add the issuer");
+    let server = TestServer::restart(&dir, issuer.token.clone(), Clock::manual(TEST_NOW), config.clone()).await;
+    let codes = issue(&server, 1, ReportType::ConfirmedTest, 0).await;
+    server.stop_kept().await;
+    issuer.authority.revoked_at = TEST_NOW;
+    Store::open(dir.path())
+        .expect("open")
+        .put_authority(&issuer.token_hash, &issuer.authority)
+        .expect("mark revoked, its code kept");
+
+    let server = TestServer::restart(&dir, token, Clock::manual(TEST_NOW), config).await;
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let refused = upload_with_code(
+        &mut phone,
+        &codes[0],
+        fixtures::upload("stale-code", vec![yesterday_key(1)]),
+    )
+    .await
+    .expect_err("the issuer is revoked");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(refused.message(), "unknown, used or expired upload code");
+    server.stop_kept().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), 0);
+}
