@@ -544,3 +544,80 @@ async fn a_code_whose_issuer_was_revoked_without_voiding_is_still_refused() {
     let store = Store::open(dir.path()).expect("reopen");
     assert_eq!(store.count_keys().expect("count"), 0);
 }
+
+#[tokio::test]
+async fn a_code_upload_and_a_decoy_may_leave_the_region_to_the_code() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.fingerprint_bits = 32;
+    })
+    .await;
+    let codes = issue(&server, 2, ReportType::ConfirmedTest, 0).await;
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let mut no_region = fixtures::upload("no-region", vec![yesterday_key(1)]);
+    no_region.region = String::new();
+    let answer = upload_with_code(&mut phone, &codes[0], no_region.clone())
+        .await
+        .expect("an empty region takes the code's");
+    assert_eq!(answer.keys_accepted, 1);
+    let retry = upload_with_code(&mut phone, &codes[0], no_region)
+        .await
+        .expect("its retry");
+    assert!(retry.replay, "the retry is the same upload");
+    // Naming the code's own region is as good; another region is still refused.
+    let named = upload_with_code(
+        &mut phone,
+        &codes[1],
+        fixtures::upload("named", vec![yesterday_key(2)]),
+    )
+    .await
+    .expect("the code's region");
+    assert_eq!(named.keys_accepted, 1);
+
+    let mut decoy = tonic::Request::new(UploadDiagnosisKeysRequest {
+        region: String::new(),
+        ..fixtures::upload("decoy", vec![yesterday_key(3), yesterday_key(4)])
+    });
+    decoy.metadata_mut().insert(
+        "authorization",
+        "UploadCode 7K3QX-9M2PD".parse().expect("ascii"),
+    );
+    decoy
+        .metadata_mut()
+        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let decoy_answer = phone
+        .upload_diagnosis_keys(decoy)
+        .await
+        .expect("a decoy without a region is answered")
+        .into_inner();
+    assert_eq!(decoy_answer.keys_accepted, 2);
+    // A malformed region is still malformed, decoy or not.
+    let mut malformed = tonic::Request::new(UploadDiagnosisKeysRequest {
+        region: "vn-tb".into(),
+        ..fixtures::upload("decoy-2", vec![yesterday_key(5)])
+    });
+    malformed
+        .metadata_mut()
+        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let status = phone
+        .upload_diagnosis_keys(malformed)
+        .await
+        .expect_err("malformed region");
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // The key uploaded without a region is published in the code's region.
+    server
+        .wait_for_batches(|listing| !listing.batches.is_empty())
+        .await;
+    let mut distribution = server.distribution_client().await;
+    assert!(confirmed(&mut distribution, &tags_of(&yesterday_key(1))[0], 16).await);
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), 2, "the decoy stored nothing");
+    let issuer = store.list_authorities().expect("authorities")[0].id.clone();
+    for (_, key) in store
+        .keys(&store.key_sequences_of_authority(&issuer).expect("scan"))
+        .expect("keys")
+    {
+        assert_eq!(key.region, REGION);
+    }
+}

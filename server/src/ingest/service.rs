@@ -22,7 +22,9 @@ use tracing::instrument;
 use super::code::UploadCode;
 use super::code_limits::CodeAttemptLimits;
 use super::decoy::DecoyTiming;
-use super::validate::{Limits, ValidUpload, is_valid_region, validate_upload};
+use super::validate::{
+    Limits, ValidUpload, is_valid_region, validate_decoy, validate_upload,
+};
 use super::writer::{IngestWriter, UploadJob, UploadOutcome};
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -201,7 +203,11 @@ impl KeyUploadService {
         let record = record
             .filter(|record| record.expires_at >= now)
             .ok_or(ApiError::BadUploadCode)?;
-        if is_valid_region(&request.region) && request.region != record.region {
+        // The region is the code's: a request may leave it empty (DESIGN §12), and one that
+        // names another gets PERMISSION_DENIED (a malformed one INVALID_ARGUMENT, below).
+        if request.region.is_empty() {
+            request.region.clone_from(&record.region);
+        } else if is_valid_region(&request.region) && request.region != record.region {
             return Err(ApiError::PermissionDenied(request.region));
         }
         request.report_type = record.report_type;
@@ -245,7 +251,7 @@ impl KeyUploadService {
         let delay = self.decoys.sample_delay();
         let now = self.clock.now();
         let checked =
-            validate_upload(&request, self.limits(now)).map_err(ApiError::InvalidArgument);
+            validate_decoy(&request, self.limits(now)).map_err(ApiError::InvalidArgument);
         tokio::time::sleep(delay).await;
         let upload = checked?;
         Ok(UploadDiagnosisKeysResponse {

@@ -111,13 +111,41 @@ pub fn is_valid_region(region: &str) -> bool {
     }
 }
 
+/// Whether an upload must name its region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RegionRule {
+    /// A token upload: the region says where the keys go.
+    Required,
+    /// A decoy: a phone's code upload may leave the region empty (DESIGN §12, the code holds
+    /// it), so the decoy that imitates one may too.
+    MayBeEmpty,
+}
+
 /// Checks every rule of an upload; returns the valid upload or every violation found.
 pub fn validate_upload(
     request: &UploadDiagnosisKeysRequest,
     limits: Limits<'_>,
 ) -> Result<ValidUpload, Vec<Violation>> {
+    validate(request, limits, RegionRule::Required)
+}
+
+/// Checks a decoy's shape: every rule of an upload, but the region may be empty, as a code
+/// upload's may.
+pub fn validate_decoy(
+    request: &UploadDiagnosisKeysRequest,
+    limits: Limits<'_>,
+) -> Result<ValidUpload, Vec<Violation>> {
+    validate(request, limits, RegionRule::MayBeEmpty)
+}
+
+fn validate(
+    request: &UploadDiagnosisKeysRequest,
+    limits: Limits<'_>,
+    region_rule: RegionRule,
+) -> Result<ValidUpload, Vec<Violation>> {
     let mut violations = Vec::new();
-    if !is_valid_region(&request.region) {
+    let region_omitted = region_rule == RegionRule::MayBeEmpty && request.region.is_empty();
+    if !region_omitted && !is_valid_region(&request.region) {
         violations.push(Violation::new(
             "region",
             "must match ^[A-Z]{2}(-[A-Z0-9]{1,3})?$, e.g. VN-TB",
