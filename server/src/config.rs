@@ -62,9 +62,10 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// PEM CA certificate(s) of health authorities' client certificates. When set, uploads
-    /// without a TLS client certificate signed by this CA are refused (UNAUTHENTICATED), in
-    /// addition to the bearer token; phones' Distribution calls need no certificate.
+    /// PEM CA certificate(s) of health authorities' client certificates. When set, calls with
+    /// a bearer token (uploads, code issues) without a TLS client certificate signed by this
+    /// CA are refused (UNAUTHENTICATED), in addition to the token; phones need none, for
+    /// Distribution calls, code uploads and decoys alike.
     #[arg(long, env = "EXPOSURE_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
 

@@ -323,6 +323,20 @@ pub(super) fn bearer_token<T>(request: &Request<T>) -> Option<String> {
     (!token.is_empty()).then(|| token.trim().to_owned())
 }
 
+/// Returns true when the `authorization` entry claims a bearer token (the scheme name read
+/// case-insensitively, RFC 9110 §11.1), well-formed or not: the calls that `--client-ca` puts
+/// behind a client certificate. A patient's code upload and a decoy claim none.
+pub fn claims_bearer_token<T>(request: &Request<T>) -> bool {
+    request
+        .metadata()
+        .get_all("authorization")
+        .iter()
+        .any(|value| {
+            let bytes = value.as_bytes();
+            bytes.len() >= 6 && bytes[..6].eq_ignore_ascii_case(b"bearer")
+        })
+}
+
 /// Returns the credential of the `authorization` entry.
 fn credential<T>(request: &Request<T>) -> Credential {
     if let Some(token) = bearer_token(request) {
