@@ -156,7 +156,9 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_keys_per_upload: u32,
 
-    /// How far back (days) a key may have been valid and still be accepted.
+    /// How far back (days) a key may have been valid and still be accepted; at most
+    /// --retention-days applies (14 with the defaults), since retention would delete an older
+    /// key's digests in the very publish run that releases it, after it was acknowledged.
     #[arg(long, env = "EXPOSURE_MAX_KEY_AGE_DAYS", default_value_t = 15,
           value_parser = clap::value_parser!(u32).range(1..=60))]
     pub max_key_age_days: u32,
@@ -320,6 +322,14 @@ impl ServerConfig {
         config
     }
 
+    /// Returns how far back (days) an accepted key may have been valid: `--max-key-age-days`,
+    /// but never more than `--retention-days`, so every key acknowledged is still retained
+    /// when it is published (a key that ended 14.5 days ago would otherwise be acknowledged,
+    /// published and deleted by retention in one run).
+    pub fn accepted_key_age_days(&self) -> u32 {
+        self.max_key_age_days.min(self.retention_days)
+    }
+
     /// Returns the retention window as a duration.
     pub fn retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.retention_days) * 86_400)
@@ -372,6 +382,11 @@ mod tests {
         assert_eq!(config.confirm_prefix_bits, 16);
         assert_eq!(config.retention_days, 14);
         assert_eq!(config.max_keys_per_upload, 30);
+        assert_eq!(
+            config.accepted_key_age_days(),
+            14,
+            "15 days asked, 14 retained"
+        );
         assert_eq!(config.max_elements_per_batch, 4_000_000);
         assert_eq!(config.bluezone_sub_keys_per_day, vec![96]);
         assert_eq!(config.max_message_bytes, 65_536);

@@ -85,7 +85,7 @@ impl KeyUploadService {
             writer,
             clock,
             release_delay: config.release_delay,
-            max_key_age_days: config.max_key_age_days,
+            max_key_age_days: config.accepted_key_age_days(),
             max_keys_per_upload: config.max_keys_per_upload,
             bluezone_sub_keys_per_day: config.bluezone_sub_keys_per_day.clone().into(),
             uploads_per_minute: config.authority_uploads_per_minute,
