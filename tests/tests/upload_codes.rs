@@ -361,15 +361,42 @@ async fn decoys_store_nothing_and_take_as_long_as_real_uploads() {
         config.release_delay = Duration::from_secs(30 * DAY);
     })
     .await;
-    let mut real_latencies = Vec::new();
+    // An authority's uploads are another population: decoys do not learn from them, so none
+    // is saved although there are more than a save's worth.
     for byte in 1..=20u8 {
-        let started = Instant::now();
         server
             .upload(fixtures::upload(
-                &format!("real-{byte}"),
+                &format!("authority-{byte}"),
                 vec![yesterday_key(byte)],
             ))
             .await;
+    }
+    let (config, token) = (server.config.clone(), server.token.clone());
+    let dir = server.stop().await;
+    assert_eq!(
+        Store::open(dir.path())
+            .expect("open")
+            .decoy_latencies()
+            .expect("read"),
+        Vec::<Duration>::new(),
+        "no authority upload is a decoy's model"
+    );
+
+    // What decoys imitate: phones' code uploads.
+    let server = TestServer::restart(&dir, token, Clock::manual(TEST_NOW), config).await;
+    let codes = issue(&server, 20, ReportType::ConfirmedTest, 0).await;
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let mut real_latencies = Vec::new();
+    for (index, code) in codes.iter().enumerate() {
+        let byte = 40 + index as u8;
+        let started = Instant::now();
+        upload_with_code(
+            &mut phone,
+            code,
+            fixtures::upload(&format!("real-{byte}"), vec![yesterday_key(byte)]),
+        )
+        .await
+        .expect("a code upload");
         real_latencies.push(started.elapsed());
     }
     let fastest = *real_latencies.iter().min().expect("latencies");
@@ -419,12 +446,22 @@ async fn decoys_store_nothing_and_take_as_long_as_real_uploads() {
         .expect_err("no keys");
     assert_eq!(status.code(), Code::InvalidArgument);
 
-    let dir = server.stop().await;
+    server.stop_kept().await;
     let store = Store::open(dir.path()).expect("reopen");
     assert_eq!(
         store.count_keys().expect("count"),
-        20,
+        40,
         "decoys store nothing"
+    );
+    // The model survives a restart: a save's worth of the code uploads' own latencies (as
+    // the server measured them, within what the phone saw), not one fixed delay.
+    let saved = store.decoy_latencies().expect("read");
+    assert_eq!(saved.len(), 16, "{saved:?}");
+    assert!(
+        saved
+            .iter()
+            .all(|latency| *latency > Duration::ZERO && *latency <= slowest),
+        "{saved:?} within 0..{slowest:?}"
     );
 }
 

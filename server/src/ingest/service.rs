@@ -54,7 +54,8 @@ pub struct KeyUploadService {
     rate_limiters: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
     /// Failed upload-code attempts, per client address and overall.
     code_limits: Arc<CodeAttemptLimits>,
-    /// Recent real upload latencies, which decoys imitate.
+    /// Recent real code-upload latencies, which decoys imitate; saved in the store so that
+    /// they survive a restart.
     decoys: Arc<DecoyTiming>,
     /// Codes an authority may issue per minute.
     pub(super) codes_per_minute: u32,
@@ -80,6 +81,10 @@ impl KeyUploadService {
         clock: Clock,
         config: &crate::config::ServerConfig,
     ) -> Self {
+        let decoys = DecoyTiming::restored(store.decoy_latencies().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the saved decoy latencies");
+            Vec::new()
+        }));
         Self {
             store,
             writer,
@@ -96,7 +101,7 @@ impl KeyUploadService {
                     .unwrap_or(NonZeroU32::MIN),
                 NonZeroU32::new(config.code_failures_per_minute).unwrap_or(NonZeroU32::MIN),
             )),
-            decoys: Arc::new(DecoyTiming::default()),
+            decoys: Arc::new(decoys),
             codes_per_minute: config.authority_codes_per_minute,
             issue_limiters: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -260,6 +265,16 @@ impl KeyUploadService {
         })
     }
 
+    /// Saves the decoys' latency model in the background, for the next start.
+    fn save_decoy_latencies(&self, latencies: Vec<Duration>) {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.put_decoy_latencies(&latencies) {
+                tracing::warn!(%error, "cannot save the decoy latencies");
+            }
+        });
+    }
+
     /// Returns the validation limits at `now`.
     fn limits(&self, now: u64) -> Limits<'_> {
         Limits {
@@ -389,14 +404,20 @@ impl KeyUpload for KeyUploadService {
             self.decoy(request.into_inner()).await
         } else {
             let credential = credential(&request);
+            // Decoys imitate a phone's code upload: only those latencies are their model (an
+            // authority's uploads of 30 keys over a fast link would make decoys stand out).
+            let imitated = matches!(credential, Credential::Code(_));
             let client = request
                 .extensions()
                 .get::<crate::tls::PeerInfo>()
                 .and_then(|peer| peer.remote_ip)
                 .or_else(|| request.remote_addr().map(|address| address.ip()));
             let result = self.upload(credential, client, request.into_inner()).await;
-            if result.is_ok() {
-                self.decoys.record(started.elapsed());
+            if imitated
+                && result.is_ok()
+                && let Some(latencies) = self.decoys.record(started.elapsed())
+            {
+                self.save_decoy_latencies(latencies);
             }
             result
         };
