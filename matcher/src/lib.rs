@@ -32,7 +32,6 @@ pub use matching::{
 };
 pub use scheme::{
     BluezoneKey, DiagnosisKey, GAEN_INTERVAL_SECONDS, GaenKey, MAX_STATIC_ELEMENTS,
-    MAX_STATIC_WINDOW_SECONDS, SLOT_SECONDS_STATIC, Scheme, SchemeError, SlotIdentifier,
-    StaticKey,
+    MAX_STATIC_WINDOW_SECONDS, SLOT_SECONDS_STATIC, Scheme, SchemeError, SlotIdentifier, StaticKey,
 };
 pub use tag::{ConfirmDigest, Tag, TagParseError, TaggedElement};

@@ -161,7 +161,10 @@ fn element_counts_equal_the_expansion_without_expanding() {
     let cases = [
         (gaen(144), 144),
         (gaen(1), 1),
-        (bluezone(96, DAY_START + 4 * 900 + 450, DAY_START + 6 * 900 + 1), 3),
+        (
+            bluezone(96, DAY_START + 4 * 900 + 450, DAY_START + 6 * 900 + 1),
+            3,
+        ),
         (bluezone(96, DAY_START, DAY_START + 86_400), 96),
         (bluezone(1440, DAY_START, DAY_START + 86_400), 1440),
         (bluezone(1440, DAY_START + 59, DAY_START + 61), 2),

@@ -56,7 +56,9 @@ async fn a_release_larger_than_the_element_cap_goes_out_as_several_batches_each_
     }
     let total: u64 = expected.iter().sum();
     assert_eq!(total, 3_648);
-    let answer = server.upload(fixtures::upload("release", keys.clone())).await;
+    let answer = server
+        .upload(fixtures::upload("release", keys.clone()))
+        .await;
     assert_eq!(answer.keys_accepted, 16);
 
     clock.advance(3 * DAY);
@@ -76,14 +78,20 @@ async fn a_release_larger_than_the_element_cap_goes_out_as_several_batches_each_
         "3,648 elements under a cap of {CAP} need two batches at least: {hourly:?}"
     );
     assert!(
-        hourly.iter().all(|batch| batch.kind == BatchKind::Hourly as i32
-            && batch.created_at == hourly[0].created_at),
+        hourly
+            .iter()
+            .all(|batch| batch.kind == BatchKind::Hourly as i32
+                && batch.created_at == hourly[0].created_at),
         "every batch is hourly and of the same run: {hourly:?}"
     );
     let mut distribution = server.distribution_client().await;
     let mut files = Vec::new();
     for info in &hourly {
-        assert!(info.element_count <= CAP, "batch {} over the cap", info.sequence);
+        assert!(
+            info.element_count <= CAP,
+            "batch {} over the cap",
+            info.sequence
+        );
         files.push(download(&mut distribution, &info.batch_id).await);
     }
     let batches: Vec<BatchFile<'_>> = files
@@ -119,7 +127,9 @@ async fn a_release_larger_than_the_element_cap_goes_out_as_several_batches_each_
                 .iter()
                 .flat_map(|batch| batch.supersedes.iter().copied())
                 .collect();
-            hourly.iter().all(|batch| superseded.contains(&batch.sequence))
+            hourly
+                .iter()
+                .all(|batch| superseded.contains(&batch.sequence))
         })
         .await;
     let daily: Vec<_> = listing
@@ -145,7 +155,7 @@ async fn a_release_larger_than_the_element_cap_goes_out_as_several_batches_each_
     assert_eq!(distinct.len(), 16, "no key published twice: {published:?}");
     assert_eq!(
         store.pending_keys(TEST_NOW + 4 * DAY).expect("pending"),
-        Default::default(),
+        exposure_server::storage::keys::PendingKeys::default(),
         "no key left behind"
     );
 }
@@ -159,8 +169,7 @@ async fn only_the_configured_sub_keys_per_day_are_accepted() {
     let day = TODAY - 1;
     let with_sub_keys = |byte: u8, sub_keys_per_day: u32| {
         let mut key = bluezone([byte; 32], day as u32, day * DAY, (day + 1) * DAY);
-        if let Some(exposure_proto::v1::diagnosis_key::Key::Bluezone(bluezone)) = key.key.as_mut()
-        {
+        if let Some(exposure_proto::v1::diagnosis_key::Key::Bluezone(bluezone)) = key.key.as_mut() {
             bluezone.sub_keys_per_day = sub_keys_per_day;
         }
         key
@@ -175,10 +184,9 @@ async fn only_the_configured_sub_keys_per_day_are_accepted() {
     let refused = server
         .upload_client()
         .await
-        .upload_diagnosis_keys(server.authorized(fixtures::upload(
-            "half-hour",
-            vec![with_sub_keys(3, 48)],
-        )))
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("half-hour", vec![with_sub_keys(3, 48)])),
+        )
         .await
         .expect_err("48 is not allowed");
     assert_eq!(refused.code(), Code::InvalidArgument);

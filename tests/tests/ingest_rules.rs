@@ -272,9 +272,9 @@ async fn no_key_is_acknowledged_that_retention_would_delete_when_it_is_published
         .expect_err("older than retention");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
-        status
-            .message()
-            .contains("keys[0].gaen.rolling_start_interval_number: key expired more than 14 days ago"),
+        status.message().contains(
+            "keys[0].gaen.rolling_start_interval_number: key expired more than 14 days ago"
+        ),
         "{}",
         status.message()
     );
@@ -285,7 +285,9 @@ async fn no_key_is_acknowledged_that_retention_would_delete_when_it_is_published
         (today - 14) * DAY,
     );
     let status = client
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("too-old-bz", vec![old_bluezone])))
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("too-old-bz", vec![old_bluezone])),
+        )
         .await
         .expect_err("a Bluezone day older than retention");
     assert!(
@@ -328,7 +330,10 @@ async fn a_longer_retention_lets_the_configured_key_age_apply() {
     let answer = server
         .upload(fixtures::upload("fifteen", vec![key_of_day(1, today - 15)]))
         .await;
-    assert_eq!(answer.keys_accepted, 1, "15 days of key age under 20 of retention");
+    assert_eq!(
+        answer.keys_accepted, 1,
+        "15 days of key age under 20 of retention"
+    );
     let refused = server
         .upload_client()
         .await
@@ -337,6 +342,10 @@ async fn a_longer_retention_lets_the_configured_key_age_apply() {
         )
         .await
         .expect_err("past --max-key-age-days");
-    assert!(refused.message().contains("15 days"), "{}", refused.message());
+    assert!(
+        refused.message().contains("15 days"),
+        "{}",
+        refused.message()
+    );
     server.stop().await;
 }

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use exposure_proto::v1::{IssueUploadCodesRequest, ListBatchesRequest, ReportType};
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
+use exposure_proto::v1::{IssueUploadCodesRequest, ListBatchesRequest, ReportType};
 use exposure_server::Clock;
 use exposure_tests::fixtures::{gaen, key16, upload};
 use exposure_tests::pki::{TestCa, TlsPaths, handshake, replace, tls_channel};

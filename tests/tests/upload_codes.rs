@@ -529,7 +529,11 @@ async fn revoking_the_issuing_authority_voids_its_unused_codes_at_once() {
 
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(store.count_keys().expect("count"), 1, "only the first upload's key");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        1,
+        "only the first upload's key"
+    );
     for code in &codes[1..] {
         let hash = exposure_server::ingest::code::UploadCode::parse(code)
             .expect("code")
@@ -557,7 +561,13 @@ async fn a_code_whose_issuer_was_revoked_without_voiding_is_still_refused() {
         .expect("open")
         .put_authority(&issuer.token_hash, &issuer.authority)
         .expect("add the issuer");
-    let server = TestServer::restart(&dir, issuer.token.clone(), Clock::manual(TEST_NOW), config.clone()).await;
+    let server = TestServer::restart(
+        &dir,
+        issuer.token.clone(),
+        Clock::manual(TEST_NOW),
+        config.clone(),
+    )
+    .await;
     let codes = issue(&server, 1, ReportType::ConfirmedTest, 0).await;
     server.stop_kept().await;
     issuer.authority.revoked_at = TEST_NOW;
@@ -649,7 +659,11 @@ async fn a_code_upload_and_a_decoy_may_leave_the_region_to_the_code() {
     assert!(confirmed(&mut distribution, &tags_of(&yesterday_key(1))[0], 16).await);
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(store.count_keys().expect("count"), 2, "the decoy stored nothing");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        2,
+        "the decoy stored nothing"
+    );
     let issuer = store.list_authorities().expect("authorities")[0].id.clone();
     for (_, key) in store
         .keys(&store.key_sequences_of_authority(&issuer).expect("scan"))

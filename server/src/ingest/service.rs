@@ -22,9 +22,7 @@ use tracing::instrument;
 use super::code::UploadCode;
 use super::code_limits::CodeAttemptLimits;
 use super::decoy::DecoyTiming;
-use super::validate::{
-    Limits, ValidUpload, is_valid_region, validate_decoy, validate_upload,
-};
+use super::validate::{Limits, ValidUpload, is_valid_region, validate_decoy, validate_upload};
 use super::writer::{IngestWriter, UploadJob, UploadOutcome};
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -255,8 +253,7 @@ impl KeyUploadService {
         ::metrics::counter!(metrics::DECOY_UPLOADS_TOTAL).increment(1);
         let delay = self.decoys.sample_delay();
         let now = self.clock.now();
-        let checked =
-            validate_decoy(&request, self.limits(now)).map_err(ApiError::InvalidArgument);
+        let checked = validate_decoy(&request, self.limits(now)).map_err(ApiError::InvalidArgument);
         tokio::time::sleep(delay).await;
         let upload = checked?;
         Ok(UploadDiagnosisKeysResponse {

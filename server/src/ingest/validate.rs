@@ -485,8 +485,6 @@ fn check_window(
 
 #[cfg(test)]
 mod tests {
-    use exposure_proto::v1::{BluezoneKey, DiagnosisKey, diagnosis_key};
-
     use super::*;
 
     const NOW: u64 = 1_768_046_400;
@@ -518,7 +516,9 @@ mod tests {
     #[test]
     fn an_upload_expanding_past_the_bound_is_refused_even_under_hand_made_limits() {
         // 30 keys of one identifier a second: 2,592,000 elements, the attack of issue 18.
-        let keys = (0..30).map(|byte| full_day_bluezone(byte, 86_400)).collect();
+        let keys = (0..30)
+            .map(|byte| full_day_bluezone(byte, 86_400))
+            .collect();
         let limits = Limits {
             now: NOW,
             max_key_age_days: 14,
@@ -528,8 +528,14 @@ mod tests {
         let violations = validate_upload(&request(keys), limits).expect_err("refused");
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert_eq!(violations[0].field, "keys");
-        assert!(violations[0].description.contains("2592000"), "{violations:?}");
-        assert!(violations[0].description.contains("43230"), "{violations:?}");
+        assert!(
+            violations[0].description.contains("2592000"),
+            "{violations:?}"
+        );
+        assert!(
+            violations[0].description.contains("43230"),
+            "{violations:?}"
+        );
     }
 
     #[test]
@@ -547,9 +553,8 @@ mod tests {
             );
         }
         for refused in [1440, 86_400, 7] {
-            let violations =
-                validate_upload(&request(vec![full_day_bluezone(1, refused)]), limits)
-                    .expect_err("refused");
+            let violations = validate_upload(&request(vec![full_day_bluezone(1, refused)]), limits)
+                .expect_err("refused");
             assert_eq!(violations[0].field, "keys[0].bluezone.sub_keys_per_day");
         }
     }

@@ -225,7 +225,8 @@ impl<'a> GroupWriter<'a> {
             });
         }
         if job.code_hash.is_some() && self.credentials.is_none() {
-            self.credentials = Some(self.store.lock_credentials());
+            let store: &'a Store = self.store;
+            self.credentials = Some(store.lock_credentials());
         }
         let code = match &job.code_hash {
             Some(hash) => match self.usable_code(hash, job.now)? {
