@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         now: 1_768_046_400,
         max_key_age_days: 14,
         max_keys_per_upload: 30,
+        bluezone_sub_keys_per_day: &[96],
     };
     if let Err(violations) = validate_upload(&request, limits) {
         assert!(!violations.is_empty(), "a refusal names at least one field");

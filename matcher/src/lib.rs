@@ -31,7 +31,7 @@ pub use matching::{
     Candidate, ObservationError, ObservationStore, PhoneHits, confirm, match_phones,
 };
 pub use scheme::{
-    BluezoneKey, DiagnosisKey, GAEN_INTERVAL_SECONDS, GaenKey, MAX_STATIC_WINDOW_SECONDS,
-    SLOT_SECONDS_STATIC, Scheme, SchemeError, SlotIdentifier, StaticKey,
+    BluezoneKey, DiagnosisKey, GAEN_INTERVAL_SECONDS, GaenKey, MAX_STATIC_ELEMENTS,
+    MAX_STATIC_WINDOW_SECONDS, SLOT_SECONDS_STATIC, Scheme, SchemeError, SlotIdentifier, StaticKey,
 };
 pub use tag::{ConfirmDigest, Tag, TagParseError, TaggedElement};

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use exposure_matcher::{
-    BluezoneKey, DiagnosisKey, GaenKey, SchemeError, StaticKey, expand::expand_keys_sequential,
-    expand_keys,
+    BluezoneKey, DiagnosisKey, GaenKey, MAX_STATIC_ELEMENTS, SchemeError, StaticKey,
+    expand::expand_keys_sequential, expand_keys,
 };
 
 const DAY: u32 = 20_454;
@@ -152,6 +152,38 @@ fn static_slots_are_unix_aligned_and_overlap_the_window() {
     assert!(identifiers.iter().all(|slot| slot.identifier == b"AB12CD"));
     assert_eq!(key.first_slot_start(), 1_767_225_600);
     assert_eq!(key.last_slot_end(), 1_767_228_300);
+}
+
+#[test]
+fn element_counts_equal_the_expansion_without_expanding() {
+    // Literal counts by hand: 144 intervals; slots 4..=6 of 96; 1440 one-minute slots; a
+    // 15-day static window off the slot grid touches 1,441 slots of 900 s.
+    let cases = [
+        (gaen(144), 144),
+        (gaen(1), 1),
+        (
+            bluezone(96, DAY_START + 4 * 900 + 450, DAY_START + 6 * 900 + 1),
+            3,
+        ),
+        (bluezone(96, DAY_START, DAY_START + 86_400), 96),
+        (bluezone(1440, DAY_START, DAY_START + 86_400), 1440),
+        (bluezone(1440, DAY_START + 59, DAY_START + 61), 2),
+        (static_key(b"AB12CD", DAY_START + 100, DAY_START + 1801), 3),
+        (
+            static_key(b"AB12CD", DAY_START + 100, DAY_START + 100 + 15 * 86_400),
+            1441,
+        ),
+    ];
+    for (key, expected) in cases {
+        assert_eq!(key.element_count(), expected, "{key:?}");
+        assert_eq!(
+            key.tagged_elements().unwrap().len() as u64,
+            expected,
+            "{key:?}"
+        );
+    }
+    assert_eq!(MAX_STATIC_ELEMENTS, 1441);
+    assert_eq!(bluezone(7, DAY_START, DAY_START + 900).element_count(), 0);
 }
 
 #[test]

@@ -314,10 +314,12 @@ pub async fn run_with_tls(
     let needs_client_certificate = tls
         .as_ref()
         .is_some_and(ServerTls::checks_client_certificates);
+    // Only token calls need the certificate: a patient's code upload and a decoy come from
+    // phones, which have none.
     let upload = tonic::service::interceptor::InterceptedService::new(
         upload,
         move |request: tonic::Request<()>| {
-            if needs_client_certificate {
+            if needs_client_certificate && crate::ingest::service::claims_bearer_token(&request) {
                 crate::tls::require_client_certificate(request)
             } else {
                 Ok(request)

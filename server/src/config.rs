@@ -62,9 +62,10 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// PEM CA certificate(s) of health authorities' client certificates. When set, uploads
-    /// without a TLS client certificate signed by this CA are refused (UNAUTHENTICATED), in
-    /// addition to the bearer token; phones' Distribution calls need no certificate.
+    /// PEM CA certificate(s) of health authorities' client certificates. When set, calls with
+    /// a bearer token (uploads, code issues) without a TLS client certificate signed by this
+    /// CA are refused (UNAUTHENTICATED), in addition to the token; phones need none, for
+    /// Distribution calls, code uploads and decoys alike.
     #[arg(long, env = "EXPOSURE_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
 
@@ -112,6 +113,22 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_keys_per_batch: u32,
 
+    /// Most filter elements (tags, before deduplication) in one batch, hourly or daily; a larger
+    /// release is published as several batches of the same run, each its own atomic commit.
+    /// The publisher takes keys until this budget is reached, so its memory is bounded by
+    /// elements, not keys (about 40 bytes an element while a batch is built). At least 1,441
+    /// (the most one key expands into) and at least --min-elements.
+    #[arg(long, env = "EXPOSURE_MAX_ELEMENTS_PER_BATCH", default_value_t = 4_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_elements_per_batch: u64,
+
+    /// Bluezone `sub_keys_per_day` values an upload may use (comma-separated); others are
+    /// refused naming `keys[i].bluezone.sub_keys_per_day`. Each must divide 86,400 and be at
+    /// most 1,440, so one key expands into at most 1,440 identifiers (the app uses 96).
+    #[arg(long, env = "EXPOSURE_BLUEZONE_SUB_KEYS_PER_DAY", value_delimiter = ',',
+          default_values_t = vec![crate::ingest::validate::DEFAULT_SUB_KEYS_PER_DAY])]
+    pub bluezone_sub_keys_per_day: Vec<u32>,
+
     /// Also publish GAEN-scheme keys as Google/Apple export zips under
     /// `v1/regions/{region}/gaen/` (DESIGN §11); `false` publishes filter batches only.
     #[arg(long, env = "EXPOSURE_GAEN_EXPORT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -139,7 +156,9 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_keys_per_upload: u32,
 
-    /// How far back (days) a key may have been valid and still be accepted.
+    /// How far back (days) a key may have been valid and still be accepted; at most
+    /// --retention-days applies (14 with the defaults), since retention would delete an older
+    /// key's digests in the very publish run that releases it, after it was acknowledged.
     #[arg(long, env = "EXPOSURE_MAX_KEY_AGE_DAYS", default_value_t = 15,
           value_parser = clap::value_parser!(u32).range(1..=60))]
     pub max_key_age_days: u32,
@@ -305,6 +324,14 @@ impl ServerConfig {
         config
     }
 
+    /// Returns how far back (days) an accepted key may have been valid: `--max-key-age-days`,
+    /// but never more than `--retention-days`, so every key acknowledged is still retained
+    /// when it is published (a key that ended 14.5 days ago would otherwise be acknowledged,
+    /// published and deleted by retention in one run).
+    pub fn accepted_key_age_days(&self) -> u32 {
+        self.max_key_age_days.min(self.retention_days)
+    }
+
     /// Returns the retention window as a duration.
     pub fn retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.retention_days) * 86_400)
@@ -357,6 +384,13 @@ mod tests {
         assert_eq!(config.confirm_prefix_bits, 16);
         assert_eq!(config.retention_days, 14);
         assert_eq!(config.max_keys_per_upload, 30);
+        assert_eq!(
+            config.accepted_key_age_days(),
+            14,
+            "15 days asked, 14 retained"
+        );
+        assert_eq!(config.max_elements_per_batch, 4_000_000);
+        assert_eq!(config.bluezone_sub_keys_per_day, vec![96]);
         assert_eq!(config.max_message_bytes, 65_536);
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(

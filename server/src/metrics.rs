@@ -106,7 +106,94 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(BATCH_ELEMENTS.into()), ELEMENT_BUCKETS)?
         .install_recorder()?;
     describe();
+    register_at_zero();
     Ok(handle)
+}
+
+/// Label values of `UPLOADS_TOTAL`'s `result`.
+const UPLOAD_RESULTS: [&str; 8] = [
+    "stored",
+    "replay",
+    "invalid",
+    "unauthenticated",
+    "permission_denied",
+    "conflict",
+    "quota",
+    "error",
+];
+/// Label values of `route` on the HTTP listener's metrics.
+const HTTP_ROUTES: [&str; 9] = [
+    "signing_keys",
+    "index",
+    "day",
+    "batch",
+    "confirm",
+    "gaen_index",
+    "gaen_file",
+    "unknown",
+    "bad",
+];
+
+/// Creates every metric, and every label value the dashboard and alerts select, at its
+/// starting value, so a panel or an alert reads 0 from the first scrape instead of "no data"
+/// until the first event (a rate over a series that appears with its first increment also
+/// misses that increment). Gauges start at what the server holds before its first update:
+/// nothing pending, nothing queued, a writable store (the store's own starting state; the
+/// health watcher probes it within a second).
+fn register_at_zero() {
+    use ::metrics::{counter, gauge, histogram};
+    // A histogram is created by its handle; dropping the handle records no sample.
+    for result in UPLOAD_RESULTS {
+        counter!(UPLOADS_TOTAL, "result" => result).absolute(0);
+    }
+    for scheme in ["gaen", "bluezone", "static"] {
+        counter!(KEYS_INGESTED_TOTAL, "scheme" => scheme).absolute(0);
+    }
+    drop(histogram!(UPLOAD_DURATION_SECONDS));
+    for kind in ["hourly", "daily"] {
+        counter!(BATCHES_PUBLISHED_TOTAL, "kind" => kind).absolute(0);
+        drop(histogram!(BATCH_BUILD_SECONDS, "kind" => kind));
+        drop(histogram!(BATCH_SIZE_BYTES, "kind" => kind));
+        drop(histogram!(BATCH_ELEMENTS, "kind" => kind));
+    }
+    for name in [
+        GAEN_FILES_PUBLISHED_TOTAL,
+        POLLS_TOTAL,
+        DOWNLOADS_TOTAL,
+        DOWNLOAD_BYTES_TOTAL,
+        CONFIRM_REQUESTS_TOTAL,
+        DECOY_UPLOADS_TOTAL,
+        UPLOAD_CODES_ISSUED_TOTAL,
+        CODE_ATTEMPTS_REFUSED_TOTAL,
+    ] {
+        counter!(name).absolute(0);
+    }
+    for state in ["releasable", "embargoed"] {
+        gauge!(PENDING_KEYS, "state" => state).set(0.0);
+    }
+    for name in [
+        ROCKSDB_SIZE_BYTES,
+        PUBLISH_QUEUE_LENGTH,
+        PUBLISH_QUEUE_OLDEST_SECONDS,
+        BATCH_CACHE_BYTES,
+    ] {
+        gauge!(name).set(0.0);
+    }
+    gauge!(STORE_WRITABLE).set(1.0);
+    for result in ["done", "retry"] {
+        counter!(PUBLISH_OBJECT_TASKS_TOTAL, "result" => result).absolute(0);
+    }
+    for path in crate::middleware::METHODS {
+        let method = crate::middleware::method_label(path);
+        drop(histogram!(GRPC_REQUEST_DURATION_SECONDS, "method" => method, "code" => "OK"));
+    }
+    for route in HTTP_ROUTES {
+        counter!(HTTP_REQUESTS_TOTAL, "route" => route, "status" => "200").absolute(0);
+        drop(histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route));
+    }
+    for class in ["upload", "phone", "health", "http"] {
+        counter!(REQUESTS_SHED_TOTAL, "class" => class).absolute(0);
+    }
 }
 
 /// Registers the help text and unit of every metric.

@@ -168,19 +168,21 @@ fn record(method: &'static str, code: &'static str, started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// The gRPC paths measured under their own `method` label (its last segment).
+pub(crate) const METHODS: [&str; 8] = [
+    "/exposure.v1.KeyUpload/UploadDiagnosisKeys",
+    "/exposure.v1.KeyUpload/IssueUploadCodes",
+    "/exposure.v1.Distribution/ListBatches",
+    "/exposure.v1.Distribution/GetBatch",
+    "/exposure.v1.Distribution/GetConfirmBucket",
+    "/exposure.v1.Distribution/GetSigningKeys",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+];
+
 /// Returns the method label of a gRPC path; unknown paths share one label, so a scanner
 /// cannot blow up the label set.
-fn method_label(path: &str) -> &'static str {
-    const METHODS: [&str; 8] = [
-        "/exposure.v1.KeyUpload/UploadDiagnosisKeys",
-        "/exposure.v1.KeyUpload/IssueUploadCodes",
-        "/exposure.v1.Distribution/ListBatches",
-        "/exposure.v1.Distribution/GetBatch",
-        "/exposure.v1.Distribution/GetConfirmBucket",
-        "/exposure.v1.Distribution/GetSigningKeys",
-        "/grpc.health.v1.Health/Check",
-        "/grpc.health.v1.Health/Watch",
-    ];
+pub(crate) fn method_label(path: &str) -> &'static str {
     METHODS
         .iter()
         .find(|method| **method == path)

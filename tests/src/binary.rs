@@ -38,6 +38,8 @@ pub struct ServerProcess {
     pub grpc_url: String,
     /// `http://127.0.0.1:PORT` of the HTTP listener.
     pub http_url: String,
+    /// `http://127.0.0.1:PORT` of the Prometheus `/metrics` listener.
+    pub metrics_url: String,
     log: Arc<Mutex<String>>,
 }
 
@@ -79,10 +81,12 @@ impl ServerProcess {
                 };
                 let grpc_url = field("grpc").expect("the gRPC address is logged");
                 let http_url = field("http").expect("the HTTP address is logged");
+                let metrics_url = field("metrics").expect("the metrics address is logged");
                 return Self {
                     child,
                     grpc_url,
                     http_url,
+                    metrics_url,
                     log,
                 };
             }

@@ -159,6 +159,18 @@ fn cases() -> Vec<(&'static str, UploadDiagnosisKeysRequest, &'static str)> {
             with_key(bluezone_with(|b| b.sub_keys_per_day = 7)),
             "keys[0].bluezone.sub_keys_per_day",
         ),
+        // Divisors of 86,400 that the default --bluezone-sub-keys-per-day (96 only) refuses:
+        // one identifier a second or a minute would let one upload expand into millions.
+        (
+            "bluezone one identifier a second",
+            with_key(bluezone_with(|b| b.sub_keys_per_day = 86_400)),
+            "keys[0].bluezone.sub_keys_per_day",
+        ),
+        (
+            "bluezone one identifier a minute",
+            with_key(bluezone_with(|b| b.sub_keys_per_day = 1440)),
+            "keys[0].bluezone.sub_keys_per_day",
+        ),
         (
             "bluezone empty window",
             with_key(bluezone_with(|b| b.contagious_until = b.contagious_from)),
@@ -215,6 +227,20 @@ fn cases() -> Vec<(&'static str, UploadDiagnosisKeysRequest, &'static str)> {
     );
     second_bad.upload_id = "bad-second".into();
     cases.push(("second key bad", second_bad, "keys[1].gaen.rolling_period"));
+    // Issue 18's attack: 30 full-day keys of one identifier a second (2.59 M elements).
+    let flood = (0..30u8)
+        .map(|byte| {
+            bluezone_with(|b| {
+                b.daily_key = vec![byte; 32];
+                b.sub_keys_per_day = 86_400;
+            })
+        })
+        .collect();
+    cases.push((
+        "30 keys of one identifier a second",
+        fixtures::upload("bad-flood", flood),
+        "keys[29].bluezone.sub_keys_per_day",
+    ));
     cases
 }
 

@@ -243,3 +243,109 @@ async fn missing_or_wrong_token_is_unauthenticated_and_a_foreign_region_is_denie
     let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
     assert_eq!(store.count_keys().expect("count"), 0);
 }
+
+/// Returns a GAEN key valid for the whole UTC day `day`.
+fn key_of_day(byte: u8, day: u64) -> exposure_proto::v1::DiagnosisKey {
+    gaen(key16(byte), (day * 144) as u32, 144)
+}
+
+#[tokio::test]
+async fn no_key_is_acknowledged_that_retention_would_delete_when_it_is_published() {
+    let today = TEST_NOW / DAY;
+    // Defaults: --max-key-age-days 15, --retention-days 14. A key of the day 15 days back
+    // ended 14.5 days before TEST_NOW (noon): it would be acknowledged, then published and
+    // deleted by retention in one run. The accepted age is the smaller of the two.
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.fingerprint_bits = 32;
+    })
+    .await;
+    assert_eq!(
+        (server.config.max_key_age_days, server.config.retention_days),
+        (15, 14)
+    );
+    let mut client = server.upload_client().await;
+    let status = client
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("too-old", vec![key_of_day(1, today - 15)])),
+        )
+        .await
+        .expect_err("older than retention");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains(
+            "keys[0].gaen.rolling_start_interval_number: key expired more than 14 days ago"
+        ),
+        "{}",
+        status.message()
+    );
+    let old_bluezone = fixtures::bluezone(
+        [1; 32],
+        (today - 15) as u32,
+        (today - 15) * DAY,
+        (today - 14) * DAY,
+    );
+    let status = client
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("too-old-bz", vec![old_bluezone])),
+        )
+        .await
+        .expect_err("a Bluezone day older than retention");
+    assert!(
+        status.message().contains("keys[0].bluezone.day_number"),
+        "{}",
+        status.message()
+    );
+
+    // A key that ended 13.5 days ago is acknowledged, published, and still confirms after
+    // the runs that follow (each applies retention).
+    let oldest_kept = key_of_day(2, today - 14);
+    server
+        .upload(fixtures::upload("oldest-kept", vec![oldest_kept.clone()]))
+        .await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 1)
+        .await;
+    // Runs do not overlap: once a later upload's batch is out, the retention of the run that
+    // published the old key has run too.
+    server
+        .upload(fixtures::upload("later", vec![key_of_day(3, today - 1)]))
+        .await;
+    server
+        .wait_for_batches(|listing| listing.batches.len() == 2)
+        .await;
+    let mut distribution = server.distribution_client().await;
+    assert!(confirmed(&mut distribution, &tags_of(&oldest_kept)[0], 16).await);
+    let dir = server.stop().await;
+    let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), 2, "retention kept both");
+}
+
+#[tokio::test]
+async fn a_longer_retention_lets_the_configured_key_age_apply() {
+    let today = TEST_NOW / DAY;
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.retention_days = 20;
+    })
+    .await;
+    let answer = server
+        .upload(fixtures::upload("fifteen", vec![key_of_day(1, today - 15)]))
+        .await;
+    assert_eq!(
+        answer.keys_accepted, 1,
+        "15 days of key age under 20 of retention"
+    );
+    let refused = server
+        .upload_client()
+        .await
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("sixteen", vec![key_of_day(2, today - 16)])),
+        )
+        .await
+        .expect_err("past --max-key-age-days");
+    assert!(
+        refused.message().contains("15 days"),
+        "{}",
+        refused.message()
+    );
+    server.stop().await;
+}

@@ -492,10 +492,13 @@ async fn dashboard_and_alerts_name_only_metrics_the_server_exports() {
     drive_every_metric(&server).await;
     // Every metric family the traffic moved is in the scrape once the bucket took the batch.
     let scrape = scrape::until("the object-storage tasks", |scrape| {
+        // Every series exists at zero from startup: wait for the counts to move.
         scrape
             .value("exposure_publish_object_tasks_total", &[("result", "done")])
-            .is_some()
-            && scrape.value("exposure_requests_shed_total", &[]).is_some()
+            .is_some_and(|done| done > 0.0)
+            && scrape
+                .value("exposure_requests_shed_total", &[])
+                .is_some_and(|shed| shed > 0.0)
     })
     .await;
 
@@ -547,6 +550,64 @@ async fn dashboard_and_alerts_name_only_metrics_the_server_exports() {
         "metrics without a dashboard panel: {missing:?}"
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_of_the_dashboard_and_alerts_is_exported_at_zero_from_startup() {
+    // The real binary, scraped once on its own /metrics before any call reaches it: a panel
+    // or an alert must never read "no data" while nothing has happened yet.
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let server = exposure_tests::binary::ServerProcess::start(data_dir.path(), &[]);
+    let answer = HttpClient::new(&server.metrics_url).get("/metrics").await;
+    assert_eq!(answer.status, 200);
+    let scrape = Scrape::parse(answer.text());
+    let dashboard = dashboard_expressions();
+    let alerts = alert_expressions();
+    assert!(dashboard.len() >= 20 && alerts.len() >= 5);
+    let mut checked = BTreeSet::new();
+    for expr in dashboard.iter().chain(&alerts) {
+        for name in metric_names(expr) {
+            let metric = family(&name, &scrape);
+            assert!(
+                scrape.families().contains_key(&metric),
+                "{metric} (in {expr}) is missing before any traffic:\n{}",
+                scrape.text
+            );
+            checked.insert(metric);
+        }
+        for (name, matchers) in selectors(expr) {
+            for (label, value) in &matchers {
+                assert!(
+                    scrape.value(&name, &[(label, value)]).is_some(),
+                    "no series {name}{{{label}=\"{value}\"}} (in {expr}) before any traffic:\n{}",
+                    scrape.text
+                );
+            }
+        }
+    }
+    assert!(checked.len() >= 20, "{checked:?}");
+    for metric in &checked {
+        if metric.ends_with("_total") {
+            assert_eq!(
+                scrape.value(metric, &[]),
+                Some(0.0),
+                "{metric} counts nothing yet"
+            );
+        }
+        if scrape.families().get(metric).map(String::as_str) == Some("histogram") {
+            assert_eq!(
+                scrape.value(&format!("{metric}_count"), &[]),
+                Some(0.0),
+                "{metric} holds no sample yet"
+            );
+        }
+    }
+    assert_eq!(
+        scrape.value("exposure_store_writable", &[]),
+        Some(1.0),
+        "a fresh store is writable: the alert on 0 stays quiet"
+    );
+    assert!(server.terminate(), "clean shutdown");
 }
 
 #[test]

@@ -1,13 +1,14 @@
 //! TLS end to end, with certificates made at test time: a client that trusts the server's CA
 //! connects and one that does not fails; a renewed certificate on disk is served without a
-//! restart; with `--client-ca`, uploads need a client certificate and phones do not; `/metrics`
+//! restart; with `--client-ca`, bearer-token calls need a client certificate and phones (polls,
+//! code uploads, decoys) do not; `/metrics`
 //! is served over the same TLS.
 
 use std::time::Duration;
 
-use exposure_proto::v1::ListBatchesRequest;
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
+use exposure_proto::v1::{IssueUploadCodesRequest, ListBatchesRequest, ReportType};
 use exposure_server::Clock;
 use exposure_tests::fixtures::{gaen, key16, upload};
 use exposure_tests::pki::{TestCa, TlsPaths, handshake, replace, tls_channel};
@@ -136,7 +137,7 @@ async fn a_renewed_certificate_is_served_without_restart() {
 }
 
 #[tokio::test]
-async fn with_a_client_ca_uploads_need_a_client_certificate_and_polls_do_not() {
+async fn with_a_client_ca_token_calls_need_a_client_certificate_and_phones_do_not() {
     let server_ca = TestCa::new("server CA");
     let authority_ca = TestCa::new("health authority CA");
     let files = tempfile::tempdir().expect("tempdir");
@@ -152,7 +153,7 @@ async fn with_a_client_ca_uploads_need_a_client_certificate_and_polls_do_not() {
         .list_batches(list_request())
         .await
         .expect("a phone polls without a certificate");
-    let refused = KeyUploadClient::new(anonymous)
+    let refused = KeyUploadClient::new(anonymous.clone())
         .upload_diagnosis_keys(server.authorized(fresh_upload("no-cert", 1)))
         .await
         .expect_err("an upload without a client certificate is refused");
@@ -166,12 +167,68 @@ async fn with_a_client_ca_uploads_need_a_client_certificate_and_polls_do_not() {
     let authenticated = tls_channel(server.addr, &server_ca.pem(), Some(&authority))
         .await
         .expect("an authority connects with its certificate");
-    let stored = KeyUploadClient::new(authenticated)
+    let stored = KeyUploadClient::new(authenticated.clone())
         .upload_diagnosis_keys(server.authorized(fresh_upload("with-cert", 2)))
         .await
         .expect("an upload with a client certificate is accepted")
         .into_inner();
     assert_eq!(stored.keys_accepted, 1);
+
+    // Issuing codes is a token call: it needs the certificate too.
+    let issue = |token: &str| {
+        let mut request = tonic::Request::new(IssueUploadCodesRequest {
+            region: REGION.into(),
+            count: 1,
+            report_type: ReportType::ConfirmedTest as i32,
+            valid_for: 0,
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii"),
+        );
+        request
+    };
+    let refused = KeyUploadClient::new(anonymous.clone())
+        .issue_upload_codes(issue(&server.token))
+        .await
+        .expect_err("issuing without a client certificate is refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let code = KeyUploadClient::new(authenticated)
+        .issue_upload_codes(issue(&server.token))
+        .await
+        .expect("issuing with a client certificate")
+        .into_inner()
+        .codes
+        .remove(0)
+        .code;
+
+    // A patient's phone has no certificate: its code upload and its decoys go through.
+    let mut phone = KeyUploadClient::new(anonymous);
+    let mut with_code = tonic::Request::new(fresh_upload("phone", 4));
+    with_code.metadata_mut().insert(
+        "authorization",
+        format!("UploadCode {code}").parse().expect("ascii"),
+    );
+    let accepted = phone
+        .upload_diagnosis_keys(with_code)
+        .await
+        .expect("a code upload needs no client certificate")
+        .into_inner();
+    assert_eq!(accepted.keys_accepted, 1);
+    let mut decoy = tonic::Request::new(fresh_upload("decoy", 5));
+    decoy.metadata_mut().insert(
+        "authorization",
+        "UploadCode 7K3QX-9M2PD".parse().expect("ascii"),
+    );
+    decoy
+        .metadata_mut()
+        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let answered = phone
+        .upload_diagnosis_keys(decoy)
+        .await
+        .expect("a decoy needs no client certificate")
+        .into_inner();
+    assert_eq!(answered.keys_accepted, 1);
 
     let forged = server_ca.issue_client("not an authority");
     let outcome = match tls_channel(server.addr, &server_ca.pem(), Some(&forged)).await {

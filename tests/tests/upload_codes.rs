@@ -361,15 +361,42 @@ async fn decoys_store_nothing_and_take_as_long_as_real_uploads() {
         config.release_delay = Duration::from_secs(30 * DAY);
     })
     .await;
-    let mut real_latencies = Vec::new();
+    // An authority's uploads are another population: decoys do not learn from them, so none
+    // is saved although there are more than a save's worth.
     for byte in 1..=20u8 {
-        let started = Instant::now();
         server
             .upload(fixtures::upload(
-                &format!("real-{byte}"),
+                &format!("authority-{byte}"),
                 vec![yesterday_key(byte)],
             ))
             .await;
+    }
+    let (config, token) = (server.config.clone(), server.token.clone());
+    let dir = server.stop().await;
+    assert_eq!(
+        Store::open(dir.path())
+            .expect("open")
+            .decoy_latencies()
+            .expect("read"),
+        Vec::<Duration>::new(),
+        "no authority upload is a decoy's model"
+    );
+
+    // What decoys imitate: phones' code uploads.
+    let server = TestServer::restart(&dir, token, Clock::manual(TEST_NOW), config).await;
+    let codes = issue(&server, 20, ReportType::ConfirmedTest, 0).await;
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let mut real_latencies = Vec::new();
+    for (index, code) in codes.iter().enumerate() {
+        let byte = 40 + index as u8;
+        let started = Instant::now();
+        upload_with_code(
+            &mut phone,
+            code,
+            fixtures::upload(&format!("real-{byte}"), vec![yesterday_key(byte)]),
+        )
+        .await
+        .expect("a code upload");
         real_latencies.push(started.elapsed());
     }
     let fastest = *real_latencies.iter().min().expect("latencies");
@@ -419,11 +446,229 @@ async fn decoys_store_nothing_and_take_as_long_as_real_uploads() {
         .expect_err("no keys");
     assert_eq!(status.code(), Code::InvalidArgument);
 
+    server.stop_kept().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        40,
+        "decoys store nothing"
+    );
+    // The model survives a restart: a save's worth of the code uploads' own latencies (as
+    // the server measured them, within what the phone saw), not one fixed delay.
+    let saved = store.decoy_latencies().expect("read");
+    assert_eq!(saved.len(), 16, "{saved:?}");
+    assert!(
+        saved
+            .iter()
+            .all(|latency| *latency > Duration::ZERO && *latency <= slowest),
+        "{saved:?} within 0..{slowest:?}"
+    );
+}
+
+#[tokio::test]
+async fn revoking_the_issuing_authority_voids_its_unused_codes_at_once() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
+    let codes = issue(&server, 3, ReportType::ConfirmedTest, 0).await;
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let used = fixtures::upload("before-revocation", vec![yesterday_key(1)]);
+    upload_with_code(&mut phone, &codes[0], used.clone())
+        .await
+        .expect("a code uploads while its authority is active");
+
+    // Revoke the authority on the running server, as `exposure-server authority revoke` does.
+    let data_dir = server.data_dir().to_owned();
+    let revoked = tokio::task::spawn_blocking(move || {
+        let id = Store::open_read_only(&data_dir)
+            .and_then(|store| store.list_authorities())
+            .expect("authorities")[0]
+            .id
+            .clone();
+        let mut out = Vec::new();
+        exposure_server::admin::authority(
+            exposure_server::admin::AuthorityCommand::Revoke {
+                data: exposure_server::admin::DataDir { data_dir },
+                id,
+                withdraw_keys: false,
+            },
+            &mut out,
+        )
+        .map(|()| String::from_utf8(out).expect("utf-8"))
+    })
+    .await
+    .expect("admin task")
+    .expect("authority revoke");
+    assert!(revoked.contains("revoked authority"), "{revoked}");
+
+    let unknown = upload_with_code(
+        &mut phone,
+        "00000-00000",
+        fixtures::upload("unknown", vec![yesterday_key(2)]),
+    )
+    .await
+    .expect_err("an unknown code");
+    for (index, code) in codes[1..].iter().enumerate() {
+        let refused = upload_with_code(
+            &mut phone,
+            code,
+            fixtures::upload(&format!("after-revocation-{index}"), vec![yesterday_key(3)]),
+        )
+        .await
+        .expect_err("a code of a revoked authority");
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert_eq!(
+            refused.message(),
+            unknown.message(),
+            "refused exactly like an unknown code"
+        );
+    }
+    // The upload made before the revocation keeps its answer.
+    let retry = upload_with_code(&mut phone, &codes[0], used)
+        .await
+        .expect("the earlier upload's retry is answered");
+    assert!(retry.replay);
+
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
     assert_eq!(
         store.count_keys().expect("count"),
-        20,
-        "decoys store nothing"
+        1,
+        "only the first upload's key"
     );
+    for code in &codes[1..] {
+        let hash = exposure_server::ingest::code::UploadCode::parse(code)
+            .expect("code")
+            .hash();
+        assert!(
+            store.code(&hash).expect("lookup").is_none(),
+            "the revocation deleted the unused code"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_code_whose_issuer_was_revoked_without_voiding_is_still_refused() {
+    // A store written before revocation voided codes: the authority is revoked, its code
+    // stays. The issuer check refuses it all the same.
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
+    let (config, token) = (server.config.clone(), server.token.clone());
+    let dir = server.stop().await;
+    let mut issuer = exposure_server::storage::authorities::new_authority(
+        "issuer",
+        &[REGION.to_owned()],
+        TEST_NOW,
+    );
+    Store::open(dir.path())
+        .expect("open")
+        .put_authority(&issuer.token_hash, &issuer.authority)
+        .expect("add the issuer");
+    let server = TestServer::restart(
+        &dir,
+        issuer.token.clone(),
+        Clock::manual(TEST_NOW),
+        config.clone(),
+    )
+    .await;
+    let codes = issue(&server, 1, ReportType::ConfirmedTest, 0).await;
+    server.stop_kept().await;
+    issuer.authority.revoked_at = TEST_NOW;
+    Store::open(dir.path())
+        .expect("open")
+        .put_authority(&issuer.token_hash, &issuer.authority)
+        .expect("mark revoked, its code kept");
+
+    let server = TestServer::restart(&dir, token, Clock::manual(TEST_NOW), config).await;
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let refused = upload_with_code(
+        &mut phone,
+        &codes[0],
+        fixtures::upload("stale-code", vec![yesterday_key(1)]),
+    )
+    .await
+    .expect_err("the issuer is revoked");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(refused.message(), "unknown, used or expired upload code");
+    server.stop_kept().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.count_keys().expect("count"), 0);
+}
+
+#[tokio::test]
+async fn a_code_upload_and_a_decoy_may_leave_the_region_to_the_code() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.fingerprint_bits = 32;
+    })
+    .await;
+    let codes = issue(&server, 2, ReportType::ConfirmedTest, 0).await;
+    let mut phone = client_from(&server, [127, 0, 0, 1]).await;
+    let mut no_region = fixtures::upload("no-region", vec![yesterday_key(1)]);
+    no_region.region = String::new();
+    let answer = upload_with_code(&mut phone, &codes[0], no_region.clone())
+        .await
+        .expect("an empty region takes the code's");
+    assert_eq!(answer.keys_accepted, 1);
+    let retry = upload_with_code(&mut phone, &codes[0], no_region)
+        .await
+        .expect("its retry");
+    assert!(retry.replay, "the retry is the same upload");
+    // Naming the code's own region is as good; another region is still refused.
+    let named = upload_with_code(
+        &mut phone,
+        &codes[1],
+        fixtures::upload("named", vec![yesterday_key(2)]),
+    )
+    .await
+    .expect("the code's region");
+    assert_eq!(named.keys_accepted, 1);
+
+    let mut decoy = tonic::Request::new(UploadDiagnosisKeysRequest {
+        region: String::new(),
+        ..fixtures::upload("decoy", vec![yesterday_key(3), yesterday_key(4)])
+    });
+    decoy.metadata_mut().insert(
+        "authorization",
+        "UploadCode 7K3QX-9M2PD".parse().expect("ascii"),
+    );
+    decoy
+        .metadata_mut()
+        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let decoy_answer = phone
+        .upload_diagnosis_keys(decoy)
+        .await
+        .expect("a decoy without a region is answered")
+        .into_inner();
+    assert_eq!(decoy_answer.keys_accepted, 2);
+    // A malformed region is still malformed, decoy or not.
+    let mut malformed = tonic::Request::new(UploadDiagnosisKeysRequest {
+        region: "vn-tb".into(),
+        ..fixtures::upload("decoy-2", vec![yesterday_key(5)])
+    });
+    malformed
+        .metadata_mut()
+        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let status = phone
+        .upload_diagnosis_keys(malformed)
+        .await
+        .expect_err("malformed region");
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // The key uploaded without a region is published in the code's region.
+    server
+        .wait_for_batches(|listing| !listing.batches.is_empty())
+        .await;
+    let mut distribution = server.distribution_client().await;
+    assert!(confirmed(&mut distribution, &tags_of(&yesterday_key(1))[0], 16).await);
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.count_keys().expect("count"),
+        2,
+        "the decoy stored nothing"
+    );
+    let issuer = store.list_authorities().expect("authorities")[0].id.clone();
+    for (_, key) in store
+        .keys(&store.key_sequences_of_authority(&issuer).expect("scan"))
+        .expect("keys")
+    {
+        assert_eq!(key.region, REGION);
+    }
 }

@@ -15,7 +15,8 @@ pub use gaen::{
     GAEN_INTERVAL_SECONDS, GAEN_MAX_ROLLING_PERIOD, GaenKey, rolling_proximity_identifier,
 };
 pub use static_id::{
-    MAX_STATIC_WINDOW_SECONDS, SLOT_SECONDS_STATIC, STATIC_IDENTIFIER_MAX_LEN, StaticKey,
+    MAX_STATIC_ELEMENTS, MAX_STATIC_WINDOW_SECONDS, SLOT_SECONDS_STATIC, STATIC_IDENTIFIER_MAX_LEN,
+    StaticKey,
 };
 
 use crate::tag::{Tag, TaggedElement};
@@ -139,6 +140,23 @@ impl DiagnosisKey {
             DiagnosisKey::Static(key) => key.for_each_identifier(visit),
         }
         Ok(())
+    }
+
+    /// Returns how many elements (tags) the key expands into, without expanding it: what the
+    /// publisher counts to bound a batch by elements before it spends the memory. Meaningful
+    /// only for keys that pass [`DiagnosisKey::validate`] (0 for a Bluezone key whose
+    /// `sub_keys_per_day` does not divide the day); never panics on others.
+    pub fn element_count(&self) -> u64 {
+        match self {
+            DiagnosisKey::Gaen(key) => u64::from(key.rolling_period.min(GAEN_MAX_ROLLING_PERIOD)),
+            DiagnosisKey::Bluezone(key) => key.slot_seconds().map_or(0, |slot_seconds| {
+                (key.last_slot_end().saturating_sub(key.first_slot_start()) / slot_seconds)
+                    .min(u64::from(key.sub_keys_per_day))
+            }),
+            DiagnosisKey::Static(key) => {
+                key.last_slot_end().saturating_sub(key.first_slot_start()) / SLOT_SECONDS_STATIC
+            }
+        }
     }
 
     /// Returns the end (Unix seconds, exclusive) of the last slot this key publishes; the

@@ -14,6 +14,10 @@ pub const STATIC_IDENTIFIER_MAX_LEN: usize = 32;
 /// the library keeps one key from expanding into an unbounded number of slots.
 pub const MAX_STATIC_WINDOW_SECONDS: u64 = 15 * 86_400;
 
+/// The most elements one static key expands into: a longest window, not aligned to a slot,
+/// touches one slot more than it spans (15 days of 900-second slots + 1 = 1,441).
+pub const MAX_STATIC_ELEMENTS: u64 = MAX_STATIC_WINDOW_SECONDS / SLOT_SECONDS_STATIC + 1;
+
 /// A static identifier with its contagious window.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StaticKey {

@@ -91,6 +91,7 @@ impl ServerConfig {
         positive_duration("--max-connection-age", self.max_connection_age)?;
         positive("--max-keys-per-batch", u64::from(self.max_keys_per_batch))?;
         positive("--max-keys-per-upload", u64::from(self.max_keys_per_upload))?;
+        self.check_element_bounds()?;
         positive("--publish-threads", u64::from(self.publish_threads))?;
         if !(MIN_CONFIRM_PREFIX_BITS..=24).contains(&self.confirm_prefix_bits) {
             return refuse(
@@ -115,6 +116,44 @@ impl ServerConfig {
             return refuse(
                 "--client-ca",
                 "client certificates need TLS: give --tls-cert and --tls-key too",
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks the settings that bound how many elements one key, one upload and one batch
+    /// hold (issue 18: one upload of 30 keys at one identifier a second was 2.59 M elements).
+    fn check_element_bounds(&self) -> Result<(), ConfigError> {
+        use crate::ingest::validate::{MAX_BLUEZONE_SUB_KEYS_PER_DAY, MAX_ELEMENTS_PER_KEY};
+        const FLAG: &str = "--bluezone-sub-keys-per-day";
+        if self.bluezone_sub_keys_per_day.is_empty() {
+            return refuse(FLAG, "give at least one value (the app uses 96)");
+        }
+        for value in &self.bluezone_sub_keys_per_day {
+            if *value == 0 || 86_400 % value != 0 || *value > MAX_BLUEZONE_SUB_KEYS_PER_DAY {
+                return refuse(
+                    FLAG,
+                    format!(
+                        "{value} is not a divisor of 86400 between 1 and {MAX_BLUEZONE_SUB_KEYS_PER_DAY} (the app uses 96)"
+                    ),
+                );
+            }
+        }
+        if self.max_elements_per_batch < MAX_ELEMENTS_PER_KEY {
+            return refuse(
+                "--max-elements-per-batch",
+                format!(
+                    "must be at least {MAX_ELEMENTS_PER_KEY}, the most elements one key expands into"
+                ),
+            );
+        }
+        if self.min_elements as u64 > self.max_elements_per_batch {
+            return refuse(
+                "--min-elements",
+                format!(
+                    "padding up to {} would pass --max-elements-per-batch {}",
+                    self.min_elements, self.max_elements_per_batch
+                ),
             );
         }
         Ok(())
@@ -180,6 +219,35 @@ mod tests {
                 "{id:?} {version:?}"
             );
         }
+        for (sub_keys, flag) in [
+            (vec![], "--bluezone-sub-keys-per-day"),
+            (vec![96, 0], "--bluezone-sub-keys-per-day"),
+            (vec![7], "--bluezone-sub-keys-per-day"),
+            (vec![86_400], "--bluezone-sub-keys-per-day"),
+        ] {
+            let mut bluezone = config.clone();
+            bluezone.bluezone_sub_keys_per_day = sub_keys.clone();
+            assert_eq!(
+                bluezone.validate().map_err(|error| error.flag),
+                Err(flag),
+                "{sub_keys:?}"
+            );
+        }
+        let mut allowed = config.clone();
+        allowed.bluezone_sub_keys_per_day = vec![96, 1440, 48];
+        assert_eq!(allowed.validate(), Ok(()));
+        let mut tiny_batches = config.clone();
+        tiny_batches.max_elements_per_batch = 1440;
+        assert_eq!(
+            tiny_batches.validate().map_err(|error| error.flag),
+            Err("--max-elements-per-batch")
+        );
+        tiny_batches.max_elements_per_batch = 5_000;
+        assert_eq!(
+            tiny_batches.validate().map_err(|error| error.flag),
+            Err("--min-elements"),
+            "the default padding of 10,000 would pass a cap of 5,000"
+        );
         let mut registered = config;
         registered.gaen_key_id = "310".to_owned();
         registered.gaen_key_version = "v2.1".to_owned();

@@ -22,7 +22,7 @@ use tracing::instrument;
 use super::code::UploadCode;
 use super::code_limits::CodeAttemptLimits;
 use super::decoy::DecoyTiming;
-use super::validate::{Limits, ValidUpload, is_valid_region, validate_upload};
+use super::validate::{Limits, ValidUpload, is_valid_region, validate_decoy, validate_upload};
 use super::writer::{IngestWriter, UploadJob, UploadOutcome};
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -41,6 +41,8 @@ pub struct KeyUploadService {
     release_delay: Duration,
     max_key_age_days: u32,
     max_keys_per_upload: u32,
+    /// Bluezone `sub_keys_per_day` values accepted.
+    bluezone_sub_keys_per_day: Arc<[u32]>,
     /// Default upload calls per minute of an authority whose record sets none.
     uploads_per_minute: u32,
     /// Default new keys per UTC day of an authority whose record sets none; 0 for no limit.
@@ -50,7 +52,8 @@ pub struct KeyUploadService {
     rate_limiters: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
     /// Failed upload-code attempts, per client address and overall.
     code_limits: Arc<CodeAttemptLimits>,
-    /// Recent real upload latencies, which decoys imitate.
+    /// Recent real code-upload latencies, which decoys imitate; saved in the store so that
+    /// they survive a restart.
     decoys: Arc<DecoyTiming>,
     /// Codes an authority may issue per minute.
     pub(super) codes_per_minute: u32,
@@ -76,13 +79,18 @@ impl KeyUploadService {
         clock: Clock,
         config: &crate::config::ServerConfig,
     ) -> Self {
+        let decoys = DecoyTiming::restored(store.decoy_latencies().unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the saved decoy latencies");
+            Vec::new()
+        }));
         Self {
             store,
             writer,
             clock,
             release_delay: config.release_delay,
-            max_key_age_days: config.max_key_age_days,
+            max_key_age_days: config.accepted_key_age_days(),
             max_keys_per_upload: config.max_keys_per_upload,
+            bluezone_sub_keys_per_day: config.bluezone_sub_keys_per_day.clone().into(),
             uploads_per_minute: config.authority_uploads_per_minute,
             keys_per_day: config.authority_keys_per_day,
             rate_limiters: Arc::new(Mutex::new(HashMap::new())),
@@ -91,7 +99,7 @@ impl KeyUploadService {
                     .unwrap_or(NonZeroU32::MIN),
                 NonZeroU32::new(config.code_failures_per_minute).unwrap_or(NonZeroU32::MIN),
             )),
-            decoys: Arc::new(DecoyTiming::default()),
+            decoys: Arc::new(decoys),
             codes_per_minute: config.authority_codes_per_minute,
             issue_limiters: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -198,7 +206,11 @@ impl KeyUploadService {
         let record = record
             .filter(|record| record.expires_at >= now)
             .ok_or(ApiError::BadUploadCode)?;
-        if is_valid_region(&request.region) && request.region != record.region {
+        // The region is the code's: a request may leave it empty (DESIGN §12), and one that
+        // names another gets PERMISSION_DENIED (a malformed one INVALID_ARGUMENT, below).
+        if request.region.is_empty() {
+            request.region.clone_from(&record.region);
+        } else if is_valid_region(&request.region) && request.region != record.region {
             return Err(ApiError::PermissionDenied(request.region));
         }
         request.report_type = record.report_type;
@@ -241,8 +253,7 @@ impl KeyUploadService {
         ::metrics::counter!(metrics::DECOY_UPLOADS_TOTAL).increment(1);
         let delay = self.decoys.sample_delay();
         let now = self.clock.now();
-        let checked =
-            validate_upload(&request, self.limits(now)).map_err(ApiError::InvalidArgument);
+        let checked = validate_decoy(&request, self.limits(now)).map_err(ApiError::InvalidArgument);
         tokio::time::sleep(delay).await;
         let upload = checked?;
         Ok(UploadDiagnosisKeysResponse {
@@ -251,12 +262,23 @@ impl KeyUploadService {
         })
     }
 
+    /// Saves the decoys' latency model in the background, for the next start.
+    fn save_decoy_latencies(&self, latencies: Vec<Duration>) {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.put_decoy_latencies(&latencies) {
+                tracing::warn!(%error, "cannot save the decoy latencies");
+            }
+        });
+    }
+
     /// Returns the validation limits at `now`.
-    fn limits(&self, now: u64) -> Limits {
+    fn limits(&self, now: u64) -> Limits<'_> {
         Limits {
             now,
             max_key_age_days: self.max_key_age_days,
             max_keys_per_upload: self.max_keys_per_upload,
+            bluezone_sub_keys_per_day: &self.bluezone_sub_keys_per_day,
         }
     }
 
@@ -313,6 +335,20 @@ pub(super) fn bearer_token<T>(request: &Request<T>) -> Option<String> {
     (!token.is_empty()).then(|| token.trim().to_owned())
 }
 
+/// Returns true when the `authorization` entry claims a bearer token (the scheme name read
+/// case-insensitively, RFC 9110 §11.1), well-formed or not: the calls that `--client-ca` puts
+/// behind a client certificate. A patient's code upload and a decoy claim none.
+pub fn claims_bearer_token<T>(request: &Request<T>) -> bool {
+    request
+        .metadata()
+        .get_all("authorization")
+        .iter()
+        .any(|value| {
+            let bytes = value.as_bytes();
+            bytes.len() >= 6 && bytes[..6].eq_ignore_ascii_case(b"bearer")
+        })
+}
+
 /// Returns the credential of the `authorization` entry.
 fn credential<T>(request: &Request<T>) -> Credential {
     if let Some(token) = bearer_token(request) {
@@ -365,14 +401,20 @@ impl KeyUpload for KeyUploadService {
             self.decoy(request.into_inner()).await
         } else {
             let credential = credential(&request);
+            // Decoys imitate a phone's code upload: only those latencies are their model (an
+            // authority's uploads of 30 keys over a fast link would make decoys stand out).
+            let imitated = matches!(credential, Credential::Code(_));
             let client = request
                 .extensions()
                 .get::<crate::tls::PeerInfo>()
                 .and_then(|peer| peer.remote_ip)
                 .or_else(|| request.remote_addr().map(|address| address.ip()));
             let result = self.upload(credential, client, request.into_inner()).await;
-            if result.is_ok() {
-                self.decoys.record(started.elapsed());
+            if imitated
+                && result.is_ok()
+                && let Some(latencies) = self.decoys.record(started.elapsed())
+            {
+                self.save_decoy_latencies(latencies);
             }
             result
         };

@@ -13,6 +13,23 @@ const DAY_SECONDS: u64 = 86_400;
 const GAEN_INTERVAL_SECONDS: u64 = 600;
 /// Bluezone v3's default number of rolling identifiers a day (one every 15 minutes).
 pub const DEFAULT_SUB_KEYS_PER_DAY: u32 = 96;
+/// The highest `sub_keys_per_day` the `--bluezone-sub-keys-per-day` setting may allow: one
+/// identifier a minute. It keeps a Bluezone key's expansion within a static key's, so the
+/// bound below does not depend on the setting.
+pub const MAX_BLUEZONE_SUB_KEYS_PER_DAY: u32 = 1440;
+/// The most elements (tags) one valid key expands into, whatever the settings: a static key's
+/// longest window (1,441 slots of 900 s), above a Bluezone key's 1,440 and a GAEN key's 144.
+/// One upload therefore expands into at most `max_keys_per_upload` × this (43,230 at the
+/// default 30 keys), and a batch cap at least this large always fits any one key.
+pub const MAX_ELEMENTS_PER_KEY: u64 = {
+    let bluezone = MAX_BLUEZONE_SUB_KEYS_PER_DAY as u64;
+    if bluezone > matcher::MAX_STATIC_ELEMENTS {
+        bluezone
+    } else {
+        matcher::MAX_STATIC_ELEMENTS
+    }
+};
+const _: () = assert!(MAX_ELEMENTS_PER_KEY >= matcher::scheme::GAEN_MAX_ROLLING_PERIOD as u64);
 /// The highest transmission risk level of the GAEN scheme.
 const MAX_TRANSMISSION_RISK: u32 = 8;
 /// Longest accepted upload id, in bytes.
@@ -39,15 +56,18 @@ impl Violation {
     }
 }
 
-/// The clock-relative limits that validation applies.
+/// The clock-relative limits and the settings that validation applies.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub struct Limits<'a> {
     /// Unix seconds now.
     pub now: u64,
     /// Keys that stopped being valid more than this many days ago are refused.
     pub max_key_age_days: u32,
     /// Most keys in one upload.
     pub max_keys_per_upload: u32,
+    /// The Bluezone `sub_keys_per_day` values accepted (`--bluezone-sub-keys-per-day`), each a
+    /// divisor of 86,400 of at most [`MAX_BLUEZONE_SUB_KEYS_PER_DAY`].
+    pub bluezone_sub_keys_per_day: &'a [u32],
 }
 
 /// One key that passed validation.
@@ -91,13 +111,41 @@ pub fn is_valid_region(region: &str) -> bool {
     }
 }
 
+/// Whether an upload must name its region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RegionRule {
+    /// A token upload: the region says where the keys go.
+    Required,
+    /// A decoy: a phone's code upload may leave the region empty (DESIGN §12, the code holds
+    /// it), so the decoy that imitates one may too.
+    MayBeEmpty,
+}
+
 /// Checks every rule of an upload; returns the valid upload or every violation found.
 pub fn validate_upload(
     request: &UploadDiagnosisKeysRequest,
-    limits: Limits,
+    limits: Limits<'_>,
+) -> Result<ValidUpload, Vec<Violation>> {
+    validate(request, limits, RegionRule::Required)
+}
+
+/// Checks a decoy's shape: every rule of an upload, but the region may be empty, as a code
+/// upload's may.
+pub fn validate_decoy(
+    request: &UploadDiagnosisKeysRequest,
+    limits: Limits<'_>,
+) -> Result<ValidUpload, Vec<Violation>> {
+    validate(request, limits, RegionRule::MayBeEmpty)
+}
+
+fn validate(
+    request: &UploadDiagnosisKeysRequest,
+    limits: Limits<'_>,
+    region_rule: RegionRule,
 ) -> Result<ValidUpload, Vec<Violation>> {
     let mut violations = Vec::new();
-    if !is_valid_region(&request.region) {
+    let region_omitted = region_rule == RegionRule::MayBeEmpty && request.region.is_empty();
+    if !region_omitted && !is_valid_region(&request.region) {
         violations.push(Violation::new(
             "region",
             "must match ^[A-Z]{2}(-[A-Z0-9]{1,3})?$, e.g. VN-TB",
@@ -147,6 +195,19 @@ pub fn validate_upload(
             Err(mut key_violations) => violations.append(&mut key_violations),
         }
     }
+    // The bound on one upload's expansion, which the publisher's memory relies on. Each key
+    // is within MAX_ELEMENTS_PER_KEY under any setting the server starts with, so this only
+    // fires for limits built by hand; it is checked anyway, being cheap.
+    let elements: u64 = keys.iter().map(|valid| valid.key.element_count()).sum();
+    let most_elements = u64::from(limits.max_keys_per_upload) * MAX_ELEMENTS_PER_KEY;
+    if elements > most_elements {
+        violations.push(Violation::new(
+            "keys",
+            format!(
+                "the keys expand into {elements} identifiers, more than the {most_elements} one upload may hold"
+            ),
+        ));
+    }
     if !violations.is_empty() {
         return Err(violations);
     }
@@ -176,7 +237,7 @@ fn request_digest(request: &UploadDiagnosisKeysRequest) -> [u8; 32] {
 fn validate_key(
     key: &DiagnosisKey,
     field: &str,
-    limits: Limits,
+    limits: Limits<'_>,
 ) -> Result<ValidKey, Vec<Violation>> {
     let mut violations = Vec::new();
     if key.transmission_risk_level > MAX_TRANSMISSION_RISK {
@@ -226,7 +287,7 @@ fn validate_key(
 
 type Checked = Result<(diagnosis_key::Key, matcher::DiagnosisKey), Vec<Violation>>;
 
-fn validate_gaen(gaen: &GaenKey, field: &str, limits: Limits) -> Checked {
+fn validate_gaen(gaen: &GaenKey, field: &str, limits: Limits<'_>) -> Checked {
     let mut violations = Vec::new();
     let key_data: Option<[u8; 16]> = gaen.key_data.as_slice().try_into().ok();
     if key_data.is_none() {
@@ -278,7 +339,7 @@ fn validate_gaen(gaen: &GaenKey, field: &str, limits: Limits) -> Checked {
     }
 }
 
-fn validate_bluezone(bluezone: &BluezoneKey, field: &str, limits: Limits) -> Checked {
+fn validate_bluezone(bluezone: &BluezoneKey, field: &str, limits: Limits<'_>) -> Checked {
     let mut violations = Vec::new();
     let daily_key: Option<[u8; 32]> = bluezone.daily_key.as_slice().try_into().ok();
     if daily_key.is_none() {
@@ -304,10 +365,13 @@ fn validate_bluezone(bluezone: &BluezoneKey, field: &str, limits: Limits) -> Che
         0 => DEFAULT_SUB_KEYS_PER_DAY,
         given => given,
     };
-    if 86_400 % sub_keys_per_day != 0 {
+    if !limits.bluezone_sub_keys_per_day.contains(&sub_keys_per_day) {
         violations.push(Violation::new(
             format!("{field}.sub_keys_per_day"),
-            format!("must divide 86400, got {sub_keys_per_day}"),
+            format!(
+                "must be one of {:?} (0 means {DEFAULT_SUB_KEYS_PER_DAY}), got {sub_keys_per_day}",
+                limits.bluezone_sub_keys_per_day
+            ),
         ));
     }
     let day_start = day * DAY_SECONDS;
@@ -340,7 +404,7 @@ fn validate_bluezone(bluezone: &BluezoneKey, field: &str, limits: Limits) -> Che
     }
 }
 
-fn validate_static(static_id: &StaticIdentifier, field: &str, limits: Limits) -> Checked {
+fn validate_static(static_id: &StaticIdentifier, field: &str, limits: Limits<'_>) -> Checked {
     let mut violations = Vec::new();
     if !(1..=32).contains(&static_id.identifier.len()) {
         violations.push(Violation::new(
@@ -416,5 +480,82 @@ fn check_window(
             format!("{field}.contagious_until"),
             format!("must be {where_} (not after {})", bounds.1),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_768_046_400;
+
+    fn full_day_bluezone(byte: u8, sub_keys_per_day: u32) -> DiagnosisKey {
+        let day = NOW / DAY_SECONDS - 1;
+        DiagnosisKey {
+            key: Some(diagnosis_key::Key::Bluezone(BluezoneKey {
+                daily_key: vec![byte; 32],
+                day_number: day as u32,
+                sub_keys_per_day,
+                contagious_from: day * DAY_SECONDS,
+                contagious_until: (day + 1) * DAY_SECONDS,
+            })),
+            transmission_risk_level: 0,
+        }
+    }
+
+    fn request(keys: Vec<DiagnosisKey>) -> UploadDiagnosisKeysRequest {
+        UploadDiagnosisKeysRequest {
+            region: "VN-TB".into(),
+            upload_id: "u".into(),
+            keys,
+            report_type: ReportType::ConfirmedTest as i32,
+            padding: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_upload_expanding_past_the_bound_is_refused_even_under_hand_made_limits() {
+        // 30 keys of one identifier a second: 2,592,000 elements, the attack of issue 18.
+        let keys = (0..30)
+            .map(|byte| full_day_bluezone(byte, 86_400))
+            .collect();
+        let limits = Limits {
+            now: NOW,
+            max_key_age_days: 14,
+            max_keys_per_upload: 30,
+            bluezone_sub_keys_per_day: &[86_400],
+        };
+        let violations = validate_upload(&request(keys), limits).expect_err("refused");
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].field, "keys");
+        assert!(
+            violations[0].description.contains("2592000"),
+            "{violations:?}"
+        );
+        assert!(
+            violations[0].description.contains("43230"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn only_the_configured_sub_keys_per_day_are_accepted() {
+        let limits = Limits {
+            now: NOW,
+            max_key_age_days: 14,
+            max_keys_per_upload: 30,
+            bluezone_sub_keys_per_day: &[96, 48],
+        };
+        for accepted in [0, 96, 48] {
+            assert!(
+                validate_upload(&request(vec![full_day_bluezone(1, accepted)]), limits).is_ok(),
+                "{accepted}"
+            );
+        }
+        for refused in [1440, 86_400, 7] {
+            let violations = validate_upload(&request(vec![full_day_bluezone(1, refused)]), limits)
+                .expect_err("refused");
+            assert_eq!(violations[0].field, "keys[0].bluezone.sub_keys_per_day");
+        }
     }
 }

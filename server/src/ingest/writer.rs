@@ -179,6 +179,10 @@ struct GroupWriter<'a> {
     stored_schemes: Vec<&'static str>,
     /// Codes consumed by this group, so a second upload with one in the same group fails.
     consumed_codes: HashSet<[u8; 32]>,
+    /// The store's credential lock, taken at the group's first code upload and held until its
+    /// write is durable, so an authority revoked meanwhile cannot have a code consumed after
+    /// its revocation voided the code.
+    credentials: Option<std::sync::MutexGuard<'a, ()>>,
 }
 
 impl<'a> GroupWriter<'a> {
@@ -193,6 +197,7 @@ impl<'a> GroupWriter<'a> {
             replies: Vec::new(),
             stored_schemes: Vec::new(),
             consumed_codes: HashSet::new(),
+            credentials: None,
         }
     }
 
@@ -218,6 +223,10 @@ impl<'a> GroupWriter<'a> {
                 UploadOutcome::Conflict if job.code_hash.is_some() => UploadOutcome::CodeRejected,
                 outcome => outcome,
             });
+        }
+        if job.code_hash.is_some() && self.credentials.is_none() {
+            let store: &'a Store = self.store;
+            self.credentials = Some(store.lock_credentials());
         }
         let code = match &job.code_hash {
             Some(hash) => match self.usable_code(hash, job.now)? {
@@ -280,7 +289,8 @@ impl<'a> GroupWriter<'a> {
     }
 
     /// Returns the code under `hash` if it may still upload: known, unused (also within this
-    /// group) and not expired.
+    /// group), not expired, and issued by an authority that is still active (a revocation
+    /// voids its unused codes; this also covers codes of one revoked before that was so).
     fn usable_code(
         &self,
         hash: &[u8; 32],
@@ -289,10 +299,17 @@ impl<'a> GroupWriter<'a> {
         if self.consumed_codes.contains(hash) {
             return Ok(None);
         }
-        Ok(self
+        let Some(code) = self
             .store
             .code(hash)?
-            .filter(|code| code.consumed_at == 0 && code.expires_at >= now))
+            .filter(|code| code.consumed_at == 0 && code.expires_at >= now)
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .active_authority(&code.authority_id)?
+            .map(|_| code))
     }
 
     fn earlier_upload(&self, upload_key: &[u8]) -> Result<Option<StoredUpload>, StorageError> {

@@ -2,9 +2,12 @@
 //! batches listing the hourly sequences they supersede, so a phone that was away downloads a
 //! file or two per day instead of 24. Keys withdrawn since are left out.
 //!
-//! A day whose hourly batches hold more than `max_keys_per_batch` keys is rolled up as several
-//! daily batches, split along hourly batches (each daily batch supersedes exactly the hourly
-//! batches whose keys it holds), so one commit stays bounded as it does for hourly batches.
+//! A day whose hourly batches hold more than `max_keys_per_batch` keys or
+//! `max_elements_per_batch` elements is rolled up as several daily batches, split along hourly
+//! batches (each daily batch supersedes exactly the hourly batches whose keys it holds), so one
+//! commit, and the publisher's memory, stay bounded as they do for hourly batches. An hourly
+//! batch is within both budgets itself (one published before the element budget existed may
+//! not be, and then forms a part alone).
 //! A per-region cursor of the last hourly sequence rolled up commits with each daily batch:
 //! after a crash midway through a day, the next run continues with the next part.
 
@@ -72,27 +75,41 @@ impl Publisher {
     }
 
     /// Groups a day's hourly batches, in order, into parts of at most `max_keys_per_batch`
-    /// keys (an hourly batch is never split, and holds at most that many keys itself);
-    /// returns each part's hourly batches and key sequences. A day with no batch left gives
-    /// no part.
+    /// keys and `max_elements_per_batch` elements (an hourly batch is never split, and is
+    /// within both itself); returns each part's hourly batches and key sequences. A day with
+    /// no batch left gives no part.
     fn split_day(
         &self,
         region: &str,
         hourly: Vec<BatchInfo>,
     ) -> Result<Vec<RollUpPart>, PublishError> {
-        let limit = self.settings.max_keys_per_batch.max(1);
+        let max_keys = self.settings.max_keys_per_batch.max(1);
+        let max_elements = self.settings.max_elements_per_batch.max(1);
         let mut parts: Vec<RollUpPart> = Vec::new();
+        // Elements of the last part; counted from the keys still held (withdrawn ones drop out).
+        let mut part_elements = 0;
         for info in hourly {
             let sequences = match self.store.batch(region, info.sequence)? {
                 Some(record) => record.key_sequences,
                 None => Vec::new(),
             };
+            let mut elements = 0;
+            for (_, key) in self.store.keys(&sequences)? {
+                elements += key.matcher_key()?.element_count();
+            }
             match parts.last_mut() {
-                Some((infos, keys)) if keys.len() + sequences.len() <= limit => {
+                Some((infos, keys))
+                    if keys.len() + sequences.len() <= max_keys
+                        && part_elements + elements <= max_elements =>
+                {
                     infos.push(info);
                     keys.extend(sequences);
+                    part_elements += elements;
                 }
-                _ => parts.push((vec![info], sequences)),
+                _ => {
+                    parts.push((vec![info], sequences));
+                    part_elements = elements;
+                }
             }
         }
         Ok(parts)

@@ -1,10 +1,29 @@
 //! Hourly batches: the keys whose embargo has ended and that are not yet published, one batch
-//! per region.
+//! per region, or several when the region's release passes one batch's budget.
+//!
+//! The budget is `max_keys_per_batch` keys and `max_elements_per_batch` elements. Keys are read
+//! a page at a time and counted by the elements they expand into (without expanding them), and a
+//! region's batch is built and committed as soon as the next key would pass its budget. So the
+//! publisher holds at most one batch's elements in memory, plus the unexpanded keys of at most
+//! one batch per region, however large the backlog (issue 18: a backlog of keys of one identifier
+//! a second once needed ~17 GB).
 
 use std::collections::BTreeMap;
 
 use super::{BatchPlan, PublishError, PublishReport, Publisher};
 use crate::storage::records::StoredKey;
+
+/// Keys read from the store at once.
+const READ_PAGE: usize = 1024;
+
+/// The keys of one region gathered for its next batch.
+#[derive(Default)]
+struct Gathered {
+    /// Keys with their ingest sequences, in release order.
+    keys: Vec<(u64, StoredKey)>,
+    /// Elements they expand into, before deduplication.
+    elements: u64,
+}
 
 impl Publisher {
     /// Publishes every releasable key.
@@ -13,38 +32,58 @@ impl Publisher {
         now: u64,
         report: &mut PublishReport,
     ) -> Result<(), PublishError> {
-        let sequences = self.store.releasable(now)?;
-        let mut by_region: BTreeMap<String, Vec<(u64, StoredKey)>> = BTreeMap::new();
-        for (sequence, key) in self.store.keys(&sequences)? {
-            by_region
-                .entry(key.region.clone())
-                .or_default()
-                .push((sequence, key));
-        }
-        let store = &self.store;
-        for (region, keys) in by_region {
-            // A backlog larger than one batch goes out as several, each its own atomic commit.
-            for keys in keys.chunks(self.settings.max_keys_per_batch.max(1)) {
-                if self.stopping() {
-                    return Ok(());
+        let max_keys = self.settings.max_keys_per_batch.max(1);
+        let max_elements = self.settings.max_elements_per_batch.max(1);
+        let mut gathered: BTreeMap<String, Gathered> = BTreeMap::new();
+        for page in self.store.releasable(now)?.chunks(READ_PAGE) {
+            for (sequence, key) in self.store.keys(page)? {
+                let elements = key.matcher_key()?.element_count();
+                let batch = gathered.entry(key.region.clone()).or_default();
+                let full = batch.keys.len() >= max_keys || batch.elements + elements > max_elements;
+                if full && !batch.keys.is_empty() {
+                    let keys = std::mem::take(batch).keys;
+                    if self.stopping() {
+                        return Ok(());
+                    }
+                    self.commit_hourly(&key.region, keys, now, report)?;
                 }
-                let published = self.build_and_commit(
-                    &region,
-                    BatchPlan::hourly(),
-                    keys.to_vec(),
-                    now,
-                    |write, keys| {
-                        for (sequence, key) in keys {
-                            store.mark_published(write, *sequence, key.release_at);
-                        }
-                    },
-                )?;
-                if let Some(committed) = published {
-                    report.hourly_batches += 1;
-                    report.keys_published += committed.keys;
-                    report.gaen_files += committed.gaen_files;
-                }
+                let batch = gathered.entry(key.region.clone()).or_default();
+                batch.elements += elements;
+                batch.keys.push((sequence, key));
             }
+        }
+        for (region, batch) in gathered {
+            if batch.keys.is_empty() {
+                continue;
+            }
+            if self.stopping() {
+                return Ok(());
+            }
+            self.commit_hourly(&region, batch.keys, now, report)?;
+        }
+        Ok(())
+    }
+
+    /// Builds and commits one hourly batch of `region` from `keys` (within one batch's budget),
+    /// with the keys' "published" marks in the same write.
+    fn commit_hourly(
+        &self,
+        region: &str,
+        keys: Vec<(u64, StoredKey)>,
+        now: u64,
+        report: &mut PublishReport,
+    ) -> Result<(), PublishError> {
+        let store = &self.store;
+        let published =
+            self.build_and_commit(region, BatchPlan::hourly(), keys, now, |write, keys| {
+                for (sequence, key) in keys {
+                    store.mark_published(write, *sequence, key.release_at);
+                }
+            })?;
+        if let Some(committed) = published {
+            report.hourly_batches += 1;
+            report.keys_published += committed.keys;
+            report.gaen_files += committed.gaen_files;
         }
         Ok(())
     }

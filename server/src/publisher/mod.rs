@@ -59,8 +59,10 @@ pub struct PublishSettings {
     pub retention: Duration,
     /// Threads of the publisher's own rayon pool.
     pub threads: usize,
-    /// Most keys in one hourly batch.
+    /// Most keys in one batch.
     pub max_keys_per_batch: usize,
+    /// Most elements (before deduplication) in one batch; a larger release is split.
+    pub max_elements_per_batch: u64,
     /// GAEN export files; `None` publishes filter batches only.
     pub gaen: Option<GaenSettings>,
 }
@@ -75,6 +77,7 @@ impl PublishSettings {
             retention: config.retention(),
             threads: config.publish_threads as usize,
             max_keys_per_batch: config.max_keys_per_batch as usize,
+            max_elements_per_batch: config.max_elements_per_batch,
             gaen: config.gaen_export.then(|| GaenSettings {
                 key_id: config.gaen_key_id.clone(),
                 min_records: config.gaen_min_records as usize,

@@ -103,9 +103,29 @@ impl Store {
         Ok(authorities)
     }
 
-    /// Revokes the token of the authority with `id`; returns false when no such authority
-    /// exists or it was already revoked.
+    /// Returns the authority with `id` if it exists and is not revoked: a code upload's issuer
+    /// must still be one (DESIGN §12).
+    pub fn active_authority(&self, id: &str) -> Result<Option<Authority>, StorageError> {
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_AUTHORITIES), IteratorMode::Start)
+        {
+            let (_, value) = entry?;
+            let authority: Authority = decode_record(&value, CF_AUTHORITIES)?;
+            if authority.id == id && authority.revoked_at == 0 {
+                return Ok(Some(authority));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Revokes the token of the authority with `id` and voids its unused upload codes in the
+    /// same synced write (DESIGN §12); returns false when no such authority exists or it was
+    /// already revoked.
     pub fn revoke_authority(&self, id: &str, now: u64) -> Result<bool, StorageError> {
+        // Under the credential lock, so no group of code uploads checks a code of this
+        // authority before this write and consumes it after.
+        let _credentials = self.lock_credentials();
         for entry in self
             .db()
             .iterator_cf(self.cf(CF_AUTHORITIES), IteratorMode::Start)
@@ -120,7 +140,9 @@ impl Store {
                     key,
                     prost::Message::encode_to_vec(&authority),
                 );
+                let voided = self.void_unused_codes(&mut batch, id)?;
                 self.write_synced(batch)?;
+                tracing::info!(authority = %id, codes_voided = voided, "authority revoked");
                 return Ok(true);
             }
         }

@@ -25,6 +25,29 @@ impl Store {
         }
     }
 
+    /// Adds the deletion of every unused code issued by `authority_id` to `batch` (its
+    /// revocation voids them); returns how many. Used codes stay, so a retry of the upload
+    /// that consumed one still gets its first answer.
+    pub(crate) fn void_unused_codes(
+        &self,
+        batch: &mut WriteBatch,
+        authority_id: &str,
+    ) -> Result<usize, StorageError> {
+        let mut voided = 0;
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_CODES), IteratorMode::Start)
+        {
+            let (key, value) = entry?;
+            let code: StoredCode = decode_record(&value, CF_CODES)?;
+            if code.authority_id == authority_id && code.consumed_at == 0 {
+                batch.delete_cf(self.cf(CF_CODES), key);
+                voided += 1;
+            }
+        }
+        Ok(voided)
+    }
+
     /// Adds the deletion of every code that expired before `now` to `batch`; returns how many.
     pub(crate) fn delete_codes_expired_before(
         &self,

@@ -228,3 +228,42 @@ impl Store {
         );
     }
 }
+
+/// Meta key of the recent code-upload latencies that decoys imitate.
+const DECOY_LATENCIES: &str = "decoy_latencies";
+
+impl Store {
+    /// Returns the code-upload latencies last saved (see [`crate::ingest::decoy`]), so decoys
+    /// after a restart keep imitating real uploads; empty when none were saved.
+    pub fn decoy_latencies(&self) -> Result<Vec<std::time::Duration>, StorageError> {
+        let Some(value) = self.db().get_pinned_cf(self.cf(CF_META), DECOY_LATENCIES)? else {
+            return Ok(Vec::new());
+        };
+        Ok(value
+            .chunks_exact(4)
+            .map(|micros| {
+                let micros = u32::from_le_bytes([micros[0], micros[1], micros[2], micros[3]]);
+                std::time::Duration::from_micros(u64::from(micros))
+            })
+            .collect())
+    }
+
+    /// Saves code-upload latencies (microseconds, u32 little-endian each, saturating at
+    /// about 71 minutes).
+    pub fn put_decoy_latencies(
+        &self,
+        latencies: &[std::time::Duration],
+    ) -> Result<(), StorageError> {
+        let bytes: Vec<u8> = latencies
+            .iter()
+            .flat_map(|latency| {
+                u32::try_from(latency.as_micros())
+                    .unwrap_or(u32::MAX)
+                    .to_le_bytes()
+            })
+            .collect();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), DECOY_LATENCIES, bytes);
+        self.write_synced(batch)
+    }
+}

@@ -86,6 +86,11 @@ pub struct Store {
     /// Serializes the writers whose read-check-write sequences must not interleave: the ingest
     /// writer's revocations and the publisher's commits (a revoked key must never be published).
     commit_lock: Arc<Mutex<()>>,
+    /// Serializes an authority's revocation with the ingest writer's groups of code uploads:
+    /// a code is checked (and its issuer found active) and consumed under it, and a
+    /// revocation voids the authority's unused codes under it, so no code of a revoked
+    /// authority uploads after the revocation's write.
+    credential_lock: Arc<Mutex<()>>,
     /// Folder for the sorted files that bulk-load confirm digests (see `confirm`).
     ingest_dir: PathBuf,
     /// False from a failed synced write until one succeeds again (disk full, I/O error); the
@@ -128,6 +133,7 @@ impl Store {
         let store = Self {
             db: Arc::new(db),
             commit_lock: Arc::new(Mutex::new(())),
+            credential_lock: Arc::new(Mutex::new(())),
             ingest_dir,
             writable: Arc::new(AtomicBool::new(true)),
             outbox_next: Arc::new(AtomicU64::new(0)),
@@ -152,6 +158,7 @@ impl Store {
         Ok(Self {
             db: Arc::new(db),
             commit_lock: Arc::new(Mutex::new(())),
+            credential_lock: Arc::new(Mutex::new(())),
             ingest_dir: data_dir.join("ingest"),
             writable: Arc::new(AtomicBool::new(false)),
             outbox_next: Arc::new(AtomicU64::new(0)),
@@ -182,6 +189,14 @@ impl Store {
         // A panic while holding the lock leaves no partial write behind (writes are atomic
         // WriteBatches), so a poisoned lock is safe to take over.
         self.commit_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the credential lock (see the field's documentation).
+    pub(crate) fn lock_credentials(&self) -> MutexGuard<'_, ()> {
+        // As for the commit lock: writes are atomic, so a poisoned lock is safe to take over.
+        self.credential_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -148,8 +148,8 @@ impl Connected for ServerIo {
 }
 
 /// Lets through a call whose connection presented a client certificate that verified against
-/// `--client-ca`; refuses any other with UNAUTHENTICATED. The upload service runs behind it
-/// when `--client-ca` is set.
+/// `--client-ca`; refuses any other with UNAUTHENTICATED. The upload service's bearer-token
+/// calls run behind it when `--client-ca` is set.
 #[allow(clippy::result_large_err, reason = "tonic's interceptor signature")]
 pub fn require_client_certificate(
     request: tonic::Request<()>,
@@ -162,7 +162,7 @@ pub fn require_client_certificate(
         Ok(request)
     } else {
         Err(tonic::Status::unauthenticated(
-            "uploads need a TLS client certificate signed by the server's --client-ca",
+            "calls with a bearer token need a TLS client certificate signed by the server's --client-ca",
         ))
     }
 }
