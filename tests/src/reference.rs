@@ -7,7 +7,7 @@
 //! `tests/vectors/gaen-rpi.tsv`.
 
 use aes::Aes128;
-use aes::cipher::{BlockEncrypt as _, KeyInit as _, generic_array::GenericArray};
+use aes::cipher::{BlockEncrypt as _, KeyInit as _};
 use exposure_proto::v1::{DiagnosisKey, diagnosis_key};
 use hkdf::Hkdf;
 use sha2::{Digest as _, Sha256};
@@ -82,8 +82,8 @@ pub fn gaen_rpi(rpik: &[u8; 16], interval: u32) -> [u8; 16] {
     let mut block = [0u8; 16];
     block[..6].copy_from_slice(b"EN-RPI");
     block[12..].copy_from_slice(&interval.to_le_bytes());
-    let mut block = GenericArray::from(block);
-    Aes128::new(&GenericArray::from(*rpik)).encrypt_block(&mut block);
+    let mut block = aes::Block::from(block);
+    Aes128::new(&(*rpik).into()).encrypt_block(&mut block);
     block.into()
 }
 

@@ -14,7 +14,7 @@ use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
 use exposure_server::admin::{AuthorityCommand, DataDir};
 use exposure_server::{Clock, storage::Store};
 use exposure_tests::fixtures::{self, confirmed, download, gaen};
-use exposure_tests::reference::{self, filter_key};
+use exposure_tests::reference;
 use exposure_tests::{REGION, TEST_NOW, TestServer, test_config};
 
 const TODAY: u64 = TEST_NOW / 86_400;

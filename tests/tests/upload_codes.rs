@@ -13,7 +13,7 @@ use exposure_proto::v1::{
 use exposure_server::Clock;
 use exposure_server::storage::Store;
 use exposure_tests::fixtures::{self, confirmed, gaen, key16};
-use exposure_tests::reference::{self, filter_key};
+use exposure_tests::reference;
 use exposure_tests::{REGION, TEST_NOW, TestServer};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
