@@ -1,5 +1,5 @@
 //! The published vectors: DESIGN §3 and the Google/Apple GAEN v1.2 RPIs in
-//! `shared/vectors/gaen-rpi.tsv`, through the library API.
+//! `tests/vectors/gaen-rpi.tsv` (the repository's copy), through the library API.
 
 #![allow(clippy::unwrap_used)]
 

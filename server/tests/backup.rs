@@ -108,9 +108,29 @@ fn start_and_publish() -> Published {
     }
 }
 
-/// Waits for the next second, so the next backup gets a new name.
-fn next_second() {
-    std::thread::sleep(Duration::from_millis(1100));
+/// Waits until a backup made now gets a name after `previous`'s (names are UTC seconds), so
+/// the next backup is a new folder; polls the clock instead of sleeping a fixed second.
+fn wait_for_a_name_after(previous: &Path) {
+    let previous = previous
+        .file_name()
+        .and_then(|name| name.to_str())
+        .expect("a backup folder name")
+        .to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        if exposure_server::backup::backup_name(now) > previous {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock did not pass the second of backup {previous}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -138,7 +158,7 @@ fn incremental_backups_of_a_running_server_restore_into_a_private_store() {
     let verified = stdout_of(&run(&["backup", "--verify", path_str(&uploaded)]));
     assert!(verified.starts_with("ok "), "{verified}");
 
-    next_second();
+    wait_for_a_name_after(&first);
     assert_eq!(
         runtime.block_on(common::upload_one(&server.url, &token, 2)),
         tonic::Code::Ok
@@ -161,7 +181,7 @@ fn incremental_backups_of_a_running_server_restore_into_a_private_store() {
         "an unchanged file is linked, not copied"
     );
 
-    next_second();
+    wait_for_a_name_after(&second);
     let (third, report) = backup(dir.path(), root.path(), &["--keep", "2"]);
     assert!(report.contains("deleted the old backup"), "{report}");
     assert!(!first.exists() && second.exists() && third.exists());

@@ -4,6 +4,8 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use exposure_proto::v1::ListBatchesRequest;
@@ -43,6 +45,37 @@ fn material(key: &DiagnosisKey) -> Vec<u8> {
     )
 }
 
+/// SIGKILLs `child` once 20 uploads were acknowledged (or after 30 s) and returns how many
+/// were acknowledged at that moment; fails when every one of the `total` uploads had already
+/// been answered, as the kill must land while uploads are in flight.
+async fn kill_while_uploading(
+    child: &mut std::process::Child,
+    acknowledged: &AtomicUsize,
+    total: usize,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acknowledged.load(Ordering::SeqCst) < 20 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let at_kill = acknowledged.load(Ordering::SeqCst);
+    child.kill().expect("SIGKILL");
+    assert!(
+        at_kill < total,
+        "all {total} uploads were answered before the kill: nothing was in flight"
+    );
+    at_kill
+}
+
+/// Checks after the kill that it cut uploads off: some of the `total` never got an answer.
+fn assert_some_cut_off(answered: usize, at_kill: usize, total: usize) {
+    eprintln!("{at_kill} of {total} uploads acknowledged at the kill, {answered} in all");
+    assert!(
+        answered < total,
+        "every one of the {total} uploads was answered ({at_kill} at the kill): the kill came \
+         after the last upload, so nothing was in flight"
+    );
+}
+
 #[test]
 fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -69,7 +102,7 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let acknowledged: Vec<DiagnosisKey> = runtime.block_on(async {
         let client = KeyUploadClient::connect(address).await.expect("connect");
-        let acknowledged_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acknowledged_count = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for index in 0..400u32 {
             let mut client = client.clone();
@@ -90,7 +123,7 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
                 );
                 match client.upload_diagnosis_keys(request).await {
                     Ok(_) => {
-                        acknowledged_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        acknowledged_count.fetch_add(1, Ordering::SeqCst);
                         Some(key)
                     }
                     Err(status) => {
@@ -101,19 +134,15 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
             }));
         }
         // Kill the server while uploads are still in flight, once some have been acknowledged.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while acknowledged_count.load(std::sync::atomic::Ordering::SeqCst) < 20
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        child.kill().expect("SIGKILL");
+        let at_kill = kill_while_uploading(&mut child, &acknowledged_count, tasks.len()).await;
+        let total = tasks.len();
         let mut acknowledged = Vec::new();
         for task in tasks {
             if let Some(key) = task.await.expect("task") {
                 acknowledged.push(key);
             }
         }
+        assert_some_cut_off(acknowledged.len(), at_kill, total);
         acknowledged
     });
     let _ = child.wait();
@@ -240,7 +269,7 @@ fn a_sigkill_among_code_uploads_never_separates_a_consumed_code_from_its_keys() 
                 .into_inner();
             codes.extend(issued.codes.into_iter().map(|code| code.code));
         }
-        let acknowledged_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acknowledged_count = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for (index, code) in codes.iter().enumerate() {
             let mut client = client.clone();
@@ -259,24 +288,20 @@ fn a_sigkill_among_code_uploads_never_separates_a_consumed_code_from_its_keys() 
                 );
                 let stored = client.upload_diagnosis_keys(request).await.is_ok();
                 if stored {
-                    acknowledged_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    acknowledged_count.fetch_add(1, Ordering::SeqCst);
                 }
                 stored.then_some(index)
             }));
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while acknowledged_count.load(std::sync::atomic::Ordering::SeqCst) < 20
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        child.kill().expect("SIGKILL");
+        let at_kill = kill_while_uploading(&mut child, &acknowledged_count, tasks.len()).await;
+        let total = tasks.len();
         let mut acknowledged = HashSet::new();
         for task in tasks {
             if let Some(index) = task.await.expect("task") {
                 acknowledged.insert(index);
             }
         }
+        assert_some_cut_off(acknowledged.len(), at_kill, total);
         (codes, acknowledged)
     });
     let _ = child.wait();

@@ -5,7 +5,9 @@
 pub mod binary;
 pub mod bucket_check;
 pub mod logs;
+pub mod outside;
 pub mod pki;
+pub mod reference;
 pub mod s3;
 pub mod scrape;
 pub mod vectors;
@@ -471,27 +473,6 @@ pub mod fixtures {
         [byte; 16]
     }
 
-    /// Returns the tagged elements a key publishes, computed the way the server does.
-    pub fn elements_of(key: &DiagnosisKey) -> Vec<exposure_matcher::TaggedElement> {
-        let stored = exposure_server::storage::records::StoredKey {
-            key: Some(key.clone()),
-            ..Default::default()
-        };
-        stored
-            .matcher_key()
-            .expect("key converts")
-            .tagged_elements()
-            .expect("key expands")
-    }
-
-    /// Returns the tags a key publishes.
-    pub fn tags_of(key: &DiagnosisKey) -> Vec<exposure_matcher::Tag> {
-        elements_of(key)
-            .into_iter()
-            .map(|element| element.tag)
-            .collect()
-    }
-
     /// Downloads a whole batch file, checking chunk sizes and offsets.
     pub async fn download(client: &mut DistributionClient<Channel>, batch_id: &str) -> Vec<u8> {
         let mut stream = client
@@ -558,22 +539,26 @@ pub mod fixtures {
         bucket
     }
 
-    /// Returns true when the confirm bucket of `tag` holds its exact digest.
+    /// Returns true when the confirm bucket of `tag` holds its exact digest; the digest and its
+    /// prefix are cut by [`crate::reference`], not by the code under test.
     pub async fn confirmed(
         client: &mut DistributionClient<Channel>,
-        tag: &exposure_matcher::Tag,
+        tag: &crate::reference::Tag,
         prefix_bits: u32,
     ) -> bool {
-        let digest = tag.confirm_digest();
-        let bucket = confirm_bucket(client, digest.prefix(prefix_bits), prefix_bits).await;
+        use crate::reference::{bucket, confirm_digest};
+        let digest = confirm_digest(tag);
+        let prefix = bucket(&digest, prefix_bits);
+        let bucket_digests = confirm_bucket(client, prefix, prefix_bits).await;
         assert!(
-            bucket.iter().all(|other| exposure_matcher::ConfirmDigest(
-                other.as_slice().try_into().expect("16 bytes")
-            )
-            .prefix(prefix_bits)
-                == digest.prefix(prefix_bits)),
+            bucket_digests.iter().all(|other| {
+                let other: [u8; 16] = other.as_slice().try_into().expect("16-byte digest");
+                bucket(&other, prefix_bits) == prefix
+            }),
             "every digest of the bucket shares the prefix"
         );
-        bucket.iter().any(|other| other.as_slice() == digest.0)
+        bucket_digests
+            .iter()
+            .any(|other| other.as_slice() == digest)
     }
 }

@@ -31,8 +31,8 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto on a port it picks, or returns `None` (after printing why) when python3 or
-    /// moto is missing.
+    /// Starts moto on a port it picks, or returns `None` when python3 or moto is missing (after
+    /// printing why; under CI it panics instead, see [`crate::outside`]).
     pub async fn start() -> Option<Self> {
         let python = std::env::var("EXPOSURE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let probe = Command::new(&python)
@@ -41,9 +41,10 @@ impl Moto {
         match probe {
             Ok(output) if output.status.success() => {}
             _ => {
-                eprintln!(
-                    "SKIPPED: {python} with moto[server] is missing; install it with \
-                     `python3 -m pip install 'moto[server]'` (.ci/run does)"
+                crate::outside::missing(
+                    &format!("moto, an S3-protocol server ({python} with moto[server])"),
+                    "install python3 (Debian: apt-get install python3 python3-pip), then \
+                     `python3 -m pip install 'moto[server]'`; .ci/run does both",
                 );
                 return None;
             }

@@ -15,13 +15,15 @@ pub struct GaenRow {
     pub j: u32,
     /// `ENIntervalNumber` of the identifier.
     pub interval: u32,
+    /// The RPI, lowercase hex (Google/Apple's value).
+    pub rpi: String,
     /// The tag, lowercase hex.
     pub tag: String,
 }
 
-/// Returns the path of `shared/vectors/gaen-rpi.tsv`, beside the repository checkout.
+/// Returns the path of `tests/vectors/gaen-rpi.tsv`, the repository's copy of the vectors.
 pub fn gaen_vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/gaen-rpi.tsv")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors/gaen-rpi.tsv")
 }
 
 /// Returns the rows of the GAEN vector file; fails with a message naming the missing path.
@@ -29,8 +31,8 @@ pub fn gaen_rows() -> Vec<GaenRow> {
     let path = gaen_vectors_path();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
         panic!(
-            "the official GAEN vectors are missing: cannot read {} ({error}); these tests need \
-             the shared folder (DESIGN.md, vectors/) checked out beside the repository as ../shared",
+            "the official GAEN vectors are missing: cannot read {} ({error}); the file is part \
+             of the repository (tests/vectors/, see its README)",
             path.display()
         )
     });
@@ -43,6 +45,7 @@ pub fn gaen_rows() -> Vec<GaenRow> {
             GaenRow {
                 j: fields[0].parse().expect("j"),
                 interval: fields[1].parse().expect("ENIntervalNumber"),
+                rpi: fields[2].to_owned(),
                 tag: fields[3].to_owned(),
             }
         })
@@ -57,21 +60,4 @@ pub fn tag_bytes(tag_hex: &str) -> [u8; 32] {
         .expect("hex tag")
         .try_into()
         .expect("32-byte tag")
-}
-
-/// Returns DESIGN §3's filter key of a tag: `u64_le(tag[0..8])`.
-pub fn filter_key(tag: &[u8; 32]) -> u64 {
-    u64::from_le_bytes(tag[..8].try_into().expect("8 bytes"))
-}
-
-/// Returns DESIGN §3's confirm digest of a tag: `tag[8..24]`.
-pub fn confirm_digest(tag: &[u8; 32]) -> [u8; 16] {
-    tag[8..24].try_into().expect("16 bytes")
-}
-
-/// Returns the first `bits` bits (at most 32) of `digest`, most significant bit of byte 0 first.
-pub fn digest_prefix(digest: &[u8; 16], bits: u32) -> u32 {
-    assert!((1..=32).contains(&bits), "prefix bits {bits}");
-    let first = u32::from_be_bytes(digest[..4].try_into().expect("4 bytes"));
-    first >> (32 - bits)
 }

@@ -13,7 +13,8 @@ use exposure_proto::v1::{DiagnosisKey, ListBatchesResponse, SigningKey};
 use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
 use exposure_server::admin::{AuthorityCommand, DataDir};
 use exposure_server::{Clock, storage::Store};
-use exposure_tests::fixtures::{self, confirmed, download, gaen, tags_of};
+use exposure_tests::fixtures::{self, confirmed, download, gaen};
+use exposure_tests::reference;
 use exposure_tests::{REGION, TEST_NOW, TestServer, test_config};
 
 const TODAY: u64 = TEST_NOW / 86_400;
@@ -295,7 +296,7 @@ async fn a_backup_under_upload_load_restores_the_same_server() {
     let bits = restored_server.config.confirm_prefix_bits;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     for key in &acknowledged_before {
-        let tag = tags_of(key)[0];
+        let tag = reference::tags(key)[0];
         while !confirmed(&mut restored_distribution, &tag, bits).await {
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use exposure_matcher::ConfirmDigest;
 use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use exposure_proto::v1::{
@@ -33,6 +34,7 @@ use exposure_server::storage::records::StoredKey;
 use exposure_tests::REGION;
 use exposure_tests::binary::{self, ServerProcess};
 use exposure_tests::http_client::HttpClient;
+use exposure_tests::reference;
 use http::StatusCode;
 use prost::Message as _;
 use rand::rngs::StdRng;
@@ -313,16 +315,12 @@ fn check_store(data_dir: &Path, ledger: &Ledger, interval: u32, round: usize) ->
             let Some(stored) = store.key(sequence).expect("key") else {
                 continue;
             };
-            for element in stored
-                .matcher_key()
-                .expect("converts")
-                .tagged_elements()
-                .expect("expands")
-            {
+            // The key's tags from the tests crate's reference implementation, not the server's.
+            let key = stored.key.as_ref().expect("a stored key holds its key");
+            for tag in reference::tags(key) {
+                let digest = ConfirmDigest(reference::confirm_digest(&tag));
                 assert!(
-                    store
-                        .has_digest(REGION, &element.tag.confirm_digest())
-                        .expect("digest lookup"),
+                    store.has_digest(REGION, &digest).expect("digest lookup"),
                     "round {round}: a published element of key {sequence} does not confirm"
                 );
             }
@@ -373,10 +371,23 @@ async fn check_served(server: &ServerProcess, round: usize) {
     let sequences: Vec<u64> = listing.batches.iter().map(|info| info.sequence).collect();
     let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
     assert_eq!(sequences, expected, "round {round}: phones see a gap");
+    // Before the first batch the listener has no index to serve; from then on it must serve
+    // both (every key of the campaign is a GAEN key, so every run also writes an export).
+    let expected = if listing.batches.is_empty() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
     let http = HttpClient::new(&server.http_url);
     let gaen = http
         .get(&format!("/v1/regions/{REGION}/gaen/index.txt"))
         .await;
+    assert_eq!(
+        gaen.status,
+        expected,
+        "round {round}: gaen/index.txt with {} batches listed",
+        listing.batches.len()
+    );
     if gaen.status == StatusCode::OK {
         for line in String::from_utf8_lossy(&gaen.body).lines() {
             let zip = http.get(&format!("/{line}")).await;
@@ -384,6 +395,12 @@ async fn check_served(server: &ServerProcess, round: usize) {
         }
     }
     let index = http.get(&format!("/v1/regions/{REGION}/index")).await;
+    assert_eq!(
+        index.status,
+        expected,
+        "round {round}: the region index with {} batches listed",
+        listing.batches.len()
+    );
     if index.status != StatusCode::OK {
         return;
     }

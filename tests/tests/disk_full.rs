@@ -111,7 +111,10 @@ async fn a_full_disk_refuses_uploads_as_unavailable_and_loses_nothing_acknowledg
     // Larger than RocksDB's 64 MiB write buffer: after a hard "no space" error it resumes by
     // itself only once that much is free again (its SstFileManager polls every 5 s).
     let Some(disk) = SmallDisk::mount(160) else {
-        eprintln!("not run: mounting a tmpfs needs root");
+        exposure_tests::outside::missing(
+            "a 160 MiB tmpfs for the full-disk test (mount -t tmpfs failed)",
+            "run the test as root, where `mount -t tmpfs` works (CI's container does)",
+        );
         return;
     };
     let data_dir = disk.path().join("data");

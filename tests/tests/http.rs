@@ -7,8 +7,9 @@ use exposure_proto::v1::{
     BatchKind, GetConfirmBucketRequest, GetSigningKeysRequest, ListBatchesResponse, RegionIndex,
 };
 use exposure_server::Clock;
-use exposure_tests::fixtures::{self, current_signing_key, download, gaen, key16, tags_of};
+use exposure_tests::fixtures::{self, current_signing_key, download, gaen, key16};
 use exposure_tests::http_client::{Answer, HttpClient};
+use exposure_tests::reference::{self, filter_key};
 use exposure_tests::{REGION, TEST_NOW, TestServer};
 use http::{Method, StatusCode};
 use prost::Message as _;
@@ -107,10 +108,14 @@ async fn every_path_serves_the_bytes_grpc_serves() {
     let (_, public_key) = current_signing_key(&mut grpc).await;
     let batch = BatchFile::parse(&answer.body).expect("batch parses");
     batch.verify(&public_key).expect("signature verifies");
-    assert!(tags_of(&keys[0]).iter().all(|tag| batch.contains(tag)));
+    assert!(
+        reference::tags(&keys[0])
+            .iter()
+            .all(|tag| batch.contains_key(filter_key(tag)))
+    );
 
-    let digest = tags_of(&keys[0])[0].confirm_digest();
-    let prefix = digest.prefix(16);
+    let digest = reference::confirm_digest(&reference::tags(&keys[0])[0]);
+    let prefix = reference::bucket(&digest, 16);
     let answer = http
         .get(&format!("/v1/regions/VN-TB/confirm/16/{prefix}"))
         .await;
@@ -124,7 +129,7 @@ async fn every_path_serves_the_bytes_grpc_serves() {
         .await
         .expect("bucket")
         .into_inner();
-    assert!(bucket.digests.iter().any(|other| other[..] == digest.0));
+    assert!(bucket.digests.iter().any(|other| other[..] == digest));
     assert_eq!(answer.body, bucket.encode_to_vec());
     server.stop().await;
 }

@@ -3,7 +3,8 @@
 
 use exposure_proto::v1::{ReportType, UploadDiagnosisKeysRequest};
 use exposure_server::Clock;
-use exposure_tests::fixtures::{self, confirmed, gaen, key16, tags_of};
+use exposure_tests::fixtures::{self, confirmed, gaen, key16};
+use exposure_tests::reference::{self, filter_key};
 use exposure_tests::{REGION, TEST_NOW, TestServer};
 use tonic::Code;
 
@@ -97,7 +98,7 @@ async fn revocation_stops_confirmation_at_once_and_the_roll_up_leaves_the_key_ou
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
     let mut distribution = server.distribution_client().await;
-    let wrong_tags = tags_of(&wrong);
+    let wrong_tags = reference::tags(&wrong);
     assert!(confirmed(&mut distribution, &wrong_tags[0], 16).await);
 
     // The revocation also names a key the server never held: it is counted nowhere.
@@ -126,7 +127,7 @@ async fn revocation_stops_confirmation_at_once_and_the_roll_up_leaves_the_key_ou
         );
     }
     assert!(
-        confirmed(&mut distribution, &tags_of(&right)[0], 16).await,
+        confirmed(&mut distribution, &reference::tags(&right)[0], 16).await,
         "the other key still is"
     );
 
@@ -139,9 +140,15 @@ async fn revocation_stops_confirmation_at_once_and_the_roll_up_leaves_the_key_ou
     assert_eq!(daily.supersedes, vec![1]);
     let file = fixtures::download(&mut distribution, &daily.batch_id).await;
     let batch = exposure_matcher::BatchFile::parse(&file).expect("parses");
-    assert!(tags_of(&right).iter().all(|tag| batch.contains(tag)));
     assert!(
-        wrong_tags.iter().all(|tag| !batch.contains(tag)),
+        reference::tags(&right)
+            .iter()
+            .all(|tag| batch.contains_key(filter_key(tag)))
+    );
+    assert!(
+        wrong_tags
+            .iter()
+            .all(|tag| !batch.contains_key(filter_key(tag))),
         "the roll-up leaves the revoked key out"
     );
     server.stop().await;
@@ -165,9 +172,9 @@ async fn a_key_still_broadcasting_waits_for_its_embargo() {
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
     let mut distribution = server.distribution_client().await;
-    assert!(confirmed(&mut distribution, &tags_of(&old)[0], 16).await);
+    assert!(confirmed(&mut distribution, &reference::tags(&old)[0], 16).await);
     assert!(
-        !confirmed(&mut distribution, &tags_of(&current)[0], 16).await,
+        !confirmed(&mut distribution, &reference::tags(&current)[0], 16).await,
         "still embargoed"
     );
 
@@ -183,7 +190,7 @@ async fn a_key_still_broadcasting_waits_for_its_embargo() {
         .await;
     assert!(listing.batches.len() >= 2);
     assert!(
-        confirmed(&mut distribution, &tags_of(&current)[0], 16).await,
+        confirmed(&mut distribution, &reference::tags(&current)[0], 16).await,
         "released after the embargo"
     );
     server.stop().await;

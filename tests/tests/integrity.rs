@@ -10,7 +10,8 @@ use exposure_proto::v1::{BatchKind, DiagnosisKey, ReportType};
 use exposure_server::Clock;
 use exposure_server::storage::Store;
 use exposure_server::storage::authorities::new_authority;
-use exposure_tests::fixtures::{self, confirmed, download, gaen, key16, tags_of};
+use exposure_tests::fixtures::{self, confirmed, download, gaen, key16};
+use exposure_tests::reference::{self, filter_key};
 use exposure_tests::{REGION, TEST_NOW, TestServer};
 
 const DAY: u64 = 86_400;
@@ -99,8 +100,11 @@ async fn sequences_of_revoked_keys_are_not_reused_after_a_restart() {
         (&newest, false),
         (&embargoed, false),
     ] {
-        let tags = tags_of(key);
-        let held = tags.iter().filter(|tag| batch.contains(tag)).count();
+        let tags = reference::tags(key);
+        let held = tags
+            .iter()
+            .filter(|tag| batch.contains_key(filter_key(tag)))
+            .count();
         assert_eq!(
             held,
             if expected { tags.len() } else { 0 },
@@ -156,14 +160,14 @@ async fn revoking_one_of_two_overlapping_keys_keeps_the_others_tags_confirmable(
     assert_eq!(answer.keys_revoked, 1);
 
     let mut distribution = server.distribution_client().await;
-    let right_tags = tags_of(&right);
+    let right_tags = reference::tags(&right);
     for tag in &right_tags {
         assert!(
             confirmed(&mut distribution, tag, 16).await,
             "every tag of the remaining key still confirms"
         );
     }
-    for tag in tags_of(&wrong).iter().skip(right_tags.len()) {
+    for tag in reference::tags(&wrong).iter().skip(right_tags.len()) {
         assert!(
             !confirmed(&mut distribution, tag, 16).await,
             "tags only the revoked key produced no longer confirm"
@@ -221,29 +225,29 @@ async fn a_revocation_during_a_long_publish_run_does_not_wait_for_the_run() {
         assert_eq!(answer.keys_accepted, 1);
         latencies.push(started.elapsed());
     }
+    // What shows the uploads did not wait for the run: the run was still publishing when the
+    // last of them was answered (the latencies are printed for the record only; any bound on
+    // them would be a wall-clock assertion that a loaded machine breaks or the 10 s request
+    // timeout makes vacuous).
     let published_meanwhile = server.wait_for_batches(|_| true).await.batches.len();
     assert!(
         published_meanwhile < expected_batches,
         "the uploads were answered while the run was still publishing \
          ({published_meanwhile} of {expected_batches} batches out; latencies {latencies:?})"
     );
-    assert!(
-        latencies
-            .iter()
-            .all(|latency| *latency < Duration::from_secs(20)),
-        "no upload waited anywhere near a deadline: {latencies:?}"
-    );
 
     // The backlog, the withdrawn key's batch without it, and the uploads made meanwhile; a
     // machine busy with other tests may need a while for that many large batches.
     let listing = wait_long_for_batches(&server, expected_batches + 1).await;
     let mut distribution = server.distribution_client().await;
-    let withdrawn_tags = tags_of(&withdrawn);
+    let withdrawn_tags = reference::tags(&withdrawn);
     for info in &listing.batches {
         let file = download(&mut distribution, &info.batch_id).await;
         let batch = BatchFile::parse(&file).expect("parses");
         assert!(
-            withdrawn_tags.iter().all(|tag| !batch.contains(tag)),
+            withdrawn_tags
+                .iter()
+                .all(|tag| !batch.contains_key(filter_key(tag))),
             "no batch holds the withdrawn key (batch {})",
             info.sequence
         );
@@ -374,7 +378,9 @@ async fn a_day_with_more_keys_than_one_batch_is_rolled_up_in_parts() {
         let file = download(&mut distribution, &part.batch_id).await;
         let batch = BatchFile::parse(&file).expect("parses");
         for key in &keys {
-            let inside = tags_of(key).iter().all(|tag| batch.contains(tag));
+            let inside = reference::tags(key)
+                .iter()
+                .all(|tag| batch.contains_key(filter_key(tag)));
             assert_eq!(
                 inside,
                 holds.contains(key),

@@ -5,9 +5,8 @@
 use exposure_matcher::BatchFile;
 use exposure_proto::v1::BatchKind;
 use exposure_server::Clock;
-use exposure_tests::fixtures::{
-    self, confirmed, current_signing_key, download, gaen, key16, tags_of,
-};
+use exposure_tests::fixtures::{self, confirmed, current_signing_key, download, gaen, key16};
+use exposure_tests::reference::{self, filter_key};
 use exposure_tests::{TEST_NOW, TestServer};
 
 const DAY: u64 = 86_400;
@@ -49,10 +48,10 @@ async fn the_daily_roll_up_supersedes_the_days_hourly_batches() {
         .verify(&current_signing_key(&mut distribution).await.1)
         .expect("signed");
     assert!(
-        tags_of(&first)
+        reference::tags(&first)
             .iter()
-            .chain(tags_of(&second).iter())
-            .all(|tag| batch.contains(tag)),
+            .chain(reference::tags(&second).iter())
+            .all(|tag| batch.contains_key(filter_key(tag))),
         "every element of the day"
     );
 
@@ -98,7 +97,7 @@ async fn retention_deletes_keys_batches_and_digests() {
         .wait_for_batches(|listing| listing.batches.len() == 1)
         .await;
     let mut distribution = server.distribution_client().await;
-    assert!(confirmed(&mut distribution, &tags_of(&old)[0], 16).await);
+    assert!(confirmed(&mut distribution, &reference::tags(&old)[0], 16).await);
 
     clock.advance(2 * DAY);
     let after = server
@@ -109,7 +108,7 @@ async fn retention_deletes_keys_batches_and_digests() {
         "the cursor never goes back"
     );
     assert!(
-        !confirmed(&mut distribution, &tags_of(&old)[0], 16).await,
+        !confirmed(&mut distribution, &reference::tags(&old)[0], 16).await,
         "digests are deleted"
     );
     let missing = distribution
@@ -160,7 +159,7 @@ async fn a_restarted_server_keeps_its_state_and_continues_its_sequences() {
         "same signing key"
     );
     assert!(
-        confirmed(&mut distribution, &tags_of(&first)[0], 16).await,
+        confirmed(&mut distribution, &reference::tags(&first)[0], 16).await,
         "digests survive"
     );
 
@@ -435,10 +434,10 @@ async fn a_backlog_larger_than_one_batch_is_published_as_several() {
         .map(|file| BatchFile::parse(file).expect("parses"))
         .collect();
     for key in &keys {
-        let tags = tags_of(key);
+        let tags = reference::tags(key);
         let holding = batches
             .iter()
-            .filter(|batch| tags.iter().all(|tag| batch.contains(tag)))
+            .filter(|batch| tags.iter().all(|tag| batch.contains_key(filter_key(tag))))
             .count();
         assert_eq!(holding, 1, "each key is in exactly one of the batches");
     }

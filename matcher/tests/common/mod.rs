@@ -38,20 +38,17 @@ pub fn elements(count: usize, salt: u64) -> Vec<TaggedElement> {
         .collect()
 }
 
-/// Where the official vectors live: `shared/vectors/` beside the repository checkout
-/// (DESIGN §3), not inside it.
-pub const GAEN_VECTORS_PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/gaen-rpi.tsv"
-);
+/// Where the official vectors live: the repository's one copy, beside the end-to-end tests
+/// (`tests/vectors/`, with a README naming their source).
+pub const GAEN_VECTORS_PATH: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/gaen-rpi.tsv");
 
 /// Returns the Google/Apple GAEN vector file; fails with a message naming the missing path.
 pub fn gaen_vectors() -> String {
     std::fs::read_to_string(GAEN_VECTORS_PATH).unwrap_or_else(|error| {
         panic!(
             "the official GAEN vectors are missing: cannot read {GAEN_VECTORS_PATH} ({error}); \
-             these tests need the shared folder (DESIGN.md, vectors/) checked out beside the \
-             repository as ../shared"
+             the file is part of the repository (tests/vectors/, see its README)"
         )
     })
 }
