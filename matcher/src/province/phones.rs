@@ -145,10 +145,8 @@ impl MatchTally {
 struct Scratch {
     /// Filter keys the plain loop probes.
     filter_keys: Vec<u64>,
-    /// Where each of `filter_keys` comes from in the phone's store.
-    origins: Vec<Origin>,
-    /// The plain loop's store in partition order, before it is read in store order.
-    partition_ordered: Vec<(u64, Origin)>,
+    /// Where each partition's tags start in the plain loop's store in partition order.
+    partition_starts: Vec<usize>,
     /// One phone's run of hashes in one partition.
     run: Vec<u64>,
     hits: Vec<usize>,
@@ -211,7 +209,7 @@ impl MatchTimes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Schedule {
     /// The plain loop: one phone at a time, its filter keys in store order (which jumps across
-    /// the whole filter) hashed and probed with [`FuseView::for_each_hit`], the loop before
+    /// the whole filter) looked up one by one with [`FuseView::contains_key`], the loop before
     /// issue 12.
     Plain,
     /// Partitioned stores, a group of [`PHONES_PER_GROUP`] phones at a time, partition by
@@ -352,8 +350,13 @@ impl ProvincePhones<'_> {
 
     /// Matches one phone's partitioned store with the plain loop: its tags turned back into
     /// filter keys, in an order in which consecutive lookups land anywhere in the filter (as a
-    /// store in observation order has them), hashed and probed with [`FuseView::for_each_hit`];
-    /// then every hit is confirmed.
+    /// store in observation order has them), then looked up one by one with
+    /// [`FuseView::contains_key`]; then every hit is confirmed.
+    ///
+    /// The keys are prepared before the timed loop into the one buffer the loop reads (8 bytes
+    /// a tag, as criterion's plain loop reads one store); where a hit came from is worked out
+    /// from its position afterwards, so the preparation writes nothing else that could push
+    /// the filter out of the caches the loop then reads it from.
     fn match_plain_phone(
         &self,
         config: &ProvinceConfig,
@@ -365,10 +368,9 @@ impl ProvincePhones<'_> {
         let generator = PhoneGenerator::new(config, phone, self);
         let Scratch {
             filter_keys,
-            origins,
-            partition_ordered,
             hits,
             partition_counts: counts,
+            partition_starts: starts,
             planted,
             ..
         } = scratch;
@@ -377,42 +379,31 @@ impl ProvincePhones<'_> {
         counts.resize(1 << bits, 0);
         planted.clear();
         self.draw_store(config, &generator, 0, counts, planted);
-        // The store in partition order, then read with a golden-ratio stride: a permutation in
+        let layout = StoreLayout::new(counts, planted.len(), starts);
+        // The store in partition order, read with a golden-ratio stride: a permutation in
         // which consecutive lookups land far apart, anywhere in the filter, as a store in
         // observation order has them.
+        let len = layout.len();
+        let stride = golden_stride(len);
         let seed = self.filter.descriptor().seed;
-        partition_ordered.clear();
-        for (partition, &count) in counts.iter().enumerate() {
-            partition_ordered.extend((0..count as usize).map(|index| {
-                let hash = generator.stored_hash(partition, index, bits);
-                (
-                    murmur64_finalizer_inverse(hash).wrapping_sub(seed),
-                    Origin::Drawn { partition, index },
-                )
-            }));
-        }
-        partition_ordered.extend(
-            planted
-                .iter()
-                .enumerate()
-                .map(|(index, entry)| (entry.filter_key, Origin::Planted(index))),
-        );
-        let stride = golden_stride(partition_ordered.len());
         filter_keys.clear();
-        origins.clear();
         let mut position = 0;
-        for _ in 0..partition_ordered.len() {
-            let (filter_key, origin) = partition_ordered[position];
-            filter_keys.push(filter_key);
-            origins.push(origin);
-            position = (position + stride) % partition_ordered.len();
+        for _ in 0..len {
+            filter_keys.push(match layout.origin(position) {
+                Origin::Drawn { partition, index } => {
+                    murmur64_finalizer_inverse(generator.stored_hash(partition, index, bits))
+                        .wrapping_sub(seed)
+                }
+                Origin::Planted(entry) => planted[entry].filter_key,
+            });
+            position = (position + stride) % len;
         }
         self.probe_plain(filter_keys, hits, tally, times);
 
         for &index in hits.iter() {
             let hit = StoredHit {
                 member: 0,
-                origin: origins[index],
+                origin: layout.origin(strided_position(index, stride, len)),
             };
             self.confirm_stored_hit(&generator, hit, planted, tally);
         }
@@ -557,7 +548,7 @@ impl ProvincePhones<'_> {
         tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(phone_hits);
     }
 
-    /// Probes `filter_keys` with the plain loop into `hits`, counting the lookups and timing
+    /// Looks up `filter_keys` one by one, the plain loop, into `hits`, counting the lookups and timing
     /// the loop.
     fn probe_plain(
         &self,
@@ -569,8 +560,11 @@ impl ProvincePhones<'_> {
         tally.lookups += filter_keys.len() as u64;
         hits.clear();
         let started = Instant::now();
-        self.filter
-            .for_each_hit(filter_keys, |index| hits.push(index));
+        for (index, &filter_key) in filter_keys.iter().enumerate() {
+            if self.filter.contains_key(filter_key) {
+                hits.push(index);
+            }
+        }
         times.lookups += started.elapsed();
     }
 
@@ -590,6 +584,56 @@ impl ProvincePhones<'_> {
             }
         }
     }
+}
+
+/// A phone's store in partition order: each partition's drawn tags, then the planted ones.
+struct StoreLayout<'a> {
+    /// Position of each partition's first tag, and the drawn tags' total last.
+    starts: &'a [usize],
+    planted: usize,
+}
+
+impl<'a> StoreLayout<'a> {
+    /// Lays out `counts[p]` drawn tags of each partition `p` and `planted` planted ones, with
+    /// `starts` as its buffer.
+    fn new(counts: &[u32], planted: usize, starts: &'a mut Vec<usize>) -> Self {
+        starts.clear();
+        let mut next = 0usize;
+        for &count in counts {
+            starts.push(next);
+            next += count as usize;
+        }
+        starts.push(next);
+        StoreLayout { starts, planted }
+    }
+
+    /// Returns the tags in the store.
+    fn len(&self) -> usize {
+        self.drawn() + self.planted
+    }
+
+    fn drawn(&self) -> usize {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// Returns where the tag at `position` (below [`StoreLayout::len`]) comes from.
+    fn origin(&self, position: usize) -> Origin {
+        if position >= self.drawn() {
+            return Origin::Planted(position - self.drawn());
+        }
+        // The last partition starting at or before the position: it holds the position, as
+        // the next one starts after it.
+        let partition = self.starts.partition_point(|&start| start <= position) - 1;
+        Origin::Drawn {
+            partition,
+            index: position - self.starts[partition],
+        }
+    }
+}
+
+/// Returns the position read at step `step` of a walk from 0 by `stride` modulo `len`.
+fn strided_position(step: usize, stride: usize, len: usize) -> usize {
+    (step as u128 * stride as u128 % len.max(1) as u128) as usize
 }
 
 /// Returns a step coprime with `len` near `len / φ`, so that `i × step mod len` visits every
@@ -857,6 +901,35 @@ mod tests {
                 filter.hash(tag.filter_key()),
                 generator.stored_hash(5, index, 6)
             );
+        }
+    }
+
+    #[test]
+    fn the_store_layout_finds_each_positions_origin() {
+        // Partitions of 2, 0, 3 and 0 drawn tags, then 2 planted ones.
+        let mut starts = Vec::new();
+        let layout = StoreLayout::new(&[2, 0, 3, 0], 2, &mut starts);
+        assert_eq!(layout.len(), 7);
+        let origins: Vec<Origin> = (0..7).map(|position| layout.origin(position)).collect();
+        let drawn = |partition, index| Origin::Drawn { partition, index };
+        assert_eq!(
+            origins,
+            [
+                drawn(0, 0),
+                drawn(0, 1),
+                drawn(2, 0),
+                drawn(2, 1),
+                drawn(2, 2),
+                Origin::Planted(0),
+                Origin::Planted(1),
+            ]
+        );
+        // The walk by a stride reaches the same positions as repeated addition.
+        let (len, stride) = (30_007, golden_stride(30_007));
+        let mut position = 0;
+        for step in 0..len {
+            assert_eq!(strided_position(step, stride, len), position);
+            position = (position + stride) % len;
         }
     }
 

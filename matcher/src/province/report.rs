@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::ProvinceConfig;
+use super::calibration::{PlainLoopCalibration, RatioValidity, ratio_validity};
 use super::day::ProvinceDay;
 use super::phones::{MatchTally, PlantedExposure};
 use super::traffic::{PEAK_PHONE_DAY, PhoneDayLookups};
@@ -86,6 +87,8 @@ pub struct BaselineReport {
     pub partitioned: MatchTime,
     /// Whether both ways counted the same hits, fetches and confirmations.
     pub agrees: bool,
+    /// The plain loop of criterion's phone day, run in this process just before the baseline.
+    pub calibration: PlainLoopCalibration,
 }
 
 impl BaselineReport {
@@ -98,6 +101,15 @@ impl BaselineReport {
                 .lookups
                 .as_secs_f64()
                 .max(f64::MIN_POSITIVE)
+    }
+
+    /// Returns whether the ratios mean what they say: the baseline's time per lookup in its
+    /// loop against the calibrated plain loop's ([`ratio_validity`]).
+    pub fn validity(&self) -> RatioValidity {
+        ratio_validity(
+            self.plain.lookup_ns(self.lookups),
+            self.calibration.ns_per_lookup,
+        )
     }
 
     /// Returns how many times faster matching partitioned stores is end to end, drawing the

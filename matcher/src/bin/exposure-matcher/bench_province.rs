@@ -485,8 +485,9 @@ fn baseline_text(report: &ProvinceReport) -> String {
     let Some(baseline) = &report.baseline else {
         return "not run (--baseline-phones 0)".to_owned();
     };
+    let calibration = &baseline.calibration;
     format!(
-        "first {} phones: plain loop {:.3} s ({}); partitioned stores {:.3} s ({}); lookup loop {:.2}× the plain loop's speed, end to end {:.2}×; {}",
+        "first {} phones: plain loop {:.3} s ({}); partitioned stores {:.3} s ({}); lookup loop {:.2}× the plain loop's speed, end to end {:.2}×; {}; criterion's plain loop in this process: {:.2} ns a lookup (median of {} matches of {} lookups, {} threads at once); {}",
         baseline.phones,
         baseline.plain.wall.as_secs_f64(),
         time_text(&baseline.plain, baseline.lookups),
@@ -498,7 +499,12 @@ fn baseline_text(report: &ProvinceReport) -> String {
             "same hits"
         } else {
             "HITS DIFFER"
-        }
+        },
+        calibration.ns_per_lookup,
+        calibration.matches,
+        calibration.lookups_per_match,
+        calibration.threads,
+        baseline.validity(),
     )
 }
 
@@ -580,6 +586,21 @@ fn json_report(report: &ProvinceReport, counters: &[(MatchRun, Counters)]) -> St
                     ("lookup_speedup", Number(baseline.lookup_speedup())),
                     ("wall_speedup", Number(baseline.wall_speedup())),
                     ("agrees", Bool(baseline.agrees)),
+                    (
+                        "plain_loop_calibration",
+                        Object(vec![
+                            ("threads", count(baseline.calibration.threads)),
+                            (
+                                "lookups_per_match",
+                                count(baseline.calibration.lookups_per_match),
+                            ),
+                            ("matches", count(baseline.calibration.matches)),
+                            ("lookup_ns", Number(baseline.calibration.ns_per_lookup)),
+                        ]),
+                    ),
+                    // Whether the ratios are valid: the plain baseline's `lookup_ns` within
+                    // MAX_BASELINE_DEVIATION of the calibration's.
+                    ("ratio_valid", Bool(baseline.validity().is_valid())),
                 ])
             }),
         ),
