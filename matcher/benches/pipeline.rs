@@ -137,8 +137,8 @@ fn bench_phone_match(criterion: &mut Criterion) {
     let batch = BatchFile::parse(&built).unwrap();
     // A phone's day: 10,000 RPIs heard, 20 of them from published keys, at their broadcast
     // time; `bench-province` calibrates its baseline with the same day and the same loop.
-    let day = BenchmarkPhoneDay::generate(&gaen_keys, OBSERVATIONS, DEFAULT_SLOT_TOLERANCE, 3)
-        .unwrap();
+    let day =
+        BenchmarkPhoneDay::generate(&gaen_keys, OBSERVATIONS, DEFAULT_SLOT_TOLERANCE, 3).unwrap();
     let heard = day.heard();
     let heard_set: HashSet<[u8; 16]> = heard.iter().map(|(rpi, _)| *rpi).collect();
     let store = day.store();

@@ -66,7 +66,7 @@ pub(super) fn calibrate_plain_loop(
 }
 
 /// Returns the median of sorted values (0 for none).
-fn median(sorted: &[f64]) -> f64 {
+pub(super) fn median(sorted: &[f64]) -> f64 {
     match sorted.len() {
         0 => 0.0,
         len if len % 2 == 1 => sorted[len / 2],

@@ -315,10 +315,13 @@ fn run_in_current_pool(
         let cpu_time = cpu::process_cpu_time()
             .zip(started.1)
             .map(|(end, start)| end.saturating_sub(start));
+        let mut unit_ns = times.unit_ns;
+        unit_ns.sort_by(f64::total_cmp);
         let time = MatchTime {
             wall: started.0.elapsed(),
             cpu: cpu_time,
             lookups: times.lookups,
+            median_lookup_ns: (!unit_ns.is_empty()).then(|| calibration::median(&unit_ns)),
         };
         progress(ProvinceProgress::RunFinished(which));
         (tally, time)

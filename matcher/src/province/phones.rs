@@ -189,18 +189,31 @@ struct StoredHit {
     origin: Origin,
 }
 
-/// Time spent in the lookup loop, summed over threads.
-#[derive(Clone, Copy, Debug, Default)]
+/// Time spent in the lookup loop, summed over threads, and per unit of work.
+#[derive(Clone, Debug, Default)]
 pub(super) struct MatchTimes {
     /// In the lookup loop itself: hashing and probing for the plain loop, probing for
     /// partitioned stores (whose tags were hashed when they were stored).
     pub lookups: Duration,
+    /// Nanoseconds per lookup of each timed loop: one per phone (plain loop), per partition
+    /// pass of a group (partitioned stores) or per chunk (computed tags). Their median does not count the
+    /// turns a thread lost to other work on a shared machine, which the sum does.
+    pub unit_ns: Vec<f64>,
 }
 
 impl MatchTimes {
-    fn merge(self, other: MatchTimes) -> MatchTimes {
-        MatchTimes {
-            lookups: self.lookups + other.lookups,
+    fn merge(mut self, other: MatchTimes) -> MatchTimes {
+        self.lookups += other.lookups;
+        self.unit_ns.extend(other.unit_ns);
+        self
+    }
+
+    /// Adds one timed loop of `lookups` lookups.
+    fn add(&mut self, elapsed: Duration, lookups: usize) {
+        self.lookups += elapsed;
+        if lookups > 0 {
+            self.unit_ns
+                .push(elapsed.as_secs_f64() * 1e9 / lookups as f64);
         }
     }
 }
@@ -447,9 +460,11 @@ impl ProvincePhones<'_> {
         planted.sort_by_key(|entry| (entry.partition, entry.member));
 
         group_hits.clear();
-        let mut lookup_time = Duration::ZERO;
         let mut next_planted = 0;
         for partition in 0..partitions {
+            // One timed sample per partition pass: the whole group's lookups into one slice.
+            let mut lookup_time = Duration::ZERO;
+            let mut partition_lookups = 0usize;
             for (member, generator) in generators.iter().enumerate() {
                 run.clear();
                 let drawn = counts[member * partitions + partition] as usize;
@@ -462,6 +477,7 @@ impl ProvincePhones<'_> {
                     next_planted += 1;
                 }
                 tally.lookups += run.len() as u64;
+                partition_lookups += run.len();
                 hits.clear();
                 let started = Instant::now();
                 self.filter
@@ -476,8 +492,8 @@ impl ProvincePhones<'_> {
                     },
                 }));
             }
+            times.add(lookup_time, partition_lookups);
         }
-        times.lookups += lookup_time;
 
         let mut fetches = vec![0u64; generators.len()];
         for &hit in group_hits.iter() {
@@ -565,7 +581,7 @@ impl ProvincePhones<'_> {
                 hits.push(index);
             }
         }
-        times.lookups += started.elapsed();
+        times.add(started.elapsed(), filter_keys.len());
     }
 
     /// Fetches the confirm bucket of a tag that hit the filter, confirms exactly, and counts
