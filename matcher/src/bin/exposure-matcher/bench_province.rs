@@ -442,9 +442,9 @@ fn text_report(report: &ProvinceReport, counters: &[(MatchRun, Counters)]) -> St
             ),
         ),
         (
-            "same day as GAEN export",
+            "same day as GAEN keys",
             format!(
-                "{} bytes ({} keys × 28)",
+                "{} bytes ({} keys × 28, before an export file's protobuf and zip)",
                 report.gaen_export_bytes(),
                 report.keys
             ),
