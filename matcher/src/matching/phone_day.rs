@@ -107,14 +107,14 @@ mod tests {
     #[test]
     fn a_day_holds_three_tags_per_observation_and_its_real_rpis() {
         let keys = keys();
-        let day = BenchmarkPhoneDay::generate(&keys, 1_001, 1, 3).unwrap();
+        let day = BenchmarkPhoneDay::generate(&keys, 1_001, 1, 3).expect("a valid day");
         assert_eq!(day.heard().len(), 1_001);
         assert_eq!(day.lookups(), 3_003);
         // Observations 0, 500 and 1,000 are real RPIs: each is one of the keys' RPIs of the
         // interval it was heard in.
         for index in [0, 500, 1_000] {
             let (rpi, heard_at) = day.heard()[index];
-            let interval = u32::try_from(heard_at / 600).unwrap();
+            let interval = u32::try_from(heard_at / 600).expect("an interval number");
             assert!(
                 keys.iter()
                     .any(|key| rolling_proximity_identifier(&key.rpik(), interval) == rpi),
@@ -122,11 +122,11 @@ mod tests {
             );
             assert!((2_642_976..2_642_976 + 144).contains(&interval));
         }
-        let again = BenchmarkPhoneDay::generate(&keys, 1_001, 1, 3).unwrap();
+        let again = BenchmarkPhoneDay::generate(&keys, 1_001, 1, 3).expect("a valid day");
         assert_eq!(again.heard(), day.heard());
         assert!(
             BenchmarkPhoneDay::generate(&[], 10, 1, 3)
-                .unwrap()
+                .expect("no keys, no day")
                 .heard()
                 .is_empty()
         );
