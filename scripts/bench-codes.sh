@@ -14,7 +14,7 @@ source "$(dirname "$0")/bench-common.sh"
 bench_setup bench-codes-results "$@"
 
 data=$(mktemp -d)
-trap 'kill -TERM ${started_pid:-} 2>/dev/null; wait ${started_pid:-} 2>/dev/null; rm -rf "$data"' EXIT
+trap 'stop_servers; rm -rf "$data"' EXIT
 # The bench authority's limits are set for load: thousands of cases a second on purpose. Code
 # issuing is limited per authority by a server flag: off for the benchmark. Every listener
 # takes a port the kernel picks.

@@ -11,6 +11,7 @@
 # `start_server NAME DATA_DIR [FLAGS...]` starts a server on loopback with every listener on a
 # port the kernel picks (gRPC, HTTP mirror, metrics), logs to $out/server-NAME.log, waits until
 # it answers, and sets $started_pid, $started_grpc and $started_http (host:port).
+# `stop_servers [PID...]` stops the given servers, or every one started (the benches' EXIT trap).
 # `add_load_authority DATA_DIR` creates an upload authority whose limits are set for load (a
 # bench's uploads must measure uploads, not refusals) and prints its token.
 # `check_reports FILE...` fails, naming the file, when a load-test report counts errors.
@@ -48,6 +49,20 @@ bench_setup() {
   fi
 }
 
+bench_pids=()
+stop_servers() {
+  local pid stop=("$@") kept=()
+  ((${#stop[@]})) || stop=("${bench_pids[@]}")
+  for pid in "${stop[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  for pid in "${bench_pids[@]}"; do
+    [[ " ${stop[*]} " == *" $pid "* ]] || kept+=("$pid")
+  done
+  bench_pids=("${kept[@]}")
+}
+
 add_load_authority() {
   "$server" authority add --data-dir "$1" --name bench --region VN-TB \
     --uploads-per-minute 100000000 --keys-per-day 100000000000 | tail -n 1
@@ -60,6 +75,7 @@ start_server() {
   "$server" --data-dir "$data" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
     --metrics-addr 127.0.0.1:0 --log-format json "$@" 2>"$log" &
   started_pid=$!
+  bench_pids+=("$started_pid")
   started_grpc=""
   started_http=""
   local _
@@ -69,8 +85,8 @@ start_server() {
       tail -n 20 "$log" >&2
       exit 1
     fi
-    started_grpc=$(grep -o '"grpc":"[^"]*"' "$log" | head -n 1 | cut -d'"' -f4)
-    started_http=$(grep -o '"http":"[^"]*"' "$log" | head -n 1 | cut -d'"' -f4)
+    started_grpc=$(grep -o '"grpc":"[^"]*"' "$log" | head -n 1 | cut -d'"' -f4 || true)
+    started_http=$(grep -o '"http":"[^"]*"' "$log" | head -n 1 | cut -d'"' -f4 || true)
     [[ -n "$started_grpc" ]] && break
     sleep 0.1
   done

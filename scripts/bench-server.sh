@@ -11,7 +11,7 @@ source "$(dirname "$0")/bench-common.sh"
 bench_setup bench-results "$@"
 
 data=$(mktemp -d)
-trap 'kill -TERM ${started_pid:-} 2>/dev/null; wait ${started_pid:-} 2>/dev/null; rm -rf "$data"' EXIT
+trap 'stop_servers; rm -rf "$data"' EXIT
 # The bench authority's limits are set for load: the upload scenario sends thousands of cases a
 # second on purpose. Every listener takes a port the kernel picks.
 token=$(add_load_authority "$data")

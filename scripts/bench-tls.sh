@@ -21,17 +21,16 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n
 openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
   -days 2 -extfile "$work/ext" -out "$work/server.crt" 2>/dev/null
 
-pids=()
-trap 'for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done; rm -rf "$work"' EXIT
+trap 'stop_servers; rm -rf "$work"' EXIT
 # Each server takes ports the kernel picks for all three listeners (gRPC, HTTP mirror,
 # metrics), so the two never collide with each other or with anything else on the machine; the
 # bench authority's limits are set for load, so upload rows measure uploads, not refusals.
-declare -A target token
+declare -A target token pid
 start() {
   local name=$1; shift
   add_load_authority "$work/$name" >"$work/$name.token"
   start_server "$name" "$work/$name" --publish-interval 2s --release-delay 0s "$@"
-  pids+=("$started_pid")
+  pid[$name]=$started_pid
   token[$name]=$(cat "$work/$name.token")
 }
 start plain
@@ -60,7 +59,7 @@ done
 # An upload run leaves a backlog that its server's publisher then works through; the plaintext
 # server is stopped after its upload run so that work does not run beside the TLS upload run.
 run upload plain --scenario upload --token "${token[plain]}" --duration "${seconds}s" --warmup "$(warmup 200)"
-kill -TERM "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=("${pids[@]:1}")
+stop_servers "${pid[plain]}"
 run upload tls --scenario upload --token "${token[tls]}" --duration "${seconds}s" --warmup "$(warmup 200)"
 check_reports "$out"/{seed,noop,poll,upload}-{plain,tls}.json
 

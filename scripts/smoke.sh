@@ -37,7 +37,7 @@ for name in "${scripts[@]}"; do
     bench-common)
       # Sourced, not run: it must parse and define what the benches call.
       bash -n "$script" >"$log" 2>&1 &&
-        bash -c "source $script && declare -F bench_setup start_server add_load_authority check_reports warmup smoke" \
+        bash -c "source $script && declare -F bench_setup start_server stop_servers add_load_authority check_reports warmup smoke" \
           >>"$log" 2>&1 || status=$?
       ;;
     bench-codes | bench-server | bench-tls) timeout 120 "$script" "$out" >"$log" 2>&1 || status=$? ;;
