@@ -8,27 +8,19 @@
 # reports.
 #
 #   scripts/bench-codes.sh [OUTPUT_DIR] [SECONDS_PER_RUN]
+#   SMOKE=1 scripts/bench-codes.sh OUTPUT_DIR    # 1 s runs, 300 codes a run, built binaries (CI)
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 bench_setup bench-codes-results "$@"
 
 data=$(mktemp -d)
-port=50661
-url="http://127.0.0.1:$port"
-# The bench authority gets quotas far above the default: thousands of cases a second on purpose.
-token=$("$server" authority add --data-dir "$data" --name bench --region VN-TB \
-  --uploads-per-minute 100000000 --keys-per-day 100000000000 | tail -n 1)
-# Code issuing is limited per authority by a server flag: off for the benchmark.
-"$server" --data-dir "$data" --grpc-addr "127.0.0.1:$port" --metrics-addr 127.0.0.1:0 \
-  --publish-interval 2s --release-delay 48h --authority-codes-per-minute 0 \
-  --log-format json 2>"$out/server.log" &
-server_pid=$!
-trap 'kill -TERM $server_pid 2>/dev/null; wait $server_pid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 50); do
-  "$loadtest" run --target "$url" --scenario noop --requests 1 --concurrency 1 \
-    --format json --output /dev/null 2>/dev/null && break
-  sleep 0.2
-done
+trap 'stop_servers; rm -rf "$data"' EXIT
+# The bench authority's limits are set for load: thousands of cases a second on purpose. Code
+# issuing is limited per authority by a server flag: off for the benchmark. Every listener
+# takes a port the kernel picks.
+token=$(add_load_authority "$data")
+start_server bench "$data" --publish-interval 2s --release-delay 48h --authority-codes-per-minute 0
+url="http://$started_grpc"
 
 run() {
   local name=$1; shift
@@ -39,15 +31,18 @@ run() {
 # An upload-code run issues one code per request before its clock starts: bound the requests
 # above what the run can send in its duration.
 codes=$((seconds * 6000))
+if smoke; then codes=300; fi
 
 run seed          --scenario upload      --requests 100 --concurrency 4
-run decoy         --scenario decoy       --warmup 200
-run bearer-1      --scenario upload      --warmup 200
-run code-1        --scenario upload-code --warmup 200 --requests "$codes"
-run code-2        --scenario upload-code --warmup 200 --requests "$codes"
-run bearer-2      --scenario upload      --warmup 200
-run bearer-3      --scenario upload      --warmup 200
-run code-3        --scenario upload-code --warmup 200 --requests "$codes"
+w=$(warmup 200)
+run decoy         --scenario decoy       --warmup "$w"
+run bearer-1      --scenario upload      --warmup "$w"
+run code-1        --scenario upload-code --warmup "$w" --requests "$codes"
+run code-2        --scenario upload-code --warmup "$w" --requests "$codes"
+run bearer-2      --scenario upload      --warmup "$w"
+run bearer-3      --scenario upload      --warmup "$w"
+run code-3        --scenario upload-code --warmup "$w" --requests "$codes"
+check_reports "$out"/{seed,decoy,bearer-1,bearer-2,bearer-3,code-1,code-2,code-3}.json
 
 python3 - "$out" <<'PY'
 import json, sys, pathlib
@@ -62,5 +57,6 @@ for name, report in reports.items():
           f"{report['errors']} | {report.get('skipped', 0)} |")
 bearer = sum(reports[f"bearer-{run}"]["rps"] for run in (1, 2, 3)) / 3
 code = sum(reports[f"code-{run}"]["rps"] for run in (1, 2, 3)) / 3
-print(f"\ncode uploads / bearer uploads = {code:,.0f} / {bearer:,.0f} = {code / bearer:.2f}")
+ratio = code / bearer if bearer else float("nan")
+print(f"\ncode uploads / bearer uploads = {code:,.0f} / {bearer:,.0f} = {ratio:.2f}")
 PY

@@ -5,10 +5,12 @@
 # TLS/plaintext ratio and leaves the JSON reports in the output folder.
 #
 #   scripts/bench-tls.sh [OUTPUT_DIR] [SECONDS_PER_SCENARIO]
+#   SMOKE=1 scripts/bench-tls.sh OUTPUT_DIR      # 1 s runs on the built binaries (CI)
 set -euo pipefail
 source "$(dirname "$0")/bench-common.sh"
 bench_setup bench-tls-results "$@"
 
+command -v openssl >/dev/null 2>&1 || { echo "error: bench-tls.sh needs openssl for its certificate" >&2; exit 1; }
 work=$(mktemp -d)
 # A CA and a server certificate for localhost/127.0.0.1 (P-256, like the rest of the project).
 openssl ecparam -name prime256v1 -genkey -noout -out "$work/ca.key" 2>/dev/null
@@ -19,45 +21,47 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n
 openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
   -days 2 -extfile "$work/ext" -out "$work/server.crt" 2>/dev/null
 
-plain_port=50661
-tls_port=50662
-pids=()
-trap 'for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done; rm -rf "$work"' EXIT
+trap 'stop_servers; rm -rf "$work"' EXIT
+# Each server takes ports the kernel picks for all three listeners (gRPC, HTTP mirror,
+# metrics), so the two never collide with each other or with anything else on the machine; the
+# bench authority's limits are set for load, so upload rows measure uploads, not refusals.
+declare -A target token pid
 start() {
-  local name=$1 port=$2; shift 2
-  "$server" authority add --data-dir "$work/$name" --name bench --region VN-TB | tail -n 1 >"$work/$name.token"
-  "$server" --data-dir "$work/$name" --grpc-addr "127.0.0.1:$port" --metrics-addr 127.0.0.1:0 \
-    --publish-interval 2s --release-delay 0s --log-format json "$@" 2>"$out/server-$name.log" &
-  pids+=($!)
+  local name=$1; shift
+  add_load_authority "$work/$name" >"$work/$name.token"
+  start_server "$name" "$work/$name" --publish-interval 2s --release-delay 0s "$@"
+  pid[$name]=$started_pid
+  token[$name]=$(cat "$work/$name.token")
 }
-start plain "$plain_port"
-start tls "$tls_port" --tls-cert "$work/server.crt" --tls-key "$work/server.key"
-sleep 1
+start plain
+target[plain]="http://$started_grpc"
+start tls --tls-cert "$work/server.crt" --tls-key "$work/server.key"
+target[tls]="https://localhost:${started_grpc##*:}"
 
 run() {
   local name=$1 mode=$2; shift 2
-  local target="http://127.0.0.1:$plain_port" extra=()
+  local extra=()
   if [ "$mode" = tls ]; then
-    target="https://localhost:$tls_port"
     extra=(--ca-cert "$work/ca.pem")
   fi
   echo "== $name $mode" >&2
-  "$loadtest" run --target "$target" "${extra[@]}" --format json --output "$out/$name-$mode.json" "$@"
+  "$loadtest" run --target "${target[$mode]}" "${extra[@]}" --format json --output "$out/$name-$mode.json" "$@"
 }
 for mode in plain tls; do
-  run seed "$mode" --scenario upload --token "$(cat "$work/$mode.token")" --requests 100 --concurrency 4
+  run seed "$mode" --scenario upload --token "${token[$mode]}" --requests 100 --concurrency 4
 done
-sleep 5
+if smoke; then sleep 1; else sleep 5; fi
 for name in noop poll; do
   for mode in plain tls; do
-    run "$name" "$mode" --scenario "$name" --duration "${seconds}s" --warmup 1000
+    run "$name" "$mode" --scenario "$name" --duration "${seconds}s" --warmup "$(warmup 1000)"
   done
 done
 # An upload run leaves a backlog that its server's publisher then works through; the plaintext
 # server is stopped after its upload run so that work does not run beside the TLS upload run.
-run upload plain --scenario upload --token "$(cat "$work/plain.token")" --duration "${seconds}s" --warmup 200
-kill -TERM "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=("${pids[@]:1}")
-run upload tls --scenario upload --token "$(cat "$work/tls.token")" --duration "${seconds}s" --warmup 200
+run upload plain --scenario upload --token "${token[plain]}" --duration "${seconds}s" --warmup "$(warmup 200)"
+stop_servers "${pid[plain]}"
+run upload tls --scenario upload --token "${token[tls]}" --duration "${seconds}s" --warmup "$(warmup 200)"
+check_reports "$out"/{seed,noop,poll,upload}-{plain,tls}.json
 
 python3 - "$out" <<'PY'
 import json, sys, pathlib
@@ -68,7 +72,8 @@ for name in ["noop", "poll", "upload"]:
     plain = json.loads((out / f"{name}-plain.json").read_text())
     tls = json.loads((out / f"{name}-tls.json").read_text())
     lp, lt = plain["latency_ms"], tls["latency_ms"]
-    print(f"| {name} | {plain['rps']:,.0f} | {tls['rps']:,.0f} | {tls['rps'] / plain['rps']:.2f} | "
+    ratio = tls['rps'] / plain['rps'] if plain['rps'] else float('nan')
+    print(f"| {name} | {plain['rps']:,.0f} | {tls['rps']:,.0f} | {ratio:.2f} | "
           f"{lp['p50']:.2f} / {lp['p99']:.2f} | {lt['p50']:.2f} / {lt['p99']:.2f} | "
           f"{plain['errors']} / {tls['errors']} |")
 PY

@@ -13,7 +13,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use exposure_matcher::matching::match_generated_phones;
+use exposure_matcher::matching::{
+    BenchmarkPhoneDay, DEFAULT_SLOT_TOLERANCE, match_generated_phones,
+};
 use exposure_matcher::scheme::rolling_proximity_identifier;
 use exposure_matcher::{
     BatchFile, BatchKind, BatchParams, BatchSigner, DiagnosisKey, FingerprintWidth, GaenKey,
@@ -113,27 +115,6 @@ fn bench_peak_day(criterion: &mut Criterion) {
     );
 }
 
-/// A phone's day: 10,000 RPIs heard, 20 of them from published keys, at their broadcast time.
-fn observations(keys: &[GaenKey]) -> Vec<([u8; 16], u64)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    (0..OBSERVATIONS)
-        .map(|index| {
-            let interval_offset = rng.next_u32() % 144;
-            let interval = DAY_START_INTERVAL + interval_offset;
-            let heard_at = u64::from(interval) * 600 + u64::from(rng.next_u32() % 600);
-            let rpi = if index % 500 == 0 {
-                let key = &keys[index % keys.len()];
-                rolling_proximity_identifier(&key.rpik(), interval)
-            } else {
-                let mut rpi = [0u8; 16];
-                rng.fill_bytes(&mut rpi);
-                rpi
-            };
-            (rpi, heard_at)
-        })
-        .collect()
-}
-
 fn day_batch(elements: &[exposure_matcher::TaggedElement], width: FingerprintWidth) -> Vec<u8> {
     build_batch(
         &BatchParams {
@@ -154,12 +135,13 @@ fn bench_phone_match(criterion: &mut Criterion) {
     let elements = expand_keys(&keys).unwrap();
     let built = day_batch(&elements, FingerprintWidth::Bits16);
     let batch = BatchFile::parse(&built).unwrap();
-    let heard = observations(&gaen_keys);
+    // A phone's day: 10,000 RPIs heard, 20 of them from published keys, at their broadcast
+    // time; `bench-province` calibrates its baseline with the same day and the same loop.
+    let day =
+        BenchmarkPhoneDay::generate(&gaen_keys, OBSERVATIONS, DEFAULT_SLOT_TOLERANCE, 3).unwrap();
+    let heard = day.heard();
     let heard_set: HashSet<[u8; 16]> = heard.iter().map(|(rpi, _)| *rpi).collect();
-    let mut store = ObservationStore::new();
-    for (rpi, heard_at) in &heard {
-        store.observe(Scheme::Gaen, rpi, *heard_at, 600).unwrap();
-    }
+    let store = day.store();
 
     let mut group = criterion.benchmark_group("phone_daily_match");
     group
@@ -193,7 +175,7 @@ fn bench_phone_match(criterion: &mut Criterion) {
         let batch = BatchFile::parse(&bytes).unwrap();
         let bits = width.bits();
         group.bench_function(format!("plain_loop_10000x3_tags_{bits}bit"), |bencher| {
-            bencher.iter(|| store.match_batch_plain(&batch).len())
+            bencher.iter(|| day.plain_loop(&batch))
         });
         group.bench_function(
             format!("unordered_store_10000x3_tags_{bits}bit"),
@@ -220,7 +202,7 @@ fn bench_phone_match(criterion: &mut Criterion) {
     group.bench_function("observe_10000_tags_once", |bencher| {
         bencher.iter(|| {
             let mut store = ObservationStore::new();
-            for (rpi, heard_at) in &heard {
+            for (rpi, heard_at) in heard {
                 store.observe(Scheme::Gaen, rpi, *heard_at, 600).unwrap();
             }
             store.tags().len()

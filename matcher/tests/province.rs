@@ -137,6 +137,13 @@ fn the_baseline_agrees(config: &ProvinceConfig) {
     assert!(baseline.agrees);
     assert_eq!(baseline.phones, 200);
     assert_eq!(baseline.lookups, 200 * 2_000 * 3);
+    // Criterion's plain loop ran in-process on both threads at once, 100 timed matches each,
+    // of a phone day as large as the province's.
+    let calibration = &baseline.calibration;
+    assert_eq!(calibration.threads, 2);
+    assert_eq!(calibration.matches, 200);
+    assert_eq!(calibration.lookups_per_match, 2_000 * 3);
+    assert!(calibration.ns_per_lookup > 0.0 && calibration.ns_per_lookup < 10_000.0);
     // 1.8 M lookups: about 7,000 false hits to agree on at 2^-8, 27 at 2^-16.
     assert!(report.false_filter_hits() > (1_800_000 >> config.width.bits()) / 2);
     let without = run_province_benchmark(
@@ -243,6 +250,8 @@ fn the_subcommand_prints_a_json_report_and_exits_zero() {
         "\"hardware_counters\"",
         "\"partitions\"",
         "\"fetches_per_phone_day\"",
+        "\"plain_loop_calibration\"",
+        "\"ratio_valid\"",
     ] {
         assert!(json.contains(field), "{field} missing from {json}");
     }
@@ -263,6 +272,9 @@ fn the_subcommand_prints_text_by_default() {
     assert!(text.contains("planted found"));
     assert!(text.contains("verdict                   PASS"));
     assert!(text.contains("same hits"));
+    // Beside the ratios: the plain loop's time per lookup in this process, and a verdict.
+    assert!(text.contains("criterion's plain loop in this process: "));
+    assert!(text.contains("ratio valid: baseline ") || text.contains("ratio not valid: baseline "));
     // Counts per lookup where perf and a PMU exist; otherwise the reason, never a silent gap.
     assert!(text.contains("hardware counters "));
 }

@@ -7,12 +7,14 @@
 
 mod order;
 mod parallel;
+mod phone_day;
 
 use std::borrow::Borrow;
 
 use order::LookupOrder;
 
 pub use parallel::{FilterHit, GeneratedMatch, PhoneHits, match_generated_phones, match_phones};
+pub use phone_day::{BenchmarkPhoneDay, REAL_RPI_ONE_IN};
 
 use crate::batch::BatchFile;
 use crate::scheme::Scheme;

@@ -14,8 +14,12 @@
 //! [`crate::batch::FuseView::partition_bits`]), and the benchmark matches them a group of 32 at
 //! a time, partition by partition, so that each L2-sized slice of the filter serves the whole
 //! group. The first `baseline_phones` are also matched one by one with the plain loop, over the
-//! same stored tags, in the same run; both must find the same hits.
+//! same stored tags, in the same run; both must find the same hits. Right before the baseline,
+//! criterion's plain loop over one phone's day ([`crate::matching::BenchmarkPhoneDay`]) runs
+//! in-process on the same threads: a ratio against a baseline whose lookups cost more than a
+//! quarter more or less than that loop's is reported as not valid ([`ratio_validity`]).
 
+mod calibration;
 mod cpu;
 mod day;
 mod phones;
@@ -30,11 +34,14 @@ pub use report::{
     GAEN_EXPORT_BYTES_PER_KEY, MatchTime, ProvinceReport,
 };
 
+pub use calibration::{
+    MAX_BASELINE_DEVIATION, PlainLoopCalibration, RatioValidity, ratio_validity,
+};
 pub use phones::PHONES_PER_GROUP;
 pub use traffic::{PEAK_PHONE_DAY, PhoneDayLookups};
 
 use crate::batch::{BatchError, BatchFile, FingerprintWidth, PARTITION_BYTES, murmur64_finalizer};
-use crate::matching::DEFAULT_SLOT_TOLERANCE;
+use crate::matching::{BenchmarkPhoneDay, DEFAULT_SLOT_TOLERANCE};
 use crate::scheme::SchemeError;
 use day::ProvinceDay;
 use phones::{ProvincePhones, Schedule, plant_exposures};
@@ -193,6 +200,9 @@ pub enum ProvinceError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The calibration's phone day could not be stored.
+    #[error("storing the calibration's observations: {0}")]
+    Observation(#[from] crate::matching::ObservationError),
     /// A generated key did not expand.
     #[error("expanding the cases' keys: {0}")]
     Scheme(#[from] SchemeError),
@@ -305,23 +315,39 @@ fn run_in_current_pool(
         let cpu_time = cpu::process_cpu_time()
             .zip(started.1)
             .map(|(end, start)| end.saturating_sub(start));
+        let mut unit_ns = times.unit_ns;
+        unit_ns.sort_by(f64::total_cmp);
         let time = MatchTime {
             wall: started.0.elapsed(),
             cpu: cpu_time,
             lookups: times.lookups,
+            median_lookup_ns: (!unit_ns.is_empty()).then(|| calibration::median(&unit_ns)),
         };
         progress(ProvinceProgress::RunFinished(which));
         (tally, time)
     };
-    // The plain loop first, then partitioned stores on the same phones, then the rest.
-    let baseline = (baseline_phones > 0).then(|| {
+    // Criterion's plain loop over one phone's day, on every thread at once as the baseline
+    // runs; then the baseline with the plain loop, partitioned stores on the same phones, and
+    // the rest.
+    let calibration_day = match baseline_phones {
+        0 => None,
+        _ => Some(BenchmarkPhoneDay::generate(
+            &day.keys,
+            config.observations_per_phone,
+            config.tolerance,
+            sub_seed(config.seed, "calibration"),
+        )?),
+    };
+    let baseline = calibration_day.map(|calibration_day| {
+        let calibration = calibration::calibrate_plain_loop(&calibration_day, &batch);
+        drop(calibration_day);
         let plain = run(0..baseline_phones, Schedule::Plain, MatchRun::PlainBaseline);
         let partitioned = run(
             0..baseline_phones,
             Schedule::Partitioned,
             MatchRun::PartitionedBaseline,
         );
-        (plain, partitioned)
+        (calibration, plain, partitioned)
     });
     let rest = run(
         baseline_phones..config.phones,
@@ -329,11 +355,12 @@ fn run_in_current_pool(
         MatchRun::Rest,
     );
     let (tally, match_time) = match &baseline {
-        Some((_, sample)) => (sample.0.merge(rest.0), sample.1.plus(&rest.1)),
+        Some((_, _, sample)) => (sample.0.merge(rest.0), sample.1.plus(&rest.1)),
         None => rest,
     };
-    let baseline = baseline.map(|(plain, partitioned)| BaselineReport {
+    let baseline = baseline.map(|(calibration, plain, partitioned)| BaselineReport {
         phones: baseline_phones,
+        calibration,
         lookups: plain.0.lookups,
         plain: plain.1,
         partitioned: partitioned.1,

@@ -145,10 +145,8 @@ impl MatchTally {
 struct Scratch {
     /// Filter keys the plain loop probes.
     filter_keys: Vec<u64>,
-    /// Where each of `filter_keys` comes from in the phone's store.
-    origins: Vec<Origin>,
-    /// The plain loop's store in partition order, before it is read in store order.
-    partition_ordered: Vec<(u64, Origin)>,
+    /// Where each partition's tags start in the plain loop's store in partition order.
+    partition_starts: Vec<usize>,
     /// One phone's run of hashes in one partition.
     run: Vec<u64>,
     hits: Vec<usize>,
@@ -191,18 +189,31 @@ struct StoredHit {
     origin: Origin,
 }
 
-/// Time spent in the lookup loop, summed over threads.
-#[derive(Clone, Copy, Debug, Default)]
+/// Time spent in the lookup loop, summed over threads, and per unit of work.
+#[derive(Clone, Debug, Default)]
 pub(super) struct MatchTimes {
     /// In the lookup loop itself: hashing and probing for the plain loop, probing for
     /// partitioned stores (whose tags were hashed when they were stored).
     pub lookups: Duration,
+    /// Nanoseconds per lookup of each timed loop: one per phone (plain loop), per partition
+    /// pass of a group (partitioned stores) or per chunk (computed tags). Their median does not count the
+    /// turns a thread lost to other work on a shared machine, which the sum does.
+    pub unit_ns: Vec<f64>,
 }
 
 impl MatchTimes {
-    fn merge(self, other: MatchTimes) -> MatchTimes {
-        MatchTimes {
-            lookups: self.lookups + other.lookups,
+    fn merge(mut self, other: MatchTimes) -> MatchTimes {
+        self.lookups += other.lookups;
+        self.unit_ns.extend(other.unit_ns);
+        self
+    }
+
+    /// Adds one timed loop of `lookups` lookups.
+    fn add(&mut self, elapsed: Duration, lookups: usize) {
+        self.lookups += elapsed;
+        if lookups > 0 {
+            self.unit_ns
+                .push(elapsed.as_secs_f64() * 1e9 / lookups as f64);
         }
     }
 }
@@ -211,7 +222,7 @@ impl MatchTimes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Schedule {
     /// The plain loop: one phone at a time, its filter keys in store order (which jumps across
-    /// the whole filter) hashed and probed with [`FuseView::for_each_hit`], the loop before
+    /// the whole filter) looked up one by one with [`FuseView::contains_key`], the loop before
     /// issue 12.
     Plain,
     /// Partitioned stores, a group of [`PHONES_PER_GROUP`] phones at a time, partition by
@@ -352,8 +363,13 @@ impl ProvincePhones<'_> {
 
     /// Matches one phone's partitioned store with the plain loop: its tags turned back into
     /// filter keys, in an order in which consecutive lookups land anywhere in the filter (as a
-    /// store in observation order has them), hashed and probed with [`FuseView::for_each_hit`];
-    /// then every hit is confirmed.
+    /// store in observation order has them), then looked up one by one with
+    /// [`FuseView::contains_key`]; then every hit is confirmed.
+    ///
+    /// The keys are prepared before the timed loop into the one buffer the loop reads (8 bytes
+    /// a tag, as criterion's plain loop reads one store); where a hit came from is worked out
+    /// from its position afterwards, so the preparation writes nothing else that could push
+    /// the filter out of the caches the loop then reads it from.
     fn match_plain_phone(
         &self,
         config: &ProvinceConfig,
@@ -365,10 +381,9 @@ impl ProvincePhones<'_> {
         let generator = PhoneGenerator::new(config, phone, self);
         let Scratch {
             filter_keys,
-            origins,
-            partition_ordered,
             hits,
             partition_counts: counts,
+            partition_starts: starts,
             planted,
             ..
         } = scratch;
@@ -377,42 +392,31 @@ impl ProvincePhones<'_> {
         counts.resize(1 << bits, 0);
         planted.clear();
         self.draw_store(config, &generator, 0, counts, planted);
-        // The store in partition order, then read with a golden-ratio stride: a permutation in
+        let layout = StoreLayout::new(counts, planted.len(), starts);
+        // The store in partition order, read with a golden-ratio stride: a permutation in
         // which consecutive lookups land far apart, anywhere in the filter, as a store in
         // observation order has them.
+        let len = layout.len();
+        let stride = golden_stride(len);
         let seed = self.filter.descriptor().seed;
-        partition_ordered.clear();
-        for (partition, &count) in counts.iter().enumerate() {
-            partition_ordered.extend((0..count as usize).map(|index| {
-                let hash = generator.stored_hash(partition, index, bits);
-                (
-                    murmur64_finalizer_inverse(hash).wrapping_sub(seed),
-                    Origin::Drawn { partition, index },
-                )
-            }));
-        }
-        partition_ordered.extend(
-            planted
-                .iter()
-                .enumerate()
-                .map(|(index, entry)| (entry.filter_key, Origin::Planted(index))),
-        );
-        let stride = golden_stride(partition_ordered.len());
         filter_keys.clear();
-        origins.clear();
         let mut position = 0;
-        for _ in 0..partition_ordered.len() {
-            let (filter_key, origin) = partition_ordered[position];
-            filter_keys.push(filter_key);
-            origins.push(origin);
-            position = (position + stride) % partition_ordered.len();
+        for _ in 0..len {
+            filter_keys.push(match layout.origin(position) {
+                Origin::Drawn { partition, index } => {
+                    murmur64_finalizer_inverse(generator.stored_hash(partition, index, bits))
+                        .wrapping_sub(seed)
+                }
+                Origin::Planted(entry) => planted[entry].filter_key,
+            });
+            position = (position + stride) % len;
         }
         self.probe_plain(filter_keys, hits, tally, times);
 
         for &index in hits.iter() {
             let hit = StoredHit {
                 member: 0,
-                origin: origins[index],
+                origin: layout.origin(strided_position(index, stride, len)),
             };
             self.confirm_stored_hit(&generator, hit, planted, tally);
         }
@@ -456,9 +460,11 @@ impl ProvincePhones<'_> {
         planted.sort_by_key(|entry| (entry.partition, entry.member));
 
         group_hits.clear();
-        let mut lookup_time = Duration::ZERO;
         let mut next_planted = 0;
         for partition in 0..partitions {
+            // One timed sample per partition pass: the whole group's lookups into one slice.
+            let mut lookup_time = Duration::ZERO;
+            let mut partition_lookups = 0usize;
             for (member, generator) in generators.iter().enumerate() {
                 run.clear();
                 let drawn = counts[member * partitions + partition] as usize;
@@ -471,6 +477,7 @@ impl ProvincePhones<'_> {
                     next_planted += 1;
                 }
                 tally.lookups += run.len() as u64;
+                partition_lookups += run.len();
                 hits.clear();
                 let started = Instant::now();
                 self.filter
@@ -485,8 +492,8 @@ impl ProvincePhones<'_> {
                     },
                 }));
             }
+            times.add(lookup_time, partition_lookups);
         }
-        times.lookups += lookup_time;
 
         let mut fetches = vec![0u64; generators.len()];
         for &hit in group_hits.iter() {
@@ -557,7 +564,7 @@ impl ProvincePhones<'_> {
         tally.max_fetches_of_a_phone = tally.max_fetches_of_a_phone.max(phone_hits);
     }
 
-    /// Probes `filter_keys` with the plain loop into `hits`, counting the lookups and timing
+    /// Looks up `filter_keys` one by one, the plain loop, into `hits`, counting the lookups and timing
     /// the loop.
     fn probe_plain(
         &self,
@@ -569,9 +576,12 @@ impl ProvincePhones<'_> {
         tally.lookups += filter_keys.len() as u64;
         hits.clear();
         let started = Instant::now();
-        self.filter
-            .for_each_hit(filter_keys, |index| hits.push(index));
-        times.lookups += started.elapsed();
+        for (index, &filter_key) in filter_keys.iter().enumerate() {
+            if self.filter.contains_key(filter_key) {
+                hits.push(index);
+            }
+        }
+        times.add(started.elapsed(), filter_keys.len());
     }
 
     /// Fetches the confirm bucket of a tag that hit the filter, confirms exactly, and counts
@@ -590,6 +600,56 @@ impl ProvincePhones<'_> {
             }
         }
     }
+}
+
+/// A phone's store in partition order: each partition's drawn tags, then the planted ones.
+struct StoreLayout<'a> {
+    /// Position of each partition's first tag, and the drawn tags' total last.
+    starts: &'a [usize],
+    planted: usize,
+}
+
+impl<'a> StoreLayout<'a> {
+    /// Lays out `counts[p]` drawn tags of each partition `p` and `planted` planted ones, with
+    /// `starts` as its buffer.
+    fn new(counts: &[u32], planted: usize, starts: &'a mut Vec<usize>) -> Self {
+        starts.clear();
+        let mut next = 0usize;
+        for &count in counts {
+            starts.push(next);
+            next += count as usize;
+        }
+        starts.push(next);
+        StoreLayout { starts, planted }
+    }
+
+    /// Returns the tags in the store.
+    fn len(&self) -> usize {
+        self.drawn() + self.planted
+    }
+
+    fn drawn(&self) -> usize {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// Returns where the tag at `position` (below [`StoreLayout::len`]) comes from.
+    fn origin(&self, position: usize) -> Origin {
+        if position >= self.drawn() {
+            return Origin::Planted(position - self.drawn());
+        }
+        // The last partition starting at or before the position: it holds the position, as
+        // the next one starts after it.
+        let partition = self.starts.partition_point(|&start| start <= position) - 1;
+        Origin::Drawn {
+            partition,
+            index: position - self.starts[partition],
+        }
+    }
+}
+
+/// Returns the position read at step `step` of a walk from 0 by `stride` modulo `len`.
+fn strided_position(step: usize, stride: usize, len: usize) -> usize {
+    (step as u128 * stride as u128 % len.max(1) as u128) as usize
 }
 
 /// Returns a step coprime with `len` near `len / φ`, so that `i × step mod len` visits every
@@ -857,6 +917,35 @@ mod tests {
                 filter.hash(tag.filter_key()),
                 generator.stored_hash(5, index, 6)
             );
+        }
+    }
+
+    #[test]
+    fn the_store_layout_finds_each_positions_origin() {
+        // Partitions of 2, 0, 3 and 0 drawn tags, then 2 planted ones.
+        let mut starts = Vec::new();
+        let layout = StoreLayout::new(&[2, 0, 3, 0], 2, &mut starts);
+        assert_eq!(layout.len(), 7);
+        let origins: Vec<Origin> = (0..7).map(|position| layout.origin(position)).collect();
+        let drawn = |partition, index| Origin::Drawn { partition, index };
+        assert_eq!(
+            origins,
+            [
+                drawn(0, 0),
+                drawn(0, 1),
+                drawn(2, 0),
+                drawn(2, 1),
+                drawn(2, 2),
+                Origin::Planted(0),
+                Origin::Planted(1),
+            ]
+        );
+        // The walk by a stride reaches the same positions as repeated addition.
+        let (len, stride) = (30_007, golden_stride(30_007));
+        let mut position = 0;
+        for step in 0..len {
+            assert_eq!(strided_position(step, stride, len), position);
+            position = (position + stride) % len;
         }
     }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::ProvinceConfig;
+use super::calibration::{PlainLoopCalibration, RatioValidity, ratio_validity};
 use super::day::ProvinceDay;
 use super::phones::{MatchTally, PlantedExposure};
 use super::traffic::{PEAK_PHONE_DAY, PhoneDayLookups};
@@ -41,6 +42,10 @@ pub struct MatchTime {
     /// Time inside the lookup loop, summed over threads: hashing and probing for the plain
     /// loop, probing only for partitioned stores (whose tags were hashed when stored).
     pub lookups: Duration,
+    /// The median over timed loops (a phone's for the plain loop, a group's pass over one
+    /// partition for partitioned stores) of each loop's time per lookup: unlike `lookups`, it leaves out the turns a
+    /// thread lost to other work on a shared machine. `None` for a sum of runs.
+    pub median_lookup_ns: Option<f64>,
 }
 
 impl MatchTime {
@@ -50,6 +55,7 @@ impl MatchTime {
             wall: self.wall + other.wall,
             cpu: self.cpu.zip(other.cpu).map(|(a, b)| a + b),
             lookups: self.lookups + other.lookups,
+            median_lookup_ns: None,
         }
     }
 
@@ -86,6 +92,8 @@ pub struct BaselineReport {
     pub partitioned: MatchTime,
     /// Whether both ways counted the same hits, fetches and confirmations.
     pub agrees: bool,
+    /// The plain loop of criterion's phone day, run in this process just before the baseline.
+    pub calibration: PlainLoopCalibration,
 }
 
 impl BaselineReport {
@@ -98,6 +106,30 @@ impl BaselineReport {
                 .lookups
                 .as_secs_f64()
                 .max(f64::MIN_POSITIVE)
+    }
+
+    /// Returns whether the ratios mean what they say: the baseline's time per lookup in its
+    /// loop against the calibrated plain loop's ([`ratio_validity`]).
+    ///
+    /// Both sides are medians over one phone's match at a time, so that a thread descheduled
+    /// by other work on the machine weighs on neither.
+    pub fn validity(&self) -> RatioValidity {
+        ratio_validity(
+            self.plain
+                .median_lookup_ns
+                .unwrap_or_else(|| self.plain.lookup_ns(self.lookups)),
+            self.calibration.ns_per_lookup,
+        )
+    }
+
+    /// Returns how many times faster the lookup loop over partitioned stores is than the plain
+    /// loop, median against median (see [`MatchTime::median_lookup_ns`]); `None` where either
+    /// is missing.
+    pub fn median_lookup_speedup(&self) -> Option<f64> {
+        self.plain
+            .median_lookup_ns
+            .zip(self.partitioned.median_lookup_ns)
+            .map(|(plain, partitioned)| plain / partitioned.max(f64::MIN_POSITIVE))
     }
 
     /// Returns how many times faster matching partitioned stores is end to end, drawing the

@@ -442,9 +442,9 @@ fn text_report(report: &ProvinceReport, counters: &[(MatchRun, Counters)]) -> St
             ),
         ),
         (
-            "same day as GAEN export",
+            "same day as GAEN keys",
             format!(
-                "{} bytes ({} keys × 28)",
+                "{} bytes ({} keys × 28, before an export file's protobuf and zip)",
                 report.gaen_export_bytes(),
                 report.keys
             ),
@@ -475,8 +475,11 @@ fn time_text(time: &MatchTime, lookups: u64) -> String {
         .map_or("CPU time not available".to_owned(), |ns| {
             format!("{ns:.2} CPU ns")
         });
+    let median = time
+        .median_lookup_ns
+        .map_or(String::new(), |ns| format!(" (median {ns:.2})"));
     format!(
-        "per lookup: {:.2} ns in the loop, {cpu}",
+        "per lookup: {:.2} ns in the loop{median}, {cpu}",
         time.lookup_ns(lookups)
     )
 }
@@ -485,20 +488,29 @@ fn baseline_text(report: &ProvinceReport) -> String {
     let Some(baseline) = &report.baseline else {
         return "not run (--baseline-phones 0)".to_owned();
     };
+    let calibration = &baseline.calibration;
     format!(
-        "first {} phones: plain loop {:.3} s ({}); partitioned stores {:.3} s ({}); lookup loop {:.2}× the plain loop's speed, end to end {:.2}×; {}",
+        "first {} phones: plain loop {:.3} s ({}); partitioned stores {:.3} s ({}); lookup loop {:.2}× the plain loop's speed ({} median against median), end to end {:.2}×; {}; criterion's plain loop in this process: {:.2} ns a lookup (median of {} matches of {} lookups, {} threads at once); {}",
         baseline.phones,
         baseline.plain.wall.as_secs_f64(),
         time_text(&baseline.plain, baseline.lookups),
         baseline.partitioned.wall.as_secs_f64(),
         time_text(&baseline.partitioned, baseline.lookups),
         baseline.lookup_speedup(),
+        baseline
+            .median_lookup_speedup()
+            .map_or("no".to_owned(), |speedup| format!("{speedup:.2}×")),
         baseline.wall_speedup(),
         if baseline.agrees {
             "same hits"
         } else {
             "HITS DIFFER"
-        }
+        },
+        calibration.ns_per_lookup,
+        calibration.matches,
+        calibration.lookups_per_match,
+        calibration.threads,
+        baseline.validity(),
     )
 }
 
@@ -508,6 +520,10 @@ fn time_json(time: &MatchTime, lookups: u64) -> Json {
         ("wall_seconds", Number(time.wall.as_secs_f64())),
         ("lookup_ns", Number(time.lookup_ns(lookups))),
         ("cpu_ns", Json::optional(time.cpu_ns(lookups), Number)),
+        (
+            "median_lookup_ns",
+            Json::optional(time.median_lookup_ns, Number),
+        ),
     ])
 }
 
@@ -578,8 +594,27 @@ fn json_report(report: &ProvinceReport, counters: &[(MatchRun, Counters)]) -> St
                         time_json(&baseline.partitioned, baseline.lookups),
                     ),
                     ("lookup_speedup", Number(baseline.lookup_speedup())),
+                    (
+                        "median_lookup_speedup",
+                        Json::optional(baseline.median_lookup_speedup(), Number),
+                    ),
                     ("wall_speedup", Number(baseline.wall_speedup())),
                     ("agrees", Bool(baseline.agrees)),
+                    (
+                        "plain_loop_calibration",
+                        Object(vec![
+                            ("threads", count(baseline.calibration.threads)),
+                            (
+                                "lookups_per_match",
+                                count(baseline.calibration.lookups_per_match),
+                            ),
+                            ("matches", count(baseline.calibration.matches)),
+                            ("lookup_ns", Number(baseline.calibration.ns_per_lookup)),
+                        ]),
+                    ),
+                    // Whether the ratios are valid: the plain baseline's `lookup_ns` within
+                    // MAX_BASELINE_DEVIATION of the calibration's.
+                    ("ratio_valid", Bool(baseline.validity().is_valid())),
                 ])
             }),
         ),
