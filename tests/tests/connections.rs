@@ -163,6 +163,7 @@ async fn silent_and_trickling_sockets_are_closed_and_free_their_slots_for_a_wait
         !closed_within(&mut quiet_client, Duration::from_millis(300)).await,
         "a client that sent its preface is not cut by the handshake timeout"
     );
+    drop(quiet_client);
     server.stop().await;
 }
 

@@ -52,6 +52,12 @@ pub struct HttpState {
 /// Longest a client may take to send a request's headers; a slow-loris connection is cut.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Returns the counter of connections ended by their lifetime.
+fn lifetime_ends() -> ::metrics::Counter {
+    ::metrics::counter!(metrics::CONNECTIONS_CLOSED_TOTAL,
+        "listener" => "http", "reason" => CloseReason::Lifetime.label())
+}
+
 /// One HTTP/1.1 connection of the mirror.
 type MirrorConnection = http1::Connection<
     TokioIo<crate::transport::connection::Connection<crate::tls::ServerIo>>,
@@ -83,6 +89,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new().fallback(handle).with_state(Arc::new(state));
+    lifetime_ends().increment(0);
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let mut connections = crate::tls::incoming(listener, tls, limits);
@@ -120,11 +127,7 @@ async fn serve_connection(
     let mut connection = std::pin::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
-        () = tokio::time::sleep(lifetime.lifetime) => {
-            ::metrics::counter!(metrics::CONNECTIONS_CLOSED_TOTAL,
-                "listener" => "http", "reason" => CloseReason::Lifetime.label())
-            .increment(1);
-        }
+        () = tokio::time::sleep(lifetime.lifetime) => lifetime_ends().increment(1),
         () = stop.cancelled() => {}
     }
     connection.as_mut().graceful_shutdown();

@@ -164,7 +164,19 @@ pub struct ConnectionLimiter {
 impl ConnectionLimiter {
     /// Returns a limiter for `limits`.
     pub fn new(limits: ListenerLimits) -> Arc<Self> {
+        // Every series exists from startup, so a panel or alert never sees "no data".
         ::metrics::gauge!(metrics::CONNECTIONS, "listener" => limits.name).set(0.0);
+        ::metrics::counter!(metrics::CONNECTION_CAP_WAITS_TOTAL, "listener" => limits.name)
+            .increment(0);
+        for reason in [
+            CloseReason::NetworkCap,
+            CloseReason::HandshakeTimeout,
+            CloseReason::SendStalled,
+        ] {
+            ::metrics::counter!(metrics::CONNECTIONS_CLOSED_TOTAL,
+                "listener" => limits.name, "reason" => reason.label())
+            .increment(0);
+        }
         Arc::new(Self {
             limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
