@@ -237,7 +237,7 @@ pub struct ServerConfig {
     pub max_metrics_connections: usize,
 
     /// Connections one client network (an IPv4 address, an IPv6 /64) may hold open on each
-    /// listener; more from it are closed at once. Default: a 32nd of the gRPC cap, between 8
+    /// listener; more from it are closed at once. Default: a 32nd of the gRPC cap, between 64
     /// and 512. Behind a TLS-terminating proxy every connection comes from the proxy: raise it
     /// to the listener's cap there.
     #[arg(long, env = "EXPOSURE_MAX_CONNECTIONS_PER_NETWORK",

@@ -30,7 +30,7 @@ const MAX_DERIVED_GRPC_CONNECTIONS: u64 = 32_768;
 /// Derived HTTP mirror caps stop here.
 const MAX_DERIVED_HTTP_CONNECTIONS: u64 = 16_384;
 /// A derived per-network cap is a 32nd of the gRPC cap, within these bounds.
-const DERIVED_PER_NETWORK: (u64, u64) = (8, 512);
+const DERIVED_PER_NETWORK: (u64, u64) = (64, 512);
 /// Bytes a gRPC client sends first: the HTTP/2 connection preface (RFC 9113 section 3.4).
 pub const HTTP2_PREFACE_BYTES: usize = 24;
 /// Most TLS handshakes one listener runs at once; later ones wait for a turn (within their
@@ -42,7 +42,7 @@ pub const MAX_HANDSHAKES: usize = 1024;
 /// max(1,024, limit / 4) is the budget; the gRPC listener gets half of it (at most 32,768), the
 /// HTTP mirror a quarter (at most 16,384), each at least 64; the rest stays free for the
 /// metrics listener and outgoing connections. A client network may hold a 32nd of the gRPC
-/// cap, between 8 and 512.
+/// cap, between 64 and 512 (a carrier NAT puts many phones behind one address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DerivedCaps {
     /// Default of `--max-grpc-connections`.
@@ -319,7 +319,7 @@ mod tests {
             DerivedCaps {
                 grpc: 64,
                 http: 64,
-                per_network: 8
+                per_network: 64
             }
         );
         // A container's 1,048,576 or no limit: the ceilings apply.
