@@ -33,9 +33,14 @@ use crate::signing;
 use crate::storage::Store;
 use crate::storage::outbox::OutboxTask;
 use crate::tls::ServerTls;
+use crate::transport::connections::ListenerLimits;
+use crate::transport::stream_deadline::StreamDeadline;
 
 /// How long shutdown waits for the publisher to finish a run in progress.
 const PUBLISHER_STOP_GRACE: Duration = Duration::from_secs(30);
+/// Largest health-check or reflection request message: their fields are service and symbol
+/// names, far below this.
+pub const SMALL_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -300,15 +305,32 @@ pub async fn run_with_tls(
             http_listener,
             state,
             tls.as_ref().map(|tls| tls.acceptor(crate::tls::ALPN_HTTP1)),
-            config.max_http_connections,
+            ListenerLimits::http(&config),
+            crate::http_mirror::ConnectionLifetime {
+                lifetime: config.http_connection_lifetime,
+                grace: config.shutdown_grace,
+            },
             async move {
                 stop.cancelled().await;
             },
         ))
     });
 
-    let reflection_v1 = reflection_builder().build_v1()?;
-    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
+    // Health and reflection requests are a few bytes; a reflection stream lives no longer
+    // than a request.
+    let health_service = health_service.max_decoding_message_size(SMALL_MESSAGE_BYTES);
+    let reflection_v1 = StreamDeadline::new(
+        reflection_builder()
+            .build_v1()?
+            .max_decoding_message_size(SMALL_MESSAGE_BYTES),
+        config.request_timeout,
+    );
+    let reflection_v1alpha = StreamDeadline::new(
+        reflection_builder()
+            .build_v1alpha()?
+            .max_decoding_message_size(SMALL_MESSAGE_BYTES),
+        config.request_timeout,
+    );
     let upload = KeyUploadServer::new(KeyUploadService::new(store.clone(), writer, clock, &config))
         .max_decoding_message_size(config.max_message_bytes);
     let needs_client_certificate = tls
@@ -374,7 +396,11 @@ pub async fn run_with_tls(
         .add_service(upload)
         .add_service(distribution)
         .serve_with_incoming_shutdown(
-            crate::tls::incoming(listener, tls.map(|tls| tls.acceptor(crate::tls::ALPN_GRPC))),
+            crate::tls::incoming(
+                listener,
+                tls.map(|tls| tls.acceptor(crate::tls::ALPN_GRPC)),
+                ListenerLimits::grpc(&config),
+            ),
             signal,
         );
 

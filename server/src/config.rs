@@ -238,10 +238,55 @@ pub struct ServerConfig {
     )]
     pub max_concurrent_health_requests: usize,
 
-    /// Connections the HTTP mirror serves at once (each keep-alive connection holds one slot
-    /// until it closes); more are closed at once.
-    #[arg(long, env = "EXPOSURE_MAX_HTTP_CONNECTIONS", default_value_t = 4096)]
+    /// Connections the gRPC listener keeps open at once. At the cap new connections wait (in
+    /// the kernel's listen backlog) until one closes. Default: half of what the descriptor limit
+    /// (RLIMIT_NOFILE, raised to its hard limit at start) leaves after a reserve of max(1,024,
+    /// limit/4) for RocksDB and files, between 64 and 32,768.
+    #[arg(long, env = "EXPOSURE_MAX_GRPC_CONNECTIONS",
+          default_value_t = crate::transport::connections::DerivedCaps::of_process().grpc)]
+    pub max_grpc_connections: usize,
+
+    /// Connections the HTTP mirror keeps open at once (each keep-alive connection holds one
+    /// slot until it closes); at the cap new connections wait until one closes. Default: a
+    /// quarter of what the descriptor limit leaves after the reserve, between 64 and 16,384.
+    #[arg(long, env = "EXPOSURE_MAX_HTTP_CONNECTIONS",
+          default_value_t = crate::transport::connections::DerivedCaps::of_process().http)]
     pub max_http_connections: usize,
+
+    /// Connections the metrics listener keeps open at once.
+    #[arg(long, env = "EXPOSURE_MAX_METRICS_CONNECTIONS", default_value_t = 64)]
+    pub max_metrics_connections: usize,
+
+    /// Connections one client network (an IPv4 address, an IPv6 /64) may hold open on each
+    /// listener; more from it are closed at once. Default: a 32nd of the gRPC cap, between 64
+    /// and 512. Behind a TLS-terminating proxy every connection comes from the proxy: raise it
+    /// to the listener's cap there.
+    #[arg(long, env = "EXPOSURE_MAX_CONNECTIONS_PER_NETWORK",
+          default_value_t = crate::transport::connections::DerivedCaps::of_process().per_network)]
+    pub max_connections_per_network: usize,
+
+    /// Longest from accepting a connection until its TLS handshake is done and its first
+    /// request bytes (the HTTP/2 preface on gRPC) have arrived; a client slower than this, or
+    /// silent, is closed and frees its slot.
+    #[arg(long, env = "EXPOSURE_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A response write that makes no progress for this long (the client stopped reading)
+    /// closes the connection, on every listener.
+    #[arg(long, env = "EXPOSURE_SEND_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub send_stall_timeout: Duration,
+
+    /// An HTTP mirror connection takes no new request after this long; a response still
+    /// being sent is cut --shutdown-grace later (batch downloads resume with Range).
+    #[arg(long, env = "EXPOSURE_HTTP_CONNECTION_LIFETIME", default_value = "10m", value_parser = parse_duration)]
+    pub http_connection_lifetime: Duration,
+
+    /// File holding the bearer token a scraper of `/metrics` must send (Prometheus:
+    /// `authorization: {credentials_file: ...}`), at least 16 printable characters. A
+    /// non-loopback --metrics-addr needs it, or --client-ca (then a client certificate signed
+    /// by that CA also admits a scrape).
+    #[arg(long, env = "EXPOSURE_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 
     /// HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     #[arg(

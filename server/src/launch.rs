@@ -15,6 +15,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let scrape_access = crate::metrics_http::ScrapeAccess::from_config(&config)?;
     let tls = match config.tls_files() {
         Some(files) => Some(ServerTls::load(&files)?),
         None => None,
@@ -67,6 +68,8 @@ pub async fn serve(
         metrics_listener,
         handle,
         tls.as_ref().map(|tls| tls.acceptor(ALPN_HTTP1)),
+        crate::transport::connections::ListenerLimits::metrics(&config),
+        scrape_access,
     ));
     let listeners = Listeners {
         grpc: listener,

@@ -35,6 +35,7 @@ pub mod storage;
 pub mod sys;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 
 pub use app::{Listeners, ServerError, run, run_listeners, run_with_clock, run_with_tls};
 pub use clock::Clock;

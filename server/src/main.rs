@@ -50,6 +50,8 @@ fn main() -> ExitCode {
     // Everything the server and the admin commands create (RocksDB files included, which take
     // the process mask) is private to the server's user, whatever mask it was started with.
     exposure_server::sys::restrict_umask();
+    // Before the flags are parsed: the default connection caps derive from the raised limit.
+    exposure_server::sys::raise_open_file_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -64,6 +64,14 @@ pub const BATCH_CACHE_BYTES: &str = "exposure_batch_cache_bytes";
 /// Requests refused because their class was at its concurrency limit, by `class`: gRPC calls
 /// answered RESOURCE_EXHAUSTED (upload, phone, health) and HTTP connections closed (http).
 pub const REQUESTS_SHED_TOTAL: &str = "exposure_requests_shed_total";
+/// Open connections, by `listener` (grpc, http, metrics).
+pub const CONNECTIONS: &str = "exposure_connections";
+/// Connections closed by a limit, by `listener` and `reason`: network_cap (the client network
+/// was at its cap), handshake_timeout (no TLS handshake or first request bytes in time),
+/// send_stalled (the client stopped reading), lifetime (an HTTP connection reached its age).
+pub const CONNECTIONS_CLOSED_TOTAL: &str = "exposure_connections_closed_total";
+/// Times a listener reached its connection cap and left new connections waiting, by `listener`.
+pub const CONNECTION_CAP_WAITS_TOTAL: &str = "exposure_connection_cap_waits_total";
 
 /// Buckets for request latencies: 0.25 ms to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -293,5 +301,14 @@ fn describe() {
     describe_counter!(
         REQUESTS_SHED_TOTAL,
         "Requests refused at their class's concurrency limit, by class"
+    );
+    describe_gauge!(CONNECTIONS, Unit::Count, "Open connections, by listener");
+    describe_counter!(
+        CONNECTIONS_CLOSED_TOTAL,
+        "Connections closed by a limit, by listener and reason"
+    );
+    describe_counter!(
+        CONNECTION_CAP_WAITS_TOTAL,
+        "Times a listener reached its connection cap, by listener"
     );
 }

@@ -1,5 +1,6 @@
-//! The two process-level facts the server needs from the C library: its file-creation mask and
-//! its effective user id. Both calls cannot fail and touch no memory of ours.
+//! The process-level facts the server needs from the C library: its file-creation mask, its
+//! effective user id and its limit of open file descriptors (which sizes the connection caps of
+//! [`crate::transport::connections`]). No call touches memory other than what it is given.
 
 /// Sets the process's file-creation mask to `077`, so every file and folder the server (and
 /// RocksDB, which creates its files with the process mask) makes is private to its owner,
@@ -18,4 +19,40 @@ pub fn restrict_umask() {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid(2) has no preconditions, cannot fail and only returns a number.
     unsafe { libc::geteuid() }
+}
+
+/// Returns the process's soft limit of open file descriptors (`RLIMIT_NOFILE`), which every
+/// socket, RocksDB file and log file counts against; `None` when it is unlimited or unreadable.
+#[allow(unsafe_code)]
+pub fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one `rlimit` into the memory we own and pass.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) };
+    (read == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+/// Raises the soft limit of open file descriptors to the hard limit, as Go's runtime and most
+/// servers do at start: the common default soft limit of 1,024 would leave too few descriptors
+/// for both the connections and RocksDB. A failure leaves the limit as it was.
+#[allow(unsafe_code)]
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one `rlimit` into the memory we own and pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0
+        || limit.rlim_cur >= limit.rlim_max
+    {
+        return;
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit(2) reads one `rlimit` we own; raising the soft limit up to the hard
+    // limit needs no privilege and touches nothing else.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
+    }
 }

@@ -267,6 +267,10 @@ async fn metrics_are_served_over_the_same_tls() {
         listener,
         handle,
         Some(tls.acceptor(exposure_server::tls::ALPN_HTTP1)),
+        exposure_server::transport::connections::ListenerLimits::metrics(
+            &exposure_server::ServerConfig::with_data_dir(files.path()),
+        ),
+        exposure_server::metrics_http::ScrapeAccess::default(),
     ));
 
     let (mut stream, _) = handshake(addr, &ca.pem(), b"http/1.1")

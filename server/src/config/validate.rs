@@ -87,7 +87,31 @@ impl ServerConfig {
             u64::from(self.max_streams_per_connection),
         )?;
         positive_duration("--stream-timeout", self.stream_timeout)?;
+        positive("--max-grpc-connections", self.max_grpc_connections as u64)?;
         positive("--max-http-connections", self.max_http_connections as u64)?;
+        positive(
+            "--max-metrics-connections",
+            self.max_metrics_connections as u64,
+        )?;
+        positive(
+            "--max-connections-per-network",
+            self.max_connections_per_network as u64,
+        )?;
+        positive_duration("--handshake-timeout", self.handshake_timeout)?;
+        positive_duration("--send-stall-timeout", self.send_stall_timeout)?;
+        positive_duration("--http-connection-lifetime", self.http_connection_lifetime)?;
+        if !self.metrics_addr.ip().to_canonical().is_loopback()
+            && self.metrics_token_file.is_none()
+            && self.client_ca.is_none()
+        {
+            return refuse(
+                "--metrics-addr",
+                format!(
+                    "{} is reachable from other hosts: give --metrics-token-file (a bearer token for the scraper) or --client-ca (client certificates)",
+                    self.metrics_addr
+                ),
+            );
+        }
         positive_duration("--max-connection-age", self.max_connection_age)?;
         positive("--max-keys-per-batch", u64::from(self.max_keys_per_batch))?;
         positive("--max-keys-per-upload", u64::from(self.max_keys_per_upload))?;
@@ -252,6 +276,25 @@ mod tests {
         registered.gaen_key_id = "310".to_owned();
         registered.gaen_key_version = "v2.1".to_owned();
         assert_eq!(registered.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_public_metrics_address_needs_a_token_or_client_certificates() {
+        let mut config = ServerConfig::with_data_dir("/tmp/x");
+        config.metrics_addr = "0.0.0.0:9090".parse().expect("addr");
+        config.insecure_plaintext = true;
+        assert_eq!(
+            config.validate().map_err(|error| error.flag),
+            Err("--metrics-addr")
+        );
+        let mut with_token = config.clone();
+        with_token.metrics_token_file = Some("/run/secrets/metrics-token".into());
+        assert_eq!(with_token.validate(), Ok(()));
+        let mut with_client_ca = config;
+        with_client_ca.tls_cert = Some("/tls/cert.pem".into());
+        with_client_ca.tls_key = Some("/tls/key.pem".into());
+        with_client_ca.client_ca = Some("/tls/ca.pem".into());
+        assert_eq!(with_client_ca.validate(), Ok(()));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Accepted connections of any `TcpListener`, as plaintext or TLS streams that tonic (or
-//! hyper) can serve. Every TCP connection gets `TCP_NODELAY` and keepalive; each TLS handshake
-//! runs in its own task with a deadline, so a slow or silent client never holds up the accept
-//! loop, and at most [`MAX_HANDSHAKES`] run at once.
+//! hyper) can serve. Every TCP connection gets `TCP_NODELAY` and keepalive and is counted
+//! against its listener's caps ([`crate::transport::connections`]): at the listener's cap the
+//! loop stops accepting until a connection closes, and a client network at its cap is closed
+//! at once. Each TLS handshake runs in its own task; it starts when the client's first bytes
+//! arrive, waits its turn while [`MAX_HANDSHAKES`] run, and must be done, with the client's
+//! first request bytes, within the handshake timeout from accept, so slow or silent clients
+//! never hold up the accept loop or other clients' handshakes.
 
 use std::io;
 use std::pin::Pin;
@@ -14,15 +18,16 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-/// Longest a TLS handshake may take.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most TLS handshakes in progress at once; connections beyond are closed at once.
-pub const MAX_HANDSHAKES: usize = 1024;
+use crate::transport::connection::Connection;
+pub use crate::transport::connections::MAX_HANDSHAKES;
+use crate::transport::connections::{CloseReason, ConnectionLimiter, ListenerLimits};
+
 /// Connections handed over but not yet taken by the server.
 const QUEUE: usize = 256;
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop does not spin.
@@ -61,27 +66,40 @@ pub enum ServerIo {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// Returns the connections of `listener`, TLS-wrapped when `tls` is given. The accept loop
-/// runs in its own task and ends when the returned stream is dropped.
+/// Returns the connections of `listener` within `limits`, TLS-wrapped when `tls` is given.
+/// The accept loop runs in its own task and ends when the returned stream is dropped.
 pub fn incoming(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-) -> ReceiverStream<io::Result<ServerIo>> {
+    limits: ListenerLimits,
+) -> ReceiverStream<io::Result<Connection<ServerIo>>> {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    tokio::spawn(accept_loop(listener, tls, sender));
+    tokio::spawn(accept_loop(
+        listener,
+        tls,
+        ConnectionLimiter::new(limits),
+        sender,
+    ));
     ReceiverStream::new(receiver)
 }
 
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    sender: mpsc::Sender<io::Result<ServerIo>>,
+    limiter: Arc<ConnectionLimiter>,
+    sender: mpsc::Sender<io::Result<Connection<ServerIo>>>,
 ) {
     let mut tcp = tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let handshake_timeout = limiter.limits().handshake_timeout;
     loop {
+        // At the cap, connections wait in the kernel's backlog until a slot frees.
+        let permit = tokio::select! {
+            () = sender.closed() => break,
+            permit = limiter.free_slot() => permit,
+        };
         let next = tokio::select! {
             () = sender.closed() => break,
             next = tcp.next() => next,
@@ -95,29 +113,58 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(acceptor) = &tls else {
-            if sender.send(Ok(ServerIo::Plain(stream))).await.is_err() {
-                break;
-            }
+        let deadline = Instant::now() + handshake_timeout;
+        let ip = stream.peer_addr().ok().map(|address| address.ip());
+        let Some(slot) = limiter.admit(permit, ip) else {
             continue;
         };
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            tracing::debug!("too many TLS handshakes in progress; connection closed");
-            continue;
-        };
-        let (acceptor, sender) = (acceptor.clone(), sender.clone());
+        let (acceptor, handshakes, sender) = (tls.clone(), handshakes.clone(), sender.clone());
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-            drop(permit);
-            match handshake {
-                Ok(Ok(stream)) => {
-                    let _ = sender.send(Ok(ServerIo::Tls(Box::new(stream)))).await;
+            let io = match acceptor {
+                None => ServerIo::Plain(stream),
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout_at(
+                        deadline,
+                        handshake(stream, &acceptor, &handshakes),
+                    )
+                    .await;
+                    match handshake {
+                        Ok(Ok(stream)) => ServerIo::Tls(Box::new(stream)),
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            slot.limiter().count_closed(CloseReason::HandshakeTimeout);
+                            return;
+                        }
+                    }
                 }
-                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
-            }
+            };
+            let _ = sender.send(Ok(Connection::new(io, slot, deadline))).await;
         });
     }
+}
+
+/// Runs the TLS handshake of `stream` once the client has sent something, in its turn among
+/// the handshakes in progress: a silent client waits for its deadline without taking a turn.
+async fn handshake(
+    stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    handshakes: &Semaphore,
+) -> io::Result<TlsStream<TcpStream>> {
+    if stream.peek(&mut [0_u8; 1]).await? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "closed before the handshake",
+        ));
+    }
+    let _turn = handshakes
+        .acquire()
+        .await
+        .map_err(|_| io::Error::other("handshakes closed"))?;
+    acceptor.accept(stream).await
 }
 
 impl Connected for ServerIo {
