@@ -321,7 +321,7 @@ async fn no_key_is_acknowledged_that_retention_would_delete_when_it_is_published
         .wait_for_batches(|listing| listing.batches.len() == 2)
         .await;
     let mut distribution = server.distribution_client().await;
-    assert!(confirmed(&mut distribution, &tags_of(&oldest_kept)[0], 16).await);
+    assert!(confirmed(&mut distribution, &reference::tags(&oldest_kept)[0], 16).await);
     let dir = server.stop().await;
     let store = exposure_server::storage::Store::open(dir.path()).expect("reopen");
     assert_eq!(store.count_keys().expect("count"), 2, "retention kept both");

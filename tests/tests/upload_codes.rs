@@ -683,7 +683,14 @@ async fn a_code_upload_and_a_decoy_may_leave_the_region_to_the_code() {
         .wait_for_batches(|listing| !listing.batches.is_empty())
         .await;
     let mut distribution = server.distribution_client().await;
-    assert!(confirmed(&mut distribution, &tags_of(&yesterday_key(1))[0], 16).await);
+    assert!(
+        confirmed(
+            &mut distribution,
+            &reference::tags(&yesterday_key(1))[0],
+            16
+        )
+        .await
+    );
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
     assert_eq!(
