@@ -607,7 +607,9 @@ async fn every_metric_of_the_dashboard_and_alerts_is_exported_at_zero_from_start
         Some(1.0),
         "a fresh store is writable: the alert on 0 stays quiet"
     );
-    assert!(server.terminate(), "clean shutdown");
+    // Shutdown is not what this test is about (a SIGTERM this early may come before the
+    // signal handler is in place).
+    server.kill();
 }
 
 #[test]
