@@ -42,6 +42,18 @@ fn plaintext_on_a_public_address_is_refused_unless_told() {
         &["--grpc-addr", "127.0.0.1:0", "--metrics-addr", "0.0.0.0:0"],
     );
     assert_usage_error(&metrics, "--metrics-addr");
+    let http = run(
+        dir.path(),
+        &[
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "0.0.0.0:0",
+        ],
+    );
+    assert_usage_error(&http, "--http-addr");
 
     let mut command = Command::new(BINARY);
     command
@@ -100,6 +112,42 @@ fn unusable_settings_exit_64_naming_the_flag() {
         assert!(help.contains(flag), "--help documents {flag}");
     }
     assert!(help.contains("millions of digests"), "{help}");
+}
+
+#[test]
+fn publish_options_come_from_the_environment_comma_separated() {
+    // The second of two comma-separated options has no `=`: only an environment variable
+    // that is read and split at the comma makes the server and `publish-sync` refuse it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &[
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ][..],
+        &["publish-sync"],
+    ] {
+        let output = Command::new(BINARY)
+            .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")
+            .env("EXPOSURE_PUBLISH_TO", "s3://exposure/v1root")
+            .env(
+                "EXPOSURE_PUBLISH_OPTION",
+                "aws_allow_http=true,secret-looking-text",
+            )
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run exposure-server");
+        assert_usage_error(&output, "--publish-option");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !stderr.contains("secret-looking-text"),
+            "an option may hold a secret and is never echoed: {stderr}"
+        );
+    }
 }
 
 #[test]
