@@ -159,7 +159,7 @@ fn kubernetes() -> Container {
             number => port_number(number),
         }
     };
-    let env = spec["env"]
+    let env: Vec<(String, String)> = spec["env"]
         .as_sequence()
         .expect("env")
         .iter()
@@ -171,6 +171,8 @@ fn kubernetes() -> Container {
             (text(&variable["name"]), text(&variable["value"]))
         })
         .collect();
+    let container_ports: Vec<u16> = ports.iter().map(|(_, port)| *port).collect();
+    assert_reachable(&env, &container_ports, "the containerPorts");
     let mut checks = Vec::new();
     for kind in ["startupProbe", "readinessProbe", "livenessProbe"] {
         if let Some(probe) = spec.get(kind) {
@@ -406,12 +408,7 @@ fn compose() -> Container {
         };
         checks.push((format!("EXPOSE {port} ({listener})"), probe));
     }
-    for (port, listener) in &listeners {
-        assert!(
-            image.exposed.contains(port),
-            "the {listener} listener's port {port} is not EXPOSEd"
-        );
-    }
+    assert_reachable(&env, &image.exposed, "the image's EXPOSE");
     for published in strings(&service["ports"]) {
         let port: u16 = published
             .rsplit(':')
@@ -449,6 +446,37 @@ fn compose() -> Container {
         },
     ));
     Container { env, args, checks }
+}
+
+/// The server's listeners; it has no others.
+const LISTENERS: [&str; 3] = ["grpc", "http", "metrics"];
+
+/// Checks that every listener of a container is reachable from outside it: declared in `env`
+/// on an address that is not loopback (the server's defaults are loopback, which in a container
+/// serves nobody) with a port among `ports`.
+fn assert_reachable(env: &[(String, String)], ports: &[u16], what: &str) {
+    let last: BTreeMap<&str, &str> = env
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    for listener in LISTENERS {
+        let name = format!("EXPOSURE_{}_ADDR", listener.to_ascii_uppercase());
+        let value = last.get(name.as_str()).unwrap_or_else(|| {
+            panic!("{name} is not set: the {listener} listener stays on loopback")
+        });
+        let addr: SocketAddr = value
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+        assert!(
+            !addr.ip().is_loopback(),
+            "{name}={value}: nothing outside the container reaches it"
+        );
+        assert!(
+            ports.contains(&addr.port()),
+            "{name}={value}: port {} is not in {what} {ports:?}",
+            addr.port()
+        );
+    }
 }
 
 /// Returns the listener (`grpc`, `http`, `metrics`) declared on each port by the
