@@ -320,8 +320,16 @@ pub struct ServerConfig {
     pub publish_to: Option<String>,
 
     /// A `key=value` setting of the object store, over its environment variable (repeatable),
-    /// e.g. `aws_endpoint=http://minio:9000`. Keep secrets in the environment, not here.
-    #[arg(long = "publish-option", value_name = "KEY=VALUE")]
+    /// e.g. `aws_endpoint=http://minio:9000`. The environment variable takes several,
+    /// comma-separated (`aws_endpoint=http://minio:9000,aws_allow_http=true`). Keep secrets in
+    /// the store's own environment variables, not here.
+    #[arg(
+        long = "publish-option",
+        value_name = "KEY=VALUE",
+        env = "EXPOSURE_PUBLISH_OPTION",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub publish_options: Vec<String>,
 
     /// First retry delay of a failed object-storage write; doubles on each failure.

@@ -42,6 +42,18 @@ fn plaintext_on_a_public_address_is_refused_unless_told() {
         &["--grpc-addr", "127.0.0.1:0", "--metrics-addr", "0.0.0.0:0"],
     );
     assert_usage_error(&metrics, "--metrics-addr");
+    let http = run(
+        dir.path(),
+        &[
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "0.0.0.0:0",
+        ],
+    );
+    assert_usage_error(&http, "--http-addr");
 
     let mut command = Command::new(BINARY);
     command
@@ -100,6 +112,62 @@ fn unusable_settings_exit_64_naming_the_flag() {
         assert!(help.contains(flag), "--help documents {flag}");
     }
     assert!(help.contains("millions of digests"), "{help}");
+}
+
+#[test]
+fn publish_options_come_from_the_environment_comma_separated() {
+    // The second of two comma-separated options has no `=`: only an environment variable
+    // that is read and split at the comma makes the server and `publish-sync` refuse it. Were
+    // it ignored, the server would start: its bucket is then a loopback port that nothing
+    // serves, with static keys (no instance-metadata lookup), and it is stopped after 20 s.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &[
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ][..],
+        &["publish-sync"],
+    ] {
+        let stderr_file = tempfile::NamedTempFile::new().expect("stderr file");
+        let mut child = Command::new(BINARY)
+            .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")
+            .env("EXPOSURE_PUBLISH_TO", "s3://exposure/v1root")
+            .env("AWS_ENDPOINT", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env(
+                "EXPOSURE_PUBLISH_OPTION",
+                "aws_allow_http=true,secret-looking-text",
+            )
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr_file.reopen().expect("reopen"))
+            .spawn()
+            .expect("run exposure-server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().expect("kill");
+                break child.wait().expect("reap");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(stderr_file.path()).expect("stderr");
+        assert_eq!(status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains("--publish-option"), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("secret-looking-text"),
+            "an option may hold a secret and is never echoed: {stderr}"
+        );
+    }
 }
 
 #[test]

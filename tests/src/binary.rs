@@ -41,18 +41,28 @@ pub struct ServerProcess {
     /// `http://127.0.0.1:PORT` of the Prometheus `/metrics` listener.
     pub metrics_url: String,
     log: Arc<Mutex<String>>,
+    /// The `listening` log line.
+    listening: String,
 }
 
 impl ServerProcess {
     /// Starts the server on `data_dir` with every listener on a loopback port of its choosing
     /// and `extra` flags; returns once it listens (30 s at most).
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(path("exposure-server", "exposure-server"))
+        let mut command = Command::new(path("exposure-server", "exposure-server"));
+        command
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
             .args(extra)
             .arg("--data-dir")
-            .arg(data_dir)
+            .arg(data_dir);
+        Self::spawn(command)
+    }
+
+    /// Starts `command`, the server binary with flags and environment the caller chose (JSON
+    /// logs among them); returns once it listens (30 s at most).
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stderr(Stdio::piped())
             .spawn()
             .expect("start exposure-server");
@@ -87,6 +97,7 @@ impl ServerProcess {
                     grpc_url,
                     http_url,
                     metrics_url,
+                    listening: line.to_owned(),
                     log,
                 };
             }
@@ -96,6 +107,17 @@ impl ServerProcess {
             assert!(Instant::now() < deadline, "server did not start: {text}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Returns the address the listener `name` (`grpc`, `http`, `metrics`) bound, as logged.
+    pub fn listener(&self, name: &str) -> std::net::SocketAddr {
+        let key = format!("\"{name}\":\"");
+        let start = self.listening.find(&key).map(|at| at + key.len());
+        let address = start.and_then(|start| {
+            let end = start + self.listening[start..].find('"')?;
+            self.listening[start..end].parse().ok()
+        });
+        address.unwrap_or_else(|| panic!("no {name} address in {}", self.listening))
     }
 
     /// Returns the log so far.

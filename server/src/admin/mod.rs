@@ -79,8 +79,15 @@ pub struct PublishSyncCommand {
     /// The target, as the server's `--publish-to` (credentials from the environment).
     #[arg(long, env = "EXPOSURE_PUBLISH_TO")]
     pub publish_to: String,
-    /// A `key=value` setting of the object store (repeatable), as the server's.
-    #[arg(long = "publish-option", value_name = "KEY=VALUE")]
+    /// A `key=value` setting of the object store (repeatable, or comma-separated in the
+    /// environment variable), as the server's.
+    #[arg(
+        long = "publish-option",
+        value_name = "KEY=VALUE",
+        env = "EXPOSURE_PUBLISH_OPTION",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub publish_options: Vec<String>,
     /// The server's `--confirm-prefix-bits` (the indexes carry it).
     #[arg(long, env = "EXPOSURE_CONFIRM_PREFIX_BITS", default_value_t = 16,
