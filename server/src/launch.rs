@@ -20,11 +20,6 @@ pub async fn serve(
         Some(files) => Some(ServerTls::load(&files)?),
         None => None,
     };
-    config.check_exposure("--grpc-addr", config.grpc_addr)?;
-    config.check_exposure("--metrics-addr", config.metrics_addr)?;
-    if let Some(http_addr) = config.http_addr {
-        config.check_exposure("--http-addr", http_addr)?;
-    }
     let listener = tokio::net::TcpListener::bind(config.grpc_addr)
         .await
         .map_err(ServerError::Listener)?;

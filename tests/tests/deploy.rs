@@ -526,6 +526,8 @@ struct Running {
     ports: BTreeMap<u16, SocketAddr>,
     /// An upload token for [`REGION`], when asked for.
     token: Option<String>,
+    /// The bearer token of `EXPOSURE_METRICS_TOKEN_FILE`, when the deployment mounts one.
+    metrics_token: Option<String>,
     _root: tempfile::TempDir,
 }
 
@@ -546,6 +548,15 @@ fn launch(container: &Container, extra: &[&str], authority: bool) -> Running {
             std::fs::write(&path, pem).expect("write TLS file");
         }
     }
+    // The scrape credential the deployment mounts (`--metrics-token-file`), which the test's
+    // scrapes send as Prometheus does with `authorization: credentials_file`.
+    let metrics_token = env.get("EXPOSURE_METRICS_TOKEN_FILE").map(|path| {
+        let path = PathBuf::from(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mount folder");
+        let token = "deploy-test-scrape-token".to_owned();
+        std::fs::write(&path, format!("{token}\n")).expect("write metrics token");
+        token
+    });
     let token = authority.then(|| {
         let data_dir = PathBuf::from(env.get("EXPOSURE_DATA_DIR").expect("a data dir"));
         add_authority(&data_dir, &[REGION])
@@ -567,6 +578,7 @@ fn launch(container: &Container, extra: &[&str], authority: bool) -> Running {
         ca,
         ports,
         token,
+        metrics_token,
         _root: root,
     }
 }
@@ -647,15 +659,22 @@ impl Running {
         path: &str,
     ) -> Result<(u16, Vec<u8>), String> {
         let failed = |error: std::io::Error| error.to_string();
+        // Only the scraper holds the metrics credential; phones and probes send none.
+        let bearer = if path == "/metrics" {
+            self.metrics_token.as_deref()
+        } else {
+            None
+        };
         if https {
             let (stream, _) = handshake(addr, &self.ca.pem(), b"http/1.1")
                 .await
                 .map_err(failed)?;
-            exchange(stream, path).await
+            exchange(stream, path, bearer).await
         } else {
             exchange(
                 tokio::net::TcpStream::connect(addr).await.map_err(failed)?,
                 path,
+                bearer,
             )
             .await
         }
@@ -676,9 +695,13 @@ impl Running {
 async fn exchange(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
     path: &str,
+    bearer: Option<&str>,
 ) -> Result<(u16, Vec<u8>), String> {
+    let authorization = bearer
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: deploy-test\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: deploy-test\r\n{authorization}Connection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

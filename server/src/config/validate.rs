@@ -100,6 +100,12 @@ impl ServerConfig {
         positive_duration("--handshake-timeout", self.handshake_timeout)?;
         positive_duration("--send-stall-timeout", self.send_stall_timeout)?;
         positive_duration("--http-connection-lifetime", self.http_connection_lifetime)?;
+        // Plaintext on a public address is the more basic refusal, so it is named first.
+        self.check_exposure("--grpc-addr", self.grpc_addr)?;
+        self.check_exposure("--metrics-addr", self.metrics_addr)?;
+        if let Some(http_addr) = self.http_addr {
+            self.check_exposure("--http-addr", http_addr)?;
+        }
         if !self.metrics_addr.ip().to_canonical().is_loopback()
             && self.metrics_token_file.is_none()
             && self.client_ca.is_none()
