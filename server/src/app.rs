@@ -178,7 +178,7 @@ pub async fn run_with_tls(
     }
     let bucket = match &config.publish_to {
         Some(url) => Some(
-            Bucket::open(url, &config.publish_options)
+            Bucket::open(url, &config.publish_options.options)
                 .map_err(|error| ServerError::Config(error.to_string()))?,
         ),
         None => None,

@@ -319,18 +319,9 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_PUBLISH_TO")]
     pub publish_to: Option<String>,
 
-    /// A `key=value` setting of the object store, over its environment variable (repeatable),
-    /// e.g. `aws_endpoint=http://minio:9000`. The environment variable takes several,
-    /// comma-separated (`aws_endpoint=http://minio:9000,aws_allow_http=true`). Keep secrets in
-    /// the store's own environment variables, not here.
-    #[arg(
-        long = "publish-option",
-        value_name = "KEY=VALUE",
-        env = "EXPOSURE_PUBLISH_OPTION",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    pub publish_options: Vec<String>,
+    /// The object store's `--publish-option` settings.
+    #[command(flatten)]
+    pub publish_options: PublishOptions,
 
     /// First retry delay of a failed object-storage write; doubles on each failure.
     #[arg(long, env = "EXPOSURE_PUBLISH_RETRY_INITIAL", default_value = "1s", value_parser = parse_duration)]
@@ -421,6 +412,23 @@ pub fn parse_optional_addr(text: &str) -> Result<OptionalAddr, String> {
 /// Parses `1s`, `90m`, `2h`, `500ms` and the other humantime forms.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| format!("{error} (expected e.g. 30s, 90m, 2h)"))
+}
+
+/// `--publish-option`, shared by the server and `publish-sync`, which open the same store.
+#[derive(Clone, Debug, Default, Args)]
+pub struct PublishOptions {
+    /// A `key=value` setting of the object store, over its environment variable (repeatable),
+    /// e.g. `aws_endpoint=http://minio:9000`. The environment variable takes several,
+    /// comma-separated (`aws_endpoint=http://minio:9000,aws_allow_http=true`). Keep secrets in
+    /// the store's own environment variables, not here.
+    #[arg(
+        long = "publish-option",
+        value_name = "KEY=VALUE",
+        env = "EXPOSURE_PUBLISH_OPTION",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub options: Vec<String>,
 }
 
 #[cfg(test)]

@@ -188,6 +188,14 @@ fn register_at_zero() {
         gauge!(name).set(0.0);
     }
     gauge!(STORE_WRITABLE).set(1.0);
+    for listener in crate::transport::connections::LISTENERS {
+        gauge!(CONNECTIONS, "listener" => listener).set(0.0);
+        counter!(CONNECTION_CAP_WAITS_TOTAL, "listener" => listener).absolute(0);
+        for reason in crate::transport::connections::CloseReason::ALL {
+            counter!(CONNECTIONS_CLOSED_TOTAL, "listener" => listener, "reason" => reason.label())
+                .absolute(0);
+        }
+    }
     for result in ["done", "retry"] {
         counter!(PUBLISH_OBJECT_TASKS_TOTAL, "result" => result).absolute(0);
     }

@@ -160,16 +160,8 @@ impl TestServer {
     }
 
     /// Returns an upload request carrying the harness token.
-    pub fn authorized(
-        &self,
-        request: UploadDiagnosisKeysRequest,
-    ) -> tonic::Request<UploadDiagnosisKeysRequest> {
-        let mut request = tonic::Request::new(request);
-        let value = format!("Bearer {}", self.token)
-            .parse()
-            .expect("ascii token");
-        request.metadata_mut().insert("authorization", value);
-        request
+    pub fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        fixtures::with_authorization(message, "Bearer", &self.token)
     }
 
     /// Uploads `request` with the harness token and returns the answer; panics if it is refused.
@@ -455,6 +447,39 @@ pub mod fixtures {
             })),
             transmission_risk_level: 0,
         }
+    }
+
+    /// A code that was never issued, for decoys (a decoy's code need not exist).
+    pub const DECOY_CODE: &str = "7K3QX-9M2PD";
+
+    /// Returns `message` with `authorization: <scheme> <credential>`: `Bearer` and an
+    /// authority's token, or `UploadCode` and a patient's code.
+    pub fn with_authorization<T>(message: T, scheme: &str, credential: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("{scheme} {credential}")
+                .parse()
+                .expect("ascii credential"),
+        );
+        request
+    }
+
+    /// Returns `message` as a patient's code upload with `code`.
+    pub fn with_code<T>(message: T, code: &str) -> tonic::Request<T> {
+        with_authorization(message, "UploadCode", code)
+    }
+
+    /// Returns `message` marked as a decoy (`x-exposure-decoy: 1`), with `code` if given.
+    pub fn decoy<T>(message: T, code: Option<&str>) -> tonic::Request<T> {
+        let mut request = match code {
+            Some(code) => with_code(message, code),
+            None => tonic::Request::new(message),
+        };
+        request
+            .metadata_mut()
+            .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+        request
     }
 
     /// Returns a confirmed-test upload for [`REGION`].

@@ -207,7 +207,7 @@ async fn s3_publishing_survives_an_outage_and_a_restart_in_order() {
     let options = s3::publish_options(&relay.url);
     let configure = |config: &mut exposure_server::ServerConfig| {
         config.publish_to = Some(format!("s3://{BUCKET}/{PREFIX}"));
-        config.publish_options = options.clone();
+        config.publish_options.options = options.clone();
         config.publish_retry_initial = Duration::from_millis(50);
         config.publish_retry_max = Duration::from_millis(400);
     };
@@ -306,7 +306,7 @@ async fn s3_retention_publish_sync_and_fetch_through_the_bucket() {
     let publish_options = options.clone();
     let server = TestServer::start_with(clock.clone(), move |config| {
         config.publish_to = Some(format!("s3://{BUCKET}/{PREFIX}"));
-        config.publish_options = publish_options;
+        config.publish_options.options = publish_options;
         config.publish_retry_initial = Duration::from_millis(50);
     })
     .await;

@@ -10,7 +10,7 @@ use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use exposure_proto::v1::{IssueUploadCodesRequest, ListBatchesRequest, ReportType};
 use exposure_server::Clock;
-use exposure_tests::fixtures::{gaen, key16, upload};
+use exposure_tests::fixtures::{self, gaen, key16, upload};
 use exposure_tests::pki::{TestCa, TlsPaths, handshake, replace, tls_channel};
 use exposure_tests::{REGION, TestServer, logs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -176,17 +176,16 @@ async fn with_a_client_ca_token_calls_need_a_client_certificate_and_phones_do_no
 
     // Issuing codes is a token call: it needs the certificate too.
     let issue = |token: &str| {
-        let mut request = tonic::Request::new(IssueUploadCodesRequest {
-            region: REGION.into(),
-            count: 1,
-            report_type: ReportType::ConfirmedTest as i32,
-            valid_for: 0,
-        });
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("ascii"),
-        );
-        request
+        fixtures::with_authorization(
+            IssueUploadCodesRequest {
+                region: REGION.into(),
+                count: 1,
+                report_type: ReportType::ConfirmedTest as i32,
+                valid_for: 0,
+            },
+            "Bearer",
+            token,
+        )
     };
     let refused = KeyUploadClient::new(anonymous.clone())
         .issue_upload_codes(issue(&server.token))
@@ -204,27 +203,17 @@ async fn with_a_client_ca_token_calls_need_a_client_certificate_and_phones_do_no
 
     // A patient's phone has no certificate: its code upload and its decoys go through.
     let mut phone = KeyUploadClient::new(anonymous);
-    let mut with_code = tonic::Request::new(fresh_upload("phone", 4));
-    with_code.metadata_mut().insert(
-        "authorization",
-        format!("UploadCode {code}").parse().expect("ascii"),
-    );
     let accepted = phone
-        .upload_diagnosis_keys(with_code)
+        .upload_diagnosis_keys(fixtures::with_code(fresh_upload("phone", 4), &code))
         .await
         .expect("a code upload needs no client certificate")
         .into_inner();
     assert_eq!(accepted.keys_accepted, 1);
-    let mut decoy = tonic::Request::new(fresh_upload("decoy", 5));
-    decoy.metadata_mut().insert(
-        "authorization",
-        "UploadCode 7K3QX-9M2PD".parse().expect("ascii"),
-    );
-    decoy
-        .metadata_mut()
-        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
     let answered = phone
-        .upload_diagnosis_keys(decoy)
+        .upload_diagnosis_keys(fixtures::decoy(
+            fresh_upload("decoy", 5),
+            Some(fixtures::DECOY_CODE),
+        ))
         .await
         .expect("a decoy needs no client certificate")
         .into_inner();

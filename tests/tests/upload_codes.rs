@@ -31,16 +31,12 @@ async fn issue(
     report_type: ReportType,
     valid_for: u64,
 ) -> Vec<String> {
-    let mut request = tonic::Request::new(IssueUploadCodesRequest {
+    let request = server.authorized(IssueUploadCodesRequest {
         region: REGION.into(),
         count,
         report_type: report_type as i32,
         valid_for,
     });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", server.token).parse().expect("ascii"),
-    );
     let codes = server
         .upload_client()
         .await
@@ -51,6 +47,25 @@ async fn issue(
         .codes;
     assert_eq!(codes.len(), count as usize);
     codes.into_iter().map(|code| code.code).collect()
+}
+
+/// Waits for the server's first batch, checks that `key`'s first tag confirms in it, stops the
+/// server and returns its store, reopened (with the folder that holds it).
+async fn published_then_stopped(
+    server: TestServer,
+    key: &DiagnosisKey,
+) -> (tempfile::TempDir, Store) {
+    server
+        .wait_for_batches(|listing| !listing.batches.is_empty())
+        .await;
+    let mut distribution = server.distribution_client().await;
+    assert!(
+        confirmed(&mut distribution, &reference::tags(key)[0], 16).await,
+        "the key uploaded with a code confirms like any other"
+    );
+    let dir = server.stop().await;
+    let store = Store::open(dir.path()).expect("reopen");
+    (dir, store)
 }
 
 /// Returns an upload client whose connections leave from `local` (127.0.0.x).
@@ -70,13 +85,8 @@ async fn upload_with_code(
     code: &str,
     request: UploadDiagnosisKeysRequest,
 ) -> Result<UploadDiagnosisKeysResponse, Status> {
-    let mut request = tonic::Request::new(request);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("UploadCode {code}").parse().expect("ascii"),
-    );
     client
-        .upload_diagnosis_keys(request)
+        .upload_diagnosis_keys(fixtures::with_code(request, code))
         .await
         .map(tonic::Response::into_inner)
 }
@@ -142,20 +152,7 @@ async fn a_code_uploads_once_with_its_region_and_report_type_and_the_keys_publis
     assert_eq!(denied.code(), Code::PermissionDenied);
 
     // The keys are published and confirm like any others.
-    server
-        .wait_for_batches(|listing| !listing.batches.is_empty())
-        .await;
-    let mut distribution = server.distribution_client().await;
-    assert!(
-        confirmed(
-            &mut distribution,
-            &reference::tags(&yesterday_key(1))[0],
-            16
-        )
-        .await
-    );
-    let dir = server.stop().await;
-    let store = Store::open(dir.path()).expect("reopen");
+    let (_dir, store) = published_then_stopped(server, &yesterday_key(1)).await;
     assert_eq!(store.count_keys().expect("count"), 2);
     let issuer = store.list_authorities().expect("authorities")[0].id.clone();
     let through_issuer = store.key_sequences_of_authority(&issuer).expect("scan");
@@ -230,16 +227,12 @@ async fn issuing_checks_its_fields_and_the_authoritys_region() {
         ("vn-tb", 1, ReportType::ConfirmedTest, 0, "region"),
     ];
     for (region, count, report_type, valid_for, field) in cases {
-        let mut request = tonic::Request::new(IssueUploadCodesRequest {
+        let request = server.authorized(IssueUploadCodesRequest {
             region: region.into(),
             count,
             report_type: report_type as i32,
             valid_for,
         });
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", server.token).parse().expect("ascii"),
-        );
         let status = client
             .issue_upload_codes(request)
             .await
@@ -251,15 +244,11 @@ async fn issuing_checks_its_fields_and_the_authoritys_region() {
             status.message()
         );
     }
-    let mut other_region = tonic::Request::new(IssueUploadCodesRequest {
+    let other_region = server.authorized(IssueUploadCodesRequest {
         region: "VN-HN".into(),
         count: 1,
         ..Default::default()
     });
-    other_region.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", server.token).parse().expect("ascii"),
-    );
     let status = client
         .issue_upload_codes(other_region)
         .await
@@ -421,18 +410,14 @@ async fn decoys_store_nothing_and_take_as_long_as_real_uploads() {
 
     let mut client = server.upload_client().await;
     for index in 0..10u8 {
-        let mut request = tonic::Request::new(fixtures::upload(
-            &format!("decoy-{index}"),
-            vec![yesterday_key(100 + index), yesterday_key(200 + index / 2)],
-        ));
         // A decoy looks like a code upload on the wire; the code need not exist.
-        request.metadata_mut().insert(
-            "authorization",
-            "UploadCode 7K3QX-9M2PD".parse().expect("ascii"),
+        let request = fixtures::decoy(
+            fixtures::upload(
+                &format!("decoy-{index}"),
+                vec![yesterday_key(100 + index), yesterday_key(200 + index / 2)],
+            ),
+            Some(fixtures::DECOY_CODE),
         );
-        request
-            .metadata_mut()
-            .insert("x-exposure-decoy", "1".parse().expect("ascii"));
         let started = Instant::now();
         let answer = client
             .upload_diagnosis_keys(request)
@@ -464,9 +449,7 @@ async fn decoys_store_nothing_and_take_as_long_as_real_uploads() {
          {decoy_latencies:?} vs {real_latencies:?}"
     );
     // A malformed decoy is refused like a malformed upload.
-    let mut bad = tonic::Request::new(fixtures::upload("decoy-bad", vec![]));
-    bad.metadata_mut()
-        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let bad = fixtures::decoy(fixtures::upload("decoy-bad", vec![]), None);
     let status = client
         .upload_diagnosis_keys(bad)
         .await
@@ -647,17 +630,13 @@ async fn a_code_upload_and_a_decoy_may_leave_the_region_to_the_code() {
     .expect("the code's region");
     assert_eq!(named.keys_accepted, 1);
 
-    let mut decoy = tonic::Request::new(UploadDiagnosisKeysRequest {
-        region: String::new(),
-        ..fixtures::upload("decoy", vec![yesterday_key(3), yesterday_key(4)])
-    });
-    decoy.metadata_mut().insert(
-        "authorization",
-        "UploadCode 7K3QX-9M2PD".parse().expect("ascii"),
+    let decoy = fixtures::decoy(
+        UploadDiagnosisKeysRequest {
+            region: String::new(),
+            ..fixtures::upload("decoy", vec![yesterday_key(3), yesterday_key(4)])
+        },
+        Some(fixtures::DECOY_CODE),
     );
-    decoy
-        .metadata_mut()
-        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
     let decoy_answer = phone
         .upload_diagnosis_keys(decoy)
         .await
@@ -665,13 +644,13 @@ async fn a_code_upload_and_a_decoy_may_leave_the_region_to_the_code() {
         .into_inner();
     assert_eq!(decoy_answer.keys_accepted, 2);
     // A malformed region is still malformed, decoy or not.
-    let mut malformed = tonic::Request::new(UploadDiagnosisKeysRequest {
-        region: "vn-tb".into(),
-        ..fixtures::upload("decoy-2", vec![yesterday_key(5)])
-    });
-    malformed
-        .metadata_mut()
-        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let malformed = fixtures::decoy(
+        UploadDiagnosisKeysRequest {
+            region: "vn-tb".into(),
+            ..fixtures::upload("decoy-2", vec![yesterday_key(5)])
+        },
+        None,
+    );
     let status = phone
         .upload_diagnosis_keys(malformed)
         .await
@@ -679,20 +658,7 @@ async fn a_code_upload_and_a_decoy_may_leave_the_region_to_the_code() {
     assert_eq!(status.code(), Code::InvalidArgument);
 
     // The key uploaded without a region is published in the code's region.
-    server
-        .wait_for_batches(|listing| !listing.batches.is_empty())
-        .await;
-    let mut distribution = server.distribution_client().await;
-    assert!(
-        confirmed(
-            &mut distribution,
-            &reference::tags(&yesterday_key(1))[0],
-            16
-        )
-        .await
-    );
-    let dir = server.stop().await;
-    let store = Store::open(dir.path()).expect("reopen");
+    let (_dir, store) = published_then_stopped(server, &yesterday_key(1)).await;
     assert_eq!(
         store.count_keys().expect("count"),
         2,

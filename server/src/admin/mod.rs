@@ -79,16 +79,9 @@ pub struct PublishSyncCommand {
     /// The target, as the server's `--publish-to` (credentials from the environment).
     #[arg(long, env = "EXPOSURE_PUBLISH_TO")]
     pub publish_to: String,
-    /// A `key=value` setting of the object store (repeatable, or comma-separated in the
-    /// environment variable), as the server's.
-    #[arg(
-        long = "publish-option",
-        value_name = "KEY=VALUE",
-        env = "EXPOSURE_PUBLISH_OPTION",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    pub publish_options: Vec<String>,
+    /// The object store's settings, as the server's.
+    #[command(flatten)]
+    pub publish_options: crate::config::PublishOptions,
     /// The server's `--confirm-prefix-bits` (the indexes carry it).
     #[arg(long, env = "EXPOSURE_CONFIRM_PREFIX_BITS", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(i64::from(crate::config::MIN_CONFIRM_PREFIX_BITS)..=24))]
@@ -100,7 +93,7 @@ const SYNC_ATTEMPTS: u32 = 8;
 
 /// Runs `publish-sync`, writing its report to `out`.
 pub fn publish_sync(command: PublishSyncCommand, out: &mut impl Write) -> Result<(), AdminError> {
-    let bucket = crate::bucket::Bucket::open(&command.publish_to, &command.publish_options)
+    let bucket = crate::bucket::Bucket::open(&command.publish_to, &command.publish_options.options)
         .map_err(|error| AdminError::Usage(error.to_string()))?;
     if !command.data.data_dir.join("db").exists() {
         return Err(AdminError::Usage(format!(

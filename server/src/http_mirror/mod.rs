@@ -89,7 +89,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new().fallback(handle).with_state(Arc::new(state));
-    lifetime_ends().increment(0);
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let mut connections = crate::tls::incoming(listener, tls, limits);

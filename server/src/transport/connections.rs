@@ -76,10 +76,14 @@ impl DerivedCaps {
     }
 }
 
+/// The `listener` labels of the connection metrics: the gRPC listener, the HTTP mirror and the
+/// metrics listener.
+pub const LISTENERS: [&str; 3] = ["grpc", "http", "metrics"];
+
 /// The connection limits of one listener.
 #[derive(Clone, Copy, Debug)]
 pub struct ListenerLimits {
-    /// The listener's `listener` label in metrics: `grpc`, `http` or `metrics`.
+    /// The listener's `listener` label in metrics, one of [`LISTENERS`].
     pub name: &'static str,
     /// Most connections open at once.
     pub max_connections: usize,
@@ -97,18 +101,18 @@ pub struct ListenerLimits {
 impl ListenerLimits {
     /// Returns the limits of the gRPC listener.
     pub fn grpc(config: &ServerConfig) -> Self {
-        Self::from_config("grpc", config.max_grpc_connections, config)
+        Self::from_config(LISTENERS[0], config.max_grpc_connections, config)
             .first_bytes(HTTP2_PREFACE_BYTES)
     }
 
     /// Returns the limits of the HTTP mirror.
     pub fn http(config: &ServerConfig) -> Self {
-        Self::from_config("http", config.max_http_connections, config)
+        Self::from_config(LISTENERS[1], config.max_http_connections, config)
     }
 
     /// Returns the limits of the metrics listener.
     pub fn metrics(config: &ServerConfig) -> Self {
-        Self::from_config("metrics", config.max_metrics_connections, config)
+        Self::from_config(LISTENERS[2], config.max_metrics_connections, config)
     }
 
     fn from_config(name: &'static str, max_connections: usize, config: &ServerConfig) -> Self {
@@ -164,19 +168,6 @@ pub struct ConnectionLimiter {
 impl ConnectionLimiter {
     /// Returns a limiter for `limits`.
     pub fn new(limits: ListenerLimits) -> Arc<Self> {
-        // Every series exists from startup, so a panel or alert never sees "no data".
-        ::metrics::gauge!(metrics::CONNECTIONS, "listener" => limits.name).set(0.0);
-        ::metrics::counter!(metrics::CONNECTION_CAP_WAITS_TOTAL, "listener" => limits.name)
-            .increment(0);
-        for reason in [
-            CloseReason::NetworkCap,
-            CloseReason::HandshakeTimeout,
-            CloseReason::SendStalled,
-        ] {
-            ::metrics::counter!(metrics::CONNECTIONS_CLOSED_TOTAL,
-                "listener" => limits.name, "reason" => reason.label())
-            .increment(0);
-        }
         Arc::new(Self {
             limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
@@ -252,6 +243,14 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, for the metrics that exist from startup.
+    pub const ALL: [CloseReason; 4] = [
+        CloseReason::NetworkCap,
+        CloseReason::HandshakeTimeout,
+        CloseReason::SendStalled,
+        CloseReason::Lifetime,
+    ];
+
     /// Returns the metrics label.
     pub fn label(self) -> &'static str {
         match self {
