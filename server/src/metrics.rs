@@ -5,11 +5,12 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Uploads by `result` (stored, replay, invalid, unauthenticated, permission_denied, conflict,
-/// quota, error).
+/// quota, error); decoys count here by the answer they got, like real uploads.
 pub const UPLOADS_TOTAL: &str = "exposure_uploads_total";
-/// Keys stored, by `scheme` (gaen, bluezone, static).
+/// Keys accepted, by `scheme` (gaen, bluezone, static): the keys a real upload stored and
+/// those a decoy was answered as accepting, so that no series tells the two apart.
 pub const KEYS_INGESTED_TOTAL: &str = "exposure_keys_ingested_total";
-/// Time from receiving an upload to answering it (durable write included).
+/// Time from receiving an upload to answering it (durable write included; decoys too).
 pub const UPLOAD_DURATION_SECONDS: &str = "exposure_upload_duration_seconds";
 /// Batches published, by `kind` (hourly, daily).
 pub const BATCHES_PUBLISHED_TOTAL: &str = "exposure_batches_published_total";
@@ -36,8 +37,6 @@ pub const ROCKSDB_SIZE_BYTES: &str = "exposure_rocksdb_size_bytes";
 /// publish run started, yet they are still waiting: 0 after a run that published everything)
 /// and `embargoed` (not publishable yet). Set after every publish run, failed ones included.
 pub const PENDING_KEYS: &str = "exposure_pending_keys";
-/// Decoy uploads answered (nothing stored).
-pub const DECOY_UPLOADS_TOTAL: &str = "exposure_decoy_uploads_total";
 /// Upload codes issued.
 pub const UPLOAD_CODES_ISSUED_TOTAL: &str = "exposure_upload_codes_issued_total";
 /// Code uploads refused because a failed-attempt budget was spent.
@@ -170,7 +169,6 @@ fn register_at_zero() {
         DOWNLOADS_TOTAL,
         DOWNLOAD_BYTES_TOTAL,
         CONFIRM_REQUESTS_TOTAL,
-        DECOY_UPLOADS_TOTAL,
         UPLOAD_CODES_ISSUED_TOTAL,
         CODE_ATTEMPTS_REFUSED_TOTAL,
     ] {
@@ -206,12 +204,18 @@ fn register_at_zero() {
 
 /// Registers the help text and unit of every metric.
 fn describe() {
-    describe_counter!(UPLOADS_TOTAL, "Uploads of diagnosis keys, by result");
-    describe_counter!(KEYS_INGESTED_TOTAL, "Diagnosis keys stored, by scheme");
+    describe_counter!(
+        UPLOADS_TOTAL,
+        "Uploads of diagnosis keys (decoys included), by result"
+    );
+    describe_counter!(
+        KEYS_INGESTED_TOTAL,
+        "Diagnosis keys accepted (decoys' included), by scheme"
+    );
     describe_histogram!(
         UPLOAD_DURATION_SECONDS,
         Unit::Seconds,
-        "Upload handling time, durable write included"
+        "Upload handling time (decoys included), durable write included"
     );
     describe_counter!(BATCHES_PUBLISHED_TOTAL, "Batches published, by kind");
     describe_counter!(
@@ -250,10 +254,6 @@ fn describe() {
         PENDING_KEYS,
         Unit::Count,
         "Keys not yet published, by state (releasable, embargoed)"
-    );
-    describe_counter!(
-        DECOY_UPLOADS_TOTAL,
-        "Decoy uploads answered without storing anything"
     );
     describe_counter!(UPLOAD_CODES_ISSUED_TOTAL, "Upload codes issued");
     describe_counter!(
