@@ -47,6 +47,18 @@ pub const PUBLISH_QUEUE_LENGTH: &str = "exposure_publish_queue_length";
 pub const PUBLISH_QUEUE_OLDEST_SECONDS: &str = "exposure_publish_queue_oldest_seconds";
 /// Object-storage task attempts, by `result` (done, retry).
 pub const PUBLISH_OBJECT_TASKS_TOTAL: &str = "exposure_publish_object_tasks_total";
+/// Object-storage tasks waiting in the outbox whose last attempt failed (later tasks that do
+/// not depend on them go on).
+pub const PUBLISH_TASKS_FAILING: &str = "exposure_publish_tasks_failing";
+/// Failed attempts of the queued object-storage task that failed most (0 when none fails).
+pub const PUBLISH_TASK_FAILURES_MAX: &str = "exposure_publish_task_failures_max";
+/// Seconds until the served TLS certificate's notAfter (negative once past it); only with
+/// `--tls-cert`, set from startup and every reload tick.
+pub const TLS_CERTIFICATE_EXPIRY_SECONDS: &str = "exposure_tls_certificate_expiry_seconds";
+/// TLS files that changed on disk, by `file` (cert, client_ca) and `result`: reloaded, or
+/// refused and the previous material kept (expired, not_yet_valid, invalid); only with
+/// `--tls-cert`.
+pub const TLS_RELOADS_TOTAL: &str = "exposure_tls_reloads_total";
 /// 1 while the store accepts synced writes, 0 while they fail (disk full, I/O error).
 pub const STORE_WRITABLE: &str = "exposure_store_writable";
 /// Latency of every gRPC call until its last response message and status went out (the
@@ -181,6 +193,8 @@ fn register_at_zero() {
         ROCKSDB_SIZE_BYTES,
         PUBLISH_QUEUE_LENGTH,
         PUBLISH_QUEUE_OLDEST_SECONDS,
+        PUBLISH_TASKS_FAILING,
+        PUBLISH_TASK_FAILURES_MAX,
         BATCH_CACHE_BYTES,
     ] {
         gauge!(name).set(0.0);
@@ -273,6 +287,25 @@ fn describe() {
     describe_counter!(
         PUBLISH_OBJECT_TASKS_TOTAL,
         "Object-storage task attempts by result (done, retry)"
+    );
+    describe_gauge!(
+        PUBLISH_TASKS_FAILING,
+        Unit::Count,
+        "Queued object-storage tasks whose last attempt failed"
+    );
+    describe_gauge!(
+        PUBLISH_TASK_FAILURES_MAX,
+        Unit::Count,
+        "Failed attempts of the queued object-storage task that failed most"
+    );
+    describe_gauge!(
+        TLS_CERTIFICATE_EXPIRY_SECONDS,
+        Unit::Seconds,
+        "Seconds until the served TLS certificate expires"
+    );
+    describe_counter!(
+        TLS_RELOADS_TOTAL,
+        "Changed TLS files reloaded or refused, by file and result"
     );
     describe_gauge!(
         STORE_WRITABLE,
