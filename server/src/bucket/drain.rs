@@ -213,16 +213,31 @@ pub async fn run(
                 continue;
             }
         };
-        let Some(queued) = queue.tasks.get_mut(&sequence) else {
+        let Some(task) = queue
+            .tasks
+            .get(&sequence)
+            .map(|queued| queued.entry.task.clone())
+        else {
             continue;
         };
-        match syncer.apply(&queued.entry.task).await {
+        let applied = syncer.apply(&task).await;
+        match applied {
             Ok(()) => {
                 if streak > 0 {
                     tracing::info!(failures = streak, "object storage reachable again");
                 }
+                if streak > 1 {
+                    // Failures in a row of several tasks were an outage, now over: the tasks
+                    // waiting out their backoff are due at once (their counts stay).
+                    for waiting in queue.tasks.values_mut() {
+                        waiting.retry_at = None;
+                    }
+                }
+                let Some(queued) = queue.tasks.get(&sequence) else {
+                    continue;
+                };
                 if queued.failures > 0 {
-                    tracing::info!(task = queued.entry.task.kind(), failures = queued.failures,
+                    tracing::info!(task = task.kind(), failures = queued.failures,
                         "a failing object-storage task went through");
                 }
                 streak = 0;
@@ -237,6 +252,9 @@ pub async fn run(
                 }
             }
             Err(error) => {
+                let Some(queued) = queue.tasks.get_mut(&sequence) else {
+                    continue;
+                };
                 queued.failures = queued.failures.saturating_add(1);
                 let delay = backoff.after(queued.failures);
                 queued.retry_at = Some(Instant::now() + delay);
@@ -245,7 +263,7 @@ pub async fn run(
                     .increment(1);
                 // A task's first failure and then every tenth are logged.
                 if queued.failures == 1 || queued.failures.is_multiple_of(10) {
-                    tracing::warn!(%error, task = queued.entry.task.kind(),
+                    tracing::warn!(%error, task = task.kind(),
                         failures = queued.failures,
                         retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                         "object-storage write failed; it stays queued and is retried, \
