@@ -166,6 +166,9 @@ pub async fn run_with_tls(
         http: http_listener,
     } = listeners;
     config.validate()?;
+    if let Some(tls) = &tls {
+        tls.export_metrics();
+    }
     config.check_exposure(
         "--grpc-addr",
         listener.local_addr().map_err(ServerError::Listener)?,
@@ -385,8 +388,11 @@ pub async fn run_with_tls(
     let serve = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
         .max_concurrent_streams(config.max_streams_per_connection)
+        // At the age tonic sends GOAWAY and lets the streams in flight finish. No
+        // `max_connection_age_grace`: tonic 0.14 then sleeps age + grace and drops the
+        // connection without any GOAWAY; the forced close after the grace is the listener's
+        // (`ListenerLimits::max_age`).
         .max_connection_age(config.max_connection_age)
-        .max_connection_age_grace(config.shutdown_grace)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .layer(layers)

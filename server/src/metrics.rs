@@ -5,11 +5,12 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Uploads by `result` (stored, replay, invalid, unauthenticated, permission_denied, conflict,
-/// quota, error).
+/// quota, error); decoys count here by the answer they got, like real uploads.
 pub const UPLOADS_TOTAL: &str = "exposure_uploads_total";
-/// Keys stored, by `scheme` (gaen, bluezone, static).
+/// Keys accepted, by `scheme` (gaen, bluezone, static): the keys a real upload stored and
+/// those a decoy was answered as accepting, so that no series tells the two apart.
 pub const KEYS_INGESTED_TOTAL: &str = "exposure_keys_ingested_total";
-/// Time from receiving an upload to answering it (durable write included).
+/// Time from receiving an upload to answering it (durable write included; decoys too).
 pub const UPLOAD_DURATION_SECONDS: &str = "exposure_upload_duration_seconds";
 /// Batches published, by `kind` (hourly, daily).
 pub const BATCHES_PUBLISHED_TOTAL: &str = "exposure_batches_published_total";
@@ -36,8 +37,6 @@ pub const ROCKSDB_SIZE_BYTES: &str = "exposure_rocksdb_size_bytes";
 /// publish run started, yet they are still waiting: 0 after a run that published everything)
 /// and `embargoed` (not publishable yet). Set after every publish run, failed ones included.
 pub const PENDING_KEYS: &str = "exposure_pending_keys";
-/// Decoy uploads answered (nothing stored).
-pub const DECOY_UPLOADS_TOTAL: &str = "exposure_decoy_uploads_total";
 /// Upload codes issued.
 pub const UPLOAD_CODES_ISSUED_TOTAL: &str = "exposure_upload_codes_issued_total";
 /// Code uploads refused because a failed-attempt budget was spent.
@@ -48,6 +47,18 @@ pub const PUBLISH_QUEUE_LENGTH: &str = "exposure_publish_queue_length";
 pub const PUBLISH_QUEUE_OLDEST_SECONDS: &str = "exposure_publish_queue_oldest_seconds";
 /// Object-storage task attempts, by `result` (done, retry).
 pub const PUBLISH_OBJECT_TASKS_TOTAL: &str = "exposure_publish_object_tasks_total";
+/// Object-storage tasks waiting in the outbox whose last attempt failed (later tasks that do
+/// not depend on them go on).
+pub const PUBLISH_TASKS_FAILING: &str = "exposure_publish_tasks_failing";
+/// Failed attempts of the queued object-storage task that failed most (0 when none fails).
+pub const PUBLISH_TASK_FAILURES_MAX: &str = "exposure_publish_task_failures_max";
+/// Seconds until the served TLS certificate's notAfter (negative once past it); only with
+/// `--tls-cert`, set from startup and every reload tick.
+pub const TLS_CERTIFICATE_EXPIRY_SECONDS: &str = "exposure_tls_certificate_expiry_seconds";
+/// TLS files that changed on disk, by `file` (cert, client_ca) and `result`: reloaded, or
+/// refused and the previous material kept (expired, not_yet_valid, invalid); only with
+/// `--tls-cert`.
+pub const TLS_RELOADS_TOTAL: &str = "exposure_tls_reloads_total";
 /// 1 while the store accepts synced writes, 0 while they fail (disk full, I/O error).
 pub const STORE_WRITABLE: &str = "exposure_store_writable";
 /// Latency of every gRPC call until its last response message and status went out (the
@@ -170,7 +181,6 @@ fn register_at_zero() {
         DOWNLOADS_TOTAL,
         DOWNLOAD_BYTES_TOTAL,
         CONFIRM_REQUESTS_TOTAL,
-        DECOY_UPLOADS_TOTAL,
         UPLOAD_CODES_ISSUED_TOTAL,
         CODE_ATTEMPTS_REFUSED_TOTAL,
     ] {
@@ -183,6 +193,8 @@ fn register_at_zero() {
         ROCKSDB_SIZE_BYTES,
         PUBLISH_QUEUE_LENGTH,
         PUBLISH_QUEUE_OLDEST_SECONDS,
+        PUBLISH_TASKS_FAILING,
+        PUBLISH_TASK_FAILURES_MAX,
         BATCH_CACHE_BYTES,
     ] {
         gauge!(name).set(0.0);
@@ -214,12 +226,18 @@ fn register_at_zero() {
 
 /// Registers the help text and unit of every metric.
 fn describe() {
-    describe_counter!(UPLOADS_TOTAL, "Uploads of diagnosis keys, by result");
-    describe_counter!(KEYS_INGESTED_TOTAL, "Diagnosis keys stored, by scheme");
+    describe_counter!(
+        UPLOADS_TOTAL,
+        "Uploads of diagnosis keys (decoys included), by result"
+    );
+    describe_counter!(
+        KEYS_INGESTED_TOTAL,
+        "Diagnosis keys accepted (decoys' included), by scheme"
+    );
     describe_histogram!(
         UPLOAD_DURATION_SECONDS,
         Unit::Seconds,
-        "Upload handling time, durable write included"
+        "Upload handling time (decoys included), durable write included"
     );
     describe_counter!(BATCHES_PUBLISHED_TOTAL, "Batches published, by kind");
     describe_counter!(
@@ -259,10 +277,6 @@ fn describe() {
         Unit::Count,
         "Keys not yet published, by state (releasable, embargoed)"
     );
-    describe_counter!(
-        DECOY_UPLOADS_TOTAL,
-        "Decoy uploads answered without storing anything"
-    );
     describe_counter!(UPLOAD_CODES_ISSUED_TOTAL, "Upload codes issued");
     describe_counter!(
         CODE_ATTEMPTS_REFUSED_TOTAL,
@@ -281,6 +295,25 @@ fn describe() {
     describe_counter!(
         PUBLISH_OBJECT_TASKS_TOTAL,
         "Object-storage task attempts by result (done, retry)"
+    );
+    describe_gauge!(
+        PUBLISH_TASKS_FAILING,
+        Unit::Count,
+        "Queued object-storage tasks whose last attempt failed"
+    );
+    describe_gauge!(
+        PUBLISH_TASK_FAILURES_MAX,
+        Unit::Count,
+        "Failed attempts of the queued object-storage task that failed most"
+    );
+    describe_gauge!(
+        TLS_CERTIFICATE_EXPIRY_SECONDS,
+        Unit::Seconds,
+        "Seconds until the served TLS certificate expires"
+    );
+    describe_counter!(
+        TLS_RELOADS_TOTAL,
+        "Changed TLS files reloaded or refused, by file and result"
     );
     describe_gauge!(
         STORE_WRITABLE,

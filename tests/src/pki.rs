@@ -52,14 +52,40 @@ impl TestCa {
         )
     }
 
+    /// Issues a server certificate like [`Self::issue_server`] valid from `not_before` until
+    /// `not_after` (Unix seconds, both given to the second).
+    pub fn issue_server_valid(&self, not_before: u64, not_after: u64) -> Issued {
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        self.issue_with(
+            vec!["localhost".into(), "127.0.0.1".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            "exposure-server test",
+            |params| {
+                params.not_before = epoch + std::time::Duration::from_secs(not_before);
+                params.not_after = epoch + std::time::Duration::from_secs(not_after);
+            },
+        )
+    }
+
     /// Issues a client certificate for a health authority called `name`.
     pub fn issue_client(&self, name: &str) -> Issued {
         self.issue(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, name)
     }
 
     fn issue(&self, names: Vec<String>, usage: ExtendedKeyUsagePurpose, name: &str) -> Issued {
+        self.issue_with(names, usage, name, |_| {})
+    }
+
+    fn issue_with(
+        &self,
+        names: Vec<String>,
+        usage: ExtendedKeyUsagePurpose,
+        name: &str,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Issued {
         let key = KeyPair::generate().expect("leaf key");
         let mut params = CertificateParams::new(names).expect("leaf params");
+        adjust(&mut params);
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
         let certificate = params

@@ -99,10 +99,36 @@ impl Scrape {
         Some(matching.sum())
     }
 
+    /// Returns every series whose value differs in `later` (or that appears there), written
+    /// `name{label="value",...}`, with how much it moved.
+    pub fn moved_in(&self, later: &Scrape) -> BTreeMap<String, f64> {
+        let earlier: BTreeMap<&Series, f64> =
+            self.samples.iter().map(|(series, value)| (series, *value)).collect();
+        later
+            .samples
+            .iter()
+            .filter_map(|(series, value)| {
+                let delta = value - earlier.get(series).copied().unwrap_or(0.0);
+                (delta != 0.0 || !earlier.contains_key(series)).then(|| (series.to_string(), delta))
+            })
+            .collect()
+    }
+
     /// Returns the metric families of the scrape and their types (`counter`, `gauge`,
     /// `histogram`, ...).
     pub fn families(&self) -> &BTreeMap<String, String> {
         &self.types
+    }
+}
+
+impl std::fmt::Display for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(label, value)| format!("{label}={value:?}"))
+            .collect();
+        write!(f, "{}{{{}}}", self.name, labels.join(","))
     }
 }
 

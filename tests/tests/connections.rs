@@ -389,3 +389,120 @@ async fn a_reflection_stream_ends_at_the_request_timeout() {
     drop(sender);
     server.stop().await;
 }
+
+/// Opens a reflection stream on `channel` and has one request answered; returns the sender
+/// of further requests and the answers.
+async fn open_reflection_stream(
+    channel: tonic::transport::Channel,
+) -> (
+    tokio::sync::mpsc::Sender<ServerReflectionRequest>,
+    tonic::Streaming<tonic_reflection::pb::v1::ServerReflectionResponse>,
+) {
+    let (sender, requests) = tokio::sync::mpsc::channel(4);
+    sender.send(list_services()).await.expect("queued");
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(requests))
+        .await
+        .expect("reflection")
+        .into_inner();
+    assert!(matches!(stream.message().await, Ok(Some(_))), "answered");
+    (sender, stream)
+}
+
+fn list_services() -> ServerReflectionRequest {
+    ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    }
+}
+
+/// Returns the open connections of the gRPC listener and those closed at their age.
+fn grpc_connections() -> (f64, f64) {
+    let scrape = exposure_tests::scrape::Scrape::parse(&exposure_tests::scrape::render());
+    (
+        scrape
+            .value("exposure_connections", &[("listener", "grpc")])
+            .unwrap_or(0.0),
+        scrape
+            .value(
+                "exposure_connections_closed_total",
+                &[("listener", "grpc"), ("reason", "lifetime")],
+            )
+            .unwrap_or(0.0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aged_connection_gets_goaway_its_streams_finish_and_it_closes_after_the_grace() {
+    exposure_tests::scrape::install();
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.max_connection_age = Duration::from_secs(2);
+        config.shutdown_grace = Duration::from_secs(4);
+        config.request_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let channel = Endpoint::from_shared(server.url.clone())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let connected = tokio::time::Instant::now();
+    // Two streams start just before the age: one the client finishes after it, one it never
+    // ends (as a health Watch does not).
+    tokio::time::sleep_until(connected + Duration::from_millis(1500)).await;
+    let (finishing_sender, mut finishing) = open_reflection_stream(channel.clone()).await;
+    let (_held_sender, mut held) = open_reflection_stream(channel.clone()).await;
+    assert_eq!(grpc_connections(), (1.0, 0.0));
+
+    // Past the age the server has sent GOAWAY: new calls go over a new connection (a call
+    // that meets the GOAWAY may fail and is retried, as clients do) while the streams carry on.
+    tokio::time::sleep_until(connected + Duration::from_millis(2500)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let answered = DistributionClient::new(channel.clone())
+            .list_batches(list_request())
+            .await
+            .is_ok();
+        if answered && grpc_connections().0 == 2.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new connection after the age: {:?} (open, closed at their age)",
+            grpc_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    finishing_sender
+        .send(list_services())
+        .await
+        .expect("queued");
+    assert!(
+        matches!(finishing.message().await, Ok(Some(_))),
+        "a stream in flight is answered after the GOAWAY"
+    );
+    drop(finishing_sender);
+    let end = finishing.message().await;
+    assert!(matches!(end, Ok(None)), "it ends with OK: {end:?}");
+
+    // The stream that never ends is cut with its connection at the age plus the grace.
+    let end = tokio::time::timeout_at(connected + Duration::from_secs(12), held.message())
+        .await
+        .expect("the connection is closed soon after age + grace");
+    assert!(!matches!(end, Ok(Some(_))), "no answer after the cut: {end:?}");
+    assert!(
+        connected.elapsed() >= Duration::from_millis(5500),
+        "cut only after the grace, not at {:?}",
+        connected.elapsed()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while grpc_connections().1 != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cut is counted once: {:?}",
+            grpc_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}

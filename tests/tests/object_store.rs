@@ -414,3 +414,103 @@ async fn s3_retention_publish_sync_and_fetch_through_the_bucket() {
     server.stop_kept().await;
     drop(dir);
 }
+
+/// Returns whether the folder bucket at `root` holds `path`.
+fn holds(root: &Path, path: &str) -> bool {
+    root.join(path).is_file()
+}
+
+/// Waits (30 s at most) until `done` holds for the folder bucket at `root`.
+async fn wait_bucket(root: &Path, what: &str, done: impl Fn(&Path) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(root) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Returns the batch files (`v1/batches/…`) in the folder bucket at `root`.
+fn batch_files(root: &Path) -> usize {
+    std::fs::read_dir(root.join("v1/batches")).map_or(0, |entries| entries.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_fails_forever_holds_back_only_what_waits_for_it() {
+    exposure_tests::scrape::install();
+    let data = tempfile::tempdir().expect("data dir");
+    let folder = tempfile::tempdir().expect("bucket folder");
+    let root = folder.path().join("root");
+    // A plain file sits where VN-TB's day indexes go, so every sync of VN-TB's indexes fails
+    // (as a path the bucket's credentials may not write would; these tests may run as root,
+    // for whom no permission is denied).
+    std::fs::create_dir_all(root.join(format!("v1/regions/{REGION}"))).expect("region folder");
+    let blocker = root.join(format!("v1/regions/{REGION}/days"));
+    std::fs::write(&blocker, b"in the way").expect("blocker");
+    let other_token = exposure_tests::add_authority(data.path(), &["VN-HN"]);
+    let url = format!("file://{}", root.display());
+    let server = TestServer::start_in(data.path(), Clock::manual(TEST_NOW), |config| {
+        config.publish_to = Some(url);
+        config.publish_retry_initial = Duration::from_millis(50);
+        config.publish_retry_max = Duration::from_millis(400);
+    })
+    .await;
+
+    publish_one(&server, "tb", 1, 1, 1).await;
+    // VN-TB's batch file goes up (nothing it names is missing), its indexes cannot.
+    wait_bucket(&root, "VN-TB's batch file", |root| batch_files(root) == 1).await;
+    let failing = exposure_tests::scrape::until("a failing task counted", |scrape| {
+        scrape.value("exposure_publish_tasks_failing", &[]) == Some(1.0)
+            && scrape
+                .value("exposure_publish_task_failures_max", &[])
+                .is_some_and(|failures| failures >= 3.0)
+    })
+    .await;
+    assert!(
+        failing
+            .value("exposure_publish_queue_length", &[])
+            .is_some_and(|length| length >= 1.0),
+        "{}",
+        failing.text
+    );
+
+    // A later batch of another region is published in full meanwhile.
+    let mut request = fixtures::upload("hn", vec![gaen(key16(2), (TODAY - 1) * 144, 144)]);
+    request.region = "VN-HN".into();
+    let mut request = tonic::Request::new(request);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {other_token}").parse().expect("ascii"),
+    );
+    server
+        .upload_client()
+        .await
+        .upload_diagnosis_keys(request)
+        .await
+        .expect("VN-HN upload");
+    wait_bucket(&root, "VN-HN's batch and indexes", |root| {
+        batch_files(root) == 2 && holds(root, "v1/regions/VN-HN/index")
+    })
+    .await;
+    assert!(
+        !holds(&root, &format!("v1/regions/{REGION}/index")),
+        "VN-TB's index waits for its day indexes"
+    );
+
+    // Once the path is writable, VN-TB's indexes follow and the queue empties.
+    std::fs::remove_file(&blocker).expect("remove the blocker");
+    wait_bucket(&root, "VN-TB's indexes", |root| {
+        holds(root, &format!("v1/regions/{REGION}/index"))
+    })
+    .await;
+    exposure_tests::scrape::until("an empty queue with nothing failing", |scrape| {
+        scrape.value("exposure_publish_queue_length", &[]) == Some(0.0)
+            && scrape.value("exposure_publish_tasks_failing", &[]) == Some(0.0)
+            && scrape.value("exposure_publish_task_failures_max", &[]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(wait_queue(data.path(), |length| length == 0).await, 0);
+    server.stop_kept().await;
+}

@@ -1,8 +1,9 @@
 //! TLS end to end, with certificates made at test time: a client that trusts the server's CA
 //! connects and one that does not fails; a renewed certificate on disk is served without a
-//! restart; with `--client-ca`, bearer-token calls need a client certificate and phones (polls,
-//! code uploads, decoys) do not; `/metrics`
-//! is served over the same TLS.
+//! restart, but an expired or not-yet-valid one is refused and counted, and the time the served
+//! certificate has left is exported from startup; with `--client-ca`, bearer-token calls need a
+//! client certificate and phones (polls, code uploads, decoys) do not, and a changed CA file is
+//! reloaded; `/metrics` is served over the same TLS.
 
 use std::time::Duration;
 
@@ -11,12 +12,13 @@ use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use exposure_proto::v1::{IssueUploadCodesRequest, ListBatchesRequest, ReportType};
 use exposure_server::Clock;
 use exposure_tests::fixtures::{self, gaen, key16, upload};
-use exposure_tests::pki::{TestCa, TlsPaths, handshake, replace, tls_channel};
+use exposure_tests::pki::{Issued, TestCa, TlsPaths, handshake, replace, tls_channel};
+use exposure_tests::scrape;
 use exposure_tests::{REGION, TestServer, logs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the server logs when it refuses a changed certificate pair.
-const REFUSED_RELOAD: &str = "TLS certificate not reloaded";
+const REFUSED_RELOAD: &str = "TLS material not reloaded";
 
 /// Starts a server with TLS from `paths`, and `--client-ca` when given.
 async fn start_tls(paths: &TlsPaths, client_ca: Option<std::path::PathBuf>) -> TestServer {
@@ -375,6 +377,154 @@ async fn the_load_test_and_the_demo_run_over_https() {
         outcome.exposed_phone_confirmed,
         "{}",
         String::from_utf8_lossy(&transcript)
+    );
+    server.stop().await;
+}
+
+const DAY: u64 = 86_400;
+const EXPIRY: &str = "exposure_tls_certificate_expiry_seconds";
+const RELOADS: &str = "exposure_tls_reloads_total";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Waits until `exposure_tls_reloads_total{file, result}` reads `count`.
+async fn wait_reloads(file: &str, result: &str, count: f64) {
+    scrape::until(&format!("{file} reloads {result} at {count}"), |scrape| {
+        scrape.value(RELOADS, &[("file", file), ("result", result)]) == Some(count)
+    })
+    .await;
+}
+
+/// Waits until the expiry gauge reads `not_after` less the time now, to within 5 s.
+async fn wait_expiry(not_after: u64) {
+    scrape::until(&format!("the expiry gauge at {not_after} - now"), |scrape| {
+        scrape
+            .value(EXPIRY, &[])
+            .is_some_and(|left| (left - (not_after as f64 - unix_now() as f64)).abs() <= 5.0)
+    })
+    .await;
+}
+
+/// Returns the certificate the server presents now.
+async fn served(server: &TestServer, ca: &TestCa) -> Vec<u8> {
+    handshake(server.addr, &ca.pem(), b"h2")
+        .await
+        .expect("handshake")
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_not_yet_valid_renewal_is_refused_and_the_expiry_is_exported() {
+    scrape::install();
+    let ca = TestCa::new("test CA");
+    let files = tempfile::tempdir().expect("tempdir");
+    let now = unix_now();
+    let first = ca.issue_server_valid(now - DAY, now + 30 * DAY);
+    let paths = TlsPaths::write(files.path(), &first);
+    let server = start_tls(&paths, None).await;
+    // From startup, before any reload: the time left, and every reload outcome at zero.
+    let scrape = scrape::until("the TLS metrics", |scrape| {
+        scrape.value(EXPIRY, &[]).is_some()
+    })
+    .await;
+    let left = scrape.value(EXPIRY, &[]).expect("expiry");
+    let expected = (now + 30 * DAY) as f64 - unix_now() as f64;
+    assert!((left - expected).abs() <= 5.0, "{left} s left, not {expected}");
+    for result in ["reloaded", "expired", "not_yet_valid", "invalid"] {
+        assert_eq!(
+            scrape.value(RELOADS, &[("file", "cert"), ("result", result)]),
+            Some(0.0),
+            "{result}:\n{}",
+            scrape.text
+        );
+    }
+    assert_eq!(served(&server, &ca).await, first.der);
+
+    // A renewal that expired yesterday is refused; the first certificate stays.
+    TlsPaths::write(files.path(), &ca.issue_server_valid(now - 30 * DAY, now - DAY));
+    wait_reloads("cert", "expired", 1.0).await;
+    assert_eq!(served(&server, &ca).await, first.der, "an expired one is not served");
+    // So is one valid only from tomorrow.
+    TlsPaths::write(files.path(), &ca.issue_server_valid(now + DAY, now + 90 * DAY));
+    wait_reloads("cert", "not_yet_valid", 1.0).await;
+    assert_eq!(served(&server, &ca).await, first.der, "a future one is not served");
+    wait_expiry(now + 30 * DAY).await;
+
+    // A valid renewal is served, and the gauge follows it.
+    let renewed = ca.issue_server_valid(now - 60, now + 100 * DAY);
+    TlsPaths::write(files.path(), &renewed);
+    wait_reloads("cert", "reloaded", 1.0).await;
+    assert_eq!(served(&server, &ca).await, renewed.der);
+    wait_expiry(now + 100 * DAY).await;
+    server.stop().await;
+}
+
+#[test]
+fn an_expired_certificate_is_refused_at_startup_naming_the_flag() {
+    let ca = TestCa::new("test CA");
+    let files = tempfile::tempdir().expect("tempdir");
+    let now = unix_now();
+    let paths = TlsPaths::write(files.path(), &ca.issue_server_valid(now - 9 * DAY, now - DAY));
+    let error = exposure_server::tls::reload::ReloadingCertificate::load(&paths.cert, &paths.key)
+        .expect_err("an expired certificate does not load");
+    let text = error.to_string();
+    assert!(text.starts_with("--tls-cert: the certificate expired"), "{text}");
+}
+
+/// Returns whether a bearer-token call presenting `client` is accepted.
+async fn token_call_accepted(server: &TestServer, server_ca: &TestCa, client: &Issued) -> bool {
+    let Ok(channel) = tls_channel(server.addr, &server_ca.pem(), Some(client)).await else {
+        return false;
+    };
+    let mut request = tonic::Request::new(IssueUploadCodesRequest {
+        region: REGION.into(),
+        count: 1,
+        report_type: ReportType::ConfirmedTest as i32,
+        valid_for: 0,
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().expect("ascii"),
+    );
+    KeyUploadClient::new(channel)
+        .issue_upload_codes(request)
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_client_ca_is_reloaded_and_a_broken_one_refused() {
+    scrape::install();
+    let server_ca = TestCa::new("server CA");
+    let old_ca = TestCa::new("old authority CA");
+    let new_ca = TestCa::new("new authority CA");
+    let files = tempfile::tempdir().expect("tempdir");
+    let paths = TlsPaths::write(files.path(), &server_ca.issue_server());
+    let client_ca = files.path().join("clients.pem");
+    replace(&client_ca, &old_ca.pem());
+    let server = start_tls(&paths, Some(client_ca.clone())).await;
+    let (old_client, new_client) = (old_ca.issue_client("old"), new_ca.issue_client("new"));
+    assert!(token_call_accepted(&server, &server_ca, &old_client).await);
+    assert!(!token_call_accepted(&server, &server_ca, &new_client).await);
+
+    replace(&client_ca, &new_ca.pem());
+    wait_reloads("client_ca", "reloaded", 1.0).await;
+    assert!(token_call_accepted(&server, &server_ca, &new_client).await);
+    assert!(
+        !token_call_accepted(&server, &server_ca, &old_client).await,
+        "the replaced CA no longer authenticates"
+    );
+
+    replace(&client_ca, "not a certificate");
+    wait_reloads("client_ca", "invalid", 1.0).await;
+    assert!(
+        token_call_accepted(&server, &server_ca, &new_client).await,
+        "a broken CA file keeps the last good one"
     );
     server.stop().await;
 }

@@ -250,12 +250,18 @@ impl KeyUploadService {
         &self,
         request: UploadDiagnosisKeysRequest,
     ) -> Result<UploadDiagnosisKeysResponse, ApiError> {
-        ::metrics::counter!(metrics::DECOY_UPLOADS_TOTAL).increment(1);
         let delay = self.decoys.sample_delay();
         let now = self.clock.now();
         let checked = validate_decoy(&request, self.limits(now)).map_err(ApiError::InvalidArgument);
         tokio::time::sleep(delay).await;
         let upload = checked?;
+        // Its keys count as a real upload's would, just before the answer (a real upload's
+        // count moves when its write commits): no public figure tells the two apart.
+        for key in &upload.keys {
+            ::metrics::counter!(metrics::KEYS_INGESTED_TOTAL,
+                "scheme" => super::writer::key_scheme_label(&key.stored))
+            .increment(1);
+        }
         Ok(UploadDiagnosisKeysResponse {
             keys_accepted: upload.keys.len() as u32,
             ..UploadDiagnosisKeysResponse::default()
@@ -419,12 +425,11 @@ impl KeyUpload for KeyUploadService {
             result
         };
         let label = result_label(&result);
-        if !decoy {
-            // Decoys are counted apart and stay out of the upload metrics.
-            ::metrics::counter!(metrics::UPLOADS_TOTAL, "result" => label).increment(1);
-            ::metrics::histogram!(metrics::UPLOAD_DURATION_SECONDS)
-                .record(started.elapsed().as_secs_f64());
-        }
+        // Decoys count in the same series as real uploads, by the answer they got: a scraper
+        // of `/metrics` must not learn which phone uploaded for real (DESIGN §12).
+        ::metrics::counter!(metrics::UPLOADS_TOTAL, "result" => label).increment(1);
+        ::metrics::histogram!(metrics::UPLOAD_DURATION_SECONDS)
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(response) => {
                 tracing::info!(

@@ -350,8 +350,14 @@ impl<'a> GroupWriter<'a> {
 
 /// Returns the metrics label of a stored key's scheme.
 fn scheme_label(key: &StoredKey) -> &'static str {
+    key.key.as_ref().map_or("unknown", key_scheme_label)
+}
+
+/// Returns the metrics label of a key's scheme (a decoy's keys count under the same labels as
+/// a real upload's).
+pub(super) fn key_scheme_label(key: &exposure_proto::v1::DiagnosisKey) -> &'static str {
     use exposure_proto::v1::diagnosis_key::Key;
-    match key.key.as_ref().and_then(|key| key.key.as_ref()) {
+    match key.key.as_ref() {
         Some(Key::Gaen(_)) => "gaen",
         Some(Key::Bluezone(_)) => "bluezone",
         Some(Key::StaticId(_)) => "static",

@@ -134,13 +134,19 @@ impl Publisher {
         region: &str,
         prepared: &PreparedGaen,
         now: u64,
+        commits: &std::sync::MutexGuard<'_, ()>,
     ) {
         self.store
             .put_gaen_files(write, region, &prepared.files, &prepared.index);
         for meta_key in &prepared.consumed_revisions {
             self.store.delete_gaen_revision(write, meta_key);
         }
-        self.stage_outbox(write, &[OutboxTask::SyncGaen(region.to_owned())], now);
+        self.stage_outbox(
+            write,
+            &[OutboxTask::SyncGaen(region.to_owned())],
+            now,
+            commits,
+        );
         for (name, zip) in &prepared.files {
             tracing::info!(%region, file = %name, bytes = zip.len(), "gaen export staged");
         }
@@ -170,14 +176,14 @@ impl Publisher {
             let Some(prepared) = self.prepare_gaen(&region, &[], now, &signing)? else {
                 continue;
             };
-            let mut write = WriteBatch::default();
-            self.stage_gaen(&mut write, &region, &prepared, now);
             {
-                let _commits = self.store.lock_commits();
+                let commits = self.store.lock_commits();
                 if !self.still_current(&signing) {
                     // Rotated meanwhile: the next run signs these revisions with the new key.
                     continue;
                 }
+                let mut write = WriteBatch::default();
+                self.stage_gaen(&mut write, &region, &prepared, now, &commits);
                 self.store.write_synced(write)?;
             }
             self.wake_outbox();

@@ -165,10 +165,17 @@ impl Publisher {
         self
     }
 
-    /// Object-storage hook: stages `tasks` into a commit's write when publishing to a bucket.
-    fn stage_outbox(&self, write: &mut WriteBatch, tasks: &[OutboxTask], now: u64) {
+    /// Object-storage hook: stages `tasks` into a commit's write when publishing to a bucket
+    /// (under the commit lock, held until the write).
+    fn stage_outbox(
+        &self,
+        write: &mut WriteBatch,
+        tasks: &[OutboxTask],
+        now: u64,
+        commits: &std::sync::MutexGuard<'_, ()>,
+    ) {
         if self.outbox.is_some() {
-            self.store.stage_outbox(write, tasks, now);
+            self.store.stage_outbox(write, tasks, now, commits);
         }
     }
 
@@ -325,9 +332,10 @@ impl Publisher {
                     OutboxTask::SyncRegion(region.to_owned()),
                 ],
                 now,
+                &commits,
             );
             if let Some(gaen) = &gaen {
-                self.stage_gaen(&mut write, region, gaen, now);
+                self.stage_gaen(&mut write, region, gaen, now, &commits);
             }
             if plan.load_digests {
                 let digests = expanded

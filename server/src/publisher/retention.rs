@@ -68,8 +68,8 @@ impl Publisher {
         );
         // A region's GAEN sync rewrites index.txt before it deletes the zips it stopped naming.
         tasks.extend(gaen_regions.into_iter().map(OutboxTask::SyncGaen));
-        self.stage_outbox(&mut write, &tasks, now);
-        let _commits = self.store.lock_commits();
+        let commits = self.store.lock_commits();
+        self.stage_outbox(&mut write, &tasks, now, &commits);
         self.store.write_synced(write)?;
         for (region, sequence, _) in &expired_batches {
             self.catalog.remove(region, *sequence);

@@ -33,7 +33,7 @@ pub fn activate(
     now: u64,
     queue: &[OutboxTask],
 ) -> Result<ActiveKey, SigningError> {
-    let _commits = store.lock_commits();
+    let commits = store.lock_commits();
     let mut list = store.signing_keys()?;
     let id = signer.key_id();
     check_new_key(&list, id)?;
@@ -46,7 +46,7 @@ pub fn activate(
         retired_at: 0,
     });
     list.current = id.to_owned();
-    store.put_signing_keys(&list, queue, now)?;
+    store.put_signing_keys(&list, queue, now, &commits)?;
     let active = ActiveKey {
         signer: signer.clone(),
         gaen_key_version: gaen_key_version.to_owned(),
@@ -97,13 +97,13 @@ pub fn retire(
     queue: &[OutboxTask],
 ) -> Result<(), SigningError> {
     {
-        let _commits = store.lock_commits();
+        let commits = store.lock_commits();
         let mut list = store.signing_keys()?;
         check_retirable(&list, key_id)?;
         if let Some(record) = list.keys.iter_mut().find(|record| record.key_id == key_id) {
             record.retired_at = now.max(1);
         }
-        store.put_signing_keys(&list, queue, now)?;
+        store.put_signing_keys(&list, queue, now, &commits)?;
     }
     let private = super::key_file(data_dir, key_id);
     match std::fs::remove_file(&private) {
@@ -150,7 +150,7 @@ pub fn record_gaen_version(
     signer: BatchSigner,
     default_gaen_version: &str,
 ) -> Result<ActiveKey, SigningError> {
-    let _commits = store.lock_commits();
+    let commits = store.lock_commits();
     let mut list = store.signing_keys()?;
     let free = free_gaen_version(&list, default_gaen_version);
     let Some(record) = list
@@ -165,7 +165,7 @@ pub fn record_gaen_version(
     };
     let version = if record.gaen_key_version.is_empty() {
         record.gaen_key_version = free.clone();
-        store.put_signing_keys(&list, &[], 0)?;
+        store.put_signing_keys(&list, &[], 0, &commits)?;
         free
     } else {
         record.gaen_key_version.clone()

@@ -23,12 +23,13 @@ impl Store {
     }
 
     /// Replaces the signing-key list, queueing the object-storage tasks `queue` (the rewrite of
-    /// `v1/signing-keys`) in the same write.
+    /// `v1/signing-keys`) in the same write, under the caller's commit lock.
     pub fn put_signing_keys(
         &self,
         list: &SigningKeyList,
         queue: &[OutboxTask],
         now: u64,
+        commits: &std::sync::MutexGuard<'_, ()>,
     ) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(
@@ -36,7 +37,7 @@ impl Store {
             SIGNING_KEYS,
             prost::Message::encode_to_vec(list),
         );
-        self.stage_outbox(&mut batch, queue, now);
+        self.stage_outbox(&mut batch, queue, now, commits);
         self.write_synced(batch)
     }
 

@@ -85,6 +85,8 @@ pub struct Store {
     db: Arc<DB>,
     /// Serializes the writers whose read-check-write sequences must not interleave: the ingest
     /// writer's revocations and the publisher's commits (a revoked key must never be published).
+    /// Every write that queues object-storage tasks holds it from staging to commit, so tasks
+    /// commit in the order of their sequences and the outbox is read incrementally.
     commit_lock: Arc<Mutex<()>>,
     /// Serializes an authority's revocation with the ingest writer's groups of code uploads:
     /// a code is checked (and its issuer found active) and consumed under it, and a
@@ -96,7 +98,8 @@ pub struct Store {
     /// False from a failed synced write until one succeeds again (disk full, I/O error); the
     /// server then reports the upload service NOT_SERVING while phones are still served.
     writable: Arc<AtomicBool>,
-    /// Sequence of the next object-storage task staged (see `outbox`).
+    /// Sequence of the next object-storage task staged (see `outbox`); taken and committed
+    /// under the commit lock, so tasks commit in sequence order.
     outbox_next: Arc<AtomicU64>,
 }
 

@@ -5,6 +5,7 @@
 //!
 //! Key: `u64_be(task sequence)`; value: `u64_be(enqueued_at, Unix seconds) ‖ kind ‖ argument`.
 
+use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 
 use rocksdb::{IteratorMode, WriteBatch};
@@ -103,8 +104,16 @@ impl Store {
         }
     }
 
-    /// Adds `tasks`, in order, to `batch`: they are queued when the batch commits.
-    pub fn stage_outbox(&self, batch: &mut WriteBatch, tasks: &[OutboxTask], now: u64) {
+    /// Adds `tasks`, in order, to `batch`: they are queued when the batch commits. The caller
+    /// holds the commit lock (`_commits`) until the batch is written: tasks then commit in
+    /// sequence order, which lets the drain read only what is new ([`Store::outbox_after`]).
+    pub fn stage_outbox(
+        &self,
+        batch: &mut WriteBatch,
+        tasks: &[OutboxTask],
+        now: u64,
+        _commits: &MutexGuard<'_, ()>,
+    ) {
         for task in tasks {
             let sequence = self.outbox_next.fetch_add(1, Ordering::Relaxed);
             batch.put_cf(self.cf(CF_OUTBOX), sequence.to_be_bytes(), task.encode(now));
@@ -113,26 +122,41 @@ impl Store {
 
     /// Queues `tasks` durably in one synced write.
     pub fn enqueue_outbox(&self, tasks: &[OutboxTask], now: u64) -> Result<(), StorageError> {
+        let commits = self.lock_commits();
         let mut batch = WriteBatch::default();
-        self.stage_outbox(&mut batch, tasks, now);
+        self.stage_outbox(&mut batch, tasks, now, &commits);
         self.write_synced(batch)
     }
 
     /// Returns the oldest queued task.
     pub fn outbox_first(&self) -> Result<Option<OutboxEntry>, StorageError> {
-        let mut first = self
-            .db()
-            .iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start);
-        let Some(entry) = first.next() else {
-            return Ok(None);
+        Ok(self.outbox_after(None, 1)?.pop())
+    }
+
+    /// Returns up to `limit` queued tasks, oldest first, whose sequence is past `after` (all
+    /// of them from the start with `None`). It seeks straight to `after`: the tombstones of
+    /// tasks already done are not walked again.
+    pub fn outbox_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StorageError> {
+        let from = after.map(|sequence| sequence.saturating_add(1).to_be_bytes());
+        let mode = match &from {
+            Some(key) => IteratorMode::From(key, rocksdb::Direction::Forward),
+            None => IteratorMode::Start,
         };
-        let (key, value) = entry?;
-        let (enqueued_at, task) = OutboxTask::decode(&value)?;
-        Ok(Some(OutboxEntry {
-            sequence: decode_u64(&key, CF_OUTBOX)?,
-            enqueued_at,
-            task,
-        }))
+        let mut entries = Vec::new();
+        for entry in self.db().iterator_cf(self.cf(CF_OUTBOX), mode).take(limit) {
+            let (key, value) = entry?;
+            let (enqueued_at, task) = OutboxTask::decode(&value)?;
+            entries.push(OutboxEntry {
+                sequence: decode_u64(&key, CF_OUTBOX)?,
+                enqueued_at,
+                task,
+            });
+        }
+        Ok(entries)
     }
 
     /// Removes a task that is done. Not synced: a task redone after a crash is harmless, as
@@ -143,7 +167,8 @@ impl Store {
         Ok(())
     }
 
-    /// Returns the number of queued tasks and when the oldest was queued (Unix seconds).
+    /// Returns the number of queued tasks and when the oldest was queued (Unix seconds): one
+    /// walk of the whole outbox, for tools and tests (the drain keeps its own counts).
     pub fn outbox_stats(&self) -> Result<(usize, Option<u64>), StorageError> {
         let mut count = 0;
         let mut oldest = None;

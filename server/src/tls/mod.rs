@@ -7,6 +7,7 @@
 
 mod incoming;
 pub mod reload;
+mod validity;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 pub use incoming::{PeerInfo, ServerIo, incoming, require_client_certificate};
-use reload::ReloadingCertificate;
+use reload::{ReloadingCertificate, ReloadingClientCa};
 
 /// Largest PEM file read (a certificate chain with its key is a few KiB).
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
@@ -49,6 +50,22 @@ pub enum TlsError {
         /// Why.
         reason: String,
     },
+    /// The certificate's validity period is over.
+    #[error("{flag}: the certificate expired (notAfter {not_after}, Unix seconds)")]
+    Expired {
+        /// The flag whose file is at fault.
+        flag: &'static str,
+        /// Its `notAfter`.
+        not_after: i64,
+    },
+    /// The certificate's validity period has not begun.
+    #[error("{flag}: the certificate is not valid yet (notBefore {not_before}, Unix seconds)")]
+    NotYetValid {
+        /// The flag whose file is at fault.
+        flag: &'static str,
+        /// Its `notBefore`.
+        not_before: i64,
+    },
 }
 
 /// Where the TLS material lives.
@@ -63,27 +80,33 @@ pub struct TlsFiles {
 }
 
 /// The server's TLS state, shared by all its listeners: one reloading certificate and one
-/// client verifier. Cloning is cheap.
+/// reloading client verifier. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct ServerTls {
     certificate: Arc<ReloadingCertificate>,
-    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    client_verifier: Option<Arc<ReloadingClientCa>>,
 }
 
 impl ServerTls {
-    /// Loads the certificate, key and client CA. The certificate is then watched for changes
-    /// by a task on the current tokio runtime, for as long as this value (or a clone) lives.
+    /// Loads the certificate, key and client CA. They are then watched for changes by a task
+    /// on the current tokio runtime, for as long as this value (or a clone) lives.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
         let certificate = Arc::new(ReloadingCertificate::load(&files.cert, &files.key)?);
-        reload::watch(&certificate);
         let client_verifier = match &files.client_ca {
             None => None,
-            Some(path) => Some(client_verifier(path)?),
+            Some(path) => Some(Arc::new(ReloadingClientCa::load(path)?)),
         };
+        reload::watch(&certificate, client_verifier.clone());
         Ok(Self {
             certificate,
             client_verifier,
         })
+    }
+
+    /// Creates the TLS metrics (the reload counts at zero, the certificate's expiry); call once
+    /// the metrics recorder is installed.
+    pub fn export_metrics(&self) {
+        reload::register_at_zero(&self.certificate, self.client_verifier.is_some());
     }
 
     /// Returns whether client certificates are checked (`--client-ca` was given).
@@ -97,7 +120,9 @@ impl ServerTls {
             .with_safe_default_protocol_versions()
             .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"));
         let builder = match &self.client_verifier {
-            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+            Some(verifier) => {
+                builder.with_client_cert_verifier(verifier.clone() as Arc<dyn ClientCertVerifier>)
+            }
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(self.certificate.clone());
@@ -157,10 +182,10 @@ pub(crate) fn parse_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> 
     })
 }
 
-fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let pem = read_pem("--client-ca", path)?;
+/// Returns a verifier of client certificates signed by the CAs of the `--client-ca` PEM text.
+fn client_verifier(pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mut roots = RootCertStore::empty();
-    for certificate in parse_certificates("--client-ca", &pem)? {
+    for certificate in parse_certificates("--client-ca", pem)? {
         roots.add(certificate).map_err(|error| TlsError::Invalid {
             flag: "--client-ca",
             reason: error.to_string(),

@@ -5,7 +5,11 @@
 //! - until the client has sent its first bytes (the HTTP/2 preface for gRPC), a read past the
 //!   handshake deadline fails, so a silent or trickling socket is closed and frees its slot;
 //! - a write (or flush) that makes no progress for the send-stall timeout fails, so a client
-//!   that stops reading a response cannot hold its connection (and the response) forever.
+//!   that stops reading a response cannot hold its connection (and the response) forever;
+//! - once the listener's maximum age has passed since the connection was accepted, a read or a
+//!   blocked write fails: the gRPC server sends GOAWAY at `--max-connection-age` and lets the
+//!   streams in flight finish, and this closes the connection if one is still open after the
+//!   grace (a stream that never ends, such as a health `Watch`).
 //!
 //! A failed read or write makes hyper close the connection.
 
@@ -31,6 +35,8 @@ pub struct Connection<IO> {
     send_stall_timeout: Duration,
     /// Set while a write is blocked: when it fires, the write fails.
     send_stall: Option<Pin<Box<Sleep>>>,
+    /// The end of the connection's life, when the listener has a maximum age.
+    age_limit: Option<Pin<Box<Sleep>>>,
     slot: ConnectionSlot,
 }
 
@@ -49,8 +55,26 @@ impl<IO> Connection<IO> {
             first_bytes,
             send_stall_timeout: limits.send_stall_timeout,
             send_stall: None,
+            age_limit: limits
+                .max_age
+                .map(|age| Box::pin(tokio::time::sleep(age))),
             slot,
         }
+    }
+
+    /// Returns the error that ends a connection past its maximum age, when that time has come;
+    /// otherwise registers the wake-up for it.
+    fn aged(&mut self, context: &mut Context<'_>) -> Option<io::Error> {
+        let limit = self.age_limit.as_mut()?;
+        if limit.as_mut().poll(context).is_pending() {
+            return None;
+        }
+        self.age_limit = None;
+        self.slot.limiter().count_closed(CloseReason::Lifetime);
+        Some(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the connection outlived its maximum age and grace",
+        ))
     }
 
     /// Returns the wrapped stream.
@@ -75,8 +99,12 @@ impl<IO> Connection<IO> {
         ))
     }
 
-    /// Ends a blocked write: `Pending` until the stall deadline, then the error.
+    /// Ends a blocked write: `Pending` until the stall deadline or the age limit, then the
+    /// error.
     fn blocked<T>(&mut self, context: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if let Some(error) = self.aged(context) {
+            return Poll::Ready(Err(error));
+        }
         match self.stalled(context) {
             Some(error) => Poll::Ready(Err(error)),
             None => Poll::Pending,
@@ -122,6 +150,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Connection<IO> {
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
             Poll::Pending => {
+                if let Some(error) = this.aged(context) {
+                    return Poll::Ready(Err(error));
+                }
                 let Some((_, deadline)) = &mut this.first_bytes else {
                     return Poll::Pending;
                 };

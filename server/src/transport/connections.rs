@@ -96,13 +96,24 @@ pub struct ListenerLimits {
     pub first_bytes: usize,
     /// A write that makes no progress for this long closes the connection.
     pub send_stall_timeout: Duration,
+    /// A connection still open this long after it was accepted is closed, whatever streams it
+    /// still carries (gRPC: `--max-connection-age`, when tonic sends GOAWAY and lets the
+    /// streams finish, plus the grace); `None`: the server ends connections itself.
+    pub max_age: Option<Duration>,
 }
 
 impl ListenerLimits {
     /// Returns the limits of the gRPC listener.
     pub fn grpc(config: &ServerConfig) -> Self {
-        Self::from_config(LISTENERS[0], config.max_grpc_connections, config)
-            .first_bytes(HTTP2_PREFACE_BYTES)
+        Self {
+            max_age: Some(
+                config
+                    .max_connection_age
+                    .saturating_add(config.shutdown_grace),
+            ),
+            ..Self::from_config(LISTENERS[0], config.max_grpc_connections, config)
+                .first_bytes(HTTP2_PREFACE_BYTES)
+        }
     }
 
     /// Returns the limits of the HTTP mirror.
@@ -123,6 +134,7 @@ impl ListenerLimits {
             handshake_timeout: config.handshake_timeout,
             first_bytes: 1,
             send_stall_timeout: config.send_stall_timeout,
+            max_age: None,
         }
     }
 
@@ -238,7 +250,8 @@ pub enum CloseReason {
     HandshakeTimeout,
     /// A write made no progress for `--send-stall-timeout`.
     SendStalled,
-    /// It reached `--http-connection-lifetime`.
+    /// It reached its age: `--http-connection-lifetime`, or a gRPC connection
+    /// `--max-connection-age` plus the grace with streams still open.
     Lifetime,
 }
 
@@ -372,6 +385,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(5),
             first_bytes: 1,
             send_stall_timeout: Duration::from_secs(5),
+            max_age: None,
         });
         let first_network = Some("10.0.0.1".parse().expect("address"));
         let second_network = Some("10.0.0.2".parse().expect("address"));
