@@ -481,16 +481,12 @@ async fn token_call_accepted(server: &TestServer, server_ca: &TestCa, client: &I
     let Ok(channel) = tls_channel(server.addr, &server_ca.pem(), Some(client)).await else {
         return false;
     };
-    let mut request = tonic::Request::new(IssueUploadCodesRequest {
+    let request = server.authorized(IssueUploadCodesRequest {
         region: REGION.into(),
         count: 1,
         report_type: ReportType::ConfirmedTest as i32,
         valid_for: 0,
     });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", server.token).parse().expect("ascii"),
-    );
     KeyUploadClient::new(channel)
         .issue_upload_codes(request)
         .await
