@@ -102,8 +102,11 @@ impl Scrape {
     /// Returns every series whose value differs in `later` (or that appears there), written
     /// `name{label="value",...}`, with how much it moved.
     pub fn moved_in(&self, later: &Scrape) -> BTreeMap<String, f64> {
-        let earlier: BTreeMap<&Series, f64> =
-            self.samples.iter().map(|(series, value)| (series, *value)).collect();
+        let earlier: BTreeMap<&Series, f64> = self
+            .samples
+            .iter()
+            .map(|(series, value)| (series, *value))
+            .collect();
         later
             .samples
             .iter()

@@ -489,7 +489,10 @@ async fn an_aged_connection_gets_goaway_its_streams_finish_and_it_closes_after_t
     let end = tokio::time::timeout_at(connected + Duration::from_secs(12), held.message())
         .await
         .expect("the connection is closed soon after age + grace");
-    assert!(!matches!(end, Ok(Some(_))), "no answer after the cut: {end:?}");
+    assert!(
+        !matches!(end, Ok(Some(_))),
+        "no answer after the cut: {end:?}"
+    );
     assert!(
         connected.elapsed() >= Duration::from_millis(5500),
         "cut only after the grace, not at {:?}",

@@ -579,7 +579,10 @@ async fn every_metric_of_the_dashboard_and_alerts_is_exported_at_zero_from_start
     assert!(dashboard.len() >= 20 && alerts.len() >= 5);
     let mut checked = BTreeSet::new();
     for expr in dashboard.iter().chain(&alerts) {
-        for name in metric_names(expr).into_iter().filter(|name| !tls_only(name)) {
+        for name in metric_names(expr)
+            .into_iter()
+            .filter(|name| !tls_only(name))
+        {
             let metric = family(&name, &scrape);
             assert!(
                 scrape.families().contains_key(&metric),
@@ -710,7 +713,11 @@ async fn no_series_tells_a_real_code_upload_from_a_decoy() {
         ("exposure_keys_ingested_total{scheme=\"gaen\"}", 2.0),
         ("exposure_upload_duration_seconds_count{}", 1.0),
     ] {
-        assert_eq!(by_real.get(series), Some(&delta), "{series} in {by_real:#?}");
+        assert_eq!(
+            by_real.get(series),
+            Some(&delta),
+            "{series} in {by_real:#?}"
+        );
     }
     assert_eq!(
         by_real, by_decoy,

@@ -402,11 +402,14 @@ async fn wait_reloads(file: &str, result: &str, count: f64) {
 
 /// Waits until the expiry gauge reads `not_after` less the time now, to within 5 s.
 async fn wait_expiry(not_after: u64) {
-    scrape::until(&format!("the expiry gauge at {not_after} - now"), |scrape| {
-        scrape
-            .value(EXPIRY, &[])
-            .is_some_and(|left| (left - (not_after as f64 - unix_now() as f64)).abs() <= 5.0)
-    })
+    scrape::until(
+        &format!("the expiry gauge at {not_after} - now"),
+        |scrape| {
+            scrape
+                .value(EXPIRY, &[])
+                .is_some_and(|left| (left - (not_after as f64 - unix_now() as f64)).abs() <= 5.0)
+        },
+    )
     .await;
 }
 
@@ -434,7 +437,10 @@ async fn an_expired_or_not_yet_valid_renewal_is_refused_and_the_expiry_is_export
     .await;
     let left = scrape.value(EXPIRY, &[]).expect("expiry");
     let expected = (now + 30 * DAY) as f64 - unix_now() as f64;
-    assert!((left - expected).abs() <= 5.0, "{left} s left, not {expected}");
+    assert!(
+        (left - expected).abs() <= 5.0,
+        "{left} s left, not {expected}"
+    );
     for result in ["reloaded", "expired", "not_yet_valid", "invalid"] {
         assert_eq!(
             scrape.value(RELOADS, &[("file", "cert"), ("result", result)]),
@@ -446,13 +452,27 @@ async fn an_expired_or_not_yet_valid_renewal_is_refused_and_the_expiry_is_export
     assert_eq!(served(&server, &ca).await, first.der);
 
     // A renewal that expired yesterday is refused; the first certificate stays.
-    TlsPaths::write(files.path(), &ca.issue_server_valid(now - 30 * DAY, now - DAY));
+    TlsPaths::write(
+        files.path(),
+        &ca.issue_server_valid(now - 30 * DAY, now - DAY),
+    );
     wait_reloads("cert", "expired", 1.0).await;
-    assert_eq!(served(&server, &ca).await, first.der, "an expired one is not served");
+    assert_eq!(
+        served(&server, &ca).await,
+        first.der,
+        "an expired one is not served"
+    );
     // So is one valid only from tomorrow.
-    TlsPaths::write(files.path(), &ca.issue_server_valid(now + DAY, now + 90 * DAY));
+    TlsPaths::write(
+        files.path(),
+        &ca.issue_server_valid(now + DAY, now + 90 * DAY),
+    );
     wait_reloads("cert", "not_yet_valid", 1.0).await;
-    assert_eq!(served(&server, &ca).await, first.der, "a future one is not served");
+    assert_eq!(
+        served(&server, &ca).await,
+        first.der,
+        "a future one is not served"
+    );
     wait_expiry(now + 30 * DAY).await;
 
     // A valid renewal is served, and the gauge follows it.
@@ -469,11 +489,17 @@ fn an_expired_certificate_is_refused_at_startup_naming_the_flag() {
     let ca = TestCa::new("test CA");
     let files = tempfile::tempdir().expect("tempdir");
     let now = unix_now();
-    let paths = TlsPaths::write(files.path(), &ca.issue_server_valid(now - 9 * DAY, now - DAY));
+    let paths = TlsPaths::write(
+        files.path(),
+        &ca.issue_server_valid(now - 9 * DAY, now - DAY),
+    );
     let error = exposure_server::tls::reload::ReloadingCertificate::load(&paths.cert, &paths.key)
         .expect_err("an expired certificate does not load");
     let text = error.to_string();
-    assert!(text.starts_with("--tls-cert: the certificate expired"), "{text}");
+    assert!(
+        text.starts_with("--tls-cert: the certificate expired"),
+        "{text}"
+    );
 }
 
 /// Returns whether a bearer-token call presenting `client` is accepted.

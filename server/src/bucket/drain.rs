@@ -157,10 +157,18 @@ impl Queue {
 
     /// Sets the queue gauges.
     fn export(&self, clock: &Clock) {
-        let oldest = self.tasks.values().next().map(|queued| queued.entry.enqueued_at);
+        let oldest = self
+            .tasks
+            .values()
+            .next()
+            .map(|queued| queued.entry.enqueued_at);
         let age = oldest.map_or(0, |oldest| clock.now().saturating_sub(oldest));
         let failing = self.tasks.values().filter(|queued| queued.failures > 0);
-        let most = failing.clone().map(|queued| queued.failures).max().unwrap_or(0);
+        let most = failing
+            .clone()
+            .map(|queued| queued.failures)
+            .max()
+            .unwrap_or(0);
         ::metrics::gauge!(metrics::PUBLISH_QUEUE_LENGTH).set(self.tasks.len() as f64);
         ::metrics::gauge!(metrics::PUBLISH_QUEUE_OLDEST_SECONDS).set(age as f64);
         ::metrics::gauge!(metrics::PUBLISH_TASKS_FAILING).set(failing.count() as f64);
@@ -237,8 +245,11 @@ pub async fn run(
                     continue;
                 };
                 if queued.failures > 0 {
-                    tracing::info!(task = task.kind(), failures = queued.failures,
-                        "a failing object-storage task went through");
+                    tracing::info!(
+                        task = task.kind(),
+                        failures = queued.failures,
+                        "a failing object-storage task went through"
+                    );
                 }
                 streak = 0;
                 ::metrics::counter!(metrics::PUBLISH_OBJECT_TASKS_TOTAL, "result" => "done")

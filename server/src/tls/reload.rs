@@ -197,7 +197,13 @@ impl ReloadingClientCa {
     /// it switched.
     pub fn reload(&self) -> Result<bool, TlsError> {
         let pem = read_pem("--client-ca", &self.path)?;
-        if self.current.read().unwrap_or_else(PoisonError::into_inner).0 == pem {
+        if self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            == pem
+        {
             return Ok(false);
         }
         let result = client_verifier(&pem);
@@ -271,8 +277,7 @@ fn report(file: &'static str, result: Result<bool, TlsError>) {
         Err(TlsError::NotYetValid { .. }) => "not_yet_valid",
         Err(_) => "invalid",
     };
-    ::metrics::counter!(metrics::TLS_RELOADS_TOTAL, "file" => file, "result" => label)
-        .increment(1);
+    ::metrics::counter!(metrics::TLS_RELOADS_TOTAL, "file" => file, "result" => label).increment(1);
     match result {
         Ok(_) => tracing::info!(file, "TLS material reloaded"),
         Err(error) => tracing::warn!(%error, file, result = label,

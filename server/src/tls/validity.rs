@@ -95,7 +95,8 @@ fn time(tag: u8, content: &[u8]) -> Result<i64, &'static str> {
         _ => return Err(BAD),
     };
     let field = |index: usize| number(rest + 2 * index..rest + 2 * index + 2);
-    let (month, day, hour, minute, second) = (field(0)?, field(1)?, field(2)?, field(3)?, field(4)?);
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(1)?, field(2)?, field(3)?, field(4)?);
     if !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
         || hour > 23
@@ -137,7 +138,10 @@ mod tests {
     fn both_time_forms_are_read() {
         assert_eq!(time(UTC_TIME, b"491231235959Z"), Ok(2_524_607_999));
         assert_eq!(time(UTC_TIME, b"500101000000Z"), Ok(-631_152_000));
-        assert_eq!(time(GENERALIZED_TIME, b"20500101000000Z"), Ok(2_524_608_000));
+        assert_eq!(
+            time(GENERALIZED_TIME, b"20500101000000Z"),
+            Ok(2_524_608_000)
+        );
         assert!(time(UTC_TIME, b"491231235959").is_err());
         assert!(time(GENERALIZED_TIME, b"491231235959Z").is_err());
         assert!(time(UTC_TIME, b"491331235959Z").is_err());

@@ -55,9 +55,7 @@ impl<IO> Connection<IO> {
             first_bytes,
             send_stall_timeout: limits.send_stall_timeout,
             send_stall: None,
-            age_limit: limits
-                .max_age
-                .map(|age| Box::pin(tokio::time::sleep(age))),
+            age_limit: limits.max_age.map(|age| Box::pin(tokio::time::sleep(age))),
             slot,
         }
     }
