@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
 use super::connections::{CloseReason, ConnectionSlot};
+use crate::tls::PeerInfo;
 
 /// An accepted connection with its slot and deadlines; see the module documentation.
 #[derive(Debug)]
@@ -32,7 +34,12 @@ pub struct Connection<IO> {
     /// Set while a write is blocked: when it fires, the write fails.
     send_stall: Option<Pin<Box<Sleep>>>,
     slot: ConnectionSlot,
+    /// This connection's number, unique in the process ([`PeerInfo::connection`]).
+    id: u64,
 }
+
+/// The number of the next connection.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 impl<IO> Connection<IO> {
     /// Wraps `io`, which must deliver its first bytes by `handshake_deadline`.
@@ -50,6 +57,7 @@ impl<IO> Connection<IO> {
             send_stall_timeout: limits.send_stall_timeout,
             send_stall: None,
             slot,
+            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -179,10 +187,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Connection<IO> {
     }
 }
 
-impl<IO: Connected> Connected for Connection<IO> {
-    type ConnectInfo = IO::ConnectInfo;
+impl<IO: Connected<ConnectInfo = PeerInfo>> Connected for Connection<IO> {
+    type ConnectInfo = PeerInfo;
 
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
+    fn connect_info(&self) -> PeerInfo {
+        PeerInfo {
+            connection: Some(self.id),
+            ..self.io.connect_info()
+        }
     }
 }
