@@ -643,7 +643,8 @@ where
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        let mut admitted = lock(&this.stream);
+        let mut guard = lock(&this.stream);
+        let admitted = &mut *guard;
         // Checked on every poll: a body whose frames are always ready never reaches the timer.
         if matches!(admitted.state, State::Open { .. }) && Instant::now() >= this.deadline {
             admitted.state = State::Expired;
