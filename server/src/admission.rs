@@ -724,7 +724,7 @@ mod tests {
         assert_eq!(
             class(
                 UPLOAD_PATH,
-                &[("authorization", "UploadCode 2345-6789-ABCD-EFGH")]
+                &[("authorization", "UploadCode 23456-789AB")]
             ),
             Route::Class(CallClass::Code)
         );

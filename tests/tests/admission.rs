@@ -13,7 +13,6 @@ use exposure_proto::v1::distribution_client::DistributionClient;
 use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use exposure_proto::v1::{
     DiagnosisKey, GetBatchRequest, IssueUploadCodesRequest, ListBatchesRequest, ReportType,
-    UploadDiagnosisKeysRequest,
 };
 use exposure_server::Clock;
 use exposure_tests::fixtures::{self, gaen, key16};
@@ -30,7 +29,7 @@ const UPLOAD: &str = "/exposure.v1.KeyUpload/UploadDiagnosisKeys";
 const WATCH: &str = "/grpc.health.v1.Health/Watch";
 const GET_BATCH: &str = "/exposure.v1.Distribution/GetBatch";
 /// A well-formed upload code that was never issued: its class is chosen before any lookup.
-const UNISSUED_CODE: &str = "UploadCode 2345-6789-ABCD-EFGH";
+const UNISSUED_CODE: &str = "UploadCode 23456-789AB";
 
 fn yesterday_key(byte: u8) -> DiagnosisKey {
     gaen(key16(byte), ((TEST_NOW / DAY - 1) * 144) as u32, 144)
@@ -262,7 +261,7 @@ async fn stalled_upload_bodies_hold_neither_the_authorities_class_nor_the_whole_
         .upload_diagnosis_keys(with_header(
             fixtures::upload("patient", vec![yesterday_key(2)]),
             "authorization",
-            &format!("UploadCode {}", issued.codes[0]),
+            &format!("UploadCode {}", issued.codes[0].code),
         ))
         .await
         .expect("a patient's code upload is admitted");
