@@ -309,9 +309,7 @@ impl Holder {
         let peer = request.extensions().get::<PeerInfo>();
         Self {
             connection: peer.and_then(|peer| peer.connection),
-            network: peer
-                .and_then(|peer| peer.remote_ip)
-                .map(ClientNetwork::of),
+            network: peer.and_then(|peer| peer.remote_ip).map(ClientNetwork::of),
         }
     }
 }
@@ -524,7 +522,8 @@ where
             };
             let response = inner.call(request).await.map_err(Into::into)?;
             let deadline = Instant::now() + shared.stream_timeout;
-            Ok(response.map(|body| tonic::body::Body::new(AdmittedBody::new(body, permit, deadline))))
+            Ok(response
+                .map(|body| tonic::body::Body::new(AdmittedBody::new(body, permit, deadline))))
         })
     }
 }
@@ -722,10 +721,7 @@ mod tests {
             Route::Token("abc".into())
         );
         assert_eq!(
-            class(
-                UPLOAD_PATH,
-                &[("authorization", "UploadCode 23456-789AB")]
-            ),
+            class(UPLOAD_PATH, &[("authorization", "UploadCode 23456-789AB")]),
             Route::Class(CallClass::Code)
         );
         // A decoy needs no credential, whatever it carries.
@@ -808,11 +804,14 @@ mod tests {
         let v6 = pool.admit(holder(4, "2001:db8::1")).expect("v6");
         let v6_again = pool.admit(holder(5, "2001:db8::2")).expect("v6 again");
         assert_eq!(
-            pool.admit(holder(6, "2001:db8:0:1::1")).expect_err("class full"),
+            pool.admit(holder(6, "2001:db8:0:1::1"))
+                .expect_err("class full"),
             ShedReason::ClassLimit
         );
         drop(first);
-        let after = pool.admit(holder(1, "10.0.0.1")).expect("a share came back");
+        let after = pool
+            .admit(holder(1, "10.0.0.1"))
+            .expect("a share came back");
         drop((second, other_connection, v6, v6_again, after));
         let holders = pool.holders();
         assert!(holders.connections.0.is_empty() && holders.networks.0.is_empty());

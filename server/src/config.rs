@@ -233,7 +233,11 @@ pub struct ServerConfig {
 
     /// Patients' code uploads (`authorization: UploadCode ...`) handled at once, apart from
     /// the authorities' class; more are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "EXPOSURE_MAX_CONCURRENT_CODE_UPLOADS", default_value_t = 256)]
+    #[arg(
+        long,
+        env = "EXPOSURE_MAX_CONCURRENT_CODE_UPLOADS",
+        default_value_t = 256
+    )]
     pub max_concurrent_code_uploads: usize,
 
     /// Code uploads one connection may have in flight at once. Default: 16, or

@@ -199,7 +199,11 @@ async fn stalled_upload_bodies_hold_neither_the_authorities_class_nor_the_whole_
         let mut attacker = connect(&server, [127, 0, 0, 2], 65_535).await;
         for _ in 0..8 {
             code_calls.push(attacker.call(UPLOAD, &code, stalled_frame(), false).await);
-            refused_calls.push(attacker.call(UPLOAD, &bad_token, stalled_frame(), false).await);
+            refused_calls.push(
+                attacker
+                    .call(UPLOAD, &bad_token, stalled_frame(), false)
+                    .await,
+            );
             refused_calls.push(attacker.call(UPLOAD, &[], stalled_frame(), false).await);
         }
         attackers.push(attacker);
@@ -208,7 +212,11 @@ async fn stalled_upload_bodies_hold_neither_the_authorities_class_nor_the_whole_
     let decoy = vec![("x-exposure-decoy", "1".to_owned())];
     let mut decoy_calls = Vec::new();
     for _ in 0..6 {
-        decoy_calls.push(decoy_sender.call(UPLOAD, &decoy, stalled_frame(), false).await);
+        decoy_calls.push(
+            decoy_sender
+                .call(UPLOAD, &decoy, stalled_frame(), false)
+                .await,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     let (refused, _held_a) = answers(refused_calls, deadline).await;
@@ -239,7 +247,9 @@ async fn stalled_upload_bodies_hold_neither_the_authorities_class_nor_the_whole_
     // Meanwhile an authority uploads and issues codes, and a patient uploads with a code.
     let mut authority = KeyUploadClient::new(channel_from(&server, [127, 0, 0, 1]).await);
     authority
-        .upload_diagnosis_keys(server.authorized(fixtures::upload("during", vec![yesterday_key(1)])))
+        .upload_diagnosis_keys(
+            server.authorized(fixtures::upload("during", vec![yesterday_key(1)])),
+        )
         .await
         .expect("an authority's upload is admitted");
     let issued = authority
@@ -413,7 +423,11 @@ async fn a_reader_that_never_opens_its_window_loses_its_permit_at_the_stream_tim
     assert!(started.elapsed() >= stream_timeout - Duration::from_millis(500));
 
     // When the reader finally opens its window, the stream ends with DEADLINE_EXCEEDED.
-    let _ = reader.open_window.take().expect("window sender").send(1 << 20);
+    let _ = reader
+        .open_window
+        .take()
+        .expect("window sender")
+        .send(1 << 20);
     let mut body = response.into_body();
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(data) = body.data().await {

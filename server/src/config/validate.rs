@@ -91,7 +91,10 @@ impl ServerConfig {
         admission_class(
             ("--max-concurrent-uploads", self.max_concurrent_uploads),
             [
-                ("--max-uploads-per-connection", self.max_uploads_per_connection),
+                (
+                    "--max-uploads-per-connection",
+                    self.max_uploads_per_connection,
+                ),
                 ("--max-uploads-per-network", self.max_uploads_per_network),
             ],
         )?;
@@ -114,7 +117,10 @@ impl ServerConfig {
         admission_class(
             ("--max-concurrent-decoys", self.max_concurrent_decoys),
             [
-                ("--max-decoys-per-connection", self.max_decoys_per_connection),
+                (
+                    "--max-decoys-per-connection",
+                    self.max_decoys_per_connection,
+                ),
                 ("--max-decoys-per-network", self.max_decoys_per_network),
             ],
         )?;
@@ -326,7 +332,9 @@ mod tests {
         let refused = wide_share.validate().expect_err("a share above its class");
         assert_eq!(refused.flag, "--max-code-uploads-per-network");
         assert!(
-            refused.reason.contains("--max-concurrent-code-uploads of 256"),
+            refused
+                .reason
+                .contains("--max-concurrent-code-uploads of 256"),
             "{refused}"
         );
         let mut zero_share = config.clone();

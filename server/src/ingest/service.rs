@@ -477,8 +477,7 @@ impl KeyUpload for KeyUploadService {
         &self,
         request: Request<IssueUploadCodesRequest>,
     ) -> Result<Response<IssueUploadCodesResponse>, Status> {
-        let token =
-            bearer_token(request.metadata().as_ref()).ok_or(ApiError::Unauthenticated)?;
+        let token = bearer_token(request.metadata().as_ref()).ok_or(ApiError::Unauthenticated)?;
         let result = super::issue::issue_codes(self, token, request.into_inner()).await;
         match &result {
             Ok(response) => tracing::info!(codes = response.codes.len(), "upload codes issued"),
