@@ -17,9 +17,12 @@ data=$(mktemp -d)
 trap 'stop_servers; rm -rf "$data"' EXIT
 # The bench authority's limits are set for load: thousands of cases a second on purpose. Code
 # issuing is limited per authority by a server flag: off for the benchmark. Every listener
-# takes a port the kernel picks.
+# takes a port the kernel picks. The load generator is one connection from one address, playing
+# many phones: the code and decoy classes give it the shares of many clients.
 token=$(add_load_authority "$data")
-start_server bench "$data" --publish-interval 2s --release-delay 48h --authority-codes-per-minute 0
+start_server bench "$data" --publish-interval 2s --release-delay 48h --authority-codes-per-minute 0 \
+  --max-code-uploads-per-connection 256 --max-code-uploads-per-network 256 \
+  --max-decoys-per-connection 256 --max-decoys-per-network 256
 url="http://$started_grpc"
 
 run() {

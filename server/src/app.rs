@@ -379,12 +379,10 @@ pub async fn run_with_tls(
     };
     let layers = ServiceBuilder::new()
         .layer(RequestMetricsLayer)
-        .layer(AdmissionLayer::new(AdmissionLimits {
-            uploads: config.max_concurrent_uploads,
-            phones: config.max_concurrent_phone_requests,
-            health: config.max_concurrent_health_requests,
-            stream_timeout: config.stream_timeout,
-        }));
+        .layer(AdmissionLayer::new(
+            AdmissionLimits::from_config(&config),
+            store.clone(),
+        ));
     let serve = tonic::transport::Server::builder()
         .timeout(config.request_timeout)
         .max_concurrent_streams(config.max_streams_per_connection)

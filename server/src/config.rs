@@ -215,10 +215,55 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Upload calls handled at once; more are refused with RESOURCE_EXHAUSTED. Kept apart from
-    /// the phone API's limit, so anonymous traffic never sheds an authority's uploads.
+    /// Health authorities' calls (uploads and code issuing whose bearer token verified before
+    /// the request body is read) handled at once; more are refused with RESOURCE_EXHAUSTED.
+    /// Kept apart from every anonymous class, so phones never shed an authority's uploads.
     #[arg(long, env = "EXPOSURE_MAX_CONCURRENT_UPLOADS", default_value_t = 512)]
     pub max_concurrent_uploads: usize,
+
+    /// Authorities' calls one connection may have in flight at once (its share of
+    /// --max-concurrent-uploads). Default: 64, or --max-concurrent-uploads when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_UPLOADS_PER_CONNECTION")]
+    pub max_uploads_per_connection: Option<usize>,
+
+    /// Authorities' calls one client network (an IPv4 address, an IPv6 /64) may have in flight
+    /// at once. Default: 256, or --max-concurrent-uploads when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_UPLOADS_PER_NETWORK")]
+    pub max_uploads_per_network: Option<usize>,
+
+    /// Patients' code uploads (`authorization: UploadCode ...`) handled at once, apart from
+    /// the authorities' class; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "EXPOSURE_MAX_CONCURRENT_CODE_UPLOADS",
+        default_value_t = 256
+    )]
+    pub max_concurrent_code_uploads: usize,
+
+    /// Code uploads one connection may have in flight at once. Default: 16, or
+    /// --max-concurrent-code-uploads when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_CODE_UPLOADS_PER_CONNECTION")]
+    pub max_code_uploads_per_connection: Option<usize>,
+
+    /// Code uploads one client network (an IPv4 address, an IPv6 /64) may have in flight at
+    /// once. Default: 64, or --max-concurrent-code-uploads when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_CODE_UPLOADS_PER_NETWORK")]
+    pub max_code_uploads_per_network: Option<usize>,
+
+    /// Decoy uploads (`x-exposure-decoy: 1`, which wait like a real upload) handled at once,
+    /// in a class of their own; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "EXPOSURE_MAX_CONCURRENT_DECOYS", default_value_t = 256)]
+    pub max_concurrent_decoys: usize,
+
+    /// Decoys one connection may have in flight at once. Default: 16, or
+    /// --max-concurrent-decoys when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_DECOYS_PER_CONNECTION")]
+    pub max_decoys_per_connection: Option<usize>,
+
+    /// Decoys one client network (an IPv4 address, an IPv6 /64) may have in flight at once.
+    /// Default: 64, or --max-concurrent-decoys when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_DECOYS_PER_NETWORK")]
+    pub max_decoys_per_network: Option<usize>,
 
     /// Phone API calls (and any other anonymous call) handled at once, response streams
     /// included until they finish; more are refused with RESOURCE_EXHAUSTED.
@@ -229,6 +274,17 @@ pub struct ServerConfig {
     )]
     pub max_concurrent_phone_requests: usize,
 
+    /// Phone calls one connection may have in flight at once, open download streams
+    /// included. Default: 64, or --max-concurrent-phone-requests when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_PHONE_REQUESTS_PER_CONNECTION")]
+    pub max_phone_requests_per_connection: Option<usize>,
+
+    /// Phone calls one client network (an IPv4 address, an IPv6 /64; a carrier NAT puts many
+    /// phones behind one) may have in flight at once. Default: 512, or
+    /// --max-concurrent-phone-requests when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_PHONE_REQUESTS_PER_NETWORK")]
+    pub max_phone_requests_per_network: Option<usize>,
+
     /// Health checks handled at once, apart from every other call so probes still answer
     /// under a flood.
     #[arg(
@@ -237,6 +293,16 @@ pub struct ServerConfig {
         default_value_t = 64
     )]
     pub max_concurrent_health_requests: usize,
+
+    /// Health calls (a `Watch` stream included, until it ends) one connection may have in
+    /// flight at once. Default: 4, or --max-concurrent-health-requests when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_HEALTH_REQUESTS_PER_CONNECTION")]
+    pub max_health_requests_per_connection: Option<usize>,
+
+    /// Health calls one client network (an IPv4 address, an IPv6 /64) may have in flight at
+    /// once. Default: 16, or --max-concurrent-health-requests when smaller.
+    #[arg(long, env = "EXPOSURE_MAX_HEALTH_REQUESTS_PER_NETWORK")]
+    pub max_health_requests_per_network: Option<usize>,
 
     /// Connections the gRPC listener keeps open at once. At the cap new connections wait (in
     /// the kernel's listen backlog) until one closes. Default: half of what the descriptor limit

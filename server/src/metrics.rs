@@ -219,8 +219,11 @@ fn register_at_zero() {
         counter!(HTTP_REQUESTS_TOTAL, "route" => route, "status" => "200").absolute(0);
         drop(histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route));
     }
-    for class in ["upload", "phone", "health", "http"] {
-        counter!(REQUESTS_SHED_TOTAL, "class" => class).absolute(0);
+    for class in crate::admission::CallClass::ALL {
+        for reason in crate::admission::ShedReason::ALL {
+            counter!(REQUESTS_SHED_TOTAL, "class" => class.label(), "reason" => reason.label())
+                .absolute(0);
+        }
     }
 }
 
@@ -341,7 +344,7 @@ fn describe() {
     );
     describe_counter!(
         REQUESTS_SHED_TOTAL,
-        "Requests refused at their class's concurrency limit, by class"
+        "gRPC calls refused with RESOURCE_EXHAUSTED by admission control, by class and reason (class_limit, connection_share, network_share)"
     );
     describe_gauge!(CONNECTIONS, Unit::Count, "Open connections, by listener");
     describe_counter!(

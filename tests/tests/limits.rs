@@ -209,6 +209,9 @@ async fn a_thousand_unread_downloads_of_the_largest_batch_share_one_copy() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
         // A peak-day-sized file: 2.5 M elements at 16 bits, about 5.6 MB.
         config.min_elements = 2_500_000;
+        // Every connection comes from 127.0.0.1, one client network: let it hold the 1,024
+        // stalled downloads and still be served.
+        config.max_phone_requests_per_network = Some(2048);
     })
     .await;
     server

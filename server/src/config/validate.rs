@@ -62,7 +62,102 @@ pub fn registered_name(flag: &'static str, value: &str) -> Result<(), ConfigErro
     Ok(())
 }
 
+/// Checks one admission class: a limit of at least 1, and shares of at least 1 and no larger
+/// than the class (a share above it would never apply).
+fn admission_class(
+    limit: (&'static str, usize),
+    shares: [(&'static str, Option<usize>); 2],
+) -> Result<(), ConfigError> {
+    positive(limit.0, limit.1 as u64)?;
+    for (flag, share) in shares {
+        let Some(share) = share else { continue };
+        positive(flag, share as u64)?;
+        if share > limit.1 {
+            return refuse(
+                flag,
+                format!(
+                    "{share} is more than the class's {} of {}: a share is at most its class",
+                    limit.0, limit.1
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 impl ServerConfig {
+    /// Checks the admission classes' limits and shares (`crate::admission`).
+    fn check_admission(&self) -> Result<(), ConfigError> {
+        admission_class(
+            ("--max-concurrent-uploads", self.max_concurrent_uploads),
+            [
+                (
+                    "--max-uploads-per-connection",
+                    self.max_uploads_per_connection,
+                ),
+                ("--max-uploads-per-network", self.max_uploads_per_network),
+            ],
+        )?;
+        admission_class(
+            (
+                "--max-concurrent-code-uploads",
+                self.max_concurrent_code_uploads,
+            ),
+            [
+                (
+                    "--max-code-uploads-per-connection",
+                    self.max_code_uploads_per_connection,
+                ),
+                (
+                    "--max-code-uploads-per-network",
+                    self.max_code_uploads_per_network,
+                ),
+            ],
+        )?;
+        admission_class(
+            ("--max-concurrent-decoys", self.max_concurrent_decoys),
+            [
+                (
+                    "--max-decoys-per-connection",
+                    self.max_decoys_per_connection,
+                ),
+                ("--max-decoys-per-network", self.max_decoys_per_network),
+            ],
+        )?;
+        admission_class(
+            (
+                "--max-concurrent-phone-requests",
+                self.max_concurrent_phone_requests,
+            ),
+            [
+                (
+                    "--max-phone-requests-per-connection",
+                    self.max_phone_requests_per_connection,
+                ),
+                (
+                    "--max-phone-requests-per-network",
+                    self.max_phone_requests_per_network,
+                ),
+            ],
+        )?;
+        admission_class(
+            (
+                "--max-concurrent-health-requests",
+                self.max_concurrent_health_requests,
+            ),
+            [
+                (
+                    "--max-health-requests-per-connection",
+                    self.max_health_requests_per_connection,
+                ),
+                (
+                    "--max-health-requests-per-network",
+                    self.max_health_requests_per_network,
+                ),
+            ],
+        )
+    }
+
     /// Checks every setting; returns the first that cannot run.
     pub fn validate(&self) -> Result<(), ConfigError> {
         positive_duration("--publish-interval", self.publish_interval)?;
@@ -70,18 +165,7 @@ impl ServerConfig {
         positive_duration("--shutdown-grace", self.shutdown_grace)?;
         positive("--min-elements", self.min_elements as u64)?;
         positive("--max-message-bytes", self.max_message_bytes as u64)?;
-        positive(
-            "--max-concurrent-uploads",
-            self.max_concurrent_uploads as u64,
-        )?;
-        positive(
-            "--max-concurrent-phone-requests",
-            self.max_concurrent_phone_requests as u64,
-        )?;
-        positive(
-            "--max-concurrent-health-requests",
-            self.max_concurrent_health_requests as u64,
-        )?;
+        self.check_admission()?;
         positive(
             "--max-streams-per-connection",
             u64::from(self.max_streams_per_connection),
@@ -233,6 +317,31 @@ mod tests {
         assert_eq!(
             no_concurrency.validate().map_err(|error| error.flag),
             Err("--max-concurrent-phone-requests")
+        );
+        // A share is 1 to its class's limit; an unset one follows a small class down.
+        let mut small_class = config.clone();
+        small_class.max_concurrent_health_requests = 2;
+        assert_eq!(small_class.validate(), Ok(()));
+        small_class.max_health_requests_per_connection = Some(3);
+        assert_eq!(
+            small_class.validate().map_err(|error| error.flag),
+            Err("--max-health-requests-per-connection")
+        );
+        let mut wide_share = config.clone();
+        wide_share.max_code_uploads_per_network = Some(257);
+        let refused = wide_share.validate().expect_err("a share above its class");
+        assert_eq!(refused.flag, "--max-code-uploads-per-network");
+        assert!(
+            refused
+                .reason
+                .contains("--max-concurrent-code-uploads of 256"),
+            "{refused}"
+        );
+        let mut zero_share = config.clone();
+        zero_share.max_decoys_per_connection = Some(0);
+        assert_eq!(
+            zero_share.validate().map_err(|error| error.flag),
+            Err("--max-decoys-per-connection")
         );
         for (id, version, flag) in [
             ("", "v1", "--gaen-key-id"),

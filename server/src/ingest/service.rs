@@ -290,11 +290,7 @@ impl KeyUploadService {
 
     /// Returns the authority of a bearer token that is known and not revoked.
     pub(super) async fn authenticate(&self, token: String) -> Result<Authority, ApiError> {
-        let store = self.store.clone();
-        let authority = tokio::task::spawn_blocking(move || store.authenticate(&token))
-            .await
-            .map_err(|error| ApiError::Internal(error.to_string()))??;
-        authority.ok_or(ApiError::Unauthenticated)
+        authenticate(&self.store, token).await
     }
 
     /// Returns the job of an upload whose keys come through `authority_id`; the caller sets
@@ -332,9 +328,44 @@ impl KeyUploadService {
     }
 }
 
+/// Returns the authority of a bearer token that is known and not revoked. The admission
+/// layer asks it before an upload's body is read, the handlers again when they run.
+pub async fn authenticate(store: &Store, token: String) -> Result<Authority, ApiError> {
+    let store = store.clone();
+    let authority = tokio::task::spawn_blocking(move || store.authenticate(&token))
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))??;
+    authority.ok_or(ApiError::Unauthenticated)
+}
+
+/// Who an upload call says it is, read from its headers alone, before its body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// `x-exposure-decoy: 1`: answered without any credential.
+    Decoy,
+    /// `authorization: Bearer <token>` of a health authority (not yet checked).
+    Token(String),
+    /// `authorization: UploadCode <code>` of a well-formed code (not yet looked up).
+    Code,
+    /// Neither, or a malformed code: refused with UNAUTHENTICATED.
+    Anonymous,
+}
+
+/// Returns who the headers of an upload call say it is.
+pub fn caller(headers: &http::HeaderMap) -> Caller {
+    if is_decoy(headers) {
+        return Caller::Decoy;
+    }
+    match credential(headers) {
+        Credential::Token(token) => Caller::Token(token),
+        Credential::Code(_) => Caller::Code,
+        Credential::Missing => Caller::Anonymous,
+    }
+}
+
 /// Returns the token of an `authorization: Bearer <token>` entry.
-pub(super) fn bearer_token<T>(request: &Request<T>) -> Option<String> {
-    let value = request.metadata().get("authorization")?.to_str().ok()?;
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?;
@@ -356,12 +387,11 @@ pub fn claims_bearer_token<T>(request: &Request<T>) -> bool {
 }
 
 /// Returns the credential of the `authorization` entry.
-fn credential<T>(request: &Request<T>) -> Credential {
-    if let Some(token) = bearer_token(request) {
+fn credential(headers: &http::HeaderMap) -> Credential {
+    if let Some(token) = bearer_token(headers) {
         return Credential::Token(token);
     }
-    let code = request
-        .metadata()
+    let code = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("UploadCode "))
@@ -373,9 +403,8 @@ fn credential<T>(request: &Request<T>) -> Credential {
 }
 
 /// Returns true for a request marked `x-exposure-decoy: 1`.
-fn is_decoy<T>(request: &Request<T>) -> bool {
-    request
-        .metadata()
+fn is_decoy(headers: &http::HeaderMap) -> bool {
+    headers
         .get("x-exposure-decoy")
         .is_some_and(|value| value.as_bytes() == b"1")
 }
@@ -402,11 +431,11 @@ impl KeyUpload for KeyUploadService {
         request: Request<UploadDiagnosisKeysRequest>,
     ) -> Result<Response<UploadDiagnosisKeysResponse>, Status> {
         let started = Instant::now();
-        let decoy = is_decoy(&request);
+        let decoy = is_decoy(request.metadata().as_ref());
         let result = if decoy {
             self.decoy(request.into_inner()).await
         } else {
-            let credential = credential(&request);
+            let credential = credential(request.metadata().as_ref());
             // Decoys imitate a phone's code upload: only those latencies are their model (an
             // authority's uploads of 30 keys over a fast link would make decoys stand out).
             let imitated = matches!(credential, Credential::Code(_));
@@ -453,7 +482,7 @@ impl KeyUpload for KeyUploadService {
         &self,
         request: Request<IssueUploadCodesRequest>,
     ) -> Result<Response<IssueUploadCodesResponse>, Status> {
-        let token = bearer_token(&request).ok_or(ApiError::Unauthenticated)?;
+        let token = bearer_token(request.metadata().as_ref()).ok_or(ApiError::Unauthenticated)?;
         let result = super::issue::issue_codes(self, token, request.into_inner()).await;
         match &result {
             Ok(response) => tracing::info!(codes = response.codes.len(), "upload codes issued"),

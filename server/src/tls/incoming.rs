@@ -43,6 +43,9 @@ pub struct PeerInfo {
     pub client_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
     /// The client's IP address, when the socket knows it.
     pub remote_ip: Option<std::net::IpAddr>,
+    /// A number no other connection of this process has: admission control counts each
+    /// connection's calls by it (`crate::admission`). Set by [`Connection`].
+    pub connection: Option<u64>,
 }
 
 impl std::fmt::Debug for PeerInfo {
@@ -175,6 +178,7 @@ impl Connected for ServerIo {
             ServerIo::Plain(stream) => PeerInfo {
                 client_certificates: None,
                 remote_ip: stream.peer_addr().ok().map(|address| address.ip()),
+                connection: None,
             },
             ServerIo::Tls(stream) => PeerInfo {
                 client_certificates: stream
@@ -189,6 +193,7 @@ impl Connected for ServerIo {
                     .peer_addr()
                     .ok()
                     .map(|address| address.ip()),
+                connection: None,
             },
         }
     }

@@ -16,6 +16,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
 use super::connections::{CloseReason, ConnectionSlot};
+use crate::tls::PeerInfo;
 
 /// An accepted connection with its slot and deadlines; see the module documentation.
 #[derive(Debug)]
@@ -38,7 +40,12 @@ pub struct Connection<IO> {
     /// The end of the connection's life, when the listener has a maximum age.
     age_limit: Option<Pin<Box<Sleep>>>,
     slot: ConnectionSlot,
+    /// This connection's number, unique in the process ([`PeerInfo::connection`]).
+    id: u64,
 }
+
+/// The number of the next connection.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 impl<IO> Connection<IO> {
     /// Wraps `io`, which must deliver its first bytes by `handshake_deadline`.
@@ -57,6 +64,7 @@ impl<IO> Connection<IO> {
             send_stall: None,
             age_limit: limits.max_age.map(|age| Box::pin(tokio::time::sleep(age))),
             slot,
+            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -208,10 +216,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Connection<IO> {
     }
 }
 
-impl<IO: Connected> Connected for Connection<IO> {
-    type ConnectInfo = IO::ConnectInfo;
+impl<IO: Connected<ConnectInfo = PeerInfo>> Connected for Connection<IO> {
+    type ConnectInfo = PeerInfo;
 
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
+    fn connect_info(&self) -> PeerInfo {
+        PeerInfo {
+            connection: Some(self.id),
+            ..self.io.connect_info()
+        }
     }
 }
