@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use exposure_matcher::gaen::{
-    GaenExportKey, GaenExportParams, GaenReportType, MAX_RECORDS_PER_FILE, build_gaen_exports,
+    GaenExportKey, GaenExportParams, GaenReportType, GaenSigner, MAX_RECORDS_PER_FILE,
+    build_gaen_exports,
 };
 use exposure_matcher::{
     BatchKind, BatchParams, BatchSigner, DiagnosisKey, FingerprintWidth, GaenKey, build_batch,
@@ -46,7 +47,6 @@ fn export_params() -> GaenExportParams {
         start_timestamp: u64::from(DAY_START_INTERVAL) * 600,
         end_timestamp: u64::from(DAY_START_INTERVAL) * 600 + 86_400,
         verification_key_id: "452".to_owned(),
-        verification_key_version: "v1".to_owned(),
         min_records: 1_000,
         max_records_per_file: MAX_RECORDS_PER_FILE,
     }
@@ -61,7 +61,10 @@ fn bench_gaen_export(criterion: &mut Criterion) {
             &params,
             &keys,
             &[],
-            &signer,
+            &[GaenSigner {
+                signer: &signer,
+                verification_key_version: "v1",
+            }],
             &mut ChaCha8Rng::seed_from_u64(2),
         )
         .unwrap()

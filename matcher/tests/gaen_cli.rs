@@ -1,9 +1,9 @@
 //! `gaen-export` and `gaen-inspect` run as a user would: a file of known keys, every malformed
 //! variant refused with a clear error and exit 1, and a cross-check of the bytes with an
-//! independent decoder (Python's zipfile and Google's protobuf package, plus `cryptography` for
-//! the signature). Without python3 or one of those packages the cross-check fails under CI and
-//! is skipped loudly elsewhere (`tests/src/outside.rs`); `EXPOSURE_TEST_PYTHON` names another
-//! interpreter than `python3`.
+//! independent decoder (`tests/src/gaen_python.rs`: Python's zipfile and Google's protobuf
+//! package, plus `cryptography` for the signatures), also of what the library writes for a
+//! padded run, a split run and two signing keys. Without python3 or one of those packages the
+//! cross-check fails under CI and is skipped loudly elsewhere (`tests/src/outside.rs`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +16,12 @@ use exposure_matcher::BatchSigner;
 /// The tests crate's rule for a missing outside part (this crate cannot depend on that one).
 #[path = "../../tests/src/outside.rs"]
 mod outside;
+
+mod common;
+
+/// The tests crate's independent decoder (Python's zipfile, protobuf and cryptography).
+#[path = "../../tests/src/gaen_python.rs"]
+mod gaen_python;
 
 const KEYS_JSON: &str = r#"{
   "keys": [
@@ -192,110 +198,23 @@ fn malformed_files_are_refused_with_a_clear_error() {
     assert_refused(&output, "export.sig does not decode");
 }
 
-/// The Python decoder: compiles nothing, loads the descriptor set protoc wrote, reads the zip
-/// with `zipfile`, and prints the fields as JSON.
-const PYTHON_DECODER: &str = r#"
-import json, sys, zipfile
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.json_format import MessageToDict
-descriptor_set = descriptor_pb2.FileDescriptorSet()
-descriptor_set.ParseFromString(open(sys.argv[1], "rb").read())
-pool = descriptor_pool.DescriptorPool()
-for proto_file in descriptor_set.file:
-    pool.Add(proto_file)
-def message(name):
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))()
-archive = zipfile.ZipFile(sys.argv[2])
-names = archive.namelist()
-export_bin = archive.read("export.bin")
-export = message("gaen.export.TemporaryExposureKeyExport")
-export.ParseFromString(export_bin[16:])
-signatures = message("gaen.export.TEKSignatureList")
-signatures.ParseFromString(archive.read("export.sig"))
-signature_check = "skipped"
-try:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    public_key = serialization.load_pem_public_key(open(sys.argv[3], "rb").read())
-    try:
-        public_key.verify(signatures.signatures[0].signature, export_bin, ec.ECDSA(hashes.SHA256()))
-        signature_check = "valid"
-    except Exception:
-        signature_check = "invalid"
-except ImportError:
-    pass
-print(json.dumps({
-    "names": names,
-    "header": export_bin[:16].decode("ascii"),
-    "export": MessageToDict(export, preserving_proto_field_name=True),
-    "signatures": MessageToDict(signatures, preserving_proto_field_name=True),
-    "signature_check": signature_check,
-}, sort_keys=True))
-"#;
-
-/// The Python interpreter: `EXPOSURE_TEST_PYTHON`, else `python3`.
-fn python() -> String {
-    std::env::var("EXPOSURE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Whether `python` runs `code` successfully.
-fn python_runs(python: &str, code: &str) -> bool {
-    Command::new(python)
-        .args(["-c", code])
-        .output()
-        .is_ok_and(|output| output.status.success())
-}
-
-const PIP_INSTALL: &str = "install python3 (Debian: apt-get install python3 python3-pip), then \
-                           `python3 -m pip install protobuf cryptography`; .ci/run does both";
-
 #[test]
 fn python_protobuf_decodes_the_same_fields() {
-    let python = python();
-    if !python_runs(&python, "pass") {
-        outside::missing(&format!("the Python interpreter {python}"), PIP_INSTALL);
+    let protoc = protoc_bin_vendored::protoc_bin_path().unwrap();
+    let Some(decoder) = gaen_python::PythonDecoder::find(&protoc) else {
         return;
-    }
-    if !python_runs(&python, "import google.protobuf") {
-        outside::missing(
-            &format!("Google's protobuf package for {python}"),
-            PIP_INSTALL,
-        );
-        return;
-    }
+    };
     let fixture = Fixture::new();
     let zip = fixture.export();
-    let descriptor_set = fixture.dir.path().join("export.desc");
-    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/proto");
-    let protoc = protoc_bin_vendored::protoc_bin_path().unwrap();
-    let status = Command::new(protoc)
-        .arg(format!("--proto_path={}", proto_root.display()))
-        .arg(format!("--descriptor_set_out={}", descriptor_set.display()))
-        .arg("gaen/export.proto")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = Command::new(&python)
-        .args(["-c", PYTHON_DECODER])
-        .arg(&descriptor_set)
-        .arg(&zip)
-        .arg(fixture.path("pub.pem"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let decoded: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let public_key = fixture.dir.path().join("pub.pem");
+    let decoded = decoder.decode(&zip, &[&public_key]);
     assert_eq!(
         decoded["names"],
         serde_json::json!(["export.bin", "export.sig"])
     );
     assert_eq!(decoded["header"], "EK Export v1    ");
-    match decoded["signature_check"].as_str() {
-        Some("valid") => {}
-        Some("skipped") => outside::missing(
-            &format!("the cryptography package for {python} (the second ECDSA verifier)"),
-            PIP_INSTALL,
-        ),
-        other => panic!("export.sig does not verify with cryptography: {other:?}"),
+    if decoded["signature_checks"] != "skipped" {
+        assert_eq!(decoded["signature_checks"], serde_json::json!([0]));
     }
     let export = &decoded["export"];
     // json_format writes 64-bit integers as strings and bytes as base64.
@@ -348,4 +267,107 @@ fn python_protobuf_decodes_the_same_fields() {
     assert_eq!(signature["batch_num"], 1);
     assert_eq!(signature["batch_size"], 1);
     assert_eq!(signature["signature_info"], info);
+}
+
+/// Writes `zip` to a file in `dir` and returns its path.
+fn written(dir: &Path, name: &str, zip: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, zip).unwrap();
+    path
+}
+
+#[test]
+fn python_reads_a_padded_run_a_split_run_and_two_signatures_as_written() {
+    use exposure_matcher::gaen::{GaenExportKey, GaenReportType, GaenSigner, build_gaen_exports};
+    use rand::SeedableRng;
+    let protoc = protoc_bin_vendored::protoc_bin_path().unwrap();
+    let Some(decoder) = gaen_python::PythonDecoder::find(&protoc) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (current, next) = (BatchSigner::generate(), BatchSigner::generate());
+    let current_pem = written(
+        dir.path(),
+        "current.pem",
+        current.public_key_pem().as_bytes(),
+    );
+    let next_pem = written(dir.path(), "next.pem", next.public_key_pem().as_bytes());
+    let keys: Vec<GaenExportKey> = (0u8..5)
+        .map(|index| GaenExportKey {
+            key_data: [index.wrapping_mul(53); 16],
+            transmission_risk_level: 4,
+            rolling_start_interval_number: 2_900_000,
+            rolling_period: 144,
+            report_type: GaenReportType::ConfirmedTest,
+            days_since_onset_of_symptoms: None,
+        })
+        .collect();
+    let build = |min_records, max_records_per_file, signers: &[GaenSigner<'_>]| {
+        build_gaen_exports(
+            &common::gaen_params(min_records, max_records_per_file),
+            &keys,
+            &[],
+            signers,
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(11),
+        )
+        .unwrap()
+    };
+    let one = [GaenSigner {
+        signer: &current,
+        verification_key_version: "v1",
+    }];
+
+    // Five keys below a minimum of 8: one file of 8, sorted, the real five among them.
+    let padded = build(8, 100, &one);
+    assert_eq!(padded.len(), 1);
+    let decoded = decoder.decode(
+        &written(dir.path(), "padded.zip", &padded[0].zip),
+        &[&current_pem],
+    );
+    let found = gaen_python::key_bytes(&decoded);
+    assert_eq!(found.len(), 8);
+    assert!(found.windows(2).all(|pair| pair[0] < pair[1]), "sorted");
+    for key in &keys {
+        assert!(found.contains(&key.key_data.to_vec()));
+    }
+
+    // Five keys above a minimum of 4, two a file: 2, 2, 1, none padded, ends end + i.
+    let split = build(4, 2, &one);
+    let mut counts = Vec::new();
+    for (index, file) in split.iter().enumerate() {
+        let decoded = decoder.decode(
+            &written(dir.path(), &format!("split-{index}.zip"), &file.zip),
+            &[&current_pem],
+        );
+        counts.push(gaen_python::key_bytes(&decoded).len());
+        assert_eq!(
+            decoded["export"]["end_timestamp"],
+            (1_767_229_200 + index as u64).to_string()
+        );
+    }
+    assert_eq!(counts, [2, 2, 1]);
+
+    // A rotation's overlap: both keys sign, newest first, each signature verifies alone.
+    let both = [
+        GaenSigner {
+            signer: &next,
+            verification_key_version: "v2",
+        },
+        one[0],
+    ];
+    let overlap = build(0, 100, &both);
+    let decoded = decoder.decode(
+        &written(dir.path(), "overlap.zip", &overlap[0].zip),
+        &[&next_pem, &current_pem],
+    );
+    let versions: Vec<&str> = decoded["export"]["signature_infos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|info| info["verification_key_version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["v2", "v1"]);
+    if decoded["signature_checks"] != "skipped" {
+        assert_eq!(decoded["signature_checks"], serde_json::json!([0, 1]));
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use exposure_matcher::BatchSigner;
 use exposure_matcher::gaen::{
-    GaenError, GaenExport, GaenExportKey, GaenExportParams, GaenReportType, MAX_RECORDS_PER_FILE,
+    GaenError, GaenExport, GaenExportKey, GaenReportType, GaenSigner, MAX_RECORDS_PER_FILE,
     build_gaen_exports,
 };
 use p256::ecdsa::signature::Verifier;
@@ -16,17 +16,8 @@ use p256::pkcs8::DecodePublicKey;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-fn params(min_records: usize, max_records_per_file: usize) -> GaenExportParams {
-    GaenExportParams {
-        region: "VN-TB".to_owned(),
-        start_timestamp: 1_767_225_600,
-        end_timestamp: 1_767_229_200,
-        verification_key_id: "452".to_owned(),
-        verification_key_version: "v1".to_owned(),
-        min_records,
-        max_records_per_file,
-    }
-}
+mod common;
+use common::gaen_params as params;
 
 fn known_keys() -> Vec<GaenExportKey> {
     vec![
@@ -72,6 +63,14 @@ fn signer() -> BatchSigner {
     BatchSigner::from_pkcs8_pem(&BatchSigner::generate().to_pkcs8_pem()).unwrap()
 }
 
+/// `signer` alone, registered as version "v1".
+fn one(signer: &BatchSigner) -> [GaenSigner<'_>; 1] {
+    [GaenSigner {
+        signer,
+        verification_key_version: "v1",
+    }]
+}
+
 #[test]
 fn a_file_of_known_keys_parses_back_with_every_field() {
     let signer = signer();
@@ -79,7 +78,7 @@ fn a_file_of_known_keys_parses_back_with_every_field() {
         &params(10, MAX_RECORDS_PER_FILE),
         &known_keys(),
         &[revoked_key()],
-        &signer,
+        &one(&signer),
         &mut ChaCha20Rng::seed_from_u64(1),
     )
     .unwrap();
@@ -183,7 +182,7 @@ fn the_same_keys_and_seed_give_the_same_bytes() {
             &params(50, MAX_RECORDS_PER_FILE),
             &known_keys(),
             &[],
-            &signer,
+            &one(&signer),
             &mut ChaCha20Rng::seed_from_u64(seed),
         )
         .unwrap()
@@ -207,12 +206,18 @@ fn many_keys_split_into_files_of_one_batch_with_distinct_end_timestamps() {
         &params(1, 4),
         &keys,
         &[revoked_key()],
-        &signer,
+        &one(&signer),
         &mut ChaCha20Rng::seed_from_u64(3),
     )
     .unwrap();
     let ends: Vec<u64> = files.iter().map(|file| file.end_timestamp).collect();
     assert_eq!(ends, [1_767_229_200, 1_767_229_201, 1_767_229_202]);
+    // The revised key takes a record of the first file's four.
+    let counts: Vec<(usize, usize)> = files
+        .iter()
+        .map(|file| (file.key_count, file.revised_key_count))
+        .collect();
+    assert_eq!(counts, [(3, 1), (4, 0), (3, 0)]);
     let mut seen = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let parsed = GaenExport::parse(&file.zip).unwrap();
@@ -243,12 +248,16 @@ fn more_than_500000_keys_make_a_second_file() {
         &params(1_000, MAX_RECORDS_PER_FILE),
         &keys,
         &[],
-        &signer,
+        &one(&signer),
         &mut ChaCha20Rng::seed_from_u64(4),
     )
     .unwrap();
     let counts: Vec<usize> = files.iter().map(|file| file.key_count).collect();
-    assert_eq!(counts, [500_000, 1_000], "the second file is padded");
+    assert_eq!(
+        counts,
+        [500_000, 1],
+        "a run above the minimum is not padded, so neither is the split's last file"
+    );
     let second = GaenExport::parse(&files[1].zip).unwrap();
     assert!(
         second
@@ -268,8 +277,87 @@ fn out_of_range_fields_are_refused() {
         &params(1, MAX_RECORDS_PER_FILE),
         &[key],
         &[],
-        &signer,
+        &one(&signer),
         &mut ChaCha20Rng::seed_from_u64(5),
     );
     assert!(matches!(outcome, Err(GaenError::InvalidKey(_))));
+}
+
+#[test]
+fn a_small_run_is_padded_once_before_the_split_and_a_large_one_never() {
+    let signer = signer();
+    let keys: Vec<GaenExportKey> = (0u8..5)
+        .map(|index| GaenExportKey {
+            key_data: [index; 16],
+            ..known_keys()[0].clone()
+        })
+        .collect();
+    let build = |min_records, max_records_per_file| {
+        build_gaen_exports(
+            &params(min_records, max_records_per_file),
+            &keys,
+            &[],
+            &one(&signer),
+            &mut ChaCha20Rng::seed_from_u64(6),
+        )
+        .unwrap()
+        .iter()
+        .map(|file| file.key_count)
+        .collect::<Vec<usize>>()
+    };
+    assert_eq!(build(8, 100), [8], "5 keys padded to 8");
+    assert_eq!(build(5, 100), [5], "5 keys are not below a minimum of 5");
+    assert_eq!(build(4, 2), [2, 2, 1], "above the minimum: split, unpadded");
+    assert_eq!(build(50, 6), [6], "padding stops at one file's room");
+}
+
+#[test]
+fn every_signer_in_service_signs_and_each_signature_verifies_alone() {
+    let (current, next) = (signer(), signer());
+    let signers = [
+        GaenSigner {
+            signer: &next,
+            verification_key_version: "v2",
+        },
+        GaenSigner {
+            signer: &current,
+            verification_key_version: "v1",
+        },
+    ];
+    let files = build_gaen_exports(
+        &params(0, MAX_RECORDS_PER_FILE),
+        &known_keys(),
+        &[],
+        &signers,
+        &mut ChaCha20Rng::seed_from_u64(7),
+    )
+    .unwrap();
+    let parsed = GaenExport::parse(&files[0].zip).unwrap();
+    let versions: Vec<Option<&str>> = parsed
+        .export()
+        .signature_infos
+        .iter()
+        .map(|info| info.verification_key_version.as_deref())
+        .collect();
+    assert_eq!(versions, [Some("v2"), Some("v1")], "newest key first");
+    let signatures = &parsed.signatures().signatures;
+    assert_eq!(signatures.len(), 2);
+    // Each signature checked with p256 itself against its own key, over the whole export.bin.
+    for (signature, key) in signatures.iter().zip([&next, &current]) {
+        let public_key = VerifyingKey::from_public_key_der(&key.public_key_der()).unwrap();
+        let der = Signature::from_der(signature.signature.as_deref().unwrap()).unwrap();
+        public_key.verify(parsed.export_bin(), &der).unwrap();
+        parsed.verify(&key.public_key_der()).unwrap();
+    }
+    let none: [GaenSigner<'_>; 0] = [];
+    assert!(matches!(
+        build_gaen_exports(
+            &params(0, 10),
+            &known_keys(),
+            &[],
+            &none,
+            &mut ChaCha20Rng::seed_from_u64(8)
+        ),
+        Err(GaenError::InvalidKey(_))
+    ));
 }

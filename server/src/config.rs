@@ -81,9 +81,21 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_RELEASE_DELAY", default_value = "2h", value_parser = parse_duration)]
     pub release_delay: Duration,
 
-    /// Batches are padded with random decoy keys up to this many filter elements.
-    #[arg(long, env = "EXPOSURE_MIN_ELEMENTS", default_value_t = 10_000)]
-    pub min_elements: usize,
+    /// A region's publish run of fewer keys is padded with synthetic keys (DESIGN §14: random
+    /// GAEN keys copying a real key's fields, in the filter, the confirm store and the GAEN
+    /// export alike) up to this many plus a random 0..=--pad-jitter. 0 turns padding off.
+    #[arg(long, env = "EXPOSURE_PAD_MIN_KEYS", default_value_t = 100)]
+    pub pad_min_keys: u32,
+
+    /// Upper bound of the uniform random number of keys added to --pad-min-keys each run, so
+    /// the padded total itself does not say "fewer than the minimum".
+    #[arg(long, env = "EXPOSURE_PAD_JITTER", default_value_t = 20)]
+    pub pad_jitter: u32,
+
+    /// Removed: padding is synthetic keys now (--pad-min-keys, --pad-jitter). Kept only so
+    /// that an old deployment's setting stops the start with that explanation.
+    #[arg(long, env = "EXPOSURE_MIN_ELEMENTS", hide = true)]
+    pub min_elements: Option<String>,
 
     /// Fingerprint width of published filters: 8, 16 or 32 bits (false-positive rate 2^-bits).
     #[arg(long, env = "EXPOSURE_FINGERPRINT_BITS", default_value_t = 16, value_parser = parse_fingerprint_bits)]
@@ -146,10 +158,10 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_GAEN_KEY_VERSION", default_value = "v1")]
     pub gaen_key_version: String,
 
-    /// GAEN export files are padded with random keys to at least this many.
-    #[arg(long, env = "EXPOSURE_GAEN_MIN_RECORDS", default_value_t = 1_000,
-          value_parser = clap::value_parser!(u32).range(0..=500_000))]
-    pub gaen_min_records: u32,
+    /// Removed: GAEN files carry the run's synthetic keys (--pad-min-keys, --pad-jitter).
+    /// Kept only so that an old deployment's setting stops the start with that explanation.
+    #[arg(long, env = "EXPOSURE_GAEN_MIN_RECORDS", hide = true)]
+    pub gaen_min_records: Option<String>,
 
     /// Most keys one upload may carry.
     #[arg(long, env = "EXPOSURE_MAX_KEYS_PER_UPLOAD", default_value_t = 30,
@@ -506,7 +518,14 @@ mod tests {
         let config = ServerConfig::with_data_dir("/tmp/x");
         assert_eq!(config.publish_interval, Duration::from_secs(3600));
         assert_eq!(config.release_delay, Duration::from_secs(7200));
-        assert_eq!(config.min_elements, 10_000);
+        assert_eq!((config.pad_min_keys, config.pad_jitter), (100, 20));
+        assert_eq!(
+            (
+                config.min_elements.as_ref(),
+                config.gaen_min_records.as_ref()
+            ),
+            (None, None)
+        );
         assert_eq!(config.fingerprint_bits, 16);
         assert_eq!(config.confirm_prefix_bits, 16);
         assert_eq!(config.retention_days, 14);

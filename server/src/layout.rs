@@ -76,13 +76,15 @@ pub fn gaen_file_path(region: &str, name: &str) -> String {
     format!("v1/regions/{region}/gaen/{name}")
 }
 
-/// Returns the body of a region's `gaen/index.txt`: one zip path per line, relative to the
-/// root, in the order given (oldest first).
+/// Returns the body of a region's `gaen/index.txt`: the zip paths, relative to the root, in the
+/// order given (oldest first), joined with `\n` and no newline after the last, byte for byte as
+/// the reference server writes it.
 pub fn gaen_index_text<'a>(region: &str, names: impl IntoIterator<Item = &'a str>) -> String {
     names
         .into_iter()
-        .map(|name| format!("{}\n", gaen_file_path(region, name)))
-        .collect()
+        .map(|name| gaen_file_path(region, name))
+        .collect::<Vec<String>>()
+        .join("\n")
 }
 
 /// Returns true for a GAEN file name the publisher writes: `{start}-{end}-00001.zip`, both
@@ -419,7 +421,7 @@ mod tests {
         );
         assert_eq!(
             gaen_index_text("VN", ["1-2-00001.zip", "2-3-00001.zip"]),
-            "v1/regions/VN/gaen/1-2-00001.zip\nv1/regions/VN/gaen/2-3-00001.zip\n"
+            "v1/regions/VN/gaen/1-2-00001.zip\nv1/regions/VN/gaen/2-3-00001.zip"
         );
     }
 

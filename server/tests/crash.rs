@@ -170,8 +170,8 @@ fn acknowledged_uploads_survive_sigkill_and_are_published_once_after_restart() {
         &[
             "--publish-interval",
             "200ms",
-            "--min-elements",
-            "100",
+            "--pad-min-keys",
+            "0",
             "--release-delay",
             "0s",
             "--metrics-addr",

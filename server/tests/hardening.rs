@@ -77,7 +77,10 @@ fn unusable_settings_exit_64_naming_the_flag() {
             "--max-concurrent-phone-requests",
         ),
         (&["--max-message-bytes", "0"], "--max-message-bytes"),
-        (&["--min-elements", "0"], "--min-elements"),
+        // Removed settings stop the start, naming what replaced them.
+        (&["--min-elements", "10000"], "--min-elements"),
+        (&["--gaen-min-records", "1000"], "--gaen-min-records"),
+        (&["--pad-min-keys", "4990"], "--pad-min-keys"),
         (&["--confirm-prefix-bits", "7"], "--confirm-prefix-bits"),
         (&["--gaen-key-id", "45 2"], "--gaen-key-id"),
         (&["--gaen-key-version", ""], "--gaen-key-version"),

@@ -37,8 +37,8 @@ const FAST_PUBLISHING: [&str; 8] = [
     "200ms",
     "--release-delay",
     "0s",
-    "--min-elements",
-    "100",
+    "--pad-min-keys",
+    "0",
 ];
 
 async fn distribution(url: &str) -> DistributionClient<tonic::transport::Channel> {

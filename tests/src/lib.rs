@@ -4,9 +4,11 @@
 
 pub mod binary;
 pub mod bucket_check;
+pub mod gaen_python;
 pub mod logs;
 pub mod outside;
 pub mod pki;
+pub mod public_view;
 pub mod reference;
 pub mod s3;
 pub mod scrape;
@@ -67,12 +69,15 @@ impl DataDir {
 }
 
 /// Returns the configuration the tests use by default: everything from the server's
-/// defaults, except a publisher that runs every 200 ms, no embargo delay, small batches.
+/// defaults, except a publisher that runs every 200 ms, no embargo delay, and no synthetic
+/// keys, so that what a test uploads is all a batch, a bucket and a GAEN file hold (the tests of
+/// padding, `tests/padding.rs`, turn it on).
 pub fn test_config(data_dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::with_data_dir(data_dir);
     config.publish_interval = Duration::from_millis(200);
     config.release_delay = Duration::ZERO;
-    config.min_elements = 1000;
+    config.pad_min_keys = 0;
+    config.pad_jitter = 0;
     config.shutdown_grace = Duration::from_secs(5);
     config
 }

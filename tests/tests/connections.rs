@@ -217,8 +217,10 @@ async fn a_tls_listener_closes_silent_sockets_and_handshakes_without_a_preface()
 #[tokio::test]
 async fn an_http_client_that_never_reads_a_batch_is_cut_after_the_send_stall_timeout() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
-        // One batch of about 6 MB, far more than the sockets' buffers hold.
-        config.min_elements = 3_000_000;
+        // One batch of about 6 MB, far more than the sockets' buffers hold: 20,834 synthetic
+        // keys of 144 elements pad it to 3,000,096 elements.
+        config.pad_min_keys = 20_834;
+        config.max_keys_per_batch = 20_835;
         config.send_stall_timeout = Duration::from_secs(1);
     })
     .await;

@@ -957,8 +957,8 @@ async fn nginx_cache_conf_serves_batches_from_its_cache_and_revalidates_the_inde
             "300ms",
             "--release-delay",
             "0s",
-            "--min-elements",
-            "100",
+            "--pad-min-keys",
+            "0",
         ],
         true,
     );

@@ -44,7 +44,6 @@ async fn a_release_larger_than_the_element_cap_goes_out_as_several_batches_each_
         // Keys wait until the clock moves, then one run releases them all.
         config.release_delay = std::time::Duration::from_secs(3 * DAY);
         config.max_elements_per_batch = u64::from(CAP);
-        config.min_elements = 100;
         config.fingerprint_bits = 32;
     })
     .await;

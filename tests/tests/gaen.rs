@@ -52,10 +52,8 @@ fn find(keys: &[TemporaryExposureKey], byte: u8) -> Option<&TemporaryExposureKey
 
 #[tokio::test]
 async fn uploads_become_verified_export_files_and_revocations_revised_keys() {
-    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
-        config.gaen_min_records = 50;
-    })
-    .await;
+    // No synthetic keys (the test configuration's default): padding has its own tests.
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
     let http = HttpClient::new(&server.http_url);
 
     // Bluezone and static identifiers are published as filters but never exported.
@@ -81,9 +79,13 @@ async fn uploads_become_verified_export_files_and_revocations_revised_keys() {
     upload.report_type = ReportType::ConfirmedClinicalDiagnosis as i32;
     server.upload(upload).await;
     let lines = wait_for_index(&server, 1).await;
+    // The publish window (1 s in the tests, the interval's floor) closing at TEST_NOW.
     assert_eq!(
         lines[0],
-        format!("v1/regions/{REGION}/gaen/{TEST_NOW}-{TEST_NOW}-00001.zip")
+        format!(
+            "v1/regions/{REGION}/gaen/{}-{TEST_NOW}-00001.zip",
+            TEST_NOW - 1
+        )
     );
     let index = http.get(INDEX_PATH).await;
     assert_eq!(index.header("cache-control"), "no-cache");
@@ -98,7 +100,7 @@ async fn uploads_become_verified_export_files_and_revocations_revised_keys() {
     let body = export.export();
     assert_eq!(body.region.as_deref(), Some(REGION));
     assert_eq!((body.batch_num, body.batch_size), (Some(1), Some(1)));
-    assert_eq!(body.keys.len(), 50, "two keys padded to gaen_min_records");
+    assert_eq!(body.keys.len(), 2, "the two keys, unpadded");
     let info = &body.signature_infos[0];
     assert_eq!(info.verification_key_id.as_deref(), Some("452"));
     assert_eq!(info.verification_key_version.as_deref(), Some("v1"));
@@ -136,7 +138,6 @@ async fn uploads_become_verified_export_files_and_revocations_revised_keys() {
 async fn the_embargo_holds_keys_back_until_they_are_released() {
     let clock = Clock::manual(TEST_NOW);
     let server = TestServer::start_with(clock.clone(), |config| {
-        config.gaen_min_records = 0;
         config.release_delay = Duration::from_secs(2 * 3_600);
     })
     .await;
@@ -164,10 +165,7 @@ async fn the_embargo_holds_keys_back_until_they_are_released() {
 #[tokio::test]
 async fn a_restart_neither_reexports_nor_skips_and_retention_drops_old_files() {
     let clock = Clock::manual(TEST_NOW);
-    let server = TestServer::start_with(clock.clone(), |config| {
-        config.gaen_min_records = 0;
-    })
-    .await;
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
     let token = server.token.clone();
     let config = server.config.clone();
     server
@@ -207,7 +205,8 @@ async fn a_restart_neither_reexports_nor_skips_and_retention_drops_old_files() {
     );
     let old = HttpClient::new(&server.http_url)
         .get(&format!(
-            "/v1/regions/{REGION}/gaen/{TEST_NOW}-{TEST_NOW}-00001.zip"
+            "/v1/regions/{REGION}/gaen/{}-{TEST_NOW}-00001.zip",
+            TEST_NOW - 1
         ))
         .await;
     assert_eq!(old.status, 404);

@@ -10,7 +10,7 @@ use exposure_proto::v1::{BatchKind, DiagnosisKey, ReportType};
 use exposure_server::Clock;
 use exposure_server::storage::Store;
 use exposure_server::storage::authorities::new_authority;
-use exposure_tests::fixtures::{self, confirmed, download, gaen, key16};
+use exposure_tests::fixtures::{self, confirmed, download, gaen, key16, static_id};
 use exposure_tests::reference::{self, filter_key};
 use exposure_tests::{REGION, TEST_NOW, TestServer};
 
@@ -181,16 +181,16 @@ async fn a_revocation_during_a_long_publish_run_does_not_wait_for_the_run() {
     let clock = Clock::manual(TEST_NOW);
     let server = TestServer::start_with(clock.clone(), |config| {
         // Every key waits for the clock to move; then the backlog goes out as many large
-        // batches in one run.
+        // batches in one run (300 keys of 1,152 elements: 345,600 elements a batch).
         config.release_delay = Duration::from_secs(DAY);
         config.max_keys_per_batch = 300;
-        config.min_elements = 500_000;
         config.fingerprint_bits = 32;
         config.authority_uploads_per_minute = 0;
     })
     .await;
+    // Static identifiers heard over the 12 days before today: 1,152 slots of 900 s each.
     let keys: Vec<DiagnosisKey> = (0..2400)
-        .map(|number| yesterday_key(numbered_key(number)))
+        .map(|number| static_id(&numbered_key(number), (TODAY - 12) * DAY, TODAY * DAY))
         .collect();
     for (index, chunk) in keys.chunks(30).enumerate() {
         server

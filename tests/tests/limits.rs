@@ -117,8 +117,10 @@ async fn the_upload_rate_limit_answers_resource_exhausted() {
 #[tokio::test]
 async fn unread_phone_streams_hold_their_permits_but_never_shed_uploads_or_health() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
-        // One large batch (~6 MB), far more than a stream's flow-control window.
-        config.min_elements = 3_000_000;
+        // One large batch (~6 MB), far more than a stream's flow-control window: 20,834
+        // synthetic keys of 144 elements pad it to 3,000,096 elements.
+        config.pad_min_keys = 20_834;
+        config.max_keys_per_batch = 20_835;
         config.max_concurrent_phone_requests = 2;
     })
     .await;
@@ -207,8 +209,10 @@ fn resident_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_unread_downloads_of_the_largest_batch_share_one_copy() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
-        // A peak-day-sized file: 2.5 M elements at 16 bits, about 5.6 MB.
-        config.min_elements = 2_500_000;
+        // A peak-day-sized file: 2.5 M elements at 16 bits, about 5.6 MB (17,362 synthetic
+        // keys of 144 elements).
+        config.pad_min_keys = 17_362;
+        config.max_keys_per_batch = 17_363;
         // Every connection comes from 127.0.0.1, one client network: let it hold the 1,024
         // stalled downloads and still be served.
         config.max_phone_requests_per_network = Some(2048);

@@ -90,8 +90,8 @@ async fn a_folder_target_holds_what_the_listener_serves_and_retention_removes_ex
     let index = &layout[&format!("v1/regions/{REGION}/gaen/index.txt")];
     assert_eq!(
         String::from_utf8_lossy(&index.body),
-        format!("{}\n{}\n", zips[0], zips[1]),
-        "index.txt names both zips, oldest first"
+        format!("{}\n{}", zips[0], zips[1]),
+        "index.txt names both zips, oldest first, without a newline after the last"
     );
 
     // Two days on: the 13-day-old key's batch expires, the other stays (with a roll-up).

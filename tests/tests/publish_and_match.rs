@@ -40,7 +40,10 @@ async fn round_trip(key: DiagnosisKey, expected_elements: usize) {
     assert_eq!(info.kind, BatchKind::Hourly as i32);
     assert_eq!(info.sequence, 1);
     assert_eq!(info.fingerprint_bits, 16);
-    assert!(info.element_count >= 1000, "padded to min_elements");
+    assert_eq!(
+        info.element_count as usize, expected_elements,
+        "the key's elements, unpadded (the tests of padding: tests/padding.rs)"
+    );
 
     let mut distribution = server.distribution_client().await;
     let file = download(&mut distribution, &info.batch_id).await;

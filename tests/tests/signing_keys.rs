@@ -123,7 +123,6 @@ async fn rotation_and_retirement_on_a_running_server() {
     let clock = Clock::manual(TEST_NOW);
     let server = TestServer::start_with(clock.clone(), |config| {
         config.publish_to = Some(bucket_url.clone());
-        config.gaen_min_records = 10;
     })
     .await;
     let dir = server.data_dir().to_owned();

@@ -30,7 +30,7 @@ const STATIC_TAG: &str = "063be4d45d30d6dbba399bae0c3520fa5c6121edb8c68e8e2eb618
 /// so a batch's element count is the number of distinct tags it holds.
 async fn server_at(now: u64) -> TestServer {
     TestServer::start_with(Clock::manual(now), |config| {
-        config.min_elements = 1;
+        config.pad_min_keys = 0;
         config.gaen_export = false;
     })
     .await

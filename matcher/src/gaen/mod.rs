@@ -1,10 +1,10 @@
 //! Google/Apple Exposure Notification export files (DESIGN §11): what Android and iOS phones,
 //! whose operating system does the matching, download instead of filter batches.
 //!
-//! [`build_gaen_exports`] turns GAEN diagnosis keys into signed zips (sorted keys, random padding,
-//! `export.bin` + `export.sig`, one file per 500,000 keys); [`GaenExport::parse`] reads a zip back,
-//! checks its two entries and header, decodes both messages and verifies the signature against a
-//! DER SubjectPublicKeyInfo public key. Both are pure and deterministic: the zips carry fixed
+//! [`build_gaen_exports`] turns GAEN diagnosis keys into signed zips (a small run padded, keys
+//! sorted, `export.bin` + `export.sig` signed by every key in service, at most 500,000 records a
+//! file); [`GaenExport::parse`] reads a zip back, checks its two entries and header, decodes both
+//! messages and verifies a signature against a DER SubjectPublicKeyInfo public key. Both are pure and deterministic: the zips carry fixed
 //! timestamps, signatures are RFC 6979, and padding comes from a caller's seeded RNG.
 
 mod archive;
@@ -15,7 +15,8 @@ mod writer;
 pub use error::GaenError;
 pub use reader::GaenExport;
 pub use writer::{
-    GaenExportFile, GaenExportKey, GaenExportParams, GaenReportType, build_gaen_exports,
+    GaenExportFile, GaenExportKey, GaenExportParams, GaenReportType, GaenSigner, MAX_SIGNERS,
+    build_gaen_exports,
 };
 
 /// The proto2 messages of `export.bin` and `export.sig`, generated from
@@ -46,7 +47,8 @@ pub const DEFAULT_VERIFICATION_KEY_VERSION: &str = "v1";
 /// Default minimum of keys a file holds, padding included (Google's server pads to 1,000).
 pub const DEFAULT_MIN_RECORDS: usize = 1_000;
 
-/// Most keys one file holds, padding included (Google's default); more keys make more files.
+/// Most keys and revised keys one file holds together, padding included (Google's default); more
+/// make more files.
 pub const MAX_RECORDS_PER_FILE: usize = 500_000;
 
 /// Largest decompressed zip entry a reader accepts (a 500,000-key `export.bin` is ~15 MB), so a

@@ -1,5 +1,5 @@
-//! Building export files: sort the keys, pad them with random decoys, encode `export.bin`, sign
-//! it, and zip it with `export.sig` (DESIGN §11).
+//! Building export files: pad a small run, sort the keys, split them into files, encode
+//! `export.bin`, sign it with every key in service, and zip it with `export.sig` (DESIGN §11).
 
 use prost::Message;
 use rand::{Rng, RngCore};
@@ -60,20 +60,31 @@ pub struct GaenExportKey {
 pub struct GaenExportParams {
     /// Region of the keys.
     pub region: String,
-    /// Start of the arrival window, Unix seconds.
+    /// Start of the publish window, Unix seconds.
     pub start_timestamp: u64,
-    /// End of the arrival window, Unix seconds; file `i` of the run ends at `end + i`, so every
+    /// End of the publish window, Unix seconds; file `i` of the run ends at `end + i`, so every
     /// file has a distinct end timestamp (iOS accepts only batches of one file).
     pub end_timestamp: u64,
-    /// `verification_key_id` the public key is registered under (default "452").
+    /// `verification_key_id` the public keys are registered under (default "452").
     pub verification_key_id: String,
-    /// `verification_key_version` (default "v1").
-    pub verification_key_version: String,
-    /// Each file is padded with random keys to at least this many (default 1,000).
+    /// A run of fewer keys is padded with random keys to this many (the server pads with its
+    /// synthetic keys instead and gives 0).
     pub min_records: usize,
-    /// Most keys one file holds, padding included (default 500,000).
+    /// Most keys and revised keys one file holds together (default 500,000).
     pub max_records_per_file: usize,
 }
+
+/// A key that signs export files, with the `verification_key_version` it is registered under.
+#[derive(Clone, Copy, Debug)]
+pub struct GaenSigner<'a> {
+    /// The private key.
+    pub signer: &'a BatchSigner,
+    /// Its `verification_key_version` (default "v1").
+    pub verification_key_version: &'a str,
+}
+
+/// Most signatures one file carries (the frameworks read at most 10 `SignatureInfo`s).
+pub const MAX_SIGNERS: usize = 10;
 
 /// One signed export zip.
 #[derive(Clone, Debug)]
@@ -97,15 +108,21 @@ impl GaenExportFile {
     }
 }
 
-/// Returns the export files of one run: `keys` sorted and padded, split into files of at most
-/// `max_records_per_file` keys; `revised_keys` (written with report type REVOKED) go into the
-/// first file. No keys and no revised keys make no file. The same inputs and RNG state always
-/// give the same bytes.
+/// Returns the export files of one run, each signed by every one of `signers` (newest key
+/// first; during a rotation's overlap both keys sign, DESIGN §15).
+///
+/// As the reference server does it: a run of fewer than `min_records` keys is padded first,
+/// with random key data copying a random real key's metadata (a run of revisions only has
+/// nothing to copy and is not padded); then the keys are sorted by key data and split into
+/// files of at most `max_records_per_file` keys and revised keys together, revised keys
+/// (written with report type REVOKED) first. A padded run fits one file (padding stops at the
+/// file's room), so a split's files are never padded. No keys and no revised keys make no
+/// file. The same inputs and RNG state always give the same bytes.
 pub fn build_gaen_exports(
     params: &GaenExportParams,
     keys: &[GaenExportKey],
     revised_keys: &[GaenExportKey],
-    signer: &BatchSigner,
+    signers: &[GaenSigner<'_>],
     rng: &mut impl RngCore,
 ) -> Result<Vec<GaenExportFile>, GaenError> {
     for key in keys.iter().chain(revised_keys) {
@@ -116,8 +133,9 @@ pub fn build_gaen_exports(
             "max_records_per_file must be at least 1",
         ));
     }
-    let mut sorted: Vec<&GaenExportKey> = keys.iter().collect();
-    sorted.sort_by_key(|key| key.key_data);
+    if signers.is_empty() || signers.len() > MAX_SIGNERS {
+        return Err(GaenError::InvalidKey("signers must be 1 to 10 keys"));
+    }
     let mut revised: Vec<TemporaryExposureKey> = revised_keys
         .iter()
         .map(|key| {
@@ -128,25 +146,36 @@ pub fn build_gaen_exports(
         })
         .collect();
     revised.sort_by(|left, right| left.key_data.cmp(&right.key_data));
-    let mut chunks: Vec<&[&GaenExportKey]> = sorted.chunks(params.max_records_per_file).collect();
-    if chunks.is_empty() && !revised.is_empty() {
-        chunks.push(&[]);
+    let mut all: Vec<TemporaryExposureKey> = keys.iter().map(to_proto).collect();
+    let room = params.max_records_per_file.saturating_sub(revised.len());
+    let target = params.min_records.min(room);
+    while !keys.is_empty() && all.len() < target {
+        let template = &keys[rng.gen_range(0..keys.len())];
+        let mut key_data = [0u8; 16];
+        rng.fill_bytes(&mut key_data);
+        all.push(to_proto(&GaenExportKey {
+            key_data,
+            ..template.clone()
+        }));
     }
-    let mut files = Vec::with_capacity(chunks.len());
-    for (index, chunk) in chunks.into_iter().enumerate() {
-        let revised_here = if index == 0 {
-            std::mem::take(&mut revised)
-        } else {
-            Vec::new()
-        };
-        let end_timestamp = params.end_timestamp + index as u64;
+    all.sort_by(|left, right| left.key_data.cmp(&right.key_data));
+
+    let mut revised = revised.into_iter().peekable();
+    let mut keys = all.into_iter().peekable();
+    let mut files = Vec::new();
+    while revised.peek().is_some() || keys.peek().is_some() {
+        let revised_here: Vec<_> = revised.by_ref().take(params.max_records_per_file).collect();
+        let keys_here: Vec<_> = keys
+            .by_ref()
+            .take(params.max_records_per_file - revised_here.len())
+            .collect();
+        let end_timestamp = params.end_timestamp + files.len() as u64;
         files.push(build_file(
             params,
             end_timestamp,
-            chunk,
+            keys_here,
             revised_here,
-            signer,
-            rng,
+            signers,
         )?);
     }
     Ok(files)
@@ -155,30 +184,18 @@ pub fn build_gaen_exports(
 fn build_file(
     params: &GaenExportParams,
     end_timestamp: u64,
-    real_keys: &[&GaenExportKey],
+    keys: Vec<TemporaryExposureKey>,
     revised_keys: Vec<TemporaryExposureKey>,
-    signer: &BatchSigner,
-    rng: &mut impl RngCore,
+    signers: &[GaenSigner<'_>],
 ) -> Result<GaenExportFile, GaenError> {
-    let mut keys: Vec<TemporaryExposureKey> = real_keys.iter().map(|key| to_proto(key)).collect();
-    // Padding copies a random real key's metadata, so only the key bytes (random either way)
-    // differ; a file of revisions only has nothing to copy and is not padded.
-    let target = params.min_records.min(params.max_records_per_file);
-    while !real_keys.is_empty() && keys.len() < target {
-        let template = real_keys[rng.gen_range(0..real_keys.len())];
-        let mut key_data = [0u8; 16];
-        rng.fill_bytes(&mut key_data);
-        keys.push(to_proto(&GaenExportKey {
-            key_data,
-            ..template.clone()
-        }));
-    }
-    keys.sort_by(|left, right| left.key_data.cmp(&right.key_data));
-    let signature_info = SignatureInfo {
-        verification_key_version: Some(params.verification_key_version.clone()),
-        verification_key_id: Some(params.verification_key_id.clone()),
-        signature_algorithm: Some(SIGNATURE_ALGORITHM_OID.to_owned()),
-    };
+    let signature_infos: Vec<SignatureInfo> = signers
+        .iter()
+        .map(|signer| SignatureInfo {
+            verification_key_version: Some(signer.verification_key_version.to_owned()),
+            verification_key_id: Some(params.verification_key_id.clone()),
+            signature_algorithm: Some(SIGNATURE_ALGORITHM_OID.to_owned()),
+        })
+        .collect();
     let key_count = keys.len();
     let revised_key_count = revised_keys.len();
     let export = TemporaryExposureKeyExport {
@@ -187,7 +204,7 @@ fn build_file(
         region: Some(params.region.clone()),
         batch_num: Some(1),
         batch_size: Some(1),
-        signature_infos: vec![signature_info.clone()],
+        signature_infos: signature_infos.clone(),
         keys,
         revised_keys,
     };
@@ -197,12 +214,16 @@ fn build_file(
         .encode(&mut export_bin)
         .map_err(|error| GaenError::Write(error.to_string()))?;
     let signature_list = TekSignatureList {
-        signatures: vec![TekSignature {
-            signature_info: Some(signature_info),
-            batch_num: Some(1),
-            batch_size: Some(1),
-            signature: Some(signer.sign(&export_bin)),
-        }],
+        signatures: signers
+            .iter()
+            .zip(signature_infos)
+            .map(|(signer, signature_info)| TekSignature {
+                signature_info: Some(signature_info),
+                batch_num: Some(1),
+                batch_size: Some(1),
+                signature: Some(signer.signer.sign(&export_bin)),
+            })
+            .collect(),
     };
     let zip = write_zip(&export_bin, &signature_list.encode_to_vec())?;
     Ok(GaenExportFile {

@@ -20,6 +20,21 @@ pub fn params(width: FingerprintWidth, min_elements: usize) -> BatchParams {
     }
 }
 
+/// Returns GAEN export parameters for region `VN-TB`, 2026-01-01 00:00 to 01:00 UTC, key id 452.
+pub fn gaen_params(
+    min_records: usize,
+    max_records_per_file: usize,
+) -> exposure_matcher::gaen::GaenExportParams {
+    exposure_matcher::gaen::GaenExportParams {
+        region: "VN-TB".to_owned(),
+        start_timestamp: 1_767_225_600,
+        end_timestamp: 1_767_229_200,
+        verification_key_id: "452".to_owned(),
+        min_records,
+        max_records_per_file,
+    }
+}
+
 /// Returns a seeded RNG.
 pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)

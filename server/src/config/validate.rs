@@ -48,14 +48,15 @@ const MAX_REGISTERED_NAME: usize = 32;
 
 /// Checks a GAEN `verification_key_id` or `_version`: phones compare it byte for byte with what
 /// Apple and Google registered (an id is the mobile country code, e.g. `452`; a version `v1`),
-/// so a stray space, quote or empty value would make every export file unverifiable.
+/// so a stray space, quote or empty value would make every export file unverifiable. The
+/// characters are the reference server's, `[A-Za-z0-9_]`.
 pub fn registered_name(flag: &'static str, value: &str) -> Result<(), ConfigError> {
-    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-');
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_';
     if value.is_empty() || value.len() > MAX_REGISTERED_NAME || !value.bytes().all(allowed) {
         return refuse(
             flag,
             format!(
-                "must be 1 to {MAX_REGISTERED_NAME} letters, digits, '.', '_' or '-', exactly as registered with Apple and Google (e.g. 452, v1)"
+                "must be 1 to {MAX_REGISTERED_NAME} letters, digits or '_', exactly as registered with Apple and Google (e.g. 452, v1)"
             ),
         );
     }
@@ -163,7 +164,7 @@ impl ServerConfig {
         positive_duration("--publish-interval", self.publish_interval)?;
         positive_duration("--request-timeout", self.request_timeout)?;
         positive_duration("--shutdown-grace", self.shutdown_grace)?;
-        positive("--min-elements", self.min_elements as u64)?;
+        self.check_removed_padding_settings()?;
         positive("--max-message-bytes", self.max_message_bytes as u64)?;
         self.check_admission()?;
         positive(
@@ -261,13 +262,42 @@ impl ServerConfig {
                 ),
             );
         }
-        if self.min_elements as u64 > self.max_elements_per_batch {
+        // Padding goes into one batch: the most synthetic keys (of at most 144 elements each)
+        // must fit both of a batch's budgets.
+        let most_padding = u64::from(self.pad_min_keys) + u64::from(self.pad_jitter);
+        if most_padding > u64::from(self.max_keys_per_batch) {
+            return refuse(
+                "--pad-min-keys",
+                format!(
+                    "padding up to {most_padding} keys (with --pad-jitter) would pass --max-keys-per-batch {}",
+                    self.max_keys_per_batch
+                ),
+            );
+        }
+        if most_padding * 144 > self.max_elements_per_batch {
+            return refuse(
+                "--pad-min-keys",
+                format!(
+                    "padding up to {most_padding} keys of 144 elements (with --pad-jitter) would pass --max-elements-per-batch {}",
+                    self.max_elements_per_batch
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses the padding settings that synthetic keys replaced, explaining what to use.
+    fn check_removed_padding_settings(&self) -> Result<(), ConfigError> {
+        if self.min_elements.is_some() {
             return refuse(
                 "--min-elements",
-                format!(
-                    "padding up to {} would pass --max-elements-per-batch {}",
-                    self.min_elements, self.max_elements_per_batch
-                ),
+                "was removed: random filter elements could be told from real ones (they have no confirm digest and no GAEN key); runs are padded with synthetic keys instead, set --pad-min-keys and --pad-jitter (DESIGN §14)",
+            );
+        }
+        if self.gaen_min_records.is_some() {
+            return refuse(
+                "--gaen-min-records",
+                "was removed: GAEN files carry the run's synthetic keys, which the filter batch and the confirm store hold too; set --pad-min-keys and --pad-jitter (DESIGN §14)",
             );
         }
         Ok(())
@@ -381,16 +411,45 @@ mod tests {
             tiny_batches.validate().map_err(|error| error.flag),
             Err("--max-elements-per-batch")
         );
-        tiny_batches.max_elements_per_batch = 5_000;
+        tiny_batches.max_elements_per_batch = 17_000;
         assert_eq!(
             tiny_batches.validate().map_err(|error| error.flag),
-            Err("--min-elements"),
-            "the default padding of 10,000 would pass a cap of 5,000"
+            Err("--pad-min-keys"),
+            "the default padding of up to 120 keys of 144 elements would pass a cap of 17,000"
         );
+        let mut few_keys = config.clone();
+        few_keys.max_keys_per_batch = 119;
+        assert_eq!(
+            few_keys.validate().map_err(|error| error.flag),
+            Err("--pad-min-keys"),
+            "the default padding of up to 120 keys would pass a cap of 119"
+        );
+        let mut old_elements = config.clone();
+        old_elements.min_elements = Some("10000".to_owned());
+        let mut old_records = config.clone();
+        old_records.gaen_min_records = Some("1000".to_owned());
+        for (old, flag) in [
+            (old_elements, "--min-elements"),
+            (old_records, "--gaen-min-records"),
+        ] {
+            let refused = old.validate().expect_err(flag);
+            assert_eq!(refused.flag, flag);
+            assert!(refused.reason.contains("--pad-min-keys"), "{refused}");
+        }
         let mut registered = config;
         registered.gaen_key_id = "310".to_owned();
-        registered.gaen_key_version = "v2.1".to_owned();
+        registered.gaen_key_version = "v2_1".to_owned();
         assert_eq!(registered.validate(), Ok(()));
+        // The reference server's character set: no '.', '-' or anything else.
+        for version in ["v2.1", "v-2", "vé"] {
+            let mut refused = registered.clone();
+            refused.gaen_key_version = version.to_owned();
+            assert_eq!(
+                refused.validate().map_err(|error| error.flag),
+                Err("--gaen-key-version"),
+                "{version:?}"
+            );
+        }
     }
 
     #[test]

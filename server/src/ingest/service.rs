@@ -310,6 +310,7 @@ impl KeyUploadService {
                     report_type: upload.report_type as i32,
                     dedup_key: dedup_key(&upload.region, &valid.key.dedup_material()),
                     authority_id: authority_id.to_owned(),
+                    synthetic: false,
                 }
             })
             .collect();

@@ -1,6 +1,7 @@
-//! GAEN export files (DESIGN §11): the GAEN-scheme keys of each hourly batch also go out as a
-//! Google/Apple export zip, and keys withdrawn after their export go into the next zip's
-//! `revised_keys`.
+//! GAEN export files (DESIGN §11): the GAEN-scheme keys of each hourly batch, its synthetic keys
+//! (DESIGN §14) included, also go out as a Google/Apple export zip, and keys withdrawn after
+//! their export go into the next zip's `revised_keys`. A file's `start` and `end` are the bounds
+//! of the publish window it closes, aligned to `publish_interval`, never a key's arrival second.
 //!
 //! A zip rides the commit of its hourly batch: the zip, the region's rewritten index and the
 //! deletion of the revisions it carries join the batch's synced write, so keys are exported
@@ -8,7 +9,8 @@
 //! that is not stored. Revisions of a region without a batch this run get a file of their own.
 
 use exposure_matcher::gaen::{
-    GaenExportKey, GaenExportParams, GaenReportType, MAX_RECORDS_PER_FILE, build_gaen_exports,
+    GaenExportKey, GaenExportParams, GaenReportType, GaenSigner, MAX_RECORDS_PER_FILE,
+    build_gaen_exports,
 };
 use exposure_proto::v1::{self as api, diagnosis_key::Key};
 use rocksdb::WriteBatch;
@@ -25,8 +27,9 @@ pub struct GaenSettings {
     /// `verification_key_id` the public keys are registered under (default `452`); the
     /// `verification_key_version` is the signing key's own (`crate::signing::ActiveKey`).
     pub key_id: String,
-    /// Each file is padded with random keys to at least this many (default 1,000).
-    pub min_records: usize,
+    /// Length of a publish window in seconds (`publish_interval`, at least 1): file windows
+    /// are aligned to it.
+    pub window_seconds: u64,
 }
 
 /// Export files built for one commit, with the index and revision deletions that go with them.
@@ -47,12 +50,12 @@ impl PreparedGaen {
 }
 
 impl Publisher {
-    /// Builds the export of the GAEN keys among `keys` and of the region's pending revisions;
-    /// `None` when there are neither or exports are off.
+    /// Builds the export of the GAEN keys among `keys` (real and synthetic) and of the region's
+    /// pending revisions; `None` when there are neither or exports are off.
     pub(super) fn prepare_gaen(
         &self,
         region: &str,
-        keys: &[(u64, StoredKey)],
+        keys: &[&StoredKey],
         now: u64,
         signing: &ActiveKey,
     ) -> Result<Option<PreparedGaen>, PublishError> {
@@ -60,7 +63,7 @@ impl Publisher {
             return Ok(None);
         };
         let export_keys: Vec<GaenExportKey> =
-            keys.iter().filter_map(|(_, key)| export_key(key)).collect();
+            keys.iter().filter_map(|key| export_key(key)).collect();
         let revisions: Vec<(Vec<u8>, StoredKey)> = self
             .store
             .gaen_revisions()?
@@ -76,31 +79,29 @@ impl Publisher {
         }
         let mut index = self.store.gaen_index(region)?;
         let last_end = index.files.last().map(|file| file.end_timestamp);
-        let first_arrival = keys
-            .iter()
-            .map(|(_, key)| key)
-            .chain(revisions.iter().map(|(_, key)| key))
-            .map(|key| key.received_at)
-            .min()
-            .unwrap_or(now);
-        // The window starts where the last file's ended; end timestamps only grow, so every
-        // file name of the region is new.
-        let start_timestamp = last_end.unwrap_or(first_arrival.min(now));
-        let end_timestamp = now.max(last_end.map_or(0, |end| end + 1));
+        let (start_timestamp, end_timestamp) =
+            publish_window(now, last_end, settings.window_seconds);
         let params = GaenExportParams {
             region: region.to_owned(),
             start_timestamp,
             end_timestamp,
             verification_key_id: settings.key_id.clone(),
-            verification_key_version: signing.gaen_key_version.clone(),
-            min_records: settings.min_records,
+            // The synthetic keys are the padding, in the filter batch and confirm store too.
+            min_records: 0,
             max_records_per_file: MAX_RECORDS_PER_FILE,
         };
+        // One signature per signing key in service. The ring holds one key today; when a
+        // rotation's overlap (DESIGN §15) keeps the next key in service, it joins this list,
+        // newest first, and phones accept the file with whichever key they registered.
+        let signers = [GaenSigner {
+            signer: &signing.signer,
+            verification_key_version: &signing.gaen_key_version,
+        }];
         let built = build_gaen_exports(
             &params,
             &export_keys,
             &revised_keys,
-            &signing.signer,
+            &signers,
             &mut rand::rngs::OsRng,
         )
         .map_err(|error| PublishError::Build(format!("gaen export: {error}")))?;
@@ -228,6 +229,26 @@ impl Publisher {
     }
 }
 
+/// Returns the `(start, end)` of the export window a run at `now` closes: the end of the
+/// publish window holding `now` (a multiple of `window_seconds`), or the next window when a
+/// file of the region already ends there (every file name stays new); the start is where the
+/// region's last window ended (aligned), else one window before the end.
+fn publish_window(now: u64, last_end: Option<u64>, window_seconds: u64) -> (u64, u64) {
+    let window = window_seconds.max(1);
+    let mut end = now.div_ceil(window) * window;
+    if let Some(last) = last_end
+        && end <= last
+    {
+        end = (last / window + 1) * window;
+    }
+    let start = match last_end {
+        // A split's later files end at `end + i`; the window itself ended at the multiple.
+        Some(last) => last / window * window,
+        None => end - window,
+    };
+    (start, end)
+}
+
 /// Returns a stored key as an exported one, or `None` for a key of another scheme.
 pub fn export_key(key: &StoredKey) -> Option<GaenExportKey> {
     let diagnosis_key = key.key.as_ref()?;
@@ -248,6 +269,45 @@ pub fn export_key(key: &StoredKey) -> Option<GaenExportKey> {
         rolling_start_interval_number: gaen.rolling_start_interval_number,
         rolling_period: gaen.rolling_period,
         report_type,
+        // The upload's value, else absent. Hook for DESIGN §12: once upload codes carry the
+        // patient's symptom-onset or test date (the console's issue form), ingest stores it
+        // with the key and the fallback here is the key's day minus that date.
         days_since_onset_of_symptoms: gaen.days_since_onset_of_symptoms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::publish_window;
+
+    #[test]
+    fn windows_are_aligned_to_the_publish_interval_and_never_repeat_an_end() {
+        // Hourly publishing: a run at 10:17 closes the window ending 11:00.
+        let hour = 3_600;
+        let t = 1_767_225_600; // 2026-01-01 00:00 UTC
+        assert_eq!(
+            publish_window(t + 10 * hour + 17 * 60, None, hour),
+            (t + 10 * hour, t + 11 * hour)
+        );
+        // The next run starts where that window ended.
+        assert_eq!(
+            publish_window(t + 11 * hour + 5, Some(t + 11 * hour), hour),
+            (t + 11 * hour, t + 12 * hour)
+        );
+        // A second run in the same window takes the next one, so the file name is new.
+        assert_eq!(
+            publish_window(t + 10 * hour + 40 * 60, Some(t + 11 * hour), hour),
+            (t + 11 * hour, t + 12 * hour)
+        );
+        // After a split (files ending at end, end + 1), the next window starts at the multiple.
+        assert_eq!(
+            publish_window(t + 13 * hour, Some(t + 11 * hour + 1), hour),
+            (t + 11 * hour, t + 13 * hour)
+        );
+        // A run exactly on a boundary closes the window ending there.
+        assert_eq!(
+            publish_window(t + 12 * hour, Some(t + 11 * hour), hour),
+            (t + 11 * hour, t + 12 * hour)
+        );
+    }
 }

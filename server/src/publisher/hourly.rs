@@ -7,6 +7,10 @@
 //! publisher holds at most one batch's elements in memory, plus the unexpanded keys of at most
 //! one batch per region, however large the backlog (issue 18: a backlog of keys of one identifier
 //! a second once needed ~17 GB).
+//!
+//! A region whose whole run is one batch of fewer keys than the padding target is padded with
+//! synthetic keys (DESIGN §14); a run split into several batches holds more than one batch's
+//! worth and is not padded, so no part of it is (as no split file of the reference server is).
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,8 @@ struct Gathered {
     keys: Vec<(u64, StoredKey)>,
     /// Elements they expand into, before deduplication.
     elements: u64,
+    /// True once a batch of this region's run was committed: the run is split, not padded.
+    split: bool,
 }
 
 impl Publisher {
@@ -41,11 +47,13 @@ impl Publisher {
                 let batch = gathered.entry(key.region.clone()).or_default();
                 let full = batch.keys.len() >= max_keys || batch.elements + elements > max_elements;
                 if full && !batch.keys.is_empty() {
-                    let keys = std::mem::take(batch).keys;
+                    let keys = std::mem::take(&mut batch.keys);
+                    batch.elements = 0;
+                    batch.split = true;
                     if self.stopping() {
                         return Ok(());
                     }
-                    self.commit_hourly(&key.region, keys, now, report)?;
+                    self.commit_hourly(&key.region, keys, 0, now, report)?;
                 }
                 let batch = gathered.entry(key.region.clone()).or_default();
                 batch.elements += elements;
@@ -59,27 +67,38 @@ impl Publisher {
             if self.stopping() {
                 return Ok(());
             }
-            self.commit_hourly(&region, batch.keys, now, report)?;
+            let pad_to = if batch.split {
+                0
+            } else {
+                self.padded_total(batch.keys.len())
+            };
+            self.commit_hourly(&region, batch.keys, pad_to, now, report)?;
         }
         Ok(())
     }
 
-    /// Builds and commits one hourly batch of `region` from `keys` (within one batch's budget),
-    /// with the keys' "published" marks in the same write.
+    /// Builds and commits one hourly batch of `region` from `keys` (within one batch's budget)
+    /// and synthetic keys up to `pad_to`, with the keys' "published" marks in the same write.
     fn commit_hourly(
         &self,
         region: &str,
         keys: Vec<(u64, StoredKey)>,
+        pad_to: usize,
         now: u64,
         report: &mut PublishReport,
     ) -> Result<(), PublishError> {
         let store = &self.store;
-        let published =
-            self.build_and_commit(region, BatchPlan::hourly(), keys, now, |write, keys| {
+        let published = self.build_and_commit(
+            region,
+            BatchPlan::hourly(pad_to),
+            keys,
+            now,
+            |write, keys| {
                 for (sequence, key) in keys {
                     store.mark_published(write, *sequence, key.release_at);
                 }
-            })?;
+            },
+        )?;
         if let Some(committed) = published {
             report.hourly_batches += 1;
             report.keys_published += committed.keys;

@@ -2,7 +2,8 @@
 //! embargo has ended as one signed hourly batch per region, rolls each closed UTC day's hourly
 //! batches up into one daily batch, and deletes what retention no longer keeps. The GAEN-scheme
 //! keys of each hourly batch also go out as a Google/Apple export zip in the same commit
-//! (DESIGN section 11, [`gaen`]).
+//! (DESIGN section 11, [`gaen`]). A run of a region with few keys is padded with synthetic keys
+//! (DESIGN section 14, [`synthetic`]), published in every channel like real keys.
 //!
 //! Each batch, the keys' "published" marks and the region's sequence commit in one atomic,
 //! synced write, and the batch's confirm digests are bulk-loaded durably just before it. A crash
@@ -14,6 +15,7 @@ mod daily;
 mod gaen;
 mod hourly;
 mod retention;
+mod synthetic;
 
 pub use gaen::{GaenSettings, export_key};
 
@@ -51,8 +53,11 @@ pub enum PublishError {
 /// The publishing policy, from the server's configuration.
 #[derive(Clone, Debug)]
 pub struct PublishSettings {
-    /// Batches are padded with decoys up to this many elements.
-    pub min_elements: usize,
+    /// A region's run of fewer keys is padded with synthetic keys to this many plus a uniform
+    /// random 0..=`pad_jitter` (DESIGN §14).
+    pub pad_min_keys: usize,
+    /// Upper bound of the random part of the padding target.
+    pub pad_jitter: usize,
     /// Fingerprint width of the filters.
     pub width: FingerprintWidth,
     /// What is older than this is deleted.
@@ -72,7 +77,8 @@ impl PublishSettings {
     /// fingerprint bits, already checked).
     pub fn from_config(config: &crate::config::ServerConfig, width: FingerprintWidth) -> Self {
         PublishSettings {
-            min_elements: config.min_elements,
+            pad_min_keys: config.pad_min_keys as usize,
+            pad_jitter: config.pad_jitter as usize,
             width,
             retention: config.retention(),
             threads: config.publish_threads as usize,
@@ -80,7 +86,7 @@ impl PublishSettings {
             max_elements_per_batch: config.max_elements_per_batch,
             gaen: config.gaen_export.then(|| GaenSettings {
                 key_id: config.gaen_key_id.clone(),
-                min_records: config.gaen_min_records as usize,
+                window_seconds: config.publish_interval.as_secs().max(1),
             }),
         }
     }
@@ -91,11 +97,11 @@ impl PublishSettings {
 pub struct PublishReport {
     /// Hourly batches published.
     pub hourly_batches: usize,
-    /// Keys released in them.
+    /// Uploaded keys released in them (synthetic keys not counted).
     pub keys_published: usize,
     /// Daily roll-ups published.
     pub daily_batches: usize,
-    /// Keys deleted by retention.
+    /// Uploaded keys deleted by retention (synthetic keys expire too, uncounted).
     pub keys_expired: usize,
     /// Batches deleted by retention.
     pub batches_expired: usize,
@@ -241,16 +247,18 @@ impl Publisher {
             .set(self.store.approximate_size_bytes() as f64);
     }
 
-    /// Builds and commits one batch of `region` from `keys`, signed with the current key; returns how many keys it holds and
-    /// GAEN files went with it, or `None` for an hourly batch whose keys were all withdrawn
-    /// meanwhile.
+    /// Builds and commits one batch of `region` from `keys`, signed with the current key; returns
+    /// how many real keys it holds and GAEN files went with it, or `None` for an hourly batch
+    /// whose keys were all withdrawn meanwhile.
     ///
-    /// The filter is built without any lock. Under the commit lock the keys are checked again
-    /// (a revocation may have withdrawn some, or an earlier run published them); if any is
-    /// gone, the batch is rebuilt without it, and if a rotation replaced the signing key, it is
-    /// rebuilt with the new one. Then the confirm digests of a first publication
-    /// are loaded and the batch, its sequence and `extra`'s writes (given the final keys)
-    /// commit in one synced write.
+    /// An hourly batch of fewer keys than `plan.pad_to` gets synthetic keys up to it (DESIGN
+    /// §14), stored in the batch's commit; a roll-up republishes the ones its hourly batches
+    /// stored. The filter is built without any lock. Under the commit lock the real keys are
+    /// checked again (a revocation may have withdrawn some, or an earlier run published them);
+    /// if any is gone, the batch is rebuilt without it (padded to the same total), and if a
+    /// rotation replaced the signing key, it is rebuilt with the new one. Then the confirm
+    /// digests of a first publication are loaded and the batch, its sequence and `extra`'s
+    /// writes (given the final real keys) commit in one synced write.
     fn build_and_commit(
         &self,
         region: &str,
@@ -262,7 +270,10 @@ impl Publisher {
         loop {
             let started = Instant::now();
             let signing = self.keys.current();
-            let expanded = expand(&keys)?;
+            let synthetic =
+                self.synthetic_keys(region, &keys, plan.pad_to.saturating_sub(keys.len()), now)?;
+            let mut expanded = expand(&keys)?;
+            expanded.extend(expand(&synthetic)?);
             let expanded_at = Instant::now();
             let elements: Vec<TaggedElement> = expanded
                 .iter()
@@ -276,14 +287,20 @@ impl Publisher {
                 kind: plan.kind,
                 created_at: now,
                 width: self.settings.width,
-                min_elements: self.settings.min_elements,
+                // Padding is the synthetic keys, never random filter elements: those would have
+                // no confirm digest and no GAEN key behind them (DESIGN §14).
+                min_elements: 0,
             };
             let built = build_batch(&params, &elements, &signing.signer, &mut rand::rngs::OsRng)
                 .map_err(|error| PublishError::Build(error.to_string()))?;
             // The GAEN export of the same keys rides the same commit (hourly batches only: a
             // roll-up republishes keys already exported).
             let gaen = match plan.kind {
-                BatchKind::Hourly => self.prepare_gaen(region, &keys, now, &signing)?,
+                BatchKind::Hourly => {
+                    let published: Vec<&StoredKey> =
+                        keys.iter().chain(&synthetic).map(|(_, key)| key).collect();
+                    self.prepare_gaen(region, &published, now, &signing)?
+                }
                 BatchKind::Daily => None,
             };
             let built_at = Instant::now();
@@ -317,13 +334,20 @@ impl Publisher {
             );
             let record = StoredBatch {
                 info: Some(info.clone()),
-                key_sequences: keys.iter().map(|(sequence, _)| *sequence).collect(),
+                key_sequences: keys
+                    .iter()
+                    .chain(&synthetic)
+                    .map(|(sequence, _)| *sequence)
+                    .collect(),
                 region: region.to_owned(),
             };
             let mut write = WriteBatch::default();
             self.store.put_batch(&mut write, &record, &built.bytes);
             self.store.put_batch_sequence(&mut write, region, sequence);
             extra(&mut write, &keys);
+            for (sequence, key) in &synthetic {
+                self.store.put_synthetic_key(&mut write, *sequence, key);
+            }
             // Object-storage hook: the file goes up before the region's indexes name it.
             self.stage_outbox(
                 &mut write,
@@ -370,7 +394,8 @@ impl Publisher {
                 .record(built.bytes.len() as f64);
             ::metrics::histogram!(metrics::BATCH_ELEMENTS, "kind" => kind_label)
                 .record(f64::from(built.element_count));
-            tracing::info!(%region, sequence, kind = kind_label, keys = keys.len(), elements = built.element_count,
+            tracing::info!(%region, sequence, kind = kind_label, keys = keys.len(),
+                synthetic_keys = synthetic.len(), elements = built.element_count,
                 real_elements = built.real_elements, bytes = built.bytes.len(),
                 expand_ms = millis(expanded_at - started), filter_ms = millis(built_at - expanded_at),
                 stage_ms = millis(staged_at - built_at), write_ms = millis(staged_at.elapsed()),
@@ -423,12 +448,16 @@ struct BatchPlan {
     /// True when the batch publishes its elements for the first time, so their confirm
     /// digests are loaded; a roll-up republishes digests that are already there.
     load_digests: bool,
+    /// Keys the batch holds at least, synthetic keys making up the difference (DESIGN §14);
+    /// 0 for no padding.
+    pad_to: usize,
 }
 
 impl BatchPlan {
-    /// An hourly batch.
-    fn hourly() -> Self {
+    /// An hourly batch padded to `pad_to` keys.
+    fn hourly(pad_to: usize) -> Self {
         Self {
+            pad_to,
             load_digests: true,
             kind: BatchKind::Hourly,
             supersedes: Vec::new(),
@@ -439,6 +468,7 @@ impl BatchPlan {
     /// The roll-up of `day`, replacing the hourly batches `supersedes`.
     fn daily(day: u64, supersedes: Vec<u64>) -> Self {
         Self {
+            pad_to: 0,
             load_digests: false,
             kind: BatchKind::Daily,
             supersedes,

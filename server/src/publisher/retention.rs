@@ -1,6 +1,7 @@
 //! Retention: keys, confirm digests, batches and upload records older than the retention window
 //! (14 days by default), GAEN export files whose window ended before it, and upload codes past
-//! their expiry, are deleted, in one synced write per run.
+//! their expiry, are deleted, in one synced write per run. Synthetic keys (DESIGN §14) expire
+//! like real keys but are not counted as keys.
 
 use rocksdb::WriteBatch;
 
@@ -75,11 +76,13 @@ impl Publisher {
             self.catalog.remove(region, *sequence);
         }
         self.wake_outbox();
-        report.keys_expired += expired_keys.len();
+        let synthetic_expired = expired_keys.iter().filter(|(_, key)| key.synthetic).count();
+        report.keys_expired += expired_keys.len() - synthetic_expired;
         report.batches_expired += expired_batches.len();
         report.gaen_files_expired += expired_gaen_files;
         tracing::info!(
-            keys = expired_keys.len(),
+            keys = expired_keys.len() - synthetic_expired,
+            synthetic_keys = synthetic_expired,
             batches = expired_batches.len(),
             uploads = expired_uploads,
             codes = expired_codes,

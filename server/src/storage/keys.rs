@@ -1,12 +1,22 @@
 //! Accepted diagnosis keys: the ingest sequence, the dedup index, the release (embargo) index,
-//! and the reads the publisher makes of them.
+//! and the reads the publisher makes of them; and the publisher's synthetic keys (DESIGN §14),
+//! stored beside them under sequences of their own.
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use super::records::StoredKey;
 use super::{
-    CF_DEDUP, CF_KEYS, CF_RELEASE, StorageError, Store, decode_record, decode_u64, scoped_key,
+    CF_DEDUP, CF_KEYS, CF_META, CF_RELEASE, StorageError, Store, decode_record, decode_u64,
+    scoped_key,
 };
+
+/// Sequences of synthetic keys start here: the upper half of the `keys` column family, which
+/// the ingest sequence (counted from 1) never reaches. Only the publisher makes synthetic keys,
+/// so the two writers never hand out the same number.
+pub const SYNTHETIC_SEQUENCES: u64 = 1 << 63;
+
+/// Meta key of the next synthetic sequence; see [`Store::next_synthetic_sequence`].
+const NEXT_SYNTHETIC_SEQUENCE: &str = "next_synthetic_sequence";
 
 /// Returns the `release` index key of a stored key.
 pub(crate) fn release_key(release_at: u64, sequence: u64) -> [u8; 16] {
@@ -32,13 +42,57 @@ pub struct PendingKeys {
 }
 
 impl Store {
-    /// Returns the highest ingest sequence in use, 0 for an empty store.
+    /// Returns the highest ingest sequence in use, 0 for an empty store; synthetic keys'
+    /// sequences do not count.
     pub fn last_key_sequence(&self) -> Result<u64, StorageError> {
-        let mut iterator = self.db().iterator_cf(self.cf(CF_KEYS), IteratorMode::End);
+        self.last_sequence_below(SYNTHETIC_SEQUENCES)
+    }
+
+    /// Returns the highest sequence of the `keys` column family below `limit`, 0 when none.
+    fn last_sequence_below(&self, limit: u64) -> Result<u64, StorageError> {
+        let start = (limit - 1).to_be_bytes();
+        let mut iterator = self.db().iterator_cf(
+            self.cf(CF_KEYS),
+            IteratorMode::From(&start, Direction::Reverse),
+        );
         match iterator.next() {
             Some(entry) => decode_u64(&entry?.0, CF_KEYS),
             None => Ok(0),
         }
+    }
+
+    /// Returns the sequence the next synthetic key gets. Persisted with each commit that
+    /// stores synthetic keys, so a number is never handed out twice, even after retention
+    /// deleted its key (a batch record names its keys by sequence).
+    pub fn next_synthetic_sequence(&self) -> Result<u64, StorageError> {
+        let persisted = match self
+            .db()
+            .get_pinned_cf(self.cf(CF_META), NEXT_SYNTHETIC_SEQUENCE)?
+        {
+            Some(value) => decode_u64(&value, CF_META)?,
+            None => SYNTHETIC_SEQUENCES,
+        };
+        let last = self.last_sequence_below(u64::MAX)?;
+        Ok(persisted
+            .max(SYNTHETIC_SEQUENCES)
+            .max(last.saturating_add(1)))
+    }
+
+    /// Adds a synthetic key to `batch`: its record only (it is published in the same write, so
+    /// it never waits in the release index, and nothing dedups or revokes it), and the next
+    /// synthetic sequence after it.
+    pub(crate) fn put_synthetic_key(&self, batch: &mut WriteBatch, sequence: u64, key: &StoredKey) {
+        debug_assert!(key.synthetic && sequence >= SYNTHETIC_SEQUENCES);
+        batch.put_cf(
+            self.cf(CF_KEYS),
+            sequence.to_be_bytes(),
+            prost::Message::encode_to_vec(key),
+        );
+        batch.put_cf(
+            self.cf(CF_META),
+            NEXT_SYNTHETIC_SEQUENCE,
+            sequence.saturating_add(1).to_be_bytes(),
+        );
     }
 
     /// Returns the ingest sequence of the key stored under `dedup_key`, if any.
@@ -113,7 +167,11 @@ impl Store {
                 self.delete_digest(batch, &key.region, &element.tag.confirm_digest(), sequence);
             }
         }
-        self.delete_key(batch, sequence, key);
+        if key.synthetic {
+            batch.delete_cf(self.cf(CF_KEYS), sequence.to_be_bytes());
+        } else {
+            self.delete_key(batch, sequence, key);
+        }
         Ok(())
     }
 
@@ -123,7 +181,7 @@ impl Store {
         for entry in self.db().iterator_cf(self.cf(CF_KEYS), IteratorMode::Start) {
             let (key, value) = entry?;
             let stored: StoredKey = decode_record(&value, CF_KEYS)?;
-            if stored.authority_id == authority_id {
+            if stored.authority_id == authority_id && !stored.synthetic {
                 sequences.push(decode_u64(&key, CF_KEYS)?);
             }
         }
@@ -195,10 +253,29 @@ impl Store {
         Ok(expired)
     }
 
-    /// Returns how many keys are stored, by a full scan; for tests and `stats`.
+    /// Returns how many uploaded keys are stored, by a scan of the ingest sequences; synthetic
+    /// keys are not keys anyone uploaded and do not count. For tests and `stats`.
     pub fn count_keys(&self) -> Result<usize, StorageError> {
+        self.count_sequences(1, SYNTHETIC_SEQUENCES)
+    }
+
+    /// Returns how many synthetic keys (DESIGN §14) are stored; for tests.
+    pub fn count_synthetic_keys(&self) -> Result<usize, StorageError> {
+        self.count_sequences(SYNTHETIC_SEQUENCES, u64::MAX)
+    }
+
+    /// Counts the `keys` entries with a sequence in `from..until`.
+    fn count_sequences(&self, from: u64, until: u64) -> Result<usize, StorageError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(until.to_be_bytes().to_vec());
+        let start = from.to_be_bytes();
+        let iterator = self.db().iterator_cf_opt(
+            self.cf(CF_KEYS),
+            options,
+            IteratorMode::From(&start, Direction::Forward),
+        );
         let mut count = 0;
-        for entry in self.db().iterator_cf(self.cf(CF_KEYS), IteratorMode::Start) {
+        for entry in iterator {
             entry?;
             count += 1;
         }

@@ -4,7 +4,7 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `keys` | `u64_be(ingest sequence)` | [`records::StoredKey`] |
+//! | `keys` | `u64_be(ingest sequence)`; synthetic keys (§14) from 2^63 | [`records::StoredKey`] |
 //! | `release` | `u64_be(release_at) ‖ u64_be(ingest sequence)` | empty: "not yet published" |
 //! | `dedup` | `region ‖ 0 ‖ key material` | `u64_be(ingest sequence)` |
 //! | `uploads` | `authority id ‖ 0 ‖ upload id` | [`records::StoredUpload`] |

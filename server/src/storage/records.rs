@@ -31,6 +31,12 @@ pub struct StoredKey {
     /// and an authority revokes only its own keys. Empty for keys stored before it was kept.
     #[prost(string, tag = "8")]
     pub authority_id: String,
+    /// True for a synthetic key (DESIGN §14): padding the publisher made, with random key data,
+    /// stored under a sequence of [`super::keys::SYNTHETIC_SEQUENCES`]. It is published like a
+    /// real key and expires with retention, but is never counted as an upload or a key, and
+    /// never revoked (no dedup entry names it, no authority owns it).
+    #[prost(bool, tag = "9")]
+    pub synthetic: bool,
 }
 
 /// The answer given to an upload, kept for idempotent replays.

@@ -27,7 +27,7 @@ use clap::Args;
 use exposure_matcher::BatchSigner;
 use exposure_matcher::batch::public_key_der_from_pem;
 use exposure_matcher::gaen::{
-    DEFAULT_MIN_RECORDS, GaenExport, GaenExportKey, GaenExportParams, GaenReportType,
+    DEFAULT_MIN_RECORDS, GaenExport, GaenExportKey, GaenExportParams, GaenReportType, GaenSigner,
     MAX_RECORDS_PER_FILE, build_gaen_exports,
 };
 use rand::SeedableRng;
@@ -72,7 +72,7 @@ pub struct ExportArgs {
     /// verification_key_version the public key is registered under.
     #[arg(long, value_name = "V", default_value = "v1")]
     key_version: String,
-    /// Pad with random keys to at least this many.
+    /// Pad a file of fewer keys with random keys to this many.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MIN_RECORDS)]
     min_records: usize,
     /// Seed of the padding keys, for byte-identical fixtures [default: random].
@@ -174,7 +174,6 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
         start_timestamp: args.start.unwrap_or(end.saturating_sub(3600)),
         end_timestamp: end,
         verification_key_id: args.key_id.clone(),
-        verification_key_version: args.key_version.clone(),
         min_records: args.min_records,
         max_records_per_file: MAX_RECORDS_PER_FILE,
     };
@@ -182,7 +181,11 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
         Some(seed) => ChaCha20Rng::seed_from_u64(seed),
         None => ChaCha20Rng::from_entropy(),
     };
-    let files = build_gaen_exports(&params, &keys, &revised_keys, &signer, &mut rng)
+    let signers = [GaenSigner {
+        signer: &signer,
+        verification_key_version: &args.key_version,
+    }];
+    let files = build_gaen_exports(&params, &keys, &revised_keys, &signers, &mut rng)
         .map_err(|error| Failure::Usage(format!("--keys: {error}")))?;
     if files.is_empty() {
         return Err(Failure::Usage(
