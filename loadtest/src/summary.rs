@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{LatencySummary, Report};
+use crate::report::{AttackReport, LatencySummary, Phase, Report};
 
 /// Width of the longest histogram bar, in characters.
 const BAR_WIDTH: f64 = 40.0;
@@ -15,6 +15,77 @@ pub fn render(report: &Report) -> String {
     // Writing into a String cannot fail.
     let _ = write_summary(&mut text, report);
     text
+}
+
+/// Renders an attack run as text: both phases side by side, what the attack did, the verdict.
+pub fn render_attack(report: &AttackReport) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_attack(&mut text, report);
+    text
+}
+
+fn write_attack(out: &mut String, report: &AttackReport) -> std::fmt::Result {
+    writeln!(out)?;
+    writeln!(out, "Attack:	{} on {}", report.attack, report.target)?;
+    writeln!(
+        out,
+        "  {:<10} {:>8} {:>10} {:>10} {:>10} {:>12} {:>8}",
+        "phase", "count", "success %", "p50 ms", "p99 ms", "RSS max MiB", "fds max"
+    )?;
+    for (name, phase) in [("quiet", &report.quiet), ("attacked", &report.attacked)] {
+        write_phase(out, name, phase)?;
+    }
+    let stats = &report.attack_stats;
+    writeln!(
+        out,
+        "  attack: {} connections opened ({} failed, {} closed by the server, peak {} held), {} calls ({} ended by the server, peak {} held)",
+        stats.connections_opened,
+        stats.connect_failures,
+        stats.connections_closed_by_server,
+        stats.connections_held_peak,
+        stats.calls_started,
+        stats.calls_ended_by_server,
+        stats.streams_held_peak
+    )?;
+    for (outcome, count) in &stats.outcomes {
+        writeln!(out, "    {outcome}: {count}")?;
+    }
+    if let Some(after) = &report.after {
+        writeln!(
+            out,
+            "  a second after the attack: RSS {} MiB, {} descriptors",
+            after.rss_kib / 1024,
+            after.fds
+        )?;
+    }
+    for (name, phase) in [("quiet", &report.quiet), ("attacked", &report.attacked)] {
+        for (error, count) in &phase.legit.error_distribution {
+            writeln!(out, "  {name} error: [{count}] {error}")?;
+        }
+    }
+    writeln!(out, "  {}", report.verdict.line)
+}
+
+fn write_phase(out: &mut String, name: &str, phase: &Phase) -> std::fmt::Result {
+    let (rss, fds) = match &phase.server {
+        Some(usage) => (
+            format!("{}", usage.rss_kib.max / 1024),
+            format!("{}", usage.fds.max),
+        ),
+        None => ("-".to_owned(), "-".to_owned()),
+    };
+    writeln!(
+        out,
+        "  {:<10} {:>8} {:>10.3} {:>10.3} {:>10.3} {:>12} {:>8}",
+        name,
+        phase.legit.count,
+        phase.success_rate * 100.0,
+        phase.legit.latency_ms.p50,
+        phase.legit.latency_ms.p99,
+        rss,
+        fds
+    )
 }
 
 fn write_summary(out: &mut String, report: &Report) -> std::fmt::Result {

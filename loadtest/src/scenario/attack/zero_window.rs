@@ -1,0 +1,140 @@
+//! `zero-window`: readers that ask for a batch and never read it. Each of `attackers` raw HTTP/2
+//! connections announces an initial stream window of 0 and keeps `streams` `GetBatch` calls
+//! open: the server answers with headers but may send no byte of the batch, so each call holds
+//! whatever the server gave it (a phone-class permit, a read of the batch) for as long as the
+//! server lets it live. A call the server ends is renewed after a short pause; a connection the
+//! server closes is reopened; both within the attempt budget.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use exposure_proto::v1::GetBatchRequest;
+use futures::future::join_all;
+use prost::Message as _;
+use tokio::task::JoinSet;
+
+use super::raw::{self, RawConnection};
+use super::{AttackPlan, Counters, RENEW_PAUSE, Stop};
+
+const GET_BATCH: &str = "/exposure.v1.Distribution/GetBatch";
+
+/// Starts one task per attacking connection.
+pub(super) fn spawn(
+    plan: &AttackPlan,
+    counters: &Arc<Counters>,
+    stop: &Stop,
+    tasks: &mut JoinSet<()>,
+) {
+    let body = raw::frame(
+        &GetBatchRequest {
+            batch_id: plan.batch_id.clone().unwrap_or_default(),
+        }
+        .encode_to_vec(),
+    );
+    for _ in 0..plan.attackers {
+        tasks.spawn(connection(
+            plan.clone(),
+            Arc::clone(counters),
+            stop.clone(),
+            body.clone(),
+        ));
+    }
+}
+
+/// One attacking connection, reopened whenever the server closes it.
+async fn connection(plan: AttackPlan, counters: Arc<Counters>, mut stop: Stop, body: Bytes) {
+    while !stop.is_stopped() && counters.take_attempt() {
+        let opened = tokio::select! {
+            opened = raw::connect(&plan.target, Some(0)) => opened,
+            () = stop.wait() => return,
+        };
+        let Ok(connection) = opened else {
+            counters.connect_failed();
+            if !stop.pause(RENEW_PAUSE).await {
+                return;
+            }
+            continue;
+        };
+        let _held = counters.connection_opened();
+        let streams = (0..plan.streams).map(|_| {
+            hold_calls(
+                &plan,
+                &connection,
+                Arc::clone(&counters),
+                stop.clone(),
+                body.clone(),
+            )
+        });
+        join_all(streams).await;
+        if stop.is_stopped() {
+            return;
+        }
+        if !connection.is_closed() {
+            // The budget is spent: hold the connection as it is until the attack stops.
+            stop.wait().await;
+            return;
+        }
+        counters.closed_by_server();
+        if !stop.pause(RENEW_PAUSE).await {
+            return;
+        }
+    }
+    stop.wait().await;
+}
+
+/// Keeps one stream slot of `connection` busy with unread `GetBatch` calls until the attack
+/// stops, the budget is spent, or the connection is gone.
+async fn hold_calls(
+    plan: &AttackPlan,
+    connection: &RawConnection,
+    counters: Arc<Counters>,
+    mut stop: Stop,
+    body: Bytes,
+) {
+    while !stop.is_stopped() && !connection.is_closed() && counters.take_attempt() {
+        let Ok(request) = raw::grpc_request(&plan.target, GET_BATCH, &[]) else {
+            return;
+        };
+        let ready = tokio::select! {
+            ready = connection.sender.clone().ready() => ready,
+            () = stop.wait() => return,
+        };
+        let Ok(mut sender) = ready else {
+            return;
+        };
+        let Ok((response, mut send)) = sender.send_request(request, false) else {
+            return;
+        };
+        if send.send_data(body.clone(), true).is_err() {
+            return;
+        }
+        let _held = counters.call_started();
+        let response = tokio::select! {
+            response = response => response,
+            () = stop.wait() => return,
+        };
+        let outcome = match response {
+            Err(error) => raw::error_outcome(&error),
+            Ok(response) => {
+                let answered = raw::answer_outcome(&response);
+                let mut unread = response.into_body();
+                // The window is 0 and capacity is never released: nothing but the end of the
+                // call (a reset, trailers) can arrive.
+                loop {
+                    tokio::select! {
+                        chunk = unread.data() => match chunk {
+                            Some(Ok(_)) => continue,
+                            Some(Err(error)) => break raw::error_outcome(&error),
+                            None => break answered,
+                        },
+                        () = stop.wait() => return,
+                    }
+                }
+            }
+        };
+        counters.ended_by_server(&outcome);
+        if !stop.pause(RENEW_PAUSE).await {
+            return;
+        }
+    }
+}
