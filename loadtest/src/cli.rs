@@ -144,12 +144,7 @@ impl AttackArgs {
     pub fn to_options(&self) -> Result<AttackOptions, String> {
         // Never --allow-remote: an attack is for this machine only.
         let target = parse_target(&self.target, false, self.ca_cert.as_deref())?;
-        let token = self
-            .token
-            .as_deref()
-            .map(BearerToken::new)
-            .transpose()
-            .map_err(|error| format!("--token: {error}"))?;
+        let token = parse_token(self.token.as_deref())?;
         let mut mix = RunOptions::new(target.clone(), Scenario::Mix);
         mix.token = token.clone();
         mix.region = self.region.clone();
@@ -334,12 +329,7 @@ impl RunArgs {
     /// Checks the flags and turns them into run options; the error is a usage message.
     pub fn to_options(&self) -> Result<RunOptions, String> {
         let target = parse_target(&self.target, self.allow_remote, self.ca_cert.as_deref())?;
-        let token = self
-            .token
-            .as_deref()
-            .map(BearerToken::new)
-            .transpose()
-            .map_err(|error| format!("--token: {error}"))?;
+        let token = parse_token(self.token.as_deref())?;
         let options = RunOptions {
             target,
             scenario: self.scenario,
@@ -373,6 +363,14 @@ impl RunArgs {
             max_error_rate: self.max_error_rate,
         }
     }
+}
+
+/// Parses `--token`, when given.
+fn parse_token(token: Option<&str>) -> Result<Option<BearerToken>, String> {
+    token
+        .map(BearerToken::new)
+        .transpose()
+        .map_err(|error| format!("--token: {error}"))
 }
 
 /// Parses `--target`, and reads `--ca-cert` for an https target.

@@ -23,10 +23,10 @@ use crate::progress::Progress;
 use crate::recorder::{Recorder, Sample};
 use crate::report::{AttackGoals, AttackReport, AttackVerdict, Phase, Report, Settings};
 use crate::scenario::attack::{self, Attack, AttackPlan};
-use crate::server_usage::{Sampler, ServerProcess, ServerUsage};
 use crate::scenario::province::THAI_BINH;
 use crate::scenario::{CallResult, Outcome, Scenario, Workload};
 use crate::schedule::{Bounds, Pace, Schedule};
+use crate::server_usage::{Sampler, ServerProcess, ServerUsage};
 use crate::target::Target;
 
 /// Region used when `--region` is not given: Thái Bình, the province of DESIGN.md section 9.
@@ -107,10 +107,9 @@ impl RunOptions {
             Scenario::UploadCode => self
                 .codes
                 .unwrap_or_else(|| self.warmup.saturating_add(self.requests)),
-            Scenario::Mix => crate::scenario::mix::codes_needed(
-                self.speedup,
-                self.duration.as_secs_f64(),
-            ),
+            Scenario::Mix => {
+                crate::scenario::mix::codes_needed(self.speedup, self.duration.as_secs_f64())
+            }
             _ => 0,
         }
     }
@@ -364,10 +363,7 @@ impl AttackOptions {
 /// Bounded: about `2 × (duration + timeout) + settle` plus a few seconds to stop the attack.
 pub async fn run_attack(options: &AttackOptions) -> anyhow::Result<AttackReport> {
     options.validate().map_err(anyhow::Error::msg)?;
-    let server = options
-        .server_pid
-        .map(ServerProcess::open)
-        .transpose()?;
+    let server = options.server_pid.map(ServerProcess::open).transpose()?;
 
     let quiet_run = PreparedRun::prepare(&options.mix).await?;
     let sampler = server.as_ref().map(ServerProcess::sample);

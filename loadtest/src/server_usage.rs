@@ -135,7 +135,9 @@ impl ServerProcess {
                 }
                 // A process that went away leaves the readings it had.
                 let Ok(reading) = process.read() else { break };
-                let mut usage = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut usage = shared
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 match usage.as_mut() {
                     Some(usage) => usage.add(reading),
                     None => *usage = Some(ServerUsage::first(process.pid, reading)),
@@ -195,10 +197,15 @@ mod tests {
 
     #[test]
     fn vm_rss_is_read_in_kib() {
-        let status = "Name:\texposure-server\nVmPeak:\t  900000 kB\nVmRSS:\t   52344 kB\nRssAnon:\t 1 kB\n";
+        let status =
+            "Name:\texposure-server\nVmPeak:\t  900000 kB\nVmRSS:\t   52344 kB\nRssAnon:\t 1 kB\n";
         assert_eq!(parse_vm_rss(status), Some(52_344));
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
-        assert_eq!(parse_vm_rss("VmRSS:\t12 MB\n"), None, "only kB is understood");
+        assert_eq!(
+            parse_vm_rss("VmRSS:\t12 MB\n"),
+            None,
+            "only kB is understood"
+        );
     }
 
     #[test]

@@ -270,9 +270,7 @@ impl Workload {
             | Scenario::Download
             | Scenario::Confirm
             | Scenario::Province
-            | Scenario::Mix => {
-                Catalog::load(&mut clients.distribution, region).await?
-            }
+            | Scenario::Mix => Catalog::load(&mut clients.distribution, region).await?,
             Scenario::HttpPoll | Scenario::HttpDownload => {
                 let Some(client) = &clients.http else {
                     anyhow::bail!("the {scenario} scenario needs an HTTP client");

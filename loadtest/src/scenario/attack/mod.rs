@@ -343,6 +343,30 @@ impl Drop for Held {
     }
 }
 
+/// Opens one attacker's gRPC connection to `endpoint` (one attempt of the budget); `None` when
+/// the budget is spent, the attack stopped, or the connection failed (counted). The guard
+/// counts the connection held.
+pub(crate) async fn open_channel(
+    endpoint: &tonic::transport::Endpoint,
+    counters: &Arc<Counters>,
+    stop: &mut Stop,
+) -> Option<(tonic::transport::Channel, Held)> {
+    if !counters.take_attempt() {
+        return None;
+    }
+    let connected = tokio::select! {
+        connected = endpoint.connect() => connected,
+        () = stop.wait() => return None,
+    };
+    match connected {
+        Ok(channel) => Some((channel, counters.connection_opened())),
+        Err(_) => {
+            counters.connect_failed();
+            None
+        }
+    }
+}
+
 /// What an attack did, as the report writes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttackStats {
@@ -463,7 +487,12 @@ mod tests {
             Ok(())
         );
         let no_batch = plan(Attack::ZeroWindow, "http://127.0.0.1:1");
-        assert!(no_batch.validate().expect_err("no batch").contains("publish"));
+        assert!(
+            no_batch
+                .validate()
+                .expect_err("no batch")
+                .contains("publish")
+        );
         let mut tls = plan(Attack::StalledUpload, "https://127.0.0.1:1");
         assert!(tls.validate().expect_err("tls").contains("plaintext"));
         tls.attack = Attack::ConnectionFlood;
@@ -479,7 +508,10 @@ mod tests {
         assert!(counters.take_attempt());
         assert!(counters.take_attempt());
         assert!(counters.take_attempt());
-        assert!(!counters.take_attempt(), "the fourth attempt is over budget");
+        assert!(
+            !counters.take_attempt(),
+            "the fourth attempt is over budget"
+        );
         {
             let _first = counters.call_started();
             let _second = counters.call_started();

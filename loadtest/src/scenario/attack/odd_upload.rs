@@ -28,7 +28,7 @@ use rand::RngCore as _;
 use tokio::task::JoinSet;
 use tonic::Request;
 
-use super::{AttackPlan, Counters, Stop};
+use super::{AttackPlan, Counters, Stop, open_channel};
 use crate::scenario::upload::{
     INTERVALS_PER_DAY, KEYS_PER_UPLOAD, UploadIds, case_request, random_daily_key, today,
 };
@@ -61,18 +61,9 @@ pub(super) fn spawn(
         let upload_ids = Arc::clone(&upload_ids);
         let mut stop = stop.clone();
         tasks.spawn(async move {
-            if !counters.take_attempt() {
-                return;
-            }
-            let connected = tokio::select! {
-                connected = endpoint.connect() => connected,
-                () = stop.wait() => return,
-            };
-            let Ok(channel) = connected else {
-                counters.connect_failed();
+            let Some((channel, _held)) = open_channel(&endpoint, &counters, &mut stop).await else {
                 return;
             };
-            let _held = counters.connection_opened();
             let mut client = KeyUploadClient::new(channel);
             let mut turn = worker;
             while !stop.is_stopped() && counters.take_attempt() {
@@ -195,7 +186,10 @@ mod tests {
         let ids = UploadIds::new();
         let too_many = odd_request(0, 0, "VN-TB", &ids);
         assert_eq!(too_many.keys.len(), 1000);
-        assert!(too_many.encoded_len() < 64 * 1024, "under the message limit");
+        assert!(
+            too_many.encoded_len() < 64 * 1024,
+            "under the message limit"
+        );
         let huge = odd_request(1, 0, "VN-TB", &ids);
         assert_eq!(huge.keys.len(), 1);
         assert!(huge.encoded_len() > 60_000 && huge.encoded_len() < 64 * 1024);

@@ -3,6 +3,8 @@
 //! only (`AttackPlan::validate` refuses an https target for these attacks); the TCP connect is
 //! shared with `connection-flood`.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
@@ -10,6 +12,7 @@ use h2::client::SendRequest;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use super::{AttackPlan, Counters, RENEW_PAUSE, Stop};
 use crate::target::Target;
 
 /// How long opening one raw connection (TCP and the HTTP/2 handshake) may take.
@@ -58,6 +61,58 @@ pub(super) async fn connect(
         let _ = connection.await;
     });
     Ok(RawConnection { sender, driver })
+}
+
+/// One attacking raw connection, announcing `stream_window`, with `plan.streams` stream slots
+/// each kept busy by `slot(connection, index, counters, stop)`; reopened whenever the server
+/// closes it, within the attempt budget; held as it is once the budget is spent.
+pub(super) async fn attack_connection<Slot, Held>(
+    plan: AttackPlan,
+    counters: Arc<Counters>,
+    mut stop: Stop,
+    stream_window: Option<u32>,
+    slot: Slot,
+) where
+    Slot: Fn(Arc<RawConnection>, usize, Arc<Counters>, Stop) -> Held,
+    Held: Future<Output = ()>,
+{
+    while !stop.is_stopped() && counters.take_attempt() {
+        let opened = tokio::select! {
+            opened = connect(&plan.target, stream_window) => opened,
+            () = stop.wait() => return,
+        };
+        let Ok(connection) = opened else {
+            counters.connect_failed();
+            if !stop.pause(RENEW_PAUSE).await {
+                return;
+            }
+            continue;
+        };
+        let connection = Arc::new(connection);
+        let _held = counters.connection_opened();
+        let slots = (0..plan.streams).map(|index| {
+            slot(
+                Arc::clone(&connection),
+                index,
+                Arc::clone(&counters),
+                stop.clone(),
+            )
+        });
+        futures::future::join_all(slots).await;
+        if stop.is_stopped() {
+            return;
+        }
+        if !connection.is_closed() {
+            // The budget is spent: hold the connection as it is until the attack stops.
+            stop.wait().await;
+            return;
+        }
+        counters.closed_by_server();
+        if !stop.pause(RENEW_PAUSE).await {
+            return;
+        }
+    }
+    stop.wait().await;
 }
 
 /// Opens a TCP connection to the target's host and port.

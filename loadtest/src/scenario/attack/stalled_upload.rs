@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::join_all;
 use rand::RngCore as _;
 use tokio::task::JoinSet;
 
@@ -33,49 +32,17 @@ pub(super) fn spawn(
     tasks: &mut JoinSet<()>,
 ) {
     for _ in 0..plan.attackers {
-        tasks.spawn(connection(plan.clone(), Arc::clone(counters), stop.clone()));
+        let slot_plan = plan.clone();
+        tasks.spawn(raw::attack_connection(
+            plan.clone(),
+            Arc::clone(counters),
+            stop.clone(),
+            None,
+            move |connection, slot, counters, stop| {
+                hold_calls(slot_plan.clone(), connection, slot, counters, stop)
+            },
+        ));
     }
-}
-
-/// One attacking connection, reopened whenever the server closes it.
-async fn connection(plan: AttackPlan, counters: Arc<Counters>, mut stop: Stop) {
-    while !stop.is_stopped() && counters.take_attempt() {
-        let opened = tokio::select! {
-            opened = raw::connect(&plan.target, None) => opened,
-            () = stop.wait() => return,
-        };
-        let Ok(connection) = opened else {
-            counters.connect_failed();
-            if !stop.pause(RENEW_PAUSE).await {
-                return;
-            }
-            continue;
-        };
-        let _held = counters.connection_opened();
-        let streams = (0..plan.streams).map(|slot| {
-            hold_calls(
-                &plan,
-                &connection,
-                slot,
-                Arc::clone(&counters),
-                stop.clone(),
-            )
-        });
-        join_all(streams).await;
-        if stop.is_stopped() {
-            return;
-        }
-        if !connection.is_closed() {
-            // The budget is spent: hold the connection as it is until the attack stops.
-            stop.wait().await;
-            return;
-        }
-        counters.closed_by_server();
-        if !stop.pause(RENEW_PAUSE).await {
-            return;
-        }
-    }
-    stop.wait().await;
 }
 
 /// Returns the headers of slot `slot`'s calls: none, a wrong bearer token, or the decoy mark.
@@ -94,8 +61,8 @@ fn credential(slot: usize) -> Vec<(&'static str, String)> {
 /// Keeps one stream slot of `connection` busy with a stalled upload until the attack stops,
 /// the budget is spent, or the connection is gone.
 async fn hold_calls(
-    plan: &AttackPlan,
-    connection: &RawConnection,
+    plan: AttackPlan,
+    connection: Arc<RawConnection>,
     slot: usize,
     counters: Arc<Counters>,
     mut stop: Stop,

@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{AttackPlan, Counters, RENEW_PAUSE, Stop};
+use super::{AttackPlan, Counters, RENEW_PAUSE, Stop, open_channel};
 use exposure_proto::status::code_name;
 
 /// Starts one task per attacking connection.
@@ -32,20 +32,11 @@ pub(super) fn spawn(
         let counters = Arc::clone(counters);
         let mut stop = stop.clone();
         tasks.spawn(async move {
-            if !counters.take_attempt() {
-                return;
-            }
-            let connected = tokio::select! {
-                connected = endpoint.connect() => connected,
-                () = stop.wait() => return,
-            };
-            let Ok(channel) = connected else {
-                counters.connect_failed();
+            let Some((channel, _held)) = open_channel(&endpoint, &counters, &mut stop).await else {
                 return;
             };
-            let _held = counters.connection_opened();
-            let watchers = (0..streams)
-                .map(|_| watch(channel.clone(), Arc::clone(&counters), stop.clone()));
+            let watchers =
+                (0..streams).map(|_| watch(channel.clone(), Arc::clone(&counters), stop.clone()));
             join_all(watchers).await;
             stop.wait().await;
         });

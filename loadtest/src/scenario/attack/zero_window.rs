@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use exposure_proto::v1::GetBatchRequest;
-use futures::future::join_all;
 use prost::Message as _;
 use tokio::task::JoinSet;
 
@@ -32,61 +31,24 @@ pub(super) fn spawn(
         .encode_to_vec(),
     );
     for _ in 0..plan.attackers {
-        tasks.spawn(connection(
+        let (slot_plan, body) = (plan.clone(), body.clone());
+        tasks.spawn(raw::attack_connection(
             plan.clone(),
             Arc::clone(counters),
             stop.clone(),
-            body.clone(),
+            Some(0),
+            move |connection, _slot, counters, stop| {
+                hold_calls(slot_plan.clone(), connection, counters, stop, body.clone())
+            },
         ));
     }
-}
-
-/// One attacking connection, reopened whenever the server closes it.
-async fn connection(plan: AttackPlan, counters: Arc<Counters>, mut stop: Stop, body: Bytes) {
-    while !stop.is_stopped() && counters.take_attempt() {
-        let opened = tokio::select! {
-            opened = raw::connect(&plan.target, Some(0)) => opened,
-            () = stop.wait() => return,
-        };
-        let Ok(connection) = opened else {
-            counters.connect_failed();
-            if !stop.pause(RENEW_PAUSE).await {
-                return;
-            }
-            continue;
-        };
-        let _held = counters.connection_opened();
-        let streams = (0..plan.streams).map(|_| {
-            hold_calls(
-                &plan,
-                &connection,
-                Arc::clone(&counters),
-                stop.clone(),
-                body.clone(),
-            )
-        });
-        join_all(streams).await;
-        if stop.is_stopped() {
-            return;
-        }
-        if !connection.is_closed() {
-            // The budget is spent: hold the connection as it is until the attack stops.
-            stop.wait().await;
-            return;
-        }
-        counters.closed_by_server();
-        if !stop.pause(RENEW_PAUSE).await {
-            return;
-        }
-    }
-    stop.wait().await;
 }
 
 /// Keeps one stream slot of `connection` busy with unread `GetBatch` calls until the attack
 /// stops, the budget is spent, or the connection is gone.
 async fn hold_calls(
-    plan: &AttackPlan,
-    connection: &RawConnection,
+    plan: AttackPlan,
+    connection: Arc<RawConnection>,
     counters: Arc<Counters>,
     mut stop: Stop,
     body: Bytes,
