@@ -107,6 +107,10 @@ pub struct AttackArgs {
     /// Per-request timeout of the mix.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Requests of each phase sent first and left out of its statistics (new connections,
+    /// cold caches), so the p99s compare the server's steady state.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: u64,
     /// Attacking connections (workers for odd-upload); default: the number per attack.
     #[arg(long)]
     pub attackers: Option<usize>,
@@ -153,6 +157,7 @@ impl AttackArgs {
         mix.concurrency = self.concurrency;
         mix.connections = self.connections;
         mix.timeout = self.timeout;
+        mix.warmup = self.warmup;
         mix.progress = false;
         let plan = AttackPlan {
             attack: self.attack,
@@ -428,15 +433,7 @@ async fn execute_run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         verdict: verdict.line.clone(),
     });
 
-    let rendered = match args.format {
-        Format::Summary => crate::summary::render(&report),
-        Format::Json => {
-            let mut json =
-                serde_json::to_string_pretty(&report).context("cannot encode the report")?;
-            json.push('\n');
-            json
-        }
-    };
+    let rendered = render(args.format, &report, crate::summary::render)?;
     write_report(args.output.as_deref(), &rendered)?;
     if let Some(path) = &args.plot {
         crate::plot::write_svg(&report, path)?;
@@ -460,21 +457,30 @@ async fn execute_attack(args: &AttackArgs) -> anyhow::Result<ExitStatus> {
         Err(message) => return Ok(usage_error(&message)),
     };
     let report = runner::run_attack(&options).await?;
-    let rendered = match args.format {
-        Format::Summary => crate::summary::render_attack(&report),
-        Format::Json => {
-            let mut json =
-                serde_json::to_string_pretty(&report).context("cannot encode the report")?;
-            json.push('\n');
-            json
-        }
-    };
+    let rendered = render(args.format, &report, crate::summary::render_attack)?;
     write_report(args.output.as_deref(), &rendered)?;
     eprintln!("{}", report.verdict.line);
     Ok(if args.check_goals && !report.verdict.passed {
         ExitStatus::SloBreached
     } else {
         ExitStatus::Success
+    })
+}
+
+/// Renders `report` as text with `summary`, or as JSON.
+fn render<R: serde::Serialize>(
+    format: Format,
+    report: &R,
+    summary: fn(&R) -> String,
+) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Summary => summary(report),
+        Format::Json => {
+            let mut json =
+                serde_json::to_string_pretty(report).context("cannot encode the report")?;
+            json.push('\n');
+            json
+        }
     })
 }
 
@@ -619,6 +625,7 @@ mod tests {
         let options = args.to_options().expect("valid");
         assert_eq!(options.mix.scenario, Scenario::Mix);
         assert_eq!(options.mix.duration, Duration::from_secs(3));
+        assert_eq!(options.mix.warmup, 20, "the default");
         assert_eq!(options.plan.attack, Attack::ZeroWindow);
         assert_eq!(options.plan.attackers, 5);
         assert_eq!(options.plan.streams, 64, "the default");

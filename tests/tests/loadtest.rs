@@ -780,6 +780,8 @@ async fn watch_flood_from_the_command_line_writes_an_attack_report() {
         "16",
         "--streams",
         "16",
+        "--warmup",
+        "0",
         "--server-pid",
         pid.as_str(),
         "--format",

@@ -143,6 +143,14 @@ pub struct AttackPlan {
 }
 
 impl AttackPlan {
+    /// Returns the gRPC endpoint of the target, for the attacks that use a gRPC client.
+    pub(crate) fn endpoint(&self) -> anyhow::Result<tonic::transport::Endpoint> {
+        Ok(self
+            .target
+            .endpoint()?
+            .connect_timeout(raw::CONNECT_TIMEOUT))
+    }
+
     /// Checks that the plan can run; the message names the flag.
     pub fn validate(&self) -> Result<(), String> {
         if self.attackers == 0 || self.streams == 0 {

@@ -49,10 +49,7 @@ pub(super) fn spawn(
     stop: &Stop,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
-    let endpoint = plan
-        .target
-        .endpoint()?
-        .connect_timeout(super::raw::CONNECT_TIMEOUT);
+    let endpoint = plan.endpoint()?;
     let upload_ids = Arc::new(UploadIds::new());
     for worker in 0..plan.attackers {
         let endpoint = endpoint.clone();
@@ -68,7 +65,7 @@ pub(super) fn spawn(
             let mut turn = worker;
             while !stop.is_stopped() && counters.take_attempt() {
                 let shape = turn % SHAPES.len();
-                let decoy = plan.token.is_none() || (turn / SHAPES.len()) % 2 == 0;
+                let decoy = plan.token.is_none() || (turn / SHAPES.len()).is_multiple_of(2);
                 let body = odd_request(shape, turn / SHAPES.len(), &plan.region, &upload_ids);
                 let mut request = Request::new(body);
                 match (&plan.token, decoy) {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use h2::client::SendRequest;
+use h2::SendStream;
+use h2::client::{ResponseFuture, SendRequest};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -113,6 +114,20 @@ pub(super) async fn attack_connection<Slot, Held>(
         }
     }
     stop.wait().await;
+}
+
+/// Sends the headers of `request` on `connection` once a stream is free; `None` when the
+/// attack stopped first or the connection is gone.
+pub(super) async fn start_call(
+    connection: &RawConnection,
+    request: http::Request<()>,
+    stop: &mut Stop,
+) -> Option<(ResponseFuture, SendStream<Bytes>)> {
+    let ready = tokio::select! {
+        ready = connection.sender.clone().ready() => ready,
+        () = stop.wait() => return None,
+    };
+    ready.ok()?.send_request(request, false).ok()
 }
 
 /// Opens a TCP connection to the target's host and port.

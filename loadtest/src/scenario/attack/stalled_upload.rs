@@ -71,14 +71,8 @@ async fn hold_calls(
         let Ok(request) = raw::grpc_request(&plan.target, UPLOAD, &credential(slot)) else {
             return;
         };
-        let ready = tokio::select! {
-            ready = connection.sender.clone().ready() => ready,
-            () = stop.wait() => return,
-        };
-        let Ok(mut sender) = ready else {
-            return;
-        };
-        let Ok((response, mut send)) = sender.send_request(request, false) else {
+        let Some((response, mut send)) = raw::start_call(&connection, request, &mut stop).await
+        else {
             return;
         };
         let mut first = raw::frame_header(ANNOUNCED_BYTES).to_vec();

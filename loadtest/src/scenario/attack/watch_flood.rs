@@ -22,10 +22,7 @@ pub(super) fn spawn(
     stop: &Stop,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
-    let endpoint = plan
-        .target
-        .endpoint()?
-        .connect_timeout(super::raw::CONNECT_TIMEOUT);
+    let endpoint = plan.endpoint()?;
     for _ in 0..plan.attackers {
         let endpoint = endpoint.clone();
         let streams = plan.streams;

@@ -57,14 +57,8 @@ async fn hold_calls(
         let Ok(request) = raw::grpc_request(&plan.target, GET_BATCH, &[]) else {
             return;
         };
-        let ready = tokio::select! {
-            ready = connection.sender.clone().ready() => ready,
-            () = stop.wait() => return,
-        };
-        let Ok(mut sender) = ready else {
-            return;
-        };
-        let Ok((response, mut send)) = sender.send_request(request, false) else {
+        let Some((response, mut send)) = raw::start_call(&connection, request, &mut stop).await
+        else {
             return;
         };
         if send.send_data(body.clone(), true).is_err() {
