@@ -146,8 +146,9 @@ pub struct AttackArgs {
 impl AttackArgs {
     /// Checks the flags and turns them into attack options; the error is a usage message.
     pub fn to_options(&self) -> Result<AttackOptions, String> {
-        // Never --allow-remote: an attack is for this machine only.
-        let target = parse_target(&self.target, false, self.ca_cert.as_deref())?;
+        // No --allow-remote: an attack is for this machine only, which `validate` below checks
+        // with a message that does not offer the flag.
+        let target = parse_target(&self.target, true, self.ca_cert.as_deref())?;
         let token = parse_token(self.token.as_deref())?;
         let mut mix = RunOptions::new(target.clone(), Scenario::Mix);
         mix.token = token.clone();
