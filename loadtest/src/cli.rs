@@ -1,5 +1,5 @@
-//! The command line: `exposure-loadtest run ...` and `exposure-loadtest demo ...`, their flags
-//! (issue 4), and [`execute`], which turns parsed flags into a run, writes the report, the plot
+//! The command line: `exposure-loadtest run ...`, `exposure-loadtest attack ...` (issue 18) and
+//! `exposure-loadtest demo ...`, their flags (issue 4), and [`execute`], which turns parsed flags into a run, writes the report, the plot
 //! and the verdict, and returns the process exit status.
 
 use std::io::Write as _;
@@ -12,9 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::client::BearerToken;
 use crate::demo::{self, DemoOptions};
 use crate::progress::Progress;
-use crate::report::SloReport;
-use crate::runner::{self, RunOptions};
+use crate::report::{ATTACK_GOALS, AttackGoals, SloReport};
+use crate::runner::{self, AttackOptions, RunOptions};
 use crate::scenario::Scenario;
+use crate::scenario::attack::{Attack, AttackPlan};
 use crate::slo::Slo;
 use crate::target::{DEFAULT_TARGET, Target};
 
@@ -53,9 +54,141 @@ pub enum Command {
     /// Runs one scenario, bounded by --requests and --duration, and reports like ghz.
     #[command(after_help = EXIT_STATUS_HELP, after_long_help = format!("{PROVINCE_HELP}\n\n{EXIT_STATUS_HELP}"))]
     Run(RunArgs),
+    /// Runs the legitimate mix alone, then beside an attack, on loopback only, and compares them
+    /// (success rate, p99, the server's memory and descriptors).
+    #[command(after_help = ATTACK_EXIT_STATUS_HELP)]
+    Attack(AttackArgs),
     /// Tells the whole story of one case: upload, publish, download, verify, match, confirm.
     #[command(after_help = EXIT_STATUS_HELP)]
     Demo(DemoArgs),
+}
+
+/// Exit statuses of `attack`, documented in its `--help`.
+const ATTACK_EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   the run finished (and, with --check-goals, every goal was met)
+  1   the run could not start or failed (unreachable target, nothing published, unreadable --server-pid)
+  2   --check-goals was given and a goal was missed
+  64  bad usage (unknown flag, non-loopback target, missing --token)";
+
+/// Flags of `exposure-loadtest attack`.
+#[derive(Debug, Args)]
+pub struct AttackArgs {
+    /// The server's gRPC URL; loopback only (127.0.0.0/8, ::1, localhost), always.
+    #[arg(long, default_value = DEFAULT_TARGET)]
+    pub target: String,
+    /// PEM CA certificate that signed the server's certificate; needed for an https:// target.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// The attack to run beside the legitimate mix.
+    #[arg(long, value_enum)]
+    pub attack: Attack,
+    /// Health-authority bearer token: the mix uploads and issues codes with it (never printed).
+    #[arg(long, env = "EXPOSURE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Region the requests name.
+    #[arg(long, default_value = runner::DEFAULT_REGION)]
+    pub region: String,
+    /// Length of each phase (the quiet one and the attacked one).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub phase: Duration,
+    /// How long the attack runs before the attacked phase starts measuring.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Multiplies every rate of the mix (76 requests/s at 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub speedup: f64,
+    /// Workers of the mix (requests in flight at most).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the mix's workers share.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Per-request timeout of the mix.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Requests of each phase sent first and left out of its statistics (new connections,
+    /// cold caches), so the p99s compare the server's steady state.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: u64,
+    /// Attacking connections (workers for odd-upload); default: the issue's number per attack.
+    #[arg(long)]
+    pub attackers: Option<usize>,
+    /// Streams per attacking connection (zero-window, stalled-upload, watch-flood; default 64).
+    #[arg(long)]
+    pub streams: Option<usize>,
+    /// Connections and calls the attack opens at most, renewals included.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_attempts: u64,
+    /// Interval between two trickled bytes (connection-flood, stalled-upload).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub trickle: Duration,
+    /// The server's process id: its memory (VmRSS) and open descriptors are sampled.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Goal: the server's resident memory during the attack, at most, MiB.
+    #[arg(long, default_value_t = ATTACK_GOALS.max_rss_mib)]
+    pub max_rss_mib: u64,
+    /// Goal: the server's open descriptors during the attack, at most.
+    #[arg(long, default_value_t = ATTACK_GOALS.max_fds)]
+    pub max_fds: u64,
+    /// Exits 2 when a goal is missed (the report carries the verdict either way).
+    #[arg(long)]
+    pub check_goals: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Summary)]
+    pub format: Format,
+    /// Writes the report to this file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+impl AttackArgs {
+    /// Checks the flags and turns them into attack options; the error is a usage message.
+    pub fn to_options(&self) -> Result<AttackOptions, String> {
+        // No --allow-remote: an attack is for this machine only, which `validate` below checks
+        // with a message that does not offer the flag.
+        let target = parse_target(&self.target, true, self.ca_cert.as_deref())?;
+        let token = parse_token(self.token.as_deref())?;
+        let mut mix = RunOptions::new(target.clone(), Scenario::Mix);
+        mix.token = token.clone();
+        mix.region = self.region.clone();
+        mix.duration = self.phase;
+        mix.speedup = self.speedup;
+        mix.concurrency = self.concurrency;
+        mix.connections = self.connections;
+        mix.timeout = self.timeout;
+        mix.warmup = self.warmup;
+        mix.progress = false;
+        let plan = AttackPlan {
+            attack: self.attack,
+            target,
+            attackers: self
+                .attackers
+                .unwrap_or_else(|| self.attack.default_attackers()),
+            streams: self
+                .streams
+                .unwrap_or_else(|| self.attack.default_streams()),
+            max_attempts: self.max_attempts,
+            trickle: self.trickle,
+            region: self.region.clone(),
+            token,
+            batch_id: None,
+        };
+        let options = AttackOptions {
+            mix,
+            plan,
+            settle: self.settle,
+            server_pid: self.server_pid,
+            goals: AttackGoals {
+                max_rss_mib: self.max_rss_mib,
+                max_fds: self.max_fds,
+                ..ATTACK_GOALS
+            },
+        };
+        options.validate()?;
+        Ok(options)
+    }
 }
 
 /// How the report is written.
@@ -202,12 +335,7 @@ impl RunArgs {
     /// Checks the flags and turns them into run options; the error is a usage message.
     pub fn to_options(&self) -> Result<RunOptions, String> {
         let target = parse_target(&self.target, self.allow_remote, self.ca_cert.as_deref())?;
-        let token = self
-            .token
-            .as_deref()
-            .map(BearerToken::new)
-            .transpose()
-            .map_err(|error| format!("--token: {error}"))?;
+        let token = parse_token(self.token.as_deref())?;
         let options = RunOptions {
             target,
             scenario: self.scenario,
@@ -243,6 +371,14 @@ impl RunArgs {
     }
 }
 
+/// Parses `--token`, when given.
+fn parse_token(token: Option<&str>) -> Result<Option<BearerToken>, String> {
+    token
+        .map(BearerToken::new)
+        .transpose()
+        .map_err(|error| format!("--token: {error}"))
+}
+
 /// Parses `--target`, and reads `--ca-cert` for an https target.
 fn parse_target(
     text: &str,
@@ -273,6 +409,7 @@ impl DemoArgs {
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Run(args) => execute_run(&args).await,
+        Command::Attack(args) => execute_attack(&args).await,
         Command::Demo(args) => {
             let options = match args.to_options() {
                 Ok(options) => options,
@@ -297,26 +434,8 @@ async fn execute_run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         verdict: verdict.line.clone(),
     });
 
-    let rendered = match args.format {
-        Format::Summary => crate::summary::render(&report),
-        Format::Json => {
-            let mut json =
-                serde_json::to_string_pretty(&report).context("cannot encode the report")?;
-            json.push('\n');
-            json
-        }
-    };
-    match &args.output {
-        Some(path) => std::fs::write(path, rendered)
-            .with_context(|| format!("cannot write the report to {}", path.display()))?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(rendered.as_bytes())
-                .context("cannot write the report")?;
-            stdout.flush().context("cannot write the report")?;
-        }
-    }
+    let rendered = render(args.format, &report, crate::summary::render)?;
+    write_report(args.output.as_deref(), &rendered)?;
     if let Some(path) = &args.plot {
         crate::plot::write_svg(&report, path)?;
     }
@@ -330,6 +449,54 @@ async fn execute_run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
             })
         }
         None => Ok(ExitStatus::Success),
+    }
+}
+
+async fn execute_attack(args: &AttackArgs) -> anyhow::Result<ExitStatus> {
+    let options = match args.to_options() {
+        Ok(options) => options,
+        Err(message) => return Ok(usage_error(&message)),
+    };
+    let report = runner::run_attack(&options).await?;
+    let rendered = render(args.format, &report, crate::summary::render_attack)?;
+    write_report(args.output.as_deref(), &rendered)?;
+    eprintln!("{}", report.verdict.line);
+    Ok(if args.check_goals && !report.verdict.passed {
+        ExitStatus::SloBreached
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// Renders `report` as text with `summary`, or as JSON.
+fn render<R: serde::Serialize>(
+    format: Format,
+    report: &R,
+    summary: fn(&R) -> String,
+) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Summary => summary(report),
+        Format::Json => {
+            let mut json =
+                serde_json::to_string_pretty(report).context("cannot encode the report")?;
+            json.push('\n');
+            json
+        }
+    })
+}
+
+/// Writes a rendered report to `output`, or to stdout.
+fn write_report(output: Option<&std::path::Path>, rendered: &str) -> anyhow::Result<()> {
+    match output {
+        Some(path) => std::fs::write(path, rendered)
+            .with_context(|| format!("cannot write the report to {}", path.display())),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(rendered.as_bytes())
+                .context("cannot write the report")?;
+            stdout.flush().context("cannot write the report")
+        }
     }
 }
 
@@ -349,7 +516,7 @@ mod tests {
     fn run_args(arguments: &[&str]) -> RunArgs {
         match parse(arguments).expect("valid command line").command {
             Command::Run(args) => args,
-            Command::Demo(_) => panic!("expected run"),
+            Command::Demo(_) | Command::Attack(_) => panic!("expected run"),
         }
     }
 
@@ -432,6 +599,68 @@ mod tests {
             .to_options()
             .expect("valid");
         assert_eq!(fixed.rps, Some(250.0));
+    }
+
+    fn attack_args(arguments: &[&str]) -> AttackArgs {
+        match parse(arguments).expect("valid command line").command {
+            Command::Attack(args) => args,
+            Command::Demo(_) | Command::Run(_) => panic!("expected attack"),
+        }
+    }
+
+    #[test]
+    fn attack_flags_parse_and_targets_stay_on_this_machine() {
+        let args = attack_args(&[
+            "attack",
+            "--attack",
+            "zero-window",
+            "--token",
+            "T",
+            "--phase",
+            "3s",
+            "--server-pid",
+            "42",
+            "--attackers",
+            "5",
+        ]);
+        let options = args.to_options().expect("valid");
+        assert_eq!(options.mix.scenario, Scenario::Mix);
+        assert_eq!(options.mix.duration, Duration::from_secs(3));
+        assert_eq!(options.mix.warmup, 20, "the default");
+        assert_eq!(options.plan.attack, Attack::ZeroWindow);
+        assert_eq!(options.plan.attackers, 5);
+        assert_eq!(options.plan.streams, 64, "the default");
+        assert_eq!(options.server_pid, Some(42));
+        assert_eq!(options.goals.min_success_rate, 0.999);
+        let remote = attack_args(&[
+            "attack",
+            "--attack",
+            "watch-flood",
+            "--token",
+            "T",
+            "--target",
+            "http://203.0.113.7:50051",
+        ]);
+        assert!(
+            remote
+                .to_options()
+                .expect_err("remote")
+                .contains("non-loopback"),
+            "an attack never leaves this machine"
+        );
+        assert!(
+            parse(&[
+                "attack",
+                "--attack",
+                "watch-flood",
+                "--target",
+                "http://203.0.113.7:50051",
+                "--allow-remote"
+            ])
+            .is_err(),
+            "attack has no --allow-remote"
+        );
+        assert!(parse(&["attack", "--attack", "bogus"]).is_err());
     }
 
     #[test]

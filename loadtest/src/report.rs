@@ -180,6 +180,166 @@ pub struct TimelinePoint {
     pub p99_ms: f64,
 }
 
+/// What an attack run measured (`exposure-loadtest attack`, issue 18): the legitimate `mix`
+/// alone (`quiet`), the same mix beside the attack (`attacked`), what the attack did, the
+/// server's memory and descriptors in each phase, and the verdict against the goals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackReport {
+    /// The attack (`zero-window`, `connection-flood`, ...).
+    pub attack: String,
+    /// The target URL (loopback).
+    pub target: String,
+    /// Seconds the attack ran before the attacked phase started measuring.
+    pub settle_s: f64,
+    /// The legitimate mix without the attack.
+    pub quiet: Phase,
+    /// The legitimate mix beside the attack.
+    pub attacked: Phase,
+    /// What the attack did (counted until the attacked phase ended).
+    pub attack_stats: crate::scenario::attack::AttackStats,
+    /// The server's figures a second after the attack stopped: whether it let go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<crate::server_usage::Reading>,
+    /// The comparison with the goals.
+    pub verdict: AttackVerdict,
+}
+
+/// One phase of an attack run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// Measured legitimate requests that were answered `OK`, over those sent (skipped ones
+    /// excluded); 0 when none was sent.
+    pub success_rate: f64,
+    /// The legitimate mix's report.
+    pub legit: Report,
+    /// The server's memory and descriptors during the phase (`--server-pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::server_usage::ServerUsage>,
+}
+
+impl Phase {
+    /// Wraps a phase's report and server figures.
+    pub fn new(legit: Report, server: Option<crate::server_usage::ServerUsage>) -> Self {
+        let ok = legit.status_codes.get("OK").copied().unwrap_or(0);
+        let success_rate = if legit.count == 0 {
+            0.0
+        } else {
+            round(ok as f64 / legit.count as f64, 6)
+        };
+        Phase {
+            success_rate,
+            legit,
+            server,
+        }
+    }
+}
+
+/// The goals of issue 18, as an attack run judges them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AttackGoals {
+    /// The legitimate mix's success rate beside the attack, at least.
+    pub min_success_rate: f64,
+    /// The attacked p99 over the quiet p99, at most.
+    pub max_p99_ratio: f64,
+    /// The server's resident memory during the attack, at most, MiB.
+    pub max_rss_mib: u64,
+    /// The server's open descriptors during the attack, at most.
+    pub max_fds: u64,
+}
+
+/// Issue 18's goals: 99.9 % of legitimate requests succeed, p99 at most 3 times the quiet run's;
+/// the memory and descriptor bounds are docs/RELIABILITY.md's.
+pub const ATTACK_GOALS: AttackGoals = AttackGoals {
+    min_success_rate: 0.999,
+    max_p99_ratio: 3.0,
+    max_rss_mib: 1024,
+    max_fds: 4096,
+};
+
+/// An attack run against its goals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackVerdict {
+    /// The goals judged.
+    pub goals: AttackGoals,
+    /// Attacked p99 over quiet p99 (0 when the quiet phase measured nothing).
+    pub p99_ratio: f64,
+    /// Legitimate success rate beside the attack met its goal.
+    pub success_met: bool,
+    /// p99 ratio met its goal.
+    pub p99_met: bool,
+    /// Memory bound met (`None` without `--server-pid`).
+    pub rss_met: Option<bool>,
+    /// Descriptor bound met (`None` without `--server-pid`).
+    pub fds_met: Option<bool>,
+    /// Every goal judged was met.
+    pub passed: bool,
+    /// One line: `ATTACK PASS: ...` or `ATTACK MISS: ...` with the goals missed.
+    pub line: String,
+}
+
+impl AttackVerdict {
+    /// Judges the phases of an attack run against `goals`.
+    pub fn judge(goals: AttackGoals, quiet: &Phase, attacked: &Phase) -> Self {
+        let quiet_p99 = quiet.legit.latency_ms.p99;
+        let attacked_p99 = attacked.legit.latency_ms.p99;
+        let p99_ratio = if quiet_p99 > 0.0 {
+            round(attacked_p99 / quiet_p99, 3)
+        } else {
+            0.0
+        };
+        let measured = quiet.legit.count > 0 && attacked.legit.count > 0;
+        let success_met = measured && attacked.success_rate >= goals.min_success_rate;
+        let p99_met = measured && quiet_p99 > 0.0 && p99_ratio <= goals.max_p99_ratio;
+        let rss_met = attacked
+            .server
+            .map(|usage| usage.rss_kib.max <= goals.max_rss_mib * 1024);
+        let fds_met = attacked.server.map(|usage| usage.fds.max <= goals.max_fds);
+        let mut missed = Vec::new();
+        if !success_met {
+            missed.push(format!(
+                "success {:.4} % < {} %",
+                attacked.success_rate * 100.0,
+                goals.min_success_rate * 100.0
+            ));
+        }
+        if !p99_met {
+            missed.push(format!(
+                "p99 {attacked_p99:.3} ms = {p99_ratio} x quiet {quiet_p99:.3} ms > {} x",
+                goals.max_p99_ratio
+            ));
+        }
+        if let (Some(false), Some(usage)) = (rss_met, attacked.server) {
+            missed.push(format!(
+                "RSS {} MiB > {} MiB",
+                usage.rss_kib.max / 1024,
+                goals.max_rss_mib
+            ));
+        }
+        if let (Some(false), Some(usage)) = (fds_met, attacked.server) {
+            missed.push(format!("{} descriptors > {}", usage.fds.max, goals.max_fds));
+        }
+        let passed = missed.is_empty();
+        let line = if passed {
+            format!(
+                "ATTACK PASS: success {:.4} %, p99 {p99_ratio} x quiet",
+                attacked.success_rate * 100.0
+            )
+        } else {
+            format!("ATTACK MISS: {}", missed.join("; "))
+        };
+        AttackVerdict {
+            goals,
+            p99_ratio,
+            success_met,
+            p99_met,
+            rss_met,
+            fds_met,
+            passed,
+            line,
+        }
+    }
+}
+
 /// The configuration of a run (never the token).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Settings {

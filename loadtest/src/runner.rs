@@ -2,6 +2,9 @@
 //! `--concurrency` workers that take tickets from the schedule until it runs dry, and returns the
 //! report.
 //!
+//! `run_attack` runs the legitimate `mix` twice, alone and beside one of the attacks of
+//! `scenario::attack`, and compares the two (issue 18).
+//!
 //! A run always ends by itself: the schedule stops at `--warmup + --requests` tickets or at
 //! `--duration`, whichever comes first, and every request is bounded by `--timeout`, so a run
 //! lasts at most `--duration + --timeout`.
@@ -18,10 +21,12 @@ use crate::client::{BearerToken, Clients, Connections};
 use crate::http::HttpClient;
 use crate::progress::Progress;
 use crate::recorder::{Recorder, Sample};
-use crate::report::{Report, Settings};
+use crate::report::{AttackGoals, AttackReport, AttackVerdict, Phase, Report, Settings};
+use crate::scenario::attack::{self, Attack, AttackPlan};
 use crate::scenario::province::THAI_BINH;
 use crate::scenario::{CallResult, Outcome, Scenario, Workload};
 use crate::schedule::{Bounds, Pace, Schedule};
+use crate::server_usage::{Sampler, ServerProcess, ServerUsage};
 use crate::target::Target;
 
 /// Region used when `--region` is not given: Thái Bình, the province of DESIGN.md section 9.
@@ -95,13 +100,18 @@ impl RunOptions {
         }
     }
 
-    /// Returns the upload codes the run issues before it starts (0 unless `upload-code`).
+    /// Returns the upload codes the run issues before it starts (0 unless `upload-code` or
+    /// `mix`).
     pub fn codes_to_issue(&self) -> u64 {
-        if self.scenario != Scenario::UploadCode {
-            return 0;
+        match self.scenario {
+            Scenario::UploadCode => self
+                .codes
+                .unwrap_or_else(|| self.warmup.saturating_add(self.requests)),
+            Scenario::Mix => {
+                crate::scenario::mix::codes_needed(self.speedup, self.duration.as_secs_f64())
+            }
+            _ => 0,
         }
-        self.codes
-            .unwrap_or_else(|| self.warmup.saturating_add(self.requests))
     }
 
     /// Checks that the options make sense together; the message says which flag is wrong.
@@ -122,11 +132,11 @@ impl RunOptions {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err("--rps must be a positive number".to_owned());
             }
-            if self.scenario == Scenario::Province {
-                return Err(
-                    "the province scenario sets its own rates: use --speedup instead of --rps"
-                        .to_owned(),
-                );
+            if self.scenario.is_mixed() {
+                return Err(format!(
+                    "the {} scenario sets its own rates: use --speedup instead of --rps",
+                    self.scenario
+                ));
             }
         }
         match (self.scenario, self.codes) {
@@ -146,8 +156,8 @@ impl RunOptions {
         if !(self.speedup.is_finite() && self.speedup > 0.0) {
             return Err("--speedup must be a positive number".to_owned());
         }
-        if self.speedup != 1.0 && self.scenario != Scenario::Province {
-            return Err("--speedup only applies to the province scenario".to_owned());
+        if self.speedup != 1.0 && !self.scenario.is_mixed() {
+            return Err("--speedup only applies to the province and mix scenarios".to_owned());
         }
         Ok(())
     }
@@ -158,6 +168,9 @@ impl RunOptions {
             (Some(kind), None) => Pace::ClosedLoop { kind },
             (Some(kind), Some(rate)) => Pace::FixedRate {
                 streams: vec![(kind, rate)],
+            },
+            (None, _) if self.scenario == Scenario::Mix => Pace::FixedRate {
+                streams: crate::scenario::mix::rates(self.speedup),
             },
             (None, _) => Pace::FixedRate {
                 streams: THAI_BINH.rates(self.speedup),
@@ -175,7 +188,7 @@ impl RunOptions {
                 .pace()
                 .total_rate()
                 .map(|rate| crate::report::round(rate, 4)),
-            speedup: (self.scenario == Scenario::Province).then_some(self.speedup),
+            speedup: self.scenario.is_mixed().then_some(self.speedup),
             requests: self.requests,
             max_duration_s: self.duration.as_secs_f64(),
             warmup: self.warmup,
@@ -188,70 +201,219 @@ impl RunOptions {
 /// the run cannot start (bad options, unreachable target, nothing to download); failed requests
 /// are part of the report, not errors.
 pub async fn run_scenario(options: &RunOptions) -> anyhow::Result<Report> {
-    options.validate().map_err(anyhow::Error::msg)?;
-    let (connections, http) = if options.scenario.is_http() {
-        (
-            Connections::lazy(&options.target, options.connections)?,
-            Some(HttpClient::new(&options.target)),
-        )
-    } else {
-        (
-            Connections::open(&options.target, options.connections).await?,
-            None,
-        )
-    };
-    let mut setup_clients = Clients::new(connections.channel(0)).with_http(http.clone());
-    let workload = Workload::prepare(
-        options.scenario,
-        &options.region,
-        options.token.clone(),
-        options.codes_to_issue(),
-        &mut setup_clients,
-    )
-    .await?;
+    PreparedRun::prepare(options).await?.run().await
+}
 
-    let bounds = Bounds {
-        warmup: options.warmup,
-        requests: options.requests,
-        duration: options.duration,
-    };
-    let started = Instant::now();
-    let schedule = Arc::new(Schedule::new(options.pace(), bounds, started));
-    let recorder = Arc::new(Mutex::new(Recorder::new(started, options.duration)));
-    let answered = Arc::new(AtomicU64::new(0));
-    let progress = Progress::start(
-        options.progress,
-        started,
-        options.duration,
-        Arc::clone(&answered),
-    );
+/// A run whose channels are open and whose workload is ready (listing loaded, codes issued):
+/// what an attack run prepares before the attack starts, so that only the measured requests
+/// meet it.
+pub struct PreparedRun {
+    options: RunOptions,
+    connections: Connections,
+    http: Option<HttpClient>,
+    workload: Workload,
+}
 
-    let mut workers = JoinSet::new();
-    for index in 0..options.concurrency {
-        let worker = Worker {
-            schedule: Arc::clone(&schedule),
-            workload: workload.clone(),
-            clients: Clients::new(connections.channel(index)).with_http(http.clone()),
-            recorder: Arc::clone(&recorder),
-            answered: Arc::clone(&answered),
-            timeout: options.timeout,
+impl PreparedRun {
+    /// Opens the channels and prepares the workload of `options`.
+    pub async fn prepare(options: &RunOptions) -> anyhow::Result<Self> {
+        options.validate().map_err(anyhow::Error::msg)?;
+        let (connections, http) = if options.scenario.is_http() {
+            (
+                Connections::lazy(&options.target, options.connections)?,
+                Some(HttpClient::new(&options.target)),
+            )
+        } else {
+            (
+                Connections::open(&options.target, options.connections).await?,
+                None,
+            )
         };
-        workers.spawn(worker.run());
+        let arrivals = (options.scenario == Scenario::Mix)
+            .then(|| {
+                options
+                    .target
+                    .endpoint()
+                    .map(|endpoint| endpoint.connect_timeout(crate::client::CONNECT_TIMEOUT))
+            })
+            .transpose()
+            .context("TLS settings of the target")?;
+        let mut setup_clients = Clients::new(connections.channel(0)).with_http(http.clone());
+        let workload = Workload::prepare(
+            options.scenario,
+            &options.region,
+            options.token.clone(),
+            options.codes_to_issue(),
+            arrivals,
+            &mut setup_clients,
+        )
+        .await?;
+        Ok(PreparedRun {
+            options: options.clone(),
+            connections,
+            http,
+            workload,
+        })
     }
-    while let Some(joined) = workers.join_next().await {
-        joined.context("a load-test worker failed")?;
-    }
-    progress.finish();
 
-    let recorder = recorder
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the recorder was poisoned by a failed worker"))?;
-    Ok(recorder.report(
-        options.scenario.name(),
-        &options.target.to_string(),
-        options.settings(),
-        options.scenario.is_mixed(),
-    ))
+    /// Sends the run's requests and returns the report; the clock starts here.
+    pub async fn run(self) -> anyhow::Result<Report> {
+        let PreparedRun {
+            options,
+            connections,
+            http,
+            workload,
+        } = self;
+        let bounds = Bounds {
+            warmup: options.warmup,
+            requests: options.requests,
+            duration: options.duration,
+        };
+        let started = Instant::now();
+        let schedule = Arc::new(Schedule::new(options.pace(), bounds, started));
+        let recorder = Arc::new(Mutex::new(Recorder::new(started, options.duration)));
+        let answered = Arc::new(AtomicU64::new(0));
+        let progress = Progress::start(
+            options.progress,
+            started,
+            options.duration,
+            Arc::clone(&answered),
+        );
+
+        let mut workers = JoinSet::new();
+        for index in 0..options.concurrency {
+            let worker = Worker {
+                schedule: Arc::clone(&schedule),
+                workload: workload.clone(),
+                clients: Clients::new(connections.channel(index)).with_http(http.clone()),
+                recorder: Arc::clone(&recorder),
+                answered: Arc::clone(&answered),
+                timeout: options.timeout,
+            };
+            workers.spawn(worker.run());
+        }
+        while let Some(joined) = workers.join_next().await {
+            joined.context("a load-test worker failed")?;
+        }
+        progress.finish();
+
+        let recorder = recorder
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the recorder was poisoned by a failed worker"))?;
+        Ok(recorder.report(
+            options.scenario.name(),
+            &options.target.to_string(),
+            options.settings(),
+            options.scenario.is_mixed(),
+        ))
+    }
+
+    /// Returns what the run knows about published batches (after `prepare`, the listing).
+    pub fn catalog(&self) -> &crate::scenario::catalog::Catalog {
+        self.workload.catalog()
+    }
+}
+
+/// How long after an attack stops the server's figures are read again (`after`).
+pub const RECOVERY_WAIT: Duration = Duration::from_secs(1);
+
+/// Everything an attack run needs to know (`exposure-loadtest attack`).
+#[derive(Debug, Clone)]
+pub struct AttackOptions {
+    /// The legitimate traffic: a `mix` run whose `duration` is one phase.
+    pub mix: RunOptions,
+    /// The attack; `run_attack` fills in the batch `zero-window` asks for.
+    pub plan: AttackPlan,
+    /// How long the attack runs before the attacked phase starts measuring.
+    pub settle: Duration,
+    /// The server process whose memory and descriptors are sampled.
+    pub server_pid: Option<u32>,
+    /// What the verdict judges against.
+    pub goals: AttackGoals,
+}
+
+impl AttackOptions {
+    /// Checks the options; the message names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.mix.scenario != Scenario::Mix {
+            return Err("an attack run measures the mix scenario beside it".to_owned());
+        }
+        self.mix.validate()?;
+        // Attacks are for this machine only, whatever the target parser was told.
+        for target in [&self.mix.target, &self.plan.target] {
+            if !crate::target::is_loopback_host(target.host()) {
+                return Err(format!(
+                    "refusing to attack non-loopback host {:?}: attack runs are for this machine only",
+                    target.host()
+                ));
+            }
+        }
+        if self.plan.target != self.mix.target {
+            return Err("the attack and the mix must aim at the same target".to_owned());
+        }
+        let mut plan = self.plan.clone();
+        plan.batch_id.get_or_insert_with(String::new);
+        plan.validate()
+    }
+}
+
+/// Runs the legitimate mix alone for one phase, then again beside the attack (started
+/// `settle` before the phase), samples the server's memory and descriptors during both when
+/// `server_pid` is given, and returns both phases, what the attack did, and the verdict.
+/// Bounded: about `2 × (duration + timeout) + settle` plus a few seconds to stop the attack.
+pub async fn run_attack(options: &AttackOptions) -> anyhow::Result<AttackReport> {
+    options.validate().map_err(anyhow::Error::msg)?;
+    let server = options.server_pid.map(ServerProcess::open).transpose()?;
+
+    let quiet_run = PreparedRun::prepare(&options.mix).await?;
+    let sampler = server.as_ref().map(ServerProcess::sample);
+    let quiet_report = quiet_run.run().await?;
+    let quiet = Phase::new(quiet_report, finish(sampler).await);
+
+    let attacked_run = PreparedRun::prepare(&options.mix).await?;
+    let mut plan = options.plan.clone();
+    if plan.attack == Attack::ZeroWindow && plan.batch_id.is_none() {
+        plan.batch_id = attacked_run.catalog().pick_batch();
+        if plan.batch_id.is_none() {
+            anyhow::bail!(
+                "the zero-window attack downloads a published batch and none is published in region {}: upload keys and wait for the publisher",
+                options.mix.region
+            );
+        }
+    }
+    let hard_limit = options.settle + options.mix.duration + options.mix.timeout * 2;
+    let sampler = server.as_ref().map(ServerProcess::sample);
+    let running = attack::launch(plan, hard_limit)?;
+    tokio::time::sleep(options.settle).await;
+    let attacked_report = attacked_run.run().await;
+    let attack_stats = running.stop().await;
+    let attacked = Phase::new(attacked_report?, finish(sampler).await);
+
+    let after = match &server {
+        Some(server) => {
+            tokio::time::sleep(RECOVERY_WAIT).await;
+            server.read().ok()
+        }
+        None => None,
+    };
+    let verdict = AttackVerdict::judge(options.goals, &quiet, &attacked);
+    Ok(AttackReport {
+        attack: options.plan.attack.name().to_owned(),
+        target: options.mix.target.to_string(),
+        settle_s: options.settle.as_secs_f64(),
+        quiet,
+        attacked,
+        attack_stats,
+        after,
+        verdict,
+    })
+}
+
+async fn finish(sampler: Option<Sampler>) -> Option<ServerUsage> {
+    match sampler {
+        Some(sampler) => sampler.finish().await,
+        None => None,
+    }
 }
 
 /// One of the `--concurrency` request loops of a run.

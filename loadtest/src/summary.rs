@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{LatencySummary, Report};
+use crate::report::{AttackReport, LatencySummary, Phase, Report};
 
 /// Width of the longest histogram bar, in characters.
 const BAR_WIDTH: f64 = 40.0;
@@ -15,6 +15,77 @@ pub fn render(report: &Report) -> String {
     // Writing into a String cannot fail.
     let _ = write_summary(&mut text, report);
     text
+}
+
+/// Renders an attack run as text: both phases side by side, what the attack did, the verdict.
+pub fn render_attack(report: &AttackReport) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_attack(&mut text, report);
+    text
+}
+
+fn write_attack(out: &mut String, report: &AttackReport) -> std::fmt::Result {
+    writeln!(out)?;
+    writeln!(out, "Attack:	{} on {}", report.attack, report.target)?;
+    writeln!(
+        out,
+        "  {:<10} {:>8} {:>10} {:>10} {:>10} {:>12} {:>8}",
+        "phase", "count", "success %", "p50 ms", "p99 ms", "RSS max MiB", "fds max"
+    )?;
+    for (name, phase) in [("quiet", &report.quiet), ("attacked", &report.attacked)] {
+        write_phase(out, name, phase)?;
+    }
+    let stats = &report.attack_stats;
+    writeln!(
+        out,
+        "  attack: {} connections opened ({} failed, {} closed by the server, peak {} held), {} calls ({} ended by the server, peak {} held)",
+        stats.connections_opened,
+        stats.connect_failures,
+        stats.connections_closed_by_server,
+        stats.connections_held_peak,
+        stats.calls_started,
+        stats.calls_ended_by_server,
+        stats.streams_held_peak
+    )?;
+    for (outcome, count) in &stats.outcomes {
+        writeln!(out, "    {outcome}: {count}")?;
+    }
+    if let Some(after) = &report.after {
+        writeln!(
+            out,
+            "  a second after the attack: RSS {} MiB, {} descriptors",
+            after.rss_kib / 1024,
+            after.fds
+        )?;
+    }
+    for (name, phase) in [("quiet", &report.quiet), ("attacked", &report.attacked)] {
+        for (error, count) in &phase.legit.error_distribution {
+            writeln!(out, "  {name} error: [{count}] {error}")?;
+        }
+    }
+    writeln!(out, "  {}", report.verdict.line)
+}
+
+fn write_phase(out: &mut String, name: &str, phase: &Phase) -> std::fmt::Result {
+    let (rss, fds) = match &phase.server {
+        Some(usage) => (
+            format!("{}", usage.rss_kib.max / 1024),
+            format!("{}", usage.fds.max),
+        ),
+        None => ("-".to_owned(), "-".to_owned()),
+    };
+    writeln!(
+        out,
+        "  {:<10} {:>8} {:>10.3} {:>10.3} {:>10.3} {:>12} {:>8}",
+        name,
+        phase.legit.count,
+        phase.success_rate * 100.0,
+        phase.legit.latency_ms.p50,
+        phase.legit.latency_ms.p99,
+        rss,
+        fds
+    )
 }
 
 fn write_summary(out: &mut String, report: &Report) -> std::fmt::Result {
@@ -234,6 +305,99 @@ mod tests {
         assert!(
             text.contains(&"∎".repeat(40)),
             "the largest bucket has the full bar"
+        );
+    }
+
+    /// A phase of `count` requests of which `ok` succeeded, p99 `p99` ms, and the server's
+    /// highest memory and descriptors.
+    fn phase(count: u64, ok: u64, p99: f64, rss_kib: u64, fds: u64) -> Phase {
+        let mut legit = Report {
+            count,
+            errors: count - ok,
+            ..Report::default()
+        };
+        legit.status_codes.insert("OK".to_owned(), ok);
+        legit.latency_ms.p99 = p99;
+        let usage = crate::server_usage::ServerUsage {
+            pid: 1,
+            samples: 10,
+            rss_kib: crate::server_usage::Span {
+                start: rss_kib / 2,
+                max: rss_kib,
+                end: rss_kib,
+            },
+            fds: crate::server_usage::Span {
+                start: 12,
+                max: fds,
+                end: 12,
+            },
+        };
+        Phase::new(legit, Some(usage))
+    }
+
+    #[test]
+    fn attack_summary_puts_the_phases_side_by_side_with_the_verdict() {
+        use crate::report::{ATTACK_GOALS, AttackReport, AttackVerdict};
+        let quiet = phase(760, 760, 4.0, 102_400, 40);
+        // 2 of 760 failed (99.74 %), p99 5 x quiet, 5,000 descriptors.
+        let attacked = phase(760, 758, 20.0, 204_800, 5_000);
+        let verdict = AttackVerdict::judge(ATTACK_GOALS, &quiet, &attacked);
+        assert!(!verdict.passed);
+        assert_eq!(verdict.p99_ratio, 5.0);
+        assert_eq!(
+            (
+                verdict.success_met,
+                verdict.p99_met,
+                verdict.rss_met,
+                verdict.fds_met
+            ),
+            (false, false, Some(true), Some(false))
+        );
+        let report = AttackReport {
+            attack: "zero-window".to_owned(),
+            target: "http://127.0.0.1:50051".to_owned(),
+            settle_s: 2.0,
+            quiet,
+            attacked,
+            attack_stats: crate::scenario::attack::AttackStats {
+                attack: "zero-window".to_owned(),
+                connections_opened: 64,
+                calls_started: 4096,
+                ..Default::default()
+            },
+            after: None,
+            verdict,
+        };
+        let text = render_attack(&report);
+        assert!(
+            text.contains("Attack:\tzero-window on http://127.0.0.1:50051"),
+            "{text}"
+        );
+        let quiet_line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("quiet"))
+            .expect("quiet");
+        assert!(
+            quiet_line.contains("760")
+                && quiet_line.contains("100.000")
+                && quiet_line.contains("4.000"),
+            "{quiet_line}"
+        );
+        let attacked_line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("attacked"))
+            .expect("attacked");
+        assert!(
+            attacked_line.contains("99.737")
+                && attacked_line.contains("20.000")
+                && attacked_line.contains("200")
+                && attacked_line.contains("5000"),
+            "{attacked_line}"
+        );
+        assert!(text.contains("64 connections opened"), "{text}");
+        assert!(
+            text.contains("ATTACK MISS: success 99.7368 % < 99.9 %; p99 20.000 ms = 5 x quiet 4.000 ms > 3 x; 5000 descriptors > 4096"),
+            "{text}"
         );
     }
 }

@@ -1,7 +1,9 @@
 //! `exposure-loadtest` against a real server: a bounded run of every scenario whose report adds
 //! up with every request `OK`; a wrong token reported as `UNAUTHENTICATED` rather than a crash;
 //! the run bounds (request count, fixed-rate schedule, warmup); SLO flags that exit 2 when
-//! breached; the JSON, summary and SVG outputs; and the demo from upload to confirmed exposure.
+//! breached; the JSON, summary and SVG outputs; the demo from upload to confirmed exposure; and a
+//! bounded run of every attack of issue 18 beside the legitimate mix, whose report must carry
+//! both phases, what the attack did and the server's memory and descriptors.
 //!
 //! Runs last a second or two each. Nothing here asserts a speed: counts are fixed by the
 //! schedule, not by how fast this machine is.
@@ -11,7 +13,11 @@ use std::time::Duration;
 use exposure_loadtest::cli::{Cli, ExitStatus, execute};
 use exposure_loadtest::client::BearerToken;
 use exposure_loadtest::demo::{DemoOptions, run_demo};
-use exposure_loadtest::{Report, RunOptions, Scenario, Target, run_scenario};
+use exposure_loadtest::report::{ATTACK_GOALS, AttackReport};
+use exposure_loadtest::scenario::attack::{Attack, AttackPlan};
+use exposure_loadtest::{
+    AttackOptions, Report, RunOptions, Scenario, Target, run_attack, run_scenario,
+};
 use exposure_server::Clock;
 use exposure_tests::TestServer;
 
@@ -559,6 +565,248 @@ async fn demo_tells_the_whole_story() {
     assert!(
         !transcript.contains(&server.token),
         "the token is never printed"
+    );
+    server.stop().await;
+}
+
+/// A server for attack runs: the mix uploads and issues codes a few times a second, so no
+/// per-authority limit; a batch is published, so the mix downloads and `zero-window` has
+/// something to ask for.
+async fn attack_server() -> TestServer {
+    let server = TestServer::start_with(Clock::System, |config| {
+        config.authority_codes_per_minute = 0;
+        config.authority_uploads_per_minute = 0;
+        config.authority_keys_per_day = 0;
+    })
+    .await;
+    publish_something(&server).await;
+    server
+}
+
+/// A bounded attack run against `server`: 1 s phases, a short settle, few attackers, the
+/// server's process sampled. The server runs inside this test process, so its figures include
+/// the test's own (the attackers' sockets among them): here they only have to be measured.
+fn attack_options(server: &TestServer, attack: Attack, attackers: usize) -> AttackOptions {
+    let target = Target::parse(&server.url, false).expect("loopback target");
+    let mut mix = RunOptions::new(target.clone(), Scenario::Mix);
+    mix.token = Some(BearerToken::new(&server.token).expect("token"));
+    mix.duration = Duration::from_secs(1);
+    mix.concurrency = 16;
+    mix.connections = 2;
+    mix.timeout = Duration::from_secs(5);
+    AttackOptions {
+        mix,
+        plan: AttackPlan {
+            attack,
+            target,
+            attackers,
+            streams: 8,
+            max_attempts: 1_000_000,
+            trickle: Duration::from_millis(200),
+            region: exposure_tests::REGION.to_owned(),
+            token: Some(BearerToken::new(&server.token).expect("token")),
+            batch_id: None,
+        },
+        settle: Duration::from_millis(300),
+        server_pid: Some(std::process::id()),
+        goals: ATTACK_GOALS,
+    }
+}
+
+/// Checks the fields every attack report has: both phases measured the whole mix, the quiet
+/// one cleanly; success rates are fractions that match the counts; the server's memory and
+/// descriptors were sampled in both phases and after; the verdict judged all four goals.
+fn assert_attack_report(report: &AttackReport, attack: Attack) {
+    assert_eq!(report.attack, attack.name());
+    assert_eq!(report.attack_stats.attack, attack.name());
+    assert_clean(&report.quiet.legit);
+    assert_eq!(report.quiet.success_rate, 1.0, "the mix alone never fails");
+    let per_rpc = report
+        .quiet
+        .legit
+        .per_rpc
+        .as_ref()
+        .expect("the mix is mixed");
+    for method in [
+        "UploadDiagnosisKeys",
+        "UploadDiagnosisKeys (code)",
+        "ListBatches",
+        "GetBatch",
+        "Health/Check",
+        "connect + Health/Check",
+    ] {
+        let rpc = per_rpc
+            .get(method)
+            .unwrap_or_else(|| panic!("{method} in {per_rpc:?}"));
+        assert!(rpc.count >= 1, "{method} was sent");
+    }
+    // 76 requests a second for 1 s, the first of each stream at t = 0.
+    assert!(
+        (76..=82).contains(&report.quiet.legit.count),
+        "{}",
+        report.quiet.legit.count
+    );
+    let attacked = &report.attacked.legit;
+    assert!(attacked.count > 0, "the attacked phase measured the mix");
+    let ok = attacked.status_codes.get("OK").copied().unwrap_or(0);
+    assert!(
+        (report.attacked.success_rate - ok as f64 / attacked.count as f64).abs() < 1e-5,
+        "{} vs {ok}/{}",
+        report.attacked.success_rate,
+        attacked.count
+    );
+    for (phase, usage) in [
+        ("quiet", &report.quiet.server),
+        ("attacked", &report.attacked.server),
+    ] {
+        let usage = usage.unwrap_or_else(|| panic!("{phase}: the server was sampled"));
+        assert_eq!(usage.pid, std::process::id());
+        assert!(usage.samples >= 2, "{phase}: {usage:?}");
+        assert!(
+            usage.rss_kib.start > 1024 && usage.rss_kib.max >= usage.rss_kib.end,
+            "{phase}: {usage:?}"
+        );
+        // stdin, stdout, stderr, RocksDB's files, the listeners: more than a handful.
+        assert!(
+            usage.fds.start > 10 && usage.fds.max >= usage.fds.end,
+            "{phase}: {usage:?}"
+        );
+    }
+    let after = report.after.expect("read after the attack");
+    assert!(after.rss_kib > 0 && after.fds > 0);
+    let verdict = &report.verdict;
+    assert_eq!(verdict.goals, ATTACK_GOALS);
+    assert!(verdict.rss_met.is_some() && verdict.fds_met.is_some());
+    assert_eq!(
+        verdict.passed,
+        verdict.success_met
+            && verdict.p99_met
+            && verdict.rss_met == Some(true)
+            && verdict.fds_met == Some(true)
+    );
+    assert!(verdict.line.starts_with("ATTACK "), "{}", verdict.line);
+    assert!(report.attack_stats.attempts >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_window_readers_hold_get_batch_calls_beside_the_mix() {
+    let server = attack_server().await;
+    let report = run_attack(&attack_options(&server, Attack::ZeroWindow, 3))
+        .await
+        .expect("attack run");
+    assert_attack_report(&report, Attack::ZeroWindow);
+    let stats = &report.attack_stats;
+    assert!(stats.connections_opened >= 3, "{stats:?}");
+    assert!(stats.calls_started >= 3 * 8, "{stats:?}");
+    assert!(stats.streams_held_peak >= 1, "{stats:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flood_holds_its_sockets_beside_the_mix() {
+    let server = attack_server().await;
+    let report = run_attack(&attack_options(&server, Attack::ConnectionFlood, 40))
+        .await
+        .expect("attack run");
+    assert_attack_report(&report, Attack::ConnectionFlood);
+    let stats = &report.attack_stats;
+    assert!(stats.connections_opened >= 40, "{stats:?}");
+    assert!(stats.connections_held_peak >= 1, "{stats:?}");
+    assert_eq!(stats.calls_started, 0, "a flood sends no call");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_upload_bodies_are_held_or_refused_beside_the_mix() {
+    let server = attack_server().await;
+    let report = run_attack(&attack_options(&server, Attack::StalledUpload, 2))
+        .await
+        .expect("attack run");
+    assert_attack_report(&report, Attack::StalledUpload);
+    let stats = &report.attack_stats;
+    assert!(stats.connections_opened >= 2, "{stats:?}");
+    assert!(stats.calls_started >= 2 * 8, "{stats:?}");
+    // Whatever the server answered, an unfinished body is never a stored upload.
+    assert!(!stats.outcomes.contains_key("OK"), "{:?}", stats.outcomes);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_uploads_are_all_refused_beside_the_mix() {
+    let server = attack_server().await;
+    let report = run_attack(&attack_options(&server, Attack::OddUpload, 2))
+        .await
+        .expect("attack run");
+    assert_attack_report(&report, Attack::OddUpload);
+    let outcomes = &report.attack_stats.outcomes;
+    assert!(report.attack_stats.calls_started >= 4, "{outcomes:?}");
+    let answered: u64 = outcomes.values().sum();
+    assert!(answered >= 4, "{outcomes:?}");
+    for shape in ["too-many-keys", "huge-key", "oversized", "bad-fields"] {
+        assert!(
+            outcomes.keys().any(|outcome| outcome.starts_with(shape)),
+            "{shape} was sent: {outcomes:?}"
+        );
+    }
+    for (outcome, count) in outcomes {
+        assert!(
+            !outcome.contains(": OK"),
+            "an odd upload was accepted ({count}): {outcome}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_flood_from_the_command_line_writes_an_attack_report() {
+    let server = attack_server().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("watch-flood.json");
+    let pid = std::process::id().to_string();
+    let cli = Cli::parse_from_args([
+        "exposure-loadtest",
+        "attack",
+        "--target",
+        server.url.as_str(),
+        "--attack",
+        "watch-flood",
+        "--token",
+        server.token.as_str(),
+        "--phase",
+        "1s",
+        "--settle",
+        "300ms",
+        "--concurrency",
+        "16",
+        "--streams",
+        "16",
+        "--warmup",
+        "0",
+        "--server-pid",
+        pid.as_str(),
+        "--format",
+        "json",
+        "--output",
+        json_path.to_str().expect("utf-8 path"),
+    ])
+    .expect("valid command line");
+    assert_eq!(execute(cli).await.expect("attack run"), ExitStatus::Success);
+    let text = std::fs::read_to_string(&json_path).expect("report written");
+    assert!(
+        !text.contains(&server.token),
+        "the token never reaches the report"
+    );
+    let report: AttackReport = serde_json::from_str(&text).expect("an attack report");
+    assert_attack_report(&report, Attack::WatchFlood);
+    let stats = &report.attack_stats;
+    assert_eq!(
+        stats.connections_opened, 1,
+        "one connection, as in the issue"
+    );
+    assert!(stats.calls_started >= 16, "{stats:?}");
+    assert!(
+        stats.messages_received >= 1,
+        "a watcher is told the current status first: {stats:?}"
     );
     server.stop().await;
 }

@@ -4,13 +4,16 @@
 //! Each RPC lives in its own module (`upload`, `poll`, `download`, `confirm`, `noop`, and `http`
 //! for the GETs of the HTTP mirror; `phone_upload` for the uploads a phone sends, with a code
 //! or as a decoy); `province`
-//! holds the DESIGN.md section 9 model that mixes them; `catalog` is the shared knowledge of which
-//! batches exist, learned from `ListBatches`.
+//! holds the DESIGN.md section 9 model that mixes them; `mix` the legitimate traffic an attack
+//! run measures (issue 18); `attack` the attacks themselves; `catalog` is the shared knowledge of
+//! which batches exist, learned from `ListBatches`.
 
+pub mod attack;
 pub mod catalog;
 pub mod confirm;
 pub mod download;
 pub mod http;
+pub mod mix;
 pub mod noop;
 pub mod phone_upload;
 pub mod poll;
@@ -20,6 +23,7 @@ pub mod upload;
 use std::fmt;
 use std::sync::Arc;
 
+use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
 use crate::client::{BearerToken, Clients};
@@ -51,6 +55,9 @@ pub enum Scenario {
     HttpPoll,
     /// GET of whole batch files from the HTTP listener (--target is its URL; reports bytes/s).
     HttpDownload,
+    /// The legitimate traffic of an attack run at fixed rates: authority and code uploads,
+    /// polls, downloads, health checks and newly arriving connections (needs --token).
+    Mix,
 }
 
 impl Scenario {
@@ -67,6 +74,7 @@ impl Scenario {
             Scenario::Province => "province",
             Scenario::HttpPoll => "http-poll",
             Scenario::HttpDownload => "http-download",
+            Scenario::Mix => "mix",
         }
     }
 
@@ -78,7 +86,7 @@ impl Scenario {
             Scenario::Download => Some(RpcKind::GetBatch),
             Scenario::Confirm => Some(RpcKind::GetConfirmBucket),
             Scenario::Noop => Some(RpcKind::HealthCheck),
-            Scenario::Province => None,
+            Scenario::Province | Scenario::Mix => None,
             Scenario::HttpPoll => Some(RpcKind::HttpIndex),
             Scenario::HttpDownload => Some(RpcKind::HttpBatch),
         }
@@ -99,7 +107,7 @@ impl Scenario {
     pub fn needs_token(self) -> bool {
         matches!(
             self,
-            Scenario::Upload | Scenario::Province | Scenario::UploadCode
+            Scenario::Upload | Scenario::Province | Scenario::UploadCode | Scenario::Mix
         )
     }
 }
@@ -127,18 +135,24 @@ pub enum RpcKind {
     HttpIndex,
     /// HTTP `GET /v1/batches/{batch_id}`, read to the end.
     HttpBatch,
+    /// `exposure.v1.KeyUpload/UploadDiagnosisKeys` with a one-time upload code, in the `mix`.
+    CodeUpload,
+    /// A phone arriving: a new connection (handshake included) and `Health/Check` on it.
+    Arrival,
 }
 
 impl RpcKind {
     /// Every kind, in report order.
-    pub const ALL: [RpcKind; 7] = [
+    pub const ALL: [RpcKind; 9] = [
         RpcKind::Upload,
+        RpcKind::CodeUpload,
         RpcKind::ListBatches,
         RpcKind::GetBatch,
         RpcKind::GetConfirmBucket,
         RpcKind::HealthCheck,
         RpcKind::HttpIndex,
         RpcKind::HttpBatch,
+        RpcKind::Arrival,
     ];
 
     /// Returns the method name used in reports (`per_rpc` keys).
@@ -151,6 +165,8 @@ impl RpcKind {
             RpcKind::HealthCheck => "Health/Check",
             RpcKind::HttpIndex => "GET index",
             RpcKind::HttpBatch => "GET batch",
+            RpcKind::CodeUpload => "UploadDiagnosisKeys (code)",
+            RpcKind::Arrival => "connect + Health/Check",
         }
     }
 }
@@ -224,19 +240,23 @@ struct Shared {
     token: Option<BearerToken>,
     catalog: Catalog,
     upload_ids: UploadIds,
-    /// The codes of an `upload-code` run, one per upload (empty for other scenarios).
+    /// The codes of an `upload-code` or `mix` run, one per upload (empty for other scenarios).
     codes: CodePool,
+    /// Where a `mix` run's arriving phones connect (`None` for other scenarios).
+    arrivals: Option<Endpoint>,
 }
 
 impl Workload {
     /// Prepares a run of `scenario`: loads the region's batch listing when the scenario reads it,
     /// refuses a `download` run when nothing is published yet, and issues the `codes` upload
-    /// codes of an `upload-code` run (0 for other scenarios).
+    /// codes of an `upload-code` or `mix` run (0 for other scenarios). `arrivals` is where a
+    /// `mix` run's new connections go.
     pub async fn prepare(
         scenario: Scenario,
         region: &str,
         token: Option<BearerToken>,
         codes: u64,
+        arrivals: Option<Endpoint>,
         clients: &mut Clients,
     ) -> anyhow::Result<Self> {
         if scenario.needs_token() && token.is_none() {
@@ -246,9 +266,11 @@ impl Workload {
             Scenario::Upload | Scenario::UploadCode | Scenario::Decoy | Scenario::Noop => {
                 Catalog::empty()
             }
-            Scenario::Poll | Scenario::Download | Scenario::Confirm | Scenario::Province => {
-                Catalog::load(&mut clients.distribution, region).await?
-            }
+            Scenario::Poll
+            | Scenario::Download
+            | Scenario::Confirm
+            | Scenario::Province
+            | Scenario::Mix => Catalog::load(&mut clients.distribution, region).await?,
             Scenario::HttpPoll | Scenario::HttpDownload => {
                 let Some(client) = &clients.http else {
                     anyhow::bail!("the {scenario} scenario needs an HTTP client");
@@ -262,7 +284,7 @@ impl Workload {
             );
         }
         let codes = match (&token, scenario) {
-            (Some(token), Scenario::UploadCode) => {
+            (Some(token), Scenario::UploadCode | Scenario::Mix) if codes > 0 => {
                 CodePool::issue(&mut clients.upload, token, region, codes).await?
             }
             _ => CodePool::default(),
@@ -274,6 +296,7 @@ impl Workload {
             catalog,
             upload_ids: UploadIds::new(),
             codes,
+            arrivals: arrivals.filter(|_| scenario == Scenario::Mix),
         };
         Ok(Workload {
             shared: Arc::new(shared),
@@ -343,6 +366,20 @@ impl Workload {
                     .into()
             }
             RpcKind::HealthCheck => noop::call(clients).await.into(),
+            RpcKind::CodeUpload => match shared.codes.take() {
+                Some(code) => {
+                    phone_upload::call_with_code(clients, &shared.region, &code, &shared.upload_ids)
+                        .await
+                        .into()
+                }
+                None => Outcome::Skipped,
+            },
+            RpcKind::Arrival => match &shared.arrivals {
+                Some(endpoint) => noop::arrive(endpoint).await.into(),
+                None => Outcome::Called(CallResult::failed(&Status::failed_precondition(
+                    "no endpoint for arriving connections",
+                ))),
+            },
             RpcKind::HttpIndex => match &clients.http {
                 Some(client) => http::poll(client, &shared.region, &shared.catalog)
                     .await
