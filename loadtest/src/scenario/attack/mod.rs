@@ -148,7 +148,8 @@ impl AttackPlan {
         Ok(self
             .target
             .endpoint()?
-            .connect_timeout(raw::CONNECT_TIMEOUT))
+            .connect_timeout(raw::CONNECT_TIMEOUT)
+            .local_address(raw::attacker_source(&self.target)))
     }
 
     /// Checks that the plan can run; the message names the flag.

@@ -130,14 +130,37 @@ pub(super) async fn start_call(
     ready.ok()?.send_request(request, false).ok()
 }
 
-/// Opens a TCP connection to the target's host and port.
+/// The source address of every attack connection to an IPv4 loopback target: a client network
+/// of its own (the server counts an IPv4 address as one network), apart from the legitimate
+/// mix's 127.0.0.1, as a real attacker's would be. Otherwise the server's per-network shares
+/// would count the attack and the mix as one client.
+pub(crate) const ATTACKER_SOURCE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 2);
+
+/// Returns the address attack connections leave from for `target`: [`ATTACKER_SOURCE`] when
+/// the target is an IPv4 loopback address, the system's choice otherwise.
+pub(crate) fn attacker_source(target: &Target) -> Option<std::net::IpAddr> {
+    let host = target.host().trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) if v4.is_loopback() => Some(ATTACKER_SOURCE.into()),
+        _ => None,
+    }
+}
+
+/// Opens a TCP connection to the target's host and port, from [`attacker_source`].
 pub(super) async fn tcp_connect(target: &Target) -> std::io::Result<TcpStream> {
     let port = target
         .uri()
         .port_u16()
         .unwrap_or(if target.is_tls() { 443 } else { 80 });
     let host = target.host().trim_start_matches('[').trim_end_matches(']');
-    TcpStream::connect((host, port)).await
+    match (attacker_source(target), host.parse::<std::net::IpAddr>()) {
+        (Some(source), Ok(address)) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            socket.connect((address, port).into()).await
+        }
+        _ => TcpStream::connect((host, port)).await,
+    }
 }
 
 /// Returns the headers of a gRPC call of `path` (`/package.Service/Method`) to `target`, with
