@@ -56,6 +56,10 @@ pub enum Command {
     /// Tells the whole story of one case: upload, publish, download, verify, match, confirm.
     #[command(after_help = EXIT_STATUS_HELP)]
     Demo(DemoArgs),
+    /// Guesses upload codes from many client networks (posing as a trusted proxy, with PROXY
+    /// protocol v2 headers) beside patients uploading valid codes; reports their success rate.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    CodeGuessing(crate::code_guessing::CodeGuessingArgs),
 }
 
 /// How the report is written.
@@ -282,6 +286,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitStatus> {
             demo::run_demo(&options, &mut stdout).await?;
             Ok(ExitStatus::Success)
         }
+        Command::CodeGuessing(args) => crate::code_guessing::execute(&args).await,
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::proxy_protocol::{IpCidr, TrustedProxies};
 use crate::config::ServerConfig;
 use crate::metrics;
 
@@ -77,7 +78,7 @@ impl DerivedCaps {
 }
 
 /// The connection limits of one listener.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ListenerLimits {
     /// The listener's `listener` label in metrics: `grpc`, `http` or `metrics`.
     pub name: &'static str,
@@ -92,6 +93,9 @@ pub struct ListenerLimits {
     pub first_bytes: usize,
     /// A write that makes no progress for this long closes the connection.
     pub send_stall_timeout: Duration,
+    /// Peers that must start each connection with a PROXY protocol v2 header naming the
+    /// client, whose address then counts (`--trusted-proxies`; empty on the metrics listener).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ListenerLimits {
@@ -99,14 +103,16 @@ impl ListenerLimits {
     pub fn grpc(config: &ServerConfig) -> Self {
         Self::from_config("grpc", config.max_grpc_connections, config)
             .first_bytes(HTTP2_PREFACE_BYTES)
+            .behind(&config.trusted_proxies)
     }
 
     /// Returns the limits of the HTTP mirror.
     pub fn http(config: &ServerConfig) -> Self {
         Self::from_config("http", config.max_http_connections, config)
+            .behind(&config.trusted_proxies)
     }
 
-    /// Returns the limits of the metrics listener.
+    /// Returns the limits of the metrics listener (scraped directly, never through a proxy).
     pub fn metrics(config: &ServerConfig) -> Self {
         Self::from_config("metrics", config.max_metrics_connections, config)
     }
@@ -119,12 +125,20 @@ impl ListenerLimits {
             handshake_timeout: config.handshake_timeout,
             first_bytes: 1,
             send_stall_timeout: config.send_stall_timeout,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
     fn first_bytes(self, first_bytes: usize) -> Self {
         Self {
             first_bytes,
+            ..self
+        }
+    }
+
+    fn behind(self, proxies: &[IpCidr]) -> Self {
+        Self {
+            trusted_proxies: TrustedProxies::new(proxies),
             ..self
         }
     }
@@ -172,14 +186,15 @@ impl ConnectionLimiter {
             CloseReason::NetworkCap,
             CloseReason::HandshakeTimeout,
             CloseReason::SendStalled,
+            CloseReason::ProxyHeader,
         ] {
             ::metrics::counter!(metrics::CONNECTIONS_CLOSED_TOTAL,
                 "listener" => limits.name, "reason" => reason.label())
             .increment(0);
         }
         Arc::new(Self {
-            limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            limits,
             networks: Mutex::new(HashMap::new()),
         })
     }
@@ -249,6 +264,9 @@ pub enum CloseReason {
     SendStalled,
     /// It reached `--http-connection-lifetime`.
     Lifetime,
+    /// A PROXY protocol header was malformed, missing from a trusted proxy, or sent by a
+    /// peer that is not one.
+    ProxyHeader,
 }
 
 impl CloseReason {
@@ -259,6 +277,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::SendStalled => "send_stalled",
             CloseReason::Lifetime => "lifetime",
+            CloseReason::ProxyHeader => "proxy_header",
         }
     }
 }
@@ -373,6 +392,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(5),
             first_bytes: 1,
             send_stall_timeout: Duration::from_secs(5),
+            trusted_proxies: TrustedProxies::default(),
         });
         let first_network = Some("10.0.0.1".parse().expect("address"));
         let second_network = Some("10.0.0.2".parse().expect("address"));
