@@ -61,6 +61,10 @@ pub enum Command {
     /// Tells the whole story of one case: upload, publish, download, verify, match, confirm.
     #[command(after_help = EXIT_STATUS_HELP)]
     Demo(DemoArgs),
+    /// Guesses upload codes from many client networks (posing as a trusted proxy, with PROXY
+    /// protocol v2 headers) beside patients uploading valid codes; reports their success rate.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    CodeGuessing(crate::code_guessing::CodeGuessingArgs),
 }
 
 /// Exit statuses of `attack`, documented in its `--help`.
@@ -419,6 +423,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitStatus> {
             demo::run_demo(&options, &mut stdout).await?;
             Ok(ExitStatus::Success)
         }
+        Command::CodeGuessing(args) => crate::code_guessing::execute(&args).await,
     }
 }
 
@@ -516,7 +521,31 @@ mod tests {
     fn run_args(arguments: &[&str]) -> RunArgs {
         match parse(arguments).expect("valid command line").command {
             Command::Run(args) => args,
-            Command::Demo(_) | Command::Attack(_) => panic!("expected run"),
+            _ => panic!("expected run"),
+        }
+    }
+
+    #[test]
+    fn code_guessing_takes_its_bounds_and_needs_a_token() {
+        let parsed = parse(&[
+            "code-guessing",
+            "--token",
+            "t0k3n-for-the-authority",
+            "--networks",
+            "50",
+            "--duration",
+            "3s",
+        ])
+        .expect("valid command line");
+        let Command::CodeGuessing(args) = parsed.command else {
+            panic!("expected code-guessing")
+        };
+        assert_eq!(args.networks, 50);
+        assert_eq!(args.duration, Duration::from_secs(3));
+        assert_eq!(args.uploads, 100);
+        assert!((args.min_success_percent - 99.9).abs() < 1e-9);
+        if std::env::var_os("EXPOSURE_TOKEN").is_none() {
+            assert!(parse(&["code-guessing"]).is_err(), "--token is required");
         }
     }
 

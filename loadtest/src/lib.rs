@@ -13,11 +13,13 @@
 
 pub mod cli;
 pub mod client;
+pub mod code_guessing;
 pub mod demo;
 mod demo_gaen;
 pub mod http;
 pub mod plot;
 pub mod progress;
+pub mod proxy_header;
 pub mod recorder;
 pub mod report;
 pub mod runner;

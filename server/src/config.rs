@@ -204,15 +204,18 @@ pub struct ServerConfig {
     )]
     pub authority_codes_per_minute: u32,
 
-    /// Failed upload-code attempts one client address may make per hour (an hour's worth may
-    /// come at once); past it, its code uploads get RESOURCE_EXHAUSTED until the budget
-    /// refills. A code has 50 bits, so this makes guessing hopeless.
+    /// Failed upload-code attempts one client network (an IPv4 address, an IPv6 /64; behind
+    /// --trusted-proxies the client's) may make per hour (an hour's worth may come at once);
+    /// past it, its code uploads get RESOURCE_EXHAUSTED until the budget refills. A code has
+    /// 50 bits, so this makes guessing hopeless.
     #[arg(long, env = "EXPOSURE_CODE_FAILURES_PER_CLIENT_PER_HOUR", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub code_failures_per_client_per_hour: u32,
 
-    /// Failed upload-code attempts over all clients per minute; past it, every code upload
-    /// gets RESOURCE_EXHAUSTED until the budget refills (a distributed guesser).
+    /// Failed upload-code attempts over all clients per minute (a distributed guesser); past
+    /// it, code uploads from networks that failed an attempt in the last hour get
+    /// RESOURCE_EXHAUSTED until the budget refills. A network with no failure in the last hour
+    /// is never refused by it, so guessers cannot lock out patients.
     #[arg(long, env = "EXPOSURE_CODE_FAILURES_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub code_failures_per_minute: u32,
@@ -337,11 +340,26 @@ pub struct ServerConfig {
 
     /// Connections one client network (an IPv4 address, an IPv6 /64) may hold open on each
     /// listener; more from it are closed at once. Default: a 32nd of the gRPC cap, between 64
-    /// and 512. Behind a TLS-terminating proxy every connection comes from the proxy: raise it
+    /// and 512. Behind a proxy in --trusted-proxies the network is the client's, from its
+    /// PROXY header; behind any other proxy every connection comes from the proxy: raise it
     /// to the listener's cap there.
     #[arg(long, env = "EXPOSURE_MAX_CONNECTIONS_PER_NETWORK",
           default_value_t = crate::transport::connections::DerivedCaps::of_process().per_network)]
     pub max_connections_per_network: usize,
+
+    /// Address ranges of the proxies or load balancers in front of the gRPC listener and the
+    /// HTTP mirror (comma-separated CIDRs, e.g. `10.0.0.0/8,fd00::/8`; default none). A
+    /// connection from inside them must start with a PROXY protocol v2 header (HAProxy
+    /// `send-proxy-v2`, nginx `proxy_protocol on`, a load balancer's PROXY protocol setting);
+    /// the client address it names then counts for --max-connections-per-network and the
+    /// upload-code guessing limits. A header from any other peer is refused.
+    #[arg(
+        long,
+        env = "EXPOSURE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Vec<crate::transport::proxy_protocol::IpCidr>,
 
     /// Longest from accepting a connection until its TLS handshake is done and its first
     /// request bytes (the HTTP/2 preface on gRPC) have arrived; a client slower than this, or

@@ -183,6 +183,18 @@ impl ServerConfig {
             self.max_connections_per_network as u64,
         )?;
         positive_duration("--handshake-timeout", self.handshake_timeout)?;
+        if let Some(everyone) = self
+            .trusted_proxies
+            .iter()
+            .find(|range| range.prefix() == 0)
+        {
+            return refuse(
+                "--trusted-proxies",
+                format!(
+                    "{everyone} trusts every peer to name its own address (and every peer must then send a PROXY header): list only the proxies' ranges"
+                ),
+            );
+        }
         positive_duration("--send-stall-timeout", self.send_stall_timeout)?;
         positive_duration("--http-connection-lifetime", self.http_connection_lifetime)?;
         // Plaintext on a public address is the more basic refusal, so it is named first.
@@ -469,6 +481,41 @@ mod tests {
         with_client_ca.tls_key = Some("/tls/key.pem".into());
         with_client_ca.client_ca = Some("/tls/ca.pem".into());
         assert_eq!(with_client_ca.validate(), Ok(()));
+    }
+
+    #[test]
+    fn trusted_proxies_are_ranges_but_never_everyone() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ServerConfig,
+        }
+        let parse = |value: &str| {
+            <Cli as clap::Parser>::try_parse_from(["exposure-server", "--trusted-proxies", value])
+                .map(|cli| cli.config)
+        };
+        let config = parse("10.0.0.0/8,fd00::/8").expect("two ranges");
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.validate(), Ok(()));
+        let error = parse("10.0.0.1/8").expect_err("host bits set").to_string();
+        assert!(error.contains("--trusted-proxies"), "{error}");
+        assert!(error.contains("10.0.0.0/8"), "{error}");
+        for everyone in ["0.0.0.0/0", "::/0"] {
+            assert_eq!(
+                parse(everyone)
+                    .expect("parses")
+                    .validate()
+                    .map_err(|error| error.flag),
+                Err("--trusted-proxies"),
+                "{everyone}"
+            );
+        }
+        assert!(
+            ServerConfig::with_data_dir("/tmp/x")
+                .trusted_proxies
+                .is_empty(),
+            "no proxy is trusted by default"
+        );
     }
 
     #[test]

@@ -1,144 +1,401 @@
 //! Brute-force limits on upload codes (DESIGN.md section 12). A code has 50 bits, so guessing
-//! needs billions of tries; these limits make each try expensive. Failed attempts are counted
-//! per client address and over all clients (GCRA via `governor`); once either budget is spent,
-//! further code uploads are refused with RESOURCE_EXHAUSTED, without looking the code up, until
-//! the budget refills. Successful uploads cost nothing, so phones behind one carrier NAT are
-//! not punished for each other's success.
+//! needs billions of tries; these limits make each try expensive without letting guessers lock
+//! out patients.
+//!
+//! - Attempts are counted per client network ([`ClientNetwork`]: an IPv4 address, an IPv6 /64,
+//!   so one subscriber's 2^64 addresses are one client; behind `--trusted-proxies` the network
+//!   the proxy's PROXY header names) and over all networks, each a GCRA budget:
+//!   `--code-failures-per-client-per-hour` per network (an hour's worth may come at once) and
+//!   `--code-failures-per-minute` over all.
+//! - An attempt is charged to both budgets **before** the code is looked up, and refunded when
+//!   the code turns out to be valid (the upload is stored, replayed, or refused for another
+//!   reason). So concurrent guesses cannot overshoot a budget, and successful uploads cost
+//!   nothing (phones behind one carrier NAT do not pay for each other's success).
+//! - A network whose own budget is spent is refused (RESOURCE_EXHAUSTED) without a lookup.
+//! - The global budget refuses only *guessing* networks: those with an attempt charged and not
+//!   yet refunded, or a failure in the last hour. A network with neither always gets through
+//!   (it is still charged, so its failure counts). Guessers from many networks thus spend the
+//!   global budget and then slow only themselves; a patient whose network has not guessed
+//!   uploads whatever they do. Each network a guesser holds adds one attempt an hour that the
+//!   global budget does not stop (its first failure marks it for an hour).
+//! - The table of networks holds at most [`MAX_TRACKED_NETWORKS`]; it is pruned every
+//!   [`PRUNE_EVERY`] (and when full) of networks whose budget is full and whose last failure is
+//!   over an hour old. A network that finds it full is judged by the global budget alone.
 //!
 //! Client addresses live only in this module's memory: they are never logged, stored or
-//! exported in metrics, and the maps are pruned as entries expire.
+//! exported in metrics.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::ApiError;
 use crate::metrics;
+use crate::transport::connections::ClientNetwork;
 
-/// Most addresses tracked at once; past this, expired entries are pruned first.
-const MAX_TRACKED_CLIENTS: usize = 100_000;
+/// Most client networks tracked at once (about 50 bytes each, with the map's spare room).
+pub const MAX_TRACKED_NETWORKS: usize = 500_000;
+/// How often the table is pruned of networks it no longer needs.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How long a failed attempt marks its network as guessing.
+pub const GUESSING_FOR: Duration = Duration::from_secs(3600);
+/// The least time between two prunes forced by a full table.
+const PRUNE_WHEN_FULL_EVERY: Duration = Duration::from_secs(1);
 
-/// Failure budgets per client and overall.
-pub struct CodeAttemptLimits {
-    per_client: DefaultKeyedRateLimiter<IpAddr>,
-    global: DefaultDirectRateLimiter,
-    clock: DefaultClock,
-    /// Addresses whose budget is spent, and until when.
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
-    /// Until when every client is refused, once the global budget is spent.
-    global_blocked: Mutex<Option<Instant>>,
+/// The network of a connection whose client address is unknown.
+const UNKNOWN_NETWORK: ClientNetwork = ClientNetwork::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// A GCRA budget of `burst` cells refilled one per `interval`.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    interval: Duration,
+    /// `(burst - 1) * interval`: how far ahead of now the theoretical arrival time may be.
+    tolerance: Duration,
 }
 
-/// The address used for a connection whose peer address is unknown.
-const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+impl Budget {
+    fn new(burst: NonZeroU32, period: Duration) -> Self {
+        let interval = period / burst.get();
+        Self {
+            interval,
+            tolerance: interval * (burst.get() - 1),
+        }
+    }
+
+    /// Charges one cell to the arrival time `tat` when the budget has one; returns whether.
+    fn charge(&self, tat: &mut Instant, now: Instant) -> bool {
+        let start = (*tat).max(now);
+        if start > now + self.tolerance {
+            return false;
+        }
+        *tat = start + self.interval;
+        true
+    }
+
+    /// Gives back a cell charged to `tat`.
+    fn refund(&self, tat: &mut Instant) {
+        *tat = tat.checked_sub(self.interval).unwrap_or(*tat);
+    }
+}
+
+/// What is known of one network.
+#[derive(Clone, Copy, Debug)]
+struct NetworkState {
+    /// GCRA theoretical arrival time of its budget: at or before now when the budget is full.
+    tat: Instant,
+    /// When its last failed attempt was charged.
+    last_failure: Option<Instant>,
+}
+
+impl NetworkState {
+    /// Returns true while the network counts as guessing.
+    fn guessing(&self, now: Instant) -> bool {
+        self.tat > now
+            || self
+                .last_failure
+                .is_some_and(|failed| now.duration_since(failed) < GUESSING_FOR)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    networks: HashMap<ClientNetwork, NetworkState>,
+    global_tat: Instant,
+    last_prune: Instant,
+}
+
+/// Failure budgets per client network and overall; see the module documentation.
+#[derive(Debug)]
+pub struct CodeAttemptLimits {
+    per_network: Budget,
+    global: Budget,
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+/// One code attempt, charged to its budgets. [`Attempt::code_was_valid`] refunds it; an attempt
+/// dropped without it (a wrong code, or a call abandoned while the code was looked up) stays
+/// charged and marks its network as guessing.
+#[must_use = "an attempt is refunded only by code_was_valid"]
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    limits: &'a CodeAttemptLimits,
+    network: ClientNetwork,
+    charged_network: bool,
+    charged_global: bool,
+    refunded: bool,
+}
 
 impl CodeAttemptLimits {
-    /// Returns limits of `per_client_per_hour` failures per address and `global_per_minute`
-    /// failures over all clients; each may come as a burst.
-    pub fn new(per_client_per_hour: NonZeroU32, global_per_minute: NonZeroU32) -> Self {
+    /// Returns limits of `per_network_per_hour` failures per network and `global_per_minute`
+    /// failures over all networks; each may come as a burst.
+    pub fn new(per_network_per_hour: NonZeroU32, global_per_minute: NonZeroU32) -> Self {
+        Self::with_capacity(
+            per_network_per_hour,
+            global_per_minute,
+            MAX_TRACKED_NETWORKS,
+        )
+    }
+
+    fn with_capacity(
+        per_network_per_hour: NonZeroU32,
+        global_per_minute: NonZeroU32,
+        capacity: usize,
+    ) -> Self {
+        let now = Instant::now();
         Self {
-            per_client: RateLimiter::keyed(Quota::per_hour(per_client_per_hour)),
-            global: RateLimiter::direct(Quota::per_minute(global_per_minute)),
-            clock: DefaultClock::default(),
-            blocked: Mutex::new(HashMap::new()),
-            global_blocked: Mutex::new(None),
+            per_network: Budget::new(per_network_per_hour, Duration::from_secs(3600)),
+            global: Budget::new(global_per_minute, Duration::from_secs(60)),
+            capacity,
+            state: Mutex::new(State {
+                networks: HashMap::new(),
+                global_tat: now,
+                last_prune: now,
+            }),
         }
     }
 
-    /// Refuses the attempt while the client's or the global failure budget is spent.
-    pub fn check_allowed(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+    /// Charges an attempt from `client` before its code is looked up; RESOURCE_EXHAUSTED when
+    /// its network's budget is spent, or when the global budget is and the network is guessing.
+    pub fn begin(&self, client: Option<IpAddr>) -> Result<Attempt<'_>, ApiError> {
+        let network = client.map_or(UNKNOWN_NETWORK, ClientNetwork::of);
         let now = Instant::now();
-        let refused = || {
-            ::metrics::counter!(metrics::CODE_ATTEMPTS_REFUSED_TOTAL).increment(1);
-            ApiError::ResourceExhausted("too many failed upload-code attempts; retry later".into())
-        };
-        if lock(&self.global_blocked).is_some_and(|until| until > now) {
-            return Err(refused());
-        }
-        let client = client.unwrap_or(UNKNOWN_CLIENT);
-        if lock(&self.blocked)
-            .get(&client)
-            .is_some_and(|until| *until > now)
-        {
-            return Err(refused());
-        }
-        Ok(())
-    }
-
-    /// Charges one failed attempt to the client and to the global budget.
-    pub fn record_failure(&self, client: Option<IpAddr>) {
-        let client = client.unwrap_or(UNKNOWN_CLIENT);
-        let now = Instant::now();
-        if let Err(not_until) = self.per_client.check_key(&client) {
-            let wait = not_until.wait_time_from(self.clock.now());
-            let mut blocked = lock(&self.blocked);
-            if blocked.len() >= MAX_TRACKED_CLIENTS {
-                blocked.retain(|_, until| *until > now);
-                self.per_client.retain_recent();
+        let mut state = self.lock();
+        self.prune_if_due(&mut state, now);
+        let State {
+            networks,
+            global_tat,
+            ..
+        } = &mut *state;
+        let tracked = networks.contains_key(&network) || networks.len() < self.capacity;
+        let guessing = if tracked {
+            let entry = networks.entry(network).or_insert(NetworkState {
+                tat: now,
+                last_failure: None,
+            });
+            let guessing = entry.guessing(now);
+            if !self.per_network.charge(&mut entry.tat, now) {
+                return Err(refused());
             }
-            blocked.insert(client, now + wait.max(Duration::from_secs(1)));
+            guessing
+        } else {
+            // Nothing is known of it: the global budget judges it.
+            true
+        };
+        let charged_global = self.global.charge(global_tat, now);
+        if !charged_global && guessing {
+            if let Some(entry) = networks.get_mut(&network) {
+                self.per_network.refund(&mut entry.tat);
+            }
+            return Err(refused());
         }
-        if let Err(not_until) = self.global.check() {
-            let wait = not_until.wait_time_from(self.clock.now());
-            *lock(&self.global_blocked) = Some(now + wait.max(Duration::from_secs(1)));
+        Ok(Attempt {
+            limits: self,
+            network,
+            charged_network: tracked,
+            charged_global,
+            refunded: false,
+        })
+    }
+
+    /// Removes networks whose budget is full and whose last failure is over an hour old; the
+    /// caller runs it at most every [`PRUNE_EVERY`] (and when the table is full).
+    pub fn prune(&self) {
+        let now = Instant::now();
+        prune(&mut self.lock(), now);
+    }
+
+    /// Returns how many networks are tracked.
+    pub fn tracked_networks(&self) -> usize {
+        self.lock().networks.len()
+    }
+
+    fn prune_if_due(&self, state: &mut State, now: Instant) {
+        let since = now.saturating_duration_since(state.last_prune);
+        if since >= PRUNE_EVERY
+            || (state.networks.len() >= self.capacity && since >= PRUNE_WHEN_FULL_EVERY)
+        {
+            prune(state, now);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The table holds plain values; a panic elsewhere leaves it consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn prune(state: &mut State, now: Instant) {
+    state.networks.retain(|_, network| network.guessing(now));
+    state.networks.shrink_to_fit();
+    state.last_prune = now;
+}
+
+fn refused() -> ApiError {
+    ::metrics::counter!(metrics::CODE_ATTEMPTS_REFUSED_TOTAL).increment(1);
+    ApiError::ResourceExhausted("too many failed upload-code attempts; retry later".into())
+}
+
+impl Attempt<'_> {
+    /// Refunds the attempt: its code was valid.
+    pub fn code_was_valid(mut self) {
+        self.refunded = true;
+        let limits = self.limits;
+        let mut state = limits.lock();
+        if self.charged_global {
+            limits.global.refund(&mut state.global_tat);
+        }
+        if self.charged_network
+            && let Some(entry) = state.networks.get_mut(&self.network)
+        {
+            limits.per_network.refund(&mut entry.tat);
         }
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The maps hold plain values; a panic elsewhere leaves them consistent.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if self.refunded || !self.charged_network {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(entry) = self.limits.lock().networks.get_mut(&self.network) {
+            entry.last_failure = Some(now);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn limits(per_client: u32, global: u32) -> CodeAttemptLimits {
+    fn limits(per_network: u32, global: u32) -> CodeAttemptLimits {
         CodeAttemptLimits::new(
-            NonZeroU32::new(per_client).expect("non-zero"),
+            NonZeroU32::new(per_network).expect("non-zero"),
             NonZeroU32::new(global).expect("non-zero"),
         )
     }
 
-    #[test]
-    fn a_client_is_refused_once_its_failures_pass_the_budget_and_others_are_not() {
-        let limits = limits(3, 1000);
-        let attacker = Some(IpAddr::from([10, 0, 0, 1]));
-        let bystander = Some(IpAddr::from([10, 0, 0, 2]));
-        for _ in 0..3 {
-            assert!(limits.check_allowed(attacker).is_ok());
-            limits.record_failure(attacker);
-        }
-        assert!(
-            limits.check_allowed(attacker).is_ok(),
-            "three failures fit the burst"
-        );
-        limits.record_failure(attacker);
-        assert!(matches!(
-            limits.check_allowed(attacker),
-            Err(ApiError::ResourceExhausted(_))
-        ));
-        assert!(limits.check_allowed(bystander).is_ok());
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().expect("address"))
+    }
+
+    fn fail(limits: &CodeAttemptLimits, client: Option<IpAddr>) -> Result<(), ApiError> {
+        limits.begin(client).map(drop)
     }
 
     #[test]
-    fn the_global_budget_refuses_everyone() {
-        let limits = limits(1000, 2);
-        for byte in 1..=3u8 {
-            limits.record_failure(Some(IpAddr::from([10, 0, 1, byte])));
+    fn a_network_is_refused_once_its_failures_pass_the_budget_and_others_are_not() {
+        let limits = limits(3, 1000);
+        for _ in 0..3 {
+            assert!(fail(&limits, ip("10.0.0.1")).is_ok());
         }
-        assert!(
+        assert!(matches!(
+            limits.begin(ip("10.0.0.1")),
+            Err(ApiError::ResourceExhausted(_))
+        ));
+        assert!(limits.begin(ip("10.0.0.2")).is_ok());
+    }
+
+    #[test]
+    fn every_address_of_an_ipv6_slash_64_is_one_network() {
+        let limits = limits(3, 1000);
+        for host in 1..=3 {
+            assert!(fail(&limits, ip(&format!("2001:db8:1:2::{host:x}"))).is_ok());
+        }
+        assert!(limits.begin(ip("2001:db8:1:2:ffff::1")).is_err());
+        assert!(limits.begin(ip("2001:db8:1:3::1")).is_ok());
+        assert_eq!(limits.tracked_networks(), 2);
+    }
+
+    #[test]
+    fn valid_codes_cost_nothing() {
+        let limits = limits(2, 2);
+        for _ in 0..10 {
             limits
-                .check_allowed(Some(IpAddr::from([10, 9, 9, 9])))
-                .is_err()
+                .begin(ip("10.0.0.1"))
+                .expect("never refused")
+                .code_was_valid();
+        }
+        assert!(fail(&limits, ip("10.0.0.1")).is_ok());
+        assert!(fail(&limits, ip("10.0.0.1")).is_ok());
+        assert!(limits.begin(ip("10.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_before_their_answer() {
+        let limits = limits(3, 1000);
+        let in_flight: Vec<_> = (0..3)
+            .map(|_| limits.begin(ip("10.0.0.1")).expect("within the budget"))
+            .collect();
+        assert!(
+            limits.begin(ip("10.0.0.1")).is_err(),
+            "a fourth concurrent attempt would overshoot"
         );
+        drop(in_flight);
+        assert!(limits.begin(ip("10.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn the_global_budget_stops_guessing_networks_but_never_a_clean_one() {
+        let limits = limits(1000, 5);
+        // Five networks guess once each and spend the global budget.
+        for byte in 1..=5u8 {
+            assert!(fail(&limits, Some(IpAddr::from([10, 0, 1, byte]))).is_ok());
+        }
+        // Each of them is now guessing: refused by the global budget.
+        assert!(limits.begin(Some(IpAddr::from([10, 0, 1, 1]))).is_err());
+        // A network that never failed gets through, and through again after a valid code.
+        for _ in 0..3 {
+            limits
+                .begin(ip("192.0.2.9"))
+                .expect("a clean network is never refused by the global budget")
+                .code_was_valid();
+        }
+        // Its first failure marks it, so its second attempt meets the global budget.
+        assert!(fail(&limits, ip("198.51.100.1")).is_ok());
+        assert!(limits.begin(ip("198.51.100.1")).is_err());
+        // An attempt still in flight marks its network too (concurrent guesses).
+        let first = limits.begin(ip("198.51.100.2")).expect("clean");
+        assert!(limits.begin(ip("198.51.100.2")).is_err());
+        first.code_was_valid();
+        assert!(limits.begin(ip("198.51.100.2")).is_ok());
+    }
+
+    #[test]
+    fn pruning_forgets_networks_that_are_no_longer_guessing() {
+        let limits = limits(20, 1000);
+        for byte in 1..=50u8 {
+            limits
+                .begin(Some(IpAddr::from([10, 0, 2, byte])))
+                .expect("clean")
+                .code_was_valid();
+        }
+        assert_eq!(limits.tracked_networks(), 50);
+        fail(&limits, ip("10.0.3.1")).expect("a failure");
+        limits.prune();
+        assert_eq!(
+            limits.tracked_networks(),
+            1,
+            "only the network that failed within the hour is kept"
+        );
+        assert!(limits.begin(ip("10.0.3.1")).is_ok());
+    }
+
+    #[test]
+    fn a_full_table_leaves_new_networks_to_the_global_budget() {
+        let limits = CodeAttemptLimits::with_capacity(
+            NonZeroU32::new(1000).expect("non-zero"),
+            NonZeroU32::new(3).expect("non-zero"),
+            2,
+        );
+        fail(&limits, ip("10.0.0.1")).expect("tracked");
+        fail(&limits, ip("10.0.0.2")).expect("tracked");
+        assert_eq!(limits.tracked_networks(), 2);
+        fail(&limits, ip("10.0.0.3")).expect("the global budget has one left");
+        assert_eq!(limits.tracked_networks(), 2, "the table stays bounded");
+        assert!(limits.begin(ip("10.0.0.4")).is_err());
     }
 }

@@ -4,12 +4,10 @@
 //! `--authority-codes-per-minute` codes.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
 
 use exposure_proto::v1::{
     IssueUploadCodesRequest, IssueUploadCodesResponse, IssuedUploadCode, ReportType,
 };
-use governor::{Quota, RateLimiter};
 use rocksdb::WriteBatch;
 
 use super::code::UploadCode;
@@ -120,16 +118,7 @@ fn check_issue_rate(
     let Some(per_minute) = NonZeroU32::new(service.codes_per_minute) else {
         return Ok(());
     };
-    let limiter = {
-        let mut limiters = service
-            .issue_limiters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        limiters
-            .entry(authority_id.to_owned())
-            .or_insert_with(|| Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))))
-            .clone()
-    };
+    let limiter = service.issue_limiters.limiter(authority_id, per_minute);
     let refused = || {
         ApiError::ResourceExhausted(format!(
             "code issue limit of {per_minute} codes per minute reached; retry later"

@@ -1,6 +1,7 @@
 //! Ingest: the authenticated `KeyUpload` service, its validation rules, and the group-commit
 //! writer that makes each upload durable before it is acknowledged.
 
+pub mod authority_limits;
 pub mod code;
 pub mod code_limits;
 pub mod decoy;

@@ -3,13 +3,10 @@
 //! answers once the upload is on disk. Decoy uploads are answered here without storing
 //! anything (see [`super::decoy`]); codes are issued by [`super::issue`].
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use exposure_proto::v1::key_upload_server::KeyUpload;
 use exposure_proto::v1::{
@@ -19,6 +16,7 @@ use exposure_proto::v1::{
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::authority_limits::AuthorityLimiters;
 use super::code::UploadCode;
 use super::code_limits::CodeAttemptLimits;
 use super::decoy::DecoyTiming;
@@ -47,18 +45,18 @@ pub struct KeyUploadService {
     uploads_per_minute: u32,
     /// Default new keys per UTC day of an authority whose record sets none; 0 for no limit.
     keys_per_day: u64,
-    /// One upload-rate limiter per authority id, made on first use (GCRA: a minute's quota
-    /// may come as a burst, then it refills evenly).
-    rate_limiters: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
-    /// Failed upload-code attempts, per client address and overall.
+    /// One upload-rate limiter per active authority (GCRA: a minute's quota may come as a
+    /// burst, then it refills evenly).
+    rate_limiters: Arc<AuthorityLimiters>,
+    /// Upload-code attempts, per client network and overall.
     code_limits: Arc<CodeAttemptLimits>,
     /// Recent real code-upload latencies, which decoys imitate; saved in the store so that
     /// they survive a restart.
     decoys: Arc<DecoyTiming>,
     /// Codes an authority may issue per minute.
     pub(super) codes_per_minute: u32,
-    /// One code-issue limiter per authority id.
-    pub(super) issue_limiters: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
+    /// One code-issue limiter per active authority.
+    pub(super) issue_limiters: Arc<AuthorityLimiters>,
 }
 
 /// How a caller proved it may upload.
@@ -93,7 +91,7 @@ impl KeyUploadService {
             bluezone_sub_keys_per_day: config.bluezone_sub_keys_per_day.clone().into(),
             uploads_per_minute: config.authority_uploads_per_minute,
             keys_per_day: config.authority_keys_per_day,
-            rate_limiters: Arc::new(Mutex::new(HashMap::new())),
+            rate_limiters: Arc::default(),
             code_limits: Arc::new(CodeAttemptLimits::new(
                 NonZeroU32::new(config.code_failures_per_client_per_hour)
                     .unwrap_or(NonZeroU32::MIN),
@@ -101,7 +99,7 @@ impl KeyUploadService {
             )),
             decoys: Arc::new(decoys),
             codes_per_minute: config.authority_codes_per_minute,
-            issue_limiters: Arc::new(Mutex::new(HashMap::new())),
+            issue_limiters: Arc::default(),
         }
     }
 
@@ -124,21 +122,14 @@ impl KeyUploadService {
         let Some(per_minute) = NonZeroU32::new(per_minute) else {
             return Ok(());
         };
-        let limiter = {
-            let mut limiters = self
-                .rate_limiters
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            limiters
-                .entry(authority.id.clone())
-                .or_insert_with(|| Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))))
-                .clone()
-        };
-        limiter.check().map_err(|_| {
-            ApiError::ResourceExhausted(format!(
-                "upload rate limit of {per_minute} calls per minute reached; retry later"
-            ))
-        })
+        self.rate_limiters
+            .limiter(&authority.id, per_minute)
+            .check()
+            .map_err(|_| {
+                ApiError::ResourceExhausted(format!(
+                    "upload rate limit of {per_minute} calls per minute reached; retry later"
+                ))
+            })
     }
 
     async fn upload(
@@ -152,10 +143,12 @@ impl KeyUploadService {
             Credential::Code(code) => code,
             Credential::Missing => return Err(ApiError::Unauthenticated),
         };
-        self.code_limits.check_allowed(client)?;
+        // Charged before the lookup, so concurrent guesses cannot pass the budget; refunded
+        // once the code proves valid, whatever the upload's outcome.
+        let attempt = self.code_limits.begin(client)?;
         let result = self.upload_with_code(&code, request).await;
-        if matches!(result, Err(ApiError::BadUploadCode)) {
-            self.code_limits.record_failure(client);
+        if !matches!(result, Err(ApiError::BadUploadCode)) {
+            attempt.code_was_valid();
         }
         result
     }

@@ -2,12 +2,19 @@
 //! hyper) can serve. Every TCP connection gets `TCP_NODELAY` and keepalive and is counted
 //! against its listener's caps ([`crate::transport::connections`]): at the listener's cap the
 //! loop stops accepting until a connection closes, and a client network at its cap is closed
-//! at once. Each TLS handshake runs in its own task; it starts when the client's first bytes
-//! arrive, waits its turn while [`MAX_HANDSHAKES`] run, and must be done, with the client's
-//! first request bytes, within the handshake timeout from accept, so slow or silent clients
-//! never hold up the accept loop or other clients' handshakes.
+//! at once. Each connection is then opened in its own task, which must finish within the
+//! handshake timeout from accept, so slow or silent clients never hold up the accept loop or
+//! other clients' handshakes:
+//!
+//! - a peer inside `--trusted-proxies` must first send a PROXY protocol v2 header
+//!   ([`crate::transport::proxy_protocol`]); the client it names is the connection's client,
+//!   counted against its network's cap and seen by the code-guessing limits. Any other peer
+//!   whose first byte starts that header is refused, so a client cannot name its own address;
+//! - the TLS handshake starts when the client's first bytes arrive, and waits its turn while
+//!   [`MAX_HANDSHAKES`] run.
 
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,7 +24,7 @@ use futures::StreamExt;
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -26,7 +33,10 @@ use tonic::transport::server::Connected;
 
 use crate::transport::connection::Connection;
 pub use crate::transport::connections::MAX_HANDSHAKES;
-use crate::transport::connections::{CloseReason, ConnectionLimiter, ListenerLimits};
+use crate::transport::connections::{
+    CloseReason, ConnectionLimiter, ConnectionSlot, ListenerLimits,
+};
+use crate::transport::proxy_protocol::{self, Header};
 
 /// Connections handed over but not yet taken by the server.
 const QUEUE: usize = 256;
@@ -41,8 +51,9 @@ pub struct PeerInfo {
     /// The client's certificate chain, present only when the client sent one and it was
     /// verified against `--client-ca`.
     pub client_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
-    /// The client's IP address, when the socket knows it.
-    pub remote_ip: Option<std::net::IpAddr>,
+    /// The client's IP address: the one a trusted proxy's PROXY header named, otherwise the
+    /// socket's peer, when known.
+    pub remote_ip: Option<IpAddr>,
     /// A number no other connection of this process has: admission control counts each
     /// connection's calls by it (`crate::admission`). Set by [`Connection`].
     pub connection: Option<u64>,
@@ -60,9 +71,28 @@ impl std::fmt::Debug for PeerInfo {
     }
 }
 
-/// One accepted connection.
-#[derive(Debug)]
-pub enum ServerIo {
+/// One accepted connection and its client's address.
+pub struct ServerIo {
+    stream: Stream,
+    /// The client: a trusted proxy's PROXY header, or the socket's peer.
+    client_ip: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for ServerIo {
+    // The client's address is left out: it is never logged.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.stream {
+            Stream::Plain(_) => "plain",
+            Stream::Tls(_) => "tls",
+        };
+        formatter
+            .debug_struct("ServerIo")
+            .field("stream", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Stream {
     /// A plaintext TCP connection.
     Plain(TcpStream),
     /// A TLS connection whose handshake completed.
@@ -84,6 +114,14 @@ pub fn incoming(
         sender,
     ));
     ReceiverStream::new(receiver)
+}
+
+/// A connection's place in the counts while it opens.
+enum Admission {
+    /// Counted against its peer's network already.
+    Admitted(ConnectionSlot),
+    /// From a trusted proxy: counted against its client's network once the header names it.
+    Proxied(OwnedSemaphorePermit),
 }
 
 async fn accept_loop(
@@ -117,37 +155,83 @@ async fn accept_loop(
             }
         };
         let deadline = Instant::now() + handshake_timeout;
-        let ip = stream.peer_addr().ok().map(|address| address.ip());
-        let Some(slot) = limiter.admit(permit, ip) else {
-            continue;
+        let peer = stream.peer_addr().ok().map(|address| address.ip());
+        let admission = if peer.is_some_and(|ip| limiter.limits().trusted_proxies.contains(ip)) {
+            Admission::Proxied(permit)
+        } else {
+            match limiter.admit(permit, peer) {
+                Some(slot) => Admission::Admitted(slot),
+                None => continue,
+            }
         };
         let (acceptor, handshakes, sender) = (tls.clone(), handshakes.clone(), sender.clone());
+        let limiter = limiter.clone();
         tokio::spawn(async move {
-            let io = match acceptor {
-                None => ServerIo::Plain(stream),
-                Some(acceptor) => {
-                    let handshake = tokio::time::timeout_at(
-                        deadline,
-                        handshake(stream, &acceptor, &handshakes),
-                    )
-                    .await;
-                    match handshake {
-                        Ok(Ok(stream)) => ServerIo::Tls(Box::new(stream)),
-                        Ok(Err(error)) => {
-                            tracing::debug!(%error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake timed out");
-                            slot.limiter().count_closed(CloseReason::HandshakeTimeout);
-                            return;
-                        }
-                    }
+            let opening = open(stream, peer, admission, &limiter, acceptor, &handshakes);
+            match tokio::time::timeout_at(deadline, opening).await {
+                Ok(Some((io, slot))) => {
+                    let _ = sender.send(Ok(Connection::new(io, slot, deadline))).await;
                 }
-            };
-            let _ = sender.send(Ok(Connection::new(io, slot, deadline))).await;
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::debug!("connection not opened within the handshake timeout");
+                    limiter.count_closed(CloseReason::HandshakeTimeout);
+                }
+            }
         });
     }
+}
+
+/// Opens an accepted connection: reads a trusted proxy's header (and counts the connection
+/// against the client's network), refuses a header from anyone else, runs the TLS handshake.
+/// `None` when the connection is closed instead.
+async fn open(
+    mut stream: TcpStream,
+    peer: Option<IpAddr>,
+    admission: Admission,
+    limiter: &Arc<ConnectionLimiter>,
+    acceptor: Option<TlsAcceptor>,
+    handshakes: &Semaphore,
+) -> Option<(ServerIo, ConnectionSlot)> {
+    let (client_ip, slot) = match admission {
+        Admission::Proxied(permit) => {
+            let client_ip = match proxy_protocol::read_header(&mut stream).await {
+                Ok(Header::Proxied(client)) => Some(client),
+                Ok(Header::Local | Header::NoAddress) => peer,
+                Err(error) => {
+                    tracing::debug!(%error, "PROXY header refused");
+                    limiter.count_closed(CloseReason::ProxyHeader);
+                    return None;
+                }
+            };
+            (client_ip, limiter.admit(permit, client_ip)?)
+        }
+        Admission::Admitted(slot) => {
+            let mut first = [0_u8; 1];
+            match stream.peek(&mut first).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) if first[0] == proxy_protocol::SIGNATURE[0] => {
+                    // No TLS record, HTTP/2 preface or HTTP/1.1 request starts with this byte.
+                    tracing::debug!("PROXY header from a peer outside --trusted-proxies refused");
+                    limiter.count_closed(CloseReason::ProxyHeader);
+                    return None;
+                }
+                Ok(_) => {}
+            }
+            (peer, slot)
+        }
+    };
+    let stream = match acceptor {
+        None => Stream::Plain(stream),
+        Some(acceptor) => match handshake(stream, &acceptor, handshakes).await {
+            Ok(stream) => Stream::Tls(Box::new(stream)),
+            Err(error) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                return None;
+            }
+        },
+    };
+    Some((ServerIo { stream, client_ip }, slot))
 }
 
 /// Runs the TLS handshake of `stream` once the client has sent something, in its turn among
@@ -174,27 +258,19 @@ impl Connected for ServerIo {
     type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> PeerInfo {
-        match self {
-            ServerIo::Plain(stream) => PeerInfo {
-                client_certificates: None,
-                remote_ip: stream.peer_addr().ok().map(|address| address.ip()),
-                connection: None,
-            },
-            ServerIo::Tls(stream) => PeerInfo {
-                client_certificates: stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .filter(|chain| !chain.is_empty())
-                    .map(|chain| Arc::new(chain.to_vec())),
-                remote_ip: stream
-                    .get_ref()
-                    .0
-                    .peer_addr()
-                    .ok()
-                    .map(|address| address.ip()),
-                connection: None,
-            },
+        let client_certificates = match &self.stream {
+            Stream::Plain(_) => None,
+            Stream::Tls(stream) => stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .filter(|chain| !chain.is_empty())
+                .map(|chain| Arc::new(chain.to_vec())),
+        };
+        PeerInfo {
+            client_certificates,
+            remote_ip: self.client_ip,
+            connection: None,
         }
     }
 }
@@ -225,9 +301,9 @@ impl AsyncRead for ServerIo {
         context: &mut Context<'_>,
         buffer: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
-            ServerIo::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
         }
     }
 }
@@ -238,9 +314,9 @@ impl AsyncWrite for ServerIo {
         context: &mut Context<'_>,
         buffer: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ServerIo::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
-            ServerIo::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
         }
     }
 
@@ -249,32 +325,30 @@ impl AsyncWrite for ServerIo {
         context: &mut Context<'_>,
         buffers: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ServerIo::Plain(stream) => Pin::new(stream).poll_write_vectored(context, buffers),
-            ServerIo::Tls(stream) => {
-                Pin::new(stream.as_mut()).poll_write_vectored(context, buffers)
-            }
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_write_vectored(context, buffers),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(context, buffers),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            ServerIo::Plain(stream) => stream.is_write_vectored(),
-            ServerIo::Tls(stream) => stream.is_write_vectored(),
+        match &self.stream {
+            Stream::Plain(stream) => stream.is_write_vectored(),
+            Stream::Tls(stream) => stream.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Plain(stream) => Pin::new(stream).poll_flush(context),
-            ServerIo::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_flush(context),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Plain(stream) => Pin::new(stream).poll_shutdown(context),
-            ServerIo::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(context),
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_shutdown(context),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(context),
         }
     }
 }

@@ -50,17 +50,18 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 impl<IO> Connection<IO> {
     /// Wraps `io`, which must deliver its first bytes by `handshake_deadline`.
     pub fn new(io: IO, slot: ConnectionSlot, handshake_deadline: Instant) -> Self {
-        let limits = *slot.limiter().limits();
+        let limits = slot.limiter().limits();
         let first_bytes = (limits.first_bytes > 0).then(|| {
             (
                 limits.first_bytes,
                 Box::pin(tokio::time::sleep_until(handshake_deadline)),
             )
         });
+        let send_stall_timeout = limits.send_stall_timeout;
         Self {
             io,
             first_bytes,
-            send_stall_timeout: limits.send_stall_timeout,
+            send_stall_timeout,
             send_stall: None,
             age_limit: limits.max_age.map(|age| Box::pin(tokio::time::sleep(age))),
             slot,

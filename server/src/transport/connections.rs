@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::proxy_protocol::{IpCidr, TrustedProxies};
 use crate::config::ServerConfig;
 use crate::metrics;
 
@@ -81,7 +82,7 @@ impl DerivedCaps {
 pub const LISTENERS: [&str; 3] = ["grpc", "http", "metrics"];
 
 /// The connection limits of one listener.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ListenerLimits {
     /// The listener's `listener` label in metrics, one of [`LISTENERS`].
     pub name: &'static str,
@@ -100,6 +101,9 @@ pub struct ListenerLimits {
     /// still carries (gRPC: `--max-connection-age`, when tonic sends GOAWAY and lets the
     /// streams finish, plus the grace); `None`: the server ends connections itself.
     pub max_age: Option<Duration>,
+    /// Peers that must start each connection with a PROXY protocol v2 header naming the
+    /// client, whose address then counts (`--trusted-proxies`; empty on the metrics listener).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ListenerLimits {
@@ -113,15 +117,17 @@ impl ListenerLimits {
             ),
             ..Self::from_config(LISTENERS[0], config.max_grpc_connections, config)
                 .first_bytes(HTTP2_PREFACE_BYTES)
+                .behind(&config.trusted_proxies)
         }
     }
 
     /// Returns the limits of the HTTP mirror.
     pub fn http(config: &ServerConfig) -> Self {
         Self::from_config(LISTENERS[1], config.max_http_connections, config)
+            .behind(&config.trusted_proxies)
     }
 
-    /// Returns the limits of the metrics listener.
+    /// Returns the limits of the metrics listener (scraped directly, never through a proxy).
     pub fn metrics(config: &ServerConfig) -> Self {
         Self::from_config(LISTENERS[2], config.max_metrics_connections, config)
     }
@@ -135,12 +141,20 @@ impl ListenerLimits {
             first_bytes: 1,
             send_stall_timeout: config.send_stall_timeout,
             max_age: None,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
     fn first_bytes(self, first_bytes: usize) -> Self {
         Self {
             first_bytes,
+            ..self
+        }
+    }
+
+    fn behind(self, proxies: &[IpCidr]) -> Self {
+        Self {
+            trusted_proxies: TrustedProxies::new(proxies),
             ..self
         }
     }
@@ -181,8 +195,8 @@ impl ConnectionLimiter {
     /// Returns a limiter for `limits`.
     pub fn new(limits: ListenerLimits) -> Arc<Self> {
         Arc::new(Self {
-            limits,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            limits,
             networks: Mutex::new(HashMap::new()),
         })
     }
@@ -253,15 +267,19 @@ pub enum CloseReason {
     /// It reached its age: `--http-connection-lifetime`, or a gRPC connection
     /// `--max-connection-age` plus the grace with streams still open.
     Lifetime,
+    /// A PROXY protocol header was malformed, missing from a trusted proxy, or sent by a
+    /// peer that is not one.
+    ProxyHeader,
 }
 
 impl CloseReason {
     /// Every reason, for the metrics that exist from startup.
-    pub const ALL: [CloseReason; 4] = [
+    pub const ALL: [CloseReason; 5] = [
         CloseReason::NetworkCap,
         CloseReason::HandshakeTimeout,
         CloseReason::SendStalled,
         CloseReason::Lifetime,
+        CloseReason::ProxyHeader,
     ];
 
     /// Returns the metrics label.
@@ -271,6 +289,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout => "handshake_timeout",
             CloseReason::SendStalled => "send_stalled",
             CloseReason::Lifetime => "lifetime",
+            CloseReason::ProxyHeader => "proxy_header",
         }
     }
 }
@@ -386,6 +405,7 @@ mod tests {
             first_bytes: 1,
             send_stall_timeout: Duration::from_secs(5),
             max_age: None,
+            trusted_proxies: TrustedProxies::default(),
         });
         let first_network = Some("10.0.0.1".parse().expect("address"));
         let second_network = Some("10.0.0.2".parse().expect("address"));
