@@ -633,7 +633,7 @@ mod tests {
     fn attack_args(arguments: &[&str]) -> AttackArgs {
         match parse(arguments).expect("valid command line").command {
             Command::Attack(args) => args,
-            Command::Demo(_) | Command::Run(_) => panic!("expected attack"),
+            _ => panic!("expected attack"),
         }
     }
 
