@@ -542,8 +542,11 @@ fn refused_upload<B>(
             _ => "error",
         };
         ::metrics::counter!(metrics::UPLOADS_TOTAL, "result" => result).increment(1);
+        // As the upload service logs its refusals (the body, never read, is not in the line).
+        tracing::info!(result, "upload refused");
+    } else {
+        tracing::debug!(code = ?status.code(), "call refused before its body was read");
     }
-    tracing::debug!(code = ?status.code(), "call refused before its body was read");
     status.into_http()
 }
 

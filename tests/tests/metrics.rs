@@ -423,11 +423,11 @@ async fn drive_every_metric(server: &TestServer) {
         .metadata_mut()
         .insert("x-exposure-decoy", "1".parse().expect("ascii"));
     upload.upload_diagnosis_keys(decoy).await.expect("decoy");
-    // One failed code attempt per client and hour: the failure past it blocks the client, so
-    // the third guess is refused without a look-up.
+    // One failed code attempt per client network and hour, charged before the look-up: the
+    // second and third guesses are refused without one.
     for (attempt, expected) in [
         (1, Code::Unauthenticated),
-        (2, Code::Unauthenticated),
+        (2, Code::ResourceExhausted),
         (3, Code::ResourceExhausted),
     ] {
         let mut guess = tonic::Request::new(fixtures::upload(

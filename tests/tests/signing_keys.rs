@@ -269,7 +269,7 @@ async fn a_key_file_replaced_by_a_rotation_or_retired_is_refused_at_start() {
     // Offline rotation, with a version of the operator's choosing.
     let rotated = signing_key(SigningKeyCommand::Rotate {
         data: data(dir.path()),
-        gaen_key_version: Some("2026-b".into()),
+        gaen_key_version: Some("2026_b".into()),
         key_file: None,
     })
     .await
