@@ -269,10 +269,13 @@ fn log_of_a_forging_upload(rust_log: &str) -> String {
     let server = common::start_text(command);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let region = format!("VN-TB\n{FORGED}");
-    let code = runtime.block_on(common::upload_region(
+    // A patient's code upload reaches the upload handler (a bad bearer token is refused before
+    // its body is read), so its region is what a forger controls.
+    let code = runtime.block_on(common::upload_as(
         &server.url,
-        "exps_not_a_token",
+        "UploadCode 7K3QX-9M2PD",
         &region,
+        0,
     ));
     assert_ne!(code, tonic::Code::Ok, "the forging upload is refused");
     let log = server.log.clone();

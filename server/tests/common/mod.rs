@@ -192,12 +192,12 @@ pub async fn upload_one(url: &str, token: &str, byte: u8) -> tonic::Code {
     upload(url, token, "VN-TB", byte).await
 }
 
-/// Uploads one fresh GAEN key for `region` (any text) with `token`; returns the status code.
-pub async fn upload_region(url: &str, token: &str, region: &str) -> tonic::Code {
-    upload(url, token, region, 0).await
+async fn upload(url: &str, token: &str, region: &str, byte: u8) -> tonic::Code {
+    upload_as(url, &format!("Bearer {token}"), region, byte).await
 }
 
-async fn upload(url: &str, token: &str, region: &str, byte: u8) -> tonic::Code {
+/// Uploads one key for `region` with `authorization` as given (`Bearer …` or `UploadCode …`).
+pub async fn upload_as(url: &str, authorization: &str, region: &str, byte: u8) -> tonic::Code {
     use exposure_proto::v1::key_upload_client::KeyUploadClient;
     use exposure_proto::v1::{DiagnosisKey, GaenKey, UploadDiagnosisKeysRequest, diagnosis_key};
     let now = std::time::SystemTime::now()
@@ -220,10 +220,9 @@ async fn upload(url: &str, token: &str, region: &str, byte: u8) -> tonic::Code {
         keys: vec![key],
         ..Default::default()
     });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
+    request
+        .metadata_mut()
+        .insert("authorization", authorization.parse().expect("ascii"));
     let mut client = KeyUploadClient::connect(url.to_owned())
         .await
         .expect("connect");
