@@ -16,6 +16,12 @@
 # bench's uploads must measure uploads, not refusals) and prints its token.
 # `check_reports FILE...` fails, naming the file, when a load-test report counts errors.
 
+# Admission shares for a load generator that plays many phones over one connection from one
+# address (the loopback benches' closed loops keep 50 calls in flight on one HTTP/2
+# connection): the health class's whole limit, which the default per-connection share of 4
+# would otherwise refuse. Attack benches leave the defaults: there the shares are under test.
+LOAD_GENERATOR_SHARES=(--max-health-requests-per-connection 64 --max-health-requests-per-network 64)
+
 smoke() {
   [[ "${SMOKE:-0}" == 1 ]]
 }

@@ -15,7 +15,7 @@ trap 'stop_servers; rm -rf "$data"' EXIT
 # The bench authority's limits are set for load: the upload scenario sends thousands of cases a
 # second on purpose. Every listener takes a port the kernel picks.
 token=$(add_load_authority "$data")
-start_server bench "$data" --publish-interval 2s --release-delay 0s
+start_server bench "$data" --publish-interval 2s --release-delay 0s "${LOAD_GENERATOR_SHARES[@]}"
 url="http://$started_grpc"
 http_url="http://$started_http"
 

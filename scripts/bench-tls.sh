@@ -29,7 +29,7 @@ declare -A target token pid
 start() {
   local name=$1; shift
   add_load_authority "$work/$name" >"$work/$name.token"
-  start_server "$name" "$work/$name" --publish-interval 2s --release-delay 0s "$@"
+  start_server "$name" "$work/$name" --publish-interval 2s --release-delay 0s "${LOAD_GENERATOR_SHARES[@]}" "$@"
   pid[$name]=$started_pid
   token[$name]=$(cat "$work/$name.token")
 }
