@@ -108,13 +108,8 @@ async fn upload_with_code(
     code: &str,
     request: UploadDiagnosisKeysRequest,
 ) -> Result<UploadDiagnosisKeysResponse, Status> {
-    let mut request = tonic::Request::new(request);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("UploadCode {code}").parse().expect("ascii"),
-    );
     client
-        .upload_diagnosis_keys(request)
+        .upload_diagnosis_keys(fixtures::with_code(request, code))
         .await
         .map(tonic::Response::into_inner)
 }
