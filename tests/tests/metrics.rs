@@ -404,24 +404,17 @@ async fn drive_every_metric(server: &TestServer) {
         .await
         .expect_err("one upload a minute");
     assert_eq!(over_quota.code(), Code::ResourceExhausted);
-    let mut issue = tonic::Request::new(IssueUploadCodesRequest {
+    let issue = server.authorized(IssueUploadCodesRequest {
         region: REGION.into(),
         count: 1,
         report_type: ReportType::ConfirmedTest as i32,
         valid_for: 0,
     });
-    issue.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", server.token).parse().expect("ascii"),
-    );
     upload
         .issue_upload_codes(issue)
         .await
         .expect("codes issued");
-    let mut decoy = tonic::Request::new(fixtures::upload("decoy", vec![yesterday_key(2)]));
-    decoy
-        .metadata_mut()
-        .insert("x-exposure-decoy", "1".parse().expect("ascii"));
+    let decoy = fixtures::decoy(fixtures::upload("decoy", vec![yesterday_key(2)]), None);
     upload.upload_diagnosis_keys(decoy).await.expect("decoy");
     // One failed code attempt per client network and hour, charged before the look-up: the
     // second and third guesses are refused without one.
@@ -671,16 +664,12 @@ async fn no_series_tells_a_real_code_upload_from_a_decoy() {
     })
     .await;
     let mut upload = server.upload_client().await;
-    let mut issue = tonic::Request::new(IssueUploadCodesRequest {
+    let issue = server.authorized(IssueUploadCodesRequest {
         region: REGION.into(),
         count: 1,
         report_type: ReportType::ConfirmedTest as i32,
         valid_for: 0,
     });
-    issue.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", server.token).parse().expect("ascii"),
-    );
     let code = upload
         .issue_upload_codes(issue)
         .await
