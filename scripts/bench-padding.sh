@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What padding costs (DESIGN §14): bytes and publish time of a quiet day's batches with the
 # server's default padding (--pad-min-keys 100 --pad-jitter 20) against the same day without
-# padding (--pad-min-keys 0), run one after the other on fresh data directories.
+# padding (--pad-min-keys 0 --pad-jitter 0), run one after the other on fresh data directories.
 #
 #   scripts/bench-padding.sh [OUTPUT_DIR] [RUNS]
 #   SMOKE=1 scripts/bench-padding.sh OUTPUT_DIR     # 2 runs (CI)
@@ -64,8 +64,8 @@ measure() {
 
 echo "== padded (the defaults: --pad-min-keys 100 --pad-jitter 20), $runs runs" >&2
 measure padded
-echo "== unpadded (--pad-min-keys 0), $runs runs" >&2
-measure unpadded --pad-min-keys 0
+echo "== unpadded (--pad-min-keys 0 --pad-jitter 0), $runs runs" >&2
+measure unpadded --pad-min-keys 0 --pad-jitter 0
 
 python3 - "$out" "$runs" <<'PY' | tee "$out/padding.md"
 import json, pathlib, statistics, sys

@@ -18,8 +18,13 @@
 //! Besides its class's limit, a call must fit its connection's share and its client network's
 //! share of the class (a network is an IPv4 address or an IPv6 /64,
 //! [`ClientNetwork`]), so one connection or one network never holds a whole class. A call
-//! refused by any of the three is answered at once with RESOURCE_EXHAUSTED and counted in
-//! `exposure_requests_shed_total{class, reason}`.
+//! refused by any of the three is answered with RESOURCE_EXHAUSTED and counted in
+//! `exposure_requests_shed_total{class, reason}`. Every refusal of this layer (a share, a
+//! class limit, a bad credential), and every refusal a handler makes for what the client sent
+//! (INVALID_ARGUMENT, OUT_OF_RANGE, RESOURCE_EXHAUSTED, PERMISSION_DENIED, UNAUTHENTICATED: a
+//! bad field, an oversized message, a wrong upload code, a spent budget) is answered `--refusal-delay` after it was decided,
+//! without a permit ([`RefusalDelay`]), so a client that retries refusals in a loop cannot keep
+//! the cores busy answering them.
 //!
 //! An admitted call keeps its permit until its response body is finished or dropped, not just
 //! until the handler returns, and at most `--stream-timeout`: the deadline is checked on every
@@ -47,6 +52,11 @@ use crate::metrics;
 use crate::storage::Store;
 use crate::tls::PeerInfo;
 use crate::transport::connections::ClientNetwork;
+use crate::transport::refusal::RefusalDelay;
+
+/// Most refusals waiting out `--refusal-delay` at once (each an open HTTP/2 stream and a
+/// timer, about a kilobyte); later ones are answered at once.
+pub const MAX_DELAYED_REFUSALS: usize = 16_384;
 
 /// The upload method, whose caller decides its class.
 const UPLOAD_PATH: &str = "/exposure.v1.KeyUpload/UploadDiagnosisKeys";
@@ -215,6 +225,8 @@ pub struct AdmissionLimits {
     pub health: ClassLimits,
     /// Longest a response body may stay open.
     pub stream_timeout: Duration,
+    /// How long a refused call waits for its answer.
+    pub refusal_delay: Duration,
 }
 
 impl AdmissionLimits {
@@ -256,6 +268,7 @@ impl AdmissionLimits {
                 config.max_health_requests_per_network,
             ),
             stream_timeout: config.stream_timeout,
+            refusal_delay: config.refusal_delay,
         }
     }
 
@@ -416,6 +429,8 @@ struct Shared {
     /// Where bearer tokens are verified.
     store: Store,
     stream_timeout: Duration,
+    /// Paces every refusal.
+    refusals: RefusalDelay,
 }
 
 impl Shared {
@@ -443,6 +458,7 @@ impl AdmissionLayer {
                 pools,
                 store,
                 stream_timeout: limits.stream_timeout,
+                refusals: RefusalDelay::new(limits.refusal_delay, MAX_DELAYED_REFUSALS),
             }),
         }
     }
@@ -498,9 +514,13 @@ where
                 Route::Class(class) => class,
                 Route::Token(token) => match service::authenticate(&shared.store, token).await {
                     Ok(_) => CallClass::Upload,
-                    Err(error) => return Ok(refused_upload(&request, error.into())),
+                    Err(error) => {
+                        shared.refusals.wait().await;
+                        return Ok(refused_upload(&request, error.into()));
+                    }
                 },
                 Route::Unauthenticated => {
+                    shared.refusals.wait().await;
                     return Ok(refused_upload(
                         &request,
                         crate::error::ApiError::Unauthenticated.into(),
@@ -510,6 +530,7 @@ where
             let permit = match shared.pool(class).admit(holder) {
                 Ok(permit) => permit,
                 Err(reason) => {
+                    shared.refusals.wait().await;
                     let status = tonic::Status::resource_exhausted(match reason {
                         ShedReason::ClassLimit => {
                             format!("too many concurrent {} calls; retry later", class.label())
@@ -523,11 +544,40 @@ where
                 }
             };
             let response = inner.call(request).await.map_err(Into::into)?;
+            if refused_for_the_caller(&response) {
+                // The handler refused what the client sent (a bad field, a wrong code, a spent
+                // budget): answered after the refusal delay too, the permit given back first.
+                drop(permit);
+                shared.refusals.wait().await;
+                return Ok(response.map(tonic::body::Body::new));
+            }
             let deadline = Instant::now() + shared.stream_timeout;
             Ok(response
                 .map(|body| tonic::body::Body::new(AdmittedBody::new(body, permit, deadline))))
         })
     }
+}
+
+/// gRPC status codes that refuse a call for what its client sent or did: INVALID_ARGUMENT,
+/// OUT_OF_RANGE (a message over its size limit), RESOURCE_EXHAUSTED, PERMISSION_DENIED,
+/// UNAUTHENTICATED.
+const CALLER_FAULTS: [tonic::Code; 5] = [
+    tonic::Code::InvalidArgument,
+    tonic::Code::OutOfRange,
+    tonic::Code::ResourceExhausted,
+    tonic::Code::PermissionDenied,
+    tonic::Code::Unauthenticated,
+];
+
+/// Returns whether a handler's response is a refusal of the caller's making: a trailers-only
+/// response (the status in its headers, no message) with one of [`CALLER_FAULTS`].
+fn refused_for_the_caller<B>(response: &http::Response<B>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .is_some_and(|code| CALLER_FAULTS.contains(&tonic::Code::from_i32(code)))
 }
 
 /// Answers a call refused before its body was read; an upload's refusal is counted as the

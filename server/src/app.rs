@@ -334,6 +334,7 @@ pub async fn run_with_tls(
             .max_decoding_message_size(SMALL_MESSAGE_BYTES),
         config.request_timeout,
     );
+    let writer_stop = writer.clone();
     let upload = KeyUploadServer::new(KeyUploadService::new(store.clone(), writer, clock, &config))
         .max_decoding_message_size(config.max_message_bytes);
     let needs_client_certificate = tls
@@ -439,8 +440,10 @@ pub async fn run_with_tls(
     {
         tracing::warn!("publisher did not stop in time; its uncommitted run is discarded");
     }
-    // The services (and their writer handles) are dropped with the server, so the writer
-    // thread drains its queue and ends.
+    // The writer thread writes what is queued and ends, even while a connection that
+    // outlived the grace (a stream that never ends) still holds a handle to it.
+    writer_stop.stop().await;
+    drop(writer_stop);
     tokio::task::spawn_blocking(move || {
         let _ = writer_thread.join();
         store.flush()

@@ -367,6 +367,15 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// How long a client refused for exceeding its own share waits to hear it: a connection
+    /// beyond its network's cap is held unread this long and then closed; a call beyond its
+    /// connection's or network's share of a class, or with a bad credential, is answered this
+    /// long after it arrived (most 16,384 at once). A client that retries refusals in a loop
+    /// then runs at one try per stream per delay instead of as fast as the server answers.
+    /// 0s answers at once.
+    #[arg(long, env = "EXPOSURE_REFUSAL_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub refusal_delay: Duration,
+
     /// A response write that makes no progress for this long (the client stopped reading)
     /// closes the connection, on every listener.
     #[arg(long, env = "EXPOSURE_SEND_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

@@ -100,10 +100,12 @@ fn serve(config: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(exposure_server::launch::serve(
-        config,
-        exposure_server::signal::shutdown(),
-    ));
+    // Signals are caught from here on, before the store opens (see `signal::shutdown`).
+    let shutdown = {
+        let _runtime = runtime.enter();
+        exposure_server::signal::shutdown()
+    };
+    let result = runtime.block_on(exposure_server::launch::serve(config, shutdown));
     // A publisher batch still building after shutdown has committed nothing; it is not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {

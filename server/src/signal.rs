@@ -1,23 +1,37 @@
 //! The process's shutdown trigger: SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
+use std::future::Future;
+
+/// Starts catching SIGTERM and SIGINT now and returns a future that completes on the first.
+///
+/// The handlers are installed when this is called, not when the future is first polled: the
+/// binary calls it before opening the store, so a signal that arrives while the server is
+/// still starting (opening RocksDB, loading the catalog) is kept, and the server shuts down
+/// cleanly as soon as it serves, instead of dying by the signal's default action. Call it
+/// inside a Tokio runtime.
+pub fn shutdown() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let terminate = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut signal) => {
                     signal.recv().await;
                 }
-                Err(_) => std::future::pending().await,
+                None => std::future::pending().await,
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
+        }
+        async move {
+            tokio::select! {
+                () = received(terminate) => {}
+                () = received(interrupt) => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -458,3 +458,107 @@ fn health_reports_not_serving_after_sigterm_while_calls_drain() {
         "the drain ended when the last call did: {log}"
     );
 }
+
+/// Waits for `child` to exit, `limit` at most; returns its status and how long it took.
+fn wait_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> (std::process::ExitStatus, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return (status, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the server did not exit within {limit:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stream_that_never_ends_and_a_silent_connection_do_not_hold_the_stop() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The stream timeout (5 minutes by default) would end the Watch long after the grace.
+    let mut server = start(
+        dir.path(),
+        &["--metrics-addr", "127.0.0.1:0", "--shutdown-grace", "2s"],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let watch = runtime.block_on(async {
+        let mut stream = HealthClient::connect(server.url.clone())
+            .await
+            .expect("connect")
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        stream.message().await.expect("first status");
+        stream
+    });
+    // A client that sent the HTTP/2 preface and nothing more: no SETTINGS, no request.
+    let mut silent = TcpStream::connect(server.url.trim_start_matches("http://")).expect("connect");
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .expect("preface");
+
+    server.send_sigterm();
+    let (status, took) = wait_within(&mut server.child, Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}: {}", server.log());
+    // Grace, the publisher's stop and the final flush: seconds, not the stream timeout.
+    assert!(took < Duration::from_secs(15), "the stop took {took:?}");
+    let log = server.log();
+    assert!(log.contains("\"message\":\"stopped\""), "{log}");
+    drop((watch, silent));
+}
+
+#[test]
+fn sigterm_while_starting_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BINARY)
+        .args(["--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start server");
+    // SIGTERM as soon as the process catches it (`SigCgt`, bit 15 - 1), which is before it
+    // opens the store: the signal must not kill it, the server must stop as it would later.
+    let status_file = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = std::fs::read_to_string(&status_file).expect("proc status");
+        let caught = status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .expect("SigCgt");
+        if caught & (1 << (15 - 1)) != 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM never caught");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let (status, _) = wait_within(&mut child, Duration::from_secs(30));
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    assert!(status.success(), "exit status {status}: {log}");
+    assert!(log.contains("\"message\":\"stopped\""), "{log}");
+}

@@ -69,8 +69,8 @@ impl DataDir {
 }
 
 /// Returns the configuration the tests use by default: everything from the server's
-/// defaults, except a publisher that runs every 200 ms, no embargo delay, and no synthetic
-/// keys, so that what a test uploads is all a batch, a bucket and a GAEN file hold (the tests of
+/// defaults, except a publisher that runs every 200 ms, no embargo delay, refusals answered at
+/// once, and no synthetic keys, so that what a test uploads is all a batch, a bucket and a GAEN file hold (the tests of
 /// padding, `tests/padding.rs`, turn it on).
 pub fn test_config(data_dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::with_data_dir(data_dir);
@@ -79,6 +79,9 @@ pub fn test_config(data_dir: &Path) -> ServerConfig {
     config.pad_min_keys = 0;
     config.pad_jitter = 0;
     config.shutdown_grace = Duration::from_secs(5);
+    // Refusals answered at once: many tests send hundreds of bad calls one after another. The
+    // tests of the delay itself (admission.rs, connections.rs) set it.
+    config.refusal_delay = Duration::ZERO;
     config
 }
 

@@ -447,3 +447,45 @@ async fn a_reader_that_never_opens_its_window_loses_its_permit_at_the_stream_tim
     );
     server.stop().await;
 }
+
+/// Returns how long a health check over its connection's share of one took to be refused,
+/// on a server with `refusal_delay`.
+async fn refusal_latency(refusal_delay: Duration) -> Duration {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.max_health_requests_per_connection = Some(1);
+        config.refusal_delay = refusal_delay;
+    })
+    .await;
+    let mut health = HealthClient::new(channel_from(&server, [127, 0, 0, 2]).await);
+    let request = || HealthCheckRequest {
+        service: String::new(),
+    };
+    // A Watch holds the connection's one health permit.
+    let mut watch = health.watch(request()).await.expect("watch").into_inner();
+    watch.message().await.expect("first status");
+    let started = Instant::now();
+    let refused = health
+        .check(request())
+        .await
+        .expect_err("over the connection's share");
+    let latency = started.elapsed();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    drop((watch, health));
+    server.stop().await;
+    latency
+}
+
+#[tokio::test]
+async fn a_refusal_is_answered_after_the_refusal_delay() {
+    // A client that retries its refusals in a loop gets one answer per stream per delay.
+    let delayed = refusal_latency(Duration::from_millis(1500)).await;
+    assert!(
+        delayed >= Duration::from_millis(1450) && delayed < Duration::from_secs(5),
+        "refused after {delayed:?}"
+    );
+    let immediate = refusal_latency(Duration::ZERO).await;
+    assert!(
+        immediate < Duration::from_millis(500),
+        "refused after {immediate:?} with --refusal-delay 0s"
+    );
+}

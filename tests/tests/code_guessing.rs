@@ -257,6 +257,46 @@ async fn concurrent_guesses_cannot_overshoot_the_budget() {
 }
 
 #[tokio::test]
+async fn patients_behind_one_address_upload_at_the_same_moment() {
+    // A budget of five failures an hour, and twelve patients behind one address (a carrier
+    // NAT) uploading at once over three connections: charged before their lookups, the later
+    // ones wait for the earlier ones' answers instead of being refused, and every valid code
+    // is stored.
+    let server = server(5, 10_000).await;
+    let codes = issue(&server, 12).await;
+    let mut connections = Vec::new();
+    for _ in 0..3 {
+        connections.push(direct(&server, [127, 0, 0, 6]).await);
+    }
+    let mut uploads = tokio::task::JoinSet::new();
+    for (index, code) in codes.into_iter().enumerate() {
+        let mut client = connections[index % 3].clone();
+        uploads.spawn(async move {
+            let request = fixtures::upload(
+                &format!("nat-{index}"),
+                vec![yesterday_key(40 + index as u8)],
+            );
+            upload_with_code(&mut client, &code, request).await
+        });
+    }
+    let mut stored = 0;
+    while let Some(upload) = uploads.join_next().await {
+        let accepted = upload
+            .expect("task")
+            .expect("every patient's valid code uploads");
+        stored += accepted.keys_accepted;
+    }
+    assert_eq!(stored, 12);
+    // They cost the network nothing: its five failures are all left.
+    let mut guesser = direct(&server, [127, 0, 0, 6]).await;
+    for number in 0..5 {
+        assert_eq!(guess(&mut guesser, number).await, Code::Unauthenticated);
+    }
+    assert_eq!(guess(&mut guesser, 5).await, Code::ResourceExhausted);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_proxy_header_is_believed_only_from_a_trusted_proxy() {
     scrape::install();
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {

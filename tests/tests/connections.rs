@@ -89,6 +89,7 @@ async fn a_network_at_its_cap_is_refused_while_other_networks_are_served() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
         config.max_connections_per_network = 3;
         config.handshake_timeout = Duration::from_secs(120);
+        config.refusal_delay = Duration::from_secs(1);
     })
     .await;
     let mut held = Vec::new();
@@ -96,9 +97,15 @@ async fn a_network_at_its_cap_is_refused_while_other_networks_are_served() {
         held.push(connect_from(loopback(1), server.addr).await);
     }
     let mut extra = connect_from(loopback(1), server.addr).await;
+    // Held unread for --refusal-delay (1 s by default), so a client that reconnects as soon
+    // as it is closed cannot keep the accept loop busy, then closed.
+    assert!(
+        !closed_within(&mut extra, Duration::from_millis(700)).await,
+        "a fourth connection from 127.0.0.1 is held for the refusal delay"
+    );
     assert!(
         closed_within(&mut extra, CLOSE_WAIT).await,
-        "a fourth connection from 127.0.0.1 is closed at once"
+        "and then closed"
     );
     assert_eq!(
         list_from(&server, loopback(2)).await,

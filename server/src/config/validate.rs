@@ -36,6 +36,9 @@ fn positive_duration(flag: &'static str, value: Duration) -> Result<(), ConfigEr
     Ok(())
 }
 
+/// Longest `--refusal-delay` accepted.
+const MAX_REFUSAL_DELAY: Duration = Duration::from_secs(60);
+
 fn positive(flag: &'static str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return refuse(flag, "must be at least 1");
@@ -183,6 +186,12 @@ impl ServerConfig {
             self.max_connections_per_network as u64,
         )?;
         positive_duration("--handshake-timeout", self.handshake_timeout)?;
+        if self.refusal_delay > MAX_REFUSAL_DELAY {
+            return refuse(
+                "--refusal-delay",
+                "must be at most 60s: a longer wait holds refused sockets and streams for nothing",
+            );
+        }
         if let Some(everyone) = self
             .trusted_proxies
             .iter()

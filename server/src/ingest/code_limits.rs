@@ -11,7 +11,11 @@
 //!   the code turns out to be valid (the upload is stored, replayed, or refused for another
 //!   reason). So concurrent guesses cannot overshoot a budget, and successful uploads cost
 //!   nothing (phones behind one carrier NAT do not pay for each other's success).
-//! - A network whose own budget is spent is refused (RESOURCE_EXHAUSTED) without a lookup.
+//! - A network whose own budget is spent by its *failures* is refused (RESOURCE_EXHAUSTED)
+//!   without a lookup. When what fills it is attempts still being looked up, a new attempt
+//!   waits (at most [`MAX_WAIT`]) for one of them to be answered instead: patients behind one
+//!   address who upload at the same moment are served one after the other, never refused for
+//!   each other's valid codes, while concurrent guesses still stop at the budget.
 //! - The global budget refuses only *guessing* networks: those with an attempt charged and not
 //!   yet refunded, or a failure in the last hour. A network with neither always gets through
 //!   (it is still charged, so its failure counts). Guessers from many networks thus spend the
@@ -41,6 +45,9 @@ pub const MAX_TRACKED_NETWORKS: usize = 500_000;
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How long a failed attempt marks its network as guessing.
 pub const GUESSING_FOR: Duration = Duration::from_secs(3600);
+/// Longest an attempt waits for the attempts in flight that fill its budget to be answered;
+/// it is then refused.
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
 /// The least time between two prunes forced by a full table.
 const PRUNE_WHEN_FULL_EVERY: Duration = Duration::from_secs(1);
 
@@ -78,6 +85,25 @@ impl Budget {
     fn refund(&self, tat: &mut Instant) {
         *tat = tat.checked_sub(self.interval).unwrap_or(*tat);
     }
+
+    /// Returns the arrival time `tat` would have without the `in_flight` cells charged to it
+    /// for attempts not yet answered: the failures' alone.
+    fn settled(&self, tat: Instant, in_flight: u32) -> Instant {
+        tat.checked_sub(self.interval * in_flight).unwrap_or(tat)
+    }
+
+    /// Returns whether the budget at `tat` has a cell.
+    fn has_room(&self, tat: Instant, now: Instant) -> bool {
+        tat.max(now) <= now + self.tolerance
+    }
+}
+
+/// Why an attempt cannot be charged now.
+enum NoRoom {
+    /// Failures spent the budget.
+    Spent,
+    /// Attempts in flight fill it; one of their answers may free a cell.
+    Busy,
 }
 
 /// What is known of one network.
@@ -85,14 +111,17 @@ impl Budget {
 struct NetworkState {
     /// GCRA theoretical arrival time of its budget: at or before now when the budget is full.
     tat: Instant,
+    /// Attempts charged to `tat` and not yet answered.
+    in_flight: u32,
     /// When its last failed attempt was charged.
     last_failure: Option<Instant>,
 }
 
 impl NetworkState {
-    /// Returns true while the network counts as guessing.
-    fn guessing(&self, now: Instant) -> bool {
-        self.tat > now
+    /// Returns true while the network counts as guessing: its failures left its budget short
+    /// of full, or it failed in the last hour.
+    fn guessing(&self, budget: &Budget, now: Instant) -> bool {
+        budget.settled(self.tat, self.in_flight) > now
             || self
                 .last_failure
                 .is_some_and(|failed| now.duration_since(failed) < GUESSING_FOR)
@@ -103,6 +132,8 @@ impl NetworkState {
 struct State {
     networks: HashMap<ClientNetwork, NetworkState>,
     global_tat: Instant,
+    /// Attempts charged to `global_tat` and not yet answered.
+    global_in_flight: u32,
     last_prune: Instant,
 }
 
@@ -113,6 +144,8 @@ pub struct CodeAttemptLimits {
     global: Budget,
     capacity: usize,
     state: Mutex<State>,
+    /// Woken whenever an attempt is answered, for attempts waiting on a busy budget.
+    answered: tokio::sync::Notify,
 }
 
 /// One code attempt, charged to its budgets. [`Attempt::code_was_valid`] refunds it; an attempt
@@ -152,50 +185,90 @@ impl CodeAttemptLimits {
             state: Mutex::new(State {
                 networks: HashMap::new(),
                 global_tat: now,
+                global_in_flight: 0,
                 last_prune: now,
             }),
+            answered: tokio::sync::Notify::new(),
         }
     }
 
     /// Charges an attempt from `client` before its code is looked up; RESOURCE_EXHAUSTED when
-    /// its network's budget is spent, or when the global budget is and the network is guessing.
-    pub fn begin(&self, client: Option<IpAddr>) -> Result<Attempt<'_>, ApiError> {
+    /// its network's failures spent its budget, or when the global budget is spent and the
+    /// network is guessing. When attempts still in flight fill a budget, waits for their
+    /// answers (at most [`MAX_WAIT`]).
+    pub async fn begin(&self, client: Option<IpAddr>) -> Result<Attempt<'_>, ApiError> {
         let network = client.map_or(UNKNOWN_NETWORK, ClientNetwork::of);
+        let give_up = tokio::time::Instant::now() + MAX_WAIT;
+        loop {
+            // Registered before the budgets are read, so no answer in between is missed.
+            let answered = self.answered.notified();
+            let mut answered = std::pin::pin!(answered);
+            answered.as_mut().enable();
+            match self.try_begin(network) {
+                Ok(attempt) => return Ok(attempt),
+                Err(NoRoom::Spent) => return Err(refused()),
+                Err(NoRoom::Busy) => {
+                    if tokio::time::timeout_at(give_up, answered).await.is_err() {
+                        return Err(refused());
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_begin(&self, network: ClientNetwork) -> Result<Attempt<'_>, NoRoom> {
         let now = Instant::now();
         let mut state = self.lock();
         self.prune_if_due(&mut state, now);
         let State {
             networks,
             global_tat,
+            global_in_flight,
             ..
         } = &mut *state;
         let tracked = networks.contains_key(&network) || networks.len() < self.capacity;
         let guessing = if tracked {
             let entry = networks.entry(network).or_insert(NetworkState {
                 tat: now,
+                in_flight: 0,
                 last_failure: None,
             });
-            let guessing = entry.guessing(now);
-            if !self.per_network.charge(&mut entry.tat, now) {
-                return Err(refused());
+            let guessing = entry.guessing(&self.per_network, now);
+            if !self.per_network.has_room(entry.tat, now) {
+                let settled = self.per_network.settled(entry.tat, entry.in_flight);
+                return Err(if self.per_network.has_room(settled, now) {
+                    NoRoom::Busy
+                } else {
+                    NoRoom::Spent
+                });
             }
             guessing
         } else {
             // Nothing is known of it: the global budget judges it.
             true
         };
-        let charged_global = self.global.charge(global_tat, now);
-        if !charged_global && guessing {
-            if let Some(entry) = networks.get_mut(&network) {
-                self.per_network.refund(&mut entry.tat);
-            }
-            return Err(refused());
+        let global_room = self.global.has_room(*global_tat, now);
+        if !global_room && guessing {
+            let settled = self.global.settled(*global_tat, *global_in_flight);
+            return Err(if self.global.has_room(settled, now) {
+                NoRoom::Busy
+            } else {
+                NoRoom::Spent
+            });
+        }
+        if tracked && let Some(entry) = networks.get_mut(&network) {
+            self.per_network.charge(&mut entry.tat, now);
+            entry.in_flight += 1;
+        }
+        if global_room {
+            self.global.charge(global_tat, now);
+            *global_in_flight += 1;
         }
         Ok(Attempt {
             limits: self,
             network,
             charged_network: tracked,
-            charged_global,
+            charged_global: global_room,
             refunded: false,
         })
     }
@@ -204,7 +277,7 @@ impl CodeAttemptLimits {
     /// caller runs it at most every [`PRUNE_EVERY`] (and when the table is full).
     pub fn prune(&self) {
         let now = Instant::now();
-        prune(&mut self.lock(), now);
+        prune(&mut self.lock(), &self.per_network, now);
     }
 
     /// Returns how many networks are tracked.
@@ -217,7 +290,7 @@ impl CodeAttemptLimits {
         if since >= PRUNE_EVERY
             || (state.networks.len() >= self.capacity && since >= PRUNE_WHEN_FULL_EVERY)
         {
-            prune(state, now);
+            prune(state, &self.per_network, now);
         }
     }
 
@@ -227,8 +300,10 @@ impl CodeAttemptLimits {
     }
 }
 
-fn prune(state: &mut State, now: Instant) {
-    state.networks.retain(|_, network| network.guessing(now));
+fn prune(state: &mut State, budget: &Budget, now: Instant) {
+    state
+        .networks
+        .retain(|_, network| network.in_flight > 0 || network.guessing(budget, now));
     state.networks.shrink_to_fit();
     state.last_prune = now;
 }
@@ -242,27 +317,36 @@ impl Attempt<'_> {
     /// Refunds the attempt: its code was valid.
     pub fn code_was_valid(mut self) {
         self.refunded = true;
+        self.answer(|budget, tat| budget.refund(tat));
+    }
+
+    /// Ends the attempt's time in flight; `settle` refunds or keeps each charged cell.
+    fn answer(&self, settle: impl Fn(&Budget, &mut Instant)) {
         let limits = self.limits;
         let mut state = limits.lock();
         if self.charged_global {
-            limits.global.refund(&mut state.global_tat);
+            settle(&limits.global, &mut state.global_tat);
+            state.global_in_flight = state.global_in_flight.saturating_sub(1);
         }
         if self.charged_network
             && let Some(entry) = state.networks.get_mut(&self.network)
         {
-            limits.per_network.refund(&mut entry.tat);
+            settle(&limits.per_network, &mut entry.tat);
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            if !self.refunded {
+                entry.last_failure = Some(Instant::now());
+            }
         }
+        drop(state);
+        limits.answered.notify_waiters();
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        if self.refunded || !self.charged_network {
-            return;
-        }
-        let now = Instant::now();
-        if let Some(entry) = self.limits.lock().networks.get_mut(&self.network) {
-            entry.last_failure = Some(now);
+        if !self.refunded {
+            // A failure: its cells stay charged.
+            self.answer(|_, _| {});
         }
     }
 }
@@ -282,120 +366,189 @@ mod tests {
         Some(text.parse().expect("address"))
     }
 
-    fn fail(limits: &CodeAttemptLimits, client: Option<IpAddr>) -> Result<(), ApiError> {
-        limits.begin(client).map(drop)
+    async fn fail(limits: &CodeAttemptLimits, client: Option<IpAddr>) -> Result<(), ApiError> {
+        limits.begin(client).await.map(drop)
     }
 
-    #[test]
-    fn a_network_is_refused_once_its_failures_pass_the_budget_and_others_are_not() {
+    #[tokio::test]
+    async fn a_network_is_refused_once_its_failures_pass_the_budget_and_others_are_not() {
         let limits = limits(3, 1000);
         for _ in 0..3 {
-            assert!(fail(&limits, ip("10.0.0.1")).is_ok());
+            assert!(fail(&limits, ip("10.0.0.1")).await.is_ok());
         }
         assert!(matches!(
-            limits.begin(ip("10.0.0.1")),
+            limits.begin(ip("10.0.0.1")).await,
             Err(ApiError::ResourceExhausted(_))
         ));
-        assert!(limits.begin(ip("10.0.0.2")).is_ok());
+        assert!(limits.begin(ip("10.0.0.2")).await.is_ok());
     }
 
-    #[test]
-    fn every_address_of_an_ipv6_slash_64_is_one_network() {
+    #[tokio::test]
+    async fn every_address_of_an_ipv6_slash_64_is_one_network() {
         let limits = limits(3, 1000);
         for host in 1..=3 {
-            assert!(fail(&limits, ip(&format!("2001:db8:1:2::{host:x}"))).is_ok());
+            assert!(
+                fail(&limits, ip(&format!("2001:db8:1:2::{host:x}")))
+                    .await
+                    .is_ok()
+            );
         }
-        assert!(limits.begin(ip("2001:db8:1:2:ffff::1")).is_err());
-        assert!(limits.begin(ip("2001:db8:1:3::1")).is_ok());
+        assert!(limits.begin(ip("2001:db8:1:2:ffff::1")).await.is_err());
+        assert!(limits.begin(ip("2001:db8:1:3::1")).await.is_ok());
         assert_eq!(limits.tracked_networks(), 2);
     }
 
-    #[test]
-    fn valid_codes_cost_nothing() {
+    #[tokio::test]
+    async fn valid_codes_cost_nothing() {
         let limits = limits(2, 2);
         for _ in 0..10 {
             limits
                 .begin(ip("10.0.0.1"))
+                .await
                 .expect("never refused")
                 .code_was_valid();
         }
-        assert!(fail(&limits, ip("10.0.0.1")).is_ok());
-        assert!(fail(&limits, ip("10.0.0.1")).is_ok());
-        assert!(limits.begin(ip("10.0.0.1")).is_err());
+        assert!(fail(&limits, ip("10.0.0.1")).await.is_ok());
+        assert!(fail(&limits, ip("10.0.0.1")).await.is_ok());
+        assert!(limits.begin(ip("10.0.0.1")).await.is_err());
     }
 
-    #[test]
-    fn attempts_in_flight_count_before_their_answer() {
+    #[tokio::test]
+    async fn attempts_in_flight_count_before_their_answer() {
         let limits = limits(3, 1000);
-        let in_flight: Vec<_> = (0..3)
-            .map(|_| limits.begin(ip("10.0.0.1")).expect("within the budget"))
-            .collect();
+        let mut in_flight = Vec::new();
+        for _ in 0..3 {
+            in_flight.push(
+                limits
+                    .begin(ip("10.0.0.1"))
+                    .await
+                    .expect("within the budget"),
+            );
+        }
+        // A fourth attempt waits: the three in flight may yet be valid.
+        let fourth = limits.begin(ip("10.0.0.1"));
+        let mut fourth = std::pin::pin!(fourth);
         assert!(
-            limits.begin(ip("10.0.0.1")).is_err(),
-            "a fourth concurrent attempt would overshoot"
+            tokio::time::timeout(Duration::from_millis(50), fourth.as_mut())
+                .await
+                .is_err(),
+            "a fourth concurrent attempt would overshoot, so it waits"
         );
+        // The three fail: the fourth is refused without a lookup.
         drop(in_flight);
-        assert!(limits.begin(ip("10.0.0.1")).is_err());
+        assert!(fourth.await.is_err());
+        assert!(limits.begin(ip("10.0.0.1")).await.is_err());
     }
 
-    #[test]
-    fn the_global_budget_stops_guessing_networks_but_never_a_clean_one() {
+    #[tokio::test]
+    async fn patients_behind_one_address_are_served_in_turn_never_refused() {
+        let limits = std::sync::Arc::new(limits(3, 3));
+        // Ten valid codes at once from one network with a budget of three: each waits for a
+        // turn and none is refused.
+        let mut uploads = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let limits = limits.clone();
+            uploads.spawn(async move {
+                let attempt = limits.begin(ip("10.0.0.1")).await?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                attempt.code_was_valid();
+                Ok::<_, ApiError>(())
+            });
+        }
+        while let Some(upload) = uploads.join_next().await {
+            upload
+                .expect("task")
+                .expect("a valid code is never refused");
+        }
+        // They cost nothing: the whole budget is left.
+        for _ in 0..3 {
+            assert!(fail(&limits, ip("10.0.0.1")).await.is_ok());
+        }
+        assert!(limits.begin(ip("10.0.0.1")).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_waits_at_most_max_wait() {
+        let limits = limits(1, 1000);
+        let held = limits.begin(ip("10.0.0.1")).await.expect("the budget");
+        let started = tokio::time::Instant::now();
+        assert!(limits.begin(ip("10.0.0.1")).await.is_err());
+        assert_eq!(started.elapsed(), MAX_WAIT);
+        held.code_was_valid();
+    }
+
+    #[tokio::test]
+    async fn the_global_budget_stops_guessing_networks_but_never_a_clean_one() {
         let limits = limits(1000, 5);
         // Five networks guess once each and spend the global budget.
         for byte in 1..=5u8 {
-            assert!(fail(&limits, Some(IpAddr::from([10, 0, 1, byte]))).is_ok());
+            assert!(
+                fail(&limits, Some(IpAddr::from([10, 0, 1, byte])))
+                    .await
+                    .is_ok()
+            );
         }
         // Each of them is now guessing: refused by the global budget.
-        assert!(limits.begin(Some(IpAddr::from([10, 0, 1, 1]))).is_err());
+        assert!(
+            limits
+                .begin(Some(IpAddr::from([10, 0, 1, 1])))
+                .await
+                .is_err()
+        );
         // A network that never failed gets through, and through again after a valid code.
         for _ in 0..3 {
             limits
                 .begin(ip("192.0.2.9"))
+                .await
                 .expect("a clean network is never refused by the global budget")
                 .code_was_valid();
         }
         // Its first failure marks it, so its second attempt meets the global budget.
-        assert!(fail(&limits, ip("198.51.100.1")).is_ok());
-        assert!(limits.begin(ip("198.51.100.1")).is_err());
-        // An attempt still in flight marks its network too (concurrent guesses).
-        let first = limits.begin(ip("198.51.100.2")).expect("clean");
-        assert!(limits.begin(ip("198.51.100.2")).is_err());
+        assert!(fail(&limits, ip("198.51.100.1")).await.is_ok());
+        assert!(limits.begin(ip("198.51.100.1")).await.is_err());
+        // Attempts in flight do not mark a clean network: its valid codes pass while the
+        // global budget is spent.
+        let first = limits.begin(ip("198.51.100.2")).await.expect("clean");
+        let second = limits.begin(ip("198.51.100.2")).await.expect("still clean");
         first.code_was_valid();
-        assert!(limits.begin(ip("198.51.100.2")).is_ok());
+        second.code_was_valid();
     }
 
-    #[test]
-    fn pruning_forgets_networks_that_are_no_longer_guessing() {
+    #[tokio::test]
+    async fn pruning_forgets_networks_that_are_no_longer_guessing() {
         let limits = limits(20, 1000);
         for byte in 1..=50u8 {
             limits
                 .begin(Some(IpAddr::from([10, 0, 2, byte])))
+                .await
                 .expect("clean")
                 .code_was_valid();
         }
         assert_eq!(limits.tracked_networks(), 50);
-        fail(&limits, ip("10.0.3.1")).expect("a failure");
+        fail(&limits, ip("10.0.3.1")).await.expect("a failure");
         limits.prune();
         assert_eq!(
             limits.tracked_networks(),
             1,
             "only the network that failed within the hour is kept"
         );
-        assert!(limits.begin(ip("10.0.3.1")).is_ok());
+        assert!(limits.begin(ip("10.0.3.1")).await.is_ok());
     }
 
-    #[test]
-    fn a_full_table_leaves_new_networks_to_the_global_budget() {
+    #[tokio::test]
+    async fn a_full_table_leaves_new_networks_to_the_global_budget() {
         let limits = CodeAttemptLimits::with_capacity(
             NonZeroU32::new(1000).expect("non-zero"),
             NonZeroU32::new(3).expect("non-zero"),
             2,
         );
-        fail(&limits, ip("10.0.0.1")).expect("tracked");
-        fail(&limits, ip("10.0.0.2")).expect("tracked");
+        fail(&limits, ip("10.0.0.1")).await.expect("tracked");
+        fail(&limits, ip("10.0.0.2")).await.expect("tracked");
         assert_eq!(limits.tracked_networks(), 2);
-        fail(&limits, ip("10.0.0.3")).expect("the global budget has one left");
+        fail(&limits, ip("10.0.0.3"))
+            .await
+            .expect("the global budget has one left");
         assert_eq!(limits.tracked_networks(), 2, "the table stays bounded");
-        assert!(limits.begin(ip("10.0.0.4")).is_err());
+        assert!(limits.begin(ip("10.0.0.4")).await.is_err());
     }
 }

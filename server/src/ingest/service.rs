@@ -143,9 +143,10 @@ impl KeyUploadService {
             Credential::Code(code) => code,
             Credential::Missing => return Err(ApiError::Unauthenticated),
         };
-        // Charged before the lookup, so concurrent guesses cannot pass the budget; refunded
-        // once the code proves valid, whatever the upload's outcome.
-        let attempt = self.code_limits.begin(client)?;
+        // Charged before the lookup, so concurrent guesses cannot pass the budget (an attempt
+        // that finds it filled by others in flight waits for their answers); refunded once the
+        // code proves valid, whatever the upload's outcome.
+        let attempt = self.code_limits.begin(client).await?;
         let result = self.upload_with_code(&code, request).await;
         if !matches!(result, Err(ApiError::BadUploadCode)) {
             attempt.code_was_valid();

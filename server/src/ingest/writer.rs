@@ -71,15 +71,23 @@ pub enum UploadOutcome {
 
 type Reply = oneshot::Sender<Result<UploadOutcome, StorageError>>;
 
+/// What the writer thread receives.
+enum Message {
+    /// An upload (or revocation) and where its outcome goes.
+    Job(UploadJob, Reply),
+    /// Stop taking jobs, write those already queued, and end.
+    Stop,
+}
+
 /// Handle to the writer thread; cloning shares the same thread.
 #[derive(Clone)]
 pub struct IngestWriter {
-    sender: mpsc::Sender<(UploadJob, Reply)>,
+    sender: mpsc::Sender<Message>,
 }
 
 impl IngestWriter {
-    /// Starts the writer thread over `store`. The thread ends once every handle is dropped
-    /// and the queue is drained.
+    /// Starts the writer thread over `store`. The thread ends once every handle is dropped,
+    /// or [`IngestWriter::stop`] is called, and the queue is drained.
     pub fn start(store: Store) -> Result<(Self, JoinHandle<()>), StorageError> {
         let next_sequence = store.next_key_sequence()?;
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -96,26 +104,33 @@ impl IngestWriter {
         let (reply, answer) = oneshot::channel();
         let stopped = || StorageError::Io(std::io::Error::other("ingest writer stopped"));
         self.sender
-            .send((job, reply))
+            .send(Message::Job(job, reply))
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
+
+    /// Makes the writer thread end once the jobs already queued are written, however many
+    /// handles are left: at shutdown, a connection that outlives the grace period (a stream
+    /// that never ends) still holds one. Later submissions fail ("ingest writer stopped").
+    pub async fn stop(&self) {
+        let _ = self.sender.send(Message::Stop).await;
+    }
 }
 
-fn writer_loop(
-    store: Store,
-    mut receiver: mpsc::Receiver<(UploadJob, Reply)>,
-    mut next_sequence: u64,
-) {
+fn writer_loop(store: Store, mut receiver: mpsc::Receiver<Message>, mut next_sequence: u64) {
     let mut quota = QuotaCounters::default();
     while let Some(first) = receiver.blocking_recv() {
-        let mut group = vec![first];
+        let mut group = Vec::new();
+        take(first, &mut group, &mut receiver);
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(message) => take(message, &mut group, &mut receiver),
                 Err(_) => break,
             }
+        }
+        if group.is_empty() {
+            continue;
         }
         let mut writer = GroupWriter::new(&store, &mut quota);
         for (job, reply) in group {
@@ -133,6 +148,19 @@ fn writer_loop(
         writer.commit();
     }
     tracing::debug!("ingest writer stopped");
+}
+
+/// Adds a job to `group`; a stop closes the channel, which refuses new jobs and still yields
+/// those queued (then `None`).
+fn take(
+    message: Message,
+    group: &mut Vec<(UploadJob, Reply)>,
+    receiver: &mut mpsc::Receiver<Message>,
+) {
+    match message {
+        Message::Job(job, reply) => group.push((job, reply)),
+        Message::Stop => receiver.close(),
+    }
 }
 
 /// Keys stored per authority and UTC day, as persisted; loaded on first use.

@@ -160,8 +160,11 @@ async fn accept_loop(
             Admission::Proxied(permit)
         } else {
             match limiter.admit(permit, peer) {
-                Some(slot) => Admission::Admitted(slot),
-                None => continue,
+                Ok(slot) => Admission::Admitted(slot),
+                Err(slot) => {
+                    limiter.refuse(stream, slot);
+                    continue;
+                }
             }
         };
         let (acceptor, handshakes, sender) = (tls.clone(), handshakes.clone(), sender.clone());
@@ -204,7 +207,13 @@ async fn open(
                     return None;
                 }
             };
-            (client_ip, limiter.admit(permit, client_ip)?)
+            match limiter.admit(permit, client_ip) {
+                Ok(slot) => (client_ip, slot),
+                Err(slot) => {
+                    limiter.refuse(stream, slot);
+                    return None;
+                }
+            }
         }
         Admission::Admitted(slot) => {
             let mut first = [0_u8; 1];

@@ -5,8 +5,10 @@
 //!
 //! At a listener's cap the accept loop stops accepting: new connections wait in the kernel's
 //! listen backlog (bounded) until a slot frees, rather than being dropped. A connection from a
-//! network at its cap is closed at once. Each accepted connection holds a [`ConnectionSlot`]
-//! until it closes. Client addresses are only counted here, never logged or kept past their
+//! network at its cap is held unread for `--refusal-delay` in its slot and then closed
+//! ([`RefusalDelay`]: at most a quarter of the listener's slots, and at least the per-network
+//! cap, held at once; later ones closed at once), so a client that reconnects as soon as it is
+//! closed cannot keep the accept loop busy. Each accepted connection holds a [`ConnectionSlot`] until it closes. Client addresses are only counted here, never logged or kept past their
 //! connections.
 
 use std::collections::HashMap;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::proxy_protocol::{IpCidr, TrustedProxies};
+use super::refusal::RefusalDelay;
 use crate::config::ServerConfig;
 use crate::metrics;
 
@@ -97,6 +100,8 @@ pub struct ListenerLimits {
     pub first_bytes: usize,
     /// A write that makes no progress for this long closes the connection.
     pub send_stall_timeout: Duration,
+    /// How long a connection refused for its network's cap is held before it is closed.
+    pub refusal_delay: Duration,
     /// A connection still open this long after it was accepted is closed, whatever streams it
     /// still carries (gRPC: `--max-connection-age`, when tonic sends GOAWAY and lets the
     /// streams finish, plus the grace); `None`: the server ends connections itself.
@@ -140,6 +145,7 @@ impl ListenerLimits {
             handshake_timeout: config.handshake_timeout,
             first_bytes: 1,
             send_stall_timeout: config.send_stall_timeout,
+            refusal_delay: config.refusal_delay,
             max_age: None,
             trusted_proxies: TrustedProxies::default(),
         }
@@ -181,6 +187,12 @@ impl ClientNetwork {
     }
 }
 
+/// Returns how many refused connections a listener holds at most: a quarter of its slots, at
+/// least its per-network cap. Each keeps its slot, so the descriptors stay within the cap.
+fn held_refusals(limits: &ListenerLimits) -> usize {
+    (limits.max_connections / 4).max(limits.max_per_network)
+}
+
 /// Counts the open connections of one listener, in all and per client network.
 #[derive(Debug)]
 pub struct ConnectionLimiter {
@@ -189,6 +201,8 @@ pub struct ConnectionLimiter {
     /// Open connections per network; a network leaves the map with its last connection, so
     /// the map never holds more entries than there are connections.
     networks: Mutex<HashMap<ClientNetwork, usize>>,
+    /// Holds refused connections.
+    refusals: RefusalDelay,
 }
 
 impl ConnectionLimiter {
@@ -196,6 +210,7 @@ impl ConnectionLimiter {
     pub fn new(limits: ListenerLimits) -> Arc<Self> {
         Arc::new(Self {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            refusals: RefusalDelay::new(limits.refusal_delay, held_refusals(&limits)),
             limits,
             networks: Mutex::new(HashMap::new()),
         })
@@ -220,13 +235,14 @@ impl ConnectionLimiter {
         }
     }
 
-    /// Admits a connection from `ip` into the slot `permit` reserved; returns `None` (and
-    /// counts it) when its client network is at its cap.
+    /// Admits a connection from `ip` into the slot `permit` reserved; gives the slot back
+    /// (and counts the refusal) when its client network is at its cap: pass it to
+    /// [`ConnectionLimiter::refuse`] with the socket.
     pub fn admit(
         self: &Arc<Self>,
         permit: OwnedSemaphorePermit,
         ip: Option<IpAddr>,
-    ) -> Option<ConnectionSlot> {
+    ) -> Result<ConnectionSlot, OwnedSemaphorePermit> {
         let network = ip.map(ClientNetwork::of);
         if let Some(network) = network {
             let mut networks = self.networks.lock().unwrap_or_else(PoisonError::into_inner);
@@ -234,16 +250,22 @@ impl ConnectionLimiter {
             if *open >= self.limits.max_per_network {
                 drop(networks);
                 self.count_closed(CloseReason::NetworkCap);
-                return None;
+                return Err(permit);
             }
             *open += 1;
         }
         ::metrics::gauge!(metrics::CONNECTIONS, "listener" => self.limits.name).increment(1.0);
-        Some(ConnectionSlot {
+        Ok(ConnectionSlot {
             limiter: self.clone(),
             network,
             _permit: permit,
         })
+    }
+
+    /// Closes a refused connection (its socket and the slot [`ConnectionLimiter::admit`] gave
+    /// back) after `--refusal-delay`, unread, or at once when the most are held.
+    pub fn refuse<T: Send + 'static>(&self, socket: T, slot: OwnedSemaphorePermit) {
+        self.refusals.hold((socket, slot));
     }
 
     /// Counts a connection closed by a limit.
@@ -395,7 +417,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_network_at_its_cap_is_refused_until_one_of_its_connections_closes() {
         let limiter = ConnectionLimiter::new(ListenerLimits {
             name: "test",
@@ -404,6 +426,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(5),
             first_bytes: 1,
             send_stall_timeout: Duration::from_secs(5),
+            refusal_delay: Duration::from_secs(1),
             max_age: None,
             trusted_proxies: TrustedProxies::default(),
         });
@@ -411,24 +434,20 @@ mod tests {
         let second_network = Some("10.0.0.2".parse().expect("address"));
         let first = limiter.admit(limiter.free_slot().await, first_network);
         let second = limiter.admit(limiter.free_slot().await, first_network);
-        assert!(first.is_some() && second.is_some());
-        assert!(
-            limiter
-                .admit(limiter.free_slot().await, first_network)
-                .is_none()
-        );
-        assert!(
-            limiter
-                .admit(limiter.free_slot().await, second_network)
-                .is_some()
-        );
+        assert!(first.is_ok() && second.is_ok());
+        let refused = limiter
+            .admit(limiter.free_slot().await, first_network)
+            .expect_err("a third connection from the network");
+        // The refused connection keeps its slot for the refusal delay, then gives it back.
+        limiter.refuse("socket", refused);
+        assert_eq!(limiter.slots.available_permits(), 10 - 3);
+        tokio::time::sleep(Duration::from_millis(1001)).await;
+        assert_eq!(limiter.slots.available_permits(), 10 - 2);
+        let other = limiter.admit(limiter.free_slot().await, second_network);
+        assert!(other.is_ok());
         drop(first);
-        assert!(
-            limiter
-                .admit(limiter.free_slot().await, first_network)
-                .is_some()
-        );
-        // Every slot refused or dropped above went back to the listener's pool.
-        assert_eq!(limiter.slots.available_permits(), 10 - 1);
+        let again = limiter.admit(limiter.free_slot().await, first_network);
+        assert!(again.is_ok());
+        assert_eq!(limiter.slots.available_permits(), 10 - 3);
     }
 }
