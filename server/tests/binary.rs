@@ -490,9 +490,12 @@ fn a_stream_that_never_ends_and_a_silent_connection_do_not_hold_the_stop() {
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let watch = runtime.block_on(async {
-        let mut stream = HealthClient::connect(server.url.clone())
+        let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+            .expect("url")
+            .connect()
             .await
-            .expect("connect")
+            .expect("connect");
+        let mut stream = HealthClient::new(channel)
             .watch(HealthCheckRequest {
                 service: String::new(),
             })

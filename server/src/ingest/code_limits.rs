@@ -467,13 +467,17 @@ mod tests {
         assert!(limits.begin(ip("10.0.0.1")).await.is_err());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn an_attempt_waits_at_most_max_wait() {
         let limits = limits(1, 1000);
         let held = limits.begin(ip("10.0.0.1")).await.expect("the budget");
         let started = tokio::time::Instant::now();
         assert!(limits.begin(ip("10.0.0.1")).await.is_err());
-        assert_eq!(started.elapsed(), MAX_WAIT);
+        let waited = started.elapsed();
+        assert!(
+            waited >= MAX_WAIT && waited < MAX_WAIT + Duration::from_secs(2),
+            "{waited:?}"
+        );
         held.code_was_valid();
     }
 

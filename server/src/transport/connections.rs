@@ -417,7 +417,7 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_network_at_its_cap_is_refused_until_one_of_its_connections_closes() {
         let limiter = ConnectionLimiter::new(ListenerLimits {
             name: "test",
@@ -426,7 +426,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(5),
             first_bytes: 1,
             send_stall_timeout: Duration::from_secs(5),
-            refusal_delay: Duration::from_secs(1),
+            refusal_delay: Duration::from_millis(300),
             max_age: None,
             trusted_proxies: TrustedProxies::default(),
         });
@@ -441,7 +441,7 @@ mod tests {
         // The refused connection keeps its slot for the refusal delay, then gives it back.
         limiter.refuse("socket", refused);
         assert_eq!(limiter.slots.available_permits(), 10 - 3);
-        tokio::time::sleep(Duration::from_millis(1001)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(limiter.slots.available_permits(), 10 - 2);
         let other = limiter.admit(limiter.free_slot().await, second_network);
         assert!(other.is_ok());
