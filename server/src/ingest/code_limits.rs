@@ -16,8 +16,8 @@
 //!   waits (at most [`MAX_WAIT`]) for one of them to be answered instead: patients behind one
 //!   address who upload at the same moment are served one after the other, never refused for
 //!   each other's valid codes, while concurrent guesses still stop at the budget.
-//! - The global budget refuses only *guessing* networks: those with an attempt charged and not
-//!   yet refunded, or a failure in the last hour. A network with neither always gets through
+//! - The global budget refuses only *guessing* networks: those whose failures left their
+//!   budget short of full, or with a failure in the last hour. A network with neither always gets through
 //!   (it is still charged, so its failure counts). Guessers from many networks thus spend the
 //!   global budget and then slow only themselves; a patient whose network has not guessed
 //!   uploads whatever they do. Each network a guesser holds adds one attempt an hour that the
