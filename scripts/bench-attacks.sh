@@ -75,7 +75,7 @@ for size in "${sizes[@]}"; do
   [[ -n "$streams" ]] && extra+=(--streams "$streams")
   EXPOSURE_TOKEN="$token" "$loadtest" attack --target "$url" --attack "$attack" \
     --phase "${seconds}s" --settle "$settle" --server-pid "$server_pid" "${extra[@]}" \
-    --format json --output "$out/attack-$attack.json"
+    --check-acknowledged 30s --format json --output "$out/attack-$attack.json"
   if ! kill -0 "$server_pid" 2>/dev/null; then
     echo "error: the server died during the $attack attack; see $out/server-attacks.log" >&2
     exit 1
@@ -94,6 +94,8 @@ for name in names:
         legit, server = report[phase]["legit"], report[phase].get("server")
         if legit["count"] == 0 or not server or server["rss_kib"]["max"] <= 0 or server["fds"]["max"] <= 0:
             sys.exit(f"error: attack-{name}.json: the {phase} phase lacks a figure")
+    if not report.get("acknowledged", {}).get("keys_checked"):
+        sys.exit(f"error: attack-{name}.json: no acknowledged upload was read back")
     reports.append(report)
 (out / "attacks.json").write_text(json.dumps(reports, indent=2) + "\n")
 
@@ -106,8 +108,9 @@ lines = [
     f"phases of {seconds} s; `scripts/bench-attacks.sh`.",
     "",
     "| attack | size | legit success quiet → attacked | p99 ms quiet → attacked | p99 × quiet "
-    "| RSS MiB quiet → attacked (after) | fds quiet → attacked (after) | attack held (peak) | verdict |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| RSS MiB quiet → attacked (after) | fds quiet → attacked (after) | attack held (peak) "
+    "| acknowledged keys found | verdict |",
+    "|---|---|---|---|---|---|---|---|---|---|",
 ]
 for report in reports:
     quiet, attacked, stats = report["quiet"], report["attacked"], report["attack_stats"]
@@ -115,6 +118,7 @@ for report in reports:
     size = f"{stats['attackers']}" + (f" × {stats['streams_per_connection']}" if stats["streams_per_connection"] > 1 else "")
     held = f"{stats['connections_held_peak']} conns, {stats['streams_held_peak']} streams"
     verdict = report["verdict"]
+    acknowledged = report["acknowledged"]
     lines.append(
         f"| {report['attack']} | {size} "
         f"| {quiet['success_rate'] * 100:.2f} % → {attacked['success_rate'] * 100:.2f} % "
@@ -122,7 +126,8 @@ for report in reports:
         f"| {verdict['p99_ratio']:.2f} "
         f"| {mib(quiet['server']['rss_kib']['max'])} → {mib(attacked['server']['rss_kib']['max'])} ({mib(after.get('rss_kib', 0))}) "
         f"| {quiet['server']['fds']['max']} → {attacked['server']['fds']['max']} ({after.get('fds', '-')}) "
-        f"| {held} | {'pass' if verdict['passed'] else 'MISS'} |")
+        f"| {held} | {acknowledged['keys_found']:,} of {acknowledged['keys_checked']:,} "
+        f"({acknowledged['uploads_acknowledged']} uploads) | {'pass' if verdict['passed'] else 'MISS'} |")
 table = "\n".join(lines) + "\n"
 (out / "attacks.md").write_text(table)
 print(table)

@@ -130,6 +130,12 @@ pub struct AttackArgs {
     /// The server's process id: its memory (VmRSS) and open descriptors are sampled.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// After the run, look for every key of past days of every upload the server acknowledged
+    /// in its published confirm store, waiting this long at most for the publisher (the
+    /// "nothing acknowledged lost" goal). Needs a server that publishes at once
+    /// (`--release-delay 0s`) and often (`--publish-interval` well below the wait).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub check_acknowledged: Option<Duration>,
     /// Goal: the server's resident memory during the attack, at most, MiB.
     #[arg(long, default_value_t = ATTACK_GOALS.max_rss_mib)]
     pub max_rss_mib: u64,
@@ -184,6 +190,7 @@ impl AttackArgs {
             plan,
             settle: self.settle,
             server_pid: self.server_pid,
+            check_acknowledged: self.check_acknowledged,
             goals: AttackGoals {
                 max_rss_mib: self.max_rss_mib,
                 max_fds: self.max_fds,

@@ -200,6 +200,9 @@ pub struct AttackReport {
     /// The server's figures a second after the attack stopped: whether it let go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<crate::server_usage::Reading>,
+    /// Whether the uploads the server acknowledged were kept (`--check-acknowledged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<crate::scenario::readback::Readback>,
     /// The comparison with the goals.
     pub verdict: AttackVerdict,
 }
@@ -271,6 +274,10 @@ pub struct AttackVerdict {
     pub rss_met: Option<bool>,
     /// Descriptor bound met (`None` without `--server-pid`).
     pub fds_met: Option<bool>,
+    /// Every acknowledged upload's keys found published (`None` without
+    /// `--check-acknowledged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nothing_lost_met: Option<bool>,
     /// Every goal judged was met.
     pub passed: bool,
     /// One line: `ATTACK PASS: ...` or `ATTACK MISS: ...` with the goals missed.
@@ -279,7 +286,12 @@ pub struct AttackVerdict {
 
 impl AttackVerdict {
     /// Judges the phases of an attack run against `goals`.
-    pub fn judge(goals: AttackGoals, quiet: &Phase, attacked: &Phase) -> Self {
+    pub fn judge(
+        goals: AttackGoals,
+        quiet: &Phase,
+        attacked: &Phase,
+        acknowledged: Option<&crate::scenario::readback::Readback>,
+    ) -> Self {
         let quiet_p99 = quiet.legit.latency_ms.p99;
         let attacked_p99 = attacked.legit.latency_ms.p99;
         let p99_ratio = if quiet_p99 > 0.0 {
@@ -318,6 +330,14 @@ impl AttackVerdict {
         if let (Some(false), Some(usage)) = (fds_met, attacked.server) {
             missed.push(format!("{} descriptors > {}", usage.fds.max, goals.max_fds));
         }
+        let nothing_lost_met = acknowledged.map(|readback| readback.nothing_lost());
+        if let (Some(false), Some(readback)) = (nothing_lost_met, acknowledged) {
+            missed.push(format!(
+                "{} of {} acknowledged keys not found",
+                readback.keys_checked - readback.keys_found,
+                readback.keys_checked
+            ));
+        }
         let passed = missed.is_empty();
         let line = if passed {
             format!(
@@ -334,6 +354,7 @@ impl AttackVerdict {
             p99_met,
             rss_met,
             fds_met,
+            nothing_lost_met,
             passed,
             line,
         }

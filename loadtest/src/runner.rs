@@ -24,6 +24,7 @@ use crate::recorder::{Recorder, Sample};
 use crate::report::{AttackGoals, AttackReport, AttackVerdict, Phase, Report, Settings};
 use crate::scenario::attack::{self, Attack, AttackPlan};
 use crate::scenario::province::THAI_BINH;
+use crate::scenario::readback;
 use crate::scenario::{CallResult, Outcome, Scenario, Workload};
 use crate::schedule::{Bounds, Pace, Schedule};
 use crate::server_usage::{Sampler, ServerProcess, ServerUsage};
@@ -328,6 +329,9 @@ pub struct AttackOptions {
     pub settle: Duration,
     /// The server process whose memory and descriptors are sampled.
     pub server_pid: Option<u32>,
+    /// When set, the acknowledged uploads of both phases are looked for in the published
+    /// confirm store afterwards, for this long at most (`scenario::readback`).
+    pub check_acknowledged: Option<Duration>,
     /// What the verdict judges against.
     pub goals: AttackGoals,
 }
@@ -366,11 +370,13 @@ pub async fn run_attack(options: &AttackOptions) -> anyhow::Result<AttackReport>
     let server = options.server_pid.map(ServerProcess::open).transpose()?;
 
     let quiet_run = PreparedRun::prepare(&options.mix).await?;
+    let quiet_ledger = quiet_run.workload.ledger();
     let sampler = server.as_ref().map(ServerProcess::sample);
     let quiet_report = quiet_run.run().await?;
     let quiet = Phase::new(quiet_report, finish(sampler).await);
 
     let attacked_run = PreparedRun::prepare(&options.mix).await?;
+    let attacked_ledger = attacked_run.workload.ledger();
     let mut plan = options.plan.clone();
     if plan.attack == Attack::ZeroWindow && plan.batch_id.is_none() {
         plan.batch_id = attacked_run.catalog().pick_batch();
@@ -396,7 +402,30 @@ pub async fn run_attack(options: &AttackOptions) -> anyhow::Result<AttackReport>
         }
         None => None,
     };
-    let verdict = AttackVerdict::judge(options.goals, &quiet, &attacked);
+    let acknowledged = match options.check_acknowledged {
+        Some(wait) => {
+            let connections = Connections::open(&options.mix.target, 1).await?;
+            let mut clients = Clients::new(connections.channel(0));
+            let prefix_bits = crate::scenario::catalog::Catalog::load(
+                &mut clients.distribution,
+                &options.mix.region,
+            )
+            .await?
+            .confirm_prefix_bits();
+            Some(
+                readback::check(
+                    &mut clients,
+                    &options.mix.region,
+                    prefix_bits,
+                    &[&quiet_ledger, &attacked_ledger],
+                    wait,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+    let verdict = AttackVerdict::judge(options.goals, &quiet, &attacked, acknowledged.as_ref());
     Ok(AttackReport {
         attack: options.plan.attack.name().to_owned(),
         target: options.mix.target.to_string(),
@@ -405,6 +434,7 @@ pub async fn run_attack(options: &AttackOptions) -> anyhow::Result<AttackReport>
         attacked,
         attack_stats,
         after,
+        acknowledged,
         verdict,
     })
 }

@@ -341,7 +341,7 @@ mod tests {
         let quiet = phase(760, 760, 4.0, 102_400, 40);
         // 2 of 760 failed (99.74 %), p99 5 x quiet, 5,000 descriptors.
         let attacked = phase(760, 758, 20.0, 204_800, 5_000);
-        let verdict = AttackVerdict::judge(ATTACK_GOALS, &quiet, &attacked);
+        let verdict = AttackVerdict::judge(ATTACK_GOALS, &quiet, &attacked, None);
         assert!(!verdict.passed);
         assert_eq!(verdict.p99_ratio, 5.0);
         assert_eq!(
@@ -366,6 +366,7 @@ mod tests {
                 ..Default::default()
             },
             after: None,
+            acknowledged: None,
             verdict,
         };
         let text = render_attack(&report);

@@ -609,6 +609,8 @@ fn attack_options(server: &TestServer, attack: Attack, attackers: usize) -> Atta
         },
         settle: Duration::from_millis(300),
         server_pid: Some(std::process::id()),
+        // The test server publishes every 200 ms with no release delay.
+        check_acknowledged: Some(Duration::from_secs(20)),
         goals: ATTACK_GOALS,
     }
 }
@@ -677,12 +679,33 @@ fn assert_attack_report(report: &AttackReport, attack: Attack) {
     let verdict = &report.verdict;
     assert_eq!(verdict.goals, ATTACK_GOALS);
     assert!(verdict.rss_met.is_some() && verdict.fds_met.is_some());
+    // Every upload the server acknowledged in both phases was published: each key of a past
+    // day found in the confirm store by its digest, computed by the matcher library.
+    let acknowledged = report
+        .acknowledged
+        .as_ref()
+        .expect("acknowledged uploads read back");
+    assert!(
+        acknowledged.uploads_acknowledged >= 2,
+        "the mix uploads in both phases: {acknowledged:?}"
+    );
+    assert_eq!(
+        acknowledged.keys_checked,
+        acknowledged.uploads_acknowledged * 7,
+        "seven keys of yesterday in every case"
+    );
+    assert_eq!(
+        acknowledged.keys_found, acknowledged.keys_checked,
+        "nothing acknowledged lost: {acknowledged:?}"
+    );
+    assert_eq!(verdict.nothing_lost_met, Some(true));
     assert_eq!(
         verdict.passed,
         verdict.success_met
             && verdict.p99_met
             && verdict.rss_met == Some(true)
             && verdict.fds_met == Some(true)
+            && verdict.nothing_lost_met == Some(true)
     );
     assert!(verdict.line.starts_with("ATTACK "), "{}", verdict.line);
     assert!(report.attack_stats.attempts >= 1);

@@ -18,6 +18,7 @@ pub mod noop;
 pub mod phone_upload;
 pub mod poll;
 pub mod province;
+pub mod readback;
 pub mod upload;
 
 use std::fmt;
@@ -244,6 +245,8 @@ struct Shared {
     codes: CodePool,
     /// Where a `mix` run's arriving phones connect (`None` for other scenarios).
     arrivals: Option<Endpoint>,
+    /// The uploads the server acknowledged.
+    ledger: Arc<readback::Ledger>,
 }
 
 impl Workload {
@@ -297,6 +300,7 @@ impl Workload {
             upload_ids: UploadIds::new(),
             codes,
             arrivals: arrivals.filter(|_| scenario == Scenario::Mix),
+            ledger: Arc::default(),
         };
         Ok(Workload {
             shared: Arc::new(shared),
@@ -313,6 +317,29 @@ impl Workload {
         &self.shared.catalog
     }
 
+    /// Returns the ledger of the uploads the server acknowledged in this run.
+    pub fn ledger(&self) -> Arc<readback::Ledger> {
+        Arc::clone(&self.shared.ledger)
+    }
+
+    /// Uploads one case with the next code; skipped when the codes ran out (more tickets than
+    /// codes: a `--codes` below the request bound).
+    async fn upload_with_code(&self, clients: &mut Clients) -> Outcome {
+        let shared = &self.shared;
+        match shared.codes.take() {
+            Some(code) => phone_upload::call_with_code(
+                clients,
+                &shared.region,
+                &code,
+                &shared.upload_ids,
+                &shared.ledger,
+            )
+            .await
+            .into(),
+            None => Outcome::Skipped,
+        }
+    }
+
     /// Performs one RPC of `kind` on `clients`.
     pub async fn call(&self, kind: RpcKind, clients: &mut Clients) -> Outcome {
         let shared = &self.shared;
@@ -323,23 +350,18 @@ impl Workload {
                     .into()
             }
             RpcKind::Upload if shared.scenario == Scenario::UploadCode => {
-                match shared.codes.take() {
-                    Some(code) => phone_upload::call_with_code(
-                        clients,
-                        &shared.region,
-                        &code,
-                        &shared.upload_ids,
-                    )
-                    .await
-                    .into(),
-                    // More tickets than codes (a --codes below the request bound): nothing sent.
-                    None => Outcome::Skipped,
-                }
+                self.upload_with_code(clients).await
             }
             RpcKind::Upload => match &shared.token {
-                Some(token) => upload::call(clients, &shared.region, token, &shared.upload_ids)
-                    .await
-                    .into(),
+                Some(token) => upload::call(
+                    clients,
+                    &shared.region,
+                    token,
+                    &shared.upload_ids,
+                    &shared.ledger,
+                )
+                .await
+                .into(),
                 // `prepare` refuses uploading scenarios without a token.
                 None => Outcome::Called(CallResult::failed(&Status::unauthenticated(
                     "no token given",
@@ -366,14 +388,7 @@ impl Workload {
                     .into()
             }
             RpcKind::HealthCheck => noop::call(clients).await.into(),
-            RpcKind::CodeUpload => match shared.codes.take() {
-                Some(code) => {
-                    phone_upload::call_with_code(clients, &shared.region, &code, &shared.upload_ids)
-                        .await
-                        .into()
-                }
-                None => Outcome::Skipped,
-            },
+            RpcKind::CodeUpload => self.upload_with_code(clients).await,
             RpcKind::Arrival => match &shared.arrivals {
                 Some(endpoint) => noop::arrive(endpoint).await.into(),
                 None => Outcome::Called(CallResult::failed(&Status::failed_precondition(

@@ -19,7 +19,8 @@ use exposure_proto::v1::key_upload_client::KeyUploadClient;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-use super::upload::{UploadIds, case_request, send, today};
+use super::readback::Ledger;
+use super::upload::{UploadIds, case_request, send, send_case, today};
 use crate::client::Clients;
 
 /// How long the issued codes stay valid: long enough for any bounded run.
@@ -98,16 +99,12 @@ pub async fn call_with_code(
     region: &str,
     code: &UploadCode,
     upload_ids: &UploadIds,
+    ledger: &Ledger,
 ) -> Result<u64, Status> {
-    let body = case_request(
-        &mut rand::thread_rng(),
-        region,
-        upload_ids.next_id(),
-        today(),
-    );
-    let mut request = Request::new(body);
-    code.authorize(&mut request);
-    send(clients, request).await
+    send_case(clients, region, upload_ids, ledger, |request| {
+        code.authorize(request)
+    })
+    .await
 }
 
 /// Sends one decoy upload shaped like a real case; returns the encoded size of the answer

@@ -16,6 +16,7 @@ use prost::Message as _;
 use rand::{Rng, RngCore as _};
 use tonic::{Request, Status};
 
+use super::readback::Ledger;
 use crate::client::{BearerToken, Clients};
 
 /// Keys per upload: one case's 14 days of GAEN keys (DESIGN.md section 9).
@@ -104,22 +105,37 @@ pub fn case_request(
 }
 
 /// Uploads one fresh case; returns the payload received, the encoded size of the answer (2
-/// bytes when all 14 keys are accepted: `keys_accepted`'s tag and value).
+/// bytes when all 14 keys are accepted: `keys_accepted`'s tag and value). An acknowledged
+/// upload goes into `ledger`.
 pub async fn call(
     clients: &mut Clients,
     region: &str,
     token: &BearerToken,
     upload_ids: &UploadIds,
+    ledger: &Ledger,
 ) -> Result<u64, Status> {
-    let body = case_request(
-        &mut rand::thread_rng(),
-        region,
-        upload_ids.next_id(),
-        today(),
-    );
-    let mut request = Request::new(body);
-    token.authorize(&mut request);
-    send(clients, request).await
+    send_case(clients, region, upload_ids, ledger, |request| {
+        token.authorize(request)
+    })
+    .await
+}
+
+/// Uploads one fresh case, authorized by `authorize`; an acknowledged upload goes into
+/// `ledger`.
+pub(crate) async fn send_case(
+    clients: &mut Clients,
+    region: &str,
+    upload_ids: &UploadIds,
+    ledger: &Ledger,
+    authorize: impl FnOnce(&mut Request<UploadDiagnosisKeysRequest>),
+) -> Result<u64, Status> {
+    let day = today();
+    let body = case_request(&mut rand::thread_rng(), region, upload_ids.next_id(), day);
+    let mut request = Request::new(body.clone());
+    authorize(&mut request);
+    let answered = send(clients, request).await?;
+    ledger.acknowledged(&body, day);
+    Ok(answered)
 }
 
 /// Sends an upload; returns the encoded size of the answer, the payload the call received.
