@@ -807,6 +807,8 @@ async fn watch_flood_from_the_command_line_writes_an_attack_report() {
         "0",
         "--server-pid",
         pid.as_str(),
+        "--check-acknowledged",
+        "20s",
         "--format",
         "json",
         "--output",
