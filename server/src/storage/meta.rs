@@ -1,4 +1,5 @@
-//! Small named records: the signing-key list and the daily roll-up cursors.
+//! Small named records: the signing-key list, the daily roll-up cursors, the batch and ingest
+//! sequences and the deployment id of sealed backups.
 
 use rocksdb::WriteBatch;
 
@@ -266,5 +267,38 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_META), DECOY_LATENCIES, bytes);
         self.write_synced(batch)
+    }
+}
+
+/// Meta key of the deployment id; see [`Store::deployment_id`].
+const DEPLOYMENT_ID: &str = "deployment_id";
+
+impl Store {
+    /// Returns the id of the deployment this store belongs to, `None` before the first backup.
+    /// Sealed backups bind it (DESIGN.md section 15), so an object of another deployment's
+    /// backup is refused at restore; a restored store keeps it, being the same deployment.
+    pub fn deployment_id(&self) -> Result<Option<String>, StorageError> {
+        match self.db().get_pinned_cf(self.cf(CF_META), DEPLOYMENT_ID)? {
+            Some(value) => String::from_utf8(value.to_vec()).map(Some).map_err(|_| {
+                StorageError::Corrupt {
+                    column_family: CF_META,
+                    reason: "the deployment id is not UTF-8".into(),
+                }
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Returns the deployment id, first drawing one (128 random bits, hex) when the store has
+    /// none yet.
+    pub fn ensure_deployment_id(&self) -> Result<String, StorageError> {
+        if let Some(id) = self.deployment_id()? {
+            return Ok(id);
+        }
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), DEPLOYMENT_ID, id.as_bytes());
+        self.write_synced(batch)?;
+        Ok(id)
     }
 }
