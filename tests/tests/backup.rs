@@ -228,6 +228,7 @@ async fn a_backup_under_upload_load_restores_the_same_server() {
         data_dir: restored_dir.path().to_owned(),
         sequence_gap: GAP,
         backup_key_file: Some(key_file.clone()),
+        ..RestoreCommand::default()
     };
     let ((), restored) = admin(move |out| exposure_server::admin::backup::restore(restore, out))
         .await
@@ -458,6 +459,7 @@ async fn a_damaged_backup_is_caught_by_verify_and_by_restore() {
         data_dir: target.path().to_owned(),
         sequence_gap: GAP,
         backup_key_file: None,
+        ..RestoreCommand::default()
     };
     let error = admin(move |out| exposure_server::admin::backup::restore(restore, out))
         .await
@@ -481,6 +483,7 @@ async fn a_damaged_backup_is_caught_by_verify_and_by_restore() {
         data_dir: target.path().to_owned(),
         sequence_gap: GAP,
         backup_key_file: None,
+        ..RestoreCommand::default()
     };
     let error = admin(move |out| exposure_server::admin::backup::restore(restore, out))
         .await
@@ -528,6 +531,7 @@ async fn restore_sealed(backup: &Path, key_file: Option<&Path>) -> Option<String
         data_dir: target.path().to_owned(),
         sequence_gap: GAP,
         backup_key_file: key_file.map(Path::to_owned),
+        ..RestoreCommand::default()
     };
     let result = admin(move |out| exposure_server::admin::backup::restore(restore, out)).await;
     match result {

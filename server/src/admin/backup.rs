@@ -58,10 +58,12 @@ pub struct BackupCommand {
 }
 
 /// `exposure-server restore`
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RestoreCommand {
-    /// A backup folder, or a folder of backups (its newest backup is restored).
-    #[arg(long, value_name = "DIR")]
+    /// A backup folder, or a folder of backups (its newest backup is restored), or the URL of
+    /// a continuous backup (`--backup-to`: `s3://…`, `gs://…`, `az://…`, `file:///…`), whose
+    /// newest checkpoint and every later log record are restored.
+    #[arg(long, value_name = "DIR|URL")]
     pub from: PathBuf,
     /// The data directory to create: a missing or empty folder (anything else is refused).
     #[arg(long, value_name = "DIR")]
@@ -75,6 +77,42 @@ pub struct RestoreCommand {
     /// unsealed backup is refused).
     #[arg(long, value_name = "FILE", env = "EXPOSURE_BACKUP_KEY_FILE")]
     pub backup_key_file: Option<PathBuf>,
+    /// Restores the state as of TIME (RFC 3339, e.g. `2026-03-18T09:30:00Z`, or Unix seconds):
+    /// the newest checkpoint made by then and the log records shipped by then. Only with
+    /// `--from URL`.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_ms)]
+    pub at: Option<u64>,
+    /// A `key=value` setting of the `--from` bucket's object store (repeatable), as
+    /// `--publish-option`.
+    #[arg(long = "from-option", value_name = "KEY=VALUE")]
+    pub from_options: Vec<String>,
+    /// The public bucket the server publishes to (`--publish-to`): each region's batch
+    /// sequence then continues after the latest its index names, too.
+    #[arg(long, value_name = "URL", env = "EXPOSURE_PUBLISH_TO")]
+    pub publish_to: Option<String>,
+    /// A `key=value` setting of the `--publish-to` bucket's object store (repeatable).
+    #[arg(
+        long = "publish-option",
+        value_name = "KEY=VALUE",
+        env = "EXPOSURE_PUBLISH_OPTION",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub publish_options: Vec<String>,
+}
+
+/// Parses `--at`: RFC 3339 or Unix seconds; returns Unix milliseconds.
+fn parse_time_ms(text: &str) -> Result<u64, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return seconds
+            .checked_mul(1000)
+            .ok_or_else(|| format!("{text} is too large"));
+    }
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|error| format!("{error} (expected e.g. 2026-03-18T09:30:00Z or Unix seconds)"))?;
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .map_err(|_| format!("{text} is before 1970"))
 }
 
 /// Default of `restore --sequence-gap`: over 41 days of hourly batches, beyond any backup
@@ -192,6 +230,37 @@ pub fn backup(command: BackupCommand, out: &mut impl Write) -> Result<(), AdminE
     Ok(())
 }
 
+/// Restores the continuous backup at `url` (see [`backup::restore_remote`]).
+fn restore_from_bucket(
+    command: &RestoreCommand,
+    url: &str,
+    key: Option<&[u8; KEY_BYTES]>,
+) -> Result<backup::restore::RestoreReport, AdminError> {
+    let bucket = crate::bucket::Bucket::open(url, &command.from_options)
+        .map_err(|error| AdminError::Usage(error.to_string().replace("--publish-to", "--from")))?;
+    let published = command
+        .publish_to
+        .as_deref()
+        .map(|url| crate::bucket::Bucket::open(url, &command.publish_options))
+        .transpose()
+        .map_err(|error| AdminError::Usage(error.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    let request = backup::restore_remote::RemoteRestore {
+        at_ms: command.at,
+        key,
+        sequence_gap: command.sequence_gap,
+        published: published.as_ref(),
+    };
+    Ok(runtime.block_on(backup::restore_remote::restore(
+        &bucket,
+        &command.data_dir,
+        request,
+    ))?)
+}
+
 /// Reads the backup key file, when one is given.
 fn read_key(path: Option<&Path>) -> Result<Option<[u8; KEY_BYTES]>, AdminError> {
     path.map(seal::read_key_file)
@@ -283,12 +352,22 @@ fn verify(path: &Path, out: &mut impl Write) -> Result<(), AdminError> {
 /// Runs `restore`, writing its report to `out`.
 pub fn restore(command: RestoreCommand, out: &mut impl Write) -> Result<(), AdminError> {
     let key = read_key(command.backup_key_file.as_deref())?;
-    let report = backup::restore::restore(
-        &command.from,
-        &command.data_dir,
-        command.sequence_gap,
-        key.as_ref(),
-    )?;
+    let from = command.from.to_string_lossy().into_owned();
+    let report = if from.contains("://") {
+        restore_from_bucket(&command, &from, key.as_ref())?
+    } else {
+        if command.at.is_some() {
+            return Err(AdminError::Usage(
+                "--at works on a continuous backup only (--from URL)".into(),
+            ));
+        }
+        backup::restore::restore(
+            &command.from,
+            &command.data_dir,
+            command.sequence_gap,
+            key.as_ref(),
+        )?
+    };
     writeln!(
         out,
         "restored {} into {}: {} files, {} bytes checked against the manifest",
@@ -298,6 +377,22 @@ pub fn restore(command: RestoreCommand, out: &mut impl Write) -> Result<(), Admi
         report.bytes
     )
     .map_err(failed)?;
+    if report.log_objects > 0 || from.contains("://") {
+        writeln!(
+            out,
+            "{} log objects applied after the checkpoint: the store ends at sequence {}",
+            report.log_objects, report.last_sequence
+        )
+        .map_err(failed)?;
+    }
+    if report.regions_raised > 0 {
+        writeln!(
+            out,
+            "{} regions continue after the latest sequence of the bucket's index (--publish-to)",
+            report.regions_raised
+        )
+        .map_err(failed)?;
+    }
     if let Some(deployment) = &report.sealed_for {
         writeln!(
             out,

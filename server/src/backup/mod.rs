@@ -26,8 +26,11 @@
 //! instead of copied. Deleting an old backup therefore never damages a newer one. A sealed
 //! backup is always a full copy: its files are sealed afresh, with new nonces and positions.
 
+pub mod continuous;
 pub mod manifest;
+pub mod remote;
 pub mod restore;
+pub mod restore_remote;
 pub mod seal;
 pub mod snapshot;
 pub mod upload;
@@ -280,7 +283,7 @@ pub fn write_backup(
 
 /// Returns whether a snapshot file is RocksDB's own run-time file rather than data: the info
 /// logs and the lock, which opening the snapshot to describe it may create.
-fn is_runtime_file(relative: &str) -> bool {
+pub(crate) fn is_runtime_file(relative: &str) -> bool {
     relative
         .strip_prefix("db/")
         .is_some_and(|name| name == "LOCK" || name == "LOG" || name.starts_with("LOG.old."))

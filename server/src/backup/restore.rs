@@ -44,6 +44,12 @@ pub struct RestoreReport {
     pub regions_skipped: usize,
     /// The deployment a sealed backup was sealed for (`None`: not sealed).
     pub sealed_for: Option<String>,
+    /// Log objects applied after the checkpoint (a restore from a bucket).
+    pub log_objects: usize,
+    /// The store's last sequence number after the restore.
+    pub last_sequence: u64,
+    /// Regions whose batch sequence was raised to the bucket's index.
+    pub regions_raised: usize,
 }
 
 /// Restores the backup `from` (a backup folder, or a folder of backups: the newest) into the
@@ -88,7 +94,7 @@ pub fn restore(
     let created = !data_dir.exists();
     let restored =
         copy_in(&backup, &manifest, data_dir, sealer.as_ref()).and_then(|(files, bytes)| {
-            let mut report = check(data_dir, sequence_gap)?;
+            let mut report = check(data_dir, sequence_gap, &[])?;
             report.backup = backup.clone();
             report.files = files;
             report.bytes = bytes;
@@ -210,14 +216,21 @@ fn open_file(
     Ok((digest, length))
 }
 
-/// Opens the restored store as the server would, reads what it holds and skips sequences.
-fn check(data_dir: &Path, sequence_gap: u64) -> Result<RestoreReport, BackupError> {
+/// Opens the restored store as the server would, reads what it holds, skips sequences, and
+/// raises each region's sequence to its floor (the highest published anywhere).
+pub(super) fn check(
+    data_dir: &Path,
+    sequence_gap: u64,
+    floors: &[(String, u64)],
+) -> Result<RestoreReport, BackupError> {
     let store = crate::storage::Store::open(data_dir)?;
+    let last_sequence = store.latest_sequence();
     let regions_skipped = if sequence_gap > 0 {
         store.skip_batch_sequences(sequence_gap)?
     } else {
         0
     };
+    let regions_raised = store.raise_batch_sequences(floors)?;
     let catalog = crate::catalog::Catalog::load(&store)?;
     let regions = catalog.regions();
     let batches = regions
@@ -239,11 +252,14 @@ fn check(data_dir: &Path, sequence_gap: u64) -> Result<RestoreReport, BackupErro
         current_key_present,
         regions_skipped,
         sealed_for: None,
+        log_objects: 0,
+        last_sequence,
+        regions_raised,
     })
 }
 
 /// Removes what a failed restore put into `data_dir` (all of it: the target was empty).
-fn empty_again(data_dir: &Path, created: bool) {
+pub(super) fn empty_again(data_dir: &Path, created: bool) {
     if created {
         let _ = std::fs::remove_dir_all(data_dir);
         return;

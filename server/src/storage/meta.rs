@@ -115,6 +115,22 @@ impl Store {
         Ok(sequences.len())
     }
 
+    /// Moves every region's last batch sequence to at least `floor` of it (the highest the
+    /// region published anywhere, e.g. in the bucket's index) in one synced write, regions the
+    /// store never published in included; returns how many regions moved.
+    pub fn raise_batch_sequences(&self, floors: &[(String, u64)]) -> Result<usize, StorageError> {
+        let mut batch = WriteBatch::default();
+        let mut moved = 0;
+        for (region, floor) in floors {
+            if self.batch_sequence(region)? < *floor {
+                self.put_batch_sequence(&mut batch, region, *floor);
+                moved += 1;
+            }
+        }
+        self.write_synced(batch)?;
+        Ok(moved)
+    }
+
     /// Adds the move of a region's batch sequence to `batch`.
     pub(crate) fn put_batch_sequence(&self, batch: &mut WriteBatch, region: &str, sequence: u64) {
         batch.put_cf(
