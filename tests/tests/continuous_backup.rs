@@ -52,6 +52,16 @@ async fn upload(url: &str, token: &str, upload_id: &str, key: DiagnosisKey) -> b
     let Ok(mut client) = KeyUploadClient::connect(url.to_owned()).await else {
         return false;
     };
+    upload_with(&mut client, token, upload_id, key).await
+}
+
+/// Uploads `key` through `client`; returns whether it was acknowledged.
+async fn upload_with(
+    client: &mut KeyUploadClient<tonic::transport::Channel>,
+    token: &str,
+    upload_id: &str,
+    key: DiagnosisKey,
+) -> bool {
     let mut request = tonic::Request::new(fixtures::upload(upload_id, vec![key]));
     request.metadata_mut().insert(
         "authorization",
@@ -145,9 +155,11 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
             token.clone(),
         );
         tokio::spawn(async move {
+            let mut client = KeyUploadClient::connect(url).await.expect("connect");
             for index in 0..100_000u32 {
                 let key = key(index);
-                if !upload(&url, &token, &format!("kill-{index}"), key.clone()).await {
+                if !upload_with(&mut client, &token, &format!("kill-{index}"), key.clone()).await
+                {
                     return;
                 }
                 acknowledged

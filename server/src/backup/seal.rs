@@ -122,7 +122,7 @@ impl Sealer {
             ));
         }
         Ok(Self {
-            cipher: XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key)),
+            cipher: XChaCha20Poly1305::new(key.into()),
             deployment: deployment.to_owned(),
         })
     }
@@ -177,7 +177,7 @@ impl Sealer {
             let sealed = self
                 .cipher
                 .encrypt(
-                    XNonce::from_slice(&nonce),
+                    &XNonce::from(nonce),
                     Payload {
                         msg: &current[..current_length],
                         aad: &aad,
@@ -229,10 +229,12 @@ impl Sealer {
             };
             let last = next_length == 0;
             let aad = self.associated_data(name, position, index, last);
+            let mut nonce = [0u8; NONCE_BYTES];
+            nonce.copy_from_slice(&current[..NONCE_BYTES]);
             let opened = self
                 .cipher
                 .decrypt(
-                    XNonce::from_slice(&current[..NONCE_BYTES]),
+                    &XNonce::from(nonce),
                     Payload {
                         msg: &current[NONCE_BYTES..current_length],
                         aad: &aad,
@@ -319,10 +321,10 @@ mod tests {
         aad.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 3]);
         aad.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
         aad.push(1);
-        let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&KEY));
+        let cipher = XChaCha20Poly1305::new((&KEY).into());
         let plain = cipher
             .decrypt(
-                XNonce::from_slice(&sealed[14..38]),
+                &XNonce::from(<[u8; 24]>::try_from(&sealed[14..38]).expect("24 bytes")),
                 Payload {
                     msg: &sealed[38..],
                     aad: &aad,
@@ -334,33 +336,33 @@ mod tests {
 
     #[test]
     fn objects_round_trip_across_chunk_boundaries() {
-        let sealer = sealer("dep-1");
+        let ours = sealer("dep-1");
         for length in [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 2 * CHUNK_BYTES] {
             let plain: Vec<u8> = (0..length).map(|index| (index % 251) as u8).collect();
-            let sealed = sealer.seal("db/000010.sst", 9, &plain);
+            let sealed = ours.seal("db/000010.sst", 9, &plain);
             let chunks = length.div_ceil(CHUNK_BYTES).max(1);
             assert_eq!(sealed.len(), 14 + length + chunks * (NONCE_BYTES + TAG_BYTES));
-            assert_eq!(sealer.open("db/000010.sst", 9, &sealed).expect("opens"), plain);
+            assert_eq!(ours.open("db/000010.sst", 9, &sealed).expect("opens"), plain);
         }
     }
 
     #[test]
     fn tampered_moved_foreign_and_truncated_objects_are_refused() {
-        let sealer = sealer("dep-1");
+        let ours = sealer("dep-1");
         let plain = vec![0x42u8; CHUNK_BYTES + 10];
-        let sealed = sealer.seal("log/1", 1, &plain);
+        let sealed = ours.seal("log/1", 1, &plain);
         let mut flipped = sealed.clone();
         flipped[100] ^= 1;
         assert!(matches!(
-            sealer.open("log/1", 1, &flipped),
+            ours.open("log/1", 1, &flipped),
             Err(OpenError::Refused)
         ));
         assert!(matches!(
-            sealer.open("log/2", 1, &sealed),
+            ours.open("log/2", 1, &sealed),
             Err(OpenError::Refused)
         ));
         assert!(matches!(
-            sealer.open("log/1", 2, &sealed),
+            ours.open("log/1", 2, &sealed),
             Err(OpenError::Refused)
         ));
         let other_key = Sealer::new(&[8; KEY_BYTES], "dep-1").expect("sealer");
@@ -382,11 +384,11 @@ mod tests {
         // Dropping the final chunk leaves a full chunk that was not sealed as the last.
         let truncated = &sealed[..14 + SEALED_CHUNK_BYTES];
         assert!(matches!(
-            sealer.open("log/1", 1, truncated),
+            ours.open("log/1", 1, truncated),
             Err(OpenError::Refused)
         ));
         assert!(matches!(
-            sealer.open("log/1", 1, b"plain text"),
+            ours.open("log/1", 1, b"plain text"),
             Err(OpenError::NotSealed)
         ));
     }
