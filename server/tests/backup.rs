@@ -381,7 +381,10 @@ fn a_sealed_backup_uploaded_to_a_bucket_restores_with_its_key_from_the_environme
             .expect("the first line names the backup"),
     );
     let uploaded = bucket.path().join(folder.file_name().expect("name"));
-    assert!(uploaded.join("MANIFEST.seal").is_file(), "the seal is uploaded");
+    assert!(
+        uploaded.join("MANIFEST.seal").is_file(),
+        "the seal is uploaded"
+    );
     let current = &original_keys
         .iter()
         .find(|key| key.current)
@@ -403,7 +406,11 @@ fn a_sealed_backup_uploaded_to_a_bucket_restores_with_its_key_from_the_environme
         "--data-dir",
         path_str(restored.path()),
     ]);
-    assert_eq!(refused.status.code(), Some(64), "a sealed backup needs its key");
+    assert_eq!(
+        refused.status.code(),
+        Some(64),
+        "a sealed backup needs its key"
+    );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--backup-key-file"));
     let output = Command::new(BINARY)
         .args(["restore", "--from", path_str(&uploaded)])
@@ -413,7 +420,8 @@ fn a_sealed_backup_uploaded_to_a_bucket_restores_with_its_key_from_the_environme
         .expect("run");
     let report = stdout_of(&output);
     assert!(
-        report.contains("every file opened with the key") && report.contains("private key restored"),
+        report.contains("every file opened with the key")
+            && report.contains("private key restored"),
         "{report}"
     );
     assert_private(restored.path());

@@ -569,7 +569,9 @@ async fn a_sealed_backup_refuses_flipped_swapped_foreign_and_wrongly_keyed_files
         .wait_for_batches(|listing| !listing.batches.is_empty())
         .await;
     let second = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
-    second.upload(fixtures::upload("b", vec![load_key(2)])).await;
+    second
+        .upload(fixtures::upload("b", vec![load_key(2)]))
+        .await;
     second
         .wait_for_batches(|listing| !listing.batches.is_empty())
         .await;
@@ -579,9 +581,8 @@ async fn a_sealed_backup_refuses_flipped_swapped_foreign_and_wrongly_keyed_files
     let other_key_file = keys.path().join("other.key");
     std::fs::write(&other_key_file, [0x22; 32]).expect("key");
 
-    let roots: Vec<tempfile::TempDir> = (0..3)
-        .map(|_| tempfile::tempdir().expect("root"))
-        .collect();
+    let roots: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir().expect("root")).collect();
     let backup = sealed_backup(&first, roots[0].path(), &key_file).await;
     // The same deployment sealed with another key, and another deployment with the same key.
     let other_key = sealed_backup(&first, roots[1].path(), &other_key_file).await;
@@ -678,10 +679,16 @@ async fn a_sealed_backup_refuses_flipped_swapped_foreign_and_wrongly_keyed_files
         .await
         .expect("unsealed backup");
     let unsealed = exposure_server::backup::resolve(unsealed_root.path()).expect("backup");
-    assert!(!unsealed.join("signing").exists(), "no private keys in clear");
+    assert!(
+        !unsealed.join("signing").exists(),
+        "no private keys in clear"
+    );
     let error = restore_sealed(&unsealed, Some(&key_file))
         .await
         .expect("an unsealed backup is refused with a key");
-    assert!(error.contains("MANIFEST.seal") && error.contains("not sealed"), "{error}");
+    assert!(
+        error.contains("MANIFEST.seal") && error.contains("not sealed"),
+        "{error}"
+    );
     drop((first, second));
 }

@@ -149,17 +149,13 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
     // One upload after another, each recorded with the moment it was acknowledged.
     let acknowledged: Arc<Mutex<Vec<(Instant, DiagnosisKey)>>> = Arc::default();
     let load = {
-        let (acknowledged, url, token) = (
-            acknowledged.clone(),
-            server.grpc_url.clone(),
-            token.clone(),
-        );
+        let (acknowledged, url, token) =
+            (acknowledged.clone(), server.grpc_url.clone(), token.clone());
         tokio::spawn(async move {
             let mut client = KeyUploadClient::connect(url).await.expect("connect");
             for index in 0..100_000u32 {
                 let key = key(index);
-                if !upload_with(&mut client, &token, &format!("kill-{index}"), key.clone()).await
-                {
+                if !upload_with(&mut client, &token, &format!("kill-{index}"), key.clone()).await {
                     return;
                 }
                 acknowledged
@@ -179,7 +175,10 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
         .filter(|(at, _)| killed_at.duration_since(*at) > log_interval)
         .map(|(_, key)| key)
         .collect();
-    assert!(!early.is_empty(), "uploads were acknowledged before the kill");
+    assert!(
+        !early.is_empty(),
+        "uploads were acknowledged before the kill"
+    );
 
     let restored = tempfile::tempdir().expect("restore target");
     let mut args = vec![
@@ -196,7 +195,10 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (restored_ok, report) = restore(&arg_refs);
     assert!(restored_ok, "{report}");
-    assert!(report.contains("every file opened with the key"), "{report}");
+    assert!(
+        report.contains("every file opened with the key"),
+        "{report}"
+    );
     let store = Store::open(restored.path()).expect("the restored store opens");
     let missing = early.iter().filter(|key| !holds(&store, key)).count();
     let later_present = acknowledged[early.len()..]
@@ -355,7 +357,10 @@ async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_ta
         .filter(|path| path.starts_with(newest_checkpoint.parent().expect("folder")))
         .cloned()
         .collect();
-    assert!(chain.len() >= 2, "the newest checkpoint has a chain of logs: {chain:?}");
+    assert!(
+        chain.len() >= 2,
+        "the newest checkpoint has a chain of logs: {chain:?}"
+    );
     let relative = |path: &Path| {
         path.strip_prefix(&backup_dir)
             .expect("inside")

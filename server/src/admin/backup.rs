@@ -171,7 +171,9 @@ pub fn backup(command: BackupCommand, out: &mut impl Write) -> Result<(), AdminE
     let description =
         backup::describe(&snapshot, now, options.include_signing_keys, key.is_some())?;
     let sealer = match (&key, &description.deployment) {
-        (Some(key), Some(deployment)) => Some(Sealer::new(key, deployment).map_err(AdminError::Failed)?),
+        (Some(key), Some(deployment)) => {
+            Some(Sealer::new(key, deployment).map_err(AdminError::Failed)?)
+        }
         (Some(_), None) => {
             return Err(AdminError::Failed(
                 "the snapshot holds no deployment id to seal it for".into(),

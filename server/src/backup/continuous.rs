@@ -103,10 +103,8 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "backup checkpoint failed");
-                    metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "checkpoint")
-                        .increment(1);
-                    metrics::gauge!(BACKUP_LAG_SECONDS)
-                        .set(caught_up_at.elapsed().as_secs_f64());
+                    metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "checkpoint").increment(1);
+                    metrics::gauge!(BACKUP_LAG_SECONDS).set(caught_up_at.elapsed().as_secs_f64());
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(retry) => {}
@@ -210,8 +208,12 @@ impl Shipper {
             match &sealer {
                 Some(sealer) => {
                     let sealed = snapshot.with_extension("sealing");
-                    let (sealer, from, to, name) =
-                        (sealer.clone(), source.clone(), sealed.clone(), object.clone());
+                    let (sealer, from, to, name) = (
+                        sealer.clone(),
+                        source.clone(),
+                        sealed.clone(),
+                        object.clone(),
+                    );
                     tokio::task::spawn_blocking(move || seal_to_file(&sealer, &name, &from, &to))
                         .await
                         .map_err(|error| BackupError::Upload(error.to_string()))??;

@@ -268,14 +268,11 @@ pub fn list_files(root: &Path) -> Result<Vec<String>, BackupError> {
 pub fn verify(backup: &Path) -> Result<(Manifest, u64), BackupError> {
     let manifest = Manifest::read(backup)?;
     let present = list_files(backup)?;
-    if let Some(extra) = present
-        .iter()
-        .find(|path| {
-            path.as_str() != MANIFEST_FILE
-                && path.as_str() != SEALED_MANIFEST_FILE
-                && manifest.digest(path).is_none()
-        })
-    {
+    if let Some(extra) = present.iter().find(|path| {
+        path.as_str() != MANIFEST_FILE
+            && path.as_str() != SEALED_MANIFEST_FILE
+            && manifest.digest(path).is_none()
+    }) {
         return Err(BackupError::Corrupt {
             path: backup.join(extra),
             reason: "not listed in the manifest".into(),

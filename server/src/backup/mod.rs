@@ -301,7 +301,12 @@ fn seal_file(
     let source = std::fs::File::open(from).map_err(BackupError::io(from))?;
     let mut target = Hashing::new(manifest::create_private_file(to)?);
     sealer
-        .seal_stream(relative, position, std::io::BufReader::new(source), &mut target)
+        .seal_stream(
+            relative,
+            position,
+            std::io::BufReader::new(source),
+            &mut target,
+        )
         .map_err(BackupError::io(to))?;
     let (digest, length, file) = target.finish();
     file.sync_all().map_err(BackupError::io(to))?;

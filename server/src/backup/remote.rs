@@ -143,14 +143,17 @@ impl CheckpointManifest {
         for (index, line) in lines.enumerate() {
             let bad = |reason: &str| format!("file line {}: {reason}", index + 1);
             let mut parts = line.splitn(3, ' ');
-            let (Some(digest), Some(length), Some(path)) = (parts.next(), parts.next(), parts.next())
+            let (Some(digest), Some(length), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 return Err(bad("expected `<sha256> <length> <path>`"));
             };
             if digest.len() != 64 || !digest.bytes().all(|byte| byte.is_ascii_hexdigit()) {
                 return Err(bad("the checksum is not 64 hex digits"));
             }
-            let length = length.parse().map_err(|_| bad("the length is not a number"))?;
+            let length = length
+                .parse()
+                .map_err(|_| bad("the length is not a number"))?;
             super::manifest::check_relative(path).map_err(|reason| bad(&reason))?;
             if let Some(previous) = files.last()
                 && previous.path.as_str() >= path
@@ -280,7 +283,10 @@ mod tests {
             },
         ];
         let body = encode_records(&records);
-        assert_eq!(&body[..20], &[0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3]);
+        assert_eq!(
+            &body[..20],
+            &[0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3]
+        );
         assert_eq!(decode_records(&body), Ok(records));
         assert!(decode_records(&body[..body.len() - 21]).is_err());
     }

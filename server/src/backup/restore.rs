@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use super::manifest::{
-    self, Hashing, MANIFEST_FILE, MAX_MANIFEST_BYTES, Manifest, SEALED_MANIFEST_FILE,
-    copy_hashed, sync_dir,
+    self, Hashing, MANIFEST_FILE, MAX_MANIFEST_BYTES, Manifest, SEALED_MANIFEST_FILE, copy_hashed,
+    sync_dir,
 };
 use super::seal::{self, KEY_BYTES, OpenError, Sealer};
 use super::{BackupError, INFO_FILE, MANIFEST_POSITION, resolve};
@@ -77,8 +77,7 @@ pub fn restore(
         (Some(_), false) => {
             return Err(BackupError::Corrupt {
                 path: sealed_manifest,
-                reason: "missing: the backup is not sealed, but --backup-key-file was given"
-                    .into(),
+                reason: "missing: the backup is not sealed, but --backup-key-file was given".into(),
             });
         }
         (None, false) => (manifest::verify(&backup)?.0, None),

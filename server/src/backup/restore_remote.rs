@@ -84,7 +84,9 @@ pub async fn restore(
         )
         .await?;
         let mut report = check(data_dir, request.sequence_gap, &floors)?;
-        report.backup = Path::new(bucket.description()).join(remote::CHECKPOINTS).join(&id);
+        report.backup = Path::new(bucket.description())
+            .join(remote::CHECKPOINTS)
+            .join(&id);
         report.files = files;
         report.bytes = bytes;
         report.sealed_for = sealer.as_ref().map(|sealer| sealer.deployment().to_owned());
@@ -164,9 +166,11 @@ async fn fetch_files(
                 .map_err(|error| corrupt(&name, error.to_string()))?,
             None => body.to_vec(),
         };
-        if hex::encode(Sha256::digest(&plain)) != file.digest || plain.len() as u64 != file.length
-        {
-            return Err(corrupt(&name, format!("checksum mismatch (for {})", file.path)));
+        if hex::encode(Sha256::digest(&plain)) != file.digest || plain.len() as u64 != file.length {
+            return Err(corrupt(
+                &name,
+                format!("checksum mismatch (for {})", file.path),
+            ));
         }
         let target = data_dir.join(&file.path);
         if let Some(parent) = target.parent() {

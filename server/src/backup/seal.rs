@@ -56,7 +56,9 @@ pub enum OpenError {
     #[error("not a sealed backup object (no EXPSEAL1 header)")]
     NotSealed,
     /// The object was sealed for another deployment.
-    #[error("sealed for deployment {found:?}, not this backup's {expected:?}: an object of another deployment")]
+    #[error(
+        "sealed for deployment {found:?}, not this backup's {expected:?}: an object of another deployment"
+    )]
     ForeignDeployment {
         /// The deployment its header names.
         found: String,
@@ -337,12 +339,25 @@ mod tests {
     #[test]
     fn objects_round_trip_across_chunk_boundaries() {
         let ours = sealer("dep-1");
-        for length in [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 2 * CHUNK_BYTES] {
+        for length in [
+            0,
+            1,
+            CHUNK_BYTES - 1,
+            CHUNK_BYTES,
+            CHUNK_BYTES + 1,
+            2 * CHUNK_BYTES,
+        ] {
             let plain: Vec<u8> = (0..length).map(|index| (index % 251) as u8).collect();
             let sealed = ours.seal("db/000010.sst", 9, &plain);
             let chunks = length.div_ceil(CHUNK_BYTES).max(1);
-            assert_eq!(sealed.len(), 14 + length + chunks * (NONCE_BYTES + TAG_BYTES));
-            assert_eq!(ours.open("db/000010.sst", 9, &sealed).expect("opens"), plain);
+            assert_eq!(
+                sealed.len(),
+                14 + length + chunks * (NONCE_BYTES + TAG_BYTES)
+            );
+            assert_eq!(
+                ours.open("db/000010.sst", 9, &sealed).expect("opens"),
+                plain
+            );
         }
     }
 
@@ -399,7 +414,10 @@ mod tests {
         let path = dir.path().join("key");
         std::fs::write(&path, [1u8; 31]).expect("write");
         let error = read_key_file(&path).expect_err("short");
-        assert!(error.contains("--backup-key-file") && error.contains("31 bytes"), "{error}");
+        assert!(
+            error.contains("--backup-key-file") && error.contains("31 bytes"),
+            "{error}"
+        );
         std::fs::write(&path, [1u8; 33]).expect("write");
         assert!(read_key_file(&path).is_err());
         std::fs::write(&path, [1u8; 32]).expect("write");

@@ -295,12 +295,14 @@ impl Store {
     /// backup is refused at restore; a restored store keeps it, being the same deployment.
     pub fn deployment_id(&self) -> Result<Option<String>, StorageError> {
         match self.db().get_pinned_cf(self.cf(CF_META), DEPLOYMENT_ID)? {
-            Some(value) => String::from_utf8(value.to_vec()).map(Some).map_err(|_| {
-                StorageError::Corrupt {
-                    column_family: CF_META,
-                    reason: "the deployment id is not UTF-8".into(),
-                }
-            }),
+            Some(value) => {
+                String::from_utf8(value.to_vec())
+                    .map(Some)
+                    .map_err(|_| StorageError::Corrupt {
+                        column_family: CF_META,
+                        reason: "the deployment id is not UTF-8".into(),
+                    })
+            }
             None => Ok(None),
         }
     }
