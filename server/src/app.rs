@@ -186,6 +186,19 @@ pub async fn run_with_tls(
         ),
         None => None,
     };
+    let backup_bucket = match &config.backup_to {
+        Some(url) => Some(Bucket::open(url, &config.backup_options).map_err(|error| {
+            ServerError::Config(error.to_string().replace("--publish-to", "--backup-to"))
+        })?),
+        None => None,
+    };
+    let backup_key = config
+        .backup_key_file
+        .as_deref()
+        .map(crate::backup::seal::read_key_file)
+        .transpose()
+        .map_err(ServerError::Config)?;
+    let keep_wal = backup_bucket.is_some();
     let width = FingerprintWidth::from_bits(config.fingerprint_bits).ok_or_else(|| {
         ServerError::Config(format!(
             "fingerprint bits {} (use 8, 16 or 32)",
@@ -201,7 +214,11 @@ pub async fn run_with_tls(
             if crate::datadir::prepare(&data_dir)? == crate::datadir::DataDirState::New {
                 tracing::warn!(data_dir = %data_dir.display(), "creating a new store at {}", data_dir.display());
             }
-            let store = Store::open(&data_dir)?;
+            let store = if keep_wal {
+                Store::open_keeping_wal(&data_dir)?
+            } else {
+                Store::open(&data_dir)?
+            };
             // No backup command can be waiting for a snapshot of a server that was not running.
             crate::backup::snapshot::clear_staging(&data_dir).map_err(crate::storage::StorageError::Io)?;
             let signer = signing::load_or_create(
@@ -269,6 +286,20 @@ pub async fn run_with_tls(
         ));
         inbox = inbox.with_outbox(wake.clone());
         publisher = publisher.with_outbox(wake);
+    }
+    if let Some(bucket) = backup_bucket {
+        // Continuous backup (DESIGN.md section 15): a checkpoint now, then the log.
+        tracker.spawn(crate::backup::continuous::run(
+            crate::backup::continuous::Shipper {
+                bucket,
+                store: store.clone(),
+                data_dir: config.data_dir.clone(),
+                key: backup_key,
+                full_interval: config.backup_full_interval,
+                log_interval: config.backup_log_interval,
+            },
+            cancel.clone(),
+        ));
     }
     let publisher = Arc::new(publisher);
     tracker.spawn(crate::publisher::run_periodically(

@@ -436,6 +436,39 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_PUBLISH_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     pub publish_retry_max: Duration,
 
+    /// Ships the store continuously to object storage (DESIGN.md section 15): a checkpoint at
+    /// start and every `--backup-full-interval` (only files the bucket lacks are uploaded),
+    /// and the write-ahead log's new records every `--backup-log-interval`. `s3://…`, `gs://…`,
+    /// `az://…` or `file:///folder`, with credentials from the environment as for
+    /// `--publish-to`. A private bucket, never the public one phones read. Off when unset.
+    #[arg(long, value_name = "URL", env = "EXPOSURE_BACKUP_TO")]
+    pub backup_to: Option<String>,
+
+    /// A `key=value` setting of the backup's object store (repeatable), as `--publish-option`.
+    #[arg(
+        long = "backup-option",
+        value_name = "KEY=VALUE",
+        env = "EXPOSURE_BACKUP_OPTION",
+        hide_env_values = true,
+        value_delimiter = ',',
+        requires = "backup_to"
+    )]
+    pub backup_options: Vec<String>,
+
+    /// File of exactly 32 random bytes (`head -c 32 /dev/urandom`) that seals every backup
+    /// object (XChaCha20-Poly1305). Without it backups hold no private signing keys.
+    #[arg(long, value_name = "FILE", env = "EXPOSURE_BACKUP_KEY_FILE")]
+    pub backup_key_file: Option<PathBuf>,
+
+    /// How often `--backup-to` takes a new checkpoint (also after a gap in the log).
+    #[arg(long, env = "EXPOSURE_BACKUP_FULL_INTERVAL", default_value = "24h", value_parser = parse_duration)]
+    pub backup_full_interval: Duration,
+
+    /// How often `--backup-to` ships the write-ahead log's new records: about the most
+    /// acknowledged uploads a lost machine loses.
+    #[arg(long, env = "EXPOSURE_BACKUP_LOG_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub backup_log_interval: Duration,
+
     /// PKCS#8 PEM file of the P-256 key that signs batches, kept outside the data directory
     /// (a mounted secret, an HSM export), so it is never in a backup. Without it the key is
     /// generated into, and read from, `DATA_DIR/signing/`. `--signing-key` is the same flag.

@@ -36,8 +36,9 @@ enum Command {
     #[command(name = "publish-sync")]
     PublishSync(PublishSyncCommand),
     /// Backs up a data directory into a new folder of `--to`, also while the server runs
-    /// (signing keys and waiting admin requests included, a SHA-256 manifest of every file);
-    /// `backup --verify DIR` checks a backup.
+    /// (waiting admin requests included, a SHA-256 manifest of every file; sealed, and with the
+    /// private signing keys, when `--backup-key-file` is given); `backup --verify DIR` checks a
+    /// backup.
     Backup(BackupCommand),
     /// Restores a backup into a new (missing or empty) data directory and checks that it opens.
     Restore(RestoreCommand),

@@ -165,6 +165,8 @@ impl ServerConfig {
     /// Checks every setting; returns the first that cannot run.
     pub fn validate(&self) -> Result<(), ConfigError> {
         positive_duration("--publish-interval", self.publish_interval)?;
+        positive_duration("--backup-full-interval", self.backup_full_interval)?;
+        positive_duration("--backup-log-interval", self.backup_log_interval)?;
         positive_duration("--request-timeout", self.request_timeout)?;
         positive_duration("--shutdown-grace", self.shutdown_grace)?;
         self.check_removed_padding_settings()?;
