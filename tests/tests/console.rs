@@ -474,3 +474,44 @@ async fn user_add_names_a_bad_authority_or_address() {
     let again = user_add(&server, authority_id(&server), "twice@example.org", vec![Role::Issuer]).await;
     assert!(matches!(again, Err(AdminError::Usage(_))), "{again:?}");
 }
+
+#[tokio::test]
+async fn past_the_daily_quota_of_an_account_the_page_says_when_it_resets() {
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.console_codes_per_user_per_day = 2;
+    })
+    .await;
+    let mut browser = Browser::new(&server.console_url);
+    let staff = enrol(&server, &mut browser, "busy@example.org", vec![Role::Issuer]).await;
+    log_in(&server, &mut browser, &staff).await;
+    let csrf = field_value(browser.get("/").await.text(), "csrf");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("region", REGION),
+        ("report_type", "self_report"),
+        ("valid_hours", "2"),
+    ];
+    for _ in 0..2 {
+        let issued = browser.post("/codes", &form).await;
+        assert_eq!(issued.status, 200, "{}", issued.text());
+    }
+    let refused = browser.post("/codes", &form).await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(text_of_class(refused.text(), "code"), None);
+    // TEST_NOW is 2026-01-10 12:00 UTC: the quota resets at the next midnight UTC.
+    assert!(
+        error_text(&refused).contains("resets at 2026-01-11 00:00 UTC"),
+        "{}",
+        refused.text()
+    );
+    // A bad validity names its field and costs nothing of the quota.
+    server.clock.advance(DAY);
+    let bad = browser
+        .post("/codes", &[("csrf", csrf.as_str()), ("region", REGION), ("valid_hours", "0")])
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(error_text(&bad).contains("valid_hours"), "{}", bad.text());
+    for _ in 0..2 {
+        assert_eq!(browser.post("/codes", &form).await.status, 200, "a new day, a new quota");
+    }
+}

@@ -1,7 +1,8 @@
 //! The home page and issuing one upload code (DESIGN.md section 13). The code is issued by
 //! [`crate::ingest::issue::CodeIssuer`], the path the gRPC `IssueUploadCodes` takes (the same
 //! checks, the authority's issue rate, one synced write of the code's hash), on behalf of the
-//! signed-in person's authority; only an `issuer` may. The page shows the code once, large,
+//! signed-in person's authority; only an `issuer` may, within the account's daily quota
+//! (`--console-codes-per-user-per-day`). The page shows the code once, large,
 //! with its expiry and a QR code, and is never cached. The audit log records each issue with
 //! its count, report type and region, never the code.
 
@@ -10,16 +11,19 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use exposure_proto::v1::{IssueUploadCodesRequest, ReportType};
+use exposure_proto::v1::{IssueUploadCodesRequest, IssueUploadCodesResponse, ReportType};
 use http::StatusCode;
 
 use super::login::internal;
 use super::session::{Form, Request, SignedIn, signed_in};
 use super::{ConsoleState, blocking, network_text, pages};
 use crate::error::ApiError;
+use crate::storage::StorageError;
 use crate::storage::console::{AuditRecord, ROLE_ISSUER};
 use crate::storage::records::Authority;
 
+/// Seconds of a UTC day.
+const DAY: u64 = 86_400;
 /// Longest validity the form offers, in hours (the API's 7 days).
 const MAX_VALID_HOURS: u64 = crate::ingest::issue::MAX_VALID_FOR / 3600;
 
@@ -64,6 +68,7 @@ pub async fn issue(State(state): State<Arc<ConsoleState>>, request: Request, bod
         _ => (ReportType::ConfirmedTest, "CONFIRMED_TEST"),
     };
     let region = form.get("region").to_owned();
+    let now = state.clock.now();
     let result = match form.get("valid_hours").trim().parse::<u64>() {
         Ok(hours) if (1..=MAX_VALID_HOURS).contains(&hours) => {
             let order = IssueUploadCodesRequest {
@@ -72,22 +77,23 @@ pub async fn issue(State(state): State<Arc<ConsoleState>>, request: Request, bod
                 report_type: report_type as i32,
                 valid_for: hours * 3600,
             };
-            state.issuer.issue(&authority, &order).await
+            issue_within_quota(&state, &signed, &authority, &order, now).await
         }
-        _ => Err(ApiError::invalid(
+        _ => Err(Refusal::Api(ApiError::invalid(
             "valid_hours",
             format!("must be a whole number of hours from 1 to {MAX_VALID_HOURS}"),
-        )),
+        ))),
     };
     let record = AuditRecord {
-        at: state.clock.now(),
+        at: now,
         email: signed.user.email.clone(),
         authority_id: authority.id.clone(),
         action: "code_issue".into(),
         object: format!("1 code, {report_name}, {region}"),
         result: match &result {
             Ok(_) => "ok".into(),
-            Err(error) => error.to_string(),
+            Err(Refusal::Api(error)) => error.to_string(),
+            Err(Refusal::Quota { .. }) => "daily quota of the account reached".into(),
         },
         network: network_text(request.peer.as_ref()),
     };
@@ -118,20 +124,107 @@ pub async fn issue(State(state): State<Arc<ConsoleState>>, request: Request, bod
             }
             None => internal(&request, "the issuer returned no code"),
         },
-        Err(error) => {
+        Err(refusal) => refused(&request, &signed, &authority, refusal),
+    }
+}
+
+/// Why no code was issued.
+enum Refusal {
+    /// The issuing path refused (bad input, the authority's rate) or failed.
+    Api(ApiError),
+    /// The account's daily quota is used up until `resets_at` (Unix seconds).
+    Quota {
+        /// The next midnight UTC.
+        resets_at: u64,
+    },
+}
+
+/// Answers a refused issue: the form again with the reason (and, past the quota, when it
+/// resets), or the generic page for a failure of the server.
+fn refused(request: &Request, signed: &SignedIn, authority: &Authority, refusal: Refusal) -> Response {
+    let t = request.lang.text();
+    let (status, reason) = match refusal {
+        Refusal::Quota { resets_at } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{} {}", t.quota_reached, pages::utc_time(resets_at)),
+        ),
+        Refusal::Api(error) => {
             let status = match &error {
                 ApiError::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
                 ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
                 ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => return internal(request, &error.to_string()),
             };
-            if status == StatusCode::INTERNAL_SERVER_ERROR {
-                return internal(&request, &error.to_string());
-            }
-            let page = pages::home(&request, &signed, &authority.regions, Some(&error.to_string()));
-            pages::respond(&request, status, page)
+            (status, error.to_string())
+        }
+    };
+    let page = pages::home(request, signed, &authority.regions, Some(&reason));
+    pages::respond(request, status, page)
+}
+
+/// Issues `order` through the shared issuing path once the account's daily quota has room;
+/// a failed issue gives its place in the quota back.
+async fn issue_within_quota(
+    state: &Arc<ConsoleState>,
+    signed: &SignedIn,
+    authority: &Authority,
+    order: &IssueUploadCodesRequest,
+    now: u64,
+) -> Result<IssueUploadCodesResponse, Refusal> {
+    let worker = state.clone();
+    let email = signed.user.email.clone();
+    match blocking(move || charge_quota(&worker, &email, now, 1)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(resets_at)) => return Err(Refusal::Quota { resets_at }),
+        Err(error) => return Err(Refusal::Api(ApiError::Internal(error))),
+    }
+    let result = state.issuer.issue(authority, order).await;
+    if result.is_err() {
+        let worker = state.clone();
+        let email = signed.user.email.clone();
+        if let Err(error) = blocking(move || charge_quota(&worker, &email, now, -1).map(|_| ())).await
+        {
+            tracing::warn!(%error, "quota not given back after a failed issue");
         }
     }
+    result.map_err(Refusal::Api)
+}
+
+/// Adds `count` codes (negative: gives them back) to the account's count of the UTC day of
+/// `now`; returns the next midnight UTC instead when adding would pass
+/// `--console-codes-per-user-per-day`.
+fn charge_quota(
+    state: &ConsoleState,
+    email: &str,
+    now: u64,
+    count: i64,
+) -> Result<Result<(), u64>, StorageError> {
+    let limit = state.codes_per_user_per_day;
+    if limit == 0 {
+        return Ok(Ok(()));
+    }
+    let _accounts = state
+        .accounts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let day = now / DAY;
+    let Some(mut user) = state.store.console_user(email)? else {
+        return Ok(Ok(()));
+    };
+    if user.quota_day != day {
+        if count < 0 {
+            return Ok(Ok(()));
+        }
+        user.quota_day = day;
+        user.codes_today = 0;
+    }
+    let after = i64::from(user.codes_today) + count;
+    if after > i64::from(limit) {
+        return Ok(Err((day + 1) * DAY));
+    }
+    user.codes_today = u32::try_from(after.max(0)).unwrap_or(0);
+    state.store.put_console_user(&user)?;
+    Ok(Ok(()))
 }
 
 /// Returns the signed-in person's authority while it is active.

@@ -120,6 +120,7 @@ pub struct Text {
     pub nothing_to_do: &'static str,
     pub form_refused: &'static str,
     pub issue_failed: &'static str,
+    pub quota_reached: &'static str,
     pub not_found: &'static str,
     pub internal_error: &'static str,
 }
@@ -167,6 +168,7 @@ pub static VI: Text = Text {
     nothing_to_do: "Tài khoản của bạn chưa có việc gì trên trang này.",
     form_refused: "Biểu mẫu đã hết hạn hoặc không đến từ bảng điều khiển. Hãy quay lại, tải lại trang và thử lại.",
     issue_failed: "Không thể cấp mã:",
+    quota_reached: "Bạn đã dùng hết hạn mức mã trong ngày; hạn mức được đặt lại lúc",
     not_found: "Không có trang này.",
     internal_error: "Máy chủ gặp sự cố. Vui lòng thử lại.",
 };
@@ -214,6 +216,7 @@ pub static EN: Text = Text {
     nothing_to_do: "Your account has nothing to do on this page yet.",
     form_refused: "This form has expired or did not come from the console. Go back, reload the page and try again.",
     issue_failed: "The code could not be issued:",
+    quota_reached: "Your daily quota of codes is used up; it resets at",
     not_found: "No such page.",
     internal_error: "Something went wrong on the server. Try again.",
 };

@@ -62,6 +62,8 @@ pub struct ConsoleState {
     pub https: bool,
     /// `--console-code-link`: the QR code's link template, with `{code}`.
     pub code_link: Option<String>,
+    /// `--console-codes-per-user-per-day`; 0 for no quota.
+    pub codes_per_user_per_day: u32,
     /// Serializes the read-change-write of an account's failure counters, so two logins at
     /// once cannot lose a failure.
     pub accounts: Mutex<()>,
@@ -80,6 +82,7 @@ impl ConsoleState {
             ),
             https: config.tls_cert.is_some() || config.insecure_plaintext,
             code_link: config.console_code_link.clone(),
+            codes_per_user_per_day: config.console_codes_per_user_per_day,
             accounts: Mutex::new(()),
         }
     }

@@ -60,6 +60,12 @@ pub struct ConsoleUser {
     /// A disabled account cannot log in.
     #[prost(bool, tag = "12")]
     pub disabled: bool,
+    /// The UTC day (days since 1970-01-01) that `codes_today` counts.
+    #[prost(uint64, tag = "13")]
+    pub quota_day: u64,
+    /// Codes issued by the account on `quota_day`, for the per-user daily quota.
+    #[prost(uint32, tag = "14")]
+    pub codes_today: u32,
 }
 
 impl ConsoleUser {
