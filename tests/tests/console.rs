@@ -515,3 +515,67 @@ async fn past_the_daily_quota_of_an_account_the_page_says_when_it_resets() {
         assert_eq!(browser.post("/codes", &form).await.status, 200, "a new day, a new quota");
     }
 }
+
+#[tokio::test]
+async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
+    use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
+    let server = start().await;
+    let authority = authority_id(&server);
+    let mut browser = Browser::new(&server.console_url);
+    let staff = enrol(&server, &mut browser, "kept@example.org", vec![Role::Issuer]).await;
+    log_in(&server, &mut browser, &staff).await;
+    let session = browser.cookie(SESSION_COOKIE).expect("signed in").to_owned();
+
+    let root = tempfile::tempdir().expect("backup root");
+    let backup = BackupCommand {
+        data: DataDir {
+            data_dir: server.data_dir().to_owned(),
+        },
+        to: Some(root.path().to_owned()),
+        verify: None,
+        keep: None,
+        without_signing_keys: false,
+        upload_to: None,
+        upload_options: Vec::new(),
+    };
+    let restored = tempfile::tempdir().expect("restore target");
+    let restore = RestoreCommand {
+        from: root.path().to_owned(),
+        data_dir: restored.path().to_owned(),
+        sequence_gap: 0,
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        exposure_server::admin::backup::backup(backup, &mut out).expect("backup of the running server");
+        exposure_server::admin::backup::restore(restore, &mut out).expect("restore");
+        String::from_utf8(out).expect("utf-8 report")
+    })
+    .await
+    .expect("backup task");
+    assert!(
+        report.contains("console: 1 sessions of the backup ended"),
+        "{report}"
+    );
+    let clock = server.clock.clone();
+    server.stop().await;
+
+    let config = exposure_tests::test_config(restored.path());
+    let restored_server = TestServer::restart(&restored, String::new(), clock, config).await;
+    let mut again = Browser::new(&restored_server.console_url);
+    again.set_cookie(SESSION_COOKIE, &session);
+    assert_eq!(
+        again.get("/").await.header("location"),
+        "/login",
+        "the backup's session ended at restore"
+    );
+    log_in(&restored_server, &mut again, &staff).await;
+    assert_eq!(again.get("/").await.status, 200, "the account and its key came back");
+    restored_server.stop_kept().await;
+
+    let actions: Vec<String> = audit(&restored, &authority)
+        .await
+        .into_iter()
+        .map(|record| record.action)
+        .collect();
+    assert_eq!(actions, ["enrol", "login", "login"]);
+}

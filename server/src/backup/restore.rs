@@ -4,7 +4,8 @@
 //! its catalog and signing keys, and moves every region's batch sequence `sequence_gap` ahead.
 //! The original server may have published batches after the backup was taken; phones and CDNs
 //! may hold them, so the restored server must never give their sequences to other batches
-//! (DESIGN.md section 4: a sequence is never reused). On any failure the target is emptied
+//! (DESIGN.md section 4: a sequence is never reused). The staff console's sessions are all
+//! ended; its accounts and audit log stay. On any failure the target is emptied
 //! again, so a new attempt is not refused.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use super::{BackupError, INFO_FILE, resolve};
 /// What a restore did and found.
 #[derive(Debug, Clone)]
 pub struct RestoreReport {
+    /// Console sessions of the backup, all ended (DESIGN.md section 13).
+    pub console_sessions_ended: usize,
     /// The backup restored.
     pub backup: PathBuf,
     /// Files copied.
@@ -118,6 +121,9 @@ fn check(data_dir: &Path, sequence_gap: u64) -> Result<RestoreReport, BackupErro
         .map(|region| catalog.batches(region).len())
         .sum();
     let list = store.signing_keys()?;
+    // A session ended after the backup (a logout, a lock) must not come back: every console
+    // session of the backup ends, and staff sign in again.
+    let console_sessions_ended = store.end_all_sessions()?;
     store.flush()?;
     drop(store);
     let current_key_present =
@@ -131,6 +137,7 @@ fn check(data_dir: &Path, sequence_gap: u64) -> Result<RestoreReport, BackupErro
         current_key: list.current,
         current_key_present,
         regions_skipped,
+        console_sessions_ended,
     })
 }
 

@@ -266,6 +266,23 @@ impl Store {
         self.write_synced(batch)
     }
 
+    /// Deletes every session (a restored store: sessions ended after the backup must not come
+    /// back); returns how many.
+    pub fn end_all_sessions(&self) -> Result<usize, StorageError> {
+        let mut batch = WriteBatch::default();
+        let mut ended = 0;
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_CONSOLE_SESSIONS), IteratorMode::Start)
+        {
+            let (key, _) = entry?;
+            batch.delete_cf(self.cf(CF_CONSOLE_SESSIONS), key);
+            ended += 1;
+        }
+        self.write_synced(batch)?;
+        Ok(ended)
+    }
+
     /// Appends a record to the audit log.
     pub fn append_audit(&self, record: &AuditRecord) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
