@@ -105,6 +105,8 @@ fn text_log_run(data_file: &std::path::Path) -> Vec<String> {
         "127.0.0.1:0",
         "--http-addr",
         "127.0.0.1:0",
+        "--console-addr",
+        "127.0.0.1:0",
         "--metrics-addr",
         "127.0.0.1:0",
         "--log-format",
