@@ -5,6 +5,9 @@
 //! (256 random bits each, so a plain hash cannot be brute-forced). The TOTP secret is stored as
 //! it is, since every login needs it to compute the expected code.
 
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rand::RngCore;
 use rocksdb::{IteratorMode, WriteBatch};
 use sha2::{Digest, Sha256};
@@ -145,6 +148,18 @@ pub fn role_names(roles: u32) -> String {
     .map(|(_, name)| *name)
     .collect::<Vec<_>>()
     .join(",")
+}
+
+/// Returns the next tiebreak of audit keys: records of one second keep the order they were
+/// written in. It starts from the system clock's nanoseconds, so it also grows across restarts.
+fn next_audit_sequence() -> u64 {
+    static SEQUENCE: LazyLock<AtomicU64> = LazyLock::new(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        AtomicU64::new(u64::try_from(nanos).unwrap_or(u64::MAX / 2))
+    });
+    SEQUENCE.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Returns the stored key of an enrolment or session token.
@@ -293,7 +308,7 @@ impl Store {
     fn stage_audit(&self, batch: &mut WriteBatch, record: &AuditRecord) {
         let mut key = Vec::with_capacity(16);
         key.extend_from_slice(&record.at.to_be_bytes());
-        key.extend_from_slice(&rand::random::<u64>().to_be_bytes());
+        key.extend_from_slice(&next_audit_sequence().to_be_bytes());
         batch.put_cf(
             self.cf(CF_CONSOLE_AUDIT),
             key,

@@ -18,7 +18,7 @@
 //! | `console_users` | staff e-mail address, lower case | [`console::ConsoleUser`] |
 //! | `console_enrolments` | `SHA-256(enrolment token)` | [`console::Enrolment`] |
 //! | `console_sessions` | `SHA-256(session token)` | [`console::Session`] |
-//! | `console_audit` | `u64_be(unix seconds) ‖ u64_be(random)` | [`console::AuditRecord`] |
+//! | `console_audit` | `u64_be(unix seconds) ‖ u64_be(sequence)` | [`console::AuditRecord`] |
 
 pub mod authorities;
 pub mod batches;
