@@ -169,6 +169,23 @@ pub fn network_text(peer: Option<&PeerInfo>) -> String {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_log_records_networks_not_addresses_of_ipv6_clients() {
+        let peer = |ip: &str| PeerInfo {
+            remote_ip: Some(ip.parse().expect("address")),
+            ..PeerInfo::default()
+        };
+        assert_eq!(network_text(Some(&peer("192.0.2.7"))), "192.0.2.7");
+        assert_eq!(network_text(Some(&peer("::ffff:192.0.2.7"))), "192.0.2.7");
+        assert_eq!(network_text(Some(&peer("2001:db8:1:2:3:4:5:6"))), "2001:db8:1:2::/64");
+        assert_eq!(network_text(None), "");
+    }
+}
+
 /// Returns the result of blocking store work, run off the async workers.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, crate::storage::StorageError> + Send + 'static,

@@ -263,6 +263,34 @@ mod tests {
         );
     }
 
+    fn request_with(headers: &[(&'static str, &'static str)]) -> Request {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, value.parse().expect("header"));
+        }
+        Request {
+            lang: Lang::En,
+            lang_switched: false,
+            path: "/login".into(),
+            peer: None,
+            headers: map,
+        }
+    }
+
+    #[test]
+    fn forms_from_other_sites_are_told_apart() {
+        let host = ("host", "console.example.vn");
+        assert!(request_with(&[host]).same_origin(), "no Origin: a non-browser client");
+        assert!(request_with(&[host, ("origin", "https://console.example.vn")]).same_origin());
+        assert!(!request_with(&[host, ("origin", "https://evil.example")]).same_origin());
+        assert!(!request_with(&[("origin", "https://console.example.vn")]).same_origin());
+        assert!(
+            !request_with(&[host, ("sec-fetch-site", "cross-site")]).same_origin(),
+            "Sec-Fetch-Site wins even without Origin"
+        );
+        assert!(request_with(&[host, ("sec-fetch-site", "same-origin")]).same_origin());
+    }
+
     #[test]
     fn cookies_are_found_by_exact_name() {
         let mut headers = HeaderMap::new();
