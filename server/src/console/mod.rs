@@ -169,6 +169,17 @@ pub fn network_text(peer: Option<&PeerInfo>) -> String {
     }
 }
 
+/// Returns the result of blocking store work, run off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::storage::StorageError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,16 +194,5 @@ mod tests {
         assert_eq!(network_text(Some(&peer("::ffff:192.0.2.7"))), "192.0.2.7");
         assert_eq!(network_text(Some(&peer("2001:db8:1:2:3:4:5:6"))), "2001:db8:1:2::/64");
         assert_eq!(network_text(None), "");
-    }
-}
-
-/// Returns the result of blocking store work, run off the async workers.
-pub async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, crate::storage::StorageError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(error) => Err(error.to_string()),
     }
 }
