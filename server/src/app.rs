@@ -1,7 +1,7 @@
 //! Assembles the server: checks the settings, opens the store, loads the signing key and the
 //! catalog, starts the ingest writer and the publisher, serves gRPC (and the HTTP mirror and the
-//! staff console, when given listeners) on already-bound listeners, with TLS when configured, until the shutdown
-//! future completes, then winds down in order (see [`run_with_tls`]).
+//! staff console, when given listeners) on already-bound listeners, with TLS when configured,
+//! until the shutdown future completes, then winds down in order (see [`run_with_tls`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -187,7 +187,9 @@ pub async fn run_with_tls(
     if let Some(console_listener) = &console_listener {
         config.check_exposure(
             "--console-addr",
-            console_listener.local_addr().map_err(ServerError::Listener)?,
+            console_listener
+                .local_addr()
+                .map_err(ServerError::Listener)?,
         )?;
     }
     let bucket = match &config.publish_to {
@@ -339,7 +341,12 @@ pub async fn run_with_tls(
     let console_task = console_listener.map(|console_listener| {
         spawn_console(
             console_listener,
-            crate::console::ConsoleState::new(store.clone(), clock.clone(), issuer.clone(), &config),
+            crate::console::ConsoleState::new(
+                store.clone(),
+                clock.clone(),
+                issuer.clone(),
+                &config,
+            ),
             &config,
             tls.as_ref(),
             cancel.clone(),

@@ -65,7 +65,11 @@ pub struct ServerConfig {
 
     /// Upload codes one console account may issue per UTC day; past it the console refuses
     /// and says when the quota resets (midnight UTC). 0 turns the quota off.
-    #[arg(long, env = "EXPOSURE_CONSOLE_CODES_PER_USER_PER_DAY", default_value_t = 200)]
+    #[arg(
+        long,
+        env = "EXPOSURE_CONSOLE_CODES_PER_USER_PER_DAY",
+        default_value_t = 200
+    )]
     pub console_codes_per_user_per_day: u32,
 
     /// What the QR code beside a code issued in the console holds: a link template with

@@ -1,6 +1,6 @@
 //! What the binary runs: loads TLS once for every listener, refuses plaintext on an address
-//! other hosts can reach, binds the gRPC, HTTP-mirror, console and metrics listeners, installs the
-//! metrics recorder, serves `/metrics` and runs the server until `shutdown` completes.
+//! other hosts can reach, binds the gRPC, HTTP-mirror, console and metrics listeners, installs
+//! the metrics recorder, serves `/metrics` and runs the server until `shutdown` completes.
 
 use std::future::Future;
 

@@ -153,7 +153,10 @@ pub fn base32_decode(text: &str) -> Vec<u8> {
     let mut bits: u64 = 0;
     let mut held = 0;
     let mut out = Vec::new();
-    for byte in text.bytes().filter(|byte| !byte.is_ascii_whitespace() && *byte != b'=') {
+    for byte in text
+        .bytes()
+        .filter(|byte| !byte.is_ascii_whitespace() && *byte != b'=')
+    {
         let value = ALPHABET
             .iter()
             .position(|letter| *letter == byte.to_ascii_uppercase())

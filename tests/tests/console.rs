@@ -121,7 +121,11 @@ async fn enrol(server: &TestServer, browser: &mut Browser, email: &str, roles: V
         )
         .await;
     assert_eq!(stale.status, 400);
-    assert!(stale.text().contains("The code is not right"), "{}", stale.text());
+    assert!(
+        stale.text().contains("The code is not right"),
+        "{}",
+        stale.text()
+    );
 
     let done = browser
         .post(
@@ -135,7 +139,11 @@ async fn enrol(server: &TestServer, browser: &mut Browser, email: &str, roles: V
         )
         .await;
     assert_eq!(done.status, 200, "{}", done.text());
-    assert!(done.text().contains("Your account is ready"), "{}", done.text());
+    assert!(
+        done.text().contains("Your account is ready"),
+        "{}",
+        done.text()
+    );
     // The link works once.
     assert_eq!(browser.get(path).await.status, 404);
     Staff {
@@ -146,13 +154,22 @@ async fn enrol(server: &TestServer, browser: &mut Browser, email: &str, roles: V
 
 /// Signs in with `password` and the TOTP code of a fresh time step (each step's code is
 /// accepted once, so the clock moves on by one step first).
-async fn log_in_with(server: &TestServer, browser: &mut Browser, staff: &Staff, password: &str) -> Answer {
+async fn log_in_with(
+    server: &TestServer,
+    browser: &mut Browser,
+    staff: &Staff,
+    password: &str,
+) -> Answer {
     server.clock.advance(30);
     let code = totp(&staff.secret, server.clock.now(), 6);
     browser
         .post(
             "/login",
-            &[("email", &staff.email), ("password", password), ("totp", &code)],
+            &[
+                ("email", &staff.email),
+                ("password", password),
+                ("totp", &code),
+            ],
         )
         .await
 }
@@ -214,15 +231,27 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
     let mut browser = Browser::new(&server.console_url);
     assert_eq!(browser.get("/").await.header("location"), "/login");
     // Addresses are read case-insensitively, at `user add` and at login alike.
-    let staff = enrol(&server, &mut browser, "Nurse.Lan@Example.org", vec![Role::Issuer]).await;
+    let staff = enrol(
+        &server,
+        &mut browser,
+        "Nurse.Lan@Example.org",
+        vec![Role::Issuer],
+    )
+    .await;
 
     let signed = log_in(&server, &mut browser, &staff).await;
     let cookie = signed.header("set-cookie");
-    assert!(cookie.starts_with(&format!("{SESSION_COOKIE}=")), "{cookie}");
+    assert!(
+        cookie.starts_with(&format!("{SESSION_COOKIE}=")),
+        "{cookie}"
+    );
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
-    let session = browser.cookie(SESSION_COOKIE).expect("session cookie").to_owned();
+    let session = browser
+        .cookie(SESSION_COOKIE)
+        .expect("session cookie")
+        .to_owned();
     assert_eq!(session.len(), 64, "256 bits in hex");
 
     let home = browser.get("/").await;
@@ -232,14 +261,25 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
 
     // Without the session's CSRF token, nothing is issued.
     let forged = browser
-        .post("/codes", &[("region", REGION), ("report_type", "confirmed_test"), ("valid_hours", "24")])
+        .post(
+            "/codes",
+            &[
+                ("region", REGION),
+                ("report_type", "confirmed_test"),
+                ("valid_hours", "24"),
+            ],
+        )
         .await;
     assert_eq!(forged.status, 403, "{}", forged.text());
     assert_eq!(text_of_class(forged.text(), "code"), None);
     let wrong = browser
         .post(
             "/codes",
-            &[("csrf", &"0".repeat(64)), ("region", REGION), ("valid_hours", "24")],
+            &[
+                ("csrf", &"0".repeat(64)),
+                ("region", REGION),
+                ("valid_hours", "24"),
+            ],
         )
         .await;
     assert_eq!(wrong.status, 403);
@@ -264,7 +304,11 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
     assert_eq!(code.len(), 11, "XXXXX-XXXXX: {code}");
     assert!(issued.text().contains("<svg"), "a QR code beside it");
     // Valid 24 h from the server's clock: 2026-01-11 12:00 UTC, give or take the steps moved.
-    assert!(issued.text().contains("2026-01-11 12:"), "{}", issued.text());
+    assert!(
+        issued.text().contains("2026-01-11 12:"),
+        "{}",
+        issued.text()
+    );
 
     // The patient's phone uploads with it over the real gRPC API.
     let mut upload = fixtures::upload("console-code", vec![yesterday_key(0x61)]);
@@ -281,7 +325,11 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
     // Logout ends the session: the old cookie no longer signs in.
     let out = browser.post("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.status, 303);
-    assert_eq!(browser.cookie(SESSION_COOKIE), None, "the cookie is cleared");
+    assert_eq!(
+        browser.cookie(SESSION_COOKIE),
+        None,
+        "the cookie is cleared"
+    );
     browser.set_cookie(SESSION_COOKIE, &session);
     assert_eq!(browser.get("/").await.header("location"), "/login");
 
@@ -295,7 +343,9 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
     assert_eq!(issue.object, format!("1 code, CONFIRMED_TEST, {REGION}"));
     assert_eq!(issue.network, "127.0.0.1");
     assert!(
-        records.iter().all(|record| !format!("{record:?}").contains(&code)),
+        records
+            .iter()
+            .all(|record| !format!("{record:?}").contains(&code)),
         "no audit record holds the code"
     );
     let store = Store::open(dir.path()).expect("reopen");
@@ -308,7 +358,13 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
 async fn every_login_failure_says_the_same_and_five_in_a_row_lock_the_account() {
     let server = start().await;
     let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(&server, &mut browser, "doctor.minh@example.org", vec![Role::Issuer]).await;
+    let staff = enrol(
+        &server,
+        &mut browser,
+        "doctor.minh@example.org",
+        vec![Role::Issuer],
+    )
+    .await;
 
     let wrong_password = log_in_with(&server, &mut browser, &staff, "not the password").await;
     assert_eq!(wrong_password.status, 401);
@@ -316,26 +372,43 @@ async fn every_login_failure_says_the_same_and_five_in_a_row_lock_the_account() 
     let wrong_code = browser
         .post(
             "/login",
-            &[("email", &staff.email), ("password", PASSWORD), ("totp", "000000")],
+            &[
+                ("email", &staff.email),
+                ("password", PASSWORD),
+                ("totp", "000000"),
+            ],
         )
         .await;
     assert_eq!(wrong_code.status, 401);
     let nobody = browser
         .post(
             "/login",
-            &[("email", "nobody@example.org"), ("password", PASSWORD), ("totp", "123456")],
+            &[
+                ("email", "nobody@example.org"),
+                ("password", PASSWORD),
+                ("totp", "123456"),
+            ],
         )
         .await;
     assert_eq!(nobody.status, 401);
     let message = error_text(&wrong_password);
-    assert_eq!(error_text(&wrong_code), message, "one message for every failure");
+    assert_eq!(
+        error_text(&wrong_code),
+        message,
+        "one message for every failure"
+    );
     assert_eq!(error_text(&nobody), message);
     assert_eq!(wrong_password.body, wrong_code.body, "the very same page");
 
     // Three more failures make five in a row: the account locks, and the right password
     // and code are refused with the same message.
     for _ in 0..3 {
-        assert_eq!(log_in_with(&server, &mut browser, &staff, "still wrong").await.status, 401);
+        assert_eq!(
+            log_in_with(&server, &mut browser, &staff, "still wrong")
+                .await
+                .status,
+            401
+        );
     }
     let locked = log_in_with(&server, &mut browser, &staff, PASSWORD).await;
     assert_eq!(locked.status, 401, "locked");
@@ -375,7 +448,13 @@ async fn every_login_failure_says_the_same_and_five_in_a_row_lock_the_account() 
 async fn a_viewer_gets_403_and_nothing_is_issued() {
     let server = start().await;
     let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(&server, &mut browser, "viewer@example.org", vec![Role::Viewer]).await;
+    let staff = enrol(
+        &server,
+        &mut browser,
+        "viewer@example.org",
+        vec![Role::Viewer],
+    )
+    .await;
     log_in(&server, &mut browser, &staff).await;
     let home = browser.get("/").await;
     assert_eq!(home.status, 200);
@@ -384,17 +463,31 @@ async fn a_viewer_gets_403_and_nothing_is_issued() {
     let refused = browser
         .post(
             "/codes",
-            &[("csrf", &csrf), ("region", REGION), ("report_type", "confirmed_test"), ("valid_hours", "24")],
+            &[
+                ("csrf", &csrf),
+                ("region", REGION),
+                ("report_type", "confirmed_test"),
+                ("valid_hours", "24"),
+            ],
         )
         .await;
     assert_eq!(refused.status, 403, "{}", refused.text());
-    assert!(refused.text().contains("may not issue codes"), "{}", refused.text());
+    assert!(
+        refused.text().contains("may not issue codes"),
+        "{}",
+        refused.text()
+    );
     assert_eq!(text_of_class(refused.text(), "code"), None);
 
     let authority = authority_id(&server);
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
-    assert!(store.codes_of_authority(&authority).expect("codes").is_empty());
+    assert!(
+        store
+            .codes_of_authority(&authority)
+            .expect("codes")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -402,24 +495,45 @@ async fn accept_language_vi_gives_the_vietnamese_pages_and_the_switch_remembers(
     let server = start().await;
     let mut browser = Browser::new(&server.console_url);
     let english = browser.get("/login").await;
-    assert!(english.text().contains("<html lang=\"en\">"), "{}", english.text());
+    assert!(
+        english.text().contains("<html lang=\"en\">"),
+        "{}",
+        english.text()
+    );
     assert!(english.text().contains("Sign in"));
 
     browser.accept_language = Some("vi-VN,vi;q=0.9,en;q=0.5".into());
     let vietnamese = browser.get("/login").await;
-    assert!(vietnamese.text().contains("<html lang=\"vi\">"), "{}", vietnamese.text());
+    assert!(
+        vietnamese.text().contains("<html lang=\"vi\">"),
+        "{}",
+        vietnamese.text()
+    );
     assert!(vietnamese.text().contains("Đăng nhập"));
     assert!(vietnamese.text().contains("Mật khẩu"));
     let failed = browser
-        .post("/login", &[("email", "a@example.org"), ("password", "x"), ("totp", "1")])
+        .post(
+            "/login",
+            &[("email", "a@example.org"), ("password", "x"), ("totp", "1")],
+        )
         .await;
-    assert!(failed.text().contains("Email, mật khẩu hoặc mã không đúng"), "{}", failed.text());
+    assert!(
+        failed.text().contains("Email, mật khẩu hoặc mã không đúng"),
+        "{}",
+        failed.text()
+    );
 
     // The switch wins over the header, and is remembered.
     let switched = browser.get("/login?lang=en").await;
     assert!(switched.text().contains("<html lang=\"en\">"));
     assert_eq!(browser.cookie("exposure-lang"), Some("en"));
-    assert!(browser.get("/login").await.text().contains("<html lang=\"en\">"));
+    assert!(
+        browser
+            .get("/login")
+            .await
+            .text()
+            .contains("<html lang=\"en\">")
+    );
 }
 
 #[tokio::test]
@@ -429,7 +543,11 @@ async fn login_attempts_are_limited_per_client_network() {
     })
     .await;
     let mut first = Browser::from_address(&server.console_url, IpAddr::from([127, 0, 0, 1]));
-    let attempt = [("email", "a@example.org"), ("password", "wrong password"), ("totp", "123456")];
+    let attempt = [
+        ("email", "a@example.org"),
+        ("password", "wrong password"),
+        ("totp", "123456"),
+    ];
     for _ in 0..3 {
         assert_eq!(first.post("/login", &attempt).await.status, 401);
     }
@@ -445,12 +563,26 @@ async fn login_attempts_are_limited_per_client_network() {
 async fn an_idle_session_ends_after_30_minutes() {
     let server = start().await;
     let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(&server, &mut browser, "idle@example.org", vec![Role::Issuer]).await;
+    let staff = enrol(
+        &server,
+        &mut browser,
+        "idle@example.org",
+        vec![Role::Issuer],
+    )
+    .await;
     log_in(&server, &mut browser, &staff).await;
     server.clock.advance(29 * 60);
-    assert_eq!(browser.get("/").await.status, 200, "29 minutes idle: still signed in");
+    assert_eq!(
+        browser.get("/").await.status,
+        200,
+        "29 minutes idle: still signed in"
+    );
     server.clock.advance(29 * 60);
-    assert_eq!(browser.get("/").await.status, 200, "each request moves the idle deadline");
+    assert_eq!(
+        browser.get("/").await.status,
+        200,
+        "each request moves the idle deadline"
+    );
     server.clock.advance(31 * 60);
     assert_eq!(browser.get("/").await.header("location"), "/login");
 }
@@ -458,20 +590,43 @@ async fn an_idle_session_ends_after_30_minutes() {
 #[tokio::test]
 async fn user_add_names_a_bad_authority_or_address() {
     let server = start().await;
-    let unknown = user_add(&server, "no-such-id".into(), "a@example.org", vec![Role::Admin]).await;
+    let unknown = user_add(
+        &server,
+        "no-such-id".into(),
+        "a@example.org",
+        vec![Role::Admin],
+    )
+    .await;
     match unknown {
         Err(AdminError::Usage(message)) => assert!(message.contains("--authority"), "{message}"),
         other => panic!("expected a usage error, got {other:?}"),
     }
-    let bad = user_add(&server, authority_id(&server), "not an address", vec![Role::Admin]).await;
+    let bad = user_add(
+        &server,
+        authority_id(&server),
+        "not an address",
+        vec![Role::Admin],
+    )
+    .await;
     match bad {
         Err(AdminError::Usage(message)) => assert!(message.contains("--email"), "{message}"),
         other => panic!("expected a usage error, got {other:?}"),
     }
-    user_add(&server, authority_id(&server), "twice@example.org", vec![Role::Issuer])
-        .await
-        .expect("first");
-    let again = user_add(&server, authority_id(&server), "twice@example.org", vec![Role::Issuer]).await;
+    user_add(
+        &server,
+        authority_id(&server),
+        "twice@example.org",
+        vec![Role::Issuer],
+    )
+    .await
+    .expect("first");
+    let again = user_add(
+        &server,
+        authority_id(&server),
+        "twice@example.org",
+        vec![Role::Issuer],
+    )
+    .await;
     assert!(matches!(again, Err(AdminError::Usage(_))), "{again:?}");
 }
 
@@ -482,7 +637,13 @@ async fn past_the_daily_quota_of_an_account_the_page_says_when_it_resets() {
     })
     .await;
     let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(&server, &mut browser, "busy@example.org", vec![Role::Issuer]).await;
+    let staff = enrol(
+        &server,
+        &mut browser,
+        "busy@example.org",
+        vec![Role::Issuer],
+    )
+    .await;
     log_in(&server, &mut browser, &staff).await;
     let csrf = field_value(browser.get("/").await.text(), "csrf");
     let form = [
@@ -507,12 +668,23 @@ async fn past_the_daily_quota_of_an_account_the_page_says_when_it_resets() {
     // A bad validity names its field and costs nothing of the quota.
     server.clock.advance(DAY);
     let bad = browser
-        .post("/codes", &[("csrf", csrf.as_str()), ("region", REGION), ("valid_hours", "0")])
+        .post(
+            "/codes",
+            &[
+                ("csrf", csrf.as_str()),
+                ("region", REGION),
+                ("valid_hours", "0"),
+            ],
+        )
         .await;
     assert_eq!(bad.status, 400);
     assert!(error_text(&bad).contains("valid_hours"), "{}", bad.text());
     for _ in 0..2 {
-        assert_eq!(browser.post("/codes", &form).await.status, 200, "a new day, a new quota");
+        assert_eq!(
+            browser.post("/codes", &form).await.status,
+            200,
+            "a new day, a new quota"
+        );
     }
 }
 
@@ -522,9 +694,18 @@ async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
     let server = start().await;
     let authority = authority_id(&server);
     let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(&server, &mut browser, "kept@example.org", vec![Role::Issuer]).await;
+    let staff = enrol(
+        &server,
+        &mut browser,
+        "kept@example.org",
+        vec![Role::Issuer],
+    )
+    .await;
     log_in(&server, &mut browser, &staff).await;
-    let session = browser.cookie(SESSION_COOKIE).expect("signed in").to_owned();
+    let session = browser
+        .cookie(SESSION_COOKIE)
+        .expect("signed in")
+        .to_owned();
 
     let root = tempfile::tempdir().expect("backup root");
     let backup = BackupCommand {
@@ -546,7 +727,8 @@ async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
     };
     let report = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        exposure_server::admin::backup::backup(backup, &mut out).expect("backup of the running server");
+        exposure_server::admin::backup::backup(backup, &mut out)
+            .expect("backup of the running server");
         exposure_server::admin::backup::restore(restore, &mut out).expect("restore");
         String::from_utf8(out).expect("utf-8 report")
     })
@@ -569,7 +751,11 @@ async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
         "the backup's session ended at restore"
     );
     log_in(&restored_server, &mut again, &staff).await;
-    assert_eq!(again.get("/").await.status, 200, "the account and its key came back");
+    assert_eq!(
+        again.get("/").await.status,
+        200,
+        "the account and its key came back"
+    );
     restored_server.stop_kept().await;
 
     let actions: Vec<String> = audit(&restored, &authority)

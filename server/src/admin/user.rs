@@ -13,8 +13,7 @@ use crate::clock::Clock;
 use crate::inbox::{self, InboxRequest};
 use crate::storage::Store;
 use crate::storage::console::{
-    ConsoleUser, Enrolment, ROLE_ADMIN, ROLE_ISSUER, ROLE_VIEWER, new_token, role_names,
-    token_hash,
+    ConsoleUser, Enrolment, ROLE_ADMIN, ROLE_ISSUER, ROLE_VIEWER, new_token, role_names, token_hash,
 };
 
 /// How long an enrolment link works.
@@ -154,9 +153,9 @@ fn normalized_email(email: &str) -> Result<String, AdminError> {
     let email = email.trim().to_lowercase();
     let well_formed = email.len() <= 254
         && !email.chars().any(|character| character.is_whitespace())
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.contains('@'));
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
     if well_formed {
         Ok(email)
     } else {
@@ -176,7 +175,14 @@ mod tests {
             normalized_email(" Nurse@Example.ORG ").ok().as_deref(),
             Some("nurse@example.org")
         );
-        for bad in ["", "nurse", "@example.org", "nurse@example", "a b@example.org", "a@b@c.org"] {
+        for bad in [
+            "",
+            "nurse",
+            "@example.org",
+            "nurse@example",
+            "a b@example.org",
+            "a@b@c.org",
+        ] {
             assert!(normalized_email(bad).is_err(), "{bad:?}");
         }
     }

@@ -78,9 +78,8 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
 /// A hash of a random password nobody knows: a login to an unknown or unenrolled account is
 /// verified against it, so that it takes as long as one to a real account.
 pub fn unknown_account_hash() -> &'static str {
-    static HASH: LazyLock<String> = LazyLock::new(|| {
-        hash_password(&crate::storage::console::new_token()).unwrap_or_default()
-    });
+    static HASH: LazyLock<String> =
+        LazyLock::new(|| hash_password(&crate::storage::console::new_token()).unwrap_or_default());
     &HASH
 }
 
@@ -97,13 +96,16 @@ fn totp(secret: &[u8]) -> Option<TOTP> {
 
 /// Returns the secret as authenticator apps take it typed: RFC 4648 base32, no padding.
 pub fn totp_secret_base32(secret: &[u8]) -> String {
-    totp(secret).map(|totp| totp.get_secret_base32()).unwrap_or_default()
+    totp(secret)
+        .map(|totp| totp.get_secret_base32())
+        .unwrap_or_default()
 }
 
 /// Returns the `otpauth://` URI of Google Authenticator's key URI format, which the enrolment
 /// QR code holds (every common authenticator app reads it).
 pub fn totp_uri(secret: &[u8], issuer: &str, account: &str) -> String {
-    let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let encode =
+        |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
     format!(
         "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits={TOTP_DIGITS}&period={TOTP_STEP}",
         encode(issuer),
@@ -164,7 +166,10 @@ impl LoginLimits {
     pub fn allow(&self, network: ClientNetwork) -> bool {
         let now = Instant::now();
         {
-            let mut last_prune = self.last_prune.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last_prune = self
+                .last_prune
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if now.saturating_duration_since(*last_prune) >= PRUNE_EVERY {
                 self.limiter.retain_recent();
                 *last_prune = now;
@@ -180,12 +185,24 @@ mod tests {
 
     #[test]
     fn short_and_common_passwords_are_refused() {
-        assert_eq!(check_new_password("elevenchars"), Err(PasswordProblem::TooShort));
+        assert_eq!(
+            check_new_password("elevenchars"),
+            Err(PasswordProblem::TooShort)
+        );
         // Characters are counted, not bytes: eleven characters in 16 bytes are too few.
-        assert_eq!(check_new_password("mật khẩu dà"), Err(PasswordProblem::TooShort));
+        assert_eq!(
+            check_new_password("mật khẩu dà"),
+            Err(PasswordProblem::TooShort)
+        );
         assert_eq!(check_new_password("mật khẩu dài"), Ok(()));
-        assert_eq!(check_new_password("Password1234"), Err(PasswordProblem::Common));
-        assert_eq!(check_new_password("MATKHAU123456"), Err(PasswordProblem::Common));
+        assert_eq!(
+            check_new_password("Password1234"),
+            Err(PasswordProblem::Common)
+        );
+        assert_eq!(
+            check_new_password("MATKHAU123456"),
+            Err(PasswordProblem::Common)
+        );
         assert_eq!(check_new_password("correct horse battery"), Ok(()));
     }
 
@@ -207,10 +224,19 @@ mod tests {
         assert_eq!(accept_totp(secret, "287082", 59, 0), Some(1));
         assert_eq!(accept_totp(secret, "287 082", 59, 0), Some(1));
         // T = 1111111109 gives 07081804: accepted at the step before, at and after.
-        assert_eq!(accept_totp(secret, "081804", 1_111_111_109, 0), Some(37_037_036));
-        assert_eq!(accept_totp(secret, "081804", 1_111_111_109 + 30, 0), Some(37_037_036));
+        assert_eq!(
+            accept_totp(secret, "081804", 1_111_111_109, 0),
+            Some(37_037_036)
+        );
+        assert_eq!(
+            accept_totp(secret, "081804", 1_111_111_109 + 30, 0),
+            Some(37_037_036)
+        );
         assert_eq!(accept_totp(secret, "081804", 1_111_111_109 + 60, 0), None);
-        assert_eq!(accept_totp(secret, "081804", 1_111_111_109, 37_037_036), None);
+        assert_eq!(
+            accept_totp(secret, "081804", 1_111_111_109, 37_037_036),
+            None
+        );
         assert_eq!(accept_totp(secret, "081805", 1_111_111_109, 0), None);
         assert_eq!(accept_totp(secret, "08180", 1_111_111_109, 0), None);
     }
@@ -218,6 +244,9 @@ mod tests {
     #[test]
     fn the_typed_secret_is_base32_of_the_bytes() {
         // RFC 4648 section 10: BASE32("foobar") = "MZXW6YTBOI======".
-        assert_eq!(totp_secret_base32(b"foobarfoobarfoobar"), "MZXW6YTBOJTG633CMFZGM33PMJQXE");
+        assert_eq!(
+            totp_secret_base32(b"foobarfoobarfoobar"),
+            "MZXW6YTBOJTG633CMFZGM33PMJQXE"
+        );
     }
 }

@@ -36,15 +36,25 @@ pub async fn home(State(state): State<Arc<ConsoleState>>, request: Request) -> R
     };
     match authority_of(&state, &signed).await {
         Ok(authority) => {
-            let regions = authority.map(|authority| authority.regions).unwrap_or_default();
-            pages::respond(&request, StatusCode::OK, pages::home(&request, &signed, &regions, None))
+            let regions = authority
+                .map(|authority| authority.regions)
+                .unwrap_or_default();
+            pages::respond(
+                &request,
+                StatusCode::OK,
+                pages::home(&request, &signed, &regions, None),
+            )
         }
         Err(error) => internal(&request, &error),
     }
 }
 
 /// `POST /codes`: issues one code for the signed-in issuer's authority.
-pub async fn issue(State(state): State<Arc<ConsoleState>>, request: Request, body: Bytes) -> Response {
+pub async fn issue(
+    State(state): State<Arc<ConsoleState>>,
+    request: Request,
+    body: Bytes,
+) -> Response {
     let t = request.lang.text();
     let signed = match signed_in(&state, &request).await {
         Ok(Some(signed)) => signed,
@@ -53,17 +63,30 @@ pub async fn issue(State(state): State<Arc<ConsoleState>>, request: Request, bod
     };
     let form = Form::parse(&body);
     if !signed.csrf_ok(&form) {
-        return pages::message(&request, StatusCode::FORBIDDEN, t.forbidden_heading, t.form_refused);
+        return pages::message(
+            &request,
+            StatusCode::FORBIDDEN,
+            t.forbidden_heading,
+            t.form_refused,
+        );
     }
     let authority = match authority_of(&state, &signed).await {
         Ok(authority) => authority,
         Err(error) => return internal(&request, &error),
     };
     let (true, Some(authority)) = (signed.user.has_role(ROLE_ISSUER), authority) else {
-        return pages::message(&request, StatusCode::FORBIDDEN, t.forbidden_heading, t.cannot_issue);
+        return pages::message(
+            &request,
+            StatusCode::FORBIDDEN,
+            t.forbidden_heading,
+            t.cannot_issue,
+        );
     };
     let (report_type, report_name) = match form.get("report_type") {
-        "clinical_diagnosis" => (ReportType::ConfirmedClinicalDiagnosis, "CONFIRMED_CLINICAL_DIAGNOSIS"),
+        "clinical_diagnosis" => (
+            ReportType::ConfirmedClinicalDiagnosis,
+            "CONFIRMED_CLINICAL_DIAGNOSIS",
+        ),
         "self_report" => (ReportType::SelfReport, "SELF_REPORT"),
         _ => (ReportType::ConfirmedTest, "CONFIRMED_TEST"),
     };
@@ -141,7 +164,12 @@ enum Refusal {
 
 /// Answers a refused issue: the form again with the reason (and, past the quota, when it
 /// resets), or the generic page for a failure of the server.
-fn refused(request: &Request, signed: &SignedIn, authority: &Authority, refusal: Refusal) -> Response {
+fn refused(
+    request: &Request,
+    signed: &SignedIn,
+    authority: &Authority,
+    refusal: Refusal,
+) -> Response {
     let t = request.lang.text();
     let (status, reason) = match refusal {
         Refusal::Quota { resets_at } => (
@@ -182,7 +210,8 @@ async fn issue_within_quota(
     if result.is_err() {
         let worker = state.clone();
         let email = signed.user.email.clone();
-        if let Err(error) = blocking(move || charge_quota(&worker, &email, now, -1).map(|_| ())).await
+        if let Err(error) =
+            blocking(move || charge_quota(&worker, &email, now, -1).map(|_| ())).await
         {
             tracing::warn!(%error, "quota not given back after a failed issue");
         }
@@ -228,7 +257,10 @@ fn charge_quota(
 }
 
 /// Returns the signed-in person's authority while it is active.
-async fn authority_of(state: &ConsoleState, signed: &SignedIn) -> Result<Option<Authority>, String> {
+async fn authority_of(
+    state: &ConsoleState,
+    signed: &SignedIn,
+) -> Result<Option<Authority>, String> {
     let store = state.store.clone();
     let id = signed.user.authority_id.clone();
     blocking(move || store.active_authority(&id)).await

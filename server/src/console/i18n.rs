@@ -68,7 +68,9 @@ fn preferred(accept: &str) -> Option<Lang> {
         };
         let weight = parts
             .find_map(|parameter| parameter.trim().strip_prefix("q="))
-            .map_or(1000, |q| (q.trim().parse::<f32>().unwrap_or(0.0) * 1000.0) as u32);
+            .map_or(1000, |q| {
+                (q.trim().parse::<f32>().unwrap_or(0.0) * 1000.0) as u32
+            });
         if weight > 0 && best.is_none_or(|(_, best_weight)| weight > best_weight) {
             best = Some((lang, weight));
         }

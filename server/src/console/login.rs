@@ -51,10 +51,19 @@ enum LoginOutcome {
 }
 
 /// `POST /login`.
-pub async fn login(State(state): State<Arc<ConsoleState>>, request: Request, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<Arc<ConsoleState>>,
+    request: Request,
+    body: Bytes,
+) -> Response {
     let t = request.lang.text();
     if !request.same_origin() {
-        return pages::message(&request, StatusCode::FORBIDDEN, t.forbidden_heading, t.form_refused);
+        return pages::message(
+            &request,
+            StatusCode::FORBIDDEN,
+            t.forbidden_heading,
+            t.form_refused,
+        );
     }
     let network = request
         .peer
@@ -175,7 +184,11 @@ impl Attempt {
 }
 
 /// `POST /logout`: ends the session (with its CSRF token) and clears the cookie.
-pub async fn logout(State(state): State<Arc<ConsoleState>>, request: Request, body: Bytes) -> Response {
+pub async fn logout(
+    State(state): State<Arc<ConsoleState>>,
+    request: Request,
+    body: Bytes,
+) -> Response {
     let t = request.lang.text();
     let signed = match signed_in(&state, &request).await {
         Ok(Some(signed)) => signed,
@@ -183,7 +196,12 @@ pub async fn logout(State(state): State<Arc<ConsoleState>>, request: Request, bo
         Err(error) => return internal(&request, &error),
     };
     if !signed.csrf_ok(&Form::parse(&body)) {
-        return pages::message(&request, StatusCode::FORBIDDEN, t.forbidden_heading, t.form_refused);
+        return pages::message(
+            &request,
+            StatusCode::FORBIDDEN,
+            t.forbidden_heading,
+            t.form_refused,
+        );
     }
     let store = state.store.clone();
     let token = signed.token.clone();
@@ -260,7 +278,11 @@ pub async fn enrol_page(
 
 /// `POST /enrol`: sets the password and the second factor, once the code proves the app has
 /// the key.
-pub async fn enrol(State(state): State<Arc<ConsoleState>>, request: Request, body: Bytes) -> Response {
+pub async fn enrol(
+    State(state): State<Arc<ConsoleState>>,
+    request: Request,
+    body: Bytes,
+) -> Response {
     let t = request.lang.text();
     let form = Form::parse(&body);
     let token = form.get("token").to_owned();
@@ -282,7 +304,13 @@ pub async fn enrol(State(state): State<Arc<ConsoleState>>, request: Request, bod
     let step = accept_totp(&open.enrolment.totp_secret, form.get("totp"), now, 0);
     let problem = problem.or(step.is_none().then_some(t.totp_wrong));
     if let Some(problem) = problem {
-        return enrol_form(&request, &token, &open, Some(problem), StatusCode::BAD_REQUEST);
+        return enrol_form(
+            &request,
+            &token,
+            &open,
+            Some(problem),
+            StatusCode::BAD_REQUEST,
+        );
     }
     let network = network_text(request.peer.as_ref());
     let worker = state.clone();
@@ -342,12 +370,22 @@ fn enrol_form(
 
 fn invalid_link(request: &Request) -> Response {
     let t = request.lang.text();
-    pages::message(request, StatusCode::NOT_FOUND, t.enrol_heading, t.enrol_link_invalid)
+    pages::message(
+        request,
+        StatusCode::NOT_FOUND,
+        t.enrol_heading,
+        t.enrol_link_invalid,
+    )
 }
 
 /// Answers a failure of the server: logged, and a generic page.
 pub fn internal(request: &Request, error: &str) -> Response {
     tracing::error!(%error, "console request failed");
     let t = request.lang.text();
-    pages::message(request, StatusCode::INTERNAL_SERVER_ERROR, t.internal_error, t.internal_error)
+    pages::message(
+        request,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        t.internal_error,
+        t.internal_error,
+    )
 }

@@ -131,10 +131,16 @@ async fn security_headers(mut response: Response) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Enrolment links carry their token in the query: never sent on to another site.
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -154,7 +160,12 @@ async fn stylesheet() -> Response {
 
 async fn not_found(request: session::Request) -> Response {
     let text = request.lang.text();
-    pages::message(&request, StatusCode::NOT_FOUND, text.not_found, text.not_found)
+    pages::message(
+        &request,
+        StatusCode::NOT_FOUND,
+        text.not_found,
+        text.not_found,
+    )
 }
 
 /// Returns the client network of a request, as the audit log records it: an IPv4 address, or
@@ -192,7 +203,10 @@ mod tests {
         };
         assert_eq!(network_text(Some(&peer("192.0.2.7"))), "192.0.2.7");
         assert_eq!(network_text(Some(&peer("::ffff:192.0.2.7"))), "192.0.2.7");
-        assert_eq!(network_text(Some(&peer("2001:db8:1:2:3:4:5:6"))), "2001:db8:1:2::/64");
+        assert_eq!(
+            network_text(Some(&peer("2001:db8:1:2:3:4:5:6"))),
+            "2001:db8:1:2::/64"
+        );
         assert_eq!(network_text(None), "");
     }
 }

@@ -144,9 +144,7 @@ pub fn home(
     error: Option<&str>,
 ) -> Markup {
     let t = request.lang.text();
-    let issuer = signed
-        .user
-        .has_role(crate::storage::console::ROLE_ISSUER);
+    let issuer = signed.user.has_role(crate::storage::console::ROLE_ISSUER);
     let body = html! {
         @if issuer && !regions.is_empty() {
             h1 { (t.issue_heading) }

@@ -125,11 +125,9 @@ impl Request {
             return false;
         }
         match (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) {
-            (Some(origin), Some(host)) => {
-                origin
-                    .split_once("://")
-                    .is_some_and(|(_, origin_host)| origin_host == host)
-            }
+            (Some(origin), Some(host)) => origin
+                .split_once("://")
+                .is_some_and(|(_, origin_host)| origin_host == host),
             (Some(_), None) => false,
             (None, _) => true,
         }
@@ -280,7 +278,10 @@ mod tests {
     #[test]
     fn forms_from_other_sites_are_told_apart() {
         let host = ("host", "console.example.vn");
-        assert!(request_with(&[host]).same_origin(), "no Origin: a non-browser client");
+        assert!(
+            request_with(&[host]).same_origin(),
+            "no Origin: a non-browser client"
+        );
         assert!(request_with(&[host, ("origin", "https://console.example.vn")]).same_origin());
         assert!(!request_with(&[host, ("origin", "https://evil.example")]).same_origin());
         assert!(!request_with(&[("origin", "https://console.example.vn")]).same_origin());
@@ -296,9 +297,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(
             header::COOKIE,
-            "xexposure-session=no; exposure-lang=vi".parse().expect("cookie"),
+            "xexposure-session=no; exposure-lang=vi"
+                .parse()
+                .expect("cookie"),
         );
-        headers.append(header::COOKIE, "exposure-session=yes".parse().expect("cookie"));
+        headers.append(
+            header::COOKIE,
+            "exposure-session=yes".parse().expect("cookie"),
+        );
         assert_eq!(cookie(&headers, "exposure-session"), Some("yes"));
         assert_eq!(cookie(&headers, "exposure-lang"), Some("vi"));
         assert_eq!(cookie(&headers, "__Host-exposure-session"), None);

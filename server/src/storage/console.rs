@@ -247,11 +247,7 @@ impl Store {
     }
 
     /// Completes an enrolment: stores the enrolled account and deletes the link, in one write.
-    pub fn complete_enrolment(
-        &self,
-        token: &str,
-        user: &ConsoleUser,
-    ) -> Result<(), StorageError> {
+    pub fn complete_enrolment(&self, token: &str, user: &ConsoleUser) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         self.stage_console_user(&mut batch, user);
         batch.delete_cf(self.cf(CF_CONSOLE_ENROLMENTS), token_hash(token));
