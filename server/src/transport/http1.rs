@@ -22,7 +22,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::Connected as _;
-use tower::Service as _;
 
 use crate::metrics;
 use crate::tls::PeerInfo;
