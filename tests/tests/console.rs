@@ -52,6 +52,10 @@ async fn user_add(
     email: &str,
     roles: Vec<Role>,
 ) -> Result<String, AdminError> {
+    // The console answers once the server has opened its store: from then on the command
+    // goes through the running server's inbox.
+    let answer = Browser::new(&server.console_url).get("/login").await;
+    assert_eq!(answer.status, 200);
     let command = UserCommand::Add {
         data: DataDir {
             data_dir: server.data_dir().to_owned(),
