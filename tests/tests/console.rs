@@ -669,8 +669,17 @@ async fn past_the_daily_quota_of_an_account_the_page_says_when_it_resets() {
         "{}",
         refused.text()
     );
-    // A bad validity names its field and costs nothing of the quota.
+    // The next day (the session has ended by then: sign in again), a bad validity names its
+    // field and costs nothing of the quota.
     server.clock.advance(DAY);
+    log_in(&server, &mut browser, &staff).await;
+    let csrf = field_value(browser.get("/").await.text(), "csrf");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("region", REGION),
+        ("report_type", "self_report"),
+        ("valid_hours", "2"),
+    ];
     let bad = browser
         .post(
             "/codes",
