@@ -321,7 +321,14 @@ fn a_backup_without_signing_keys_restores_a_server_that_needs_the_key_file() {
 
     let refused = Command::new(BINARY)
         .args(SERVER_FLAGS)
-        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", ""])
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "",
+            "--console-addr",
+            "",
+        ])
         .arg("--data-dir")
         .arg(restored.path())
         .output()

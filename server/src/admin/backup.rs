@@ -408,6 +408,12 @@ pub fn restore(command: RestoreCommand, out: &mut impl Write) -> Result<(), Admi
         report.batches, report.regions, command.sequence_gap
     )
     .map_err(failed)?;
+    writeln!(
+        out,
+        "console: {} sessions of the backup ended (staff sign in again)",
+        report.console_sessions_ended
+    )
+    .map_err(failed)?;
     if report.current_key.is_empty() {
         writeln!(out, "no signing key yet").map_err(failed)?;
     } else if report.current_key_present {

@@ -4,7 +4,8 @@
 //! its catalog and signing keys, and moves every region's batch sequence `sequence_gap` ahead.
 //! The original server may have published batches after the backup was taken; phones and CDNs
 //! may hold them, so the restored server must never give their sequences to other batches
-//! (DESIGN.md section 4: a sequence is never reused). On any failure the target is emptied
+//! (DESIGN.md section 4: a sequence is never reused). The staff console's sessions are all
+//! ended; its accounts and audit log stay. On any failure the target is emptied
 //! again, so a new attempt is not refused.
 //!
 //! A sealed backup (see `super::seal`) needs its key: the manifest is taken from
@@ -25,6 +26,8 @@ use super::{BackupError, INFO_FILE, MANIFEST_POSITION, resolve};
 /// What a restore did and found.
 #[derive(Debug, Clone)]
 pub struct RestoreReport {
+    /// Console sessions of the backup, all ended (DESIGN.md section 13).
+    pub console_sessions_ended: usize,
     /// The backup restored.
     pub backup: PathBuf,
     /// Files copied.
@@ -237,6 +240,9 @@ pub(super) fn check(
         .map(|region| catalog.batches(region).len())
         .sum();
     let list = store.signing_keys()?;
+    // A session ended after the backup (a logout, a lock) must not come back: every console
+    // session of the backup ends, and staff sign in again.
+    let console_sessions_ended = store.end_all_sessions()?;
     store.flush()?;
     drop(store);
     let current_key_present =
@@ -254,6 +260,7 @@ pub(super) fn check(
         log_objects: 0,
         last_sequence,
         regions_raised,
+        console_sessions_ended,
     })
 }
 

@@ -214,6 +214,21 @@ impl ServerConfig {
         if let Some(http_addr) = self.http_addr {
             self.check_exposure("--http-addr", http_addr)?;
         }
+        if let Some(console_addr) = self.console_addr {
+            self.check_exposure("--console-addr", console_addr)?;
+        }
+        positive(
+            "--max-console-connections",
+            self.max_console_connections as u64,
+        )?;
+        if let Some(link) = &self.console_code_link
+            && !link.contains("{code}")
+        {
+            return refuse(
+                "--console-code-link",
+                format!("{link:?} has no {{code}} where the code goes"),
+            );
+        }
         if !self.metrics_addr.ip().to_canonical().is_loopback()
             && self.metrics_token_file.is_none()
             && self.client_ca.is_none()

@@ -15,11 +15,16 @@
 //! | `codes` | `SHA-256(upload code)` | [`records::StoredCode`] |
 //! | `meta` | ASCII name | cursors and signing-key records |
 //! | `outbox` | `u64_be(task sequence)` | an object-storage task (see `outbox`), oldest first |
+//! | `console_users` | staff e-mail address, lower case | [`console::ConsoleUser`] |
+//! | `console_enrolments` | `SHA-256(enrolment token)` | [`console::Enrolment`] |
+//! | `console_sessions` | `SHA-256(session token)` | [`console::Session`] |
+//! | `console_audit` | `u64_be(unix seconds) ‖ u64_be(sequence)` | [`console::AuditRecord`] |
 
 pub mod authorities;
 pub mod batches;
 pub mod codes;
 pub mod confirm;
+pub mod console;
 pub mod gaen;
 pub mod keys;
 pub mod meta;
@@ -35,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
 /// Names of every column family, in the order they are created.
-pub const COLUMN_FAMILIES: [&str; 11] = [
+pub const COLUMN_FAMILIES: [&str; 15] = [
     CF_KEYS,
     CF_RELEASE,
     CF_DEDUP,
@@ -47,6 +52,10 @@ pub const COLUMN_FAMILIES: [&str; 11] = [
     CF_META,
     CF_CODES,
     CF_OUTBOX,
+    CF_CONSOLE_USERS,
+    CF_CONSOLE_ENROLMENTS,
+    CF_CONSOLE_SESSIONS,
+    CF_CONSOLE_AUDIT,
 ];
 pub(crate) const CF_KEYS: &str = "keys";
 pub(crate) const CF_RELEASE: &str = "release";
@@ -59,6 +68,10 @@ pub(crate) const CF_AUTHORITIES: &str = "authorities";
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_CODES: &str = "codes";
 pub(crate) const CF_OUTBOX: &str = "outbox";
+pub(crate) const CF_CONSOLE_USERS: &str = "console_users";
+pub(crate) const CF_CONSOLE_ENROLMENTS: &str = "console_enrolments";
+pub(crate) const CF_CONSOLE_SESSIONS: &str = "console_sessions";
+pub(crate) const CF_CONSOLE_AUDIT: &str = "console_audit";
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
