@@ -721,22 +721,28 @@ async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
         .to_owned();
 
     let root = tempfile::tempdir().expect("backup root");
+    // A sealed backup, which holds the signing keys the restored server starts with.
+    let key_file = root.path().join("backup.key");
+    std::fs::write(&key_file, rand::random::<[u8; 32]>()).expect("backup key");
     let backup = BackupCommand {
         data: DataDir {
             data_dir: server.data_dir().to_owned(),
         },
-        to: Some(root.path().to_owned()),
+        to: Some(root.path().join("backups")),
         verify: None,
         keep: None,
         without_signing_keys: false,
+        backup_key_file: Some(key_file.clone()),
         upload_to: None,
         upload_options: Vec::new(),
     };
     let restored = tempfile::tempdir().expect("restore target");
     let restore = RestoreCommand {
-        from: root.path().to_owned(),
+        from: root.path().join("backups"),
         data_dir: restored.path().to_owned(),
         sequence_gap: 0,
+        backup_key_file: Some(key_file),
+        ..RestoreCommand::default()
     };
     let report = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
