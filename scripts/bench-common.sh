@@ -79,7 +79,7 @@ start_server() {
   shift 2
   local log="$out/server-$name.log"
   "$server" --data-dir "$data" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
-    --metrics-addr 127.0.0.1:0 --log-format json "$@" 2>"$log" &
+    --console-addr "" --metrics-addr 127.0.0.1:0 --log-format json "$@" 2>"$log" &
   started_pid=$!
   bench_pids+=("$started_pid")
   started_grpc=""

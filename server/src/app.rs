@@ -1,7 +1,7 @@
 //! Assembles the server: checks the settings, opens the store, loads the signing key and the
-//! catalog, starts the ingest writer and the publisher, serves gRPC (and the HTTP mirror, when
-//! given a listener) on already-bound listeners, with TLS when configured, until the shutdown
-//! future completes, then winds down in order (see [`run_with_tls`]).
+//! catalog, starts the ingest writer and the publisher, serves gRPC (and the HTTP mirror and the
+//! staff console, when given listeners) on already-bound listeners, with TLS when configured,
+//! until the shutdown future completes, then winds down in order (see [`run_with_tls`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::distribution::DistributionService;
+use crate::ingest::issue::CodeIssuer;
 use crate::ingest::service::KeyUploadService;
 use crate::ingest::writer::IngestWriter;
 use crate::middleware::RequestMetricsLayer;
@@ -84,6 +85,8 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// The HTTP mirror of DESIGN.md section 10; `None` serves no HTTP.
     pub http: Option<TcpListener>,
+    /// The staff console of DESIGN.md section 13; `None` serves no console.
+    pub console: Option<TcpListener>,
 }
 
 impl From<crate::config::ConfigError> for ServerError {
@@ -130,6 +133,7 @@ pub async fn run_with_clock(
     let listeners = Listeners {
         grpc: listener,
         http: None,
+        console: None,
     };
     run_listeners(listeners, config, clock, shutdown).await
 }
@@ -164,6 +168,7 @@ pub async fn run_with_tls(
     let Listeners {
         grpc: listener,
         http: http_listener,
+        console: console_listener,
     } = listeners;
     config.validate()?;
     if let Some(tls) = &tls {
@@ -179,6 +184,14 @@ pub async fn run_with_tls(
             http_listener.local_addr().map_err(ServerError::Listener)?,
         )?;
     }
+    if let Some(console_listener) = &console_listener {
+        config.check_exposure(
+            "--console-addr",
+            console_listener
+                .local_addr()
+                .map_err(ServerError::Listener)?,
+        )?;
+    }
     let bucket = match &config.publish_to {
         Some(url) => Some(
             Bucket::open(url, &config.publish_options.options)
@@ -186,6 +199,19 @@ pub async fn run_with_tls(
         ),
         None => None,
     };
+    let backup_bucket = match &config.backup_to {
+        Some(url) => Some(Bucket::open(url, &config.backup_options).map_err(|error| {
+            ServerError::Config(error.to_string().replace("--publish-to", "--backup-to"))
+        })?),
+        None => None,
+    };
+    let backup_key = config
+        .backup_key_file
+        .as_deref()
+        .map(crate::backup::seal::read_key_file)
+        .transpose()
+        .map_err(ServerError::Config)?;
+    let keep_wal = backup_bucket.is_some();
     let width = FingerprintWidth::from_bits(config.fingerprint_bits).ok_or_else(|| {
         ServerError::Config(format!(
             "fingerprint bits {} (use 8, 16 or 32)",
@@ -201,7 +227,11 @@ pub async fn run_with_tls(
             if crate::datadir::prepare(&data_dir)? == crate::datadir::DataDirState::New {
                 tracing::warn!(data_dir = %data_dir.display(), "creating a new store at {}", data_dir.display());
             }
-            let store = Store::open(&data_dir)?;
+            let store = if keep_wal {
+                Store::open_keeping_wal(&data_dir)?
+            } else {
+                Store::open(&data_dir)?
+            };
             // No backup command can be waiting for a snapshot of a server that was not running.
             crate::backup::snapshot::clear_staging(&data_dir).map_err(crate::storage::StorageError::Io)?;
             let signer = signing::load_or_create(
@@ -270,6 +300,20 @@ pub async fn run_with_tls(
         inbox = inbox.with_outbox(wake.clone());
         publisher = publisher.with_outbox(wake);
     }
+    if let Some(bucket) = backup_bucket {
+        // Continuous backup (DESIGN.md section 15): a checkpoint now, then the log.
+        tracker.spawn(crate::backup::continuous::run(
+            crate::backup::continuous::Shipper {
+                bucket,
+                store: store.clone(),
+                data_dir: config.data_dir.clone(),
+                key: backup_key,
+                full_interval: config.backup_full_interval,
+                log_interval: config.backup_log_interval,
+            },
+            cancel.clone(),
+        ));
+    }
     let publisher = Arc::new(publisher);
     tracker.spawn(crate::publisher::run_periodically(
         publisher,
@@ -319,6 +363,27 @@ pub async fn run_with_tls(
         ))
     });
 
+    // One code-issuing path (and one issue rate per authority) for gRPC and the console.
+    let issuer = CodeIssuer::new(
+        store.clone(),
+        clock.clone(),
+        config.authority_codes_per_minute,
+    );
+    let console_task = console_listener.map(|console_listener| {
+        spawn_console(
+            console_listener,
+            crate::console::ConsoleState::new(
+                store.clone(),
+                clock.clone(),
+                issuer.clone(),
+                &config,
+            ),
+            &config,
+            tls.as_ref(),
+            cancel.clone(),
+        )
+    });
+
     // Health and reflection requests are a few bytes; a reflection stream lives no longer
     // than a request.
     let health_service = health_service.max_decoding_message_size(SMALL_MESSAGE_BYTES);
@@ -335,8 +400,14 @@ pub async fn run_with_tls(
         config.request_timeout,
     );
     let writer_stop = writer.clone();
-    let upload = KeyUploadServer::new(KeyUploadService::new(store.clone(), writer, clock, &config))
-        .max_decoding_message_size(config.max_message_bytes);
+    let upload = KeyUploadServer::new(KeyUploadService::new(
+        store.clone(),
+        writer,
+        clock,
+        issuer,
+        &config,
+    ))
+    .max_decoding_message_size(config.max_message_bytes);
     let needs_client_certificate = tls
         .as_ref()
         .is_some_and(ServerTls::checks_client_certificates);
@@ -422,17 +493,13 @@ pub async fn run_with_tls(
     }
 
     cancel.cancel();
-    if let Some(mut task) = http_task {
-        match tokio::time::timeout(grace, &mut task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::warn!(%error, "http listener failed"),
-            Ok(Err(error)) => tracing::warn!(%error, "http listener task failed"),
-            Err(_) => {
-                tracing::warn!("http requests did not finish within the grace period");
-                task.abort();
-            }
-        }
-    }
+    futures::future::join_all(
+        [http_task, console_task]
+            .into_iter()
+            .flatten()
+            .map(|task| wait_listener(task, grace)),
+    )
+    .await;
     tracker.close();
     if tokio::time::timeout(PUBLISHER_STOP_GRACE, tracker.wait())
         .await
@@ -451,6 +518,45 @@ pub async fn run_with_tls(
     .await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A listener's serving task.
+type ListenerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Starts serving the staff console on `listener` until `stop` is cancelled.
+fn spawn_console(
+    listener: TcpListener,
+    state: crate::console::ConsoleState,
+    config: &ServerConfig,
+    tls: Option<&ServerTls>,
+    stop: CancellationToken,
+) -> ListenerTask {
+    tokio::spawn(crate::console::serve(
+        listener,
+        Arc::new(state),
+        tls.map(|tls| tls.acceptor(crate::tls::ALPN_HTTP1)),
+        ListenerLimits::console(config),
+        crate::transport::http1::ConnectionLifetime {
+            lifetime: config.http_connection_lifetime,
+            grace: config.shutdown_grace,
+        },
+        async move {
+            stop.cancelled().await;
+        },
+    ))
+}
+
+/// Waits up to `grace` for an HTTP listener's requests in flight, then cuts them.
+async fn wait_listener(mut task: ListenerTask, grace: Duration) {
+    match tokio::time::timeout(grace, &mut task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "http listener failed"),
+        Ok(Err(error)) => tracing::warn!(%error, "http listener task failed"),
+        Err(_) => {
+            tracing::warn!("http requests did not finish within the grace period");
+            task.abort();
+        }
+    }
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {

@@ -43,6 +43,41 @@ pub struct ServerConfig {
           value_parser = parse_optional_addr)]
     pub http_addr: OptionalAddr,
 
+    /// Address of the staff console (DESIGN.md section 13), where a health authority's staff
+    /// issue upload codes in a browser; an empty value turns it off. Served with the same TLS
+    /// as the other listeners; a non-loopback address needs TLS or --insecure-plaintext.
+    #[arg(long, env = "EXPOSURE_CONSOLE_ADDR", default_value = "127.0.0.1:8081",
+          value_parser = parse_optional_addr)]
+    pub console_addr: OptionalAddr,
+
+    /// Connections the console listener keeps open at once; at the cap new connections wait
+    /// until one closes.
+    #[arg(long, env = "EXPOSURE_MAX_CONSOLE_CONNECTIONS", default_value_t = 256)]
+    pub max_console_connections: usize,
+
+    /// Console login attempts one client network (an IPv4 address, an IPv6 /64; behind
+    /// --trusted-proxies the client's) may make per hour (an hour's worth may come at once);
+    /// past it the login page refuses attempts from that network until the budget refills.
+    /// Each account is also locked after 5 failures in a row.
+    #[arg(long, env = "EXPOSURE_CONSOLE_LOGINS_PER_NETWORK_PER_HOUR", default_value_t = 120,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub console_logins_per_network_per_hour: u32,
+
+    /// Upload codes one console account may issue per UTC day; past it the console refuses
+    /// and says when the quota resets (midnight UTC). 0 turns the quota off.
+    #[arg(
+        long,
+        env = "EXPOSURE_CONSOLE_CODES_PER_USER_PER_DAY",
+        default_value_t = 200
+    )]
+    pub console_codes_per_user_per_day: u32,
+
+    /// What the QR code beside a code issued in the console holds: a link template with
+    /// `{code}` where the code goes (an app's deep link, e.g.
+    /// `https://app.example/upload?code={code}`). Unset: the QR code holds the code itself.
+    #[arg(long, env = "EXPOSURE_CONSOLE_CODE_LINK")]
+    pub console_code_link: Option<String>,
+
     /// Most bytes of batch files kept in memory, shared by every download (gRPC and HTTP).
     #[arg(long, env = "EXPOSURE_BATCH_CACHE_BYTES", default_value_t = crate::batch_cache::DEFAULT_CAPACITY_BYTES)]
     pub batch_cache_bytes: usize,
@@ -436,6 +471,39 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_PUBLISH_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
     pub publish_retry_max: Duration,
 
+    /// Ships the store continuously to object storage (DESIGN.md section 15): a checkpoint at
+    /// start and every `--backup-full-interval` (only files the bucket lacks are uploaded),
+    /// and the write-ahead log's new records every `--backup-log-interval`. `s3://…`, `gs://…`,
+    /// `az://…` or `file:///folder`, with credentials from the environment as for
+    /// `--publish-to`. A private bucket, never the public one phones read. Off when unset.
+    #[arg(long, value_name = "URL", env = "EXPOSURE_BACKUP_TO")]
+    pub backup_to: Option<String>,
+
+    /// A `key=value` setting of the backup's object store (repeatable), as `--publish-option`.
+    #[arg(
+        long = "backup-option",
+        value_name = "KEY=VALUE",
+        env = "EXPOSURE_BACKUP_OPTION",
+        hide_env_values = true,
+        value_delimiter = ',',
+        requires = "backup_to"
+    )]
+    pub backup_options: Vec<String>,
+
+    /// File of exactly 32 random bytes (`head -c 32 /dev/urandom`) that seals every backup
+    /// object (XChaCha20-Poly1305). Without it backups hold no private signing keys.
+    #[arg(long, value_name = "FILE", env = "EXPOSURE_BACKUP_KEY_FILE")]
+    pub backup_key_file: Option<PathBuf>,
+
+    /// How often `--backup-to` takes a new checkpoint (also after a gap in the log).
+    #[arg(long, env = "EXPOSURE_BACKUP_FULL_INTERVAL", default_value = "24h", value_parser = parse_duration)]
+    pub backup_full_interval: Duration,
+
+    /// How often `--backup-to` ships the write-ahead log's new records: about the most
+    /// acknowledged uploads a lost machine loses.
+    #[arg(long, env = "EXPOSURE_BACKUP_LOG_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub backup_log_interval: Duration,
+
     /// PKCS#8 PEM file of the P-256 key that signs batches, kept outside the data directory
     /// (a mounted secret, an HSM export), so it is never in a backup. Without it the key is
     /// generated into, and read from, `DATA_DIR/signing/`. `--signing-key` is the same flag.
@@ -569,6 +637,10 @@ mod tests {
         assert_eq!(
             config.http_addr.map(|addr| addr.to_string()).as_deref(),
             Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            config.console_addr.map(|addr| addr.to_string()).as_deref(),
+            Some("127.0.0.1:8081")
         );
     }
 

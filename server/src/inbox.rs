@@ -1,5 +1,5 @@
-//! The admin inbox: how `exposure-server authority add|revoke`, `signing-key rotate|retire` and
-//! `backup` reach a server that is running.
+//! The admin inbox: how `exposure-server authority add|revoke`, `user add`, `signing-key
+//! rotate|retire` and `backup` reach a server that is running.
 //! RocksDB admits one writer process, so while the server holds the database the admin command
 //! writes its request as a file into `data_dir/inbox/` (written aside, synced, then renamed into
 //! place, so a half-written request is never read); the server applies each request to the store
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::signing::KeyRing;
 use crate::storage::outbox::OutboxTask;
 
+use crate::storage::console::{ConsoleUser, Enrolment};
 use crate::storage::records::Authority;
 use crate::storage::{StorageError, Store};
 
@@ -68,6 +69,15 @@ pub struct InboxRequest {
     /// Retire this signing key (`signing-key retire`).
     #[prost(string, tag = "10")]
     pub retire_key_id: String,
+    /// A staff account of the console to add (`user add`), with `enrolment`.
+    #[prost(message, optional, tag = "11")]
+    pub add_user: Option<ConsoleUser>,
+    /// With `add_user`: SHA-256 of the enrolment link's token.
+    #[prost(bytes = "vec", tag = "12")]
+    pub enrolment_hash: Vec<u8>,
+    /// With `add_user`: the enrolment link's record.
+    #[prost(message, optional, tag = "13")]
+    pub enrolment: Option<Enrolment>,
 }
 
 /// Errors of the inbox.
@@ -252,6 +262,10 @@ impl Inbox {
                     crate::ingest::revoke::withdraw_authority_keys(store, &request.revoke_id)?;
                 tracing::info!(authority = %request.revoke_id, withdrawn, "authority's keys withdrawn");
             }
+        }
+        if let (Some(user), Some(enrolment)) = (&request.add_user, &request.enrolment) {
+            store.add_console_user(user, &request.enrolment_hash, enrolment)?;
+            tracing::info!(authority = %user.authority_id, "console user added from the inbox");
         }
         if !request.snapshot.is_empty() {
             crate::backup::snapshot::answer_request(store, &self.data_dir, &request.snapshot, path);

@@ -1,6 +1,6 @@
 //! What the binary runs: loads TLS once for every listener, refuses plaintext on an address
-//! other hosts can reach, binds the gRPC, HTTP-mirror and metrics listeners, installs the
-//! metrics recorder, serves `/metrics` and runs the server until `shutdown` completes.
+//! other hosts can reach, binds the gRPC, HTTP-mirror, console and metrics listeners, installs
+//! the metrics recorder, serves `/metrics` and runs the server until `shutdown` completes.
 
 use std::future::Future;
 
@@ -31,13 +31,23 @@ pub async fn serve(
         ),
         None => None,
     };
-    let http_addr = match &http_listener {
-        Some(http_listener) => http_listener
-            .local_addr()
-            .map_err(ServerError::Listener)?
-            .to_string(),
-        None => "off".to_owned(),
+    let console_listener = match config.console_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(ServerError::Listener)?,
+        ),
+        None => None,
     };
+    let shown = |listener: &Option<tokio::net::TcpListener>| match listener {
+        Some(listener) => listener
+            .local_addr()
+            .map(|addr| addr.to_string())
+            .map_err(ServerError::Listener),
+        None => Ok("off".to_owned()),
+    };
+    let http_addr = shown(&http_listener)?;
+    let console_addr = shown(&console_listener)?;
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
         .await
         .map_err(ServerError::Listener)?;
@@ -48,6 +58,7 @@ pub async fn serve(
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
+        console = %console_addr,
         metrics = %metrics_addr,
         tls = tls.is_some(),
         client_certificates = tls.as_ref().is_some_and(ServerTls::checks_client_certificates),
@@ -69,6 +80,7 @@ pub async fn serve(
     let listeners = Listeners {
         grpc: listener,
         http: http_listener,
+        console: console_listener,
     };
     run_with_tls(listeners, config, Clock::System, tls, shutdown).await
 }

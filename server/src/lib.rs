@@ -4,7 +4,8 @@
 //! Data flows one way: [`ingest`] validates uploads and makes them durable in [`storage`];
 //! the [`publisher`] expands released keys into signed filter batches and records them in the
 //! [`catalog`]; [`distribution`] serves the batches and confirm buckets to phones over gRPC,
-//! and [`http_mirror`] serves the same as the static [`layout`] of DESIGN.md section 10.
+//! and [`http_mirror`] serves the same as the static [`layout`] of DESIGN.md section 10. The
+//! [`console`] is the health authorities' staff web page, where codes are issued.
 
 pub mod admin;
 pub mod admission;
@@ -15,6 +16,7 @@ pub mod bucket;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod datadir;
 pub mod distribution;
 pub mod error;

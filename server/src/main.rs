@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
 use exposure_server::admin::{
-    self, AdminError, AuthorityCommand, PublishSyncCommand, SigningKeyCommand,
+    self, AdminError, AuthorityCommand, PublishSyncCommand, SigningKeyCommand, UserCommand,
 };
 use exposure_server::{ServerConfig, telemetry};
 
@@ -28,6 +28,9 @@ enum Command {
     /// Manages the health authorities that may upload, and their tokens.
     #[command(subcommand)]
     Authority(AuthorityCommand),
+    /// Manages the staff accounts of the console (DESIGN.md section 13).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manages the keys that sign published batches.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
@@ -36,8 +39,9 @@ enum Command {
     #[command(name = "publish-sync")]
     PublishSync(PublishSyncCommand),
     /// Backs up a data directory into a new folder of `--to`, also while the server runs
-    /// (signing keys and waiting admin requests included, a SHA-256 manifest of every file);
-    /// `backup --verify DIR` checks a backup.
+    /// (waiting admin requests included, a SHA-256 manifest of every file; sealed, and with the
+    /// private signing keys, when `--backup-key-file` is given); `backup --verify DIR` checks a
+    /// backup.
     Backup(BackupCommand),
     /// Restores a backup into a new (missing or empty) data directory and checks that it opens.
     Restore(RestoreCommand),
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         None => return serve(cli.serve),
         Some(Command::Serve(config)) => return serve(*config),
         Some(Command::Authority(command)) => admin::authority(command, &mut stdout),
+        Some(Command::User(command)) => admin::user(command, &mut stdout),
         Some(Command::SigningKey(command)) => admin::signing_key(command, &mut stdout),
         Some(Command::PublishSync(command)) => admin::publish_sync(command, &mut stdout),
         Some(Command::Backup(command)) => admin::backup::backup(command, &mut stdout),

@@ -52,6 +52,17 @@ pub const PUBLISH_OBJECT_TASKS_TOTAL: &str = "exposure_publish_object_tasks_tota
 pub const PUBLISH_TASKS_FAILING: &str = "exposure_publish_tasks_failing";
 /// Failed attempts of the queued object-storage task that failed most (0 when none fails).
 pub const PUBLISH_TASK_FAILURES_MAX: &str = "exposure_publish_task_failures_max";
+/// Seconds since the continuous backup (`--backup-to`) last had every record written before
+/// a tick in the bucket: about `--backup-log-interval` when healthy, 0 without `--backup-to`.
+pub const BACKUP_LAG_SECONDS: &str = "exposure_backup_lag_seconds";
+/// Write-ahead log bytes read but not yet in the bucket at the last tick.
+pub const BACKUP_LAG_BYTES: &str = "exposure_backup_lag_bytes";
+/// Failed continuous-backup attempts, by `stage` (checkpoint, log).
+pub const BACKUP_FAILURES_TOTAL: &str = "exposure_backup_failures_total";
+/// Checkpoints written to the backup bucket.
+pub const BACKUP_CHECKPOINTS_TOTAL: &str = "exposure_backup_checkpoints_total";
+/// Log objects written to the backup bucket.
+pub const BACKUP_LOG_OBJECTS_TOTAL: &str = "exposure_backup_log_objects_total";
 /// Seconds until the served TLS certificate's notAfter (negative once past it); only with
 /// `--tls-cert`, set from startup and every reload tick.
 pub const TLS_CERTIFICATE_EXPIRY_SECONDS: &str = "exposure_tls_certificate_expiry_seconds";
@@ -196,9 +207,16 @@ fn register_at_zero() {
         PUBLISH_TASKS_FAILING,
         PUBLISH_TASK_FAILURES_MAX,
         BATCH_CACHE_BYTES,
+        BACKUP_LAG_SECONDS,
+        BACKUP_LAG_BYTES,
     ] {
         gauge!(name).set(0.0);
     }
+    for stage in ["checkpoint", "log"] {
+        counter!(BACKUP_FAILURES_TOTAL, "stage" => stage).absolute(0);
+    }
+    counter!(BACKUP_CHECKPOINTS_TOTAL).absolute(0);
+    counter!(BACKUP_LOG_OBJECTS_TOTAL).absolute(0);
     gauge!(STORE_WRITABLE).set(1.0);
     for listener in crate::transport::connections::LISTENERS {
         gauge!(CONNECTIONS, "listener" => listener).set(0.0);
@@ -308,6 +326,28 @@ fn describe() {
         PUBLISH_TASK_FAILURES_MAX,
         Unit::Count,
         "Failed attempts of the queued object-storage task that failed most"
+    );
+    describe_gauge!(
+        BACKUP_LAG_SECONDS,
+        Unit::Seconds,
+        "Seconds since the continuous backup last had every record of a tick in the bucket"
+    );
+    describe_gauge!(
+        BACKUP_LAG_BYTES,
+        Unit::Bytes,
+        "Write-ahead log bytes read but not yet in the backup bucket"
+    );
+    describe_counter!(
+        BACKUP_FAILURES_TOTAL,
+        "Failed continuous-backup attempts, by stage (checkpoint, log)"
+    );
+    describe_counter!(
+        BACKUP_CHECKPOINTS_TOTAL,
+        "Checkpoints written to the backup bucket"
+    );
+    describe_counter!(
+        BACKUP_LOG_OBJECTS_TOTAL,
+        "Write-ahead log objects written to the backup bucket"
     );
     describe_gauge!(
         TLS_CERTIFICATE_EXPIRY_SECONDS,

@@ -1,8 +1,9 @@
 //! `exposure-server backup` and `restore` as an operator runs them: backups of a running server,
 //! incremental (unchanged files hard-linked from the previous backup), pruned by `--keep`,
 //! copied to object storage; a restore that leaves a private data directory a new server starts
-//! on with the same keys; and a backup without the signing keys, whose restored server needs
-//! `--signing-key-file`.
+//! on with the same keys; a backup without the signing keys, whose restored server needs
+//! `--signing-key-file`; and a sealed backup (`EXPOSURE_BACKUP_KEY_FILE`) uploaded to a bucket
+//! and restored from there.
 
 mod common;
 
@@ -208,8 +209,9 @@ fn incremental_backups_of_a_running_server_restore_into_a_private_store() {
         "--data-dir",
         path_str(&restored),
     ]));
+    // A backup without --backup-key-file holds no private signing keys.
     assert!(
-        report.contains(path_str(&third)) && report.contains("private key restored"),
+        report.contains(path_str(&third)) && report.contains("--signing-key-file"),
         "the newest backup is restored: {report}"
     );
     assert_private(&restored);
@@ -227,7 +229,21 @@ fn incremental_backups_of_a_running_server_restore_into_a_private_store() {
     );
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 
-    let server = start(&restored, &SERVER_FLAGS);
+    let current = original_keys
+        .iter()
+        .find(|key| key.current)
+        .expect("current")
+        .key_id
+        .clone();
+    let key_file = dir.path().join("signing").join(format!("{current}.pem"));
+    let server = start(
+        &restored,
+        &[
+            &SERVER_FLAGS[..],
+            &["--signing-key-file", path_str(&key_file)],
+        ]
+        .concat(),
+    );
     assert_eq!(
         runtime.block_on(signing_keys(&server.url)),
         original_keys,
@@ -305,7 +321,14 @@ fn a_backup_without_signing_keys_restores_a_server_that_needs_the_key_file() {
 
     let refused = Command::new(BINARY)
         .args(SERVER_FLAGS)
-        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", ""])
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "",
+            "--console-addr",
+            "",
+        ])
         .arg("--data-dir")
         .arg(restored.path())
         .output()
@@ -327,5 +350,93 @@ fn a_backup_without_signing_keys_restores_a_server_that_needs_the_key_file() {
         .concat(),
     );
     assert_eq!(runtime.block_on(signing_keys(&server.url)), original_keys);
+    assert!(server.terminate());
+}
+
+#[test]
+fn a_sealed_backup_uploaded_to_a_bucket_restores_with_its_key_from_the_environment() {
+    let Published {
+        runtime,
+        dir,
+        token: _,
+        server,
+        original_keys,
+    } = start_and_publish();
+    let keys = tempfile::tempdir().expect("keys");
+    let key_file = keys.path().join("backup.key");
+    std::fs::write(&key_file, [0x5e; 32]).expect("key");
+    let root = tempfile::tempdir().expect("backups");
+    let bucket = tempfile::tempdir().expect("bucket");
+    let bucket_url = format!("file://{}", bucket.path().display());
+    let output = Command::new(BINARY)
+        .args(["backup", "--data-dir", path_str(dir.path())])
+        .args(["--to", path_str(root.path()), "--upload-to", &bucket_url])
+        .env("EXPOSURE_BACKUP_KEY_FILE", &key_file)
+        .output()
+        .expect("run");
+    let report = stdout_of(&output);
+    assert!(
+        report.contains("sealed: yes") && report.contains("(private key included)"),
+        "{report}"
+    );
+    let folder = PathBuf::from(
+        report
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("backup "))
+            .and_then(|line| line.split(':').next())
+            .expect("the first line names the backup"),
+    );
+    let uploaded = bucket.path().join(folder.file_name().expect("name"));
+    assert!(
+        uploaded.join("MANIFEST.seal").is_file(),
+        "the seal is uploaded"
+    );
+    let current = &original_keys
+        .iter()
+        .find(|key| key.current)
+        .expect("current")
+        .key_id;
+    let pem = std::fs::read(uploaded.join("signing").join(format!("{current}.pem")))
+        .expect("the uploaded key");
+    assert!(pem.starts_with(b"EXPSEAL1") && !String::from_utf8_lossy(&pem).contains("PRIVATE"));
+    // The manifest checks the sealed copy without the key, as `sha256sum -c` would.
+    let verified = stdout_of(&run(&["backup", "--verify", path_str(&uploaded)]));
+    assert!(verified.starts_with("ok "), "{verified}");
+    assert!(server.terminate());
+
+    let restored = tempfile::tempdir().expect("restore target");
+    let refused = run(&[
+        "restore",
+        "--from",
+        path_str(&uploaded),
+        "--data-dir",
+        path_str(restored.path()),
+    ]);
+    assert_eq!(
+        refused.status.code(),
+        Some(64),
+        "a sealed backup needs its key"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--backup-key-file"));
+    let output = Command::new(BINARY)
+        .args(["restore", "--from", path_str(&uploaded)])
+        .args(["--data-dir", path_str(restored.path())])
+        .env("EXPOSURE_BACKUP_KEY_FILE", &key_file)
+        .output()
+        .expect("run");
+    let report = stdout_of(&output);
+    assert!(
+        report.contains("every file opened with the key")
+            && report.contains("private key restored"),
+        "{report}"
+    );
+    assert_private(restored.path());
+    let server = start(restored.path(), &SERVER_FLAGS);
+    assert_eq!(
+        runtime.block_on(signing_keys(&server.url)),
+        original_keys,
+        "the restored server signs with the same keys, without --signing-key-file"
+    );
     assert!(server.terminate());
 }

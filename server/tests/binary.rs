@@ -105,6 +105,8 @@ fn text_log_run(data_file: &std::path::Path) -> Vec<String> {
         "127.0.0.1:0",
         "--http-addr",
         "127.0.0.1:0",
+        "--console-addr",
+        "127.0.0.1:0",
         "--metrics-addr",
         "127.0.0.1:0",
         "--log-format",
@@ -526,6 +528,7 @@ fn sigterm_while_starting_shuts_down_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(BINARY)
         .args(["--grpc-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--console-addr", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path())
         .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")

@@ -14,6 +14,7 @@ use common::{BINARY, RunningBinary, start, start_command};
 fn run(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BINARY)
         .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")
+        .env("EXPOSURE_CONSOLE_ADDR", "127.0.0.1:0")
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -136,6 +137,7 @@ fn publish_options_come_from_the_environment_comma_separated() {
         let stderr_file = tempfile::NamedTempFile::new().expect("stderr file");
         let mut child = Command::new(BINARY)
             .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")
+            .env("EXPOSURE_CONSOLE_ADDR", "127.0.0.1:0")
             .env("EXPOSURE_PUBLISH_TO", "s3://exposure/v1root")
             .env("AWS_ENDPOINT", "http://127.0.0.1:9")
             .env("AWS_ACCESS_KEY_ID", "test")

@@ -52,6 +52,7 @@ impl ServerProcess {
         let mut command = Command::new(path("exposure-server", "exposure-server"));
         command
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--console-addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
             .args(extra)
             .arg("--data-dir")

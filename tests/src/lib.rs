@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod bucket_check;
+pub mod console_client;
 pub mod gaen_python;
 pub mod logs;
 pub mod outside;
@@ -42,6 +43,8 @@ pub struct TestServer {
     pub url: String,
     /// `http://127.0.0.1:PORT` of the HTTP mirror (DESIGN.md section 10), no trailing `/`.
     pub http_url: String,
+    /// `http://127.0.0.1:PORT` of the staff console (DESIGN.md section 13), no trailing `/`.
+    pub console_url: String,
     /// Upload token of an authority allowed for [`REGION`].
     pub token: String,
     /// The clock the server reads; tests move it when it is manual.
@@ -122,10 +125,18 @@ impl TestServer {
             .await
             .expect("bind port 0 for http");
         let http_url = format!("http://{}", http.local_addr().expect("http local address"));
+        let console = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0 for the console");
+        let console_url = format!(
+            "http://{}",
+            console.local_addr().expect("console local address")
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let listeners = exposure_server::Listeners {
             grpc: listener,
             http: Some(http),
+            console: Some(console),
         };
         let task = tokio::spawn(exposure_server::run_listeners(
             listeners,
@@ -139,6 +150,7 @@ impl TestServer {
             addr,
             url: format!("http://{addr}"),
             http_url,
+            console_url,
             token,
             clock,
             config,

@@ -53,6 +53,7 @@ fn backup_command(data_dir: &Path, root: &Path) -> BackupCommand {
         verify: None,
         keep: None,
         without_signing_keys: false,
+        backup_key_file: None,
         upload_to: None,
         upload_options: Vec::new(),
     }
@@ -150,7 +151,13 @@ async fn a_backup_under_upload_load_restores_the_same_server() {
     let acknowledged_before: Vec<DiagnosisKey> = acknowledged.lock().expect("lock").clone();
 
     let root = tempfile::tempdir().expect("backup root");
-    let command = backup_command(&data_dir, root.path());
+    let key_dir = tempfile::tempdir().expect("key folder");
+    let key_file = key_dir.path().join("backup.key");
+    std::fs::write(&key_file, [0x3c; 32]).expect("key file");
+    let command = BackupCommand {
+        backup_key_file: Some(key_file.clone()),
+        ..backup_command(&data_dir, root.path())
+    };
     let ((), report) = admin(move |out| exposure_server::admin::backup::backup(command, out))
         .await
         .expect("backup of the running server");
@@ -192,10 +199,20 @@ async fn a_backup_under_upload_load_restores_the_same_server() {
         "{manifest}"
     );
     let private_key = std::fs::read(data_dir.join(&pem)).expect("the server's private key");
-    assert_eq!(
-        std::fs::read(backup.join(&pem)).expect("the backed-up private key"),
-        private_key
+    assert!(
+        String::from_utf8_lossy(&private_key).contains("PRIVATE KEY"),
+        "the server's key file is PEM"
     );
+    let sealed_key = std::fs::read(backup.join(&pem)).expect("the backed-up private key");
+    assert!(sealed_key.starts_with(b"EXPSEAL1"), "the key is sealed");
+    assert!(
+        !String::from_utf8_lossy(&sealed_key).contains("PRIVATE KEY")
+            && !sealed_key
+                .windows(private_key.len())
+                .any(|window| window == private_key),
+        "the private key is not in the backup in clear"
+    );
+    assert!(backup.join("MANIFEST.seal").is_file());
     let (_, verified) = admin({
         let backup = backup.clone();
         move |out| exposure_server::admin::backup::backup(verify_command(&backup), out)
@@ -210,11 +227,18 @@ async fn a_backup_under_upload_load_restores_the_same_server() {
         from: root.path().to_owned(),
         data_dir: restored_dir.path().to_owned(),
         sequence_gap: GAP,
+        backup_key_file: Some(key_file.clone()),
+        ..RestoreCommand::default()
     };
     let ((), restored) = admin(move |out| exposure_server::admin::backup::restore(restore, out))
         .await
         .expect("restore");
     assert!(restored.contains("private key restored"), "{restored}");
+    assert_eq!(
+        std::fs::read(restored_dir.path().join(&pem)).expect("the restored private key"),
+        private_key,
+        "the restore opens the sealed key to the same bytes"
+    );
     // The backup's last sequence, as its BACKUP-INFO records it (the restored store has moved
     // ahead); the listings below check it.
     let last_sequence: u64 = info
@@ -434,6 +458,8 @@ async fn a_damaged_backup_is_caught_by_verify_and_by_restore() {
         from: backup.clone(),
         data_dir: target.path().to_owned(),
         sequence_gap: GAP,
+        backup_key_file: None,
+        ..RestoreCommand::default()
     };
     let error = admin(move |out| exposure_server::admin::backup::restore(restore, out))
         .await
@@ -456,6 +482,8 @@ async fn a_damaged_backup_is_caught_by_verify_and_by_restore() {
         from: backup,
         data_dir: target.path().to_owned(),
         sequence_gap: GAP,
+        backup_key_file: None,
+        ..RestoreCommand::default()
     };
     let error = admin(move |out| exposure_server::admin::backup::restore(restore, out))
         .await
@@ -466,4 +494,201 @@ async fn a_damaged_backup_is_caught_by_verify_and_by_restore() {
         "mine"
     );
     drop(server);
+}
+
+/// Copies the backup folder `from` into the new folder `to`, file by file.
+fn copy_backup(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create");
+    for entry in std::fs::read_dir(from).expect("read") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_backup(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Makes a sealed backup of `server` into `root` with the key in `key_file`; returns it.
+async fn sealed_backup(server: &TestServer, root: &Path, key_file: &Path) -> PathBuf {
+    let command = BackupCommand {
+        backup_key_file: Some(key_file.to_owned()),
+        ..backup_command(server.data_dir(), root)
+    };
+    admin(move |out| exposure_server::admin::backup::backup(command, out))
+        .await
+        .expect("sealed backup");
+    exposure_server::backup::resolve(root).expect("the backup")
+}
+
+/// Restores `backup` with `key_file` into a new folder; returns the error, or `None` on
+/// success, and checks that a refused restore leaves the target empty.
+async fn restore_sealed(backup: &Path, key_file: Option<&Path>) -> Option<String> {
+    let target = tempfile::tempdir().expect("restore target");
+    let restore = RestoreCommand {
+        from: backup.to_owned(),
+        data_dir: target.path().to_owned(),
+        sequence_gap: GAP,
+        backup_key_file: key_file.map(Path::to_owned),
+        ..RestoreCommand::default()
+    };
+    let result = admin(move |out| exposure_server::admin::backup::restore(restore, out)).await;
+    match result {
+        Ok(_) => None,
+        Err(error) => {
+            assert_eq!(
+                std::fs::read_dir(target.path()).expect("target").count(),
+                0,
+                "a refused restore leaves nothing behind: {error}"
+            );
+            Some(error)
+        }
+    }
+}
+
+/// The sealed files of a backup's `db/`, largest first, as (relative path, bytes).
+fn sealed_store_files(backup: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(backup.join("db"))
+        .expect("db")
+        .map(|entry| {
+            let entry = entry.expect("entry");
+            let name = format!("db/{}", entry.file_name().to_str().expect("name"));
+            (name, std::fs::read(entry.path()).expect("read"))
+        })
+        .collect();
+    files.sort_by_key(|(name, bytes)| (std::cmp::Reverse(bytes.len()), name.clone()));
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_backup_refuses_flipped_swapped_foreign_and_wrongly_keyed_files() {
+    let first = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
+    first.upload(fixtures::upload("a", vec![load_key(1)])).await;
+    first
+        .wait_for_batches(|listing| !listing.batches.is_empty())
+        .await;
+    let second = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
+    second
+        .upload(fixtures::upload("b", vec![load_key(2)]))
+        .await;
+    second
+        .wait_for_batches(|listing| !listing.batches.is_empty())
+        .await;
+    let keys = tempfile::tempdir().expect("keys");
+    let key_file = keys.path().join("right.key");
+    std::fs::write(&key_file, [0x11; 32]).expect("key");
+    let other_key_file = keys.path().join("other.key");
+    std::fs::write(&other_key_file, [0x22; 32]).expect("key");
+
+    let roots: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir().expect("root")).collect();
+    let backup = sealed_backup(&first, roots[0].path(), &key_file).await;
+    // The same deployment sealed with another key, and another deployment with the same key.
+    let other_key = sealed_backup(&first, roots[1].path(), &other_key_file).await;
+    let foreign = sealed_backup(&second, roots[2].path(), &key_file).await;
+    let info = std::fs::read_to_string(backup.join("BACKUP-INFO")).expect("info");
+    let foreign_info = std::fs::read_to_string(foreign.join("BACKUP-INFO")).expect("info");
+    let deployment = |info: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix("deployment: "))
+            .expect("BACKUP-INFO names the deployment")
+            .to_owned()
+    };
+    assert_ne!(deployment(&info), deployment(&foreign_info));
+    assert!(info.contains("sealed: yes"), "{info}");
+
+    // The untouched backup restores; without its key it is refused as sealed.
+    assert_eq!(restore_sealed(&backup, Some(&key_file)).await, None);
+    let error = restore_sealed(&backup, None).await.expect("needs the key");
+    assert!(
+        error.contains("sealed") && error.contains("--backup-key-file"),
+        "{error}"
+    );
+    // The whole backup with another key: its sealed manifest is refused first.
+    let error = restore_sealed(&backup, Some(&other_key_file))
+        .await
+        .expect("another key");
+    assert!(
+        error.contains("MANIFEST.seal") && error.contains("does not open with this key"),
+        "{error}"
+    );
+
+    let scratch = tempfile::tempdir().expect("scratch");
+    let files = sealed_store_files(&backup);
+    let (largest, largest_bytes) = &files[0];
+
+    // One flipped byte in the largest file.
+    let flipped = scratch.path().join("flipped");
+    copy_backup(&backup, &flipped);
+    let mut bytes = largest_bytes.clone();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(flipped.join(largest), &bytes).expect("flip");
+    let error = restore_sealed(&flipped, Some(&key_file))
+        .await
+        .expect("a flipped byte is refused");
+    assert!(
+        error.contains(largest.as_str()) && error.contains("does not open with this key"),
+        "{error}"
+    );
+
+    // Two files swapped: whichever comes first in the manifest is refused by name.
+    let (smaller, smaller_bytes) = &files[1];
+    let swapped = scratch.path().join("swapped");
+    copy_backup(&backup, &swapped);
+    std::fs::write(swapped.join(largest), smaller_bytes).expect("swap");
+    std::fs::write(swapped.join(smaller), largest_bytes).expect("swap");
+    let error = restore_sealed(&swapped, Some(&key_file))
+        .await
+        .expect("a swapped file is refused");
+    let first_named = std::cmp::min(largest, smaller);
+    assert!(
+        error.contains(first_named.as_str()) && error.contains("does not open with this key"),
+        "{error}"
+    );
+
+    // One file sealed with another key for the same deployment, under the same name.
+    let rekeyed = scratch.path().join("rekeyed");
+    copy_backup(&backup, &rekeyed);
+    std::fs::copy(other_key.join("db/CURRENT"), rekeyed.join("db/CURRENT")).expect("copy");
+    let error = restore_sealed(&rekeyed, Some(&key_file))
+        .await
+        .expect("a file sealed with another key is refused");
+    assert!(
+        error.contains("db/CURRENT") && error.contains("does not open with this key"),
+        "{error}"
+    );
+
+    // One file of another deployment's backup, sealed with the same key, under the same name.
+    let mixed = scratch.path().join("mixed");
+    copy_backup(&backup, &mixed);
+    std::fs::copy(foreign.join("db/CURRENT"), mixed.join("db/CURRENT")).expect("copy");
+    let error = restore_sealed(&mixed, Some(&key_file))
+        .await
+        .expect("a file of another deployment is refused");
+    assert!(
+        error.contains("db/CURRENT") && error.contains("another deployment"),
+        "{error}"
+    );
+
+    // With a key, an unsealed backup is refused: the seal cannot be stripped.
+    let unsealed_root = tempfile::tempdir().expect("root");
+    let command = backup_command(first.data_dir(), unsealed_root.path());
+    admin(move |out| exposure_server::admin::backup::backup(command, out))
+        .await
+        .expect("unsealed backup");
+    let unsealed = exposure_server::backup::resolve(unsealed_root.path()).expect("backup");
+    assert!(
+        !unsealed.join("signing").exists(),
+        "no private keys in clear"
+    );
+    let error = restore_sealed(&unsealed, Some(&key_file))
+        .await
+        .expect("an unsealed backup is refused with a key");
+    assert!(
+        error.contains("MANIFEST.seal") && error.contains("not sealed"),
+        "{error}"
+    );
+    drop((first, second));
 }

@@ -568,6 +568,12 @@ fn launch(container: &Container, extra: &[&str], authority: bool) -> Running {
         .args(&container.args)
         .args(extra)
         .stdin(Stdio::null());
+    // The containers do not serve the staff console yet (DESIGN.md section 13): its default
+    // loopback address inside a container serves nobody, and here it would be one port shared
+    // by every test that starts a server.
+    if !env.contains_key("EXPOSURE_CONSOLE_ADDR") {
+        command.env("EXPOSURE_CONSOLE_ADDR", "");
+    }
     let server = ServerProcess::spawn(command);
     let ports = declared_listeners(&container.env)
         .into_iter()

@@ -1,13 +1,15 @@
-//! Operator commands on a data directory: health authorities and their upload tokens, signing
-//! keys ([`signing_key`]), backups ([`backup`]) and the bucket rebuild. They open the database
-//! themselves when no server runs on it; while a server holds it (RocksDB admits one writer
+//! Operator commands on a data directory: health authorities and their upload tokens, staff
+//! accounts of the console ([`user`]), signing keys ([`signing_key`]), backups ([`backup`]) and
+//! the bucket rebuild. They open the database themselves when no server runs on it; while a server holds it (RocksDB admits one writer
 //! process), changes go through the server's [`crate::inbox`] and take effect within a second,
 //! and listing reads a read-only view.
 
 pub mod backup;
 pub mod signing_key;
+pub mod user;
 
 pub use signing_key::{SigningKeyCommand, signing_key};
+pub use user::{UserCommand, user};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

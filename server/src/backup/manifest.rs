@@ -14,8 +14,12 @@ use super::BackupError;
 
 /// File name of the manifest inside a backup folder.
 pub const MANIFEST_FILE: &str = "MANIFEST.sha256";
+/// File name of the sealed copy of the manifest in a sealed backup (see `super::seal`): the
+/// manifest's text sealed as the object [`MANIFEST_FILE`] at position `u64::MAX`. It is not
+/// listed in the manifest, which it authenticates.
+pub const SEALED_MANIFEST_FILE: &str = "MANIFEST.seal";
 /// Largest manifest read: a store has thousands of files at most, each line under 200 bytes.
-const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Read and write buffer of the copies.
 const CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -154,6 +158,51 @@ fn hash_and_copy(
     Ok((hasher.finalize().into(), length))
 }
 
+/// A reader or writer that hashes (SHA-256) and counts the bytes passing through it.
+pub struct Hashing<T> {
+    inner: T,
+    hasher: Sha256,
+    length: u64,
+}
+
+impl<T> Hashing<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            length: 0,
+        }
+    }
+
+    /// Returns the SHA-256 and length of the bytes that passed, and the inner reader or writer.
+    pub fn finish(self) -> (Digest, u64, T) {
+        (self.hasher.finalize().into(), self.length, self.inner)
+    }
+}
+
+impl<T: Read> Read for Hashing<T> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..read]);
+        self.length += read as u64;
+        Ok(read)
+    }
+}
+
+impl<T: Write> Write for Hashing<T> {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buffer)?;
+        self.hasher.update(&buffer[..written]);
+        self.length += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Creates a new file readable by its owner only; an existing file is an error.
 pub fn create_private_file(path: &Path) -> Result<std::fs::File, BackupError> {
     std::fs::OpenOptions::new()
@@ -219,10 +268,11 @@ pub fn list_files(root: &Path) -> Result<Vec<String>, BackupError> {
 pub fn verify(backup: &Path) -> Result<(Manifest, u64), BackupError> {
     let manifest = Manifest::read(backup)?;
     let present = list_files(backup)?;
-    if let Some(extra) = present
-        .iter()
-        .find(|path| path.as_str() != MANIFEST_FILE && manifest.digest(path).is_none())
-    {
+    if let Some(extra) = present.iter().find(|path| {
+        path.as_str() != MANIFEST_FILE
+            && path.as_str() != SEALED_MANIFEST_FILE
+            && manifest.digest(path).is_none()
+    }) {
         return Err(BackupError::Corrupt {
             path: backup.join(extra),
             reason: "not listed in the manifest".into(),

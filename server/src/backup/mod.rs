@@ -1,11 +1,18 @@
 //! Online backup and restore of a data directory (`exposure-server backup|restore`).
 //!
 //! A backup is a folder `ROOT/YYYYMMDDTHHMMSSZ/` holding `db/` (a RocksDB checkpoint),
-//! `signing/` (the private signing keys, unless left out), `inbox/` (admin requests not yet
-//! applied), `BACKUP-INFO` (what it holds, in words) and `MANIFEST.sha256` (a SHA-256 of every
-//! other file, see [`manifest`]). It is built from a [`snapshot`] the process that holds the
-//! store takes, copied into `ROOT/.partial-NAME/`, and renamed into place after its manifest,
-//! so a folder without `.partial-` is whole.
+//! `signing/` (the private signing keys, only in a sealed backup and unless left out), `inbox/`
+//! (admin requests not yet applied), `BACKUP-INFO` (what it holds, in words) and
+//! `MANIFEST.sha256` (a SHA-256 of every other file, see [`manifest`]). It is built from a
+//! [`snapshot`] the process that holds the store takes, copied into `ROOT/.partial-NAME/`, and
+//! renamed into place after its manifest, so a folder without `.partial-` is whole.
+//!
+//! With `--backup-key-file` a backup is sealed ([`seal`]): every file but `BACKUP-INFO` is
+//! stored sealed as the object of its relative path at its position (its index among the
+//! manifest's entries, `BACKUP-INFO` not counted), the manifest lists the digests of the sealed
+//! files (so `sha256sum -c` still checks the copy), and `MANIFEST.seal` holds the manifest's
+//! text sealed, so a restore trusts only what the key authenticates. Without a key file a
+//! backup holds no private signing keys: a restored server then needs `--signing-key-file`.
 //!
 //! Why checkpoints and not RocksDB's BackupEngine: the backup must also hold the signing keys
 //! and the inbox, all under one manifest of SHA-256 checksums that anyone can check
@@ -13,19 +20,28 @@
 //! `verify_backup` (in rust-rocksdb 0.24) compares sizes, not contents. A checkpoint is a
 //! consistent cut made of hard links, cheap to take while the server runs.
 //!
-//! Backups are incremental where that is safe: SST and blob files never change once written, so
-//! a file whose path, size and SHA-256 equal those of the newest earlier backup in `ROOT` (whose
-//! own copy is re-checked against its manifest first) is hard-linked from it instead of copied.
-//! Deleting an old backup therefore never damages a newer one.
+//! Unsealed backups are incremental where that is safe: SST and blob files never change once
+//! written, so a file whose path, size and SHA-256 equal those of the newest earlier backup in
+//! `ROOT` (whose own copy is re-checked against its manifest first) is hard-linked from it
+//! instead of copied. Deleting an old backup therefore never damages a newer one. A sealed
+//! backup is always a full copy: its files are sealed afresh, with new nonces and positions.
 
+pub mod continuous;
 pub mod manifest;
+pub mod remote;
 pub mod restore;
+pub mod restore_remote;
+pub mod seal;
 pub mod snapshot;
 pub mod upload;
 
 use std::path::{Path, PathBuf};
 
-use manifest::{Digest, MANIFEST_FILE, Manifest, copy_hashed, hash_file, sync_dir};
+use manifest::{
+    Digest, Hashing, MANIFEST_FILE, Manifest, SEALED_MANIFEST_FILE, copy_hashed, hash_file,
+    sync_dir,
+};
+use seal::Sealer;
 
 use crate::storage::StorageError;
 
@@ -35,6 +51,8 @@ pub const INFO_FILE: &str = "BACKUP-INFO";
 const PARTIAL_PREFIX: &str = ".partial-";
 /// The first line of [`INFO_FILE`], naming the format.
 const FORMAT_LINE: &str = "format: exposure-server backup 1";
+/// Position the sealed manifest is sealed at: after any file's.
+pub const MANIFEST_POSITION: u64 = u64::MAX;
 
 /// Errors of backups and restores.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +97,8 @@ impl BackupError {
 /// What goes into a backup besides the store.
 #[derive(Debug, Clone, Copy)]
 pub struct BackupOptions {
-    /// Copy the private keys of `signing/` (false: the operator keeps them elsewhere).
+    /// Copy the private keys of `signing/` (false: the operator keeps them elsewhere, or the
+    /// backup is not sealed).
     pub include_signing_keys: bool,
     /// Delete the oldest whole backups of the root beyond this many, after a success.
     pub keep: Option<usize>,
@@ -154,14 +173,16 @@ pub fn resolve(path: &Path) -> Result<PathBuf, BackupError> {
     })
 }
 
-/// Copies the snapshot `snapshot` into the new backup `root/name/` with its manifest, linking
-/// unchanged files from the newest earlier backup of `root`; then prunes per `options.keep`.
+/// Copies the snapshot `snapshot` into the new backup `root/name/` with its manifest: sealed by
+/// `sealer` when given, else linking unchanged files from the newest earlier backup of `root`;
+/// then prunes per `options.keep`.
 pub fn write_backup(
     snapshot: &Path,
     root: &Path,
     name: &str,
     info: &str,
     options: BackupOptions,
+    sealer: Option<&Sealer>,
 ) -> Result<BackupReport, BackupError> {
     crate::files::create_private_dir(root).map_err(BackupError::io(root))?;
     remove_partials(root)?;
@@ -196,6 +217,9 @@ pub fn write_backup(
         {
             continue;
         }
+        // Files are listed sorted, as the manifest is, and BACKUP-INFO is added after: the
+        // number of files so far is the file's position among the manifest's sealed entries.
+        let position = entries.len() as u64;
         let from = snapshot.join(&relative);
         let to = partial.join(&relative);
         if let Some(parent) = to.parent() {
@@ -207,11 +231,15 @@ pub fn write_backup(
             .and_then(|(folder, manifest)| {
                 Some((folder.join(&relative), *manifest.digest(&relative)?))
             });
-        let (digest, length, linked) = match earlier {
-            Some((earlier_file, earlier_digest)) => {
+        let (digest, length, linked) = match (sealer, earlier) {
+            (Some(sealer), _) => {
+                let (digest, length) = seal_file(sealer, &relative, position, &from, &to)?;
+                (digest, length, false)
+            }
+            (None, Some((earlier_file, earlier_digest))) => {
                 copy_or_link(&from, &to, &earlier_file, &earlier_digest)?
             }
-            None => {
+            (None, None) => {
                 let (digest, length) = copy_hashed(&from, &to)?;
                 (digest, length, false)
             }
@@ -236,6 +264,10 @@ pub fn write_backup(
         }
     }
     let text = Manifest { entries }.to_text();
+    if let Some(sealer) = sealer {
+        let sealed = sealer.seal(MANIFEST_FILE, MANIFEST_POSITION, text.as_bytes());
+        manifest::write_private_file(&partial.join(SEALED_MANIFEST_FILE), &sealed)?;
+    }
     manifest::write_private_file(&partial.join(MANIFEST_FILE), text.as_bytes())?;
     sync_dir(&partial)?;
     std::fs::rename(&partial, &target).map_err(BackupError::io(&target))?;
@@ -251,10 +283,34 @@ pub fn write_backup(
 
 /// Returns whether a snapshot file is RocksDB's own run-time file rather than data: the info
 /// logs and the lock, which opening the snapshot to describe it may create.
-fn is_runtime_file(relative: &str) -> bool {
+pub(crate) fn is_runtime_file(relative: &str) -> bool {
     relative
         .strip_prefix("db/")
         .is_some_and(|name| name == "LOCK" || name == "LOG" || name.starts_with("LOG.old."))
+}
+
+/// Seals `from` into the new file `to` (mode 0600, synced) as the object `relative` at
+/// `position`; returns the SHA-256 and length of the sealed file.
+fn seal_file(
+    sealer: &Sealer,
+    relative: &str,
+    position: u64,
+    from: &Path,
+    to: &Path,
+) -> Result<(Digest, u64), BackupError> {
+    let source = std::fs::File::open(from).map_err(BackupError::io(from))?;
+    let mut target = Hashing::new(manifest::create_private_file(to)?);
+    sealer
+        .seal_stream(
+            relative,
+            position,
+            std::io::BufReader::new(source),
+            &mut target,
+        )
+        .map_err(BackupError::io(to))?;
+    let (digest, length, file) = target.finish();
+    file.sync_all().map_err(BackupError::io(to))?;
+    Ok((digest, length))
 }
 
 /// Puts `from` at `to`: a hard link to `earlier` when both have `earlier_digest` (the earlier
@@ -311,13 +367,23 @@ pub fn prune(root: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
     Ok(pruned)
 }
 
-/// Returns the text of `BACKUP-INFO` for a snapshot: when it was made, what it holds, and
-/// whether the current signing key's private half is in it.
+/// What a snapshot is, for its backup.
+#[derive(Debug, Clone)]
+pub struct Description {
+    /// The text of `BACKUP-INFO`.
+    pub info: String,
+    /// The store's deployment id (`None` for a store that never took a snapshot).
+    pub deployment: Option<String>,
+}
+
+/// Returns the text of `BACKUP-INFO` for a snapshot: when it was made, what it holds, whether
+/// it is sealed, and whether the current signing key's private half is in it.
 pub fn describe(
     snapshot: &Path,
     now: u64,
     include_signing_keys: bool,
-) -> Result<String, BackupError> {
+    sealed: bool,
+) -> Result<Description, BackupError> {
     let store = crate::storage::Store::open_read_only(snapshot)?;
     let catalog = crate::catalog::Catalog::load(&store)?;
     let batches: usize = catalog
@@ -331,15 +397,18 @@ pub fn describe(
         .into_iter()
         .map(|(region, sequence)| format!("{region}={sequence}"))
         .collect();
+    let deployment = store.deployment_id()?;
     drop(store);
+    let left_out = if sealed {
+        "left out (--without-signing-keys)"
+    } else {
+        "left out (the backup is not sealed: no --backup-key-file)"
+    };
     let current_file = crate::signing::key_file(snapshot, &list.current);
     let current = if list.current.is_empty() {
         "none yet".to_owned()
     } else if !include_signing_keys {
-        format!(
-            "{} (private key left out: --without-signing-keys)",
-            list.current
-        )
+        format!("{} (private key {left_out})", list.current)
     } else if current_file.is_file() {
         format!("{} (private key included)", list.current)
     } else {
@@ -348,17 +417,24 @@ pub fn describe(
             list.current
         )
     };
-    Ok(format!(
-        "{FORMAT_LINE}\ncreated_at: {now} ({})\nserver_version: {}\nbatches: {batches}\nlast_batch_sequences: {}\nsigning_keys: {}\ncurrent_signing_key: {current}\n",
+    let info = format!(
+        "{FORMAT_LINE}\ncreated_at: {now} ({})\nserver_version: {}\ndeployment: {}\nsealed: {}\nbatches: {batches}\nlast_batch_sequences: {}\nsigning_keys: {}\ncurrent_signing_key: {current}\n",
         humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(now)
         ),
         env!("CARGO_PKG_VERSION"),
+        deployment.as_deref().unwrap_or("none yet"),
+        if sealed {
+            "yes (XChaCha20-Poly1305, --backup-key-file; MANIFEST.seal)"
+        } else {
+            "no"
+        },
         sequences.join(","),
         if include_signing_keys {
-            "private keys of the data directory included"
+            "private keys of the data directory included, sealed"
         } else {
-            "left out (--without-signing-keys)"
+            left_out
         },
-    ))
+    );
+    Ok(Description { info, deployment })
 }

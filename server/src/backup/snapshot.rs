@@ -60,6 +60,8 @@ pub fn take(
         }
     }
     crate::files::create_private_dir(&building).map_err(BackupError::io(&building))?;
+    // Drawn before the checkpoint, so the snapshot holds the id its sealed backup binds.
+    store.ensure_deployment_id()?;
     store.checkpoint(&building.join("db"))?;
     copy_small_files(
         &crate::signing::key_dir(data_dir),

@@ -1,13 +1,14 @@
 //! Copies a finished backup to object storage (`backup --upload-to URL`), with the same
 //! targets, credentials and `key=value` options as publishing (`crate::bucket`): every file to
-//! `PREFIX/NAME/PATH`, the manifest last, so a backup whose manifest is in the bucket is whole
-//! there too. The backup holds private signing keys and token hashes: the target must be a
-//! private bucket or prefix, never the public one phones read.
+//! `PREFIX/NAME/PATH`, the sealed manifest and then the manifest last, so a backup whose
+//! manifest is in the bucket is whole there too. A sealed backup shows the bucket no keys or
+//! tokens; an unsealed one holds token hashes: either way the target must be a private bucket
+//! or prefix, never the public one phones read.
 
 use std::path::Path;
 
 use super::BackupError;
-use super::manifest::{MANIFEST_FILE, Manifest};
+use super::manifest::{MANIFEST_FILE, Manifest, SEALED_MANIFEST_FILE};
 use crate::bucket::Bucket;
 
 /// Content type of every backup object.
@@ -34,10 +35,15 @@ pub async fn upload(bucket: &Bucket, backup: &Path) -> Result<UploadReport, Back
         .ok_or_else(|| BackupError::Usage(format!("{} has no usable name", backup.display())))?;
     let manifest = Manifest::read(backup)?;
     let mut report = UploadReport { files: 0, bytes: 0 };
+    let sealed = backup
+        .join(SEALED_MANIFEST_FILE)
+        .is_file()
+        .then_some(SEALED_MANIFEST_FILE);
     let paths = manifest
         .entries
         .iter()
         .map(|(path, _)| path.as_str())
+        .chain(sealed)
         .chain([MANIFEST_FILE]);
     for relative in paths {
         let object = format!("{name}/{relative}");

@@ -165,6 +165,8 @@ impl ServerConfig {
     /// Checks every setting; returns the first that cannot run.
     pub fn validate(&self) -> Result<(), ConfigError> {
         positive_duration("--publish-interval", self.publish_interval)?;
+        positive_duration("--backup-full-interval", self.backup_full_interval)?;
+        positive_duration("--backup-log-interval", self.backup_log_interval)?;
         positive_duration("--request-timeout", self.request_timeout)?;
         positive_duration("--shutdown-grace", self.shutdown_grace)?;
         self.check_removed_padding_settings()?;
@@ -211,6 +213,21 @@ impl ServerConfig {
         self.check_exposure("--metrics-addr", self.metrics_addr)?;
         if let Some(http_addr) = self.http_addr {
             self.check_exposure("--http-addr", http_addr)?;
+        }
+        if let Some(console_addr) = self.console_addr {
+            self.check_exposure("--console-addr", console_addr)?;
+        }
+        positive(
+            "--max-console-connections",
+            self.max_console_connections as u64,
+        )?;
+        if let Some(link) = &self.console_code_link
+            && !link.contains("{code}")
+        {
+            return refuse(
+                "--console-code-link",
+                format!("{link:?} has no {{code}} where the code goes"),
+            );
         }
         if !self.metrics_addr.ip().to_canonical().is_loopback()
             && self.metrics_token_file.is_none()

@@ -7,23 +7,17 @@ mod respond;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use exposure_proto::v1::GetConfirmBucketResponse;
-use futures::StreamExt as _;
 use http::{HeaderMap, Method, StatusCode, Uri};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::batch_cache::BatchCache;
 use crate::catalog::Catalog;
@@ -31,7 +25,7 @@ use crate::clock::Clock;
 use crate::layout::{self, PathError, Route};
 use crate::metrics;
 use crate::storage::Store;
-use crate::transport::connections::{CloseReason, ListenerLimits};
+use crate::transport::connections::ListenerLimits;
 use respond::{Object, answer, error};
 
 /// What the handlers read.
@@ -49,37 +43,11 @@ pub struct HttpState {
     pub confirm_prefix_bits: u32,
 }
 
-/// Longest a client may take to send a request's headers; a slow-loris connection is cut.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::transport::http1::ConnectionLifetime;
 
-/// Returns the counter of connections ended by their lifetime.
-fn lifetime_ends() -> ::metrics::Counter {
-    ::metrics::counter!(metrics::CONNECTIONS_CLOSED_TOTAL,
-        "listener" => "http", "reason" => CloseReason::Lifetime.label())
-}
-
-/// One HTTP/1.1 connection of the mirror.
-type MirrorConnection = http1::Connection<
-    TokioIo<crate::transport::connection::Connection<crate::tls::ServerIo>>,
-    TowerToHyperService<Router>,
->;
-
-/// How long the HTTP mirror's connections may live.
-#[derive(Clone, Copy, Debug)]
-pub struct ConnectionLifetime {
-    /// A connection takes no new request after this long.
-    pub lifetime: Duration,
-    /// A response still being sent at the lifetime (or at shutdown) is cut this much later.
-    pub grace: Duration,
-}
-
-/// Serves HTTP/1.1 keep-alive on `listener` (TLS when `tls` is given, through the same
-/// acceptor as gRPC) until `shutdown` completes, then lets requests in flight end.
-///
-/// Connections are counted and capped by `limits` (see [`crate::transport::connections`]):
-/// a client that stalls a download holds (and is bounded by) one slot until it reads nothing
-/// for the send-stall timeout or its connection reaches its lifetime; the batch bytes it
-/// references are shared with every other download.
+/// Serves the mirror on `listener` until `shutdown` completes (see
+/// [`crate::transport::http1::serve`]); a client that stalls a download holds one slot, and
+/// the batch bytes it references are shared with every other download.
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
@@ -89,48 +57,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new().fallback(handle).with_state(Arc::new(state));
-    let stop = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let mut connections = crate::tls::incoming(listener, tls, limits);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let connection = tokio::select! {
-            () = &mut shutdown => break,
-            next = connections.next() => match next {
-                Some(connection) => connection,
-                None => break,
-            },
-        };
-        let Ok(io) = connection else { continue };
-        let service = TowerToHyperService::new(app.clone());
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(io), service);
-        tasks.spawn(serve_connection(connection, lifetime, stop.clone()));
-    }
-    stop.cancel();
-    tasks.close();
-    tasks.wait().await;
-    Ok(())
-}
-
-/// Serves one connection until it ends, its lifetime passes or the server stops; then it
-/// takes no new request, and a response still going out is cut after the grace period.
-async fn serve_connection(
-    connection: MirrorConnection,
-    lifetime: ConnectionLifetime,
-    stop: CancellationToken,
-) {
-    let mut connection = std::pin::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => return,
-        () = tokio::time::sleep(lifetime.lifetime) => lifetime_ends().increment(1),
-        () = stop.cancelled() => {}
-    }
-    connection.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(lifetime.grace, connection).await;
+    crate::transport::http1::serve(listener, app, tls, limits, lifetime, shutdown).await
 }
 
 async fn handle(

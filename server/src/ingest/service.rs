@@ -20,6 +20,7 @@ use super::authority_limits::AuthorityLimiters;
 use super::code::UploadCode;
 use super::code_limits::CodeAttemptLimits;
 use super::decoy::DecoyTiming;
+use super::issue::CodeIssuer;
 use super::validate::{Limits, ValidUpload, is_valid_region, validate_decoy, validate_upload};
 use super::writer::{IngestWriter, UploadJob, UploadOutcome};
 use crate::clock::Clock;
@@ -53,10 +54,8 @@ pub struct KeyUploadService {
     /// Recent real code-upload latencies, which decoys imitate; saved in the store so that
     /// they survive a restart.
     decoys: Arc<DecoyTiming>,
-    /// Codes an authority may issue per minute.
-    pub(super) codes_per_minute: u32,
-    /// One code-issue limiter per active authority.
-    pub(super) issue_limiters: Arc<AuthorityLimiters>,
+    /// Issues upload codes, for this service and the staff console alike.
+    issuer: CodeIssuer,
 }
 
 /// How a caller proved it may upload.
@@ -70,11 +69,13 @@ enum Credential {
 }
 
 impl KeyUploadService {
-    /// Returns the service over an opened store and a running writer.
+    /// Returns the service over an opened store and a running writer; codes are issued by
+    /// `issuer` (shared with the staff console, so both draw on one issue rate).
     pub fn new(
         store: Store,
         writer: IngestWriter,
         clock: Clock,
+        issuer: CodeIssuer,
         config: &crate::config::ServerConfig,
     ) -> Self {
         let decoys = DecoyTiming::restored(store.decoy_latencies().unwrap_or_else(|error| {
@@ -98,19 +99,8 @@ impl KeyUploadService {
                 NonZeroU32::new(config.code_failures_per_minute).unwrap_or(NonZeroU32::MIN),
             )),
             decoys: Arc::new(decoys),
-            codes_per_minute: config.authority_codes_per_minute,
-            issue_limiters: Arc::default(),
+            issuer,
         }
-    }
-
-    /// Returns the store, for the code-issue handler.
-    pub(super) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Returns the clock, for the code-issue handler.
-    pub(super) fn now(&self) -> u64 {
-        self.clock.now()
     }
 
     /// Charges one upload call to the authority's rate limit.
@@ -478,7 +468,11 @@ impl KeyUpload for KeyUploadService {
         request: Request<IssueUploadCodesRequest>,
     ) -> Result<Response<IssueUploadCodesResponse>, Status> {
         let token = bearer_token(request.metadata().as_ref()).ok_or(ApiError::Unauthenticated)?;
-        let result = super::issue::issue_codes(self, token, request.into_inner()).await;
+        let request = request.into_inner();
+        let result = match self.authenticate(token).await {
+            Ok(authority) => self.issuer.issue(&authority, &request).await,
+            Err(error) => Err(error),
+        };
         match &result {
             Ok(response) => tracing::info!(codes = response.codes.len(), "upload codes issued"),
             Err(_) => tracing::info!("upload codes refused"),

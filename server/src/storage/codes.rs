@@ -25,6 +25,23 @@ impl Store {
         }
     }
 
+    /// Returns every stored code issued by `authority_id` (used, unused, and expired until
+    /// retention deletes them), never the codes themselves: only their records.
+    pub fn codes_of_authority(&self, authority_id: &str) -> Result<Vec<StoredCode>, StorageError> {
+        let mut codes = Vec::new();
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_CODES), IteratorMode::Start)
+        {
+            let (_, value) = entry?;
+            let code: StoredCode = decode_record(&value, CF_CODES)?;
+            if code.authority_id == authority_id {
+                codes.push(code);
+            }
+        }
+        Ok(codes)
+    }
+
     /// Adds the deletion of every unused code issued by `authority_id` to `batch` (its
     /// revocation voids them); returns how many. Used codes stay, so a retry of the upload
     /// that consumed one still gets its first answer.

@@ -42,6 +42,8 @@ impl Store {
             .ingest_dir()
             .join(format!("digests-{}.sst", rand::random::<u64>()));
         let loaded = self.write_and_ingest(&path, region, &digests);
+        // Counted whatever the outcome: a failed ingestion may still have taken its file in.
+        self.note_bulk_load();
         if let Err(error) = &loaded {
             // A failed write (disk full) or ingestion leaves no partial file behind; with
             // `move_files`, a file that was ingested is no longer at `path`.

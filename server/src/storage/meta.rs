@@ -1,4 +1,5 @@
-//! Small named records: the signing-key list and the daily roll-up cursors.
+//! Small named records: the signing-key list, the daily roll-up cursors, the batch and ingest
+//! sequences and the deployment id of sealed backups.
 
 use rocksdb::WriteBatch;
 
@@ -112,6 +113,22 @@ impl Store {
         }
         self.write_synced(batch)?;
         Ok(sequences.len())
+    }
+
+    /// Moves every region's last batch sequence to at least `floor` of it (the highest the
+    /// region published anywhere, e.g. in the bucket's index) in one synced write, regions the
+    /// store never published in included; returns how many regions moved.
+    pub fn raise_batch_sequences(&self, floors: &[(String, u64)]) -> Result<usize, StorageError> {
+        let mut batch = WriteBatch::default();
+        let mut moved = 0;
+        for (region, floor) in floors {
+            if self.batch_sequence(region)? < *floor {
+                self.put_batch_sequence(&mut batch, region, *floor);
+                moved += 1;
+            }
+        }
+        self.write_synced(batch)?;
+        Ok(moved)
     }
 
     /// Adds the move of a region's batch sequence to `batch`.
@@ -266,5 +283,40 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_META), DECOY_LATENCIES, bytes);
         self.write_synced(batch)
+    }
+}
+
+/// Meta key of the deployment id; see [`Store::deployment_id`].
+const DEPLOYMENT_ID: &str = "deployment_id";
+
+impl Store {
+    /// Returns the id of the deployment this store belongs to, `None` before the first backup.
+    /// Sealed backups bind it (DESIGN.md section 15), so an object of another deployment's
+    /// backup is refused at restore; a restored store keeps it, being the same deployment.
+    pub fn deployment_id(&self) -> Result<Option<String>, StorageError> {
+        match self.db().get_pinned_cf(self.cf(CF_META), DEPLOYMENT_ID)? {
+            Some(value) => {
+                String::from_utf8(value.to_vec())
+                    .map(Some)
+                    .map_err(|_| StorageError::Corrupt {
+                        column_family: CF_META,
+                        reason: "the deployment id is not UTF-8".into(),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Returns the deployment id, first drawing one (128 random bits, hex) when the store has
+    /// none yet.
+    pub fn ensure_deployment_id(&self) -> Result<String, StorageError> {
+        if let Some(id) = self.deployment_id()? {
+            return Ok(id);
+        }
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), DEPLOYMENT_ID, id.as_bytes());
+        self.write_synced(batch)?;
+        Ok(id)
     }
 }

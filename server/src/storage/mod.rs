@@ -15,17 +15,23 @@
 //! | `codes` | `SHA-256(upload code)` | [`records::StoredCode`] |
 //! | `meta` | ASCII name | cursors and signing-key records |
 //! | `outbox` | `u64_be(task sequence)` | an object-storage task (see `outbox`), oldest first |
+//! | `console_users` | staff e-mail address, lower case | [`console::ConsoleUser`] |
+//! | `console_enrolments` | `SHA-256(enrolment token)` | [`console::Enrolment`] |
+//! | `console_sessions` | `SHA-256(session token)` | [`console::Session`] |
+//! | `console_audit` | `u64_be(unix seconds) ‖ u64_be(sequence)` | [`console::AuditRecord`] |
 
 pub mod authorities;
 pub mod batches;
 pub mod codes;
 pub mod confirm;
+pub mod console;
 pub mod gaen;
 pub mod keys;
 pub mod meta;
 pub mod outbox;
 pub mod records;
 pub mod uploads;
+pub mod wal;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
 /// Names of every column family, in the order they are created.
-pub const COLUMN_FAMILIES: [&str; 11] = [
+pub const COLUMN_FAMILIES: [&str; 15] = [
     CF_KEYS,
     CF_RELEASE,
     CF_DEDUP,
@@ -46,6 +52,10 @@ pub const COLUMN_FAMILIES: [&str; 11] = [
     CF_META,
     CF_CODES,
     CF_OUTBOX,
+    CF_CONSOLE_USERS,
+    CF_CONSOLE_ENROLMENTS,
+    CF_CONSOLE_SESSIONS,
+    CF_CONSOLE_AUDIT,
 ];
 pub(crate) const CF_KEYS: &str = "keys";
 pub(crate) const CF_RELEASE: &str = "release";
@@ -58,6 +68,10 @@ pub(crate) const CF_AUTHORITIES: &str = "authorities";
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_CODES: &str = "codes";
 pub(crate) const CF_OUTBOX: &str = "outbox";
+pub(crate) const CF_CONSOLE_USERS: &str = "console_users";
+pub(crate) const CF_CONSOLE_ENROLMENTS: &str = "console_enrolments";
+pub(crate) const CF_CONSOLE_SESSIONS: &str = "console_sessions";
+pub(crate) const CF_CONSOLE_AUDIT: &str = "console_audit";
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -101,14 +115,31 @@ pub struct Store {
     /// Sequence of the next object-storage task staged (see `outbox`); taken and committed
     /// under the commit lock, so tasks commit in sequence order.
     outbox_next: Arc<AtomicU64>,
+    /// Bulk loads (confirm digests ingested as SST files) since open: they bypass the
+    /// write-ahead log, so a continuous backup takes a new checkpoint when this moves.
+    bulk_loads: Arc<AtomicU64>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database under `data_dir/db`.
-    #[tracing::instrument(skip_all)]
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(data_dir, false)
+    }
+
+    /// Opens the database as [`Store::open`] does, archiving obsolete write-ahead log files for
+    /// a while (see `wal`) so a continuous backup can read every record.
+    pub fn open_keeping_wal(data_dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(data_dir, true)
+    }
+
+    #[tracing::instrument(skip_all)]
+    fn open_with(data_dir: &Path, keep_wal: bool) -> Result<Self, StorageError> {
         std::fs::create_dir_all(data_dir)?;
         let mut options = Options::default();
+        if keep_wal {
+            options.set_wal_ttl_seconds(wal::WAL_TTL_SECONDS);
+            options.set_wal_size_limit_mb(wal::WAL_SIZE_LIMIT_MB);
+        }
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -140,6 +171,7 @@ impl Store {
             ingest_dir,
             writable: Arc::new(AtomicBool::new(true)),
             outbox_next: Arc::new(AtomicU64::new(0)),
+            bulk_loads: Arc::new(AtomicU64::new(0)),
         };
         let next = store.outbox_next_sequence()?;
         store.outbox_next.store(next, Ordering::Relaxed);
@@ -165,6 +197,7 @@ impl Store {
             ingest_dir: data_dir.join("ingest"),
             writable: Arc::new(AtomicBool::new(false)),
             outbox_next: Arc::new(AtomicU64::new(0)),
+            bulk_loads: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -175,6 +208,16 @@ impl Store {
             Some(handle) => handle,
             None => unreachable!("column family {name} is created at open"),
         }
+    }
+
+    /// Returns how many bulk loads succeeded since the store was opened.
+    pub fn bulk_loads(&self) -> u64 {
+        self.bulk_loads.load(Ordering::SeqCst)
+    }
+
+    /// Counts a bulk load (see the field's documentation).
+    pub(crate) fn note_bulk_load(&self) {
+        self.bulk_loads.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Returns the folder for bulk-load files.

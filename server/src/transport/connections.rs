@@ -80,9 +80,9 @@ impl DerivedCaps {
     }
 }
 
-/// The `listener` labels of the connection metrics: the gRPC listener, the HTTP mirror and the
-/// metrics listener.
-pub const LISTENERS: [&str; 3] = ["grpc", "http", "metrics"];
+/// The `listener` labels of the connection metrics: the gRPC listener, the HTTP mirror, the
+/// metrics listener and the staff console.
+pub const LISTENERS: [&str; 4] = ["grpc", "http", "metrics", "console"];
 
 /// The connection limits of one listener.
 #[derive(Clone, Debug)]
@@ -129,6 +129,12 @@ impl ListenerLimits {
     /// Returns the limits of the HTTP mirror.
     pub fn http(config: &ServerConfig) -> Self {
         Self::from_config(LISTENERS[1], config.max_http_connections, config)
+            .behind(&config.trusted_proxies)
+    }
+
+    /// Returns the limits of the staff console (behind the same proxies as the HTTP mirror).
+    pub fn console(config: &ServerConfig) -> Self {
+        Self::from_config(LISTENERS[3], config.max_console_connections, config)
             .behind(&config.trusted_proxies)
     }
 

@@ -151,9 +151,11 @@ fn spawn_and_wait(
     ready: &str,
     address: impl Fn(&str, &str) -> Option<String>,
 ) -> RunningBinary {
-    // Tests run in parallel: the HTTP mirror takes a free port unless a test names one.
+    // Tests run in parallel: the HTTP mirror and the console take free ports unless a test
+    // names them.
     let mut child = command
         .env("EXPOSURE_HTTP_ADDR", "127.0.0.1:0")
+        .env("EXPOSURE_CONSOLE_ADDR", "127.0.0.1:0")
         .stderr(Stdio::piped())
         .spawn()
         .expect("start server");

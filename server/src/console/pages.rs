@@ -1,0 +1,239 @@
+//! The console's pages, as `maud` templates (checked when the server compiles; every value
+//! escaped unless marked otherwise). Each page takes its words from the request's catalogue
+//! ([`super::i18n`]) and works without JavaScript; QR codes are drawn on the server as inline
+//! SVG (the `qrcode` crate), so the content security policy allows no script, image source or
+//! inline style.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::session::{Request, SignedIn};
+use crate::storage::console::role_names;
+
+/// Returns an HTML answer with `status`, remembering a switched language.
+pub fn respond(request: &Request, status: StatusCode, page: Markup) -> Response {
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page.into_string(),
+    )
+        .into_response();
+    if let Some(cookie) = request
+        .lang_cookie()
+        .and_then(|cookie| HeaderValue::from_str(&cookie).ok())
+    {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Returns a page that only says something (an error, a refusal).
+pub fn message(request: &Request, status: StatusCode, heading: &str, text: &str) -> Response {
+    let t = request.lang.text();
+    let body = html! {
+        h1 { (heading) }
+        p.notice { (text) }
+        p { a href="/" { (t.back) } }
+    };
+    respond(request, status, layout(request, None, body))
+}
+
+/// Wraps a page's body in the document: the title bar, the language switch and, when signed
+/// in, the account and its sign-out button.
+pub fn layout(request: &Request, signed: Option<&SignedIn>, body: Markup) -> Markup {
+    let t = request.lang.text();
+    let other = match request.lang {
+        super::i18n::Lang::Vi => super::i18n::Lang::En,
+        super::i18n::Lang::En => super::i18n::Lang::Vi,
+    };
+    html! {
+        (DOCTYPE)
+        html lang=(request.lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (t.title) }
+                link rel="stylesheet" href="/style.css";
+            }
+            body {
+                header {
+                    span.brand { (t.title) }
+                    nav {
+                        a href={ (switch_path(&request.path)) "?lang=" (other.code()) } lang=(other.code()) {
+                            (t.switch_to)
+                        }
+                        @if let Some(signed) = signed {
+                            span.account {
+                                (t.signed_in_as) " " strong { (signed.user.email) }
+                                " · " (t.roles) ": " (role_names(signed.user.roles))
+                            }
+                            form.inline method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(signed.session.csrf_token);
+                                button type="submit" { (t.sign_out) }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// Returns the path the language switch reloads: the page itself for a page that a GET shows,
+/// the home page after a POST (whose answer cannot be reloaded).
+fn switch_path(path: &str) -> &str {
+    match path {
+        "/login" | "/" => path,
+        _ => "/",
+    }
+}
+
+/// The sign-in page, with a notice (enrolled) or an error (the one failure message).
+pub fn login(request: &Request, notice: Option<&str>, error: Option<&str>) -> Markup {
+    let t = request.lang.text();
+    let body = html! {
+        h1 { (t.sign_in_heading) }
+        @if let Some(notice) = notice { p.notice { (notice) } }
+        @if let Some(error) = error { p.error role="alert" { (error) } }
+        form method="post" action="/login" {
+            label { (t.email) input type="email" name="email" autocomplete="username" required; }
+            label { (t.password) input type="password" name="password" autocomplete="current-password" required; }
+            label { (t.totp_code) input type="text" name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,7}" required; }
+            button type="submit" { (t.sign_in) }
+        }
+    };
+    layout(request, None, body)
+}
+
+/// The enrolment page: the TOTP key as text and QR code, and the password and code fields.
+pub fn enrol(
+    request: &Request,
+    token: &str,
+    email: &str,
+    secret_text: &str,
+    qr: &Markup,
+    error: Option<&str>,
+) -> Markup {
+    let t = request.lang.text();
+    let body = html! {
+        h1 { (t.enrol_heading) }
+        p { strong { (email) } }
+        p { (t.enrol_intro) }
+        @if let Some(error) = error { p.error role="alert" { (error) } }
+        div.qr { (qr) }
+        p { (t.totp_key) ": " code.secret { (secret_text) } }
+        form method="post" action="/enrol" {
+            input type="hidden" name="token" value=(token);
+            label { (t.password) input type="password" name="password" autocomplete="new-password" minlength="12" required; }
+            label { (t.password_again) input type="password" name="password_again" autocomplete="new-password" minlength="12" required; }
+            label { (t.totp_code) input type="text" name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,7}" required; }
+            button type="submit" { (t.enrol_button) }
+        }
+    };
+    layout(request, None, body)
+}
+
+/// The home page: the issue form for an issuer (with the authority's regions), a short note
+/// for anyone else; `error` says why the last issue failed.
+pub fn home(
+    request: &Request,
+    signed: &SignedIn,
+    regions: &[String],
+    error: Option<&str>,
+) -> Markup {
+    let t = request.lang.text();
+    let issuer = signed.user.has_role(crate::storage::console::ROLE_ISSUER);
+    let body = html! {
+        @if issuer && !regions.is_empty() {
+            h1 { (t.issue_heading) }
+            @if let Some(error) = error { p.error role="alert" { (t.issue_failed) " " (error) } }
+            form method="post" action="/codes" {
+                input type="hidden" name="csrf" value=(signed.session.csrf_token);
+                label { (t.region)
+                    select name="region" {
+                        @for region in regions { option value=(region) { (region) } }
+                    }
+                }
+                label { (t.report_type)
+                    select name="report_type" {
+                        option value="confirmed_test" { (t.confirmed_test) }
+                        option value="clinical_diagnosis" { (t.clinical_diagnosis) }
+                        option value="self_report" { (t.self_report) }
+                    }
+                }
+                label { (t.valid_for) " (" (t.hours) ")"
+                    input type="number" name="valid_hours" min="1" max="168" value="24" required;
+                }
+                button type="submit" { (t.issue_button) }
+            }
+        } @else {
+            p.notice { (t.nothing_to_do) }
+        }
+    };
+    layout(request, Some(signed), body)
+}
+
+/// The page that shows a freshly issued code, once: large, with its expiry and a QR code.
+pub fn code(
+    request: &Request,
+    signed: &SignedIn,
+    code: &str,
+    expires: &str,
+    qr: &Markup,
+) -> Markup {
+    let t = request.lang.text();
+    let body = html! {
+        h1 { (t.code_heading) }
+        p.code { (code) }
+        p { (t.expires) ": " time { (expires) } }
+        div.qr { (qr) }
+        p.notice { (t.code_hint) }
+        p { a href="/" { (t.back) } }
+    };
+    layout(request, Some(signed), body)
+}
+
+/// Returns `text` as a QR code in inline SVG (medium error correction), or nothing when it
+/// is too long for one.
+pub fn qr_svg(text: &str) -> Markup {
+    let Ok(code) = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+    else {
+        return html! {};
+    };
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(220, 220)
+        .quiet_zone(true)
+        .build();
+    // Inline in HTML: the XML declaration before the element is left out.
+    let element = svg.find("<svg").map_or("", |start| &svg[start..]);
+    PreEscaped(element.to_owned())
+}
+
+/// Returns Unix seconds as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_time(unix_seconds: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds);
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    // `2026-01-10T12:00:00Z`
+    format!("{} {} UTC", &text[..10], &text[11..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc_to_the_minute() {
+        // 1,768,046,400 is 2026-01-10 12:00:00 UTC (`date -u -d @1768046400`).
+        assert_eq!(utc_time(1_768_046_400), "2026-01-10 12:00 UTC");
+    }
+
+    #[test]
+    fn a_qr_code_is_an_inline_svg_element() {
+        let svg = qr_svg("ABCDE-FGHJK").into_string();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.ends_with("</svg>"), "{svg}");
+    }
+}

@@ -1,0 +1,422 @@
+//! Continuous backup (`--backup-to`, DESIGN.md section 15) with the real binary: a primary
+//! shipping to moto (a real S3-protocol server) is SIGKILLed under uploads and restored from the
+//! bucket with every upload acknowledged more than one log interval before the kill; a backup in
+//! a local bucket restores a point in time (`--at`), continues sequences after the public
+//! bucket's index, and refuses a flipped, swapped or wrongly keyed object, naming it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use exposure_proto::v1::key_upload_client::KeyUploadClient;
+use exposure_proto::v1::{DiagnosisKey, RegionIndex};
+use exposure_server::storage::Store;
+use exposure_server::storage::keys::dedup_key;
+use exposure_tests::binary::{self, ServerProcess};
+use exposure_tests::fixtures;
+use exposure_tests::s3::{self, Moto};
+use exposure_tests::{REGION, add_authority};
+
+const BUCKET: &str = "exposure-backups";
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// A GAEN key of yesterday, distinct for each `index`.
+fn key(index: u32) -> DiagnosisKey {
+    let mut key_data = [0xb7; 16];
+    key_data[..4].copy_from_slice(&index.to_be_bytes());
+    fixtures::gaen(key_data, ((now_seconds() / 86_400 - 1) * 144) as u32, 144)
+}
+
+/// Returns whether `store` holds `key` (its dedup entry, written with the key).
+fn holds(store: &Store, key: &DiagnosisKey) -> bool {
+    let stored = exposure_server::storage::records::StoredKey {
+        key: Some(key.clone()),
+        ..Default::default()
+    };
+    let material = stored.matcher_key().expect("converts").dedup_material();
+    store
+        .find_duplicate(&dedup_key(REGION, &material))
+        .expect("lookup")
+        .is_some()
+}
+
+/// Uploads `key` with `token`; returns whether it was acknowledged.
+async fn upload(url: &str, token: &str, upload_id: &str, key: DiagnosisKey) -> bool {
+    let Ok(mut client) = KeyUploadClient::connect(url.to_owned()).await else {
+        return false;
+    };
+    upload_with(&mut client, token, upload_id, key).await
+}
+
+/// Uploads `key` through `client`; returns whether it was acknowledged.
+async fn upload_with(
+    client: &mut KeyUploadClient<tonic::transport::Channel>,
+    token: &str,
+    upload_id: &str,
+    key: DiagnosisKey,
+) -> bool {
+    let mut request = tonic::Request::new(fixtures::upload(upload_id, vec![key]));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    client.upload_diagnosis_keys(request).await.is_ok()
+}
+
+/// Writes a backup key file of `byte`s; returns its path.
+fn key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, [byte; 32]).expect("key file");
+    path
+}
+
+/// Runs `exposure-server restore` with `args`; returns (success, stdout + stderr).
+fn restore(args: &[&str]) -> (bool, String) {
+    let output = Command::new(binary::path("exposure-server", "exposure-server"))
+        .arg("restore")
+        .args(args)
+        .output()
+        .expect("run restore");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Waits until `ready` holds (30 s at most), polling.
+async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_before() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    moto.create_bucket(BUCKET).await;
+    let dir = tempfile::tempdir().expect("data dir");
+    let keys = tempfile::tempdir().expect("keys");
+    let backup_key = key_file(keys.path(), "backup.key", 0x42);
+    let token = add_authority(dir.path(), &[REGION]);
+    let backup_url = format!("s3://{BUCKET}/prod");
+    let log_interval = Duration::from_millis(500);
+    let mut flags: Vec<String> = [
+        "--backup-to",
+        &backup_url,
+        "--backup-key-file",
+        path_str(&backup_key),
+        "--backup-log-interval",
+        "500ms",
+        "--publish-interval",
+        "1h",
+        "--release-delay",
+        "0s",
+    ]
+    .iter()
+    .map(|flag| (*flag).to_owned())
+    .collect();
+    let options = s3::publish_options(&moto.url);
+    for option in &options {
+        flags.extend(["--backup-option".to_owned(), option.clone()]);
+    }
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(dir.path(), &flag_refs);
+    wait_until("the first checkpoint", async || {
+        moto.keys(BUCKET, "prod/checkpoints/")
+            .await
+            .iter()
+            .any(|key| key.ends_with("/manifest"))
+    })
+    .await;
+
+    // One upload after another, each recorded with the moment it was acknowledged.
+    let acknowledged: Arc<Mutex<Vec<(Instant, DiagnosisKey)>>> = Arc::default();
+    let load = {
+        let (acknowledged, url, token) =
+            (acknowledged.clone(), server.grpc_url.clone(), token.clone());
+        tokio::spawn(async move {
+            let mut client = KeyUploadClient::connect(url).await.expect("connect");
+            for index in 0..100_000u32 {
+                let key = key(index);
+                if !upload_with(&mut client, &token, &format!("kill-{index}"), key.clone()).await {
+                    return;
+                }
+                acknowledged
+                    .lock()
+                    .expect("lock")
+                    .push((Instant::now(), key));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed_at = Instant::now();
+    server.kill();
+    load.await.expect("load");
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let early: Vec<&DiagnosisKey> = acknowledged
+        .iter()
+        .filter(|(at, _)| killed_at.duration_since(*at) > log_interval)
+        .map(|(_, key)| key)
+        .collect();
+    assert!(
+        !early.is_empty(),
+        "uploads were acknowledged before the kill"
+    );
+
+    let restored = tempfile::tempdir().expect("restore target");
+    let mut args = vec![
+        "--from".to_owned(),
+        backup_url.clone(),
+        "--data-dir".to_owned(),
+        path_str(restored.path()).to_owned(),
+        "--backup-key-file".to_owned(),
+        path_str(&backup_key).to_owned(),
+    ];
+    for option in &options {
+        args.extend(["--from-option".to_owned(), option.clone()]);
+    }
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (restored_ok, report) = restore(&arg_refs);
+    assert!(restored_ok, "{report}");
+    assert!(
+        report.contains("every file opened with the key"),
+        "{report}"
+    );
+    let store = Store::open(restored.path()).expect("the restored store opens");
+    let missing = early.iter().filter(|key| !holds(&store, key)).count();
+    let later_present = acknowledged[early.len()..]
+        .iter()
+        .filter(|(_, key)| holds(&store, key))
+        .count();
+    eprintln!(
+        "{} uploads acknowledged, {} more than {log_interval:?} before the kill ({missing} of them missing after the restore); {later_present} of the {} later ones restored too",
+        acknowledged.len(),
+        early.len(),
+        acknowledged.len() - early.len()
+    );
+    assert_eq!(
+        missing, 0,
+        "an upload acknowledged more than one log interval before the kill is missing"
+    );
+    drop(store);
+
+    // The restored store starts as the primary did: its signing key came sealed in the
+    // backup, and the primary's token still uploads.
+    let server = ServerProcess::start(restored.path(), &["--publish-interval", "1h"]);
+    assert!(
+        upload(&server.grpc_url, &token, "after-restore", key(1_000_000)).await,
+        "the primary's token uploads to the restored store"
+    );
+    assert!(server.terminate());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_tampering() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let buckets = tempfile::tempdir().expect("buckets");
+    let keys = tempfile::tempdir().expect("keys");
+    let backup_key = key_file(keys.path(), "backup.key", 0x42);
+    let other_key = key_file(keys.path(), "other.key", 0x43);
+    let backup_dir = buckets.path().join("backup");
+    let public_dir = buckets.path().join("public");
+    let backup_url = format!("file://{}", backup_dir.display());
+    let public_url = format!("file://{}", public_dir.display());
+    let token = add_authority(dir.path(), &[REGION]);
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--backup-to",
+            &backup_url,
+            "--backup-key-file",
+            path_str(&backup_key),
+            "--backup-log-interval",
+            "200ms",
+            "--publish-to",
+            &public_url,
+            "--publish-interval",
+            "300ms",
+            "--release-delay",
+            "0s",
+            "--pad-min-keys",
+            "0",
+        ],
+    );
+    let index_path = public_dir.join(format!("v1/regions/{REGION}/index"));
+    let published_sequence = || -> u64 {
+        std::fs::read(&index_path)
+            .ok()
+            .and_then(|body| <RegionIndex as prost::Message>::decode(body.as_slice()).ok())
+            .map_or(0, |index| index.latest_sequence)
+    };
+    let before = key(1);
+    assert!(upload(&server.grpc_url, &token, "before", before.clone()).await);
+    wait_until("the first batch in the public bucket", async || {
+        published_sequence() >= 1
+    })
+    .await;
+    // Two log intervals: the batch's commit and the checkpoint after its bulk load are shipped.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let at = now_seconds() + 1;
+    while now_seconds() <= at {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = key(2);
+    assert!(upload(&server.grpc_url, &token, "after", after.clone()).await);
+    let first_published = published_sequence();
+    wait_until("the second batch in the public bucket", async || {
+        published_sequence() > first_published
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Keys of today wait for their period's end, so these uploads are log records after the
+    // newest checkpoint (no batch, no bulk load, no new checkpoint).
+    for index in 0..3u32 {
+        let mut key_data = [0x3d; 16];
+        key_data[..4].copy_from_slice(&index.to_be_bytes());
+        let today = fixtures::gaen(key_data, ((now_seconds() / 86_400) * 144) as u32, 144);
+        assert!(upload(&server.grpc_url, &token, &format!("today-{index}"), today).await);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(server.terminate());
+    let bucket_latest = published_sequence();
+
+    // As of `at`: the first upload, not the second; sequences continue after the bucket's.
+    let at_text = at.to_string();
+    let past = buckets.path().join("past");
+    let (ok, report) = restore(&[
+        "--from",
+        &backup_url,
+        "--data-dir",
+        path_str(&past),
+        "--backup-key-file",
+        path_str(&backup_key),
+        "--at",
+        &at_text,
+        "--publish-to",
+        &public_url,
+        "--sequence-gap",
+        "0",
+    ]);
+    assert!(ok, "{report}");
+    let store = Store::open(&past).expect("opens");
+    assert!(holds(&store, &before), "the upload before --at is restored");
+    assert!(!holds(&store, &after), "the upload after --at is not");
+    assert_eq!(
+        store.batch_sequence(REGION).expect("sequence"),
+        bucket_latest,
+        "the next batch continues after the bucket's latest sequence: {report}"
+    );
+    drop(store);
+
+    // The newest state holds both.
+    let newest = buckets.path().join("newest");
+    let (ok, report) = restore(&[
+        "--from",
+        &backup_url,
+        "--data-dir",
+        path_str(&newest),
+        "--backup-key-file",
+        path_str(&backup_key),
+    ]);
+    assert!(ok, "{report}");
+    let store = Store::open(&newest).expect("opens");
+    assert!(holds(&store, &before) && holds(&store, &after), "{report}");
+    drop(store);
+
+    // Tampering, each refused with the object's name; the target is left empty.
+    let mut logs: Vec<PathBuf> = walk(&backup_dir)
+        .into_iter()
+        .filter(|path| path.parent().is_some_and(|parent| parent.ends_with("log")))
+        .collect();
+    logs.sort();
+    let newest_checkpoint = walk(&backup_dir)
+        .into_iter()
+        .filter(|path| path.ends_with("manifest"))
+        .max()
+        .expect("a checkpoint");
+    let chain: Vec<PathBuf> = logs
+        .iter()
+        .filter(|path| path.starts_with(newest_checkpoint.parent().expect("folder")))
+        .cloned()
+        .collect();
+    assert!(
+        chain.len() >= 2,
+        "the newest checkpoint has a chain of logs: {chain:?}"
+    );
+    let relative = |path: &Path| {
+        path.strip_prefix(&backup_dir)
+            .expect("inside")
+            .to_str()
+            .expect("utf-8")
+            .to_owned()
+    };
+    let refused = |name: &str, target: &str, key: &Path| {
+        let target = buckets.path().join(target);
+        let (ok, report) = restore(&[
+            "--from",
+            &backup_url,
+            "--data-dir",
+            path_str(&target),
+            "--backup-key-file",
+            path_str(key),
+        ]);
+        assert!(!ok, "restored despite tampering: {report}");
+        assert!(
+            report.contains(name) && report.contains("does not open with this key"),
+            "{report}"
+        );
+        assert!(
+            std::fs::read_dir(&target).map_or(true, |mut entries| entries.next().is_none()),
+            "nothing is left in the target"
+        );
+    };
+    // Another key: the checkpoint's manifest is refused first.
+    refused(&relative(&newest_checkpoint), "other-key", &other_key);
+    // A flipped byte in the first log object.
+    let original = std::fs::read(&chain[0]).expect("log");
+    let mut flipped = original.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    std::fs::write(&chain[0], &flipped).expect("flip");
+    refused(&relative(&chain[0]), "flipped", &backup_key);
+    // The first two log objects' bodies swapped.
+    let second = std::fs::read(&chain[1]).expect("log");
+    std::fs::write(&chain[0], &second).expect("swap");
+    std::fs::write(&chain[1], &original).expect("swap");
+    refused(&relative(&chain[0]), "swapped", &backup_key);
+}
+
+/// Returns every file under `root`.
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
