@@ -404,6 +404,13 @@ fn compose() -> Container {
                 port: *port,
                 timeout,
             },
+            // The staff console's sign-in page (DESIGN.md section 13).
+            "console" => Probe::HttpGet {
+                https: tls,
+                path: "/login".to_owned(),
+                port: *port,
+                timeout,
+            },
             other => panic!("teach this test the {other} listener"),
         };
         checks.push((format!("EXPOSE {port} ({listener})"), probe));
@@ -449,7 +456,7 @@ fn compose() -> Container {
 }
 
 /// The server's listeners; it has no others.
-const LISTENERS: [&str; 3] = ["grpc", "http", "metrics"];
+const LISTENERS: [&str; 4] = ["grpc", "http", "console", "metrics"];
 
 /// Checks that every listener of a container is reachable from outside it: declared in `env`
 /// on an address that is not loopback (the server's defaults are loopback, which in a container
@@ -479,7 +486,7 @@ fn assert_reachable(env: &[(String, String)], ports: &[u16], what: &str) {
     }
 }
 
-/// Returns the listener (`grpc`, `http`, `metrics`) declared on each port by the
+/// Returns the listener (`grpc`, `http`, `console`, `metrics`) declared on each port by the
 /// `EXPOSURE_*_ADDR` variables of `env` (the last value of a name wins).
 fn declared_listeners(env: &[(String, String)]) -> BTreeMap<u16, String> {
     let last: BTreeMap<&str, &str> = env
@@ -568,12 +575,6 @@ fn launch(container: &Container, extra: &[&str], authority: bool) -> Running {
         .args(&container.args)
         .args(extra)
         .stdin(Stdio::null());
-    // The containers do not serve the staff console yet (DESIGN.md section 13): its default
-    // loopback address inside a container serves nobody, and here it would be one port shared
-    // by every test that starts a server.
-    if !env.contains_key("EXPOSURE_CONSOLE_ADDR") {
-        command.env("EXPOSURE_CONSOLE_ADDR", "");
-    }
     let server = ServerProcess::spawn(command);
     let ports = declared_listeners(&container.env)
         .into_iter()
