@@ -127,6 +127,10 @@ pub struct AttackArgs {
     /// Interval between two trickled bytes (connection-flood, stalled-upload).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub trickle: Duration,
+    /// The staff console's plaintext URL, loopback only (console-login), e.g.
+    /// http://127.0.0.1:8081.
+    #[arg(long)]
+    pub console: Option<String>,
     /// The server's process id: its memory (VmRSS) and open descriptors are sampled.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -184,6 +188,11 @@ impl AttackArgs {
             region: self.region.clone(),
             token,
             batch_id: None,
+            console: self
+                .console
+                .as_deref()
+                .map(|url| parse_target(url, false, None).map_err(|error| format!("--console: {error}")))
+                .transpose()?,
         };
         let options = AttackOptions {
             mix,

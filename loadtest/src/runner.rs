@@ -344,7 +344,10 @@ impl AttackOptions {
         }
         self.mix.validate()?;
         // Attacks are for this machine only, whatever the target parser was told.
-        for target in [&self.mix.target, &self.plan.target] {
+        for target in [&self.mix.target, &self.plan.target]
+            .into_iter()
+            .chain(self.plan.console.as_ref())
+        {
             if !crate::target::is_loopback_host(target.host()) {
                 return Err(format!(
                     "refusing to attack non-loopback host {:?}: attack runs are for this machine only",

@@ -63,6 +63,14 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub console_logins_per_network_per_hour: u32,
 
+    /// Console password checks (Argon2id, tens of milliseconds of one core each: every login
+    /// attempt and enrolment) that run at once; more wait in line (16 per check, 5 s at most)
+    /// or are answered "busy, try again" (503). Bounds the cores the console can take from
+    /// uploads and polls, whatever arrives on its listener.
+    #[arg(long, env = "EXPOSURE_CONSOLE_PASSWORD_CHECKS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub console_password_checks: u16,
+
     /// Upload codes one console account may issue per UTC day; past it the console refuses
     /// and says when the quota resets (midnight UTC). 0 turns the quota off.
     #[arg(

@@ -606,6 +606,7 @@ fn attack_options(server: &TestServer, attack: Attack, attackers: usize) -> Atta
             region: exposure_tests::REGION.to_owned(),
             token: Some(BearerToken::new(&server.token).expect("token")),
             batch_id: None,
+            console: None,
         },
         settle: Duration::from_millis(300),
         server_pid: Some(std::process::id()),

@@ -24,6 +24,7 @@ use super::auth::{
     totp_secret_base32, totp_uri, unknown_account_hash, verify_password,
 };
 use super::session::{Form, Request, cleared_cookie, session_cookie, signed_in, start_session};
+use super::hashing::{self, CheckRefused};
 use super::{ConsoleState, blocking, network_text, pages};
 use crate::storage::StorageError;
 use crate::storage::console::{AuditRecord, ConsoleUser, Enrolment};
@@ -86,7 +87,7 @@ pub async fn login(
         network: network_text(request.peer.as_ref()),
     };
     let worker = state.clone();
-    match blocking(move || attempt.run(&worker)).await {
+    match state.password_checks.run(move || attempt.run(&worker)).await {
         Ok(LoginOutcome::SignedIn(token)) => {
             let mut response = Redirect::to("/").into_response();
             if let Ok(cookie) = HeaderValue::from_str(&session_cookie(state.https, &token)) {
@@ -98,8 +99,24 @@ pub async fn login(
             let page = pages::login(&request, None, Some(t.login_failed));
             pages::respond(&request, StatusCode::UNAUTHORIZED, page)
         }
-        Err(error) => internal(&request, &error),
+        Err(CheckRefused::Busy) => busy(pages::respond(
+            &request,
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::login(&request, None, Some(t.busy)),
+        )),
+        Err(CheckRefused::Failed(error)) => internal(&request, &error),
     }
+}
+
+/// Marks the answer to an attempt the password checks had no room for (nothing was checked,
+/// counted or stored): 503 with `Retry-After`.
+fn busy(mut response: Response) -> Response {
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(hashing::RETRY_AFTER_SECONDS),
+    );
+    response
 }
 
 /// One login attempt's input.
@@ -314,7 +331,7 @@ pub async fn enrol(
     }
     let network = network_text(request.peer.as_ref());
     let worker = state.clone();
-    let result = blocking(move || {
+    let result = state.password_checks.run(move || {
         let hash = hash_password(&password).map_err(|reason| StorageError::Corrupt {
             column_family: "console_users",
             reason,
@@ -343,7 +360,14 @@ pub async fn enrol(
             StatusCode::OK,
             pages::login(&request, Some(t.enrolled), None),
         ),
-        Err(error) => internal(&request, &error),
+        // The link still works: nothing was stored.
+        Err(CheckRefused::Busy) => busy(pages::message(
+            &request,
+            StatusCode::SERVICE_UNAVAILABLE,
+            t.busy_heading,
+            t.busy,
+        )),
+        Err(CheckRefused::Failed(error)) => internal(&request, &error),
     }
 }
 

@@ -5,6 +5,7 @@
 //! mirror ([`crate::transport::http1`]): connection caps, handshake timeout, TLS.
 //!
 //! - [`auth`]: passwords, TOTP, the per-network login budget;
+//! - [`hashing`]: the gate that runs Argon2id `--console-password-checks` at a time;
 //! - [`session`]: cookies, sessions and their CSRF tokens, the signed-in account of a request;
 //! - [`login`]: sign-in (lockout, one message for every failure), sign-out and enrolment;
 //! - [`codes`]: the home page and issuing a code through [`CodeIssuer`], the path the gRPC
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod codes;
+pub mod hashing;
 pub mod i18n;
 pub mod login;
 pub mod pages;
@@ -57,6 +59,8 @@ pub struct ConsoleState {
     pub issuer: CodeIssuer,
     /// Login attempts per client network.
     pub login_limits: auth::LoginLimits,
+    /// `--console-password-checks` Argon2id checks at a time.
+    pub password_checks: hashing::PasswordChecks,
     /// Whether the browser reaches the console over HTTPS (TLS here, or `--insecure-plaintext`
     /// behind a TLS-terminating proxy): the session cookie is then `__Host-` and `Secure`.
     pub https: bool,
@@ -80,6 +84,7 @@ impl ConsoleState {
                 NonZeroU32::new(config.console_logins_per_network_per_hour)
                     .unwrap_or(NonZeroU32::MIN),
             ),
+            password_checks: hashing::PasswordChecks::new(usize::from(config.console_password_checks)),
             https: config.tls_cert.is_some() || config.insecure_plaintext,
             code_link: config.console_code_link.clone(),
             codes_per_user_per_day: config.console_codes_per_user_per_day,

@@ -8,6 +8,7 @@
 //! | `stalled-upload` | raw HTTP/2 upload calls (no credential, a wrong token, or a decoy) whose body announces 60,000 bytes and trickles one a second | upload-class permits held by bodies that never finish |
 //! | `watch-flood` | many `grpc.health.v1.Health/Watch` streams on one connection | health-class permits |
 //! | `odd-upload` | uploads of wrong shapes: too many keys, 60,000-byte keys, messages over the size limit, bad fields (bearer token when given, and decoys) | validation cost, and anything accepted that should not be |
+//! | `console-login` | sign-in forms posted to the staff console (`--console`) as fast as it answers, on keep-alive connections | Argon2id's cost: can sign-ins take the cores uploads and polls need (issue 19)? |
 //!
 //! Code guessing from many client networks (issue 18, hole 4) is its own attack in its own file,
 //! added beside these: a variant of [`Attack`], its module here, and its arm in [`launch`].
@@ -19,6 +20,7 @@
 //! seconds after. Targets are loopback only: `runner::run_attack` refuses any other.
 
 mod connection_flood;
+mod console_login;
 mod odd_upload;
 mod raw;
 mod stalled_upload;
@@ -59,10 +61,13 @@ pub enum Attack {
     WatchFlood,
     /// Uploads of wrong shapes: too many keys, huge keys, oversized messages, bad fields.
     OddUpload,
+    /// Sign-in forms posted to the staff console (`--console`) as fast as it answers.
+    ConsoleLogin,
 }
 
 impl Attack {
-    /// Every attack, in the order the benchmark runs them.
+    /// Every attack of issue 18, in the order its benchmark runs them (`console-login`, issue
+    /// 19's, runs in the console benchmark).
     pub const ALL: [Attack; 5] = [
         Attack::ZeroWindow,
         Attack::ConnectionFlood,
@@ -79,6 +84,7 @@ impl Attack {
             Attack::StalledUpload => "stalled-upload",
             Attack::WatchFlood => "watch-flood",
             Attack::OddUpload => "odd-upload",
+            Attack::ConsoleLogin => "console-login",
         }
     }
 
@@ -95,6 +101,8 @@ impl Attack {
             // "one connection with 64 Watch streams holds all health permits".
             Attack::WatchFlood => 1,
             Attack::OddUpload => 8,
+            // Twice the checks a 16-core machine would run at once with one per core.
+            Attack::ConsoleLogin => 32,
         }
     }
 
@@ -103,7 +111,7 @@ impl Attack {
     pub fn default_streams(self) -> usize {
         match self {
             Attack::ZeroWindow | Attack::StalledUpload | Attack::WatchFlood => 64,
-            Attack::ConnectionFlood | Attack::OddUpload => 1,
+            Attack::ConnectionFlood | Attack::OddUpload | Attack::ConsoleLogin => 1,
         }
     }
 
@@ -140,6 +148,8 @@ pub struct AttackPlan {
     pub token: Option<BearerToken>,
     /// A published batch, which `zero-window` asks for.
     pub batch_id: Option<String>,
+    /// The staff console's plaintext URL (loopback), which `console-login` posts to.
+    pub console: Option<Target>,
 }
 
 impl AttackPlan {
@@ -168,6 +178,19 @@ impl AttackPlan {
                 "the {} attack speaks plaintext HTTP/2: aim it at a plaintext listener (http://)",
                 self.attack
             ));
+        }
+        if self.attack == Attack::ConsoleLogin {
+            match &self.console {
+                None => {
+                    return Err(
+                        "the console-login attack posts to the staff console: give --console http://127.0.0.1:PORT".to_owned(),
+                    );
+                }
+                Some(console) if console.is_tls() => {
+                    return Err("--console: the console-login attack speaks plaintext HTTP/1.1: aim it at a plaintext console (http://)".to_owned());
+                }
+                Some(_) => {}
+            }
         }
         if self.attack == Attack::ZeroWindow && self.batch_id.is_none() {
             return Err(
@@ -212,6 +235,8 @@ impl Stop {
 /// What an attack did, counted as it goes.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// When the attack started (`None` only for a default value).
+    started: Option<Instant>,
     attempts: AtomicU64,
     max_attempts: u64,
     connections_opened: AtomicU64,
@@ -225,7 +250,13 @@ pub(crate) struct Counters {
     streams_held_peak: AtomicU64,
     messages_received: AtomicU64,
     statuses: Mutex<BTreeMap<String, u64>>,
+    /// How long each answered call took, in microseconds (`console-login`), at most
+    /// [`MAX_TIMINGS`] of them.
+    timings: Mutex<Vec<u64>>,
 }
+
+/// Answer times kept for [`AttackStats::answers`]; a bounded attack stays well below it.
+const MAX_TIMINGS: usize = 1 << 20;
 
 /// Distinct outcome names kept in [`AttackStats::outcomes`]; more are counted as `(other)`.
 const MAX_OUTCOMES: usize = 32;
@@ -233,6 +264,7 @@ const MAX_OUTCOMES: usize = 32;
 impl Counters {
     fn new(max_attempts: u64) -> Self {
         Counters {
+            started: Some(Instant::now()),
             max_attempts,
             ..Counters::default()
         }
@@ -296,6 +328,18 @@ impl Counters {
         *statuses.entry(key).or_default() += 1;
     }
 
+    /// Counts a call answered with `outcome` after `elapsed`, and keeps its time.
+    pub(crate) fn answered(&self, outcome: &str, elapsed: Duration) {
+        self.outcome(outcome);
+        let mut timings = self
+            .timings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if timings.len() < MAX_TIMINGS {
+            timings.push(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        }
+    }
+
     /// Counts a message received on a held stream (`watch-flood`).
     pub(crate) fn message_received(&self) {
         self.messages_received.fetch_add(1, Ordering::Relaxed);
@@ -324,7 +368,52 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .clone(),
+            answers: AnswerTimes::of(
+                &self
+                    .timings
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                self.started.map_or(Duration::ZERO, |started| started.elapsed()),
+            ),
         }
+    }
+}
+
+/// How long answered calls took, for the attacks that time them (`console-login`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnswerTimes {
+    /// Calls answered and timed.
+    pub count: u64,
+    /// Answers a second over the attack's whole run (its settle time included).
+    pub per_second: f64,
+    /// Median, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+    /// The slowest, milliseconds.
+    pub max_ms: f64,
+}
+
+impl AnswerTimes {
+    /// Returns the percentiles of `micros` (nearest rank) of answers over `ran`; `None` when
+    /// nothing was timed.
+    fn of(micros: &[u64], ran: Duration) -> Option<Self> {
+        if micros.is_empty() {
+            return None;
+        }
+        let mut sorted = micros.to_vec();
+        sorted.sort_unstable();
+        let rank = |quantile: f64| {
+            let index = (quantile * sorted.len() as f64).ceil() as usize;
+            sorted[index.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+        };
+        Some(AnswerTimes {
+            count: sorted.len() as u64,
+            per_second: sorted.len() as f64 / ran.as_secs_f64().max(f64::EPSILON),
+            p50_ms: rank(0.50),
+            p99_ms: rank(0.99),
+            max_ms: sorted[sorted.len() - 1] as f64 / 1000.0,
+        })
     }
 }
 
@@ -377,7 +466,7 @@ pub(crate) async fn open_channel(
 }
 
 /// What an attack did, as the report writes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttackStats {
     /// The attack's name.
     pub attack: String,
@@ -407,8 +496,12 @@ pub struct AttackStats {
     pub streams_held_peak: u64,
     /// Messages received on held streams (`watch-flood`).
     pub messages_received: u64,
-    /// How calls ended, by gRPC code name or `reset`, `closed`, `answered`.
+    /// How calls ended, by gRPC code name or `reset`, `closed`, `answered` (by HTTP status
+    /// for `console-login`).
     pub outcomes: BTreeMap<String, u64>,
+    /// How long answered calls took (`console-login`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<AnswerTimes>,
 }
 
 /// An attack under way.
@@ -435,6 +528,7 @@ pub fn launch(plan: AttackPlan, hard_limit: Duration) -> anyhow::Result<Running>
         Attack::StalledUpload => stalled_upload::spawn(&plan, &counters, &stop, &mut tasks),
         Attack::WatchFlood => watch_flood::spawn(&plan, &counters, &stop, &mut tasks)?,
         Attack::OddUpload => odd_upload::spawn(&plan, &counters, &stop, &mut tasks)?,
+        Attack::ConsoleLogin => console_login::spawn(&plan, &counters, &stop, &mut tasks)?,
     }
     Ok(Running {
         plan,
@@ -475,6 +569,17 @@ impl Running {
 mod tests {
     use super::*;
 
+    #[test]
+    fn answer_times_are_nearest_rank_percentiles() {
+        // 1..=100 ms: the median is the 50th, the 99th percentile the 99th value.
+        let micros: Vec<u64> = (1..=100).rev().map(|ms| ms * 1000).collect();
+        let times = AnswerTimes::of(&micros, Duration::from_secs(4)).expect("timed");
+        assert_eq!(times.count, 100);
+        assert_eq!(times.per_second, 25.0);
+        assert_eq!((times.p50_ms, times.p99_ms, times.max_ms), (50.0, 99.0, 100.0));
+        assert_eq!(AnswerTimes::of(&[], Duration::from_secs(1)), None);
+    }
+
     fn plan(attack: Attack, target: &str) -> AttackPlan {
         AttackPlan {
             attack,
@@ -486,6 +591,7 @@ mod tests {
             region: "VN-TB".to_owned(),
             token: None,
             batch_id: None,
+            console: None,
         }
     }
 
