@@ -10,7 +10,8 @@
 #
 # `start_server NAME DATA_DIR [FLAGS...]` starts a server on loopback with every listener on a
 # port the kernel picks (gRPC, HTTP mirror, metrics), logs to $out/server-NAME.log, waits until
-# it answers, and sets $started_pid, $started_grpc and $started_http (host:port).
+# it answers, and sets $started_pid, $started_grpc and $started_http (host:port). The staff
+# console is off unless BENCH_CONSOLE_ADDR gives its address (then $started_console is set).
 # `stop_servers [PID...]` stops the given servers, or every one started (the benches' EXIT trap).
 # `add_load_authority DATA_DIR` creates an upload authority whose limits are set for load (a
 # bench's uploads must measure uploads, not refusals) and prints its token.
@@ -79,7 +80,8 @@ start_server() {
   shift 2
   local log="$out/server-$name.log"
   "$server" --data-dir "$data" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
-    --console-addr "" --metrics-addr 127.0.0.1:0 --log-format json "$@" 2>"$log" &
+    --console-addr "${BENCH_CONSOLE_ADDR:-}" --metrics-addr 127.0.0.1:0 --log-format json "$@" \
+    2>"$log" &
   started_pid=$!
   bench_pids+=("$started_pid")
   started_grpc=""
@@ -93,6 +95,7 @@ start_server() {
     fi
     started_grpc=$(grep -o '"grpc":"[^"]*"' "$log" | head -n 1 | cut -d'"' -f4 || true)
     started_http=$(grep -o '"http":"[^"]*"' "$log" | head -n 1 | cut -d'"' -f4 || true)
+    started_console=$(grep -o '"console":"[^"]*"' "$log" | head -n 1 | cut -d'"' -f4 || true)
     [[ -n "$started_grpc" ]] && break
     sleep 0.1
   done

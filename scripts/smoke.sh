@@ -40,7 +40,7 @@ for name in "${scripts[@]}"; do
         bash -c "source $script && declare -F bench_setup start_server stop_servers add_load_authority check_reports warmup smoke" \
           >>"$log" 2>&1 || status=$?
       ;;
-    bench-attacks | bench-codes | bench-object-store | bench-padding | bench-server | bench-tls) timeout 120 "$script" "$out" >"$log" 2>&1 || status=$? ;;
+    bench-attacks | bench-codes | bench-console | bench-object-store | bench-padding | bench-server | bench-tls) timeout 120 "$script" "$out" >"$log" 2>&1 || status=$? ;;
     bench-record) timeout 120 "$script" "$out" >"$log" 2>&1 || status=$? ;;
     crash-campaign | fuzz) timeout 120 "$script" >"$log" 2>&1 || status=$? ;;
     *)
