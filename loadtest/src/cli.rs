@@ -191,7 +191,9 @@ impl AttackArgs {
             console: self
                 .console
                 .as_deref()
-                .map(|url| parse_target(url, false, None).map_err(|error| format!("--console: {error}")))
+                .map(|url| {
+                    parse_target(url, false, None).map_err(|error| format!("--console: {error}"))
+                })
                 .transpose()?,
         };
         let options = AttackOptions {

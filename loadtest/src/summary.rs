@@ -55,11 +55,7 @@ fn write_attack(out: &mut String, report: &AttackReport) -> std::fmt::Result {
         writeln!(
             out,
             "  answers: {} ({:.1}/s), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            answers.count,
-            answers.per_second,
-            answers.p50_ms,
-            answers.p99_ms,
-            answers.max_ms
+            answers.count, answers.per_second, answers.p50_ms, answers.p99_ms, answers.max_ms
         )?;
     }
     if let Some(after) = &report.after {

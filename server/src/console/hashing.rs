@@ -85,7 +85,12 @@ mod tests {
     use super::*;
 
     /// Starts a check that holds its place until `release` is sent to, and waits until it runs.
-    async fn held_check(gate: &Arc<PasswordChecks>) -> (mpsc::Sender<()>, tokio::task::JoinHandle<Result<u32, CheckRefused>>) {
+    async fn held_check(
+        gate: &Arc<PasswordChecks>,
+    ) -> (
+        mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<u32, CheckRefused>>,
+    ) {
         let (release, held) = mpsc::channel::<()>();
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let running = gate.clone();
@@ -117,7 +122,11 @@ mod tests {
         }
         let started = std::time::Instant::now();
         assert_eq!(gate.run(|| Ok(99)).await, Err(CheckRefused::Busy));
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
         // Released, the held check and then every waiting one complete, in any order.
         release.send(()).expect("release");
         assert_eq!(first.await.expect("join"), Ok(7));
@@ -156,6 +165,8 @@ mod tests {
                 })
             })
             .await;
-        assert!(matches!(result, Err(CheckRefused::Failed(message)) if message.contains("console_users")));
+        assert!(
+            matches!(result, Err(CheckRefused::Failed(message)) if message.contains("console_users"))
+        );
     }
 }

@@ -23,8 +23,8 @@ use super::auth::{
     PasswordProblem, accept_totp, check_new_password, hash_password, new_totp_secret,
     totp_secret_base32, totp_uri, unknown_account_hash, verify_password,
 };
-use super::session::{Form, Request, cleared_cookie, session_cookie, signed_in, start_session};
 use super::hashing::{self, CheckRefused};
+use super::session::{Form, Request, cleared_cookie, session_cookie, signed_in, start_session};
 use super::{ConsoleState, blocking, network_text, pages};
 use crate::storage::StorageError;
 use crate::storage::console::{AuditRecord, ConsoleUser, Enrolment};
@@ -87,7 +87,11 @@ pub async fn login(
         network: network_text(request.peer.as_ref()),
     };
     let worker = state.clone();
-    match state.password_checks.run(move || attempt.run(&worker)).await {
+    match state
+        .password_checks
+        .run(move || attempt.run(&worker))
+        .await
+    {
         Ok(LoginOutcome::SignedIn(token)) => {
             let mut response = Redirect::to("/").into_response();
             if let Ok(cookie) = HeaderValue::from_str(&session_cookie(state.https, &token)) {
@@ -331,29 +335,31 @@ pub async fn enrol(
     }
     let network = network_text(request.peer.as_ref());
     let worker = state.clone();
-    let result = state.password_checks.run(move || {
-        let hash = hash_password(&password).map_err(|reason| StorageError::Corrupt {
-            column_family: "console_users",
-            reason,
-        })?;
-        let mut user = open.user;
-        user.password_hash = hash;
-        user.totp_secret = open.enrolment.totp_secret;
-        user.enrolled_at = now;
-        user.last_totp_step = step.unwrap_or(0);
-        worker.store.complete_enrolment(&token, &user)?;
-        worker.audit(AuditRecord {
-            at: now,
-            email: user.email.clone(),
-            authority_id: user.authority_id.clone(),
-            action: "enrol".into(),
-            object: "password and second factor".into(),
-            result: "ok".into(),
-            network,
-        });
-        Ok(())
-    })
-    .await;
+    let result = state
+        .password_checks
+        .run(move || {
+            let hash = hash_password(&password).map_err(|reason| StorageError::Corrupt {
+                column_family: "console_users",
+                reason,
+            })?;
+            let mut user = open.user;
+            user.password_hash = hash;
+            user.totp_secret = open.enrolment.totp_secret;
+            user.enrolled_at = now;
+            user.last_totp_step = step.unwrap_or(0);
+            worker.store.complete_enrolment(&token, &user)?;
+            worker.audit(AuditRecord {
+                at: now,
+                email: user.email.clone(),
+                authority_id: user.authority_id.clone(),
+                action: "enrol".into(),
+                object: "password and second factor".into(),
+                result: "ok".into(),
+                network,
+            });
+            Ok(())
+        })
+        .await;
     match result {
         Ok(()) => pages::respond(
             &request,

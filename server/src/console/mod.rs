@@ -84,7 +84,9 @@ impl ConsoleState {
                 NonZeroU32::new(config.console_logins_per_network_per_hour)
                     .unwrap_or(NonZeroU32::MIN),
             ),
-            password_checks: hashing::PasswordChecks::new(usize::from(config.console_password_checks)),
+            password_checks: hashing::PasswordChecks::new(usize::from(
+                config.console_password_checks,
+            )),
             https: config.tls_cert.is_some() || config.insecure_plaintext,
             code_link: config.console_code_link.clone(),
             codes_per_user_per_day: config.console_codes_per_user_per_day,

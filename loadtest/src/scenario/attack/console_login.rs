@@ -122,8 +122,11 @@ async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io:
     read_answer(stream).await
 }
 
-async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(stream: &mut R) -> std::io::Result<Answer> {
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(
+    stream: &mut R,
+) -> std::io::Result<Answer> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let mut line = String::new();
     if stream.read_line(&mut line).await? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -173,11 +176,17 @@ HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\nconnection: close\r\nconte
         let mut reader = BufReader::new(bytes);
         assert_eq!(
             read_answer(&mut reader).await.expect("first"),
-            Answer { status: 401, close: false }
+            Answer {
+                status: 401,
+                close: false
+            }
         );
         assert_eq!(
             read_answer(&mut reader).await.expect("second"),
-            Answer { status: 503, close: true }
+            Answer {
+                status: 503,
+                close: true
+            }
         );
         assert!(read_answer(&mut reader).await.is_err(), "nothing more");
     }
@@ -187,8 +196,14 @@ HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\nconnection: close\r\nconte
         let console = Target::parse("http://127.0.0.1:8081", false).expect("target");
         let request = String::from_utf8(sign_in_form(&console, 3, 9)).expect("text");
         let (head, body) = request.split_once("\r\n\r\n").expect("head and body");
-        assert!(head.starts_with("POST /login HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n"), "{head}");
-        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        assert!(
+            head.starts_with("POST /login HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
         assert_eq!(
             body,
             "email=nobody-3-9%40attack.invalid&password=not-the-password-9&totp=000000"

@@ -373,7 +373,8 @@ impl Counters {
                     .timings
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()),
-                self.started.map_or(Duration::ZERO, |started| started.elapsed()),
+                self.started
+                    .map_or(Duration::ZERO, |started| started.elapsed()),
             ),
         }
     }
@@ -576,7 +577,10 @@ mod tests {
         let times = AnswerTimes::of(&micros, Duration::from_secs(4)).expect("timed");
         assert_eq!(times.count, 100);
         assert_eq!(times.per_second, 25.0);
-        assert_eq!((times.p50_ms, times.p99_ms, times.max_ms), (50.0, 99.0, 100.0));
+        assert_eq!(
+            (times.p50_ms, times.p99_ms, times.max_ms),
+            (50.0, 99.0, 100.0)
+        );
         assert_eq!(AnswerTimes::of(&[], Duration::from_secs(1)), None);
     }
 
