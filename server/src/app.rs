@@ -271,8 +271,7 @@ pub async fn run_with_tls(
     )?
     .stop_on(cancel.clone());
     // Admin requests of `authority`, `signing-key` and `backup` commands (crate::inbox).
-    let mut inbox =
-        crate::inbox::Inbox::new(store.clone(), config.data_dir.clone())
+    let mut inbox = crate::inbox::Inbox::new(store.clone(), config.data_dir.clone())
         .with_keys(keys.clone())
         .with_clock(clock.clone());
     if let Some(bucket) = bucket {

@@ -312,8 +312,13 @@ impl Publisher {
                 // no confirm digest and no GAEN key behind them (DESIGN §14).
                 min_elements: 0,
             };
-            let built = build_batch(&params, &elements, &signing.current.signer, &mut rand::rngs::OsRng)
-                .map_err(|error| PublishError::Build(error.to_string()))?;
+            let built = build_batch(
+                &params,
+                &elements,
+                &signing.current.signer,
+                &mut rand::rngs::OsRng,
+            )
+            .map_err(|error| PublishError::Build(error.to_string()))?;
             // The GAEN export of the same keys rides the same commit (hourly batches only: a
             // roll-up republishes keys already exported).
             let gaen = match plan.kind {
