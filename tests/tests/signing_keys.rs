@@ -470,8 +470,8 @@ async fn a_rotation_with_an_overlap_signs_gaen_exports_with_both_keys_until_the_
         .expect("list");
     assert!(
         listed.contains(&format!(
-            "{}\t{TEST_NOW}\tv2\tnext, current from 2026-01-17T12:00:00Z (Unix {switch_at})",
-            new.key_id
+            "{}\t{}\tv2\tnext, current from 2026-01-17T12:00:00Z (Unix {switch_at})",
+            new.key_id, new.created_at
         )),
         "{listed}"
     );
@@ -601,7 +601,7 @@ async fn a_rotation_with_an_overlap_signs_gaen_exports_with_both_keys_until_the_
         .await
         .expect("list");
     assert!(
-        listed.contains(&format!("{}\t{TEST_NOW}\tv2\tcurrent", new.key_id))
+        listed.contains(&format!("{}\t{}\tv2\tcurrent", new.key_id, new.created_at))
             && listed.contains(&format!("{}\t", old.key_id))
             && listed.contains("verifying"),
         "{listed}"
