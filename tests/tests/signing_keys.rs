@@ -3,7 +3,11 @@
 //! old key stays listed; a phone that fetches the keys afresh verifies batches of both keys until
 //! `signing-key retire` removes the old one from GetSigningKeys, `v1/signing-keys` and the
 //! bucket, after which its batches fail verification. The current key cannot be retired, and a
-//! restart keeps all of it.
+//! restart keeps all of it. A rotation with an overlap (`--overlap`, DESIGN §15) lists the next
+//! key at once and has it sign every GAEN export beside the current key (checked by the Python
+//! `cryptography` verifier against the listed public keys) until the switch time on the server's
+//! clock, survives a restart, refuses a second rotation, and is called off by retiring the next
+//! key.
 
 use std::path::Path;
 use std::time::Duration;
@@ -618,4 +622,102 @@ async fn a_rotation_with_an_overlap_signs_gaen_exports_with_both_keys_until_the_
     .expect("a rotation after the switch");
     server.stop_kept().await;
     drop(dir_handle);
+}
+
+#[tokio::test]
+async fn an_overlap_begun_on_a_stopped_server_and_called_off() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    publish_one(&server, 1, 1).await;
+    let old = grpc_keys(&server).await[0].clone();
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir = server.stop().await;
+
+    // A next key lives in the data directory: a key file outside it is refused with --overlap.
+    let outside = tempfile::tempdir().expect("outside");
+    let key_file = outside.path().join("new.pem");
+    std::fs::write(
+        &key_file,
+        exposure_matcher::BatchSigner::generate().to_pkcs8_pem(),
+    )
+    .expect("write key");
+    let refused = signing_key(SigningKeyCommand::Rotate {
+        data: data(dir.path()),
+        gaen_key_version: None,
+        key_file: Some(key_file),
+        overlap: Some(Duration::from_secs(OVERLAP)),
+    })
+    .await
+    .expect_err("--overlap with --key-file");
+    assert!(matches!(refused, AdminError::Usage(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("--overlap with --key-file"),
+        "{refused}"
+    );
+
+    // Offline: the switch time counts from the system clock, far after the test clock's now.
+    let rotated = signing_key(SigningKeyCommand::Rotate {
+        data: data(dir.path()),
+        gaen_key_version: None,
+        key_file: None,
+        overlap: Some(Duration::from_secs(OVERLAP)),
+    })
+    .await
+    .expect("offline rotation with an overlap");
+    assert!(rotated.contains("is the next key"), "{rotated}");
+    let server = TestServer::restart(&dir, token.clone(), clock.clone(), config.clone()).await;
+    let keys = grpc_keys(&server).await;
+    assert_eq!(keys.len(), 2);
+    let new = keys[1].clone();
+    assert!(keys[0].current && keys[0].key_id == old.key_id && !new.current);
+    assert!(
+        new.current_from >= Clock::System.now() + OVERLAP - 60,
+        "{new:?}"
+    );
+    publish_one(&server, 2, 2).await;
+    let export = newest_export(&server, 2).await;
+    assert_eq!(export.signatures().signatures.len(), 2);
+    export
+        .verify(&old.public_key_der)
+        .expect("the current key signs");
+    export
+        .verify(&new.public_key_der)
+        .expect("the next key signs");
+    server.stop_kept().await;
+
+    // Without the next key's private key the server refuses to start, saying what to do.
+    let new_pem = dir
+        .path()
+        .join("signing")
+        .join(format!("{}.pem", new.key_id));
+    let moved = outside.path().join("next.pem");
+    std::fs::rename(&new_pem, &moved).expect("move the next key away");
+    let refused = refused_start(config.clone(), &clock).await;
+    assert!(
+        refused.is_usage()
+            && refused
+                .to_string()
+                .contains(&format!("signing-key retire {}", new.key_id)),
+        "{refused}"
+    );
+    std::fs::rename(&moved, &new_pem).expect("put it back");
+
+    // Retiring the next key calls the rotation off: the old key signs alone again.
+    signing_key(SigningKeyCommand::Retire {
+        data: data(dir.path()),
+        key_id: new.key_id.clone(),
+    })
+    .await
+    .expect("retire the next key");
+    let server = TestServer::restart(&dir, token, clock, config).await;
+    assert_eq!(grpc_keys(&server).await, vec![old.clone()]);
+    publish_one(&server, 3, 3).await;
+    let export = newest_export(&server, 3).await;
+    assert_eq!(export.signatures().signatures.len(), 1);
+    assert_eq!(gaen_version(&export), "v1");
+    export
+        .verify(&old.public_key_der)
+        .expect("the old key signs");
+    server.stop_kept().await;
 }
