@@ -321,13 +321,25 @@ async fn verify(
 async fn signing_keys(context: &Context<'_>, out: &mut dyn Write) -> Result<(), Failure> {
     let mut client = DistributionClient::new(context.channel().await?);
     for key in calls::signing_keys(&mut client).await? {
+        let state = if key.current {
+            "  (current)".to_owned()
+        } else if key.current_from != 0 {
+            // The next key of a rotation's overlap, to register with Apple and Google.
+            format!("  (next, current from {})", time_text(key.current_from))
+        } else {
+            String::new()
+        };
+        let version = if key.gaen_key_version.is_empty() {
+            String::new()
+        } else {
+            format!("  gaen version {}", key.gaen_key_version)
+        };
         writeln!(
             out,
-            "{}  {}  created {}{}",
+            "{}  {}  created {}{version}{state}",
             key.key_id,
             key.algorithm,
             time_text(key.created_at),
-            if key.current { "  (current)" } else { "" }
         )?;
     }
     Ok(())

@@ -222,7 +222,7 @@ pub async fn run_with_tls(
     let signing_key = config.signing_key.clone();
     let default_gaen_version = config.gaen_key_version.clone();
     let now = clock.now();
-    let (store, signer, catalog) =
+    let (store, signer, next_key, catalog) =
         tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
             if crate::datadir::prepare(&data_dir)? == crate::datadir::DataDirState::New {
                 tracing::warn!(data_dir = %data_dir.display(), "creating a new store at {}", data_dir.display());
@@ -241,13 +241,22 @@ pub async fn run_with_tls(
                 &default_gaen_version,
                 now,
             )?;
+            let next_key = signing::load_next(&store, &data_dir)?;
             let catalog = Catalog::load(&store)?;
-            Ok((store, signer, catalog))
+            Ok((store, signer, next_key, catalog))
         })
         .await??;
     tracing::info!(data_dir = %config.data_dir.display(), key_id = signer.signer.key_id(),
         gaen_key_version = %signer.gaen_key_version, "store opened");
-    let keys = signing::KeyRing::new(signer);
+    if let Some(next) = &next_key {
+        tracing::info!(next_key_id = next.key.signer.key_id(),
+            gaen_key_version = %next.key.gaen_key_version, current_from = next.current_from,
+            "a signing-key rotation is in its overlap: the next key signs GAEN exports too");
+    }
+    let keys = signing::KeyRing::with_keys(signing::InService {
+        current: signer,
+        next: next_key,
+    });
 
     let (writer, writer_thread) = IngestWriter::start(store.clone())?;
     let cancel = CancellationToken::new();
@@ -262,8 +271,9 @@ pub async fn run_with_tls(
     )?
     .stop_on(cancel.clone());
     // Admin requests of `authority`, `signing-key` and `backup` commands (crate::inbox).
-    let mut inbox =
-        crate::inbox::Inbox::new(store.clone(), config.data_dir.clone()).with_keys(keys.clone());
+    let mut inbox = crate::inbox::Inbox::new(store.clone(), config.data_dir.clone())
+        .with_keys(keys.clone())
+        .with_clock(clock.clone());
     if let Some(bucket) = bucket {
         // Object storage (DESIGN.md section 10): whatever changed while the server was down
         // or publishing was off is caught up by a full sync queued at start; from then on

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::signing::KeyRing;
 use crate::storage::outbox::OutboxTask;
 
@@ -78,6 +79,11 @@ pub struct InboxRequest {
     /// With `add_user`: the enrolment link's record.
     #[prost(message, optional, tag = "13")]
     pub enrolment: Option<Enrolment>,
+    /// With `rotate_key_id`: seconds of the overlap (`signing-key rotate --overlap`): the key
+    /// becomes the next key, current this long after the server applies the request (by its
+    /// clock); 0 makes it current at once.
+    #[prost(uint64, tag = "14")]
+    pub overlap_seconds: u64,
 }
 
 /// Errors of the inbox.
@@ -195,8 +201,10 @@ pub struct Inbox {
     store: Store,
     /// The data directory whose `inbox/` is read.
     data_dir: PathBuf,
-    /// The publisher's current signing key, replaced by a rotation.
+    /// The publisher's signing keys in service, changed by a rotation.
     keys: Option<KeyRing>,
+    /// The server's clock: an overlap's switch time counts from it.
+    clock: Clock,
     /// Object-storage hook: signing-key changes queue the rewrite of `v1/signing-keys` in
     /// their own write and wake the drain task.
     outbox: Option<Arc<Notify>>,
@@ -209,8 +217,16 @@ impl Inbox {
             store,
             data_dir,
             keys: None,
+            clock: Clock::System,
             outbox: None,
         }
+    }
+
+    /// Counts overlaps from `clock` (the publisher's), instead of the system clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Makes rotations replace the key in `keys` (without it they are refused).
@@ -312,18 +328,32 @@ impl Inbox {
                     request.rotate_key_id
                 )));
             }
-            lifecycle::activate(
-                &self.store,
-                Some(keys),
-                &signer,
-                &request.gaen_key_version,
-                now,
-                queue,
-            )?;
+            if request.overlap_seconds == 0 {
+                lifecycle::activate(
+                    &self.store,
+                    Some(keys),
+                    &signer,
+                    &request.gaen_key_version,
+                    now,
+                    queue,
+                )?;
+            } else {
+                let current_from = self.clock.now().saturating_add(request.overlap_seconds);
+                lifecycle::add_next(
+                    &self.store,
+                    Some(keys),
+                    &signer,
+                    &request.gaen_key_version,
+                    now,
+                    current_from,
+                    queue,
+                )?;
+            }
         }
         if !request.retire_key_id.is_empty() {
             lifecycle::retire(
                 &self.store,
+                self.keys.as_ref(),
                 &self.data_dir,
                 &request.retire_key_id,
                 now,

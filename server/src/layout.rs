@@ -356,7 +356,8 @@ pub fn region_snapshot(
     })
 }
 
-/// Returns the public signing keys: the current one first, then the others newest first;
+/// Returns the public signing keys: the current one first, then the others newest first (the
+/// next key of a rotation's overlap, the newest, second, with the time it becomes current);
 /// retired keys are left out, so what they signed no longer verifies.
 pub fn signing_keys(list: &SigningKeyList) -> GetSigningKeysResponse {
     let mut keys: Vec<SigningKey> = list
@@ -370,6 +371,12 @@ pub fn signing_keys(list: &SigningKeyList) -> GetSigningKeysResponse {
             algorithm: SIGNATURE_ALGORITHM.to_owned(),
             current: record.key_id == list.current,
             created_at: record.created_at,
+            current_from: if record.key_id == list.next {
+                list.next_current_from
+            } else {
+                0
+            },
+            gaen_key_version: record.gaen_key_version.clone(),
         })
         .collect();
     keys.sort_by_key(|key| !key.current);

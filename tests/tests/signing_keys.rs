@@ -3,7 +3,11 @@
 //! old key stays listed; a phone that fetches the keys afresh verifies batches of both keys until
 //! `signing-key retire` removes the old one from GetSigningKeys, `v1/signing-keys` and the
 //! bucket, after which its batches fail verification. The current key cannot be retired, and a
-//! restart keeps all of it.
+//! restart keeps all of it. A rotation with an overlap (`--overlap`, DESIGN §15) lists the next
+//! key at once and has it sign every GAEN export beside the current key (checked by the Python
+//! `cryptography` verifier against the listed public keys) until the switch time on the server's
+//! clock, survives a restart, refuses a second rotation, and is called off by retiring the next
+//! key.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +18,7 @@ use exposure_proto::v1::{GetSigningKeysResponse, SigningKey};
 use exposure_server::admin::{AdminError, DataDir, SigningKeyCommand};
 use exposure_server::{Clock, ServerConfig, ServerError};
 use exposure_tests::fixtures::{self, download, gaen, key16};
+use exposure_tests::gaen_python::PythonDecoder;
 use exposure_tests::http_client::HttpClient;
 use exposure_tests::{TEST_NOW, TestServer, test_config};
 use prost::Message as _;
@@ -139,6 +144,7 @@ async fn rotation_and_retirement_on_a_running_server() {
         data: data(&dir),
         gaen_key_version: None,
         key_file: None,
+        overlap: None,
     })
     .await
     .expect("rotate");
@@ -271,6 +277,7 @@ async fn a_key_file_replaced_by_a_rotation_or_retired_is_refused_at_start() {
         data: data(dir.path()),
         gaen_key_version: Some("2026_b".into()),
         key_file: None,
+        overlap: None,
     })
     .await
     .expect("rotate");
@@ -279,6 +286,7 @@ async fn a_key_file_replaced_by_a_rotation_or_retired_is_refused_at_start() {
         data: data(dir.path()),
         gaen_key_version: Some("v1".into()),
         key_file: None,
+        overlap: None,
     })
     .await
     .expect_err("a version in use is refused");
@@ -314,5 +322,402 @@ async fn a_key_file_replaced_by_a_rotation_or_retired_is_refused_at_start() {
     let keys = grpc_keys(&server).await;
     assert_eq!(keys.len(), 1);
     assert!(keys[0].current && keys[0].key_id != old.key_id);
+    server.stop_kept().await;
+}
+
+const OVERLAP: u64 = 7 * 86_400;
+
+/// Writes the DER public keys the public API lists into files, for the Python verifier.
+fn key_files(dir: &Path, keys: &[&SigningKey]) -> Vec<std::path::PathBuf> {
+    keys.iter()
+        .map(|key| {
+            let path = dir.join(format!("{}.der", key.key_id));
+            std::fs::write(&path, &key.public_key_der).expect("write key");
+            path
+        })
+        .collect()
+}
+
+/// Checks the newest GAEN zip (the index names `count`) with the independent Python decoder
+/// and the `cryptography` verifier: returns, per `TEKSignature` in file order, the index of
+/// the key in `keys` that verifies it, with its (key id, version); `None` when python3 or its
+/// protobuf package is missing (reported loudly, a failure under CI).
+async fn python_signatures(
+    server: &TestServer,
+    count: usize,
+    keys: &[&SigningKey],
+) -> Option<Vec<(i64, String, String)>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path().expect("vendored protoc");
+    let decoder = PythonDecoder::find(&protoc)?;
+    let lines = server.wait_for_gaen_index(count).await;
+    let zip = HttpClient::new(&server.http_url)
+        .get(&format!("/{}", lines[count - 1]))
+        .await;
+    assert_eq!(zip.status, 200);
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let zip_path = dir.path().join("export.zip");
+    std::fs::write(&zip_path, &zip.body).expect("write zip");
+    let decoded = decoder.decode(&zip_path, &key_files(dir.path(), keys));
+    let signatures = decoded["signatures"]["signatures"]
+        .as_array()
+        .expect("signatures")
+        .clone();
+    let infos = decoded["export"]["signature_infos"]
+        .as_array()
+        .expect("export.bin's signature infos")
+        .clone();
+    assert_eq!(infos.len(), signatures.len(), "{decoded}");
+    let checks: Vec<i64> = match decoded["signature_checks"].as_array() {
+        Some(checks) => checks
+            .iter()
+            .map(|check| check.as_i64().expect("index"))
+            .collect(),
+        // The cryptography package is missing (reported by the decoder): every check unknown.
+        None => vec![-2; signatures.len()],
+    };
+    Some(
+        signatures
+            .iter()
+            .zip(checks)
+            .zip(infos)
+            .map(|((signature, check), info)| {
+                let signed = &signature["signature_info"];
+                assert_eq!(signed, &info, "TEKSignature and export.bin agree");
+                assert_eq!(signed["signature_algorithm"], "1.2.840.10045.4.3.2");
+                assert_eq!(
+                    (
+                        signature["batch_num"].as_i64(),
+                        signature["batch_size"].as_i64()
+                    ),
+                    (Some(1), Some(1))
+                );
+                (
+                    check,
+                    signed["verification_key_id"]
+                        .as_str()
+                        .expect("id")
+                        .to_owned(),
+                    signed["verification_key_version"]
+                        .as_str()
+                        .expect("version")
+                        .to_owned(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Checks the decoded signatures, in file order, against (index of the verifying key, GAEN
+/// version); an index of -2 (the cryptography package missing, reported loudly) is accepted.
+fn assert_signed_by(signatures: &[(i64, String, String)], expected: &[(i64, &str)]) {
+    let matches = signatures.len() == expected.len()
+        && signatures
+            .iter()
+            .zip(expected)
+            .all(|((index, id, version), (want, want_version))| {
+                (index == want || *index == -2) && id == "452" && version == want_version
+            });
+    assert!(matches, "signatures {signatures:?}, expected {expected:?}");
+}
+
+fn pem_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("signing"))
+        .expect("signing folder")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "pem"))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_with_an_overlap_signs_gaen_exports_with_both_keys_until_the_switch() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    let dir = server.data_dir().to_owned();
+    publish_one(&server, 1, 1).await;
+    let old = grpc_keys(&server).await[0].clone();
+
+    // Rotation with a 7-day overlap on the running server, counted by the server's clock.
+    let switch_at = TEST_NOW + OVERLAP;
+    let rotated = signing_key(SigningKeyCommand::Rotate {
+        data: data(&dir),
+        gaen_key_version: None,
+        key_file: None,
+        overlap: Some(Duration::from_secs(OVERLAP)),
+    })
+    .await
+    .expect("rotate with an overlap");
+    assert!(
+        rotated.contains("GAEN version v2) is the next key")
+            && rotated.contains("becomes current at 2026-01-17T12:00:00Z (Unix 1768651200)"),
+        "{rotated}"
+    );
+
+    // Listed at once, not current, with its switch time and version, so it can be registered.
+    let keys = grpc_keys(&server).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0].key_id, old.key_id, "the current key first");
+    assert!(keys[0].current);
+    assert_eq!(
+        (keys[0].current_from, keys[0].gaen_key_version.as_str()),
+        (0, "v1")
+    );
+    let new = keys[1].clone();
+    assert!(!new.current);
+    assert_eq!(new.current_from, switch_at);
+    assert_eq!(new.gaen_key_version, "v2");
+    assert_eq!(http_keys(&server).await, keys, "the HTTP mirror agrees");
+    let listed = signing_key(SigningKeyCommand::List { data: data(&dir) })
+        .await
+        .expect("list");
+    assert!(
+        listed.contains(&format!(
+            "{}\t{}\tv2\tnext, current from 2026-01-17T12:00:00Z (Unix {switch_at})",
+            new.key_id, new.created_at
+        )),
+        "{listed}"
+    );
+
+    // A second rotation, with or without an overlap, is refused; no key file is left behind.
+    for overlap in [Some(Duration::from_secs(86_400)), None] {
+        let refused = signing_key(SigningKeyCommand::Rotate {
+            data: data(&dir),
+            gaen_key_version: None,
+            key_file: None,
+            overlap,
+        })
+        .await
+        .expect_err("one overlap at a time");
+        assert!(matches!(refused, AdminError::Usage(_)), "{refused}");
+        assert!(
+            refused.to_string().contains(&format!(
+                "a rotation is in its overlap: key {} becomes current at 2026-01-17T12:00:00Z",
+                new.key_id
+            )),
+            "{refused}"
+        );
+    }
+    assert_eq!(pem_count(&dir), 2);
+
+    // During the overlap: the batch is signed by the current key only, the GAEN export by both,
+    // current first, each verified by the independent verifier with the listed public key.
+    let second_file = publish_one(&server, 2, 2).await;
+    assert_eq!(
+        BatchFile::parse(&second_file).expect("batch").key_id(),
+        old.key_id
+    );
+    verify_as_phone(&keys, &second_file).expect("verifies with the current key");
+    assert!(
+        BatchFile::parse(&second_file)
+            .expect("batch")
+            .verify(&new.public_key_der)
+            .is_err(),
+        "the next key never signs a batch"
+    );
+    let export = newest_export(&server, 2).await;
+    assert_eq!(export.signatures().signatures.len(), 2);
+    let both = [&old, &new];
+    if let Some(signatures) = python_signatures(&server, 2, &both).await {
+        assert_signed_by(&signatures, &[(0, "v1"), (1, "v2")]);
+    }
+
+    // A restart in the middle keeps the overlap.
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir_handle = server.stop().await;
+    let server = TestServer::restart(&dir_handle, token, clock.clone(), config).await;
+    assert_eq!(
+        grpc_keys(&server).await,
+        keys,
+        "the overlap survives the restart"
+    );
+    let third_file = publish_one(&server, 3, 3).await;
+    assert_eq!(
+        BatchFile::parse(&third_file).expect("batch").key_id(),
+        old.key_id
+    );
+    let export = newest_export(&server, 3).await;
+    let versions: Vec<_> = export
+        .signatures()
+        .signatures
+        .iter()
+        .map(|signature| {
+            signature
+                .signature_info
+                .as_ref()
+                .and_then(|info| info.verification_key_version.clone())
+                .expect("a version")
+        })
+        .collect();
+    assert_eq!(versions, ["v1", "v2"]);
+    if let Some(signatures) = python_signatures(&server, 3, &both).await {
+        assert_signed_by(&signatures, &[(0, "v1"), (1, "v2")]);
+    }
+
+    // The switch: the publisher's first run at the switch time makes the next key current.
+    let batches_before = server.list_batches().await.batches.len();
+    clock.set(switch_at);
+    let today = switch_at / 86_400;
+    server
+        .upload(fixtures::upload(
+            "after-the-switch",
+            vec![gaen(key16(4), ((today - 1) * 144) as u32, 144)],
+        ))
+        .await;
+    let export = newest_export(&server, 4).await;
+    assert_eq!(export.signatures().signatures.len(), 1, "one signature");
+    assert_eq!(gaen_version(&export), "v2");
+    if let Some(signatures) = python_signatures(&server, 4, &both).await {
+        assert_signed_by(&signatures, &[(1, "v2")]);
+    }
+    let keys = grpc_keys(&server).await;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (
+            keys[0].key_id.as_str(),
+            keys[0].current,
+            keys[0].current_from
+        ),
+        (new.key_id.as_str(), true, 0)
+    );
+    assert_eq!(
+        (keys[1].key_id.as_str(), keys[1].current),
+        (old.key_id.as_str(), false)
+    );
+    // Every batch since the switch (the hourly one and any roll-up) verifies with the new key
+    // only; the old key's batches still verify, as after any rotation.
+    let listing = server.list_batches().await;
+    assert!(listing.batches.len() > batches_before);
+    let mut distribution = server.distribution_client().await;
+    for batch in &listing.batches[batches_before..] {
+        let file = download(&mut distribution, &batch.batch_id).await;
+        let parsed = BatchFile::parse(&file).expect("batch");
+        assert_eq!(parsed.key_id(), new.key_id);
+        parsed
+            .verify(&new.public_key_der)
+            .expect("the new key verifies");
+        assert!(parsed.verify(&old.public_key_der).is_err());
+    }
+    verify_as_phone(&keys, &second_file).expect("the old key's batch still verifies");
+    let listed = signing_key(SigningKeyCommand::List { data: data(&dir) })
+        .await
+        .expect("list");
+    assert!(
+        listed.contains(&format!("{}\t{}\tv2\tcurrent", new.key_id, new.created_at))
+            && listed.contains(&format!("{}\t", old.key_id))
+            && listed.contains("verifying"),
+        "{listed}"
+    );
+
+    // After the overlap a new rotation is accepted again.
+    signing_key(SigningKeyCommand::Rotate {
+        data: data(&dir),
+        gaen_key_version: None,
+        key_file: None,
+        overlap: Some(Duration::from_secs(OVERLAP)),
+    })
+    .await
+    .expect("a rotation after the switch");
+    server.stop_kept().await;
+    drop(dir_handle);
+}
+
+#[tokio::test]
+async fn an_overlap_begun_on_a_stopped_server_and_called_off() {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    publish_one(&server, 1, 1).await;
+    let old = grpc_keys(&server).await[0].clone();
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir = server.stop().await;
+
+    // A next key lives in the data directory: a key file outside it is refused with --overlap.
+    let outside = tempfile::tempdir().expect("outside");
+    let key_file = outside.path().join("new.pem");
+    std::fs::write(
+        &key_file,
+        exposure_matcher::BatchSigner::generate().to_pkcs8_pem(),
+    )
+    .expect("write key");
+    let refused = signing_key(SigningKeyCommand::Rotate {
+        data: data(dir.path()),
+        gaen_key_version: None,
+        key_file: Some(key_file),
+        overlap: Some(Duration::from_secs(OVERLAP)),
+    })
+    .await
+    .expect_err("--overlap with --key-file");
+    assert!(matches!(refused, AdminError::Usage(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("--overlap with --key-file"),
+        "{refused}"
+    );
+
+    // Offline: the switch time counts from the system clock, far after the test clock's now.
+    let rotated = signing_key(SigningKeyCommand::Rotate {
+        data: data(dir.path()),
+        gaen_key_version: None,
+        key_file: None,
+        overlap: Some(Duration::from_secs(OVERLAP)),
+    })
+    .await
+    .expect("offline rotation with an overlap");
+    assert!(rotated.contains("is the next key"), "{rotated}");
+    let server = TestServer::restart(&dir, token.clone(), clock.clone(), config.clone()).await;
+    let keys = grpc_keys(&server).await;
+    assert_eq!(keys.len(), 2);
+    let new = keys[1].clone();
+    assert!(keys[0].current && keys[0].key_id == old.key_id && !new.current);
+    assert!(
+        new.current_from >= Clock::System.now() + OVERLAP - 60,
+        "{new:?}"
+    );
+    publish_one(&server, 2, 2).await;
+    let export = newest_export(&server, 2).await;
+    assert_eq!(export.signatures().signatures.len(), 2);
+    export
+        .verify(&old.public_key_der)
+        .expect("the current key signs");
+    export
+        .verify(&new.public_key_der)
+        .expect("the next key signs");
+    server.stop_kept().await;
+
+    // Without the next key's private key the server refuses to start, saying what to do.
+    let new_pem = dir
+        .path()
+        .join("signing")
+        .join(format!("{}.pem", new.key_id));
+    let moved = outside.path().join("next.pem");
+    std::fs::rename(&new_pem, &moved).expect("move the next key away");
+    let refused = refused_start(config.clone(), &clock).await;
+    assert!(
+        refused.is_usage()
+            && refused
+                .to_string()
+                .contains(&format!("signing-key retire {}", new.key_id)),
+        "{refused}"
+    );
+    std::fs::rename(&moved, &new_pem).expect("put it back");
+
+    // Retiring the next key calls the rotation off: the old key signs alone again.
+    signing_key(SigningKeyCommand::Retire {
+        data: data(dir.path()),
+        key_id: new.key_id.clone(),
+    })
+    .await
+    .expect("retire the next key");
+    let server = TestServer::restart(&dir, token, clock, config).await;
+    assert_eq!(grpc_keys(&server).await, vec![old.clone()]);
+    publish_one(&server, 3, 3).await;
+    let export = newest_export(&server, 3).await;
+    assert_eq!(export.signatures().signatures.len(), 1);
+    assert_eq!(gaen_version(&export), "v1");
+    export
+        .verify(&old.public_key_der)
+        .expect("the old key signs");
     server.stop_kept().await;
 }

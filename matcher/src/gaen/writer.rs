@@ -108,8 +108,9 @@ impl GaenExportFile {
     }
 }
 
-/// Returns the export files of one run, each signed by every one of `signers` (newest key
-/// first; during a rotation's overlap both keys sign, DESIGN §15).
+/// Returns the export files of one run, each signed by every one of `signers`, in their order
+/// (the server gives the current key first; during a rotation's overlap the next key signs
+/// too, DESIGN §15).
 ///
 /// As the reference server does it: a run of fewer than `min_records` keys is padded first,
 /// with random key data copying a random real key's metadata (a run of revisions only has

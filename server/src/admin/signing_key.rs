@@ -19,7 +19,11 @@ use crate::storage::records::SigningKeyList;
 pub enum SigningKeyCommand {
     /// Makes a new signing key current: at once on a running server (through its inbox), else
     /// from the next start. Earlier keys stay listed by GetSigningKeys, so phones verify the
-    /// batches they signed.
+    /// batches they signed. With `--overlap` the new key is the next key first: listed at once
+    /// (GetSigningKeys, `v1/signing-keys`, with the time it becomes current), signing every
+    /// GAEN export beside the current key, so it can be registered with Apple and Google
+    /// before it is the only signer; the publisher's first run after the overlap makes it
+    /// current. One overlap at a time.
     Rotate {
         /// Where the database lives.
         #[command(flatten)]
@@ -35,10 +39,17 @@ pub enum SigningKeyCommand {
         /// into the data directory.
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
+        /// How long the new key signs GAEN exports beside the current one before it becomes
+        /// current (e.g. `7d`; counted from when the server applies the rotation, by its
+        /// clock). Long enough to register the new key with Apple and Google. 0 or absent:
+        /// current at once. Not with `--key-file`.
+        #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+        overlap: Option<std::time::Duration>,
     },
     /// Retires a key after a compromise: GetSigningKeys, `v1/signing-keys` and the bucket stop
     /// listing it, so batches it signed no longer verify, and its private key file is deleted.
-    /// The current key cannot be retired: rotate first.
+    /// The current key cannot be retired: rotate first. Retiring the next key of an overlap
+    /// calls that rotation off.
     Retire {
         /// Where the database lives.
         #[command(flatten)]
@@ -47,8 +58,9 @@ pub enum SigningKeyCommand {
         #[arg(value_name = "KEY_ID")]
         key_id: String,
     },
-    /// Lists every signing key: id, creation time, GAEN version and status (current,
-    /// verifying: listed but no longer signing, or retired).
+    /// Lists every signing key: id, creation time, GAEN version and status (current, next:
+    /// signing GAEN exports beside the current key until the time shown, verifying: listed but
+    /// no longer signing, or retired).
     List {
         /// Where the database lives.
         #[command(flatten)]
@@ -73,7 +85,17 @@ pub fn signing_key(command: SigningKeyCommand, out: &mut impl Write) -> Result<(
             data,
             gaen_key_version,
             key_file,
-        } => rotate(&data, gaen_key_version.as_deref(), key_file, out),
+            overlap,
+        } => {
+            let overlap_seconds = overlap.map_or(0, |overlap| overlap.as_secs());
+            rotate(
+                &data,
+                gaen_key_version.as_deref(),
+                key_file,
+                overlap_seconds,
+                out,
+            )
+        }
         SigningKeyCommand::Retire { data, key_id } => retire(&data, &key_id, out),
         SigningKeyCommand::List { data } => {
             let (_, list) = open_with_list(&data)?;
@@ -118,10 +140,17 @@ fn rotate(
     data: &DataDir,
     requested_version: Option<&str>,
     key_file: Option<PathBuf>,
+    overlap_seconds: u64,
     out: &mut impl Write,
 ) -> Result<(), AdminError> {
     let now = Clock::System.now();
     let (opened, list) = open_with_list(data)?;
+    lifecycle::check_no_overlap(&list)?;
+    if overlap_seconds != 0 && key_file.is_some() {
+        return Err(AdminError::Usage(
+            "--overlap with --key-file: a next key must live in the data directory (the server reads it at every start during the overlap); leave --key-file out, or rotate without --overlap".into(),
+        ));
+    }
     let version = lifecycle::next_gaen_version(&list, requested_version)?;
     lifecycle::check_gaen_version(&list, &version)?;
     let key_file = key_file
@@ -138,6 +167,11 @@ fn rotate(
     let id = signer.key_id().to_owned();
     lifecycle::check_new_key(&list, &id)?;
     match opened {
+        Opened::Store(store) if overlap_seconds != 0 => {
+            let current_from = now.saturating_add(overlap_seconds);
+            lifecycle::add_next(&store, None, &signer, &version, now, current_from, &[])?;
+            report_next(out, &id, &version, current_from)?;
+        }
         Opened::Store(store) => {
             lifecycle::activate(&store, None, &signer, &version, now, &[])?;
             writeln!(
@@ -154,24 +188,35 @@ fn rotate(
                     .map(|path| path.display().to_string())
                     .unwrap_or_default(),
                 gaen_key_version: version.clone(),
+                overlap_seconds,
                 requested_at: now,
                 ..InboxRequest::default()
             };
             let path = inbox::submit(&data.data_dir, &request).map_err(failed)?;
             if report_applied(out, &path)? {
-                if list_of_running(data)?.current != id {
+                let applied = list_of_running(data)?;
+                let done = if overlap_seconds == 0 {
+                    applied.current == id
+                } else {
+                    applied.next == id
+                };
+                if !done {
                     if key_file.is_none() {
                         let _ = std::fs::remove_file(signing::key_file(&data.data_dir, &id));
                     }
                     return Err(AdminError::Failed(format!(
-                        "the running server did not make key {id} current (see its log)"
+                        "the running server did not take key {id} into service (see its log)"
                     )));
                 }
-                writeln!(
-                    out,
-                    "signing key {id} (GAEN version {version}) signs every batch and GAEN export from now on"
-                )
-                .map_err(failed)?;
+                if overlap_seconds == 0 {
+                    writeln!(
+                        out,
+                        "signing key {id} (GAEN version {version}) signs every batch and GAEN export from now on"
+                    )
+                    .map_err(failed)?;
+                } else {
+                    report_next(out, &id, &version, applied.next_current_from)?;
+                }
             }
         }
     }
@@ -191,13 +236,28 @@ fn rotate(
     Ok(())
 }
 
+/// Reports a next key taken into service by a rotation with an overlap.
+fn report_next(
+    out: &mut impl Write,
+    id: &str,
+    version: &str,
+    current_from: u64,
+) -> Result<(), AdminError> {
+    writeln!(
+        out,
+        "signing key {id} (GAEN version {version}) is the next key: it signs every GAEN export beside the current key and becomes current at {}",
+        lifecycle::time_text(current_from)
+    )
+    .map_err(failed)
+}
+
 fn retire(data: &DataDir, key_id: &str, out: &mut impl Write) -> Result<(), AdminError> {
     let now = Clock::System.now();
     let (opened, list) = open_with_list(data)?;
     lifecycle::check_retirable(&list, key_id)?;
     match opened {
         Opened::Store(store) => {
-            lifecycle::retire(&store, &data.data_dir, key_id, now, &[])?;
+            lifecycle::retire(&store, None, &data.data_dir, key_id, now, &[])?;
             writeln!(
                 out,
                 "retired key {key_id}: GetSigningKeys and v1/signing-keys no longer list it (a bucket gets the new list at the server's next start)"

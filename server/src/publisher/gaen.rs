@@ -17,7 +17,7 @@ use rocksdb::WriteBatch;
 
 use super::{PublishError, PublishReport, Publisher};
 use crate::metrics;
-use crate::signing::ActiveKey;
+use crate::signing::InService;
 use crate::storage::outbox::OutboxTask;
 use crate::storage::records::{GaenFileRecord, GaenIndexRecord, StoredKey};
 
@@ -57,7 +57,7 @@ impl Publisher {
         region: &str,
         keys: &[&StoredKey],
         now: u64,
-        signing: &ActiveKey,
+        signing: &InService,
     ) -> Result<Option<PreparedGaen>, PublishError> {
         let Some(settings) = &self.settings.gaen else {
             return Ok(None);
@@ -90,13 +90,16 @@ impl Publisher {
             min_records: 0,
             max_records_per_file: MAX_RECORDS_PER_FILE,
         };
-        // One signature per signing key in service. The ring holds one key today; when a
-        // rotation's overlap (DESIGN §15) keeps the next key in service, it joins this list,
-        // newest first, and phones accept the file with whichever key they registered.
-        let signers = [GaenSigner {
-            signer: &signing.signer,
-            verification_key_version: &signing.gaen_key_version,
-        }];
+        // One signature per signing key in service: the current key's, then during a
+        // rotation's overlap (DESIGN §15) the next key's, so phones accept the file with
+        // whichever key they have registered.
+        let signers: Vec<GaenSigner<'_>> = std::iter::once(&signing.current)
+            .chain(signing.next.as_ref().map(|next| &next.key))
+            .map(|key| GaenSigner {
+                signer: &key.signer,
+                verification_key_version: &key.gaen_key_version,
+            })
+            .collect();
         let built = build_gaen_exports(
             &params,
             &export_keys,
@@ -173,14 +176,14 @@ impl Publisher {
             if self.stopping() {
                 return Ok(());
             }
-            let signing = self.keys.current();
+            let signing = self.keys.in_service();
             let Some(prepared) = self.prepare_gaen(&region, &[], now, &signing)? else {
                 continue;
             };
             {
                 let commits = self.store.lock_commits();
-                if !self.still_current(&signing) {
-                    // Rotated meanwhile: the next run signs these revisions with the new key.
+                if !self.still_in_service(&signing) {
+                    // Rotated meanwhile: the next run signs these revisions with the new keys.
                     continue;
                 }
                 let mut write = WriteBatch::default();

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::metrics;
-use crate::signing::{ActiveKey, KeyRing};
+use crate::signing::{InService, KeyRing, SigningError, lifecycle};
 use crate::storage::outbox::OutboxTask;
 use crate::storage::records::{StoredBatch, StoredKey};
 use crate::storage::{StorageError, Store};
@@ -115,7 +115,7 @@ pub struct PublishReport {
 pub struct Publisher {
     store: Store,
     catalog: Catalog,
-    /// The current signing key, replaced by a rotation; read before each batch.
+    /// The signing keys in service, changed by a rotation; read before each batch.
     keys: KeyRing,
     clock: Clock,
     settings: PublishSettings,
@@ -192,10 +192,30 @@ impl Publisher {
         }
     }
 
-    /// Returns whether `key` is still the current signing key; call under the commit lock,
-    /// which a rotation takes too, so a batch never commits with a replaced key.
-    fn still_current(&self, key: &ActiveKey) -> bool {
-        self.keys.current().signer.key_id() == key.signer.key_id()
+    /// Returns whether `keys` are still the signing keys in service; call under the commit
+    /// lock, which a rotation takes too, so a batch never commits with a replaced key and a
+    /// GAEN export never without the next key of an overlap.
+    fn still_in_service(&self, keys: &InService) -> bool {
+        self.keys.in_service().same_keys(keys)
+    }
+
+    /// Makes the next signing key current when its overlap is over (DESIGN §15), before the
+    /// run builds anything.
+    fn end_overlap_if_due(&self, now: u64) -> Result<(), PublishError> {
+        let queue: &[OutboxTask] = if self.outbox.is_some() {
+            &[OutboxTask::SigningKeys]
+        } else {
+            &[]
+        };
+        match lifecycle::switch_if_due(&self.store, &self.keys, now, queue) {
+            Ok(true) => {
+                self.wake_outbox();
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(SigningError::Storage(error)) => Err(error.into()),
+            Err(error) => Err(PublishError::Build(format!("signing-key switch: {error}"))),
+        }
     }
 
     /// Returns true once shutdown has begun.
@@ -221,6 +241,7 @@ impl Publisher {
     }
 
     fn publish_steps(&self, now: u64, report: &mut PublishReport) -> Result<(), PublishError> {
+        self.end_overlap_if_due(now)?;
         self.publish_hourly(now, report)?;
         self.publish_gaen_revisions(now, report)?;
         self.publish_daily(now, report)?;
@@ -269,7 +290,7 @@ impl Publisher {
     ) -> Result<Option<Committed>, PublishError> {
         loop {
             let started = Instant::now();
-            let signing = self.keys.current();
+            let signing = self.keys.in_service();
             let synthetic =
                 self.synthetic_keys(region, &keys, plan.pad_to.saturating_sub(keys.len()), now)?;
             let mut expanded = expand(&keys)?;
@@ -291,8 +312,13 @@ impl Publisher {
                 // no confirm digest and no GAEN key behind them (DESIGN §14).
                 min_elements: 0,
             };
-            let built = build_batch(&params, &elements, &signing.signer, &mut rand::rngs::OsRng)
-                .map_err(|error| PublishError::Build(error.to_string()))?;
+            let built = build_batch(
+                &params,
+                &elements,
+                &signing.current.signer,
+                &mut rand::rngs::OsRng,
+            )
+            .map_err(|error| PublishError::Build(error.to_string()))?;
             // The GAEN export of the same keys rides the same commit (hourly batches only: a
             // roll-up republishes keys already exported).
             let gaen = match plan.kind {
@@ -306,7 +332,7 @@ impl Publisher {
             let built_at = Instant::now();
 
             let commits = self.store.lock_commits();
-            if !self.still_current(&signing) {
+            if !self.still_in_service(&signing) {
                 drop(commits);
                 tracing::info!("signing key rotated during the build; rebuilding the batch");
                 continue;
@@ -328,7 +354,7 @@ impl Publisher {
             let info = batch_info(
                 &built,
                 &params,
-                signing.signer.key_id(),
+                signing.current.signer.key_id(),
                 plan.supersedes.clone(),
                 plan.day_number,
             );

@@ -5,8 +5,10 @@
 //! `GetSigningKeys` lists every key that is not retired, so phones verify batches signed before
 //! a rotation; a retired key (a compromise) is listed nowhere, and batches it signed fail
 //! verification from then on. [`lifecycle`] rotates and retires keys, on a running server
-//! through its inbox; the publisher reads the current key from the shared [`KeyRing`] before
-//! each batch, so a rotation takes effect at the next batch.
+//! through its inbox; the publisher reads the keys in service from the shared [`KeyRing`]
+//! before each batch, so a rotation takes effect at the next batch. A rotation with an overlap
+//! (DESIGN §15) adds a next key that signs GAEN exports beside the current one until its
+//! switch time, when the publisher's next run makes it current.
 
 pub mod lifecycle;
 
@@ -77,18 +79,60 @@ pub struct ActiveKey {
     pub gaen_key_version: String,
 }
 
-/// The current key, shared by the publisher and the inbox, which replaces it on a rotation.
+/// The key a rotation with an overlap added (DESIGN §15): it signs GAEN exports beside the
+/// current key, never a batch, until `current_from`, when the publisher makes it current.
 #[derive(Clone)]
-pub struct KeyRing(Arc<RwLock<Arc<ActiveKey>>>);
+pub struct NextKey {
+    /// The key and its GAEN version.
+    pub key: ActiveKey,
+    /// Unix seconds from which it is current.
+    pub current_from: u64,
+}
+
+/// The keys in service: the current key, and during a rotation's overlap the next one.
+#[derive(Clone)]
+pub struct InService {
+    /// Signs every batch and every GAEN export.
+    pub current: ActiveKey,
+    /// During an overlap, also signs every GAEN export.
+    pub next: Option<NextKey>,
+}
+
+impl InService {
+    /// Returns whether `other` holds the same keys (a rotation, an overlap's start, end or
+    /// cancellation changes them).
+    pub fn same_keys(&self, other: &InService) -> bool {
+        let next_id = |keys: &InService| {
+            keys.next
+                .as_ref()
+                .map(|next| next.key.signer.key_id().to_owned())
+        };
+        self.current.signer.key_id() == other.current.signer.key_id()
+            && next_id(self) == next_id(other)
+    }
+}
+
+/// The keys in service, shared by the publisher and the inbox, which changes them on a
+/// rotation, and by the publisher, which ends an overlap.
+#[derive(Clone)]
+pub struct KeyRing(Arc<RwLock<Arc<InService>>>);
 
 impl KeyRing {
-    /// Returns a ring holding `key`.
+    /// Returns a ring whose current key is `key`, without a next key.
     pub fn new(key: ActiveKey) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(key))))
+        Self::with_keys(InService {
+            current: key,
+            next: None,
+        })
     }
 
-    /// Returns the current key.
-    pub fn current(&self) -> Arc<ActiveKey> {
+    /// Returns a ring holding `keys`.
+    pub fn with_keys(keys: InService) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(keys))))
+    }
+
+    /// Returns the keys in service.
+    pub fn in_service(&self) -> Arc<InService> {
         // Critical sections are a clone or a store of an Arc: a poisoned lock holds a whole value.
         self.0
             .read()
@@ -96,12 +140,12 @@ impl KeyRing {
             .clone()
     }
 
-    /// Makes `key` current.
-    pub(crate) fn replace(&self, key: ActiveKey) {
+    /// Puts `keys` in service.
+    pub(crate) fn replace(&self, keys: InService) {
         *self
             .0
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(key);
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
     }
 }
 
@@ -125,6 +169,12 @@ pub fn load_or_create(
             Some(record) if record.retired_at != 0 => Err(SigningError::Refused(format!(
                 "--signing-key-file {}: key {id} was retired; give the current key's file",
                 path.display()
+            ))),
+            Some(_) if list.next == id => Err(SigningError::Refused(format!(
+                "--signing-key-file {}: key {id} is the next key of a rotation, current from {}; give the current key's file ({})",
+                path.display(),
+                lifecycle::time_text(list.next_current_from),
+                list.current
             ))),
             Some(_) if list.current != id => Err(SigningError::Refused(format!(
                 "--signing-key-file {}: key {id} was replaced by a rotation; the current key is {}: give its file, or leave the flag out when its private key is in the data directory",
@@ -151,6 +201,37 @@ pub fn load_or_create(
         return lifecycle::record_gaen_version(store, signer, default_gaen_version);
     }
     add_new_key(store, data_dir, default_gaen_version, now)
+}
+
+/// Returns the next key of a rotation in its overlap, read from the data directory; `None`
+/// outside an overlap.
+pub fn load_next(store: &Store, data_dir: &Path) -> Result<Option<NextKey>, SigningError> {
+    let list = store.signing_keys()?;
+    if list.next.is_empty() {
+        return Ok(None);
+    }
+    let path = key_file(data_dir, &list.next);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(SigningError::Refused(format!(
+            "the next signing key {0} (a rotation in its overlap) has no private key at {1}: put it back, or call the rotation off with `signing-key retire {0}`",
+            list.next,
+            path.display()
+        )));
+    }
+    let signer = read_signer(&path, DATA_DIR_KEY_RULES)?;
+    let gaen_key_version = list
+        .keys
+        .iter()
+        .find(|record| record.key_id == list.next)
+        .map(|record| record.gaen_key_version.clone())
+        .unwrap_or_default();
+    Ok(Some(NextKey {
+        key: ActiveKey {
+            signer,
+            gaen_key_version,
+        },
+        current_from: list.next_current_from,
+    }))
 }
 
 /// Generates a key into the data directory and makes it current with GAEN version

@@ -154,6 +154,15 @@ pub struct SigningKeyList {
     /// Id of the key that signs new batches.
     #[prost(string, tag = "2")]
     pub current: String,
+    /// Id of the key a rotation with an overlap added (`signing-key rotate --overlap`, DESIGN
+    /// §15): it signs GAEN exports beside the current key until `next_current_from`, when it
+    /// becomes current; empty outside an overlap.
+    #[prost(string, tag = "3")]
+    pub next: String,
+    /// With `next`: Unix seconds from which it is current (the publisher's next run after it
+    /// makes the switch).
+    #[prost(uint64, tag = "4")]
+    pub next_current_from: u64,
 }
 
 impl StoredKey {
