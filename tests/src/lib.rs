@@ -3,6 +3,7 @@
 //! gracefully. The tests in `tests/` drive it through the generated gRPC clients.
 
 pub mod binary;
+pub mod browser;
 pub mod bucket_check;
 pub mod console_client;
 pub mod gaen_python;

@@ -121,8 +121,12 @@ impl Request {
     /// CSRF token; this keeps other sites from posting it.
     pub fn same_origin(&self) -> bool {
         let text = |name| self.headers.get(name).and_then(|value| value.to_str().ok());
-        if text("sec-fetch-site").is_some_and(|site| site == "cross-site" || site == "same-site") {
-            return false;
+        if let Some(site) = text("sec-fetch-site") {
+            // The browser's own word on where the form came from. It is the only one for the
+            // console's own forms: their pages are `Referrer-Policy: no-referrer`, under which
+            // browsers send `Origin: null` with a form's POST (Fetch, "append a request
+            // `Origin` header"), so there is no origin to compare.
+            return site == "same-origin";
         }
         match (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) {
             (Some(origin), Some(host)) => origin
@@ -290,6 +294,14 @@ mod tests {
             "Sec-Fetch-Site wins even without Origin"
         );
         assert!(request_with(&[host, ("sec-fetch-site", "same-origin")]).same_origin());
+        // What chromium sends with the sign-in form of a `Referrer-Policy: no-referrer` page
+        // (seen in tests/tests/console_browser.rs).
+        assert!(
+            request_with(&[host, ("sec-fetch-site", "same-origin"), ("origin", "null")])
+                .same_origin()
+        );
+        assert!(!request_with(&[host, ("origin", "null")]).same_origin());
+        assert!(!request_with(&[host, ("sec-fetch-site", "none")]).same_origin());
     }
 
     #[test]
