@@ -72,6 +72,16 @@ pub struct ServerConfig {
     )]
     pub console_codes_per_user_per_day: u32,
 
+    /// Upload codes the console accounts of one authority may issue per UTC day, all of them
+    /// together (the authority's bearer token is not counted); past it the console refuses and
+    /// says when the quota resets (midnight UTC). 0 turns the quota off.
+    #[arg(
+        long,
+        env = "EXPOSURE_CONSOLE_CODES_PER_AUTHORITY_PER_DAY",
+        default_value_t = 5000
+    )]
+    pub console_codes_per_authority_per_day: u32,
+
     /// What the QR code beside a code issued in the console holds: a link template with
     /// `{code}` where the code goes (an app's deep link, e.g.
     /// `https://app.example/upload?code={code}`). Unset: the QR code holds the code itself.

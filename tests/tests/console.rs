@@ -784,3 +784,401 @@ async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
         .collect();
     assert_eq!(actions, ["enrol", "login", "login"]);
 }
+
+/// A full-day GAEN key starting at `interval` (Unix seconds / 600 of a UTC midnight), with its
+/// own days since onset when given.
+fn day_key(byte: u8, interval: u32, own: Option<i32>) -> DiagnosisKey {
+    let mut key = gaen(key16(byte), interval, 144);
+    if let Some(exposure_proto::v1::diagnosis_key::Key::Gaen(inner)) = key.key.as_mut() {
+        inner.days_since_onset_of_symptoms = own;
+    }
+    key
+}
+
+/// Returns every exported key's `days_since_onset_of_symptoms` (`None` when absent), by key
+/// data in hex, as the independent Python decoder reads the region's GAEN zips; waits (at
+/// most 20 s) until `count` keys are exported. `None` when the decoder is missing (skipped
+/// loudly, or failed under CI, by the decoder).
+async fn exported_onsets(
+    server: &TestServer,
+    count: usize,
+) -> Option<std::collections::BTreeMap<String, Option<i64>>> {
+    use exposure_tests::gaen_python::PythonDecoder;
+    use exposure_tests::http_client::HttpClient;
+    let protoc = protoc_bin_vendored::protoc_bin_path().expect("vendored protoc");
+    let decoder = PythonDecoder::find(&protoc)?;
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let key_path = dir.path().join("signing-key.der");
+    let (_, public_key) =
+        fixtures::current_signing_key(&mut server.distribution_client().await).await;
+    std::fs::write(&key_path, public_key).expect("write key");
+    let http = HttpClient::new(&server.http_url);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut onsets = std::collections::BTreeMap::new();
+    let mut decoded_paths = std::collections::BTreeSet::new();
+    while onsets.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {onsets:?} exported"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let index = http
+            .get(&format!("/v1/regions/{REGION}/gaen/index.txt"))
+            .await;
+        if index.status != 200 {
+            continue;
+        }
+        for path in index.text().lines() {
+            if !decoded_paths.insert(path.to_owned()) {
+                continue;
+            }
+            let zip = http.get(&format!("/{path}")).await;
+            assert_eq!(zip.status, 200, "{path}");
+            let zip_path = dir.path().join(format!("{}.zip", decoded_paths.len()));
+            std::fs::write(&zip_path, &zip.body).expect("write zip");
+            let decoded = decoder.decode(&zip_path, &[&key_path]);
+            if decoded["signature_checks"] != "skipped" {
+                assert_eq!(decoded["signature_checks"], serde_json::json!([0]));
+            }
+            let keys = decoded["export"]["keys"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let hex_keys = decoded["keys_hex"].as_array().expect("keys_hex").clone();
+            assert_eq!(keys.len(), hex_keys.len());
+            for (key, hex_key) in keys.iter().zip(hex_keys) {
+                onsets.insert(
+                    hex_key.as_str().expect("hex").to_owned(),
+                    key.get("days_since_onset_of_symptoms")
+                        .map(|days| days.as_i64().expect("an integer")),
+                );
+            }
+        }
+    }
+    Some(onsets)
+}
+
+/// Posts the console's issue form with a symptom-onset and a test date (either may be empty).
+async fn issue_dated(browser: &mut Browser, csrf: &str, onset: &str, test: &str) -> Answer {
+    browser
+        .post(
+            "/codes",
+            &[
+                ("csrf", csrf),
+                ("region", REGION),
+                ("report_type", "confirmed_test"),
+                ("valid_hours", "24"),
+                ("symptom_onset_date", onset),
+                ("test_date", test),
+            ],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_onset_or_test_date_of_a_code_fills_in_days_since_onset_in_the_gaen_export() {
+    use exposure_proto::v1::IssueUploadCodesRequest;
+    // Midnights UTC as 10-minute interval numbers (`date -u -d 2025-12-27 +%s` / 600, ...).
+    const DEC_27: u32 = 1_766_793_600 / 600;
+    const DEC_28: u32 = 1_766_880_000 / 600;
+    const DEC_30: u32 = 1_767_052_800 / 600;
+    const JAN_08: u32 = 1_767_830_400 / 600;
+    const JAN_09: u32 = 1_767_916_800 / 600;
+    assert_eq!((DEC_27, JAN_09), (2_944_656, 2_946_528));
+
+    let server = start().await;
+    let mut client = server.upload_client().await;
+    let grpc_order = |symptom_onset_date: &str, test_date: &str| {
+        server.authorized(IssueUploadCodesRequest {
+            region: REGION.into(),
+            count: 1,
+            symptom_onset_date: symptom_onset_date.into(),
+            test_date: test_date.into(),
+            ..Default::default()
+        })
+    };
+    // TEST_NOW is 2026-01-10 12:00 UTC: tomorrow and 31 days back are refused, naming the field.
+    for (onset, test, field, problem) in [
+        (
+            "2026-01-11",
+            "",
+            "symptom_onset_date",
+            "must not be in the future",
+        ),
+        ("", "2025-12-10", "test_date", "must be at most 30 days ago"),
+        (
+            "10.01.2026",
+            "",
+            "symptom_onset_date",
+            "must be a date YYYY-MM-DD",
+        ),
+    ] {
+        let status = client
+            .issue_upload_codes(grpc_order(onset, test))
+            .await
+            .expect_err("a bad date is refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(field), "{status:?}");
+        assert!(status.message().contains(problem), "{status:?}");
+    }
+    // A test date 28 days back (2025-12-13) over gRPC, and a code without a date.
+    let issue = |request| {
+        let mut client = client.clone();
+        async move {
+            client
+                .issue_upload_codes(request)
+                .await
+                .expect("issued")
+                .into_inner()
+                .codes[0]
+                .code
+                .clone()
+        }
+    };
+    let tested = issue(grpc_order("", "2025-12-13")).await;
+    let undated = issue(grpc_order("", "")).await;
+
+    // A symptom-onset date (2026-01-05) on the console's form; a bad one names its field.
+    let mut browser = Browser::new(&server.console_url);
+    let staff = enrol(
+        &server,
+        &mut browser,
+        "dated@example.org",
+        vec![Role::Issuer],
+    )
+    .await;
+    log_in(&server, &mut browser, &staff).await;
+    let home = browser.get("/").await;
+    assert!(home.text().contains("id=\"symptom_onset_date\""));
+    assert!(home.text().contains("id=\"test_date\""));
+    let csrf = field_value(home.text(), "csrf");
+    for (onset, test, field) in [
+        ("2026-01-11", "", "symptom_onset_date"),
+        ("", "2025-12-10", "test_date"),
+    ] {
+        let refused = issue_dated(&mut browser, &csrf, onset, test).await;
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        assert!(error_text(&refused).contains(field), "{}", refused.text());
+        assert_eq!(text_of_class(refused.text(), "code"), None);
+    }
+    let issued = issue_dated(&mut browser, &csrf, "2026-01-05", "").await;
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    let onset = text_of_class(issued.text(), "code").expect("the code");
+
+    // The phones upload over the real gRPC API.
+    for (code, id, keys) in [
+        (
+            &onset,
+            "onset",
+            vec![
+                day_key(0x11, JAN_09, None),
+                day_key(0x12, DEC_30, None),
+                day_key(0x13, JAN_08, Some(-3)),
+            ],
+        ),
+        (
+            &tested,
+            "tested",
+            vec![
+                day_key(0x21, DEC_27, None),
+                day_key(0x22, DEC_28, None),
+                day_key(0x23, JAN_09, None),
+            ],
+        ),
+        (&undated, "undated", vec![day_key(0x31, JAN_09, None)]),
+    ] {
+        let mut upload = fixtures::upload(id, keys);
+        upload.region = String::new();
+        let answer = client
+            .upload_diagnosis_keys(fixtures::with_code(upload, code))
+            .await
+            .expect("the code uploads")
+            .into_inner();
+        assert!(answer.keys_accepted > 0);
+    }
+
+    let Some(onsets) = exported_onsets(&server, 7).await else {
+        return;
+    };
+    let hex_of = |byte: u8| hex::encode([byte; 16]);
+    let expected = [
+        // Onset 2026-01-05: 2026-01-09 is 4 days after, 2025-12-30 6 days before.
+        (0x11, Some(4)),
+        (0x12, Some(-6)),
+        // A key with its own value keeps it.
+        (0x13, Some(-3)),
+        // Test date 2025-12-13: 2025-12-27 is 14 days after; 2025-12-28 (15) and 2026-01-09
+        // (27) fall outside -14..=14 and carry none.
+        (0x21, Some(14)),
+        (0x22, None),
+        (0x23, None),
+        // No date: absent.
+        (0x31, None),
+    ];
+    let expected: std::collections::BTreeMap<String, Option<i64>> = expected
+        .into_iter()
+        .map(|(byte, days)| (hex_of(byte), days))
+        .collect();
+    assert_eq!(onsets, expected);
+    server.stop().await;
+}
+
+/// Returns the `data-status` of each row of the page's codes table, top to bottom.
+fn statuses(answer: &Answer) -> Vec<String> {
+    answer
+        .text()
+        .split("data-status=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().expect("closing quote").to_owned())
+        .collect()
+}
+
+/// Issues `count` codes over gRPC with `token`; returns them.
+async fn issue_with_token(server: &TestServer, token: &str, count: u32) -> Vec<String> {
+    use exposure_proto::v1::IssueUploadCodesRequest;
+    let request = fixtures::with_authorization(
+        IssueUploadCodesRequest {
+            region: REGION.into(),
+            count,
+            ..Default::default()
+        },
+        "Bearer",
+        token,
+    );
+    server
+        .upload_client()
+        .await
+        .issue_upload_codes(request)
+        .await
+        .expect("issued")
+        .into_inner()
+        .codes
+        .into_iter()
+        .map(|code| code.code)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_codes_list_shows_status_and_issuer_newest_first_never_the_code() {
+    let server = start().await;
+    let mut issuer_browser = Browser::new(&server.console_url);
+    let issuer = enrol(
+        &server,
+        &mut issuer_browser,
+        "issuer@example.org",
+        vec![Role::Issuer],
+    )
+    .await;
+    let mut viewer_browser = Browser::new(&server.console_url);
+    let viewer = enrol(
+        &server,
+        &mut viewer_browser,
+        "viewer@example.org",
+        vec![Role::Viewer],
+    )
+    .await;
+
+    // The issuer issues a code that is used, then one valid for an hour that expires.
+    log_in(&server, &mut issuer_browser, &issuer).await;
+    let csrf = field_value(issuer_browser.get("/").await.text(), "csrf");
+    let mut issued = Vec::new();
+    for hours in ["24", "1"] {
+        server.clock.advance(1);
+        let answer = issuer_browser
+            .post(
+                "/codes",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("region", REGION),
+                    ("report_type", "self_report"),
+                    ("valid_hours", hours),
+                ],
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        issued.push(text_of_class(answer.text(), "code").expect("code"));
+    }
+    let mut upload = fixtures::upload("listed", vec![yesterday_key(0x41)]);
+    upload.region = String::new();
+    server
+        .upload_client()
+        .await
+        .upload_diagnosis_keys(fixtures::with_code(upload, &issued[0]))
+        .await
+        .expect("uploads");
+    // 55 more with the authority's token, later; and one of another authority.
+    server.clock.advance(1);
+    issued.extend(issue_with_token(&server, &server.token, 55).await);
+    let data_dir = server.data_dir().to_owned();
+    let other_token = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        exposure_server::admin::authority(
+            exposure_server::admin::AuthorityCommand::Add {
+                data: DataDir { data_dir },
+                name: "Ha Noi CDC".into(),
+                regions: vec![REGION.into()],
+                admin: false,
+                uploads_per_minute: None,
+                keys_per_day: None,
+            },
+            &mut out,
+        )
+        .expect("authority add");
+        String::from_utf8(out)
+            .expect("utf-8")
+            .lines()
+            .last()
+            .expect("token line")
+            .to_owned()
+    })
+    .await
+    .expect("admin task");
+    issued.extend(issue_with_token(&server, &other_token, 3).await);
+
+    // An hour and a minute later the one-hour code has expired.
+    server.clock.advance(61 * 60);
+    log_in(&server, &mut viewer_browser, &viewer).await;
+    let first = viewer_browser.get("/codes").await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(first.text().contains("id=\"codes\""));
+    assert!(
+        first.text().contains(": 57<"),
+        "57 codes of this authority, none of the other: {}",
+        first.text()
+    );
+    assert_eq!(statuses(&first), vec!["unused"; 50], "newest first");
+    assert!(first.text().contains("API token"), "issued with the token");
+    assert!(first.text().contains("id=\"page-older\""));
+    let second = viewer_browser.get("/codes?page=2").await;
+    let mut expected = vec!["unused"; 5];
+    expected.extend(["expired", "used"]);
+    assert_eq!(statuses(&second), expected);
+    assert!(second.text().contains("issuer@example.org"));
+    assert!(second.text().contains("Self-report"));
+    assert!(!second.text().contains("id=\"page-older\""));
+    for page in [&first, &second] {
+        for code in &issued {
+            assert!(!page.text().contains(code.as_str()), "{code} shown");
+            assert!(
+                !page.text().contains(&code.replace('-', "")),
+                "{code} shown"
+            );
+        }
+        assert_eq!(page.header("cache-control"), "no-store");
+    }
+
+    // The issuer sees only the two they issued.
+    log_in(&server, &mut issuer_browser, &issuer).await;
+    let own = issuer_browser.get("/codes").await;
+    assert_eq!(statuses(&own), ["expired", "used"], "{}", own.text());
+    // Vietnamese.
+    viewer_browser.accept_language = Some("vi".into());
+    let vietnamese = viewer_browser.get("/codes?page=2").await;
+    assert!(
+        vietnamese.text().contains("Đã dùng"),
+        "{}",
+        vietnamese.text()
+    );
+    assert!(vietnamese.text().contains("Hết hạn"));
+    server.stop().await;
+}

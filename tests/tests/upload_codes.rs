@@ -36,6 +36,7 @@ async fn issue(
         count,
         report_type: report_type as i32,
         valid_for,
+        ..Default::default()
     });
     let codes = server
         .upload_client()
@@ -232,6 +233,7 @@ async fn issuing_checks_its_fields_and_the_authoritys_region() {
             count,
             report_type: report_type as i32,
             valid_for,
+            ..Default::default()
         });
         let status = client
             .issue_upload_codes(request)

@@ -19,7 +19,7 @@ use super::session::{Form, Request, SignedIn, signed_in};
 use super::{ConsoleState, blocking, network_text, pages};
 use crate::error::ApiError;
 use crate::storage::StorageError;
-use crate::storage::console::{AuditRecord, ROLE_ISSUER};
+use crate::storage::console::{AuditRecord, ConsoleUser, ROLE_ISSUER};
 use crate::storage::records::Authority;
 
 /// Seconds of a UTC day.
@@ -34,19 +34,28 @@ pub async fn home(State(state): State<Arc<ConsoleState>>, request: Request) -> R
         Ok(None) => return Redirect::to("/login").into_response(),
         Err(error) => return internal(&request, &error),
     };
-    match authority_of(&state, &signed).await {
-        Ok(authority) => {
-            let regions = authority
-                .map(|authority| authority.regions)
-                .unwrap_or_default();
-            pages::respond(
-                &request,
-                StatusCode::OK,
-                pages::home(&request, &signed, &regions, None),
-            )
-        }
-        Err(error) => internal(&request, &error),
-    }
+    let authority = match authority_of(&state, &signed).await {
+        Ok(authority) => authority,
+        Err(error) => return internal(&request, &error),
+    };
+    let regions = authority
+        .map(|authority| authority.regions)
+        .unwrap_or_default();
+    let now = state.clock.now();
+    let quota = match blocking({
+        let (state, signed) = (state.clone(), signed.user.clone());
+        move || quota_use(&state, &signed, now)
+    })
+    .await
+    {
+        Ok(quota) => quota,
+        Err(error) => return internal(&request, &error),
+    };
+    pages::respond(
+        &request,
+        StatusCode::OK,
+        pages::home(&request, &signed, &regions, Some(&quota), None),
+    )
 }
 
 /// `POST /codes`: issues one code for the signed-in issuer's authority.
@@ -99,6 +108,8 @@ pub async fn issue(
                 count: 1,
                 report_type: report_type as i32,
                 valid_for: hours * 3600,
+                symptom_onset_date: form.get("symptom_onset_date").trim().to_owned(),
+                test_date: form.get("test_date").trim().to_owned(),
             };
             issue_within_quota(&state, &signed, &authority, &order, now).await
         }
@@ -116,7 +127,12 @@ pub async fn issue(
         result: match &result {
             Ok(_) => "ok".into(),
             Err(Refusal::Api(error)) => error.to_string(),
-            Err(Refusal::Quota { .. }) => "daily quota of the account reached".into(),
+            Err(Refusal::Quota {
+                authority: false, ..
+            }) => "daily quota of the account reached".into(),
+            Err(Refusal::Quota {
+                authority: true, ..
+            }) => "daily quota of the authority reached".into(),
         },
         network: network_text(request.peer.as_ref()),
     };
@@ -155,9 +171,11 @@ pub async fn issue(
 enum Refusal {
     /// The issuing path refused (bad input, the authority's rate) or failed.
     Api(ApiError),
-    /// The account's daily quota is used up until `resets_at` (Unix seconds).
+    /// The account's or the authority's daily quota is used up until `resets_at`.
     Quota {
-        /// The next midnight UTC.
+        /// Whether the authority's quota (not the account's) is used up.
+        authority: bool,
+        /// The next midnight UTC (Unix seconds).
         resets_at: u64,
     },
 }
@@ -172,9 +190,20 @@ fn refused(
 ) -> Response {
     let t = request.lang.text();
     let (status, reason) = match refusal {
-        Refusal::Quota { resets_at } => (
+        Refusal::Quota {
+            authority,
+            resets_at,
+        } => (
             StatusCode::TOO_MANY_REQUESTS,
-            format!("{} {}", t.quota_reached, pages::utc_time(resets_at)),
+            format!(
+                "{} {}",
+                if authority {
+                    t.authority_quota_reached
+                } else {
+                    t.quota_reached
+                },
+                pages::utc_time(resets_at)
+            ),
         ),
         Refusal::Api(error) => {
             let status = match &error {
@@ -186,7 +215,7 @@ fn refused(
             (status, error.to_string())
         }
     };
-    let page = pages::home(request, signed, &authority.regions, Some(&reason));
+    let page = pages::home(request, signed, &authority.regions, None, Some(&reason));
     pages::respond(request, status, page)
 }
 
@@ -201,17 +230,24 @@ async fn issue_within_quota(
 ) -> Result<IssueUploadCodesResponse, Refusal> {
     let worker = state.clone();
     let email = signed.user.email.clone();
-    match blocking(move || charge_quota(&worker, &email, now, 1)).await {
+    let authority_id = authority.id.clone();
+    let count = i64::from(order.count);
+    match blocking(move || charge_quota(&worker, &email, &authority_id, now, count)).await {
         Ok(Ok(())) => {}
-        Ok(Err(resets_at)) => return Err(Refusal::Quota { resets_at }),
+        Ok(Err(refusal)) => return Err(refusal),
         Err(error) => return Err(Refusal::Api(ApiError::Internal(error))),
     }
-    let result = state.issuer.issue(authority, order).await;
+    let result = state
+        .issuer
+        .issue(authority, order, &signed.user.email)
+        .await;
     if result.is_err() {
         let worker = state.clone();
         let email = signed.user.email.clone();
+        let authority_id = authority.id.clone();
         if let Err(error) =
-            blocking(move || charge_quota(&worker, &email, now, -1).map(|_| ())).await
+            blocking(move || charge_quota(&worker, &email, &authority_id, now, -count).map(|_| ()))
+                .await
         {
             tracing::warn!(%error, "quota not given back after a failed issue");
         }
@@ -219,41 +255,111 @@ async fn issue_within_quota(
     result.map_err(Refusal::Api)
 }
 
-/// Adds `count` codes (negative: gives them back) to the account's count of the UTC day of
-/// `now`; returns the next midnight UTC instead when adding would pass
-/// `--console-codes-per-user-per-day`.
+/// Adds `count` codes (negative: gives them back) to the account's and its authority's
+/// counts of the UTC day of `now`; refuses instead, with the next midnight UTC, when adding
+/// would pass `--console-codes-per-user-per-day` or `--console-codes-per-authority-per-day`.
 fn charge_quota(
     state: &ConsoleState,
     email: &str,
+    authority_id: &str,
     now: u64,
     count: i64,
-) -> Result<Result<(), u64>, StorageError> {
-    let limit = state.codes_per_user_per_day;
-    if limit == 0 {
-        return Ok(Ok(()));
-    }
+) -> Result<Result<(), Refusal>, StorageError> {
     let _accounts = state
         .accounts
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let day = now / DAY;
-    let Some(mut user) = state.store.console_user(email)? else {
-        return Ok(Ok(()));
-    };
-    if user.quota_day != day {
-        if count < 0 {
-            return Ok(Ok(()));
+    let resets_at = (day + 1) * DAY;
+    // The counts after the change, or `None` where there is no quota (or nothing to give
+    // back: a count of an earlier day).
+    let recount = |counted_day: u64, counted: u64, limit: u32| -> Option<Result<u64, ()>> {
+        if limit == 0 {
+            return None;
         }
+        let counted = if counted_day == day { counted } else { 0 };
+        if counted_day != day && count < 0 {
+            return None;
+        }
+        let after = i64::try_from(counted)
+            .unwrap_or(i64::MAX)
+            .saturating_add(count);
+        Some(if after > i64::from(limit) {
+            Err(())
+        } else {
+            Ok(u64::try_from(after).unwrap_or(0))
+        })
+    };
+    let mut user = state.store.console_user(email)?;
+    let user_after = user.as_ref().and_then(|user| {
+        recount(
+            user.quota_day,
+            u64::from(user.codes_today),
+            state.codes_per_user_per_day,
+        )
+    });
+    let (counted_day, counted) = state.store.authority_codes_today(authority_id)?;
+    let authority_after = recount(counted_day, counted, state.codes_per_authority_per_day);
+    if let Some(Err(())) = user_after {
+        return Ok(Err(Refusal::Quota {
+            authority: false,
+            resets_at,
+        }));
+    }
+    if let Some(Err(())) = authority_after {
+        return Ok(Err(Refusal::Quota {
+            authority: true,
+            resets_at,
+        }));
+    }
+    if let (Some(Ok(after)), Some(user)) = (user_after, user.as_mut()) {
         user.quota_day = day;
-        user.codes_today = 0;
+        user.codes_today = u32::try_from(after).unwrap_or(u32::MAX);
+        state.store.put_console_user(user)?;
     }
-    let after = i64::from(user.codes_today) + count;
-    if after > i64::from(limit) {
-        return Ok(Err((day + 1) * DAY));
+    if let Some(Ok(after)) = authority_after {
+        state
+            .store
+            .put_authority_codes_today(authority_id, day, after)?;
     }
-    user.codes_today = u32::try_from(after.max(0)).unwrap_or(0);
-    state.store.put_console_user(&user)?;
     Ok(Ok(()))
+}
+
+/// Returns the codes the account and its authority issued today, and the next midnight UTC:
+/// what the issue form shows beside the quotas.
+pub fn quota_use(
+    state: &ConsoleState,
+    user: &ConsoleUser,
+    now: u64,
+) -> Result<QuotaUse, StorageError> {
+    let day = now / DAY;
+    let (counted_day, counted) = state.store.authority_codes_today(&user.authority_id)?;
+    let user = if user.quota_day == day {
+        u64::from(user.codes_today)
+    } else {
+        0
+    };
+    Ok(QuotaUse {
+        user,
+        user_limit: state.codes_per_user_per_day,
+        authority: if counted_day == day { counted } else { 0 },
+        authority_limit: state.codes_per_authority_per_day,
+        resets_at: (day + 1) * DAY,
+    })
+}
+
+/// Today's use of the two daily quotas.
+pub struct QuotaUse {
+    /// Codes the account issued today.
+    pub user: u64,
+    /// `--console-codes-per-user-per-day` (0: none).
+    pub user_limit: u32,
+    /// Codes the authority's accounts issued today.
+    pub authority: u64,
+    /// `--console-codes-per-authority-per-day` (0: none).
+    pub authority_limit: u32,
+    /// The next midnight UTC.
+    pub resets_at: u64,
 }
 
 /// Returns the signed-in person's authority while it is active.

@@ -8,7 +8,8 @@
 //! - [`session`]: cookies, sessions and their CSRF tokens, the signed-in account of a request;
 //! - [`login`]: sign-in (lockout, one message for every failure), sign-out and enrolment;
 //! - [`codes`]: the home page and issuing a code through [`CodeIssuer`], the path the gRPC
-//!   `IssueUploadCodes` takes.
+//!   `IssueUploadCodes` takes;
+//! - [`listing`]: the codes list, paginated.
 //!
 //! Everything it stores is in the store's `console_*` column families
 //! ([`crate::storage::console`]); every login, failed login, lock and code issue is written to
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod codes;
 pub mod i18n;
+pub mod listing;
 pub mod login;
 pub mod pages;
 pub mod session;
@@ -64,6 +66,8 @@ pub struct ConsoleState {
     pub code_link: Option<String>,
     /// `--console-codes-per-user-per-day`; 0 for no quota.
     pub codes_per_user_per_day: u32,
+    /// `--console-codes-per-authority-per-day`; 0 for no quota.
+    pub codes_per_authority_per_day: u32,
     /// Serializes the read-change-write of an account's failure counters, so two logins at
     /// once cannot lose a failure.
     pub accounts: Mutex<()>,
@@ -83,6 +87,7 @@ impl ConsoleState {
             https: config.tls_cert.is_some() || config.insecure_plaintext,
             code_link: config.console_code_link.clone(),
             codes_per_user_per_day: config.console_codes_per_user_per_day,
+            codes_per_authority_per_day: config.console_codes_per_authority_per_day,
             accounts: Mutex::new(()),
         }
     }
@@ -99,7 +104,7 @@ impl ConsoleState {
 pub fn router(state: Arc<ConsoleState>) -> Router {
     Router::new()
         .route("/", get(codes::home))
-        .route("/codes", post(codes::issue))
+        .route("/codes", get(listing::codes).post(codes::issue))
         .route("/login", get(login::login_page).post(login::login))
         .route("/logout", post(login::logout))
         .route("/enrol", get(login::enrol_page).post(login::enrol))

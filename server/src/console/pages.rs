@@ -64,6 +64,8 @@ pub fn layout(request: &Request, signed: Option<&SignedIn>, body: Markup) -> Mar
                             (t.switch_to)
                         }
                         @if let Some(signed) = signed {
+                            a id="nav-issue" href="/" { (t.nav_issue) }
+                            a id="nav-codes" href="/codes" { (t.nav_codes) }
                             span.account {
                                 (t.signed_in_as) " " strong { (signed.user.email) }
                                 " · " (t.roles) ": " (role_names(signed.user.roles))
@@ -85,7 +87,7 @@ pub fn layout(request: &Request, signed: Option<&SignedIn>, body: Markup) -> Mar
 /// the home page after a POST (whose answer cannot be reloaded).
 fn switch_path(path: &str) -> &str {
     match path {
-        "/login" | "/" => path,
+        "/login" | "/" | "/codes" => path,
         _ => "/",
     }
 }
@@ -135,12 +137,13 @@ pub fn enrol(
     layout(request, None, body)
 }
 
-/// The home page: the issue form for an issuer (with the authority's regions), a short note
-/// for anyone else; `error` says why the last issue failed.
+/// The home page: the issue form for an issuer (with the authority's regions and today's use
+/// of the quotas), a short note for anyone else; `error` says why the last issue failed.
 pub fn home(
     request: &Request,
     signed: &SignedIn,
     regions: &[String],
+    quota: Option<&super::codes::QuotaUse>,
     error: Option<&str>,
 ) -> Markup {
     let t = request.lang.text();
@@ -149,6 +152,19 @@ pub fn home(
         @if issuer && !regions.is_empty() {
             h1 { (t.issue_heading) }
             @if let Some(error) = error { p.error role="alert" { (t.issue_failed) " " (error) } }
+            @if let Some(quota) = quota {
+                p.hint id="quota" {
+                    @if quota.user_limit > 0 {
+                        span id="quota-user" { (t.quota_user) ": " (quota.user) " / " (quota.user_limit) }
+                        " · "
+                    }
+                    @if quota.authority_limit > 0 {
+                        span id="quota-authority" { (t.quota_authority) ": " (quota.authority) " / " (quota.authority_limit) }
+                        " · "
+                    }
+                    (t.quota_resets) " " (utc_time(quota.resets_at))
+                }
+            }
             form method="post" action="/codes" {
                 input type="hidden" name="csrf" value=(signed.session.csrf_token);
                 label { (t.region)
@@ -166,6 +182,13 @@ pub fn home(
                 label { (t.valid_for) " (" (t.hours) ")"
                     input type="number" name="valid_hours" min="1" max="168" value="24" required;
                 }
+                label { (t.symptom_onset_date)
+                    input type="date" id="symptom_onset_date" name="symptom_onset_date";
+                }
+                label { (t.test_date)
+                    input type="date" id="test_date" name="test_date";
+                }
+                p.hint { (t.onset_hint) }
                 button type="submit" { (t.issue_button) }
             }
         } @else {
@@ -193,6 +216,56 @@ pub fn code(
         p { a href="/" { (t.back) } }
     };
     layout(request, Some(signed), body)
+}
+
+/// The codes list: one table row per code, never the code itself; `total` codes in all,
+/// `page` of them (from 1), `more` when a later page exists.
+pub fn codes_list(
+    request: &Request,
+    signed: &SignedIn,
+    rows: &[super::listing::CodeRow],
+    total: usize,
+    page: usize,
+    more: bool,
+) -> Markup {
+    let t = request.lang.text();
+    let body = html! {
+        h1 { (t.codes_heading) }
+        p id="codes-total" { (t.codes_total) ": " (total) }
+        div.scroll {
+            table id="codes" {
+                thead { tr {
+                    th { (t.issued_at) } th { (t.issued_by) } th { (t.report_type) }
+                    th { (t.expires) } th { (t.status) }
+                } }
+                tbody {
+                    @for row in rows {
+                        tr class=(row.status.0) {
+                            td { (row.issued) }
+                            td { @if row.issued_by.is_empty() { (t.by_token) } @else { (row.issued_by) } }
+                            td { (row.report_type) }
+                            td { (row.expires) }
+                            td.status data-status=(row.status.0) { (row.status.1) }
+                        }
+                    }
+                }
+            }
+        }
+        (pager(request, "/codes", page, more))
+    };
+    layout(request, Some(signed), body)
+}
+
+/// Links to the pages before and after `page` of the list at `path`.
+pub fn pager(request: &Request, path: &str, page: usize, more: bool) -> Markup {
+    let t = request.lang.text();
+    html! {
+        nav.pager {
+            @if page > 1 { a id="page-newer" href={ (path) "?page=" (page - 1) } { (t.newer) } }
+            span { (t.page) " " (page) }
+            @if more { a id="page-older" href={ (path) "?page=" (page + 1) } { (t.older) } }
+        }
+    }
 }
 
 /// Returns `text` as a QR code in inline SVG (medium error correction), or nothing when it

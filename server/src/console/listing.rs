@@ -1,0 +1,139 @@
+//! The console's lists (DESIGN.md section 13): the codes of the authority, newest first, a page
+//! of [`PAGE_SIZE`] at a time (`?page=N`, from 1). Codes show their issuer, issue time, report
+//! type, expiry and status (unused, used, expired), never the code or its hash. Issuers see
+//! the codes they issued; admins and viewers every code of the authority; nobody another
+//! authority's.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use exposure_proto::v1::ReportType;
+use http::StatusCode;
+
+use super::login::internal;
+use super::session::{Request, signed_in};
+use super::{ConsoleState, blocking, pages};
+use crate::storage::console::{ROLE_ADMIN, ROLE_ISSUER, ROLE_VIEWER};
+use crate::storage::records::StoredCode;
+
+/// Rows a page of a list shows.
+pub const PAGE_SIZE: usize = 50;
+
+/// Returns the page number of a query (`page=N`, from 1; 1 when missing or malformed).
+pub fn page_of(query: Option<&str>) -> usize {
+    query
+        .map(|query| url::form_urlencoded::parse(query.as_bytes()))
+        .and_then(|mut pairs| pairs.find(|(name, _)| name == "page"))
+        .and_then(|(_, value)| value.parse::<usize>().ok())
+        .filter(|page| *page >= 1)
+        .unwrap_or(1)
+}
+
+/// Returns page `page` (from 1) of `items` and whether a later page exists.
+pub fn paginate<T>(items: Vec<T>, page: usize) -> (Vec<T>, bool) {
+    let start = (page - 1).saturating_mul(PAGE_SIZE);
+    let more = items.len() > start.saturating_add(PAGE_SIZE);
+    (
+        items.into_iter().skip(start).take(PAGE_SIZE).collect(),
+        more,
+    )
+}
+
+/// What the codes list shows of one code.
+pub struct CodeRow {
+    /// Issue time, UTC.
+    pub issued: String,
+    /// The issuing account's address; empty for the authority's bearer token.
+    pub issued_by: String,
+    /// The report type's name in the catalogue.
+    pub report_type: &'static str,
+    /// Expiry time, UTC.
+    pub expires: String,
+    /// `unused`, `used` or `expired` (the row's class), and its name in the catalogue.
+    pub status: (&'static str, &'static str),
+}
+
+/// `GET /codes`: the authority's codes, newest first.
+pub async fn codes(
+    State(state): State<Arc<ConsoleState>>,
+    request: Request,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let t = request.lang.text();
+    let signed = match signed_in(&state, &request).await {
+        Ok(Some(signed)) => signed,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(error) => return internal(&request, &error),
+    };
+    let user = &signed.user;
+    if !(user.has_role(ROLE_ISSUER) || user.has_role(ROLE_VIEWER) || user.has_role(ROLE_ADMIN)) {
+        return pages::message(
+            &request,
+            StatusCode::FORBIDDEN,
+            t.forbidden_heading,
+            t.cannot_see,
+        );
+    }
+    // Issuers alone see their own codes; admins and viewers the authority's.
+    let own_only = !(user.has_role(ROLE_VIEWER) || user.has_role(ROLE_ADMIN));
+    let store = state.store.clone();
+    let authority = user.authority_id.clone();
+    let email = user.email.clone();
+    let mut codes: Vec<StoredCode> =
+        match blocking(move || store.codes_of_authority(&authority)).await {
+            Ok(codes) => codes,
+            Err(error) => return internal(&request, &error),
+        };
+    if own_only {
+        codes.retain(|code| code.issued_by == email);
+    }
+    codes.sort_by(|a, b| b.issued_at.cmp(&a.issued_at));
+    let total = codes.len();
+    let page = page_of(query.as_deref());
+    let (codes, more) = paginate(codes, page);
+    let now = state.clock.now();
+    let rows: Vec<CodeRow> = codes
+        .iter()
+        .map(|code| CodeRow {
+            issued: pages::utc_time(code.issued_at),
+            issued_by: code.issued_by.clone(),
+            report_type: match ReportType::try_from(code.report_type) {
+                Ok(ReportType::ConfirmedClinicalDiagnosis) => t.clinical_diagnosis,
+                Ok(ReportType::SelfReport) => t.self_report,
+                _ => t.confirmed_test,
+            },
+            expires: pages::utc_time(code.expires_at),
+            status: if code.consumed_at > 0 {
+                ("used", t.status_used)
+            } else if code.expires_at < now {
+                ("expired", t.status_expired)
+            } else {
+                ("unused", t.status_unused)
+            },
+        })
+        .collect();
+    let page_markup = pages::codes_list(&request, &signed, &rows, total, page, more);
+    pages::respond(&request, StatusCode::OK, page_markup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_hold_fifty_rows_and_say_whether_more_follow() {
+        let items: Vec<u32> = (0..120).collect();
+        let (first, more) = paginate(items.clone(), 1);
+        assert_eq!((first.len(), first[0], more), (50, 0, true));
+        let (third, more) = paginate(items.clone(), 3);
+        assert_eq!((third.len(), third[0], more), (20, 100, false));
+        let (beyond, more) = paginate(items, 9);
+        assert!(beyond.is_empty() && !more);
+        assert_eq!(page_of(Some("page=3")), 3);
+        assert_eq!(page_of(Some("lang=vi&page=2")), 2);
+        assert_eq!(page_of(Some("page=0")), 1);
+        assert_eq!(page_of(Some("page=x")), 1);
+        assert_eq!(page_of(None), 1);
+    }
+}
