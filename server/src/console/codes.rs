@@ -12,12 +12,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use exposure_proto::v1::{IssueUploadCodesRequest, IssueUploadCodesResponse, ReportType};
-use http::StatusCode;
+use http::{StatusCode, header};
 
 use super::login::internal;
 use super::session::{Form, Request, SignedIn, signed_in};
 use super::{ConsoleState, blocking, network_text, pages};
 use crate::error::ApiError;
+use crate::ingest::issue::MAX_BULK_CODES;
 use crate::storage::StorageError;
 use crate::storage::console::{AuditRecord, ConsoleUser, ROLE_ISSUER};
 use crate::storage::records::Authority;
@@ -64,87 +65,10 @@ pub async fn issue(
     request: Request,
     body: Bytes,
 ) -> Response {
-    let t = request.lang.text();
-    let signed = match signed_in(&state, &request).await {
-        Ok(Some(signed)) => signed,
-        Ok(None) => return Redirect::to("/login").into_response(),
-        Err(error) => return internal(&request, &error),
+    let (signed, authority, result) = match issue_from_form(&state, &request, &body, false).await {
+        Ok(issued) => issued,
+        Err(answer) => return answer,
     };
-    let form = Form::parse(&body);
-    if !signed.csrf_ok(&form) {
-        return pages::message(
-            &request,
-            StatusCode::FORBIDDEN,
-            t.forbidden_heading,
-            t.form_refused,
-        );
-    }
-    let authority = match authority_of(&state, &signed).await {
-        Ok(authority) => authority,
-        Err(error) => return internal(&request, &error),
-    };
-    let (true, Some(authority)) = (signed.user.has_role(ROLE_ISSUER), authority) else {
-        return pages::message(
-            &request,
-            StatusCode::FORBIDDEN,
-            t.forbidden_heading,
-            t.cannot_issue,
-        );
-    };
-    let (report_type, report_name) = match form.get("report_type") {
-        "clinical_diagnosis" => (
-            ReportType::ConfirmedClinicalDiagnosis,
-            "CONFIRMED_CLINICAL_DIAGNOSIS",
-        ),
-        "self_report" => (ReportType::SelfReport, "SELF_REPORT"),
-        _ => (ReportType::ConfirmedTest, "CONFIRMED_TEST"),
-    };
-    let region = form.get("region").to_owned();
-    let now = state.clock.now();
-    let result = match form.get("valid_hours").trim().parse::<u64>() {
-        Ok(hours) if (1..=MAX_VALID_HOURS).contains(&hours) => {
-            let order = IssueUploadCodesRequest {
-                region: region.clone(),
-                count: 1,
-                report_type: report_type as i32,
-                valid_for: hours * 3600,
-                symptom_onset_date: form.get("symptom_onset_date").trim().to_owned(),
-                test_date: form.get("test_date").trim().to_owned(),
-            };
-            issue_within_quota(&state, &signed, &authority, &order, now).await
-        }
-        _ => Err(Refusal::Api(ApiError::invalid(
-            "valid_hours",
-            format!("must be a whole number of hours from 1 to {MAX_VALID_HOURS}"),
-        ))),
-    };
-    let record = AuditRecord {
-        at: now,
-        email: signed.user.email.clone(),
-        authority_id: authority.id.clone(),
-        action: "code_issue".into(),
-        object: format!("1 code, {report_name}, {region}"),
-        result: match &result {
-            Ok(_) => "ok".into(),
-            Err(Refusal::Api(error)) => error.to_string(),
-            Err(Refusal::Quota {
-                authority: false, ..
-            }) => "daily quota of the account reached".into(),
-            Err(Refusal::Quota {
-                authority: true, ..
-            }) => "daily quota of the authority reached".into(),
-        },
-        network: network_text(request.peer.as_ref()),
-    };
-    let audited = state.clone();
-    if let Err(error) = blocking(move || {
-        audited.audit(record);
-        Ok(())
-    })
-    .await
-    {
-        return internal(&request, &error);
-    }
     match result {
         Ok(response) => match response.codes.first() {
             Some(issued) => {
@@ -165,6 +89,174 @@ pub async fn issue(
         },
         Err(refusal) => refused(&request, &signed, &authority, refusal),
     }
+}
+
+/// `POST /codes/bulk`: issues up to [`MAX_BULK_CODES`] codes at once and answers them as a
+/// CSV download (`code,expires_at`, one code a line, never cached), counted against both
+/// daily quotas, with one audit record.
+pub async fn issue_bulk(
+    State(state): State<Arc<ConsoleState>>,
+    request: Request,
+    body: Bytes,
+) -> Response {
+    let (signed, authority, result) = match issue_from_form(&state, &request, &body, true).await {
+        Ok(issued) => issued,
+        Err(answer) => return answer,
+    };
+    match result {
+        Ok(response) => {
+            let mut csv = String::from("code,expires_at\n");
+            for issued in &response.codes {
+                csv.push_str(&issued.code);
+                csv.push(',');
+                csv.push_str(&pages::utc_time(issued.expires_at));
+                csv.push('\n');
+            }
+            let name = format!("attachment; filename=\"codes-{}.csv\"", state.clock.now());
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (header::CONTENT_DISPOSITION, name),
+                    (header::CACHE_CONTROL, "no-store".to_owned()),
+                ],
+                csv,
+            )
+                .into_response()
+        }
+        Err(refusal) => refused(&request, &signed, &authority, refusal),
+    }
+}
+
+/// What an issue form gave: the signed-in issuer, the authority, and the codes or why none.
+type Issued = (
+    SignedIn,
+    Authority,
+    Result<IssueUploadCodesResponse, Refusal>,
+);
+
+/// Issues what the form of `body` asks for (one code, or `count` of them when `bulk`) and
+/// writes its audit record; answers at once instead when the form may not issue (no session,
+/// no CSRF token, not an issuer).
+async fn issue_from_form(
+    state: &Arc<ConsoleState>,
+    request: &Request,
+    body: &Bytes,
+    bulk: bool,
+) -> Result<Issued, Response> {
+    let t = request.lang.text();
+    let signed = match signed_in(state, request).await {
+        Ok(Some(signed)) => signed,
+        Ok(None) => return Err(Redirect::to("/login").into_response()),
+        Err(error) => return Err(internal(request, &error)),
+    };
+    let form = Form::parse(body);
+    if !signed.csrf_ok(&form) {
+        return Err(pages::message(
+            request,
+            StatusCode::FORBIDDEN,
+            t.forbidden_heading,
+            t.form_refused,
+        ));
+    }
+    let authority = match authority_of(state, &signed).await {
+        Ok(authority) => authority,
+        Err(error) => return Err(internal(request, &error)),
+    };
+    let (true, Some(authority)) = (signed.user.has_role(ROLE_ISSUER), authority) else {
+        return Err(pages::message(
+            request,
+            StatusCode::FORBIDDEN,
+            t.forbidden_heading,
+            t.cannot_issue,
+        ));
+    };
+    let (report_type, report_name) = match form.get("report_type") {
+        "clinical_diagnosis" => (
+            ReportType::ConfirmedClinicalDiagnosis,
+            "CONFIRMED_CLINICAL_DIAGNOSIS",
+        ),
+        "self_report" => (ReportType::SelfReport, "SELF_REPORT"),
+        _ => (ReportType::ConfirmedTest, "CONFIRMED_TEST"),
+    };
+    let region = form.get("region").to_owned();
+    let now = state.clock.now();
+    let count = if bulk {
+        form.get("count")
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|count| (1..=MAX_BULK_CODES).contains(count))
+    } else {
+        Some(1)
+    };
+    let hours = form
+        .get("valid_hours")
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|hours| (1..=MAX_VALID_HOURS).contains(hours));
+    let result = match (count, hours) {
+        (None, _) => Err(Refusal::Api(ApiError::invalid(
+            "count",
+            format!("must be a whole number from 1 to {MAX_BULK_CODES}"),
+        ))),
+        (_, None) => Err(Refusal::Api(ApiError::invalid(
+            "valid_hours",
+            format!("must be a whole number of hours from 1 to {MAX_VALID_HOURS}"),
+        ))),
+        (Some(count), Some(hours)) => {
+            // A bulk issue is for many patients: no one patient's dates.
+            let date = |field: &str| {
+                if bulk {
+                    String::new()
+                } else {
+                    form.get(field).trim().to_owned()
+                }
+            };
+            let order = IssueUploadCodesRequest {
+                region: region.clone(),
+                count,
+                report_type: report_type as i32,
+                valid_for: hours * 3600,
+                symptom_onset_date: date("symptom_onset_date"),
+                test_date: date("test_date"),
+            };
+            issue_within_quota(state, &signed, &authority, &order, now).await
+        }
+    };
+    let count = count.unwrap_or(0);
+    let record = AuditRecord {
+        at: now,
+        email: signed.user.email.clone(),
+        authority_id: authority.id.clone(),
+        action: "code_issue".into(),
+        object: format!(
+            "{count} code{}, {report_name}, {region}",
+            if count == 1 { "" } else { "s" }
+        ),
+        result: match &result {
+            Ok(_) => "ok".into(),
+            Err(Refusal::Api(error)) => error.to_string(),
+            Err(Refusal::Quota {
+                authority: false, ..
+            }) => "daily quota of the account reached".into(),
+            Err(Refusal::Quota {
+                authority: true, ..
+            }) => "daily quota of the authority reached".into(),
+        },
+        network: network_text(request.peer.as_ref()),
+    };
+    let audited = state.clone();
+    if let Err(error) = blocking(move || {
+        audited.audit(record);
+        Ok(())
+    })
+    .await
+    {
+        return Err(internal(request, &error));
+    }
+    Ok((signed, authority, result))
 }
 
 /// Why no code was issued.
@@ -239,7 +331,7 @@ async fn issue_within_quota(
     }
     let result = state
         .issuer
-        .issue(authority, order, &signed.user.email)
+        .issue_up_to(authority, order, &signed.user.email, MAX_BULK_CODES)
         .await;
     if result.is_err() {
         let worker = state.clone();

@@ -1,5 +1,6 @@
-//! The console's lists (DESIGN.md section 13): the codes of the authority, newest first, a page
-//! of [`PAGE_SIZE`] at a time (`?page=N`, from 1). Codes show their issuer, issue time, report
+//! The console's lists (DESIGN.md section 13): the codes of the authority and, for its admins,
+//! its audit log (also as CSV), newest first, a page of [`PAGE_SIZE`] at a time (`?page=N`,
+//! from 1). Codes show their issuer, issue time, report
 //! type, expiry and status (unused, used, expired), never the code or its hash. Issuers see
 //! the codes they issued; admins and viewers every code of the authority; nobody another
 //! authority's.
@@ -9,12 +10,12 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use exposure_proto::v1::ReportType;
-use http::StatusCode;
+use http::{StatusCode, header};
 
 use super::login::internal;
 use super::session::{Request, signed_in};
 use super::{ConsoleState, blocking, pages};
-use crate::storage::console::{ROLE_ADMIN, ROLE_ISSUER, ROLE_VIEWER};
+use crate::storage::console::{AuditRecord, ROLE_ADMIN, ROLE_ISSUER, ROLE_VIEWER};
 use crate::storage::records::StoredCode;
 
 /// Rows a page of a list shows.
@@ -117,6 +118,99 @@ pub async fn codes(
     pages::respond(&request, StatusCode::OK, page_markup)
 }
 
+/// `GET /audit`: the authority's audit log for its admins, newest first.
+pub async fn audit(
+    State(state): State<Arc<ConsoleState>>,
+    request: Request,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (signed, records) = match audit_records(&state, &request).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    let total = records.len();
+    let page = page_of(query.as_deref());
+    let (records, more) = paginate(records, page);
+    let page_markup = pages::audit_list(&request, &signed, &records, total, page, more);
+    pages::respond(&request, StatusCode::OK, page_markup)
+}
+
+/// `GET /audit.csv`: the whole audit log of the authority as CSV, newest first.
+pub async fn audit_csv(State(state): State<Arc<ConsoleState>>, request: Request) -> Response {
+    let (_, records) = match audit_records(&state, &request).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    let mut csv = String::from("time_utc,user,action,object,result,client_network\n");
+    for record in &records {
+        let fields = [
+            pages::utc_time(record.at),
+            record.email.clone(),
+            record.action.clone(),
+            record.object.clone(),
+            record.result.clone(),
+            record.network.clone(),
+        ];
+        let line: Vec<String> = fields.iter().map(|field| csv_field(field)).collect();
+        csv.push_str(&line.join(","));
+        csv.push('\n');
+    }
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
+/// Returns one CSV field (RFC 4180): quoted, with quotes doubled; a field that a spreadsheet
+/// would read as a formula (`=`, `+`, `-`, `@` first) gets a leading `'`.
+pub fn csv_field(text: &str) -> String {
+    let guarded = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    format!("\"{}\"", guarded.replace('"', "\"\""))
+}
+
+/// Returns the signed-in admin and the audit records of their authority, newest first, or the
+/// answer for anyone else.
+async fn audit_records(
+    state: &Arc<ConsoleState>,
+    request: &Request,
+) -> Result<(super::session::SignedIn, Vec<AuditRecord>), Response> {
+    let t = request.lang.text();
+    let signed = match signed_in(state, request).await {
+        Ok(Some(signed)) => signed,
+        Ok(None) => return Err(Redirect::to("/login").into_response()),
+        Err(error) => return Err(internal(request, &error)),
+    };
+    if !signed.user.has_role(ROLE_ADMIN) {
+        return Err(pages::message(
+            request,
+            StatusCode::FORBIDDEN,
+            t.forbidden_heading,
+            t.cannot_see,
+        ));
+    }
+    let store = state.store.clone();
+    let authority = signed.user.authority_id.clone();
+    match blocking(move || store.audit_records(&authority)).await {
+        Ok(mut records) => {
+            records.reverse();
+            Ok((signed, records))
+        }
+        Err(error) => Err(internal(request, &error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +229,13 @@ mod tests {
         assert_eq!(page_of(Some("page=0")), 1);
         assert_eq!(page_of(Some("page=x")), 1);
         assert_eq!(page_of(None), 1);
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"\"");
+        assert_eq!(csv_field("=SUM(A1)"), "\"'=SUM(A1)\"");
+        assert_eq!(csv_field(""), "\"\"");
     }
 }

@@ -353,6 +353,32 @@ impl Store {
         );
     }
 
+    /// Adds the deletion of every audit record written before `cutoff` (Unix seconds) to
+    /// `batch`; returns how many (records are keyed by time, so only those are read).
+    pub(crate) fn delete_audit_before(
+        &self,
+        batch: &mut WriteBatch,
+        cutoff: u64,
+    ) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_CONSOLE_AUDIT), IteratorMode::Start)
+        {
+            let (key, _) = entry?;
+            let at = match key.get(..8) {
+                Some(at) => super::decode_u64(at, CF_CONSOLE_AUDIT)?,
+                None => 0,
+            };
+            if at >= cutoff {
+                break;
+            }
+            batch.delete_cf(self.cf(CF_CONSOLE_AUDIT), key);
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     /// Returns the audit records of `authority_id`, oldest first.
     pub fn audit_records(&self, authority_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
         let mut records = Vec::new();

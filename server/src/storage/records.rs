@@ -106,7 +106,8 @@ pub struct StoredCode {
     /// Report type of the keys uploaded with it, as the API enum's number.
     #[prost(int32, tag = "2")]
     pub report_type: i32,
-    /// Unix seconds after which the code no longer uploads; retention deletes it then.
+    /// Unix seconds after which the code no longer uploads; retention deletes it once this
+    /// is older than the retention window.
     #[prost(uint64, tag = "3")]
     pub expires_at: u64,
     /// Id of the issuing authority: the keys uploaded with the code come through it.
