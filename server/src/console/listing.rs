@@ -89,7 +89,7 @@ pub async fn codes(
     if own_only {
         codes.retain(|code| code.issued_by == email);
     }
-    codes.sort_by(|a, b| b.issued_at.cmp(&a.issued_at));
+    codes.sort_by_key(|code| std::cmp::Reverse(code.issued_at));
     let total = codes.len();
     let page = page_of(query.as_deref());
     let (codes, more) = paginate(codes, page);
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn csv_fields_are_quoted_and_never_formulas() {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"\"");
+        assert_eq!(csv_field("say \"hi\""), r#""say ""hi""""#);
         assert_eq!(csv_field("=SUM(A1)"), "\"'=SUM(A1)\"");
         assert_eq!(csv_field(""), "\"\"");
     }
