@@ -88,6 +88,7 @@ pub async fn issue_codes(
             count: u32::try_from(this_call).unwrap_or(MAX_CODES_PER_CALL),
             report_type: report_type as i32,
             valid_for: valid_for.as_secs(),
+            ..Default::default()
         });
         token.authorize(&mut request);
         let answer = client

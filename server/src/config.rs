@@ -80,6 +80,26 @@ pub struct ServerConfig {
     )]
     pub console_codes_per_user_per_day: u32,
 
+    /// Upload codes the console accounts of one authority may issue per UTC day, all of them
+    /// together (the authority's bearer token is not counted); past it the console refuses and
+    /// says when the quota resets (midnight UTC). 0 turns the quota off.
+    #[arg(
+        long,
+        env = "EXPOSURE_CONSOLE_CODES_PER_AUTHORITY_PER_DAY",
+        default_value_t = 5000
+    )]
+    pub console_codes_per_authority_per_day: u32,
+
+    /// Days the console's audit log keeps a record; older ones are deleted by retention.
+    #[arg(long, env = "EXPOSURE_CONSOLE_AUDIT_RETENTION_DAYS", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub console_audit_retention_days: u32,
+
+    /// The console's statistics show a count below this as "< N", so that small numbers of
+    /// cases are not told.
+    #[arg(long, env = "EXPOSURE_STATS_MIN_COUNT", default_value_t = 10)]
+    pub stats_min_count: u64,
+
     /// What the QR code beside a code issued in the console holds: a link template with
     /// `{code}` where the code goes (an app's deep link, e.g.
     /// `https://app.example/upload?code={code}`). Unset: the QR code holds the code itself.

@@ -259,6 +259,7 @@ async fn stalled_upload_bodies_hold_neither_the_authorities_class_nor_the_whole_
                 count: 1,
                 report_type: ReportType::ConfirmedTest as i32,
                 valid_for: 0,
+                ..Default::default()
             },
             "authorization",
             &format!("Bearer {}", server.token),

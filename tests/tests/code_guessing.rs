@@ -51,6 +51,7 @@ async fn issue(server: &TestServer, count: u32) -> Vec<String> {
         count,
         report_type: ReportType::ConfirmedTest as i32,
         valid_for: 0,
+        ..Default::default()
     });
     request.metadata_mut().insert(
         "authorization",

@@ -409,6 +409,7 @@ async fn drive_every_metric(server: &TestServer) {
         count: 1,
         report_type: ReportType::ConfirmedTest as i32,
         valid_for: 0,
+        ..Default::default()
     });
     upload
         .issue_upload_codes(issue)
@@ -669,6 +670,7 @@ async fn no_series_tells_a_real_code_upload_from_a_decoy() {
         count: 1,
         report_type: ReportType::ConfirmedTest as i32,
         valid_for: 0,
+        ..Default::default()
     });
     let code = upload
         .issue_upload_codes(issue)

@@ -184,6 +184,7 @@ async fn with_a_client_ca_token_calls_need_a_client_certificate_and_phones_do_no
                 count: 1,
                 report_type: ReportType::ConfirmedTest as i32,
                 valid_for: 0,
+                ..Default::default()
             },
             "Bearer",
             token,
@@ -512,6 +513,7 @@ async fn token_call_accepted(server: &TestServer, server_ca: &TestCa, client: &I
         count: 1,
         report_type: ReportType::ConfirmedTest as i32,
         valid_for: 0,
+        ..Default::default()
     });
     KeyUploadClient::new(channel)
         .issue_upload_codes(request)

@@ -36,6 +36,7 @@ async fn issue(
         count,
         report_type: report_type as i32,
         valid_for,
+        ..Default::default()
     });
     let codes = server
         .upload_client()
@@ -185,8 +186,10 @@ async fn an_expired_code_is_refused_and_retention_deletes_it() {
     .expect_err("expired");
     assert_eq!(expired.code(), Code::Unauthenticated);
     assert_eq!(expired.message(), "unknown, used or expired upload code");
-    // Retention runs with every publish run: wait until the running server has deleted it,
-    // looking through a read-only view of its store.
+    // Retention runs with every publish run and deletes a code once it expired before the
+    // retention window (14 days; until then the console lists it as expired): wait until the
+    // running server has deleted it, looking through a read-only view of its store.
+    clock.advance(14 * DAY + 1);
     let code = exposure_server::ingest::code::UploadCode::parse(&codes[0]).expect("code");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -232,6 +235,7 @@ async fn issuing_checks_its_fields_and_the_authoritys_region() {
             count,
             report_type: report_type as i32,
             valid_for,
+            ..Default::default()
         });
         let status = client
             .issue_upload_codes(request)

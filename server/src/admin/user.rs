@@ -149,7 +149,7 @@ fn check_new_user(store: &Store, authority: &str, email: &str) -> Result<(), Adm
 }
 
 /// Returns the address in lower case, or a usage error naming `--email`.
-fn normalized_email(email: &str) -> Result<String, AdminError> {
+pub(crate) fn normalized_email(email: &str) -> Result<String, AdminError> {
     let email = email.trim().to_lowercase();
     let well_formed = email.len() <= 254
         && !email.chars().any(|character| character.is_whitespace())

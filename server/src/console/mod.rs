@@ -9,7 +9,10 @@
 //! - [`session`]: cookies, sessions and their CSRF tokens, the signed-in account of a request;
 //! - [`login`]: sign-in (lockout, one message for every failure), sign-out and enrolment;
 //! - [`codes`]: the home page and issuing a code through [`CodeIssuer`], the path the gRPC
-//!   `IssueUploadCodes` takes.
+//!   `IssueUploadCodes` takes;
+//! - [`listing`]: the codes list and the audit log, paginated; the audit log as CSV;
+//! - [`users`]: the admins' users page (invite, roles, disable, second-factor reset);
+//! - [`stats`]: the statistics per day, as a table, an SVG chart and CSV.
 //!
 //! Everything it stores is in the store's `console_*` column families
 //! ([`crate::storage::console`]); every login, failed login, lock and code issue is written to
@@ -19,9 +22,12 @@ pub mod auth;
 pub mod codes;
 pub mod hashing;
 pub mod i18n;
+pub mod listing;
 pub mod login;
 pub mod pages;
 pub mod session;
+pub mod stats;
+pub mod users;
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -68,6 +74,10 @@ pub struct ConsoleState {
     pub code_link: Option<String>,
     /// `--console-codes-per-user-per-day`; 0 for no quota.
     pub codes_per_user_per_day: u32,
+    /// `--console-codes-per-authority-per-day`; 0 for no quota.
+    pub codes_per_authority_per_day: u32,
+    /// `--stats-min-count`: smaller counts are shown as "< N".
+    pub stats_min_count: u64,
     /// Serializes the read-change-write of an account's failure counters, so two logins at
     /// once cannot lose a failure.
     pub accounts: Mutex<()>,
@@ -90,6 +100,8 @@ impl ConsoleState {
             https: config.tls_cert.is_some() || config.insecure_plaintext,
             code_link: config.console_code_link.clone(),
             codes_per_user_per_day: config.console_codes_per_user_per_day,
+            codes_per_authority_per_day: config.console_codes_per_authority_per_day,
+            stats_min_count: config.stats_min_count,
             accounts: Mutex::new(()),
         }
     }
@@ -106,7 +118,13 @@ impl ConsoleState {
 pub fn router(state: Arc<ConsoleState>) -> Router {
     Router::new()
         .route("/", get(codes::home))
-        .route("/codes", post(codes::issue))
+        .route("/codes", get(listing::codes).post(codes::issue))
+        .route("/codes/bulk", post(codes::issue_bulk))
+        .route("/users", get(users::users).post(users::change))
+        .route("/stats", get(stats::stats))
+        .route("/stats.csv", get(stats::stats_csv))
+        .route("/audit", get(listing::audit))
+        .route("/audit.csv", get(listing::audit_csv))
         .route("/login", get(login::login_page).post(login::login))
         .route("/logout", post(login::logout))
         .route("/enrol", get(login::enrol_page).post(login::enrol))

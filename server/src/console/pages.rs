@@ -64,6 +64,15 @@ pub fn layout(request: &Request, signed: Option<&SignedIn>, body: Markup) -> Mar
                             (t.switch_to)
                         }
                         @if let Some(signed) = signed {
+                            a id="nav-issue" href="/" { (t.nav_issue) }
+                            a id="nav-codes" href="/codes" { (t.nav_codes) }
+                            @if signed.user.has_role(crate::storage::console::ROLE_ADMIN) || signed.user.has_role(crate::storage::console::ROLE_VIEWER) {
+                                a id="nav-stats" href="/stats" { (t.nav_stats) }
+                            }
+                            @if signed.user.has_role(crate::storage::console::ROLE_ADMIN) {
+                                a id="nav-users" href="/users" { (t.nav_users) }
+                                a id="nav-audit" href="/audit" { (t.nav_audit) }
+                            }
                             span.account {
                                 (t.signed_in_as) " " strong { (signed.user.email) }
                                 " · " (t.roles) ": " (role_names(signed.user.roles))
@@ -85,7 +94,7 @@ pub fn layout(request: &Request, signed: Option<&SignedIn>, body: Markup) -> Mar
 /// the home page after a POST (whose answer cannot be reloaded).
 fn switch_path(path: &str) -> &str {
     match path {
-        "/login" | "/" => path,
+        "/login" | "/" | "/codes" | "/audit" | "/users" | "/stats" => path,
         _ => "/",
     }
 }
@@ -135,12 +144,13 @@ pub fn enrol(
     layout(request, None, body)
 }
 
-/// The home page: the issue form for an issuer (with the authority's regions), a short note
-/// for anyone else; `error` says why the last issue failed.
+/// The home page: the issue form for an issuer (with the authority's regions and today's use
+/// of the quotas), a short note for anyone else; `error` says why the last issue failed.
 pub fn home(
     request: &Request,
     signed: &SignedIn,
     regions: &[String],
+    quota: Option<&super::codes::QuotaUse>,
     error: Option<&str>,
 ) -> Markup {
     let t = request.lang.text();
@@ -149,6 +159,19 @@ pub fn home(
         @if issuer && !regions.is_empty() {
             h1 { (t.issue_heading) }
             @if let Some(error) = error { p.error role="alert" { (t.issue_failed) " " (error) } }
+            @if let Some(quota) = quota {
+                p.hint id="quota" {
+                    @if quota.user_limit > 0 {
+                        span id="quota-user" { (t.quota_user) ": " (quota.user) " / " (quota.user_limit) }
+                        " · "
+                    }
+                    @if quota.authority_limit > 0 {
+                        span id="quota-authority" { (t.quota_authority) ": " (quota.authority) " / " (quota.authority_limit) }
+                        " · "
+                    }
+                    (t.quota_resets) " " (utc_time(quota.resets_at))
+                }
+            }
             form method="post" action="/codes" {
                 input type="hidden" name="csrf" value=(signed.session.csrf_token);
                 label { (t.region)
@@ -166,7 +189,38 @@ pub fn home(
                 label { (t.valid_for) " (" (t.hours) ")"
                     input type="number" name="valid_hours" min="1" max="168" value="24" required;
                 }
+                label { (t.symptom_onset_date)
+                    input type="date" id="symptom_onset_date" name="symptom_onset_date";
+                }
+                label { (t.test_date)
+                    input type="date" id="test_date" name="test_date";
+                }
+                p.hint { (t.onset_hint) }
                 button type="submit" { (t.issue_button) }
+            }
+            h2 { (t.bulk_heading) }
+            p.hint { (t.bulk_hint) }
+            form id="bulk" method="post" action="/codes/bulk" {
+                input type="hidden" name="csrf" value=(signed.session.csrf_token);
+                label { (t.region)
+                    select id="bulk_region" name="region" {
+                        @for region in regions { option value=(region) { (region) } }
+                    }
+                }
+                label { (t.report_type)
+                    select id="bulk_report_type" name="report_type" {
+                        option value="confirmed_test" { (t.confirmed_test) }
+                        option value="clinical_diagnosis" { (t.clinical_diagnosis) }
+                        option value="self_report" { (t.self_report) }
+                    }
+                }
+                label { (t.valid_for) " (" (t.hours) ")"
+                    input id="bulk_valid_hours" type="number" name="valid_hours" min="1" max="168" value="24" required;
+                }
+                label { (t.bulk_count)
+                    input id="bulk_count" type="number" name="count" min="1" max="1000" value="100" required;
+                }
+                button id="bulk_submit" type="submit" { (t.bulk_button) }
             }
         } @else {
             p.notice { (t.nothing_to_do) }
@@ -193,6 +247,218 @@ pub fn code(
         p { a href="/" { (t.back) } }
     };
     layout(request, Some(signed), body)
+}
+
+/// The codes list: one table row per code, never the code itself; `total` codes in all,
+/// `page` of them (from 1), `more` when a later page exists.
+pub fn codes_list(
+    request: &Request,
+    signed: &SignedIn,
+    rows: &[super::listing::CodeRow],
+    total: usize,
+    page: usize,
+    more: bool,
+) -> Markup {
+    let t = request.lang.text();
+    let body = html! {
+        h1 { (t.codes_heading) }
+        p id="codes-total" { (t.codes_total) ": " (total) }
+        div.scroll {
+            table id="codes" {
+                thead { tr {
+                    th { (t.issued_at) } th { (t.issued_by) } th { (t.report_type) }
+                    th { (t.expires) } th { (t.status) }
+                } }
+                tbody {
+                    @for row in rows {
+                        tr class=(row.status.0) {
+                            td { (row.issued) }
+                            td { @if row.issued_by.is_empty() { (t.by_token) } @else { (row.issued_by) } }
+                            td { (row.report_type) }
+                            td { (row.expires) }
+                            td.status data-status=(row.status.0) { (row.status.1) }
+                        }
+                    }
+                }
+            }
+        }
+        (pager(request, "/codes", page, more))
+    };
+    layout(request, Some(signed), body)
+}
+
+/// The audit log: one table row per record, newest first; `total` records in all.
+pub fn audit_list(
+    request: &Request,
+    signed: &SignedIn,
+    records: &[crate::storage::console::AuditRecord],
+    total: usize,
+    page: usize,
+    more: bool,
+) -> Markup {
+    let t = request.lang.text();
+    let body = html! {
+        h1 { (t.audit_heading) }
+        p id="audit-total" { (t.codes_total) ": " (total) " · " a id="audit-csv" href="/audit.csv" { (t.download_csv) } }
+        div.scroll {
+            table id="audit" {
+                thead { tr {
+                    th { (t.time) } th { (t.user) } th { (t.action) } th { (t.object) }
+                    th { (t.result) } th { (t.network) }
+                } }
+                tbody {
+                    @for record in records {
+                        tr {
+                            td { (utc_time(record.at)) }
+                            td { (record.email) }
+                            td.action { (record.action) }
+                            td { (record.object) }
+                            td { (record.result) }
+                            td { (record.network) }
+                        }
+                    }
+                }
+            }
+        }
+        (pager(request, "/audit", page, more))
+    };
+    layout(request, Some(signed), body)
+}
+
+/// The role boxes of a users form, checked as `roles` has them.
+fn role_boxes(request: &Request, roles: u32) -> Markup {
+    use crate::storage::console::{ROLE_ADMIN, ROLE_ISSUER, ROLE_VIEWER};
+    let t = request.lang.text();
+    html! {
+        @for (name, bit, label) in [("role_admin", ROLE_ADMIN, t.role_admin), ("role_issuer", ROLE_ISSUER, t.role_issuer), ("role_viewer", ROLE_VIEWER, t.role_viewer)] {
+            label.check {
+                input type="checkbox" name=(name) value="1" checked[roles & bit != 0];
+                (label)
+            }
+        }
+    }
+}
+
+/// The users page of an admin: the authority's accounts, each with its forms, and the
+/// invitation form; `link` is a fresh enrolment link to hand over, once.
+pub fn users(
+    request: &Request,
+    signed: &SignedIn,
+    users: &[crate::storage::console::ConsoleUser],
+    now: u64,
+    error: Option<&str>,
+    link: Option<&str>,
+) -> Markup {
+    let t = request.lang.text();
+    let csrf = &signed.session.csrf_token;
+    let body = html! {
+        h1 { (t.users_heading) }
+        @if let Some(error) = error { p.error role="alert" { (error) } }
+        @if let Some(link) = link {
+            p.notice { (t.enrolment_link_hint) }
+            p { code id="enrol-link" .secret { (link) } }
+        }
+        div.scroll {
+            table id="users" {
+                thead { tr { th { (t.email) } th { (t.roles) } th { (t.status) } th { (t.changes) } } }
+                tbody {
+                    @for user in users {
+                        tr id={ "user-" (user.email) } {
+                            td { (user.email) }
+                            td.roles { (crate::storage::console::role_names(user.roles)) }
+                            td.state {
+                                @if user.disabled { (t.user_disabled) }
+                                @else if user.enrolled_at == 0 { (t.user_invited) }
+                                @else if user.locked_until > now { (t.user_locked) }
+                                @else { (t.user_active) }
+                            }
+                            td {
+                                form.inline method="post" action="/users" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="email" value=(user.email);
+                                    input type="hidden" name="action" value="roles";
+                                    (role_boxes(request, user.roles))
+                                    button type="submit" name="submit" value="roles" { (t.change_roles) }
+                                }
+                                form.inline method="post" action="/users" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="email" value=(user.email);
+                                    @if user.disabled {
+                                        input type="hidden" name="action" value="enable";
+                                        button type="submit" { (t.enable_user) }
+                                    } @else {
+                                        input type="hidden" name="action" value="disable";
+                                        button type="submit" { (t.disable_user) }
+                                    }
+                                }
+                                form.inline method="post" action="/users" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="email" value=(user.email);
+                                    input type="hidden" name="action" value="reset";
+                                    button type="submit" { (t.reset_second_factor) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { (t.invite_heading) }
+        form id="invite" method="post" action="/users" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="action" value="invite";
+            label { (t.email) input id="invite_email" type="email" name="email" required; }
+            (role_boxes(request, crate::storage::console::ROLE_ISSUER))
+            button id="invite_submit" type="submit" { (t.invite_button) }
+        }
+    };
+    layout(request, Some(signed), body)
+}
+
+/// The statistics page: the chart, then the table, one row per UTC day, newest first.
+pub fn stats(
+    request: &Request,
+    signed: &SignedIn,
+    days: &std::collections::BTreeMap<u64, super::stats::DayCounts>,
+    min: u64,
+    chart: &str,
+) -> Markup {
+    let t = request.lang.text();
+    let body = html! {
+        h1 { (t.stats_heading) }
+        p.hint { (t.stats_hint) " " (min) ". " a id="stats-csv" href="/stats.csv" { (t.download_csv) } }
+        div.chart { (PreEscaped(chart)) }
+        p.hint { span.legend-issued { "■ " } (t.codes_issued) " · " span.legend-used { "■ " } (t.codes_used) }
+        div.scroll {
+            table id="stats" {
+                thead { tr {
+                    th { (t.day) } th { (t.codes_issued) } th { (t.codes_used) } th { (t.codes_expired) }
+                    th { (t.uploads_token) } th { (t.uploads_code) } th { (t.keys) }
+                } }
+                tbody {
+                    @for (day, counts) in days.iter().rev() {
+                        tr id={ "day-" (super::stats::day_text(*day)) } {
+                            td { (super::stats::day_text(*day)) }
+                            @for count in counts.columns() { td.count { (super::stats::shown(count, min)) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(request, Some(signed), body)
+}
+
+/// Links to the pages before and after `page` of the list at `path`.
+pub fn pager(request: &Request, path: &str, page: usize, more: bool) -> Markup {
+    let t = request.lang.text();
+    html! {
+        nav.pager {
+            @if page > 1 { a id="page-newer" href={ (path) "?page=" (page - 1) } { (t.newer) } }
+            span { (t.page) " " (page) }
+            @if more { a id="page-older" href={ (path) "?page=" (page + 1) } { (t.older) } }
+        }
+    }
 }
 
 /// Returns `text` as a QR code in inline SVG (medium error correction), or nothing when it

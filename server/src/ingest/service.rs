@@ -198,6 +198,9 @@ impl KeyUploadService {
             return Err(ApiError::PermissionDenied(request.region));
         }
         request.report_type = record.report_type;
+        if let Some(onset_day) = record.onset_day {
+            fill_days_since_onset(&mut request, onset_day);
+        }
         let upload =
             validate_upload(&request, self.limits(now)).map_err(ApiError::InvalidArgument)?;
         let job = UploadJob {
@@ -357,6 +360,20 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
     (!token.is_empty()).then(|| token.trim().to_owned())
 }
 
+/// Gives each GAEN key of `request` without a `days_since_onset_of_symptoms` of its own the
+/// one its code's symptom-onset or test date gives it (DESIGN §11, §12); a key outside
+/// -14..=14 days of the date keeps none.
+fn fill_days_since_onset(request: &mut UploadDiagnosisKeysRequest, onset_day: u32) {
+    for key in &mut request.keys {
+        if let Some(exposure_proto::v1::diagnosis_key::Key::Gaen(gaen)) = key.key.as_mut()
+            && gaen.days_since_onset_of_symptoms.is_none()
+        {
+            gaen.days_since_onset_of_symptoms =
+                super::issue::days_since_onset(gaen.rolling_start_interval_number, onset_day);
+        }
+    }
+}
+
 /// Returns true when the `authorization` entry claims a bearer token (the scheme name read
 /// case-insensitively, RFC 9110 §11.1), well-formed or not: the calls that `--client-ca` puts
 /// behind a client certificate. A patient's code upload and a decoy claim none.
@@ -470,7 +487,7 @@ impl KeyUpload for KeyUploadService {
         let token = bearer_token(request.metadata().as_ref()).ok_or(ApiError::Unauthenticated)?;
         let request = request.into_inner();
         let result = match self.authenticate(token).await {
-            Ok(authority) => self.issuer.issue(&authority, &request).await,
+            Ok(authority) => self.issuer.issue(&authority, &request, "").await,
             Err(error) => Err(error),
         };
         match &result {

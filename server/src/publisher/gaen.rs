@@ -272,9 +272,8 @@ pub fn export_key(key: &StoredKey) -> Option<GaenExportKey> {
         rolling_start_interval_number: gaen.rolling_start_interval_number,
         rolling_period: gaen.rolling_period,
         report_type,
-        // The upload's value, else absent. Hook for DESIGN §12: once upload codes carry the
-        // patient's symptom-onset or test date (the console's issue form), ingest stores it
-        // with the key and the fallback here is the key's day minus that date.
+        // The upload's value, else the one a code upload filled in from the code's
+        // symptom-onset or test date (ingest stores it with the key, DESIGN §12), else absent.
         days_since_onset_of_symptoms: gaen.days_since_onset_of_symptoms,
     })
 }

@@ -62,6 +62,8 @@ pub struct PublishSettings {
     pub width: FingerprintWidth,
     /// What is older than this is deleted.
     pub retention: Duration,
+    /// Console audit records older than this are deleted.
+    pub audit_retention: Duration,
     /// Threads of the publisher's own rayon pool.
     pub threads: usize,
     /// Most keys in one batch.
@@ -81,6 +83,9 @@ impl PublishSettings {
             pad_jitter: config.pad_jitter as usize,
             width,
             retention: config.retention(),
+            audit_retention: Duration::from_secs(
+                u64::from(config.console_audit_retention_days) * 86_400,
+            ),
             threads: config.publish_threads as usize,
             max_keys_per_batch: config.max_keys_per_batch as usize,
             max_elements_per_batch: config.max_elements_per_batch,

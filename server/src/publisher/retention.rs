@@ -1,6 +1,6 @@
 //! Retention: keys, confirm digests, batches and upload records older than the retention window
-//! (14 days by default), GAEN export files whose window ended before it, and upload codes past
-//! their expiry, are deleted, in one synced write per run. Synthetic keys (DESIGN §14) expire
+//! (14 days by default), GAEN export files whose window ended before it, and upload codes that
+//! expired before it, are deleted, in one synced write per run. Synthetic keys (DESIGN §14) expire
 //! like real keys but are not counted as keys.
 
 use rocksdb::WriteBatch;
@@ -43,12 +43,19 @@ impl Publisher {
         }
         let (expired_gaen_files, gaen_regions) = self.expire_gaen(&mut write, cutoff)?;
         let expired_uploads = self.store.delete_uploads_before(&mut write, cutoff)?;
-        // Upload codes go as soon as they expire: used or not, they can never upload again.
-        let expired_codes = self.store.delete_codes_expired_before(&mut write, now)?;
+        // Upload codes go once they expired before the retention window: until then the
+        // console's codes list and statistics show them (DESIGN §13); an expired code never
+        // uploads again, whether it is stored or not.
+        let expired_codes = self.store.delete_codes_expired_before(&mut write, cutoff)?;
+        let expired_audit = self.store.delete_audit_before(
+            &mut write,
+            now.saturating_sub(self.settings.audit_retention.as_secs()),
+        )?;
         if expired_keys.is_empty()
             && expired_batches.is_empty()
             && expired_uploads == 0
             && expired_codes == 0
+            && expired_audit == 0
             && expired_gaen_files == 0
         {
             // The counters' range delete waits for a run with something else to delete.

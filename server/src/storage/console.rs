@@ -13,9 +13,14 @@ use rocksdb::{IteratorMode, WriteBatch};
 use sha2::{Digest, Sha256};
 
 use super::{
-    CF_CONSOLE_AUDIT, CF_CONSOLE_ENROLMENTS, CF_CONSOLE_SESSIONS, CF_CONSOLE_USERS, StorageError,
-    Store, decode_record,
+    CF_CONSOLE_AUDIT, CF_CONSOLE_ENROLMENTS, CF_CONSOLE_SESSIONS, CF_CONSOLE_USERS, CF_META,
+    StorageError, Store, decode_record,
 };
+
+/// Returns the meta key of an authority's count of console-issued codes of a day.
+fn authority_codes_key(authority_id: &str) -> String {
+    format!("console_codes/{authority_id}")
+}
 
 /// Role bit: manages the authority's users and reads its audit log.
 pub const ROLE_ADMIN: u32 = 1;
@@ -294,6 +299,42 @@ impl Store {
         Ok(ended)
     }
 
+    /// Returns the UTC day and the number of codes the console accounts of `authority_id`
+    /// issued on it, as last counted (`(0, 0)` before the first).
+    pub fn authority_codes_today(&self, authority_id: &str) -> Result<(u64, u64), StorageError> {
+        let Some(value) = self
+            .db()
+            .get_pinned_cf(self.cf(CF_META), authority_codes_key(authority_id))?
+        else {
+            return Ok((0, 0));
+        };
+        if value.len() != 16 {
+            return Err(StorageError::Corrupt {
+                column_family: CF_META,
+                reason: format!("a code count of {} bytes, not 16", value.len()),
+            });
+        }
+        Ok((
+            super::decode_u64(&value[..8], CF_META)?,
+            super::decode_u64(&value[8..], CF_META)?,
+        ))
+    }
+
+    /// Sets the count of codes the console accounts of `authority_id` issued on `day`.
+    pub fn put_authority_codes_today(
+        &self,
+        authority_id: &str,
+        day: u64,
+        count: u64,
+    ) -> Result<(), StorageError> {
+        let mut value = Vec::with_capacity(16);
+        value.extend_from_slice(&day.to_be_bytes());
+        value.extend_from_slice(&count.to_be_bytes());
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), authority_codes_key(authority_id), value);
+        self.write_synced(batch)
+    }
+
     /// Appends a record to the audit log.
     pub fn append_audit(&self, record: &AuditRecord) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
@@ -310,6 +351,32 @@ impl Store {
             key,
             prost::Message::encode_to_vec(record),
         );
+    }
+
+    /// Adds the deletion of every audit record written before `cutoff` (Unix seconds) to
+    /// `batch`; returns how many (records are keyed by time, so only those are read).
+    pub(crate) fn delete_audit_before(
+        &self,
+        batch: &mut WriteBatch,
+        cutoff: u64,
+    ) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_CONSOLE_AUDIT), IteratorMode::Start)
+        {
+            let (key, _) = entry?;
+            let at = match key.get(..8) {
+                Some(at) => super::decode_u64(at, CF_CONSOLE_AUDIT)?,
+                None => 0,
+            };
+            if at >= cutoff {
+                break;
+            }
+            batch.delete_cf(self.cf(CF_CONSOLE_AUDIT), key);
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     /// Returns the audit records of `authority_id`, oldest first.

@@ -106,7 +106,8 @@ pub struct StoredCode {
     /// Report type of the keys uploaded with it, as the API enum's number.
     #[prost(int32, tag = "2")]
     pub report_type: i32,
-    /// Unix seconds after which the code no longer uploads; retention deletes it then.
+    /// Unix seconds after which the code no longer uploads; retention deletes it once this
+    /// is older than the retention window.
     #[prost(uint64, tag = "3")]
     pub expires_at: u64,
     /// Id of the issuing authority: the keys uploaded with the code come through it.
@@ -121,6 +122,19 @@ pub struct StoredCode {
     /// The issuer's daily key quota when the code was issued (0: the server's default).
     #[prost(uint64, tag = "7")]
     pub keys_per_day: u64,
+    /// The patient's symptom-onset or test date as a UTC day number (Unix seconds / 86,400),
+    /// when staff gave one (DESIGN §12): keys uploaded with the code get their
+    /// days since onset from it. Absent in records written before it existed.
+    #[prost(uint32, optional, tag = "8")]
+    pub onset_day: Option<u32>,
+    /// Whether `onset_day` is the test date (an asymptomatic case) rather than the date of
+    /// symptom onset.
+    #[prost(bool, tag = "9")]
+    pub onset_is_test_date: bool,
+    /// E-mail address of the console account that issued it; empty for codes issued with the
+    /// authority's bearer token (and in records written before it existed).
+    #[prost(string, tag = "10")]
+    pub issued_by: String,
 }
 
 /// The public half of a signing key, listed by GetSigningKeys.
@@ -235,4 +249,36 @@ pub struct GaenIndexRecord {
     /// Oldest first.
     #[prost(message, repeated, tag = "1")]
     pub files: Vec<GaenFileRecord>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoredCode;
+
+    #[test]
+    fn a_code_record_written_before_onset_dates_and_issuers_still_reads() {
+        // Protobuf bytes of a code as the first releases wrote it (fields 1..=5): region
+        // "VN-TB", report type 1, expiry 100, authority "a", issued at 50.
+        let old = [
+            0x0a, 0x05, b'V', b'N', b'-', b'T', b'B', 0x10, 0x01, 0x18, 0x64, 0x22, 0x01, b'a',
+            0x28, 0x32,
+        ];
+        let code: StoredCode = prost::Message::decode(&old[..]).expect("old record");
+        assert_eq!(code.region, "VN-TB");
+        assert_eq!((code.expires_at, code.issued_at), (100, 50));
+        assert_eq!(
+            code.onset_day, None,
+            "no date: the export leaves the value absent"
+        );
+        assert!(!code.onset_is_test_date);
+        assert_eq!(code.issued_by, "");
+        // A record with a date of day 0 keeps it (present, not mistaken for absent).
+        let dated = StoredCode {
+            onset_day: Some(0),
+            ..code
+        };
+        let again: StoredCode =
+            prost::Message::decode(&prost::Message::encode_to_vec(&dated)[..]).expect("new");
+        assert_eq!(again.onset_day, Some(0));
+    }
 }

@@ -34,6 +34,22 @@ impl Store {
         );
     }
 
+    /// Returns every upload record with its scope (the authority's id, or `code:` and the
+    /// hex SHA-256 of the upload code) and upload id, as the statistics read them.
+    pub fn uploads(&self) -> Result<Vec<(String, StoredUpload)>, StorageError> {
+        let mut uploads = Vec::new();
+        for entry in self
+            .db()
+            .iterator_cf(self.cf(CF_UPLOADS), IteratorMode::Start)
+        {
+            let (key, value) = entry?;
+            let scope_end = key.iter().position(|byte| *byte == 0).unwrap_or(key.len());
+            let scope = String::from_utf8_lossy(&key[..scope_end]).into_owned();
+            uploads.push((scope, decode_record(&value, CF_UPLOADS)?));
+        }
+        Ok(uploads)
+    }
+
     /// Adds the deletion of every upload record created before `cutoff` to `batch`; returns
     /// how many.
     pub(crate) fn delete_uploads_before(
