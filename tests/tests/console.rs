@@ -550,6 +550,48 @@ async fn accept_language_vi_gives_the_vietnamese_pages_and_the_switch_remembers(
     );
 }
 
+/// Times one sign-in attempt with `attempt` from `browser`.
+async fn timed_login(
+    browser: &mut Browser,
+    attempt: &[(&str, &str)],
+) -> (u16, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let answer = browser.post("/login", attempt).await;
+    (answer.status, started.elapsed())
+}
+
+#[tokio::test]
+async fn refused_sign_ins_are_answered_after_the_refusal_delay() {
+    const DELAY: std::time::Duration = std::time::Duration::from_millis(1500);
+    let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
+        config.refusal_delay = DELAY;
+        config.console_logins_per_network_per_hour = 2;
+    })
+    .await;
+    let mut browser = Browser::new(&server.console_url);
+    let attempt = [
+        ("email", "nobody@example.org"),
+        ("password", "not the password at all"),
+        ("totp", "123456"),
+    ];
+    // A failed sign-in (checked against the dummy hash) and one over the network's budget
+    // both wait out the delay; the sign-in page itself does not.
+    for expected in [401, 401, 429] {
+        let (status, took) = timed_login(&mut browser, &attempt).await;
+        assert_eq!(status, expected);
+        assert!(took >= DELAY, "{expected} answered after {took:?}");
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(browser.get("/login").await.status, 200);
+    assert!(started.elapsed() < DELAY, "{:?}", started.elapsed());
+
+    // Without a delay the same refusal is answered at once.
+    let quick = TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await;
+    let (status, took) = timed_login(&mut Browser::new(&quick.console_url), &attempt).await;
+    assert_eq!(status, 401);
+    assert!(took < DELAY, "{took:?}");
+}
+
 #[tokio::test]
 async fn login_attempts_are_limited_per_client_network() {
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {

@@ -75,6 +75,7 @@ pub async fn login(
             std::net::Ipv4Addr::UNSPECIFIED,
         ));
     if !state.login_limits.allow(network) {
+        state.refusals.wait().await;
         let page = pages::login(&request, None, Some(t.too_many_attempts));
         return pages::respond(&request, StatusCode::TOO_MANY_REQUESTS, page);
     }
@@ -87,11 +88,20 @@ pub async fn login(
         network: network_text(request.peer.as_ref()),
     };
     let worker = state.clone();
-    match state
+    let outcome = state
         .password_checks
         .run(move || attempt.run(&worker))
-        .await
-    {
+        .await;
+    // Every refusal (a failed sign-in, the checks busy) is answered after --refusal-delay, as
+    // the gRPC listener answers refusals of the caller's making: a client that posts the form
+    // again the moment it is refused gets one answer a second per connection, not thousands.
+    if !matches!(
+        outcome,
+        Ok(LoginOutcome::SignedIn(_)) | Err(CheckRefused::Failed(_))
+    ) {
+        state.refusals.wait().await;
+    }
+    match outcome {
         Ok(LoginOutcome::SignedIn(token)) => {
             let mut response = Redirect::to("/").into_response();
             if let Ok(cookie) = HeaderValue::from_str(&session_cookie(state.https, &token)) {
@@ -367,12 +377,15 @@ pub async fn enrol(
             pages::login(&request, Some(t.enrolled), None),
         ),
         // The link still works: nothing was stored.
-        Err(CheckRefused::Busy) => busy(pages::message(
-            &request,
-            StatusCode::SERVICE_UNAVAILABLE,
-            t.busy_heading,
-            t.busy,
-        )),
+        Err(CheckRefused::Busy) => busy({
+            state.refusals.wait().await;
+            pages::message(
+                &request,
+                StatusCode::SERVICE_UNAVAILABLE,
+                t.busy_heading,
+                t.busy,
+            )
+        }),
         Err(CheckRefused::Failed(error)) => internal(&request, &error),
     }
 }

@@ -49,6 +49,7 @@ use crate::storage::console::AuditRecord;
 use crate::tls::PeerInfo;
 use crate::transport::connections::{ClientNetwork, ListenerLimits};
 use crate::transport::http1::ConnectionLifetime;
+use crate::transport::refusal::RefusalDelay;
 
 /// Largest form the console reads; its forms are a few hundred bytes.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -67,6 +68,8 @@ pub struct ConsoleState {
     pub login_limits: auth::LoginLimits,
     /// `--console-password-checks` Argon2id checks at a time.
     pub password_checks: hashing::PasswordChecks,
+    /// Paces the answers to refused sign-ins (`--refusal-delay`).
+    pub refusals: RefusalDelay,
     /// Whether the browser reaches the console over HTTPS (TLS here, or `--insecure-plaintext`
     /// behind a TLS-terminating proxy): the session cookie is then `__Host-` and `Secure`.
     pub https: bool,
@@ -97,6 +100,8 @@ impl ConsoleState {
             password_checks: hashing::PasswordChecks::new(usize::from(
                 config.console_password_checks,
             )),
+            // Each waiting refusal is one connection's request: at most the listener's cap.
+            refusals: RefusalDelay::new(config.refusal_delay, config.max_console_connections),
             https: config.tls_cert.is_some() || config.insecure_plaintext,
             code_link: config.console_code_link.clone(),
             codes_per_user_per_day: config.console_codes_per_user_per_day,
