@@ -53,6 +53,8 @@ pub struct Shipper {
     pub full_interval: Duration,
     /// `--backup-log-interval`.
     pub log_interval: Duration,
+    /// `--backup-keep`: complete checkpoints kept in the bucket (see [`super::prune`]).
+    pub keep: usize,
 }
 
 /// The checkpoint the shipper extends with logs.
@@ -100,6 +102,7 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
                     metrics::counter!(BACKUP_CHECKPOINTS_TOTAL).increment(1);
                     chain = Some(made);
                     retry = FIRST_RETRY;
+                    shipper.prune().await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "backup checkpoint failed");
@@ -158,6 +161,31 @@ impl Shipper {
         Sealer::new(&key, &deployment)
             .map(Some)
             .map_err(BackupError::Usage)
+    }
+
+    /// Deletes the checkpoints beyond the newest `keep` and what only they need; a failure is
+    /// counted and retried after the next checkpoint.
+    async fn prune(&self) {
+        match super::prune::prune(&self.bucket, self.keep, self.key.as_ref()).await {
+            Ok(pruned) => {
+                if pruned.deleted > 0 || pruned.failed > 0 {
+                    tracing::info!(
+                        deleted = pruned.deleted,
+                        failed = pruned.failed,
+                        keep = self.keep,
+                        "old backup checkpoints pruned"
+                    );
+                }
+                if pruned.failed > 0 {
+                    metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "prune")
+                        .increment(pruned.failed as u64);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "old backup checkpoints could not be pruned");
+                metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "prune").increment(1);
+            }
+        }
     }
 
     /// Takes a snapshot and uploads it as a new checkpoint; returns its chain.
