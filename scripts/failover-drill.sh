@@ -12,9 +12,9 @@
 #
 # The store: a release server pads one case to N keys of 144 elements in one batch (default
 # the peak day's 17,220: 2.48 M confirm digests, as scripts/bench-object-store.sh), publishes
-# it and stops. The same data directory then serves SECONDS of closed-loop uploads (16 in
-# flight) without the backup, and again with `--backup-to` (after its first checkpoint is in
-# the bucket): the throughput ratio. Then the mix (speedup 5: 20 uploads/s, 380 requests/s,
+# it and stops. Copies of it then serve SECONDS of closed-loop uploads (16 in
+# flight), one without the backup, one with `--backup-to` (after its first
+# checkpoint is in the bucket): the throughput ratio. Then the mix (speedup 5: 20 uploads/s, 380 requests/s,
 # its acknowledged uploads written to a ledger with their answer times) runs 2 x SECONDS
 # (at least 10 s) and the primary is SIGKILLed halfway. The primary publishes hourly (the
 # default), so no publish run's checkpoint falls in the window: its uploads reach the bucket as
@@ -91,7 +91,8 @@ wait_for_log "$out/server-seed.log" '"batch published"'
 stop_servers
 store_bytes=$(du -sb "$primary/db" | cut -f1)
 
-# Upload throughput, backup off then on, on the same store.
+# Upload throughput, backup off then on, each on a copy of the store (its backup in another
+# prefix), so the primary below starts from the peak day's store, not a backlog of their keys.
 upload_load() {
   EXPOSURE_TOKEN="$token" "$loadtest" run --target "http://$started_grpc" --scenario upload \
     --duration "${seconds}s" --requests 100000000 --concurrency 16 --warmup "$(warmup 200)" \
@@ -101,13 +102,20 @@ upload_load() {
 # The primary publishes hourly (the default), so its acknowledged uploads reach the bucket as
 # log records; the standby publishes every second for the read-back.
 common=(--publish-interval 1h --release-delay 0s)
-start_server off "$primary" "${common[@]}"
+cp -a "$primary" "$data/off"
+cp -a "$primary" "$data/on"
+start_server off "$data/off" "${common[@]}"
 upload_load upload-backup-off
 stop_servers
+start_server on "$data/on" "${common[@]}" --backup-to s3://drill/throughput --backup-key-file "$backup_key"
+wait_for_log "$out/server-on.log" '"backup checkpoint written"'
+upload_load upload-backup-on
+stop_servers
+rm -rf "$data/off" "$data/on"
+
 start_server primary "$primary" "${common[@]}" --backup-to "$backup_url" --backup-key-file "$backup_key"
 primary_pid=$started_pid
 wait_for_log "$out/server-primary.log" '"backup checkpoint written"'
-upload_load upload-backup-on
 
 # The mix with its ledger; the primary killed halfway, its data directory deleted.
 EXPOSURE_TOKEN="$token" "$loadtest" run --target "http://$started_grpc" --scenario mix \
