@@ -16,6 +16,9 @@
 # `add_load_authority DATA_DIR` creates an upload authority whose limits are set for load (a
 # bench's uploads must measure uploads, not refusals) and prints its token.
 # `check_reports FILE...` fails, naming the file, when a load-test report counts errors.
+# `start_moto LOG` starts moto (python3 -m moto.server, a real S3-protocol server) on a free
+# loopback port with its output in LOG, waits until it answers, and sets $moto (its URL) and
+# $moto_pid (the caller's EXIT trap stops it).
 
 # Admission shares for a load generator that plays many phones over one connection from one
 # address (the loopback benches' closed loops keep 50 calls in flight on one HTTP/2
@@ -115,4 +118,18 @@ check_reports() {
     fi
   done
   return "$failed"
+}
+
+start_moto() {
+  local port _
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  python3 -m moto.server -H 127.0.0.1 -p "$port" >"$1" 2>&1 &
+  moto_pid=$!
+  moto="http://127.0.0.1:$port"
+  for _ in $(seq 100); do
+    curl -fsS "$moto/" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "error: moto did not answer on $moto within 10 s; see $1" >&2
+  exit 1
 }

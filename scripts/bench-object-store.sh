@@ -51,14 +51,7 @@ grep '"batch published"' "$log" | head -n 1 >"$out/batch.json"
 stop_servers
 
 # moto on a free loopback port, with a bucket.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m moto.server -H 127.0.0.1 -p "$port" >"$out/moto.log" 2>&1 &
-moto_pid=$!
-moto="http://127.0.0.1:$port"
-for _ in $(seq 100); do
-  curl -fsS "$moto/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_moto "$out/moto.log"
 curl -fsS -X PUT "$moto/peak" >/dev/null
 
 sync_times() {

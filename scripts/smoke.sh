@@ -37,10 +37,10 @@ for name in "${scripts[@]}"; do
     bench-common)
       # Sourced, not run: it must parse and define what the benches call.
       bash -n "$script" >"$log" 2>&1 &&
-        bash -c "source $script && declare -F bench_setup start_server stop_servers add_load_authority check_reports warmup smoke" \
+        bash -c "source $script && declare -F bench_setup start_server stop_servers add_load_authority check_reports warmup smoke start_moto" \
           >>"$log" 2>&1 || status=$?
       ;;
-    bench-attacks | bench-codes | bench-console | bench-object-store | bench-padding | bench-server | bench-tls) timeout 120 "$script" "$out" >"$log" 2>&1 || status=$? ;;
+    bench-attacks | bench-codes | bench-console | bench-object-store | bench-padding | bench-server | bench-tls | failover-drill) timeout 120 "$script" "$out" >"$log" 2>&1 || status=$? ;;
     bench-record) timeout 120 "$script" "$out" >"$log" 2>&1 || status=$? ;;
     crash-campaign | fuzz) timeout 120 "$script" >"$log" 2>&1 || status=$? ;;
     *)

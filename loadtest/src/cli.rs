@@ -65,6 +65,38 @@ pub enum Command {
     /// protocol v2 headers) beside patients uploading valid codes; reports their success rate.
     #[command(after_help = EXIT_STATUS_HELP)]
     CodeGuessing(crate::code_guessing::CodeGuessingArgs),
+    /// Looks for the uploads of a `run --ledger` file in a server's published confirm store
+    /// (a standby after a failover): how many acknowledged uploads it lacks, and how long
+    /// before the primary's loss the newest of them was answered. Reports JSON.
+    Readback(ReadbackArgs),
+}
+
+/// Flags of `exposure-loadtest readback`.
+#[derive(Debug, Args)]
+pub struct ReadbackArgs {
+    /// The server's gRPC URL; loopback only (127.0.0.0/8, ::1, localhost).
+    #[arg(long, default_value = DEFAULT_TARGET)]
+    pub target: String,
+    /// PEM CA certificate that signed the server's certificate; needed for an https:// target.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Region the uploads named.
+    #[arg(long, default_value = runner::DEFAULT_REGION)]
+    pub region: String,
+    /// The file `run --ledger` wrote.
+    #[arg(long)]
+    pub ledger: PathBuf,
+    /// Looks only for uploads answered at or before this Unix millisecond (the primary's loss),
+    /// and counts the newest lost upload's age from it.
+    #[arg(long, value_name = "UNIX_MS")]
+    pub acknowledged_by: Option<u64>,
+    /// How long to wait for the server to publish the keys (it needs `--release-delay 0s` and
+    /// a `--publish-interval` well below this).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// Writes the report to this file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }
 
 /// Exit statuses of `attack`, documented in its `--help`.
@@ -281,6 +313,10 @@ pub struct RunArgs {
     /// Writes an SVG chart of latency and throughput over time to this file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Writes every upload the server acknowledged (its answer time, its keys of past days)
+    /// to this file, one a line, for `readback` against another server (a failover drill).
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
     /// SLO: the 99th-percentile latency must not exceed this many milliseconds (exit 2 if it does).
     #[arg(long)]
     pub p99_max_ms: Option<f64>,
@@ -442,7 +478,34 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
         Command::CodeGuessing(args) => crate::code_guessing::execute(&args).await,
+        Command::Readback(args) => execute_readback(&args).await,
     }
+}
+
+async fn execute_readback(args: &ReadbackArgs) -> anyhow::Result<ExitStatus> {
+    let target = match parse_target(&args.target, false, args.ca_cert.as_deref()) {
+        Ok(target) => target,
+        Err(message) => return Ok(usage_error(&message)),
+    };
+    let uploads = crate::scenario::readback::read_ledger(&args.ledger)?;
+    let connections = crate::client::Connections::open(&target, 1).await?;
+    let mut clients = crate::client::Clients::new(connections.channel(0));
+    let prefix_bits =
+        crate::scenario::catalog::Catalog::load(&mut clients.distribution, &args.region)
+            .await?
+            .confirm_prefix_bits();
+    let found = crate::scenario::readback::check_uploads(
+        &mut clients,
+        &args.region,
+        prefix_bits,
+        &uploads,
+        args.acknowledged_by,
+        args.wait,
+    )
+    .await?;
+    let rendered = render(Format::Json, &found, |_| String::new())?;
+    write_report(args.output.as_deref(), &rendered)?;
+    Ok(ExitStatus::Success)
 }
 
 async fn execute_run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
@@ -450,7 +513,12 @@ async fn execute_run(args: &RunArgs) -> anyhow::Result<ExitStatus> {
         Ok(options) => options,
         Err(message) => return Ok(usage_error(&message)),
     };
-    let mut report = runner::run_scenario(&options).await?;
+    let prepared = runner::PreparedRun::prepare(&options).await?;
+    let ledger = prepared.ledger();
+    let mut report = prepared.run().await?;
+    if let Some(path) = &args.ledger {
+        ledger.write(path)?;
+    }
     let verdict = args.slo().judge(&report);
     report.slo = verdict.as_ref().map(|verdict| SloReport {
         passed: verdict.passed,

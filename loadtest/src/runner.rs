@@ -257,6 +257,11 @@ impl PreparedRun {
         })
     }
 
+    /// Returns the ledger of the uploads the server acknowledges in this run.
+    pub fn ledger(&self) -> Arc<readback::Ledger> {
+        self.workload.ledger()
+    }
+
     /// Sends the run's requests and returns the report; the clock starts here.
     pub async fn run(self) -> anyhow::Result<Report> {
         let PreparedRun {

@@ -320,6 +320,7 @@ pub async fn run_with_tls(
                 key: backup_key,
                 full_interval: config.backup_full_interval,
                 log_interval: config.backup_log_interval,
+                keep: config.backup_keep as usize,
             },
             cancel.clone(),
         ));

@@ -532,6 +532,12 @@ pub struct ServerConfig {
     #[arg(long, env = "EXPOSURE_BACKUP_LOG_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub backup_log_interval: Duration,
 
+    /// How many complete checkpoints `--backup-to` keeps in the bucket: after each new one,
+    /// older checkpoints are deleted with their logs, and the files no kept checkpoint lists.
+    /// `restore --at` reaches back to the oldest kept. At least 1.
+    #[arg(long, env = "EXPOSURE_BACKUP_KEEP", default_value_t = 7)]
+    pub backup_keep: u32,
+
     /// PKCS#8 PEM file of the P-256 key that signs batches, kept outside the data directory
     /// (a mounted secret, an HSM export), so it is never in a backup. Without it the key is
     /// generated into, and read from, `DATA_DIR/signing/`. `--signing-key` is the same flag.

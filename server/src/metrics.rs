@@ -57,7 +57,8 @@ pub const PUBLISH_TASK_FAILURES_MAX: &str = "exposure_publish_task_failures_max"
 pub const BACKUP_LAG_SECONDS: &str = "exposure_backup_lag_seconds";
 /// Write-ahead log bytes read but not yet in the bucket at the last tick.
 pub const BACKUP_LAG_BYTES: &str = "exposure_backup_lag_bytes";
-/// Failed continuous-backup attempts, by `stage` (checkpoint, log).
+/// Failed continuous-backup attempts, by `stage` (checkpoint, log, prune: one per deletion that
+/// failed, retried after the next checkpoint).
 pub const BACKUP_FAILURES_TOTAL: &str = "exposure_backup_failures_total";
 /// Checkpoints written to the backup bucket.
 pub const BACKUP_CHECKPOINTS_TOTAL: &str = "exposure_backup_checkpoints_total";
@@ -212,7 +213,7 @@ fn register_at_zero() {
     ] {
         gauge!(name).set(0.0);
     }
-    for stage in ["checkpoint", "log"] {
+    for stage in ["checkpoint", "log", "prune"] {
         counter!(BACKUP_FAILURES_TOTAL, "stage" => stage).absolute(0);
     }
     counter!(BACKUP_CHECKPOINTS_TOTAL).absolute(0);
@@ -339,7 +340,7 @@ fn describe() {
     );
     describe_counter!(
         BACKUP_FAILURES_TOTAL,
-        "Failed continuous-backup attempts, by stage (checkpoint, log)"
+        "Failed continuous-backup attempts, by stage (checkpoint, log, prune)"
     );
     describe_counter!(
         BACKUP_CHECKPOINTS_TOTAL,

@@ -62,12 +62,22 @@ async fn upload_with(
     upload_id: &str,
     key: DiagnosisKey,
 ) -> bool {
+    try_upload(client, token, upload_id, key).await.is_ok()
+}
+
+/// Uploads `key` through `client`; returns the refusal.
+async fn try_upload(
+    client: &mut KeyUploadClient<tonic::transport::Channel>,
+    token: &str,
+    upload_id: &str,
+    key: DiagnosisKey,
+) -> Result<(), tonic::Status> {
     let mut request = tonic::Request::new(fixtures::upload(upload_id, vec![key]));
     request.metadata_mut().insert(
         "authorization",
         format!("Bearer {token}").parse().expect("ascii"),
     );
-    client.upload_diagnosis_keys(request).await.is_ok()
+    client.upload_diagnosis_keys(request).await.map(|_| ())
 }
 
 /// Writes a backup key file of `byte`s; returns its path.
@@ -128,6 +138,10 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
         "1h",
         "--release-delay",
         "0s",
+        // The default 600 calls a minute would refuse the load after its first burst, each
+        // refusal answered `--refusal-delay` (1 s) late: the load must run up to the kill.
+        "--authority-uploads-per-minute",
+        "0",
     ]
     .iter()
     .map(|flag| (*flag).to_owned())
@@ -155,7 +169,14 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
             let mut client = KeyUploadClient::connect(url).await.expect("connect");
             for index in 0..100_000u32 {
                 let key = key(index);
-                if !upload_with(&mut client, &token, &format!("kill-{index}"), key.clone()).await {
+                if let Err(status) =
+                    try_upload(&mut client, &token, &format!("kill-{index}"), key.clone()).await
+                {
+                    eprintln!(
+                        "upload {index} not acknowledged: {:?} {}",
+                        status.code(),
+                        status.message()
+                    );
                     return;
                 }
                 acknowledged
@@ -170,14 +191,45 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
     server.kill();
     load.await.expect("load");
     let acknowledged = acknowledged.lock().expect("lock").clone();
+    // When the uploads were answered, for a stall of the write path: the longest wait between
+    // two answers and how long before the kill the last one came.
+    let mut longest = (Duration::ZERO, Duration::ZERO);
+    for pair in acknowledged.windows(2) {
+        let gap = pair[1].0.duration_since(pair[0].0);
+        if gap > longest.0 {
+            longest = (gap, killed_at.duration_since(pair[1].0));
+        }
+    }
+    let last_answer = acknowledged
+        .last()
+        .map(|(at, _)| killed_at.duration_since(*at));
+    eprintln!(
+        "answers: {} in {:?}; longest wait between two {:?}, ending {:?} before the kill; the last {last_answer:?} before it",
+        acknowledged.len(),
+        acknowledged
+            .first()
+            .map(|(at, _)| killed_at.duration_since(*at)),
+        longest.0,
+        longest.1,
+    );
     let early: Vec<&DiagnosisKey> = acknowledged
         .iter()
         .filter(|(at, _)| killed_at.duration_since(*at) > log_interval)
         .map(|(_, key)| key)
         .collect();
+    // The boundary is exercised: uploads answered just more than one log interval before the
+    // kill (which must be restored) and within the last interval (which may be lost), so the
+    // write path did not stall while the backup shipped.
+    let age = |at: &Instant| killed_at.duration_since(*at);
     assert!(
-        !early.is_empty(),
-        "uploads were acknowledged before the kill"
+        acknowledged
+            .iter()
+            .any(|(at, _)| age(at) > log_interval && age(at) <= 2 * log_interval),
+        "uploads were acknowledged between one and two log intervals before the kill"
+    );
+    assert!(
+        last_answer.is_some_and(|last| last <= log_interval),
+        "uploads were acknowledged within the last log interval before the kill: the last {last_answer:?} before it"
     );
 
     let restored = tempfile::tempdir().expect("restore target");
@@ -419,4 +471,200 @@ fn walk(root: &Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+/// Returns every object name under the bucket folder `root`, relative to it.
+fn objects(root: &Path) -> std::collections::BTreeSet<String> {
+    walk(root)
+        .into_iter()
+        .map(|path| {
+            path.strip_prefix(root)
+                .expect("inside")
+                .to_str()
+                .expect("utf-8")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Returns the `files/{sha256}` names an unsealed checkpoint manifest lists, read line by line
+/// (format line, three header lines, then `{sha256} {length} {path}`).
+fn listed_files(manifest: &str) -> Vec<String> {
+    let mut lines = manifest.lines();
+    assert_eq!(
+        lines.next(),
+        Some("format: exposure-server continuous backup 1")
+    );
+    for header in ["deployment: ", "sequence: ", "created_ms: "] {
+        assert!(lines.next().is_some_and(|line| line.starts_with(header)));
+    }
+    lines
+        .map(|line| {
+            let digest = line.split(' ').next().expect("digest");
+            assert_eq!(digest.len(), 64, "{line}");
+            format!("files/{digest}")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_exactly_the_newest_checkpoints_and_what_they_need() {
+    // 0 is refused, naming the flag.
+    let refused_dir = tempfile::tempdir().expect("data dir");
+    let output = Command::new(binary::path("exposure-server", "exposure-server"))
+        .args(["--backup-to", "file:///nonexistent", "--backup-keep", "0"])
+        .arg("--data-dir")
+        .arg(refused_dir.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--backup-keep") && stderr.contains("at least 1"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().expect("data dir");
+    let buckets = tempfile::tempdir().expect("buckets");
+    let backup_dir = buckets.path().join("backup");
+    let backup_url = format!("file://{}", backup_dir.display());
+    let token = add_authority(dir.path(), &[REGION]);
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            "--backup-to",
+            &backup_url,
+            "--backup-keep",
+            "2",
+            "--backup-full-interval",
+            "1s",
+            "--backup-log-interval",
+            "200ms",
+            "--publish-interval",
+            "1h",
+        ],
+    );
+    // Uploads between checkpoints, so each checkpoint has files of its own (WAL, MANIFEST);
+    // every checkpoint and file seen in the bucket on the way is remembered.
+    let mut seen_checkpoints = std::collections::BTreeSet::new();
+    let mut seen_files = std::collections::BTreeSet::new();
+    let mut uploaded = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut index = 0u32;
+    while seen_checkpoints.len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "5 checkpoints in 60 s: {seen_checkpoints:?}"
+        );
+        let key = key(index);
+        assert!(
+            upload(
+                &server.grpc_url,
+                &token,
+                &format!("keep-{index}"),
+                key.clone()
+            )
+            .await
+        );
+        uploaded.push(key);
+        index += 1;
+        for name in objects(&backup_dir) {
+            if let Some(id) = name
+                .strip_prefix("checkpoints/")
+                .and_then(|rest| rest.strip_suffix("/manifest"))
+            {
+                seen_checkpoints.insert(id.to_owned());
+            } else if name.starts_with("files/") {
+                seen_files.insert(name);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // A graceful stop finishes a checkpoint in progress and its prune.
+    assert!(server.terminate());
+
+    let remaining = objects(&backup_dir);
+    let manifests: Vec<&String> = remaining
+        .iter()
+        .filter(|name| name.ends_with("/manifest"))
+        .collect();
+    assert_eq!(manifests.len(), 2, "{remaining:#?}");
+    let kept: Vec<String> = manifests
+        .iter()
+        .map(|name| {
+            name.strip_prefix("checkpoints/")
+                .and_then(|rest| rest.strip_suffix("/manifest"))
+                .expect("checkpoint id")
+                .to_owned()
+        })
+        .collect();
+    let newest_seen: Vec<&String> = seen_checkpoints.iter().rev().take(2).collect();
+    assert!(
+        kept.iter().all(|id| *id >= *newest_seen[1]),
+        "the kept checkpoints {kept:?} are the newest (seen {seen_checkpoints:?})"
+    );
+    let mut expected = std::collections::BTreeSet::new();
+    for id in &kept {
+        let manifest_name = format!("checkpoints/{id}/manifest");
+        let text = std::fs::read_to_string(backup_dir.join(&manifest_name)).expect("manifest");
+        expected.extend(listed_files(&text));
+        expected.insert(manifest_name);
+        let log_folder = format!("checkpoints/{id}/log/");
+        expected.extend(
+            remaining
+                .iter()
+                .filter(|name| name.starts_with(&log_folder))
+                .cloned(),
+        );
+    }
+    assert_eq!(
+        remaining, expected,
+        "exactly the newest two checkpoints, their logs and their files remain"
+    );
+    let pruned_files = seen_files.difference(&remaining).count();
+    assert!(
+        pruned_files > 0,
+        "files only older checkpoints listed were deleted"
+    );
+    eprintln!(
+        "{} checkpoints seen, {} kept; {} files seen, {pruned_files} deleted; {} objects remain",
+        seen_checkpoints.len(),
+        kept.len(),
+        seen_files.len(),
+        remaining.len()
+    );
+
+    // The newest state restores with every upload.
+    let newest = buckets.path().join("newest");
+    let (ok, report) = restore(&["--from", &backup_url, "--data-dir", path_str(&newest)]);
+    assert!(ok, "{report}");
+    let store = Store::open(&newest).expect("opens");
+    assert!(
+        uploaded.iter().all(|key| holds(&store, key)),
+        "every upload is restored: {report}"
+    );
+    drop(store);
+
+    // Before the oldest kept checkpoint, nothing is left to restore, and the error says so.
+    let oldest_ms: u64 = kept[0][..13].parse().expect("created_ms");
+    let before = ((oldest_ms - 1) / 1000).to_string();
+    let past = buckets.path().join("past");
+    let (ok, report) = restore(&[
+        "--from",
+        &backup_url,
+        "--data-dir",
+        path_str(&past),
+        "--at",
+        &before,
+    ]);
+    assert!(
+        !ok,
+        "restored from before the oldest kept checkpoint: {report}"
+    );
+    assert!(
+        report.contains("holds no checkpoint made by then")
+            && report.contains("the oldest it keeps was made at")
+            && report.contains("--backup-keep"),
+        "{report}"
+    );
 }

@@ -9,6 +9,10 @@
 //! holds everything the store holds, so nothing is missed or shipped twice across it. So does
 //! a gap in the log (the WAL no longer reaches back, or a bulk load of confirm digests, which
 //! bypasses the WAL): the next checkpoint follows at once and uploads only the new files.
+//! Records written after such a bulk load are in the bucket only once that checkpoint is (the
+//! recovery point of a publish run's window is the checkpoint's duration); otherwise the log
+//! is shipped on while a checkpoint is made. After each checkpoint, [`super::prune`] keeps the
+//! newest `--backup-keep`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +57,8 @@ pub struct Shipper {
     pub full_interval: Duration,
     /// `--backup-log-interval`.
     pub log_interval: Duration,
+    /// `--backup-keep`: complete checkpoints kept in the bucket (see [`super::prune`]).
+    pub keep: usize,
 }
 
 /// The checkpoint the shipper extends with logs.
@@ -65,6 +71,9 @@ struct Chain {
     made: Instant,
     /// The store's bulk-load count when it was made.
     bulk_loads: u64,
+    /// The log no longer continues it (a bulk load or a gap): nothing more is shipped on it,
+    /// and a new checkpoint is due.
+    ended: bool,
 }
 
 /// Why a tick stopped.
@@ -75,7 +84,13 @@ enum Tick {
     NeedsCheckpoint,
 }
 
-/// Runs the shipper until `cancel`; ships once more on the way out.
+/// Runs the shipper until `cancel`; ships once more on the way out (after finishing a
+/// checkpoint in progress).
+///
+/// A checkpoint runs beside the log: while it is made (a snapshot, hashing, the upload of its
+/// new files, which take seconds on a large store), the current chain is still extended every
+/// half interval, so the recovery point stays about one log interval through it. Only a chain
+/// the log no longer continues (after a bulk load or a gap) waits for the new checkpoint.
 pub async fn run(shipper: Shipper, cancel: CancellationToken) {
     let shipper = Arc::new(shipper);
     let sealer = match shipper.sealer().await {
@@ -87,32 +102,19 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
         }
     };
     let mut chain: Option<Chain> = None;
+    let mut making: Option<tokio::task::JoinHandle<Result<Chain, BackupError>>> = None;
     let mut retry = FIRST_RETRY;
+    let mut next_try = Instant::now();
     let mut caught_up_at = Instant::now();
     loop {
-        if chain
+        let due = chain
             .as_ref()
-            .is_none_or(|chain| chain.made.elapsed() >= shipper.full_interval)
-        {
-            match shipper.checkpoint(sealer.clone()).await {
-                Ok(made) => {
-                    tracing::info!(sequence = made.last, "backup checkpoint written");
-                    metrics::counter!(BACKUP_CHECKPOINTS_TOTAL).increment(1);
-                    chain = Some(made);
-                    retry = FIRST_RETRY;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "backup checkpoint failed");
-                    metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "checkpoint").increment(1);
-                    metrics::gauge!(BACKUP_LAG_SECONDS).set(caught_up_at.elapsed().as_secs_f64());
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(retry) => {}
-                    }
-                    retry = (retry * 2).min(MAX_RETRY);
-                    continue;
-                }
-            }
+            .is_none_or(|chain| chain.ended || chain.made.elapsed() >= shipper.full_interval);
+        if due && making.is_none() && Instant::now() >= next_try {
+            let (shipper, sealer) = (shipper.clone(), sealer.clone());
+            making = Some(tokio::spawn(
+                async move { shipper.checkpoint(sealer).await },
+            ));
         }
         // Reads every half interval, so a record is in the bucket within about one interval
         // of its write even counting the upload's own time.
@@ -120,22 +122,38 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
             () = cancel.cancelled() => true,
             () = tokio::time::sleep(shipper.log_interval / 2) => false,
         };
-        let Some(current) = chain.as_mut() else {
-            continue;
-        };
-        let started = Instant::now();
-        match shipper.ship(current, sealer.clone()).await {
-            Ok(Tick::CaughtUp) => {
-                caught_up_at = started;
-                metrics::gauge!(BACKUP_LAG_BYTES).set(0.0);
+        if let Some(handle) = making.take_if(|handle| stopping || handle.is_finished()) {
+            let made = handle
+                .await
+                .unwrap_or_else(|error| Err(BackupError::Upload(error.to_string())));
+            match made {
+                Ok(made) => {
+                    tracing::info!(sequence = made.last, "backup checkpoint written");
+                    metrics::counter!(BACKUP_CHECKPOINTS_TOTAL).increment(1);
+                    chain = Some(made);
+                    retry = FIRST_RETRY;
+                    shipper.prune().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "backup checkpoint failed");
+                    metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "checkpoint").increment(1);
+                    next_try = Instant::now() + retry;
+                    retry = (retry * 2).min(MAX_RETRY);
+                }
             }
-            Ok(Tick::NeedsCheckpoint) => {
-                caught_up_at = started;
-                chain = None;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "backup log shipping failed");
-                metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "log").increment(1);
+        }
+        if let Some(current) = chain.as_mut().filter(|chain| !chain.ended) {
+            let started = Instant::now();
+            match shipper.ship(current, sealer.clone()).await {
+                Ok(Tick::CaughtUp) => {
+                    caught_up_at = started;
+                    metrics::gauge!(BACKUP_LAG_BYTES).set(0.0);
+                }
+                Ok(Tick::NeedsCheckpoint) => current.ended = true,
+                Err(error) => {
+                    tracing::warn!(%error, "backup log shipping failed");
+                    metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "log").increment(1);
+                }
             }
         }
         metrics::gauge!(BACKUP_LAG_SECONDS).set(caught_up_at.elapsed().as_secs_f64());
@@ -158,6 +176,31 @@ impl Shipper {
         Sealer::new(&key, &deployment)
             .map(Some)
             .map_err(BackupError::Usage)
+    }
+
+    /// Deletes the checkpoints beyond the newest `keep` and what only they need; a failure is
+    /// counted and retried after the next checkpoint.
+    async fn prune(&self) {
+        match super::prune::prune(&self.bucket, self.keep, self.key.as_ref()).await {
+            Ok(pruned) => {
+                if pruned.deleted > 0 || pruned.failed > 0 {
+                    tracing::info!(
+                        deleted = pruned.deleted,
+                        failed = pruned.failed,
+                        keep = self.keep,
+                        "old backup checkpoints pruned"
+                    );
+                }
+                if pruned.failed > 0 {
+                    metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "prune")
+                        .increment(pruned.failed as u64);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "old backup checkpoints could not be pruned");
+                metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "prune").increment(1);
+            }
+        }
     }
 
     /// Takes a snapshot and uploads it as a new checkpoint; returns its chain.
@@ -183,6 +226,7 @@ impl Shipper {
             last: sequence,
             made,
             bulk_loads,
+            ended: false,
         })
     }
 
@@ -269,6 +313,13 @@ impl Shipper {
             .await
             .map_err(|error| BackupError::Upload(error.to_string()))??;
             metrics::gauge!(BACKUP_LAG_BYTES).set(read.bytes as f64);
+            // A bulk load since the checkpoint is not in the log, and records read after it
+            // may depend on it (the publish run's commit of the digests it loaded): they wait
+            // for the next checkpoint, which holds both. The counter moves before that commit
+            // is written, so a read that holds the commit sees it moved.
+            if self.store.bulk_loads() != chain.bulk_loads {
+                return Ok(Tick::NeedsCheckpoint);
+            }
             if let (Some(first), Some(last)) = (read.records.first(), read.records.last()) {
                 let (first, last) = (first.sequence, last.last_sequence());
                 let name = remote::log_name(&chain.id, first, last, unix_millis());
@@ -284,9 +335,8 @@ impl Shipper {
                 metrics::counter!(BACKUP_LOG_OBJECTS_TOTAL).increment(1);
                 chain.last = last;
             }
-            // A bulk load since the checkpoint is not in the log: the records shipped are
-            // still good, and a new checkpoint takes the loaded file.
-            if read.gap || self.store.bulk_loads() != chain.bulk_loads {
+            // The records before a gap are shipped; what follows needs a new checkpoint.
+            if read.gap {
                 return Ok(Tick::NeedsCheckpoint);
             }
             if chain.last >= until || read.records.is_empty() {

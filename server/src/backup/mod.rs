@@ -28,6 +28,7 @@
 
 pub mod continuous;
 pub mod manifest;
+pub mod prune;
 pub mod remote;
 pub mod restore;
 pub mod restore_remote;

@@ -38,17 +38,8 @@ pub async fn restore(
     request: RemoteRestore<'_>,
 ) -> Result<RestoreReport, BackupError> {
     let paths = bucket.all_paths().await.map_err(bucket_error)?;
-    let (id, sequence) = newest_checkpoint(&paths, request.at_ms).ok_or_else(|| {
-        BackupError::Usage(format!(
-            "{} holds no checkpoint{}",
-            bucket.description(),
-            if request.at_ms.is_some() {
-                " made at or before --at"
-            } else {
-                ""
-            }
-        ))
-    })?;
+    let (id, sequence) = newest_checkpoint(&paths, request.at_ms)
+        .ok_or_else(|| no_checkpoint(bucket, &paths, request.at_ms))?;
     let manifest_name = remote::manifest_name(&id);
     let body = fetch(bucket, &manifest_name).await?;
     let (sealer, text) = open_manifest(&manifest_name, sequence, &body, request.key)?;
@@ -117,9 +108,35 @@ fn newest_checkpoint(paths: &[String], at_ms: Option<u64>) -> Option<(String, u6
         .max()
 }
 
+/// Returns the error for a bucket without a checkpoint to restore: none at all, or none made
+/// by `--at`, when the oldest kept (older ones pruned by `--backup-keep`) is later.
+fn no_checkpoint(bucket: &Bucket, paths: &[String], at_ms: Option<u64>) -> BackupError {
+    let oldest = super::prune::complete_checkpoints(paths)
+        .first()
+        .and_then(|id| remote::parse_checkpoint_id(id))
+        .map(|(created_ms, _)| created_ms);
+    let message = match (at_ms, oldest) {
+        (Some(at), Some(oldest)) => format!(
+            "--at {}: {} holds no checkpoint made by then; the oldest it keeps was made at {} \
+             (older ones are deleted beyond --backup-keep)",
+            rfc3339_ms(at),
+            bucket.description(),
+            rfc3339_ms(oldest)
+        ),
+        _ => format!("{} holds no checkpoint", bucket.description()),
+    };
+    BackupError::Usage(message)
+}
+
+/// Formats Unix milliseconds as RFC 3339 (UTC, milliseconds).
+fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
 /// Opens a checkpoint manifest: with `key`, for the deployment its header names; without,
 /// only an unsealed one.
-fn open_manifest(
+pub(super) fn open_manifest(
     name: &str,
     sequence: u64,
     body: &[u8],
@@ -287,7 +304,7 @@ async fn published_sequences(published: &Bucket) -> Result<Vec<(String, u64)>, B
 }
 
 /// Returns an object's body; a missing object is an error naming it.
-async fn fetch(bucket: &Bucket, name: &str) -> Result<bytes::Bytes, BackupError> {
+pub(super) async fn fetch(bucket: &Bucket, name: &str) -> Result<bytes::Bytes, BackupError> {
     bucket
         .get(name)
         .await

@@ -167,6 +167,12 @@ impl ServerConfig {
         positive_duration("--publish-interval", self.publish_interval)?;
         positive_duration("--backup-full-interval", self.backup_full_interval)?;
         positive_duration("--backup-log-interval", self.backup_log_interval)?;
+        if self.backup_keep == 0 {
+            refuse(
+                "--backup-keep",
+                "must be at least 1: the newest checkpoint is what a restore starts from",
+            )?;
+        }
         positive_duration("--request-timeout", self.request_timeout)?;
         positive_duration("--shutdown-grace", self.shutdown_grace)?;
         self.check_removed_padding_settings()?;
