@@ -1879,9 +1879,11 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
         let issued = issue_dated(&mut issuer_browser, &csrf, "", "").await;
         codes.push(text_of_class(issued.text(), "code").expect("code"));
     }
-    // Two code uploads of 1 and 2 keys, one token upload of 3 keys.
+    // Two code uploads of 1 and 2 keys, 10 and 40 minutes after the codes were issued, one
+    // token upload of 3 keys.
     let mut client = server.upload_client().await;
     for (index, keys) in [vec![0x71], vec![0x72, 0x73]].into_iter().enumerate() {
+        server.clock.advance(if index == 0 { 600 } else { 1800 });
         let mut upload = fixtures::upload(
             &format!("stats-{index}"),
             keys.into_iter().map(yesterday_key).collect(),
@@ -1928,6 +1930,12 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
         .collect();
     // Issued 3, used 2, expired 0 (< 2), token uploads 1 (< 2), code uploads 2, keys 6.
     assert_eq!(cells, ["3", "2", "&lt; 2", "&lt; 2", "2", "6"]);
+    // The median of 10 and 40 minutes: the lower middle of an even count.
+    assert!(
+        page.text()[start..].contains("<td class=\"count median\">10</td>"),
+        "{}",
+        &page.text()[start..]
+    );
     assert!(page.text().contains("<svg id=\"stats-chart\""));
     assert!(!page.text().contains("<script"));
     let csv = viewer_browser.get("/stats.csv").await;
@@ -1936,8 +1944,8 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
     assert_eq!(
         lines,
         [
-            "day,codes_issued,codes_used,codes_expired_unused,uploads_by_token,uploads_by_code,keys",
-            "2026-01-10,3,2,< 2,< 2,2,6"
+            "day,codes_issued,codes_used,codes_expired_unused,uploads_by_token,uploads_by_code,keys,median_minutes_code_to_upload",
+            "2026-01-10,3,2,< 2,< 2,2,6,10"
         ]
     );
     viewer_browser.accept_language = Some("vi".into());

@@ -434,12 +434,14 @@ pub fn stats(
                 thead { tr {
                     th { (t.day) } th { (t.codes_issued) } th { (t.codes_used) } th { (t.codes_expired) }
                     th { (t.uploads_token) } th { (t.uploads_code) } th { (t.keys) }
+                    th { (t.median_to_upload) }
                 } }
                 tbody {
                     @for (day, counts) in days.iter().rev() {
                         tr id={ "day-" (super::stats::day_text(*day)) } {
                             td { (super::stats::day_text(*day)) }
                             @for count in counts.columns() { td.count { (super::stats::shown(count, min)) } }
+                            td.count.median { (super::stats::shown_median(counts, min)) }
                         }
                     }
                 }

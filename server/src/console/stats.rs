@@ -1,6 +1,7 @@
 //! The statistics page of an authority (DESIGN.md section 13), for its viewers and admins: per
 //! UTC day over retention, the codes issued, used and expired unused, the uploads by bearer
-//! token and by code, and the keys they stored; as a table, a bar chart drawn on the server
+//! token and by code, the keys they stored, and the median time from a code's issue to its
+//! upload (over the codes used that day); as a table, a bar chart drawn on the server
 //! as SVG (no script), and CSV. A count below `--stats-min-count` is shown as "< N" (and drawn
 //! as no bar), so that small numbers of cases are not told.
 
@@ -35,6 +36,9 @@ pub struct DayCounts {
     pub code_uploads: u64,
     /// Keys those uploads stored.
     pub keys: u64,
+    /// Median minutes from issue to upload of the codes used that day (the lower middle of an
+    /// even count); `None` when none was used.
+    pub median_minutes_to_upload: Option<u64>,
 }
 
 impl DayCounts {
@@ -58,10 +62,15 @@ pub fn daily_counts(
     now: u64,
 ) -> Result<BTreeMap<u64, DayCounts>, StorageError> {
     let mut days: BTreeMap<u64, DayCounts> = BTreeMap::new();
+    let mut waits: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for code in store.codes_of_authority(authority_id)? {
         days.entry(code.issued_at / DAY).or_default().issued += 1;
         if code.consumed_at > 0 {
             days.entry(code.consumed_at / DAY).or_default().used += 1;
+            waits
+                .entry(code.consumed_at / DAY)
+                .or_default()
+                .push(code.consumed_at.saturating_sub(code.issued_at));
         } else if code.expires_at < now {
             days.entry(code.expires_at / DAY).or_default().expired += 1;
         }
@@ -93,7 +102,30 @@ pub fn daily_counts(
             .response
             .map_or(0, |response| u64::from(response.keys_accepted));
     }
+    for (day, mut seconds) in waits {
+        if let Some(counts) = days.get_mut(&day) {
+            counts.median_minutes_to_upload = median(&mut seconds).map(|median| median / 60);
+        }
+    }
     Ok(days)
+}
+
+/// Returns the median of `values` (the lower middle of an even count), sorting them.
+fn median(values: &mut [u64]) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    Some(values[(values.len() - 1) / 2])
+}
+
+/// Returns the median wait as shown: minutes, or nothing when the day's used codes are fewer
+/// than `min` (a median of few codes tells about few patients) or none was used.
+pub fn shown_median(counts: &DayCounts, min: u64) -> String {
+    match counts.median_minutes_to_upload {
+        Some(minutes) if counts.used >= min => minutes.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// Returns a count as shown: itself, or "< min" below `min`.
@@ -154,7 +186,7 @@ pub async fn stats_csv(State(state): State<Arc<ConsoleState>>, request: Request)
     };
     let min = state.stats_min_count;
     let mut csv = String::from(
-        "day,codes_issued,codes_used,codes_expired_unused,uploads_by_token,uploads_by_code,keys\n",
+        "day,codes_issued,codes_used,codes_expired_unused,uploads_by_token,uploads_by_code,keys,median_minutes_code_to_upload\n",
     );
     for (day, counts) in &days {
         csv.push_str(&day_text(*day));
@@ -162,6 +194,8 @@ pub async fn stats_csv(State(state): State<Arc<ConsoleState>>, request: Request)
             csv.push(',');
             csv.push_str(&shown(count, min));
         }
+        csv.push(',');
+        csv.push_str(&shown_median(counts, min));
         csv.push('\n');
     }
     (
@@ -231,6 +265,22 @@ pub fn chart_svg(days: &BTreeMap<u64, DayCounts>, min: u64, t: &super::i18n::Tex
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_wait_is_the_middle_one_and_shown_only_from_the_minimum() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [300]), Some(300));
+        assert_eq!(median(&mut [900, 60, 300]), Some(300));
+        assert_eq!(median(&mut [600, 60, 300, 1200]), Some(300));
+        let day = |used, minutes| DayCounts {
+            used,
+            median_minutes_to_upload: minutes,
+            ..DayCounts::default()
+        };
+        assert_eq!(shown_median(&day(12, Some(95)), 10), "95");
+        assert_eq!(shown_median(&day(9, Some(95)), 10), "");
+        assert_eq!(shown_median(&day(0, None), 1), "");
+    }
 
     #[test]
     fn counts_below_the_minimum_are_not_told() {
