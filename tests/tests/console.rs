@@ -74,6 +74,13 @@ async fn user_add(
     .expect("user add task")
 }
 
+/// Adds an account with `roles` and enrols it in a browser of its own; returns both.
+async fn staff(server: &TestServer, email: &str, roles: Vec<Role>) -> (Browser, Staff) {
+    let mut browser = Browser::new(&server.console_url);
+    let staff = enrol(server, &mut browser, email, roles).await;
+    (browser, staff)
+}
+
 /// Adds an account with `roles` and enrols it through its link; returns what the person knows.
 async fn enrol(server: &TestServer, browser: &mut Browser, email: &str, roles: Vec<Role>) -> Staff {
     let report = user_add(server, authority_id(server), email, roles)
@@ -371,14 +378,7 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
 #[tokio::test]
 async fn every_login_failure_says_the_same_and_five_in_a_row_lock_the_account() {
     let server = start().await;
-    let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(
-        &server,
-        &mut browser,
-        "doctor.minh@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut browser, staff) = staff(&server, "doctor.minh@example.org", vec![Role::Issuer]).await;
 
     let wrong_password = log_in_with(&server, &mut browser, &staff, "not the password").await;
     assert_eq!(wrong_password.status, 401);
@@ -461,14 +461,7 @@ async fn every_login_failure_says_the_same_and_five_in_a_row_lock_the_account() 
 #[tokio::test]
 async fn a_viewer_gets_403_and_nothing_is_issued() {
     let server = start().await;
-    let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(
-        &server,
-        &mut browser,
-        "viewer@example.org",
-        vec![Role::Viewer],
-    )
-    .await;
+    let (mut browser, staff) = staff(&server, "viewer@example.org", vec![Role::Viewer]).await;
     log_in(&server, &mut browser, &staff).await;
     let home = browser.get("/").await;
     assert_eq!(home.status, 200);
@@ -618,14 +611,7 @@ async fn login_attempts_are_limited_per_client_network() {
 #[tokio::test]
 async fn an_idle_session_ends_after_30_minutes() {
     let server = start().await;
-    let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(
-        &server,
-        &mut browser,
-        "idle@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut browser, staff) = staff(&server, "idle@example.org", vec![Role::Issuer]).await;
     log_in(&server, &mut browser, &staff).await;
     server.clock.advance(29 * 60);
     assert_eq!(
@@ -692,14 +678,7 @@ async fn past_the_daily_quota_of_an_account_the_page_says_when_it_resets() {
         config.console_codes_per_user_per_day = 2;
     })
     .await;
-    let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(
-        &server,
-        &mut browser,
-        "busy@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut browser, staff) = staff(&server, "busy@example.org", vec![Role::Issuer]).await;
     log_in(&server, &mut browser, &staff).await;
     let csrf = field_value(browser.get("/").await.text(), "csrf");
     let form = [
@@ -758,14 +737,7 @@ async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
     use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
     let server = start().await;
     let authority = authority_id(&server);
-    let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(
-        &server,
-        &mut browser,
-        "kept@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut browser, staff) = staff(&server, "kept@example.org", vec![Role::Issuer]).await;
     log_in(&server, &mut browser, &staff).await;
     let session = browser
         .cookie(SESSION_COOKIE)
@@ -991,14 +963,7 @@ async fn the_onset_or_test_date_of_a_code_fills_in_days_since_onset_in_the_gaen_
     let undated = issue(grpc_order("", "")).await;
 
     // A symptom-onset date (2026-01-05) on the console's form; a bad one names its field.
-    let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(
-        &server,
-        &mut browser,
-        "dated@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut browser, staff) = staff(&server, "dated@example.org", vec![Role::Issuer]).await;
     log_in(&server, &mut browser, &staff).await;
     let home = browser.get("/").await;
     assert!(home.text().contains("id=\"symptom_onset_date\""));
@@ -1113,22 +1078,10 @@ async fn issue_with_token(server: &TestServer, token: &str, count: u32) -> Vec<S
 #[tokio::test]
 async fn the_codes_list_shows_status_and_issuer_newest_first_never_the_code() {
     let server = start().await;
-    let mut issuer_browser = Browser::new(&server.console_url);
-    let issuer = enrol(
-        &server,
-        &mut issuer_browser,
-        "issuer@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
-    let mut viewer_browser = Browser::new(&server.console_url);
-    let viewer = enrol(
-        &server,
-        &mut viewer_browser,
-        "viewer@example.org",
-        vec![Role::Viewer],
-    )
-    .await;
+    let (mut issuer_browser, issuer) =
+        staff(&server, "issuer@example.org", vec![Role::Issuer]).await;
+    let (mut viewer_browser, viewer) =
+        staff(&server, "viewer@example.org", vec![Role::Viewer]).await;
 
     // The issuer issues a code that is used, then one valid for an hour that expires.
     log_in(&server, &mut issuer_browser, &issuer).await;
@@ -1242,22 +1195,9 @@ async fn past_the_daily_quota_of_the_authority_every_account_is_refused_until_mi
         config.console_codes_per_authority_per_day = 3;
     })
     .await;
-    let mut first_browser = Browser::new(&server.console_url);
-    let first = enrol(
-        &server,
-        &mut first_browser,
-        "first@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
-    let mut second_browser = Browser::new(&server.console_url);
-    let second = enrol(
-        &server,
-        &mut second_browser,
-        "second@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut first_browser, first) = staff(&server, "first@example.org", vec![Role::Issuer]).await;
+    let (mut second_browser, second) =
+        staff(&server, "second@example.org", vec![Role::Issuer]).await;
     log_in(&server, &mut first_browser, &first).await;
     log_in(&server, &mut second_browser, &second).await;
     let first_csrf = field_value(first_browser.get("/").await.text(), "csrf");
@@ -1353,14 +1293,7 @@ async fn a_bulk_issue_downloads_a_csv_of_1000_distinct_codes_that_upload() {
         config.console_codes_per_authority_per_day = 2000;
     })
     .await;
-    let mut browser = Browser::new(&server.console_url);
-    let staff = enrol(
-        &server,
-        &mut browser,
-        "bulk@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut browser, staff) = staff(&server, "bulk@example.org", vec![Role::Issuer]).await;
     log_in(&server, &mut browser, &staff).await;
     let home = browser.get("/").await;
     assert!(home.text().contains("id=\"bulk_count\""));
@@ -1475,22 +1408,9 @@ fn audit_actions(answer: &Answer) -> Vec<String> {
 #[tokio::test]
 async fn admins_read_the_audit_log_newest_first_and_as_csv_and_it_is_kept_400_days() {
     let server = start().await;
-    let mut admin_browser = Browser::new(&server.console_url);
-    let admin = enrol(
-        &server,
-        &mut admin_browser,
-        "admin@example.org",
-        vec![Role::Admin],
-    )
-    .await;
-    let mut issuer_browser = Browser::new(&server.console_url);
-    let issuer = enrol(
-        &server,
-        &mut issuer_browser,
-        "writer@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut admin_browser, admin) = staff(&server, "admin@example.org", vec![Role::Admin]).await;
+    let (mut issuer_browser, issuer) =
+        staff(&server, "writer@example.org", vec![Role::Issuer]).await;
     assert_eq!(
         log_in_with(&server, &mut issuer_browser, &issuer, "wrong password")
             .await
@@ -1616,14 +1536,7 @@ fn user_cell(answer: &Answer, email: &str, class: &str) -> String {
 #[tokio::test]
 async fn admins_invite_change_roles_disable_and_reset_but_never_remove_the_last_admin() {
     let server = start().await;
-    let mut admin_browser = Browser::new(&server.console_url);
-    let admin = enrol(
-        &server,
-        &mut admin_browser,
-        "chief@example.org",
-        vec![Role::Admin],
-    )
-    .await;
+    let (mut admin_browser, admin) = staff(&server, "chief@example.org", vec![Role::Admin]).await;
     log_in(&server, &mut admin_browser, &admin).await;
     let page = admin_browser.get("/users").await;
     assert_eq!(page.status, 200, "{}", page.text());
@@ -1864,14 +1777,8 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
         config.stats_min_count = 2;
     })
     .await;
-    let mut issuer_browser = Browser::new(&server.console_url);
-    let issuer = enrol(
-        &server,
-        &mut issuer_browser,
-        "counts@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
+    let (mut issuer_browser, issuer) =
+        staff(&server, "counts@example.org", vec![Role::Issuer]).await;
     log_in(&server, &mut issuer_browser, &issuer).await;
     let csrf = field_value(issuer_browser.get("/").await.text(), "csrf");
     let mut codes = Vec::new();
@@ -1907,14 +1814,8 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
     // An issuer alone sees no statistics.
     assert_eq!(issuer_browser.get("/stats").await.status, 403);
 
-    let mut viewer_browser = Browser::new(&server.console_url);
-    let viewer = enrol(
-        &server,
-        &mut viewer_browser,
-        "numbers@example.org",
-        vec![Role::Viewer],
-    )
-    .await;
+    let (mut viewer_browser, viewer) =
+        staff(&server, "numbers@example.org", vec![Role::Viewer]).await;
     log_in(&server, &mut viewer_browser, &viewer).await;
     let page = viewer_browser.get("/stats").await;
     assert_eq!(page.status, 200, "{}", page.text());
