@@ -305,17 +305,7 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
         .await;
     assert_eq!(wrong.status, 403);
 
-    let issued = browser
-        .post(
-            "/codes",
-            &[
-                ("csrf", &csrf),
-                ("region", REGION),
-                ("report_type", "confirmed_test"),
-                ("valid_hours", "24"),
-            ],
-        )
-        .await;
+    let issued = issue_one(&mut browser, &csrf).await;
     assert_eq!(issued.status, 200, "{}", issued.text());
     assert_eq!(issued.header("cache-control"), "no-store");
     let policy = issued.header("content-security-policy");
@@ -467,17 +457,7 @@ async fn a_viewer_gets_403_and_nothing_is_issued() {
     assert_eq!(home.status, 200);
     assert!(!home.text().contains("action=\"/codes\""), "no issue form");
     let csrf = field_value(home.text(), "csrf");
-    let refused = browser
-        .post(
-            "/codes",
-            &[
-                ("csrf", &csrf),
-                ("region", REGION),
-                ("report_type", "confirmed_test"),
-                ("valid_hours", "24"),
-            ],
-        )
-        .await;
+    let refused = issue_one(&mut browser, &csrf).await;
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert!(
         refused.text().contains("may not issue codes"),
@@ -883,6 +863,11 @@ async fn exported_onsets(
 }
 
 /// Posts the console's issue form with a symptom-onset and a test date (either may be empty).
+/// Issues one code (a confirmed test, 24 hours) with the form of the home page.
+async fn issue_one(browser: &mut Browser, csrf: &str) -> Answer {
+    issue_dated(browser, csrf, "", "").await
+}
+
 async fn issue_dated(browser: &mut Browser, csrf: &str, onset: &str, test: &str) -> Answer {
     browser
         .post(
