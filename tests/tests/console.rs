@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use exposure_proto::v1::DiagnosisKey;
+use exposure_proto::v1::{BatchKind, DiagnosisKey};
 use exposure_server::Clock;
 use exposure_server::admin::user::{Role, UserCommand};
 use exposure_server::admin::{AdminError, DataDir};
@@ -1758,8 +1758,11 @@ async fn admins_invite_change_roles_disable_and_reset_but_never_remove_the_last_
 
 #[tokio::test]
 async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
+    // Padding on: the batches hold synthetic keys beside the six real ones, and the statistics
+    // must not count them as published keys.
     let server = TestServer::start_with(Clock::manual(TEST_NOW), |config| {
         config.stats_min_count = 2;
+        config.pad_min_keys = 40;
     })
     .await;
     let (mut issuer_browser, issuer) =
@@ -1802,6 +1805,27 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
     let (mut viewer_browser, viewer) =
         staff(&server, "numbers@example.org", vec![Role::Viewer]).await;
     log_in(&server, &mut viewer_browser, &viewer).await;
+    // The publisher runs every 200 ms: wait until the CSV counts the six keys as published.
+    let expected = "2026-01-10,3,2,< 2,< 2,2,6,6,10";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let csv = viewer_browser.get("/stats.csv").await;
+        assert_eq!(csv.status, 200);
+        if csv.text().lines().nth(1) == Some(expected) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "statistics never counted six keys published: {}",
+            csv.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The runs that published them padded each up to 40 keys or more with synthetic keys.
+    let store = Store::open_read_only(server.data_dir()).expect("read-only store");
+    let synthetic = store.count_synthetic_keys().expect("count");
+    assert!(synthetic >= 40 - 6, "{synthetic} synthetic keys");
+    drop(store);
     let page = viewer_browser.get("/stats").await;
     assert_eq!(page.status, 200, "{}", page.text());
     let start = page
@@ -1811,11 +1835,12 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
     let cells: Vec<&str> = page.text()[start..]
         .split("<td class=\"count\">")
         .skip(1)
-        .take(6)
+        .take(7)
         .map(|cell| cell.split('<').next().expect("cell"))
         .collect();
-    // Issued 3, used 2, expired 0 (< 2), token uploads 1 (< 2), code uploads 2, keys 6.
-    assert_eq!(cells, ["3", "2", "&lt; 2", "&lt; 2", "2", "6"]);
+    // Issued 3, used 2, expired 0 (< 2), token uploads 1 (< 2), code uploads 2, keys 6, keys
+    // published 6 (the synthetic keys beside them are not the authority's).
+    assert_eq!(cells, ["3", "2", "&lt; 2", "&lt; 2", "2", "6", "6"]);
     // The median of 10 and 20 minutes: the lower middle of an even count.
     assert!(
         page.text()[start..].contains("<td class=\"count median\">10</td>"),
@@ -1830,8 +1855,8 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
     assert_eq!(
         lines,
         [
-            "day,codes_issued,codes_used,codes_expired_unused,uploads_by_token,uploads_by_code,keys,median_minutes_code_to_upload",
-            "2026-01-10,3,2,< 2,< 2,2,6,10"
+            "day,codes_issued,codes_used,codes_expired_unused,uploads_by_token,uploads_by_code,keys,keys_published,median_minutes_code_to_upload",
+            expected
         ]
     );
     viewer_browser.accept_language = Some("vi".into());
@@ -1841,6 +1866,25 @@ async fn statistics_count_per_day_hide_small_counts_and_come_as_svg_and_csv() {
             .await
             .text()
             .contains("Thống kê theo ngày")
+    );
+    // A day later the publisher rolls 2026-01-10 up into a daily batch: the keys it publishes
+    // again are not counted again. The third code expired unused on the 11th.
+    server.clock.advance(86_400);
+    server
+        .wait_for_batches(|listing| {
+            listing
+                .batches
+                .iter()
+                .any(|batch| batch.kind() == BatchKind::Daily)
+        })
+        .await;
+    viewer_browser.accept_language = None;
+    log_in(&server, &mut viewer_browser, &viewer).await;
+    let csv = viewer_browser.get("/stats.csv").await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(
+        csv.text().lines().skip(1).collect::<Vec<_>>(),
+        [expected, "2026-01-11,< 2,< 2,< 2,< 2,< 2,< 2,< 2,"]
     );
     server.stop().await;
 }

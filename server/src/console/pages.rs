@@ -433,7 +433,7 @@ pub fn stats(
             table id="stats" {
                 thead { tr {
                     th { (t.day) } th { (t.codes_issued) } th { (t.codes_used) } th { (t.codes_expired) }
-                    th { (t.uploads_token) } th { (t.uploads_code) } th { (t.keys) }
+                    th { (t.uploads_token) } th { (t.uploads_code) } th { (t.keys) } th { (t.keys_published) }
                     th { (t.median_to_upload) }
                 } }
                 tbody {

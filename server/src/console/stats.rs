@@ -1,11 +1,12 @@
 //! The statistics page of an authority (DESIGN.md section 13), for its viewers and admins: per
 //! UTC day over retention, the codes issued, used and expired unused, the uploads by bearer
 //! token and by code, the keys they stored, and the median time from a code's issue to its
-//! upload (over the codes used that day); as a table, a bar chart drawn on the server
+//! upload (over the codes used that day), and how many of its keys were published in an hourly
+//! batch that day (padding is never counted); as a table, a bar chart drawn on the server
 //! as SVG (no script), and CSV. A count below `--stats-min-count` is shown as "< N" (and drawn
 //! as no bar), so that small numbers of cases are not told.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -17,6 +18,7 @@ use super::session::{Request, SignedIn, signed_in};
 use super::{ConsoleState, blocking, pages};
 use crate::storage::console::{ROLE_ADMIN, ROLE_VIEWER};
 use crate::storage::{StorageError, Store};
+use exposure_proto::v1::BatchKind;
 
 /// Seconds of a UTC day.
 const DAY: u64 = 86_400;
@@ -36,6 +38,9 @@ pub struct DayCounts {
     pub code_uploads: u64,
     /// Keys those uploads stored.
     pub keys: u64,
+    /// Keys of the authority published that day: those in the hourly batches made that day
+    /// (a daily roll-up publishes them again and is not counted twice; synthetic keys never).
+    pub keys_published: u64,
     /// Median minutes from issue to upload of the codes used that day (the lower middle of an
     /// even count); `None` when none was used.
     pub median_minutes_to_upload: Option<u64>,
@@ -43,7 +48,7 @@ pub struct DayCounts {
 
 impl DayCounts {
     /// The counts in the order of the table's and the CSV's columns.
-    pub fn columns(&self) -> [u64; 6] {
+    pub fn columns(&self) -> [u64; 7] {
         [
             self.issued,
             self.used,
@@ -51,6 +56,7 @@ impl DayCounts {
             self.token_uploads,
             self.code_uploads,
             self.keys,
+            self.keys_published,
         ]
     }
 }
@@ -63,7 +69,9 @@ pub fn daily_counts(
 ) -> Result<BTreeMap<u64, DayCounts>, StorageError> {
     let mut days: BTreeMap<u64, DayCounts> = BTreeMap::new();
     let mut waits: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for code in store.codes_of_authority(authority_id)? {
+    let mut own_codes = HashSet::new();
+    for (hash, code) in store.hashed_codes_of_authority(authority_id)? {
+        own_codes.insert(hex::encode(hash));
         days.entry(code.issued_at / DAY).or_default().issued += 1;
         if code.consumed_at > 0 {
             days.entry(code.consumed_at / DAY).or_default().used += 1;
@@ -77,18 +85,8 @@ pub fn daily_counts(
     }
     for (scope, upload) in store.uploads()? {
         let by_code = match scope.strip_prefix("code:") {
-            Some(hash) => {
-                let Some(hash) = hex::decode(hash)
-                    .ok()
-                    .and_then(|hash| <[u8; 32]>::try_from(hash).ok())
-                else {
-                    continue;
-                };
-                match store.code(&hash)? {
-                    Some(code) if code.authority_id == authority_id => true,
-                    _ => continue,
-                }
-            }
+            Some(hash) if own_codes.contains(hash) => true,
+            Some(_) => continue,
             None if scope == authority_id => false,
             None => continue,
         };
@@ -101,6 +99,25 @@ pub fn daily_counts(
         day.keys += upload
             .response
             .map_or(0, |response| u64::from(response.keys_accepted));
+    }
+    let own_keys: HashSet<u64> = store
+        .key_sequences_of_authority(authority_id)?
+        .into_iter()
+        .collect();
+    for batch in store.all_batches()? {
+        let Some(info) = batch.info.filter(|info| info.kind() == BatchKind::Hourly) else {
+            continue;
+        };
+        let published = batch
+            .key_sequences
+            .iter()
+            .filter(|sequence| own_keys.contains(sequence))
+            .count() as u64;
+        if published > 0 {
+            days.entry(info.created_at / DAY)
+                .or_default()
+                .keys_published += published;
+        }
     }
     for (day, mut seconds) in waits {
         if let Some(counts) = days.get_mut(&day) {
@@ -186,7 +203,7 @@ pub async fn stats_csv(State(state): State<Arc<ConsoleState>>, request: Request)
     };
     let min = state.stats_min_count;
     let mut csv = String::from(
-        "day,codes_issued,codes_used,codes_expired_unused,uploads_by_token,uploads_by_code,keys,median_minutes_code_to_upload\n",
+        "day,codes_issued,codes_used,codes_expired_unused,uploads_by_token,uploads_by_code,keys,keys_published,median_minutes_code_to_upload\n",
     );
     for (day, counts) in &days {
         csv.push_str(&day_text(*day));

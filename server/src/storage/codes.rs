@@ -28,15 +28,33 @@ impl Store {
     /// Returns every stored code issued by `authority_id` (used, unused, and expired until
     /// retention deletes them), never the codes themselves: only their records.
     pub fn codes_of_authority(&self, authority_id: &str) -> Result<Vec<StoredCode>, StorageError> {
+        Ok(self
+            .hashed_codes_of_authority(authority_id)?
+            .into_iter()
+            .map(|(_, code)| code)
+            .collect())
+    }
+
+    /// Returns the records of [`Self::codes_of_authority`] with the hash each is stored under
+    /// (the hash an upload with the code names in its idempotency scope).
+    pub fn hashed_codes_of_authority(
+        &self,
+        authority_id: &str,
+    ) -> Result<Vec<([u8; 32], StoredCode)>, StorageError> {
         let mut codes = Vec::new();
         for entry in self
             .db()
             .iterator_cf(self.cf(CF_CODES), IteratorMode::Start)
         {
-            let (_, value) = entry?;
+            let (hash, value) = entry?;
             let code: StoredCode = decode_record(&value, CF_CODES)?;
             if code.authority_id == authority_id {
-                codes.push(code);
+                let hash =
+                    <[u8; 32]>::try_from(hash.as_ref()).map_err(|_| StorageError::Corrupt {
+                        column_family: CF_CODES,
+                        reason: format!("a code hash of {} bytes", hash.len()),
+                    })?;
+                codes.push((hash, code));
             }
         }
         Ok(codes)
