@@ -93,11 +93,39 @@ store_bytes=$(du -sb "$primary/db" | cut -f1)
 
 # Upload throughput, backup off then on, each on a copy of the store (its backup in another
 # prefix), so the primary below starts from the peak day's store, not a backlog of their keys.
+# Where the time goes: CPU seconds (user + system, from /proc/PID/stat) of the server, of moto
+# and of the load generator over each load, and the machine's busy share (/proc/stat), so the
+# backup's cost splits into the server's own and the bucket's (moto shares the cores here; a
+# real deployment ships to a remote bucket).
+clock_ticks=$(getconf CLK_TCK)
+cpu_seconds() {
+  awk -v hz="$clock_ticks" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+# The machine's busy and total jiffies.
+machine_jiffies() {
+  awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; print busy, total }' /proc/stat
+}
 upload_load() {
-  EXPOSURE_TOKEN="$token" "$loadtest" run --target "http://$started_grpc" --scenario upload \
-    --duration "${seconds}s" --requests 100000000 --concurrency 16 --warmup "$(warmup 200)" \
-    --format json --output "$out/$1.json" >/dev/null
+  local server_before moto_before machine_before loadtest_cpu
+  server_before=$(cpu_seconds "$started_pid")
+  moto_before=$(cpu_seconds "$moto_pid")
+  machine_before=$(machine_jiffies)
+  # The subshell's waited-for children's CPU (/proc/PID/stat fields cutime and cstime).
+  loadtest_cpu=$(
+    EXPOSURE_TOKEN="$token" "$loadtest" run --target "http://$started_grpc" --scenario upload \
+      --duration "${seconds}s" --requests 100000000 --concurrency 16 --warmup "$(warmup 200)" \
+      --format json --output "$out/$1.json" >/dev/null
+    awk -v hz="$clock_ticks" '{ sub(/^.*\) /, ""); printf "%.2f", ($14 + $15) / hz }' "/proc/$BASHPID/stat"
+  )
   check_reports "$out/$1.json"
+  read -r busy_before total_before <<<"$machine_before"
+  read -r busy_after total_after <<<"$(machine_jiffies)"
+  printf '%s: server %.2f s CPU, moto %.2f s CPU, load generator %s s CPU, machine busy %.0f %%\n' "$1" \
+    "$(awk -v a="$server_before" -v b="$(cpu_seconds "$started_pid")" 'BEGIN { print b - a }')" \
+    "$(awk -v a="$moto_before" -v b="$(cpu_seconds "$moto_pid")" 'BEGIN { print b - a }')" \
+    "$loadtest_cpu" \
+    "$(awk -v a="$busy_before" -v b="$busy_after" -v c="$total_before" -v d="$total_after" \
+      'BEGIN { print 100 * (b - a) / (d - c) }')" | tee -a "$out/cpu.txt"
 }
 # The primary publishes hourly (the default), so its acknowledged uploads reach the bucket as
 # log records; the standby publishes every second for the read-back.
@@ -169,4 +197,13 @@ moto_version=$(python3 -c 'import moto; print(moto.__version__)')
   echo "| of which start to the first acknowledged upload | $(seconds_between "$restored_ms" "$serving_ms") s |"
   echo "| upload throughput, backup off / on (${seconds} s each, 16 in flight) | $off_rps / $on_rps uploads/s |"
   echo "| ratio on / off | $(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN { printf "%.3f", a / b }') |"
+  echo
+  echo "CPU over each throughput run (/proc/PID/stat):"
+  echo
+  sed 's/^/    /' "$out/cpu.txt"
+  echo
+  echo "the backup-on server's log shipping (its own time, at stop):"
+  echo
+  grep '"backup log shipping totals"' "$out/server-on.log" | tail -n 1 | sed 's/^/    /'
+
 } | tee "$out/failover.md"
