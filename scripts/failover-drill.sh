@@ -197,6 +197,13 @@ moto_version=$(python3 -c 'import moto; print(moto.__version__)')
   echo "| of which start to the first acknowledged upload | $(seconds_between "$restored_ms" "$serving_ms") s |"
   echo "| upload throughput, backup off / on (${seconds} s each, 16 in flight) | $off_rps / $on_rps uploads/s |"
   echo "| ratio on / off | $(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN { printf "%.3f", a / b }') |"
+  # Uploads (the warm-up's included) per CPU second of the server: what the backup costs the
+  # server itself, whatever share of the shared cores other processes took in each run.
+  for run in off on; do
+    count=$(json_number "$out/upload-backup-$run.json" count)
+    cpu=$(grep "^upload-backup-$run:" "$out/cpu.txt" | sed 's/^[^:]*: server \([0-9.]*\) s CPU.*/\1/')
+    echo "| uploads per server CPU second, backup $run | $(awk -v n="$count" -v w="$(warmup 200)" -v c="$cpu" 'BEGIN { printf "%.0f", (n + w) / c }') |"
+  done
   echo
   echo "CPU over each throughput run (/proc/PID/stat):"
   echo
