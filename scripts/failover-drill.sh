@@ -17,8 +17,10 @@
 # checkpoint is in the bucket): the throughput ratio. Then the mix (speedup 5: 20 uploads/s, 380 requests/s,
 # its acknowledged uploads written to a ledger with their answer times) runs 2 x SECONDS
 # (at least 10 s) and the primary is SIGKILLed halfway. The primary publishes hourly (the
-# default), so no publish run's checkpoint falls in the window: its uploads reach the bucket as
-# log records. The standby publishes at once (`--release-delay 0s --publish-interval 1s`), and
+# default), so no publish run falls in the window (tests/tests/continuous_backup.rs covers the
+# log after a publish run's bulk load). Over each throughput run the drill reads the CPU seconds
+# of the server, moto and the load generator, and the backup-on server logs its shipper's own
+# time when it stops (cpu.txt and failover.md). The standby publishes at once (`--release-delay 0s --publish-interval 1s`), and
 # `exposure-loadtest readback` looks for
 # every upload the primary acknowledged before the kill in its confirm store over the public
 # API. Needs python3 with moto[server] (.ci/run installs it). OUTPUT_DIR/failover.md gets the
