@@ -2,7 +2,9 @@
 //! shipping to moto (a real S3-protocol server) is SIGKILLed under uploads and restored from the
 //! bucket with every upload acknowledged more than one log interval before the kill; a backup in
 //! a local bucket restores a point in time (`--at`), continues sequences after the public
-//! bucket's index, and refuses a flipped, swapped or wrongly keyed object, naming it.
+//! bucket's index, and refuses a flipped, swapped or wrongly keyed object, naming it; uploads
+//! after a publish run are restored with its batch, its bulk load shipped in the log, and a
+//! tampered or missing load is refused.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -336,7 +338,7 @@ async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_ta
         published_sequence() >= 1
     })
     .await;
-    // Two log intervals: the batch's commit and the checkpoint after its bulk load are shipped.
+    // Two log intervals: the batch's bulk load and its commit are shipped in the log.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let at = now_seconds() + 1;
     while now_seconds() <= at {
@@ -351,7 +353,7 @@ async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_ta
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Keys of today wait for their period's end, so these uploads are log records after the
-    // newest checkpoint (no batch, no bulk load, no new checkpoint).
+    // newest checkpoint (no batch, no bulk load).
     for index in 0..3u32 {
         let mut key_data = [0x3d; 16];
         key_data[..4].copy_from_slice(&index.to_be_bytes());
