@@ -17,8 +17,10 @@
 # checkpoint is in the bucket): the throughput ratio. Then the mix (speedup 5: 20 uploads/s, 380 requests/s,
 # its acknowledged uploads written to a ledger with their answer times) runs 2 x SECONDS
 # (at least 10 s) and the primary is SIGKILLed halfway. The primary publishes hourly (the
-# default), so no publish run's checkpoint falls in the window: its uploads reach the bucket as
-# log records. The standby publishes at once (`--release-delay 0s --publish-interval 1s`), and
+# default), so no publish run falls in the window (tests/tests/continuous_backup.rs covers the
+# log after a publish run's bulk load). Over each throughput run the drill reads the CPU seconds
+# of the server, moto and the load generator, and the backup-on server logs its shipper's own
+# time when it stops (cpu.txt and failover.md). The standby publishes at once (`--release-delay 0s --publish-interval 1s`), and
 # `exposure-loadtest readback` looks for
 # every upload the primary acknowledged before the kill in its confirm store over the public
 # API. Needs python3 with moto[server] (.ci/run installs it). OUTPUT_DIR/failover.md gets the
@@ -93,11 +95,39 @@ store_bytes=$(du -sb "$primary/db" | cut -f1)
 
 # Upload throughput, backup off then on, each on a copy of the store (its backup in another
 # prefix), so the primary below starts from the peak day's store, not a backlog of their keys.
+# Where the time goes: CPU seconds (user + system, from /proc/PID/stat) of the server, of moto
+# and of the load generator over each load, and the machine's busy share (/proc/stat), so the
+# backup's cost splits into the server's own and the bucket's (moto shares the cores here; a
+# real deployment ships to a remote bucket).
+clock_ticks=$(getconf CLK_TCK)
+cpu_seconds() {
+  awk -v hz="$clock_ticks" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+# The machine's busy and total jiffies.
+machine_jiffies() {
+  awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8; total = busy + $5 + $6; print busy, total }' /proc/stat
+}
 upload_load() {
-  EXPOSURE_TOKEN="$token" "$loadtest" run --target "http://$started_grpc" --scenario upload \
-    --duration "${seconds}s" --requests 100000000 --concurrency 16 --warmup "$(warmup 200)" \
-    --format json --output "$out/$1.json" >/dev/null
+  local server_before moto_before machine_before loadtest_cpu
+  server_before=$(cpu_seconds "$started_pid")
+  moto_before=$(cpu_seconds "$moto_pid")
+  machine_before=$(machine_jiffies)
+  # The subshell's waited-for children's CPU (/proc/PID/stat fields cutime and cstime).
+  loadtest_cpu=$(
+    EXPOSURE_TOKEN="$token" "$loadtest" run --target "http://$started_grpc" --scenario upload \
+      --duration "${seconds}s" --requests 100000000 --concurrency 16 --warmup "$(warmup 200)" \
+      --format json --output "$out/$1.json" >/dev/null
+    awk -v hz="$clock_ticks" '{ sub(/^.*\) /, ""); printf "%.2f", ($14 + $15) / hz }' "/proc/$BASHPID/stat"
+  )
   check_reports "$out/$1.json"
+  read -r busy_before total_before <<<"$machine_before"
+  read -r busy_after total_after <<<"$(machine_jiffies)"
+  printf '%s: server %.2f s CPU, moto %.2f s CPU, load generator %s s CPU, machine busy %.0f %%\n' "$1" \
+    "$(awk -v a="$server_before" -v b="$(cpu_seconds "$started_pid")" 'BEGIN { print b - a }')" \
+    "$(awk -v a="$moto_before" -v b="$(cpu_seconds "$moto_pid")" 'BEGIN { print b - a }')" \
+    "$loadtest_cpu" \
+    "$(awk -v a="$busy_before" -v b="$busy_after" -v c="$total_before" -v d="$total_after" \
+      'BEGIN { print 100 * (b - a) / (d - c) }')" | tee -a "$out/cpu.txt"
 }
 # The primary publishes hourly (the default), so its acknowledged uploads reach the bucket as
 # log records; the standby publishes every second for the read-back.
@@ -169,4 +199,20 @@ moto_version=$(python3 -c 'import moto; print(moto.__version__)')
   echo "| of which start to the first acknowledged upload | $(seconds_between "$restored_ms" "$serving_ms") s |"
   echo "| upload throughput, backup off / on (${seconds} s each, 16 in flight) | $off_rps / $on_rps uploads/s |"
   echo "| ratio on / off | $(awk -v a="$on_rps" -v b="$off_rps" 'BEGIN { printf "%.3f", a / b }') |"
+  # Uploads (the warm-up's included) per CPU second of the server: what the backup costs the
+  # server itself, whatever share of the shared cores other processes took in each run.
+  for run in off on; do
+    count=$(json_number "$out/upload-backup-$run.json" count)
+    cpu=$(grep "^upload-backup-$run:" "$out/cpu.txt" | sed 's/^[^:]*: server \([0-9.]*\) s CPU.*/\1/')
+    echo "| uploads per server CPU second, backup $run | $(awk -v n="$count" -v w="$(warmup 200)" -v c="$cpu" 'BEGIN { printf "%.0f", (n + w) / c }') |"
+  done
+  echo
+  echo "CPU over each throughput run (/proc/PID/stat):"
+  echo
+  sed 's/^/    /' "$out/cpu.txt"
+  echo
+  echo "the backup-on server's log shipping (its own time, at stop):"
+  echo
+  grep '"backup log shipping totals"' "$out/server-on.log" | tail -n 1 | sed 's/^/    /'
+
 } | tee "$out/failover.md"

@@ -311,8 +311,9 @@ pub async fn run_with_tls(
         publisher = publisher.with_outbox(wake);
     }
     if let Some(bucket) = backup_bucket {
-        // Continuous backup (DESIGN.md section 15): a checkpoint now, then the log.
-        tracker.spawn(crate::backup::continuous::run(
+        // Continuous backup (DESIGN.md section 15): a checkpoint now, then the log, on a thread
+        // of its own.
+        tracker.spawn(crate::backup::continuous::run_on_own_thread(
             crate::backup::continuous::Shipper {
                 bucket,
                 store: store.clone(),

@@ -1,6 +1,7 @@
 //! The process-level facts the server needs from the C library: its file-creation mask, its
-//! effective user id and its limit of open file descriptors (which sizes the connection caps of
-//! [`crate::transport::connections`]). No call touches memory other than what it is given.
+//! effective user id, its limit of open file descriptors (which sizes the connection caps of
+//! [`crate::transport::connections`]) and a thread's priority. No call touches memory other
+//! than what it is given.
 
 /// Sets the process's file-creation mask to `077`, so every file and folder the server (and
 /// RocksDB, which creates its files with the process mask) makes is private to its owner,
@@ -55,4 +56,23 @@ pub fn raise_open_file_limit() {
     unsafe {
         libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
     }
+}
+
+/// Sets the calling thread's nice value to `nice` (on Linux, priorities are per thread, and
+/// threads it starts inherit it); elsewhere does nothing.
+#[allow(unsafe_code)]
+pub fn set_thread_nice(nice: i32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid(2) and setpriority(2) take and return plain integers and touch no
+        // memory.
+        let result =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+    Ok(())
 }

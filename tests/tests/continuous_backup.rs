@@ -2,7 +2,9 @@
 //! shipping to moto (a real S3-protocol server) is SIGKILLed under uploads and restored from the
 //! bucket with every upload acknowledged more than one log interval before the kill; a backup in
 //! a local bucket restores a point in time (`--at`), continues sequences after the public
-//! bucket's index, and refuses a flipped, swapped or wrongly keyed object, naming it.
+//! bucket's index, and refuses a flipped, swapped or wrongly keyed object, naming it; uploads
+//! after a publish run are restored with its batch, its bulk load shipped in the log, and a
+//! tampered or missing load is refused.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -279,6 +281,43 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
     assert!(server.terminate());
 }
 
+/// Starts a server in `data_dir` shipping a sealed backup to `backup_url` every 200 ms and
+/// publishing to `public_url` every 300 ms (no release delay, no padding).
+fn start_sealed_publishing(
+    data_dir: &Path,
+    backup_url: &str,
+    backup_key: &Path,
+    public_url: &str,
+) -> ServerProcess {
+    ServerProcess::start(
+        data_dir,
+        &[
+            "--backup-to",
+            backup_url,
+            "--backup-key-file",
+            path_str(backup_key),
+            "--backup-log-interval",
+            "200ms",
+            "--publish-to",
+            public_url,
+            "--publish-interval",
+            "300ms",
+            "--release-delay",
+            "0s",
+            "--pad-min-keys",
+            "0",
+        ],
+    )
+}
+
+/// Returns the latest sequence of `REGION`'s index in the public bucket folder (0: none yet).
+fn latest_published(public_dir: &Path) -> u64 {
+    std::fs::read(public_dir.join(format!("v1/regions/{REGION}/index")))
+        .ok()
+        .and_then(|body| <RegionIndex as prost::Message>::decode(body.as_slice()).ok())
+        .map_or(0, |index| index.latest_sequence)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_tampering() {
     let dir = tempfile::tempdir().expect("data dir");
@@ -291,39 +330,15 @@ async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_ta
     let backup_url = format!("file://{}", backup_dir.display());
     let public_url = format!("file://{}", public_dir.display());
     let token = add_authority(dir.path(), &[REGION]);
-    let server = ServerProcess::start(
-        dir.path(),
-        &[
-            "--backup-to",
-            &backup_url,
-            "--backup-key-file",
-            path_str(&backup_key),
-            "--backup-log-interval",
-            "200ms",
-            "--publish-to",
-            &public_url,
-            "--publish-interval",
-            "300ms",
-            "--release-delay",
-            "0s",
-            "--pad-min-keys",
-            "0",
-        ],
-    );
-    let index_path = public_dir.join(format!("v1/regions/{REGION}/index"));
-    let published_sequence = || -> u64 {
-        std::fs::read(&index_path)
-            .ok()
-            .and_then(|body| <RegionIndex as prost::Message>::decode(body.as_slice()).ok())
-            .map_or(0, |index| index.latest_sequence)
-    };
+    let server = start_sealed_publishing(dir.path(), &backup_url, &backup_key, &public_url);
+    let published_sequence = || latest_published(&public_dir);
     let before = key(1);
     assert!(upload(&server.grpc_url, &token, "before", before.clone()).await);
     wait_until("the first batch in the public bucket", async || {
         published_sequence() >= 1
     })
     .await;
-    // Two log intervals: the batch's commit and the checkpoint after its bulk load are shipped.
+    // Two log intervals: the batch's bulk load and its commit are shipped in the log.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let at = now_seconds() + 1;
     while now_seconds() <= at {
@@ -338,7 +353,7 @@ async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_ta
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Keys of today wait for their period's end, so these uploads are log records after the
-    // newest checkpoint (no batch, no bulk load, no new checkpoint).
+    // newest checkpoint (no batch, no bulk load).
     for index in 0..3u32 {
         let mut key_data = [0x3d; 16];
         key_data[..4].copy_from_slice(&index.to_be_bytes());
@@ -454,6 +469,160 @@ async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_ta
     std::fs::write(&chain[0], &second).expect("swap");
     std::fs::write(&chain[1], &original).expect("swap");
     refused(&relative(&chain[0]), "swapped", &backup_key);
+}
+
+/// Returns every confirm digest of `REGION` in `store`.
+fn confirm_digests(store: &Store) -> usize {
+    (0..2u32)
+        .map(|half| {
+            store
+                .confirm_bucket(REGION, half, 1)
+                .expect("confirm scan")
+                .len()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_after_a_publish_run_are_restored_with_its_batch_and_its_load_is_checked() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let buckets = tempfile::tempdir().expect("buckets");
+    let keys = tempfile::tempdir().expect("keys");
+    let backup_key = key_file(keys.path(), "backup.key", 0x42);
+    let backup_dir = buckets.path().join("backup");
+    let public_dir = buckets.path().join("public");
+    let backup_url = format!("file://{}", backup_dir.display());
+    let public_url = format!("file://{}", public_dir.display());
+    let token = add_authority(dir.path(), &[REGION]);
+    let log_interval = Duration::from_millis(200);
+    let server = start_sealed_publishing(dir.path(), &backup_url, &backup_key, &public_url);
+    wait_until("the first checkpoint", async || {
+        objects(&backup_dir)
+            .iter()
+            .any(|name| name.ends_with("/manifest"))
+    })
+    .await;
+    // A key of yesterday is published in the next run: its 144 elements' confirm digests are
+    // bulk-loaded, outside the write-ahead log.
+    let published = key(7);
+    assert!(upload(&server.grpc_url, &token, "published", published.clone()).await);
+    wait_until("the batch in the public bucket", async || {
+        latest_published(&public_dir) >= 1
+    })
+    .await;
+    // Keys of today wait for their period's end: after the run, only log records.
+    let mut later = Vec::new();
+    for index in 0..5u32 {
+        let mut key_data = [0x5e; 16];
+        key_data[..4].copy_from_slice(&index.to_be_bytes());
+        let today = fixtures::gaen(key_data, ((now_seconds() / 86_400) * 144) as u32, 144);
+        assert!(
+            upload(
+                &server.grpc_url,
+                &token,
+                &format!("later-{index}"),
+                today.clone()
+            )
+            .await
+        );
+        later.push(today);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // More than one log interval, far less than a checkpoint of the default 24 h: then the
+    // machine is lost.
+    tokio::time::sleep(3 * log_interval).await;
+    server.kill();
+
+    let names = objects(&backup_dir);
+    let manifests: Vec<&String> = names
+        .iter()
+        .filter(|name| name.ends_with("/manifest"))
+        .collect();
+    assert_eq!(
+        manifests.len(),
+        1,
+        "the log continued past the bulk load, without a new checkpoint: {names:#?}"
+    );
+    let ingests: Vec<&String> = names
+        .iter()
+        .filter(|name| name.contains("/log/") && name.ends_with("-ingest"))
+        .collect();
+    assert_eq!(ingests.len(), 1, "one bulk load in the log: {names:#?}");
+    let ingest = ingests[0].clone();
+
+    let restore_into = |target: &str| {
+        restore(&[
+            "--from",
+            &backup_url,
+            "--data-dir",
+            path_str(&buckets.path().join(target)),
+            "--backup-key-file",
+            path_str(&backup_key),
+            "--sequence-gap",
+            "0",
+        ])
+    };
+    let (ok, report) = restore_into("restored");
+    assert!(ok, "{report}");
+    // The primary's own store (RocksDB recovers its WAL after the kill) is what the restore
+    // must match.
+    let primary = Store::open(dir.path()).expect("the killed primary's store opens");
+    let (primary_digests, primary_sequence) = (
+        confirm_digests(&primary),
+        primary.batch_sequence(REGION).expect("sequence"),
+    );
+    drop(primary);
+    assert!(
+        primary_digests > 0 && primary_digests % 144 == 0,
+        "the primary holds the batch's digests, 144 per key: {primary_digests}"
+    );
+    let store = Store::open(&buckets.path().join("restored")).expect("opens");
+    assert!(holds(&store, &published), "the published key is restored");
+    assert_eq!(
+        confirm_digests(&store),
+        primary_digests,
+        "the published batch's confirm digests are restored"
+    );
+    assert_eq!(
+        store.batch_sequence(REGION).expect("sequence"),
+        primary_sequence,
+        "the publish run's commit is restored"
+    );
+    let missing: Vec<usize> = (0..later.len())
+        .filter(|index| !holds(&store, &later[*index]))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "uploads after the publish run are restored; missing: {missing:?}: {report}"
+    );
+    drop(store);
+
+    // The load's object tampered with, then missing: refused, naming it (or, missing, the
+    // object after it and the sequences it held).
+    let ingest_path = backup_dir.join(&ingest);
+    let original = std::fs::read(&ingest_path).expect("ingest object");
+    let mut flipped = original.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    std::fs::write(&ingest_path, &flipped).expect("flip");
+    let (ok, report) = restore_into("flipped");
+    assert!(!ok, "restored despite a flipped byte in the load: {report}");
+    assert!(
+        report.contains(&ingest) && report.contains("does not open with this key"),
+        "{report}"
+    );
+    std::fs::remove_file(&ingest_path).expect("remove");
+    let (ok, report) = restore_into("missing");
+    assert!(!ok, "restored without the load: {report}");
+    let position: u64 = ingest.rsplit('/').next().expect("name")[..20]
+        .parse()
+        .expect("position");
+    assert!(
+        report.contains(&format!(
+            "records {position}..={position} before it are missing"
+        )),
+        "{report}"
+    );
 }
 
 /// Returns every file under `root`.

@@ -6,13 +6,15 @@
 //! Progress lives in the bucket: a checkpoint exists once its manifest is written (after its
 //! files), and each log object continues the one before it, so a restore reads the newest
 //! checkpoint and its unbroken chain of logs. A restart begins with a new checkpoint, which
-//! holds everything the store holds, so nothing is missed or shipped twice across it. So does
-//! a gap in the log (the WAL no longer reaches back, or a bulk load of confirm digests, which
-//! bypasses the WAL): the next checkpoint follows at once and uploads only the new files.
-//! Records written after such a bulk load are in the bucket only once that checkpoint is (the
-//! recovery point of a publish run's window is the checkpoint's duration); otherwise the log
-//! is shipped on while a checkpoint is made. After each checkpoint, [`super::prune`] keeps the
-//! newest `--backup-keep`.
+//! holds everything the store holds, so nothing is missed or shipped twice across it. A publish
+//! run's bulk load of confirm digests bypasses the WAL: the store keeps a link to its file, and
+//! the shipper ships the file as a log object of its own in its place in the chain (where it
+//! took a sequence number, or before the first record that may depend on it), so the log
+//! continues past it and the recovery point stays about one log interval through publish
+//! runs. A gap in the log (the WAL no longer reaches back) or a load that was not kept (it
+//! failed) ends the chain: the next checkpoint follows at once and uploads only the new files;
+//! the log is shipped on while a checkpoint is made. After each checkpoint, [`super::prune`]
+//! keeps the newest `--backup-keep`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use crate::metrics::{
     BACKUP_LOG_OBJECTS_TOTAL,
 };
 use crate::storage::Store;
+use crate::storage::wal::{KeptLoad, LogRead, LogRecord};
 
 /// Content type of every backup object.
 const CONTENT_TYPE: &str = "application/octet-stream";
@@ -76,6 +79,42 @@ struct Chain {
     ended: bool,
 }
 
+/// The log shipping's own cost since the shipper started, logged when it stops (the failover
+/// drill reads it to split the backup's cost between the shipper and the bucket).
+#[derive(Default)]
+struct ShipStats {
+    /// Ticks that read the log.
+    ticks: u64,
+    /// Log objects written.
+    objects: u64,
+    /// Their plaintext bytes.
+    bytes: u64,
+    /// Time reading the WAL (on a blocking thread).
+    read: Duration,
+    /// Time encoding and sealing.
+    seal: Duration,
+    /// Time waiting for PUTs.
+    put: Duration,
+}
+
+impl ShipStats {
+    /// Logs the totals.
+    fn log(&self, since: Instant) {
+        let seconds = since.elapsed().as_secs_f64().max(f64::EPSILON);
+        tracing::info!(
+            ticks = self.ticks,
+            objects = self.objects,
+            bytes = self.bytes,
+            read_s = self.read.as_secs_f64(),
+            seal_s = self.seal.as_secs_f64(),
+            put_s = self.put.as_secs_f64(),
+            objects_per_s = self.objects as f64 / seconds,
+            bytes_per_s = self.bytes as f64 / seconds,
+            "backup log shipping totals"
+        );
+    }
+}
+
 /// Why a tick stopped.
 enum Tick {
     /// Everything up to the sequence read at the tick's start is in the bucket.
@@ -84,13 +123,63 @@ enum Tick {
     NeedsCheckpoint,
 }
 
+/// Nice value of the shipper's thread: under a CPU-bound load, uploads and reads come first
+/// and the shipper takes the cores' idle time (it needs a few percent of one core).
+const SHIPPER_NICE: i32 = 10;
+
+/// Runs [`run`] on a thread of its own, at a lower priority ([`SHIPPER_NICE`]), with its own
+/// single-threaded runtime (whose blocking threads inherit the priority): reading the WAL,
+/// sealing and the PUTs' TLS and HTTP work then never take the server runtime's worker threads.
+/// The future completes when the shipper has stopped.
+pub async fn run_on_own_thread(shipper: Shipper, cancel: CancellationToken) {
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("backup-shipper".into())
+        .spawn(move || {
+            lower_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("backup-shipper-io")
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run(shipper, cancel)),
+                Err(error) => {
+                    tracing::error!(%error, "continuous backup cannot start its runtime");
+                    metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "checkpoint").increment(1);
+                }
+            }
+            let _ = done.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = stopped.await;
+        }
+        Err(error) => {
+            tracing::error!(%error, "continuous backup cannot start its thread");
+            metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "checkpoint").increment(1);
+        }
+    }
+}
+
+/// Lowers the calling thread's priority to [`SHIPPER_NICE`]; a failure is logged and ignored.
+fn lower_priority() {
+    if let Err(error) = crate::sys::set_thread_nice(SHIPPER_NICE) {
+        tracing::warn!(%error, "the backup shipper's priority could not be lowered");
+    }
+}
+
 /// Runs the shipper until `cancel`; ships once more on the way out (after finishing a
 /// checkpoint in progress).
 ///
 /// A checkpoint runs beside the log: while it is made (a snapshot, hashing, the upload of its
 /// new files, which take seconds on a large store), the current chain is still extended every
-/// half interval, so the recovery point stays about one log interval through it. Only a chain
-/// the log no longer continues (after a bulk load or a gap) waits for the new checkpoint.
+/// interval. Only a chain the log no longer continues (after a gap or a load that was not kept)
+/// waits for the new checkpoint.
+///
+/// One read and one PUT per log interval, with everything since the last: a record is in the
+/// bucket within one interval plus the upload's time of its write (the goal is two), and each
+/// tick's read (RocksDB's WAL iterator scans the current WAL file from its start up to the
+/// chain's last sequence) and PUT happen as rarely as that allows.
 pub async fn run(shipper: Shipper, cancel: CancellationToken) {
     let shipper = Arc::new(shipper);
     let sealer = match shipper.sealer().await {
@@ -101,11 +190,18 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
             return;
         }
     };
+    if let Err(error) = shipper.store.keep_bulk_loads() {
+        tracing::error!(%error, "continuous backup cannot keep bulk loads");
+        metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "checkpoint").increment(1);
+        return;
+    }
     let mut chain: Option<Chain> = None;
     let mut making: Option<tokio::task::JoinHandle<Result<Chain, BackupError>>> = None;
     let mut retry = FIRST_RETRY;
     let mut next_try = Instant::now();
     let mut caught_up_at = Instant::now();
+    let (mut stats, started) = (ShipStats::default(), Instant::now());
+    let mut next_tick = tokio::time::Instant::now() + shipper.log_interval;
     loop {
         let due = chain
             .as_ref()
@@ -116,12 +212,12 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
                 async move { shipper.checkpoint(sealer).await },
             ));
         }
-        // Reads every half interval, so a record is in the bucket within about one interval
-        // of its write even counting the upload's own time.
         let stopping = tokio::select! {
             () = cancel.cancelled() => true,
-            () = tokio::time::sleep(shipper.log_interval / 2) => false,
+            () = tokio::time::sleep_until(next_tick) => false,
         };
+        // A tick that ran late is followed at once, not by a burst.
+        next_tick = (next_tick + shipper.log_interval).max(tokio::time::Instant::now());
         if let Some(handle) = making.take_if(|handle| stopping || handle.is_finished()) {
             let made = handle
                 .await
@@ -130,6 +226,8 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
                 Ok(made) => {
                     tracing::info!(sequence = made.last, "backup checkpoint written");
                     metrics::counter!(BACKUP_CHECKPOINTS_TOTAL).increment(1);
+                    // Its snapshot holds the loads it counted.
+                    shipper.store.forget_kept_loads(made.bulk_loads);
                     chain = Some(made);
                     retry = FIRST_RETRY;
                     shipper.prune().await;
@@ -144,7 +242,7 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
         }
         if let Some(current) = chain.as_mut().filter(|chain| !chain.ended) {
             let started = Instant::now();
-            match shipper.ship(current, sealer.clone()).await {
+            match shipper.ship(current, sealer.clone(), &mut stats).await {
                 Ok(Tick::CaughtUp) => {
                     caught_up_at = started;
                     metrics::gauge!(BACKUP_LAG_BYTES).set(0.0);
@@ -155,9 +253,14 @@ pub async fn run(shipper: Shipper, cancel: CancellationToken) {
                     metrics::counter!(BACKUP_FAILURES_TOTAL, "stage" => "log").increment(1);
                 }
             }
+            // A checkpoint being made may still need the loads this chain shipped.
+            if making.is_none() {
+                shipper.store.forget_kept_loads(current.bulk_loads);
+            }
         }
         metrics::gauge!(BACKUP_LAG_SECONDS).set(caught_up_at.elapsed().as_secs_f64());
         if stopping {
+            stats.log(started);
             return;
         }
     }
@@ -215,6 +318,9 @@ impl Shipper {
         })
         .await
         .map_err(|error| BackupError::Upload(error.to_string()))?;
+        // A load while the snapshot was taken may or may not be in it: the log cannot
+        // continue it, so the next checkpoint follows.
+        let loaded_meanwhile = self.store.bulk_loads() != bulk_loads;
         let uploaded = match taken {
             Ok(snapshot) => self.upload_checkpoint(&snapshot, sealer).await,
             Err(error) => Err(error),
@@ -226,7 +332,7 @@ impl Shipper {
             last: sequence,
             made,
             bulk_loads,
-            ended: false,
+            ended: loaded_meanwhile,
         })
     }
 
@@ -258,9 +364,11 @@ impl Shipper {
                         sealed.clone(),
                         object.clone(),
                     );
-                    tokio::task::spawn_blocking(move || seal_to_file(&sealer, &name, &from, &to))
-                        .await
-                        .map_err(|error| BackupError::Upload(error.to_string()))??;
+                    tokio::task::spawn_blocking(move || {
+                        seal_to_file(&sealer, &name, 0, &from, &to)
+                    })
+                    .await
+                    .map_err(|error| BackupError::Upload(error.to_string()))??;
                     let put = self
                         .bucket
                         .put_file(&object, &sealed, CONTENT_TYPE, CACHE_CONTROL)
@@ -298,52 +406,185 @@ impl Shipper {
     }
 
     /// Ships the log records written since the chain's last, one object per
-    /// [`MAX_LOG_OBJECT_BYTES`].
+    /// [`MAX_LOG_OBJECT_BYTES`], and each publish run's bulk load in its place among them
+    /// (see [`place_load`]).
     async fn ship(
         &self,
         chain: &mut Chain,
         sealer: Option<Arc<Sealer>>,
+        stats: &mut ShipStats,
     ) -> Result<Tick, BackupError> {
         let until = self.store.latest_sequence();
+        stats.ticks += 1;
         loop {
+            let reading = Instant::now();
             let (store, after) = (self.store.clone(), chain.last);
-            let read = tokio::task::spawn_blocking(move || {
-                store.log_records_after(after, until, MAX_LOG_OBJECT_BYTES)
+            // The loads are read after the records: a record that depends on a load (its
+            // publish run's commit) is written after the load is kept, so it is never read
+            // without its load.
+            let (read, (loads_made, kept)) = tokio::task::spawn_blocking(move || {
+                let read = store.log_records_after(after, until, MAX_LOG_OBJECT_BYTES)?;
+                Ok::<_, BackupError>((read, store.kept_loads()))
             })
             .await
             .map_err(|error| BackupError::Upload(error.to_string()))??;
+            stats.read += reading.elapsed();
             metrics::gauge!(BACKUP_LAG_BYTES).set(read.bytes as f64);
-            // A bulk load since the checkpoint is not in the log, and records read after it
-            // may depend on it (the publish run's commit of the digests it loaded): they wait
-            // for the next checkpoint, which holds both. The counter moves before that commit
-            // is written, so a read that holds the commit sees it moved.
-            if self.store.bulk_loads() != chain.bulk_loads {
+            let pending: Vec<KeptLoad> = kept
+                .into_iter()
+                .filter(|load| load.number > chain.bulk_loads)
+                .collect();
+            // A load that was not kept (it failed, and may still have taken its file in) is
+            // not in the log: the next checkpoint holds it.
+            let all_kept = pending
+                .iter()
+                .zip(chain.bulk_loads + 1..)
+                .all(|(load, number)| load.number == number);
+            if !all_kept || pending.len() as u64 != loads_made - chain.bulk_loads {
                 return Ok(Tick::NeedsCheckpoint);
             }
-            if let (Some(first), Some(last)) = (read.records.first(), read.records.last()) {
+            let LogRead {
+                mut records, gap, ..
+            } = read;
+            let place = pending
+                .first()
+                .and_then(|load| place_load(chain.last, &records, gap, load));
+            if let Some((_, records_before)) = place {
+                records.truncate(records_before);
+            }
+            if let (Some(first), Some(last)) = (records.first(), records.last()) {
                 let (first, last) = (first.sequence, last.last_sequence());
                 let name = remote::log_name(&chain.id, first, last, unix_millis());
-                let body = remote::encode_records(&read.records);
-                let body = match &sealer {
-                    Some(sealer) => sealer.seal(&name, first, &body),
-                    None => body,
-                };
-                self.bucket
-                    .put(&name, Bytes::from(body), CONTENT_TYPE, CACHE_CONTROL)
-                    .await
-                    .map_err(upload_error)?;
-                metrics::counter!(BACKUP_LOG_OBJECTS_TOTAL).increment(1);
+                let body = remote::encode_records(&records);
+                self.put_sealed(&name, first, body, sealer.as_deref(), stats)
+                    .await?;
                 chain.last = last;
             }
+            if let (Some((took, _)), Some(load)) = (place, pending.first()) {
+                self.ship_load(chain, load, took, sealer.clone(), stats)
+                    .await?;
+                continue;
+            }
             // The records before a gap are shipped; what follows needs a new checkpoint.
-            if read.gap {
+            if gap {
                 return Ok(Tick::NeedsCheckpoint);
             }
-            if chain.last >= until || read.records.is_empty() {
+            if chain.last >= until || records.is_empty() {
                 return Ok(Tick::CaughtUp);
             }
         }
     }
+
+    /// Seals `body` as the log object `name` at `position` (when the backup has a key) and
+    /// writes it.
+    async fn put_sealed(
+        &self,
+        name: &str,
+        position: u64,
+        body: Vec<u8>,
+        sealer: Option<&Sealer>,
+        stats: &mut ShipStats,
+    ) -> Result<(), BackupError> {
+        let sealing = Instant::now();
+        stats.bytes += body.len() as u64;
+        let body = match sealer {
+            Some(sealer) => sealer.seal(name, position, &body),
+            None => body,
+        };
+        let putting = Instant::now();
+        stats.seal += putting - sealing;
+        self.bucket
+            .put(name, Bytes::from(body), CONTENT_TYPE, CACHE_CONTROL)
+            .await
+            .map_err(upload_error)?;
+        stats.put += putting.elapsed();
+        stats.objects += 1;
+        metrics::counter!(BACKUP_LOG_OBJECTS_TOTAL).increment(1);
+        Ok(())
+    }
+
+    /// Ships the bulk load `load` as the chain's next log object, taking `took` sequence
+    /// numbers (0 or 1).
+    async fn ship_load(
+        &self,
+        chain: &mut Chain,
+        load: &KeptLoad,
+        took: u64,
+        sealer: Option<Arc<Sealer>>,
+        stats: &mut ShipStats,
+    ) -> Result<(), BackupError> {
+        let (first, last) = (chain.last + 1, chain.last + took);
+        let name = remote::ingest_name(&chain.id, first, last, unix_millis());
+        let length = std::fs::metadata(&load.path)
+            .map_err(BackupError::io(&load.path))?
+            .len();
+        match sealer {
+            Some(sealer) => {
+                let sealing = Instant::now();
+                let sealed = load.path.with_extension("sealed");
+                let (from, to, object) = (load.path.clone(), sealed.clone(), name.clone());
+                tokio::task::spawn_blocking(move || {
+                    seal_to_file(&sealer, &object, first, &from, &to)
+                })
+                .await
+                .map_err(|error| BackupError::Upload(error.to_string()))??;
+                let putting = Instant::now();
+                stats.seal += putting - sealing;
+                let put = self
+                    .bucket
+                    .put_file(&name, &sealed, CONTENT_TYPE, CACHE_CONTROL)
+                    .await;
+                let _ = std::fs::remove_file(&sealed);
+                put.map_err(upload_error)?;
+                stats.put += putting.elapsed();
+            }
+            None => {
+                let putting = Instant::now();
+                self.bucket
+                    .put_file(&name, &load.path, CONTENT_TYPE, CACHE_CONTROL)
+                    .await
+                    .map_err(upload_error)?;
+                stats.put += putting.elapsed();
+            }
+        }
+        tracing::info!(
+            load = load.number,
+            bytes = length,
+            position = first,
+            "bulk load shipped in the backup log"
+        );
+        stats.objects += 1;
+        stats.bytes += length;
+        metrics::counter!(BACKUP_LOG_OBJECTS_TOTAL).increment(1);
+        chain.last = last;
+        chain.bulk_loads = load.number;
+        Ok(())
+    }
+}
+
+/// Finds where the bulk load `load` sits among the contiguous `records` read after sequence
+/// `after` (`gap`: the log did not continue past them): it took the sequence number where the
+/// log stops (a gap within the sequences around its ingestion), or none, and then sits after
+/// the records up to its `after` sequence. Returns the sequence numbers it took and how many
+/// of `records` come before it; `None` while the records read do not reach it.
+fn place_load(
+    after: u64,
+    records: &[LogRecord],
+    gap: bool,
+    load: &KeptLoad,
+) -> Option<(u64, usize)> {
+    let end = records.last().map_or(after, LogRecord::last_sequence);
+    if gap && load.before < end + 1 && end < load.after {
+        return Some((1, records.len()));
+    }
+    if end >= load.after {
+        let before = records
+            .iter()
+            .take_while(|record| record.last_sequence() <= load.after)
+            .count();
+        return Some((0, before));
+    }
+    None
 }
 
 /// Returns the snapshot's last sequence, its deployment id and its files (hashed), without
@@ -373,13 +614,19 @@ fn describe_snapshot(
     Ok((sequence, deployment, files))
 }
 
-/// Seals the file `from` as the object `name` (position 0) into the new file `to`.
-fn seal_to_file(sealer: &Sealer, name: &str, from: &Path, to: &Path) -> Result<(), BackupError> {
+/// Seals the file `from` as the object `name` at `position` into the new file `to`.
+fn seal_to_file(
+    sealer: &Sealer,
+    name: &str,
+    position: u64,
+    from: &Path,
+    to: &Path,
+) -> Result<(), BackupError> {
     let _ = std::fs::remove_file(to);
     let source = std::fs::File::open(from).map_err(BackupError::io(from))?;
     let mut target = std::io::BufWriter::new(manifest::create_private_file(to)?);
     sealer
-        .seal_stream(name, 0, std::io::BufReader::new(source), &mut target)
+        .seal_stream(name, position, std::io::BufReader::new(source), &mut target)
         .map_err(BackupError::io(to))?;
     std::io::Write::flush(&mut target).map_err(BackupError::io(to))
 }
@@ -396,4 +643,45 @@ pub fn unix_millis() -> u64 {
 /// Maps a bucket error.
 fn upload_error(error: crate::bucket::BucketError) -> BackupError {
     BackupError::Upload(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record of `count` operations at `sequence`.
+    fn record(sequence: u64, count: u64) -> LogRecord {
+        LogRecord {
+            sequence,
+            count,
+            data: Vec::new(),
+        }
+    }
+
+    /// A load ingested between sequences `before` and `after`.
+    fn load(before: u64, after: u64) -> KeptLoad {
+        KeptLoad {
+            number: 1,
+            path: PathBuf::from("load"),
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn a_load_sits_at_its_gap_or_after_the_records_before_it() {
+        // Records 11..=12 and 13..=15, then the log stops at 16: the load (ingested between
+        // 14 and 17, two uploads beside it) took 16.
+        let records = [record(11, 2), record(13, 3)];
+        assert_eq!(place_load(10, &records, true, &load(14, 17)), Some((1, 2)));
+        // A gap outside the load's sequences is not the load's.
+        assert_eq!(place_load(10, &records, true, &load(16, 20)), None);
+        assert_eq!(place_load(10, &records, true, &load(2, 5)), Some((0, 0)));
+        // Nothing read after 10 yet, the log stopping at 11: the load took 11.
+        assert_eq!(place_load(10, &[], true, &load(10, 11)), Some((1, 0)));
+        // A load that took none sits after the records up to its `after`, before the rest.
+        assert_eq!(place_load(10, &records, false, &load(11, 12)), Some((0, 1)));
+        // Records that do not reach the load yet: shipped, the load waits.
+        assert_eq!(place_load(10, &records, false, &load(15, 16)), None);
+    }
 }

@@ -6,6 +6,10 @@
 //! | `files/{sha256 hex}` | one file of a checkpoint (SST, blob, MANIFEST, WAL, signing key, inbox request), named by the SHA-256 of its plaintext, so a file already in the bucket is never uploaded again | (the object name, 0) |
 //! | `checkpoints/{id}/manifest` | the checkpoint's [`CheckpointManifest`] text, written after its files | (the object name, the checkpoint's sequence) |
 //! | `checkpoints/{id}/log/{first:020}-{last:020}-{shipped_ms:013}` | WAL records `first..=last` (see [`encode_records`]), shipped at `shipped_ms` (Unix milliseconds) | (the object name, `first`) |
+//! | `checkpoints/{id}/log/{first:020}-{last:020}-{shipped_ms:013}-ingest` | a publish run's bulk load of confirm digests (the SST file it ingested, which bypasses the WAL), in its place in the log: it took sequence `first` (`last` = `first`), or none (`last` = `first` - 1) | (the object name, `first`) |
+//!
+//! The log objects of a checkpoint form one chain in `(first, last)` order, each starting
+//! right after the one before it ends.
 //!
 //! `{id}` is `{created_ms:013}-{sequence:020}`: names sort by time. Objects are sealed when the
 //! backup has a key (`super::seal`), else stored as they are.
@@ -50,9 +54,27 @@ pub fn log_folder(id: &str) -> String {
     format!("{CHECKPOINTS}/{id}/log")
 }
 
+/// Suffix of a bulk load's log object.
+const INGEST_SUFFIX: &str = "-ingest";
+
 /// Returns the object name of the log object holding records `first..=last`.
 pub fn log_name(id: &str, first: u64, last: u64, shipped_ms: u64) -> String {
     format!("{}/{first:020}-{last:020}-{shipped_ms:013}", log_folder(id))
+}
+
+/// Returns the object name of the log object holding a bulk load at `first..=last` (see the
+/// module documentation).
+pub fn ingest_name(id: &str, first: u64, last: u64, shipped_ms: u64) -> String {
+    format!("{}{INGEST_SUFFIX}", log_name(id, first, last, shipped_ms))
+}
+
+/// What a log object holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogKind {
+    /// WAL records.
+    Records,
+    /// A bulk load's SST file.
+    Ingest,
 }
 
 /// A log object's place, from its name.
@@ -64,20 +86,33 @@ pub struct LogObject {
     pub last: u64,
     /// When it was shipped (Unix milliseconds).
     pub shipped_ms: u64,
+    /// What it holds.
+    pub kind: LogKind,
 }
 
 /// Parses the last part of a log object's name.
 pub fn parse_log_name(name: &str) -> Option<LogObject> {
+    let (name, kind) = match name.strip_suffix(INGEST_SUFFIX) {
+        Some(name) => (name, LogKind::Ingest),
+        None => (name, LogKind::Records),
+    };
     let mut parts = name.split('-');
     let (first, last, shipped) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || first.len() != 20 || last.len() != 20 || shipped.len() != 13 {
         return None;
     }
-    Some(LogObject {
+    let object = LogObject {
         first: first.parse().ok()?,
         last: last.parse().ok()?,
         shipped_ms: shipped.parse().ok()?,
-    })
+        kind,
+    };
+    // Records span at least one sequence; a bulk load one or none.
+    let span = (object.last + 1).checked_sub(object.first)?;
+    match kind {
+        LogKind::Records => (span >= 1).then_some(object),
+        LogKind::Ingest => (span <= 1).then_some(object),
+    }
 }
 
 /// One file of a checkpoint.
@@ -243,8 +278,39 @@ mod tests {
             Some(LogObject {
                 first: 43,
                 last: 50,
-                shipped_ms: 1_765_000_001_000
+                shipped_ms: 1_765_000_001_000,
+                kind: LogKind::Records,
             })
+        );
+        let ingest = ingest_name(&id, 51, 51, 1_765_000_001_500);
+        assert_eq!(
+            ingest,
+            "checkpoints/1765000000123-00000000000000000042/log/00000000000000000051-00000000000000000051-1765000001500-ingest"
+        );
+        let ingest_last = ingest.rsplit('/').next().expect("last part");
+        assert_eq!(
+            parse_log_name(ingest_last).map(|object| (object.first, object.last, object.kind)),
+            Some((51, 51, LogKind::Ingest))
+        );
+        // A load that took no sequence sorts before the records that follow it.
+        let none_taken =
+            parse_log_name("00000000000000000051-00000000000000000050-1765000001500-ingest")
+                .expect("a load that took no sequence");
+        let next = parse_log_name("00000000000000000051-00000000000000000052-1765000001400")
+            .expect("records");
+        assert!(none_taken < next);
+        // A load spans at most one sequence; records at least one; other suffixes are refused.
+        assert_eq!(
+            parse_log_name("00000000000000000051-00000000000000000052-1765000001500-ingest"),
+            None
+        );
+        assert_eq!(
+            parse_log_name("00000000000000000051-00000000000000000050-1765000001500"),
+            None
+        );
+        assert_eq!(
+            parse_log_name("00000000000000000051-00000000000000000051-1765000001500-other"),
+            None
         );
         let manifest = CheckpointManifest {
             deployment: "d".into(),

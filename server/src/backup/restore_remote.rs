@@ -1,8 +1,9 @@
 //! `exposure-server restore --from URL`: rebuilds a data directory from a continuous backup in
 //! object storage (layout in [`super::remote`]). It takes the newest checkpoint (or the newest
 //! made at or before `--at`), fetches and verifies each of its files, opens the store, then
-//! applies the checkpoint's log objects in sequence order (those shipped at or before `--at`),
-//! refusing a gap, an overlap, or an object that does not open; then each region's batch
+//! applies the checkpoint's log objects in sequence order (those shipped at or before `--at`):
+//! WAL records, and publish runs' bulk loads ingested as the publisher ingested them, refusing
+//! a gap, an overlap, or an object that does not open; then each region's batch
 //! sequence continues after the highest it published anywhere: `--sequence-gap` ahead of the
 //! store's, and past the latest sequence of the bucket's region index when `--publish-to` is
 //! given. On any failure the target is emptied again.
@@ -11,7 +12,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use super::remote::{self, CheckpointManifest, LogObject};
+use super::remote::{self, CheckpointManifest, LogKind, LogObject};
 use super::restore::{RestoreReport, check, empty_again};
 use super::seal::{self, KEY_BYTES, Sealer};
 use super::{BackupError, manifest};
@@ -237,6 +238,9 @@ async fn apply_logs(
         ));
     }
     let mut applied = sequence;
+    // The primary's sequence numbers minus the restored store's: a replayed bulk load may take
+    // a sequence number where the primary's took none, or the other way round.
+    let mut shift: i64 = 0;
     let mut count = 0;
     for (object, name) in objects {
         if at_ms.is_some_and(|at| object.shipped_ms > at) {
@@ -247,7 +251,8 @@ async fn apply_logs(
                 format!("overlaps records up to {applied} already applied")
             } else {
                 format!(
-                    "records {}..={} before it are missing",
+                    "records {}..={} before it are missing (a log object or a publish run's \
+                     bulk load)",
                     applied + 1,
                     object.first - 1
                 )
@@ -261,20 +266,31 @@ async fn apply_logs(
                 .map_err(|error| corrupt(name, error.to_string()))?,
             None => body.to_vec(),
         };
-        let records = remote::decode_records(&plain).map_err(|reason| corrupt(name, reason))?;
-        for record in &records {
-            store
-                .apply_log_record(record)
-                .map_err(|error| corrupt(name, error.to_string()))?;
+        match object.kind {
+            LogKind::Records => {
+                let records =
+                    remote::decode_records(&plain).map_err(|reason| corrupt(name, reason))?;
+                for record in &records {
+                    store
+                        .apply_log_record(record, shift)
+                        .map_err(|error| corrupt(name, error.to_string()))?;
+                }
+            }
+            LogKind::Ingest => {
+                let file = data_dir.join("ingest").join(format!("restore-{count}.sst"));
+                manifest::write_private_file(&file, &plain)?;
+                let took = store.apply_bulk_load(&file).map_err(|error| {
+                    let _ = std::fs::remove_file(&file);
+                    corrupt(name, format!("its file could not be ingested: {error}"))
+                })?;
+                shift += (object.last + 1 - object.first) as i64 - took as i64;
+            }
         }
-        if store.latest_sequence() != object.last {
+        let reached = store.latest_sequence().saturating_add_signed(shift);
+        if reached != object.last {
             return Err(corrupt(
                 name,
-                format!(
-                    "its records end at sequence {}, not {}",
-                    store.latest_sequence(),
-                    object.last
-                ),
+                format!("its records end at sequence {reached}, not {}", object.last),
             ));
         }
         applied = object.last;

@@ -41,9 +41,15 @@ impl Store {
         let path = self
             .ingest_dir()
             .join(format!("digests-{}.sst", rand::random::<u64>()));
-        let loaded = self.write_and_ingest(&path, region, &digests);
-        // Counted whatever the outcome: a failed ingestion may still have taken its file in.
-        self.note_bulk_load();
+        let loaded = self.write_digests(&path, region, &digests).and_then(|()| {
+            // Held from the ingestion to the count, so the backup shipper sees a load's kept
+            // file and its count together.
+            let mut kept = self.lock_kept_loads();
+            let ingested = self.ingest_keeping(&path, kept.as_mut());
+            // Counted whatever the outcome: a failed ingestion may still have taken its file in.
+            self.note_bulk_load();
+            ingested
+        });
         if let Err(error) = &loaded {
             // A failed write (disk full) or ingestion leaves no partial file behind; with
             // `move_files`, a file that was ingested is no longer at `path`.
@@ -53,8 +59,8 @@ impl Store {
         loaded
     }
 
-    /// Writes sorted `digests` to an SST file at `path` and ingests it.
-    fn write_and_ingest(
+    /// Writes sorted `digests` to an SST file at `path`.
+    fn write_digests(
         &self,
         path: &std::path::Path,
         region: &str,
@@ -68,6 +74,39 @@ impl Store {
             writer.put(owned_digest_key(region, digest, *sequence), [])?;
         }
         writer.finish()?;
+        Ok(())
+    }
+
+    /// Ingests the file at `path`; with `kept`, a link to it stays for the continuous backup's
+    /// log, numbered as the next bulk load, with the sequences around its ingestion.
+    fn ingest_keeping(
+        &self,
+        path: &std::path::Path,
+        kept: Option<&mut super::wal::KeptLoads>,
+    ) -> Result<(), StorageError> {
+        let Some(kept) = kept else {
+            return self.ingest_confirm_file(path);
+        };
+        let number = self.bulk_loads() + 1;
+        let link = kept.link_for(number);
+        std::fs::hard_link(path, &link)?;
+        let before = self.latest_sequence();
+        if let Err(error) = self.ingest_confirm_file(path) {
+            let _ = std::fs::remove_file(&link);
+            return Err(error);
+        }
+        kept.push(number, link, before, self.latest_sequence());
+        Ok(())
+    }
+
+    /// Ingests the sorted-digest SST file at `path` into the confirm digests, moving it into
+    /// the store: a publish run's bulk load, or its replay by a restore (DESIGN.md §15).
+    ///
+    /// A snapshot is held meanwhile, so RocksDB always gives the file a sequence number of its
+    /// own (with `snapshot_consistency`, the default) rather than 0 when no key overlaps it:
+    /// every load takes exactly one sequence number, its place in the backup's log.
+    pub(crate) fn ingest_confirm_file(&self, path: &std::path::Path) -> Result<(), StorageError> {
+        let _snapshot = self.db().snapshot();
         let mut ingest = IngestExternalFileOptions::default();
         ingest.set_move_files(true);
         self.db()

@@ -116,8 +116,12 @@ pub struct Store {
     /// under the commit lock, so tasks commit in sequence order.
     outbox_next: Arc<AtomicU64>,
     /// Bulk loads (confirm digests ingested as SST files) since open: they bypass the
-    /// write-ahead log, so a continuous backup takes a new checkpoint when this moves.
+    /// write-ahead log, so a continuous backup ships each one's file in its log (see
+    /// [`wal::KeptLoads`]), or takes a new checkpoint when a load was not kept.
     bulk_loads: Arc<AtomicU64>,
+    /// The bulk loads' files kept for a continuous backup (`None`: none are kept); its lock
+    /// is held from a load's ingestion to its count, so a reader sees both or neither.
+    kept_loads: Arc<Mutex<Option<wal::KeptLoads>>>,
 }
 
 impl Store {
@@ -172,6 +176,7 @@ impl Store {
             writable: Arc::new(AtomicBool::new(true)),
             outbox_next: Arc::new(AtomicU64::new(0)),
             bulk_loads: Arc::new(AtomicU64::new(0)),
+            kept_loads: Arc::new(Mutex::new(None)),
         };
         let next = store.outbox_next_sequence()?;
         store.outbox_next.store(next, Ordering::Relaxed);
@@ -198,6 +203,7 @@ impl Store {
             writable: Arc::new(AtomicBool::new(false)),
             outbox_next: Arc::new(AtomicU64::new(0)),
             bulk_loads: Arc::new(AtomicU64::new(0)),
+            kept_loads: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -235,6 +241,14 @@ impl Store {
         // A panic while holding the lock leaves no partial write behind (writes are atomic
         // WriteBatches), so a poisoned lock is safe to take over.
         self.commit_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes the lock of the kept bulk loads (see the field's documentation).
+    pub(crate) fn lock_kept_loads(&self) -> MutexGuard<'_, Option<wal::KeptLoads>> {
+        // Its state is updated in single steps, so a poisoned lock is safe to take over.
+        self.kept_loads
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
