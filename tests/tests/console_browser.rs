@@ -13,18 +13,16 @@
 
 use std::path::Path;
 
-use exposure_proto::v1::DiagnosisKey;
 use exposure_server::Clock;
-use exposure_server::admin::DataDir;
-use exposure_server::admin::user::{Role, UserCommand};
+use exposure_server::admin::user::Role;
 use exposure_server::storage::Store;
 use exposure_tests::browser::{Chrome, Options};
-use exposure_tests::console_client::{base32_decode, totp};
-use exposure_tests::fixtures::{self, gaen, key16};
+use exposure_tests::console_client::{
+    authority_id, base32_decode, totp, upload_with_code, user_add, yesterday_key,
+};
 use exposure_tests::{REGION, TEST_NOW, TestServer};
 use serde_json::json;
 
-const DAY: u64 = 86_400;
 /// A password of 23 characters, on no list of common ones.
 const PASSWORD: &str = "Mùa xuân ở Thái Bình 26";
 /// The one message of every failed sign-in (the console's English catalogue).
@@ -55,28 +53,12 @@ async fn start(test: &str, languages: &str) -> Option<(TestServer, Chrome)> {
     Some((server, chrome))
 }
 
-/// Runs `exposure-server user add` on the running server's data directory (the server
-/// applies it) and returns the enrolment link it prints.
-async fn user_add(server: &TestServer, email: &str, roles: Vec<Role>) -> String {
-    let store = Store::open_read_only(server.data_dir()).expect("read-only store");
-    let authority = store.list_authorities().expect("authorities")[0].id.clone();
-    drop(store);
-    let command = UserCommand::Add {
-        data: DataDir {
-            data_dir: server.data_dir().to_owned(),
-        },
-        authority,
-        email: email.to_owned(),
-        roles,
-        console_url: server.console_url.clone(),
-    };
-    let report = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        exposure_server::admin::user(command, &mut out).expect("user add");
-        String::from_utf8(out).expect("utf-8 report")
-    })
-    .await
-    .expect("user add task");
+/// Runs `exposure-server user add` for the harness's authority on the running server's data
+/// directory (the server applies it) and returns the enrolment link it prints.
+async fn enrolment_link(server: &TestServer, email: &str, roles: Vec<Role>) -> String {
+    let report = user_add(server, authority_id(server), email, roles)
+        .await
+        .expect("user add");
     let link = report.lines().last().expect("the link is the last line");
     assert!(
         link.starts_with(&format!("{}/enrol?token=", server.console_url)),
@@ -122,7 +104,7 @@ async fn submit_enrolment(chrome: &Chrome, code: &str) {
 
 /// Adds an account with `roles` and enrols it in the browser through its link.
 async fn enrol(server: &TestServer, chrome: &mut Chrome, email: &str, roles: Vec<Role>) -> Staff {
-    let link = user_add(server, email, roles).await;
+    let link = enrolment_link(server, email, roles).await;
     chrome.open(&link).await;
     assert_eq!(chrome.count(".qr svg").await, 1, "the key as a QR code");
     let key = chrome.text("code.secret").await;
@@ -188,10 +170,6 @@ async fn log_in_with(server: &TestServer, chrome: &Chrome, staff: &Staff, passwo
 async fn log_in(server: &TestServer, chrome: &Chrome, staff: &Staff) {
     log_in_with(server, chrome, staff, PASSWORD).await;
     assert_eq!(chrome.path().await, "/", "{}", chrome.text("main").await);
-}
-
-fn yesterday_key(byte: u8) -> DiagnosisKey {
-    gaen(key16(byte), ((TEST_NOW / DAY - 1) * 144) as u32, 144)
 }
 
 #[tokio::test]
@@ -265,15 +243,15 @@ async fn an_issuer_enrols_signs_in_issues_a_code_that_uploads_and_signs_out() {
     chrome.shot("issue-code", &PUBLISHED).await;
 
     // The patient's phone uploads with it over the real gRPC API.
-    let mut upload = fixtures::upload("browser-code", vec![yesterday_key(0x62)]);
-    upload.region = String::new();
-    let answer = server
-        .upload_client()
-        .await
-        .upload_diagnosis_keys(fixtures::with_code(upload, &code))
-        .await
-        .expect("the code from the browser uploads")
-        .into_inner();
+    let mut client = server.upload_client().await;
+    let answer = upload_with_code(
+        &mut client,
+        "browser-code",
+        vec![yesterday_key(0x62)],
+        &code,
+    )
+    .await
+    .expect("the code from the browser uploads");
     assert_eq!(answer.keys_accepted, 1);
 
     // Signing out ends the session: the console is its sign-in page again.
@@ -286,9 +264,9 @@ async fn an_issuer_enrols_signs_in_issues_a_code_that_uploads_and_signs_out() {
     assert_eq!(chrome.path().await, "/login");
     chrome.close().await;
 
+    let authority = authority_id(&server);
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
-    let authority = store.list_authorities().expect("authorities")[0].id.clone();
     let codes = store.codes_of_authority(&authority).expect("codes");
     assert_eq!(codes.len(), 1, "one code issued");
     assert!(codes[0].consumed_at > 0, "and it was used");
@@ -368,9 +346,9 @@ async fn a_viewer_gets_the_403_page_and_nothing_is_issued() {
     chrome.shot("viewer-403", &[]).await;
     chrome.close().await;
 
+    let authority = authority_id(&server);
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
-    let authority = store.list_authorities().expect("authorities")[0].id.clone();
     assert!(
         store
             .codes_of_authority(&authority)
@@ -417,9 +395,9 @@ async fn five_failed_logins_lock_the_account_and_an_idle_session_expires() {
     chrome.shot("idle-expired", &[]).await;
     chrome.close().await;
 
+    let authority = authority_id(&server);
     let dir = server.stop().await;
     let store = Store::open(dir.path()).expect("reopen");
-    let authority = store.list_authorities().expect("authorities")[0].id.clone();
     let actions: Vec<(String, String)> = store
         .audit_records(&authority)
         .expect("audit records")
