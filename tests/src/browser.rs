@@ -171,16 +171,39 @@ impl Chrome {
 
     /// Returns how many elements `css` selects.
     pub async fn count(&self, css: &str) -> usize {
-        self.client
-            .find_all(Locator::Css(css))
-            .await
-            .expect("find elements")
-            .len()
+        self.all(css).await.len()
     }
 
     /// Returns the visible text of the first element `css` selects.
     pub async fn text(&self, css: &str) -> String {
         self.find(css).await.text().await.expect("element text")
+    }
+
+    /// Returns the visible texts of every element `css` selects, in the page's order.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        for element in self.all(css).await {
+            texts.push(element.text().await.expect("element text"));
+        }
+        texts
+    }
+
+    /// Returns the attribute `name` of every element `css` selects, in the page's order;
+    /// panics when one lacks it.
+    pub async fn attributes(&self, css: &str, name: &str) -> Vec<String> {
+        let mut values = Vec::new();
+        for element in self.all(css).await {
+            let value = element.attr(name).await.expect("attribute");
+            values.push(value.unwrap_or_else(|| panic!("{css} without {name}")));
+        }
+        values
+    }
+
+    async fn all(&self, css: &str) -> Vec<Element> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("finding {css}: {error}"))
     }
 
     /// Types `text` into the field `css` selects (after clearing it), key by key.
@@ -195,11 +218,7 @@ impl Chrome {
     /// so the old page's root element going stale marks the new page.
     pub async fn click(&self, css: &str) {
         let old = self.find("html").await;
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
+        self.press(css).await;
         let started = Instant::now();
         loop {
             match old.tag_name().await {
@@ -215,14 +234,19 @@ impl Chrome {
         }
     }
 
-    /// Clicks the button `css` selects, whose answer is a download rather than a page, and
-    /// returns the downloaded file's name and bytes once the browser has saved it whole.
-    pub async fn download(&self, css: &str) -> (String, Vec<u8>) {
+    /// Clicks the element `css` selects, and returns once the click is done.
+    pub async fn press(&self, css: &str) {
         self.find(css)
             .await
             .click()
             .await
             .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
+    }
+
+    /// Clicks the button `css` selects, whose answer is a download rather than a page, and
+    /// returns the downloaded file's name and bytes once the browser has saved it whole.
+    pub async fn download(&self, css: &str) -> (String, Vec<u8>) {
+        self.press(css).await;
         let started = Instant::now();
         loop {
             let names: Vec<String> = std::fs::read_dir(self.downloads.path())

@@ -238,6 +238,29 @@ pub async fn user_add(
     .expect("user add task")
 }
 
+/// Runs `exposure-server user add` for `authority` on the running server (which applies it)
+/// and returns the one-time enrolment link it prints on its last line.
+pub async fn enrolment_link(
+    server: &TestServer,
+    authority: String,
+    email: &str,
+    roles: Vec<Role>,
+) -> String {
+    let report = user_add(server, authority, email, roles)
+        .await
+        .expect("user add");
+    assert!(
+        report.contains("the running server has applied the change"),
+        "{report}"
+    );
+    let link = report.lines().last().expect("the link is the last line");
+    assert!(
+        link.starts_with(&format!("{}/enrol?token=", server.console_url)),
+        "{report}"
+    );
+    link.to_owned()
+}
+
 /// A GAEN key of the whole UTC day before [`TEST_NOW`], made of `byte`.
 pub fn yesterday_key(byte: u8) -> DiagnosisKey {
     const DAY: u64 = 86_400;
@@ -298,9 +321,14 @@ pub async fn another_authority(server: &TestServer, name: &str, region: &str) ->
 }
 
 /// Backs up the running server with `exposure-server backup` (sealed with a new backup key,
-/// so that it holds the signing keys a restored server starts with) and restores it with
-/// `exposure-server restore` into a new folder; returns that folder and the commands' report.
-pub async fn backup_and_restore(server: &TestServer) -> (tempfile::TempDir, String) {
+/// so that it holds the signing keys a restored server starts with), restores it with
+/// `exposure-server restore` into a new folder, checks that the restore ended the backup's
+/// `sessions` console sessions, stops the server and starts one on the restored folder, with
+/// the same clock. Returns the restored server and its folder.
+pub async fn backup_and_restore(
+    server: TestServer,
+    sessions: usize,
+) -> (TestServer, tempfile::TempDir) {
     use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
     let root = tempfile::tempdir().expect("backup root");
     let key_file = root.path().join("backup.key");
@@ -334,7 +362,15 @@ pub async fn backup_and_restore(server: &TestServer) -> (tempfile::TempDir, Stri
     })
     .await
     .expect("backup task");
-    (restored, report)
+    assert!(
+        report.contains(&format!("console: {sessions} sessions of the backup ended")),
+        "{report}"
+    );
+    let clock = server.clock.clone();
+    server.stop().await;
+    let config = crate::test_config(restored.path());
+    let restored_server = TestServer::restart(&restored, String::new(), clock, config).await;
+    (restored_server, restored)
 }
 
 /// Returns every exported key's `days_since_onset_of_symptoms` (`None` when absent), by key

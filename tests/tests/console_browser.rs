@@ -2,14 +2,17 @@
 //! WebDriver (`exposure_tests::browser`) against a real server on loopback. Everything a
 //! person does goes through the browser: opening the enrolment link that
 //! `exposure-server user add` prints, reading the TOTP key off the page, typing into the
-//! forms and clicking their buttons. The test computes the TOTP codes itself (its own
-//! RFC 6238 in `console_client`, checked against the RFC's vectors in `console.rs`); a phone
-//! uploads with the issued code over the real gRPC API. The server runs on a manual clock, so
-//! TOTP steps, the lock and the idle timeout are moved through rather than waited for.
+//! forms (dates included) and clicking their buttons, downloading the bulk CSV. The test
+//! computes the TOTP codes itself (its own RFC 6238 in `console_client`, checked against the
+//! RFC's vectors in `console.rs`); phones upload with the issued codes over the real gRPC API,
+//! and the published GAEN export is read by the independent Python decoder. The server runs
+//! on a manual clock, so TOTP steps, the lock and the idle timeout are moved through rather
+//! than waited for. Each test has one server and one browser.
 //!
 //! Every page a test sees is screenshotted into
 //! `$CARGO_TARGET_TMPDIR/console-browser/<test>/`; with `EXPOSURE_SCREENSHOTS=docs/console`
-//! the README's two (`login.png`, `issue-code.png`) are written there too.
+//! the pictures of the docs (each page once, by the test that shows it) are written there
+//! too (docs/OPERATIONS.md, "What staff see").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -20,12 +23,11 @@ use exposure_server::storage::Store;
 use exposure_server::{Clock, ServerConfig};
 use exposure_tests::browser::{Chrome, Options};
 use exposure_tests::console_client::{
-    another_authority, authority_id, backup_and_restore, base32_decode, exported_onsets, totp,
-    upload_with_code, user_add, yesterday_key,
+    another_authority, authority_id, backup_and_restore, base32_decode, enrolment_link,
+    exported_onsets, totp, upload_with_code, yesterday_key,
 };
 use exposure_tests::fixtures::{gaen, key16};
 use exposure_tests::{REGION, TEST_NOW, TestServer};
-use fantoccini::Locator;
 use futures::StreamExt as _;
 use serde_json::json;
 
@@ -65,23 +67,19 @@ async fn start(
     Some((server, chrome))
 }
 
-/// Runs `exposure-server user add` for `authority` on the running server's data directory
-/// (the server applies it) and returns the enrolment link it prints.
-async fn enrolment_link(
-    server: &TestServer,
-    authority: String,
+/// As [`start`] in English, with a member of staff of the harness's authority enrolled (as
+/// `email`, with `roles`) and signed in.
+async fn start_signed_in(
+    test: &str,
+    published: &[&str],
+    adjust: impl FnOnce(&mut ServerConfig),
     email: &str,
     roles: Vec<Role>,
-) -> String {
-    let report = user_add(server, authority, email, roles)
-        .await
-        .expect("user add");
-    let link = report.lines().last().expect("the link is the last line");
-    assert!(
-        link.starts_with(&format!("{}/enrol?token=", server.console_url)),
-        "{report}"
-    );
-    link.to_owned()
+) -> Option<(TestServer, Chrome, Staff)> {
+    let (server, mut chrome) = start(test, "en", published, adjust).await?;
+    let staff = enrol(&server, &mut chrome, email, roles).await;
+    log_in(&server, &chrome, &staff).await;
+    Some((server, chrome, staff))
 }
 
 /// Returns a six-digit code that is no TOTP code of `secret` for the steps around `now`.
@@ -310,18 +308,17 @@ async fn an_issuer_enrols_signs_in_issues_a_code_that_uploads_and_signs_out() {
 
 #[tokio::test]
 async fn a_viewer_gets_the_403_page_and_nothing_is_issued() {
-    let Some((server, mut chrome)) = start("viewer", "en", &["forbidden"], |_| {}).await else {
-        return;
-    };
-    chrome.open(&format!("{}/login", server.console_url)).await;
-    let staff = enrol(
-        &server,
-        &mut chrome,
+    let Some((server, mut chrome, _)) = start_signed_in(
+        "viewer",
+        &["forbidden"],
+        |_| {},
         "viewer@example.org",
         vec![Role::Viewer],
     )
-    .await;
-    log_in(&server, &chrome, &staff).await;
+    .await
+    else {
+        return;
+    };
     assert_eq!(
         chrome.count("form[action='/codes']").await,
         0,
@@ -399,7 +396,6 @@ async fn five_failed_logins_lock_the_account_and_an_idle_session_expires() {
     let Some((server, mut chrome)) = start("lock", "en", &["locked"], |_| {}).await else {
         return;
     };
-    chrome.open(&format!("{}/login", server.console_url)).await;
     let staff = enrol(
         &server,
         &mut chrome,
@@ -507,23 +503,14 @@ async fn fill_issue_form(server: &TestServer, chrome: &Chrome) {
         .await;
 }
 
-/// Returns the statuses (`data-status`) of the codes list's rows, top to bottom.
-async fn code_statuses(chrome: &Chrome) -> Vec<String> {
-    let cells = chrome
-        .client()
-        .find_all(Locator::Css("#codes td.status"))
-        .await
-        .expect("status cells");
-    let mut statuses = Vec::new();
-    for cell in cells {
-        statuses.push(
-            cell.attr("data-status")
-                .await
-                .expect("data-status")
-                .expect("a status"),
-        );
-    }
-    statuses
+/// Issues one code with the home page's form (a confirmed test, 24 hours) and returns it.
+async fn issue_code(server: &TestServer, chrome: &Chrome) -> String {
+    fill_issue_form(server, chrome).await;
+    chrome
+        .click("form[action='/codes'] button[type='submit']")
+        .await;
+    assert_eq!(chrome.text("h1").await, "Upload code");
+    chrome.text("p.code").await
 }
 
 #[tokio::test]
@@ -533,22 +520,18 @@ async fn a_dated_code_uploads_shows_used_and_carries_days_since_onset_and_refusa
     const JAN_02: u32 = 1_767_312_000 / 600;
     const JAN_09: u32 = 1_767_916_800 / 600;
     assert_eq!((DEC_28, JAN_02, JAN_09), (2_944_800, 2_945_520, 2_946_528));
-    let Some((server, mut chrome)) = start("dated", "en", &["codes", "quota"], |config| {
-        config.console_codes_per_user_per_day = 2;
-    })
+    let quota = |config: &mut ServerConfig| config.console_codes_per_user_per_day = 2;
+    let Some((server, mut chrome, _)) = start_signed_in(
+        "dated",
+        &["codes", "quota"],
+        quota,
+        "doctor.hai@example.org",
+        vec![Role::Issuer],
+    )
     .await
     else {
         return;
     };
-    chrome.open(&format!("{}/login", server.console_url)).await;
-    let staff = enrol(
-        &server,
-        &mut chrome,
-        "doctor.hai@example.org",
-        vec![Role::Issuer],
-    )
-    .await;
-    log_in(&server, &chrome, &staff).await;
 
     // A form whose CSRF token was taken out (as another site's form would lack it) is refused.
     fill_issue_form(&server, &chrome).await;
@@ -614,7 +597,10 @@ async fn a_dated_code_uploads_shows_used_and_carries_days_since_onset_and_refusa
         .expect("the dated code uploads");
     assert_eq!(answer.keys_accepted, 3);
     chrome.open(&format!("{}/codes", server.console_url)).await;
-    assert_eq!(code_statuses(&chrome).await, ["used"]);
+    assert_eq!(
+        chrome.attributes("#codes td.status", "data-status").await,
+        ["used"]
+    );
     assert_eq!(chrome.text("#codes td.status").await, "Used");
 
     // The published export, read by the independent decoder: each key's day minus
@@ -631,11 +617,7 @@ async fn a_dated_code_uploads_shows_used_and_carries_days_since_onset_and_refusa
     // time the quota resets (TEST_NOW is 2026-01-10 12:00 UTC: the next midnight). A minute
     // later than the first, so that the list's order is the issue order.
     server.clock.advance(60);
-    fill_issue_form(&server, &chrome).await;
-    chrome
-        .click("form[action='/codes'] button[type='submit']")
-        .await;
-    assert_eq!(chrome.text("h1").await, "Upload code");
+    issue_code(&server, &chrome).await;
     fill_issue_form(&server, &chrome).await;
     assert_eq!(
         chrome.text("#quota-user").await,
@@ -654,7 +636,10 @@ async fn a_dated_code_uploads_shows_used_and_carries_days_since_onset_and_refusa
 
     // The list holds the two codes issued, newest first: nothing came of the refusals.
     chrome.open(&format!("{}/codes", server.console_url)).await;
-    assert_eq!(code_statuses(&chrome).await, ["unused", "used"]);
+    assert_eq!(
+        chrome.attributes("#codes td.status", "data-status").await,
+        ["unused", "used"]
+    );
     assert_eq!(chrome.text("#codes-total").await, "In all: 2");
     assert_fits(&chrome, "#codes").await;
     chrome.shot("codes").await;
@@ -693,25 +678,19 @@ async fn user_row(chrome: &Chrome, email: &str) -> (String, String) {
 
 #[tokio::test]
 async fn the_last_admin_stays_and_another_authoritys_admin_sees_nothing_of_this_one() {
-    let Some((server, mut chrome)) = start("authorities", "en", &["users", "audit"], |_| {}).await
+    let Some((server, mut chrome, _)) = start_signed_in(
+        "authorities",
+        &["users", "audit"],
+        |_| {},
+        "chief@example.org",
+        vec![Role::Admin, Role::Issuer],
+    )
+    .await
     else {
         return;
     };
     let authority = authority_id(&server);
-    chrome.open(&format!("{}/login", server.console_url)).await;
-    let chief = enrol(
-        &server,
-        &mut chrome,
-        "chief@example.org",
-        vec![Role::Admin, Role::Issuer],
-    )
-    .await;
-    log_in(&server, &chrome, &chief).await;
-    fill_issue_form(&server, &chrome).await;
-    chrome
-        .click("form[action='/codes'] button[type='submit']")
-        .await;
-    let code = chrome.text("p.code").await;
+    let code = issue_code(&server, &chrome).await;
 
     // The only admin takes the admin role off their own account: refused, and so is
     // disabling it; the page reloaded shows the account as it was.
@@ -724,11 +703,8 @@ async fn the_last_admin_stays_and_another_authoritys_admin_sees_nothing_of_this_
     chrome.shot("users").await;
     let row = "tr[id='user-chief@example.org']";
     chrome
-        .find(&format!("{row} input[name='role_admin']"))
-        .await
-        .click()
-        .await
-        .expect("untick admin");
+        .press(&format!("{row} input[name='role_admin']"))
+        .await;
     chrome.click(&format!("{row} button[value='roles']")).await;
     let last_admin =
         "An authority always keeps at least one enabled admin; the change was not made.";
@@ -791,24 +767,22 @@ async fn the_last_admin_stays_and_another_authoritys_admin_sees_nothing_of_this_
 
 #[tokio::test]
 async fn a_bulk_issue_downloads_1000_distinct_codes_that_all_upload() {
-    let Some((server, mut chrome)) = start("bulk", "en", &["bulk", "stats"], |config| {
+    let limits = |config: &mut ServerConfig| {
         config.console_codes_per_user_per_day = 1000;
         // A thousand uploads at once, as a campaign's phones would over a day.
         config.authority_uploads_per_minute = 0;
-    })
+    };
+    let Some((server, mut chrome, _)) = start_signed_in(
+        "bulk",
+        &["bulk", "stats"],
+        limits,
+        "campaign@example.org",
+        vec![Role::Issuer, Role::Viewer],
+    )
     .await
     else {
         return;
     };
-    chrome.open(&format!("{}/login", server.console_url)).await;
-    let staff = enrol(
-        &server,
-        &mut chrome,
-        "campaign@example.org",
-        vec![Role::Issuer, Role::Viewer],
-    )
-    .await;
-    log_in(&server, &chrome, &staff).await;
     chrome
         .find("#bulk_region")
         .await
@@ -871,22 +845,14 @@ async fn a_bulk_issue_downloads_1000_distinct_codes_that_all_upload() {
     // The codes list says so too.
     chrome.open(&format!("{}/codes", server.console_url)).await;
     assert_eq!(chrome.text("#codes-total").await, "In all: 1000");
-    assert_eq!(code_statuses(&chrome).await, vec!["used"; 50]);
+    assert_eq!(
+        chrome.attributes("#codes td.status", "data-status").await,
+        vec!["used"; 50]
+    );
     // And the statistics: a thousand issued and used today.
     chrome.open(&format!("{}/stats", server.console_url)).await;
     assert_eq!(chrome.count("svg#stats-chart").await, 1);
-    let today: Vec<String> = {
-        let mut cells = Vec::new();
-        for cell in chrome
-            .client()
-            .find_all(Locator::Css("tr[id='day-2026-01-10'] td"))
-            .await
-            .expect("today's cells")
-        {
-            cells.push(cell.text().await.expect("cell text"));
-        }
-        cells
-    };
+    let today = chrome.texts("tr[id='day-2026-01-10'] td").await;
     assert_eq!(today[..3], ["2026-01-10", "1000", "1000"], "{today:?}");
     assert_fits(&chrome, "#stats").await;
     chrome.shot("stats").await;
@@ -896,18 +862,17 @@ async fn a_bulk_issue_downloads_1000_distinct_codes_that_all_upload() {
 
 #[tokio::test]
 async fn after_backup_and_restore_staff_sign_in_again_and_the_audit_log_is_kept() {
-    let Some((server, mut chrome)) = start("restore", "en", &[], |_| {}).await else {
-        return;
-    };
-    chrome.open(&format!("{}/login", server.console_url)).await;
-    let staff = enrol(
-        &server,
-        &mut chrome,
+    let Some((server, chrome, staff)) = start_signed_in(
+        "restore",
+        &[],
+        |_| {},
         "keeper@example.org",
         vec![Role::Admin],
     )
-    .await;
-    log_in(&server, &chrome, &staff).await;
+    .await
+    else {
+        return;
+    };
     chrome.open(&format!("{}/audit", server.console_url)).await;
     let before = audit_rows(&chrome).await;
     assert_eq!(
@@ -916,15 +881,7 @@ async fn after_backup_and_restore_staff_sign_in_again_and_the_audit_log_is_kept(
         "{before:?}"
     );
 
-    let (restored, report) = backup_and_restore(&server).await;
-    assert!(
-        report.contains("console: 1 sessions of the backup ended"),
-        "{report}"
-    );
-    let clock = server.clock.clone();
-    server.stop().await;
-    let config = exposure_tests::test_config(restored.path());
-    let server = TestServer::restart(&restored, String::new(), clock, config).await;
+    let (server, _restored) = backup_and_restore(server, 1).await;
 
     // The browser still holds the session cookie of before the backup (cookies are kept per
     // host, not per port); the restored server sends it to sign in.
@@ -950,20 +907,11 @@ async fn after_backup_and_restore_staff_sign_in_again_and_the_audit_log_is_kept(
 /// Returns the audit page's rows (time, user, action, object, result, network), newest first,
 /// leaving out the `user add` records, which read the system's clock, not the server's.
 async fn audit_rows(chrome: &Chrome) -> Vec<Vec<String>> {
-    let rows = chrome
-        .client()
-        .find_all(Locator::Css("#audit tbody tr"))
-        .await
-        .expect("audit rows");
-    let mut texts = Vec::new();
-    for row in rows {
-        let mut cells = Vec::new();
-        for cell in row.find_all(Locator::Css("td")).await.expect("audit cells") {
-            cells.push(cell.text().await.expect("cell text"));
-        }
-        if cells[2] != "user_add" {
-            texts.push(cells);
-        }
-    }
-    texts
+    let cells = chrome.texts("#audit tbody td").await;
+    assert_eq!(cells.len() % 6, 0, "six columns: {cells:?}");
+    cells
+        .chunks(6)
+        .filter(|row| row[2] != "user_add")
+        .map(<[String]>::to_vec)
+        .collect()
 }
