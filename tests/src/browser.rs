@@ -2,8 +2,9 @@
 //! (the `fantoccini` client) through its own `chromedriver`, which runs as a child process on a
 //! free loopback port and is killed, with the browser it started, when the [`Chrome`] drops.
 //! Each browser has a fresh temporary profile (no cookies, no cache), the languages it is
-//! given (sent as `Accept-Language`), and writes a PNG of every page a test asks it to
-//! [`Chrome::shot`] into a folder.
+//! given (sent as `Accept-Language`), writes a PNG of every page a test asks it to
+//! [`Chrome::shot`] into a folder, and saves what a page downloads into a folder of its own
+//! ([`Chrome::download`]).
 //!
 //! Where chromium or chromedriver is missing, [`Chrome::start`] reports it through
 //! [`crate::outside::missing`]: the test fails under `CI` and is skipped loudly elsewhere.
@@ -36,6 +37,9 @@ pub struct Options<'a> {
     pub languages: &'a str,
     /// The folder every screenshot of this browser goes to (created when missing).
     pub shots: PathBuf,
+    /// The names of the screenshots that are also written to `$EXPOSURE_SCREENSHOTS` when it
+    /// is set (the pictures of the docs), each taken by one test only.
+    pub published: &'a [&'a str],
 }
 
 /// A headless chromium under its own chromedriver.
@@ -43,7 +47,9 @@ pub struct Chrome {
     client: Client,
     driver: Child,
     shots: PathBuf,
+    published: Vec<String>,
     taken: usize,
+    downloads: tempfile::TempDir,
     _profile: tempfile::TempDir,
 }
 
@@ -65,6 +71,7 @@ impl Chrome {
         std::fs::create_dir_all(&options.shots)
             .unwrap_or_else(|error| panic!("screenshot folder {:?}: {error}", options.shots));
         let profile = tempfile::tempdir().expect("browser profile folder");
+        let downloads = tempfile::tempdir().expect("browser download folder");
         let port = free_port();
         // Its own process group, so that dropping the harness ends chromedriver and every
         // browser process it started, even when a test panics before closing the session.
@@ -99,6 +106,12 @@ impl Chrome {
         // No password manager or translation bar over the pages being screenshotted.
         chrome_options["prefs"]["credentials_enable_service"] = json!(false);
         chrome_options["prefs"]["translate"] = json!({ "enabled": false });
+        // Downloads are saved without asking, into the browser's own folder.
+        chrome_options["prefs"]["download"] = json!({
+            "default_directory": downloads.path(),
+            "prompt_for_download": false,
+            "directory_upgrade": true,
+        });
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".into(), json!("chrome"));
         capabilities.insert("goog:chromeOptions".into(), chrome_options);
@@ -106,7 +119,13 @@ impl Chrome {
             client: connect(port, capabilities).await,
             driver,
             shots: options.shots,
+            published: options
+                .published
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
             taken: 0,
+            downloads,
             _profile: profile,
         })
     }
@@ -152,16 +171,39 @@ impl Chrome {
 
     /// Returns how many elements `css` selects.
     pub async fn count(&self, css: &str) -> usize {
-        self.client
-            .find_all(Locator::Css(css))
-            .await
-            .expect("find elements")
-            .len()
+        self.all(css).await.len()
     }
 
     /// Returns the visible text of the first element `css` selects.
     pub async fn text(&self, css: &str) -> String {
         self.find(css).await.text().await.expect("element text")
+    }
+
+    /// Returns the visible texts of every element `css` selects, in the page's order.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        for element in self.all(css).await {
+            texts.push(element.text().await.expect("element text"));
+        }
+        texts
+    }
+
+    /// Returns the attribute `name` of every element `css` selects, in the page's order;
+    /// panics when one lacks it.
+    pub async fn attributes(&self, css: &str, name: &str) -> Vec<String> {
+        let mut values = Vec::new();
+        for element in self.all(css).await {
+            let value = element.attr(name).await.expect("attribute");
+            values.push(value.unwrap_or_else(|| panic!("{css} without {name}")));
+        }
+        values
+    }
+
+    async fn all(&self, css: &str) -> Vec<Element> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("finding {css}: {error}"))
     }
 
     /// Types `text` into the field `css` selects (after clearing it), key by key.
@@ -176,11 +218,7 @@ impl Chrome {
     /// so the old page's root element going stale marks the new page.
     pub async fn click(&self, css: &str) {
         let old = self.find("html").await;
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
+        self.press(css).await;
         let started = Instant::now();
         loop {
             match old.tag_name().await {
@@ -196,11 +234,69 @@ impl Chrome {
         }
     }
 
+    /// Clicks the element `css` selects, and returns once the click is done.
+    pub async fn press(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
+    }
+
+    /// Clicks the button `css` selects, whose answer is a download rather than a page, and
+    /// returns the downloaded file's name and bytes once the browser has saved it whole.
+    pub async fn download(&self, css: &str) -> (String, Vec<u8>) {
+        self.press(css).await;
+        let started = Instant::now();
+        loop {
+            let names: Vec<String> = std::fs::read_dir(self.downloads.path())
+                .expect("download folder")
+                .map(|entry| {
+                    entry
+                        .expect("download folder entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            // Chromium writes `NAME.crdownload` (or a `.com.google.Chrome.*` temporary) and
+            // renames it to NAME when the download is complete.
+            let done: Vec<&String> = names
+                .iter()
+                .filter(|name| !name.ends_with(".crdownload") && !name.starts_with('.'))
+                .collect();
+            match done.as_slice() {
+                [name] if names.len() == 1 => {
+                    let path = self.downloads.path().join(name);
+                    let bytes = std::fs::read(&path)
+                        .unwrap_or_else(|error| panic!("reading {path:?}: {error}"));
+                    std::fs::remove_file(&path).expect("remove the download");
+                    return ((*name).clone(), bytes);
+                }
+                _ if started.elapsed() > PAGE_LOAD => {
+                    panic!("no download {PAGE_LOAD:?} after clicking {css}: {names:?}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Scrolls the element `css` selects to the top of the window (for a screenshot of a
+    /// page's lower part).
+    pub async fn scroll_to(&self, css: &str) {
+        let element = self.find(css).await;
+        let argument = serde_json::to_value(&element).expect("element as JSON");
+        self.client
+            .execute("arguments[0].scrollIntoView(true);", vec![argument])
+            .await
+            .unwrap_or_else(|error| panic!("scrolling to {css}: {error}"));
+    }
+
     /// Saves a PNG of the window as `NN-name.png` in the screenshot folder and returns its
     /// path; when `EXPOSURE_SCREENSHOTS` names a folder (relative to the repository root) and
-    /// `name` is one of `published`, the same picture is written there as `name.png` (the
-    /// README's screenshots).
-    pub async fn shot(&mut self, name: &str, published: &[&str]) -> PathBuf {
+    /// `name` is one of the browser's published names, the same picture is written there as
+    /// `name.png` (the pictures of the docs).
+    pub async fn shot(&mut self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");
         assert!(
             png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
@@ -211,7 +307,7 @@ impl Chrome {
         let path = self.shots.join(format!("{:02}-{name}.png", self.taken));
         std::fs::write(&path, &png).unwrap_or_else(|error| panic!("writing {path:?}: {error}"));
         if let Some(folder) = std::env::var_os("EXPOSURE_SCREENSHOTS")
-            && published.contains(&name)
+            && self.published.iter().any(|published| published == name)
         {
             // Relative to the repository root (tests run in the crate's folder).
             let root = Path::new(env!("CARGO_MANIFEST_DIR"))

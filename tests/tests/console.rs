@@ -11,12 +11,14 @@ use std::net::IpAddr;
 
 use exposure_proto::v1::{BatchKind, DiagnosisKey};
 use exposure_server::Clock;
-use exposure_server::admin::user::{Role, UserCommand};
-use exposure_server::admin::{AdminError, DataDir};
+use exposure_server::admin::AdminError;
+use exposure_server::admin::user::Role;
 use exposure_server::storage::Store;
 use exposure_server::storage::console::AuditRecord;
 use exposure_tests::console_client::{
-    Answer, Browser, base32_decode, field_value, text_of_class, totp,
+    Answer, Browser, another_authority, authority_id, backup_and_restore, base32_decode,
+    enrolment_link, exported_onsets, field_value, text_of_class, totp, upload_with_code, user_add,
+    yesterday_key,
 };
 use exposure_tests::fixtures::{self, gaen, key16};
 use exposure_tests::{REGION, TEST_NOW, TestServer};
@@ -37,43 +39,6 @@ async fn start() -> TestServer {
     TestServer::start_with(Clock::manual(TEST_NOW), |_| {}).await
 }
 
-/// Returns the id of the harness's authority (read beside the running server).
-fn authority_id(server: &TestServer) -> String {
-    let store = Store::open_read_only(server.data_dir()).expect("read-only store");
-    let authorities = store.list_authorities().expect("authorities");
-    assert_eq!(authorities.len(), 1, "the harness made one authority");
-    authorities[0].id.clone()
-}
-
-/// Runs `exposure-server user add` on the running server's data directory.
-async fn user_add(
-    server: &TestServer,
-    authority: String,
-    email: &str,
-    roles: Vec<Role>,
-) -> Result<String, AdminError> {
-    // The console answers once the server has opened its store: from then on the command
-    // goes through the running server's inbox.
-    let answer = Browser::new(&server.console_url).get("/login").await;
-    assert_eq!(answer.status, 200);
-    let command = UserCommand::Add {
-        data: DataDir {
-            data_dir: server.data_dir().to_owned(),
-        },
-        authority,
-        email: email.to_owned(),
-        roles,
-        console_url: server.console_url.clone(),
-    };
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        exposure_server::admin::user(command, &mut out)
-            .map(|()| String::from_utf8(out).expect("utf-8 report"))
-    })
-    .await
-    .expect("user add task")
-}
-
 /// Adds an account with `roles` and enrols it in a browser of its own; returns both.
 async fn staff(server: &TestServer, email: &str, roles: Vec<Role>) -> (Browser, Staff) {
     let mut browser = Browser::new(&server.console_url);
@@ -83,15 +48,8 @@ async fn staff(server: &TestServer, email: &str, roles: Vec<Role>) -> (Browser, 
 
 /// Adds an account with `roles` and enrols it through its link; returns what the person knows.
 async fn enrol(server: &TestServer, browser: &mut Browser, email: &str, roles: Vec<Role>) -> Staff {
-    let report = user_add(server, authority_id(server), email, roles)
-        .await
-        .expect("user add");
-    assert!(
-        report.contains("the running server has applied the change"),
-        "{report}"
-    );
-    let link = report.lines().last().expect("the link is the last line");
-    enrol_with_link(server, browser, link, email).await
+    let link = enrolment_link(server, authority_id(server), email, roles).await;
+    enrol_with_link(server, browser, &link, email).await
 }
 
 /// Enrols through the enrolment `link` of `email`; returns what the person knows.
@@ -208,10 +166,6 @@ fn error_text(answer: &Answer) -> String {
         .unwrap_or_else(|| panic!("no error on the page: {}", answer.text()))
 }
 
-fn yesterday_key(byte: u8) -> DiagnosisKey {
-    gaen(key16(byte), ((TEST_NOW / DAY - 1) * 144) as u32, 144)
-}
-
 /// Returns the audit records of `authority`, oldest first, after checking that the first is
 /// the `user add` of the command line (which reads the system clock, not the test's, so it is
 /// left out of the order).
@@ -322,15 +276,15 @@ async fn an_issuer_enrols_signs_in_and_issues_a_code_that_uploads() {
     );
 
     // The patient's phone uploads with it over the real gRPC API.
-    let mut upload = fixtures::upload("console-code", vec![yesterday_key(0x61)]);
-    upload.region = String::new();
-    let answer = server
-        .upload_client()
-        .await
-        .upload_diagnosis_keys(fixtures::with_code(upload, &code))
-        .await
-        .expect("the console's code uploads")
-        .into_inner();
+    let mut client = server.upload_client().await;
+    let answer = upload_with_code(
+        &mut client,
+        "console-code",
+        vec![yesterday_key(0x61)],
+        &code,
+    )
+    .await
+    .expect("the console's code uploads");
     assert_eq!(answer.keys_accepted, 1);
 
     // Logout ends the session: the old cookie no longer signs in.
@@ -714,7 +668,6 @@ async fn past_the_daily_quota_of_an_account_the_page_says_when_it_resets() {
 
 #[tokio::test]
 async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
-    use exposure_server::admin::backup::{BackupCommand, RestoreCommand};
     let server = start().await;
     let authority = authority_id(&server);
     let (mut browser, staff) = staff(&server, "kept@example.org", vec![Role::Issuer]).await;
@@ -724,48 +677,7 @@ async fn backup_and_restore_keep_accounts_and_the_audit_log_and_end_sessions() {
         .expect("signed in")
         .to_owned();
 
-    let root = tempfile::tempdir().expect("backup root");
-    // A sealed backup, which holds the signing keys the restored server starts with.
-    let key_file = root.path().join("backup.key");
-    std::fs::write(&key_file, rand::random::<[u8; 32]>()).expect("backup key");
-    let backup = BackupCommand {
-        data: DataDir {
-            data_dir: server.data_dir().to_owned(),
-        },
-        to: Some(root.path().join("backups")),
-        verify: None,
-        keep: None,
-        without_signing_keys: false,
-        backup_key_file: Some(key_file.clone()),
-        upload_to: None,
-        upload_options: Vec::new(),
-    };
-    let restored = tempfile::tempdir().expect("restore target");
-    let restore = RestoreCommand {
-        from: root.path().join("backups"),
-        data_dir: restored.path().to_owned(),
-        sequence_gap: 0,
-        backup_key_file: Some(key_file),
-        ..RestoreCommand::default()
-    };
-    let report = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        exposure_server::admin::backup::backup(backup, &mut out)
-            .expect("backup of the running server");
-        exposure_server::admin::backup::restore(restore, &mut out).expect("restore");
-        String::from_utf8(out).expect("utf-8 report")
-    })
-    .await
-    .expect("backup task");
-    assert!(
-        report.contains("console: 1 sessions of the backup ended"),
-        "{report}"
-    );
-    let clock = server.clock.clone();
-    server.stop().await;
-
-    let config = exposure_tests::test_config(restored.path());
-    let restored_server = TestServer::restart(&restored, String::new(), clock, config).await;
+    let (restored_server, restored) = backup_and_restore(server, 1).await;
     let mut again = Browser::new(&restored_server.console_url);
     again.set_cookie(SESSION_COOKIE, &session);
     assert_eq!(
@@ -797,69 +709,6 @@ fn day_key(byte: u8, interval: u32, own: Option<i32>) -> DiagnosisKey {
         inner.days_since_onset_of_symptoms = own;
     }
     key
-}
-
-/// Returns every exported key's `days_since_onset_of_symptoms` (`None` when absent), by key
-/// data in hex, as the independent Python decoder reads the region's GAEN zips; waits (at
-/// most 20 s) until `count` keys are exported. `None` when the decoder is missing (skipped
-/// loudly, or failed under CI, by the decoder).
-async fn exported_onsets(
-    server: &TestServer,
-    count: usize,
-) -> Option<std::collections::BTreeMap<String, Option<i64>>> {
-    use exposure_tests::gaen_python::PythonDecoder;
-    use exposure_tests::http_client::HttpClient;
-    let protoc = protoc_bin_vendored::protoc_bin_path().expect("vendored protoc");
-    let decoder = PythonDecoder::find(&protoc)?;
-    let dir = tempfile::tempdir().expect("temporary dir");
-    let key_path = dir.path().join("signing-key.der");
-    let (_, public_key) =
-        fixtures::current_signing_key(&mut server.distribution_client().await).await;
-    std::fs::write(&key_path, public_key).expect("write key");
-    let http = HttpClient::new(&server.http_url);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut onsets = std::collections::BTreeMap::new();
-    let mut decoded_paths = std::collections::BTreeSet::new();
-    while onsets.len() < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {onsets:?} exported"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let index = http
-            .get(&format!("/v1/regions/{REGION}/gaen/index.txt"))
-            .await;
-        if index.status != 200 {
-            continue;
-        }
-        for path in index.text().lines() {
-            if !decoded_paths.insert(path.to_owned()) {
-                continue;
-            }
-            let zip = http.get(&format!("/{path}")).await;
-            assert_eq!(zip.status, 200, "{path}");
-            let zip_path = dir.path().join(format!("{}.zip", decoded_paths.len()));
-            std::fs::write(&zip_path, &zip.body).expect("write zip");
-            let decoded = decoder.decode(&zip_path, &[&key_path]);
-            if decoded["signature_checks"] != "skipped" {
-                assert_eq!(decoded["signature_checks"], serde_json::json!([0]));
-            }
-            let keys = decoded["export"]["keys"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let hex_keys = decoded["keys_hex"].as_array().expect("keys_hex").clone();
-            assert_eq!(keys.len(), hex_keys.len());
-            for (key, hex_key) in keys.iter().zip(hex_keys) {
-                onsets.insert(
-                    hex_key.as_str().expect("hex").to_owned(),
-                    key.get("days_since_onset_of_symptoms")
-                        .map(|days| days.as_i64().expect("an integer")),
-                );
-            }
-        }
-    }
-    Some(onsets)
 }
 
 /// Posts the console's issue form with a symptom-onset and a test date (either may be empty).
@@ -989,13 +838,9 @@ async fn the_onset_or_test_date_of_a_code_fills_in_days_since_onset_in_the_gaen_
         ),
         (&undated, "undated", vec![day_key(0x31, JAN_09, None)]),
     ] {
-        let mut upload = fixtures::upload(id, keys);
-        upload.region = String::new();
-        let answer = client
-            .upload_diagnosis_keys(fixtures::with_code(upload, code))
+        let answer = upload_with_code(&mut client, id, keys, code)
             .await
-            .expect("the code uploads")
-            .into_inner();
+            .expect("the code uploads");
         assert!(answer.keys_accepted > 0);
     }
 
@@ -1088,41 +933,14 @@ async fn the_codes_list_shows_status_and_issuer_newest_first_never_the_code() {
         assert_eq!(answer.status, 200, "{}", answer.text());
         issued.push(text_of_class(answer.text(), "code").expect("code"));
     }
-    let mut upload = fixtures::upload("listed", vec![yesterday_key(0x41)]);
-    upload.region = String::new();
-    server
-        .upload_client()
-        .await
-        .upload_diagnosis_keys(fixtures::with_code(upload, &issued[0]))
+    let mut client = server.upload_client().await;
+    upload_with_code(&mut client, "listed", vec![yesterday_key(0x41)], &issued[0])
         .await
         .expect("uploads");
     // 55 more with the authority's token, later; and one of another authority.
     server.clock.advance(1);
     issued.extend(issue_with_token(&server, &server.token, 55).await);
-    let data_dir = server.data_dir().to_owned();
-    let other_token = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        exposure_server::admin::authority(
-            exposure_server::admin::AuthorityCommand::Add {
-                data: DataDir { data_dir },
-                name: "Ha Noi CDC".into(),
-                regions: vec![REGION.into()],
-                admin: false,
-                uploads_per_minute: None,
-                keys_per_day: None,
-            },
-            &mut out,
-        )
-        .expect("authority add");
-        String::from_utf8(out)
-            .expect("utf-8")
-            .lines()
-            .last()
-            .expect("token line")
-            .to_owned()
-    })
-    .await
-    .expect("admin task");
+    let (_, other_token) = another_authority(&server, "Ha Noi CDC", REGION).await;
     issued.extend(issue_with_token(&server, &other_token, 3).await);
 
     // An hour and a minute later the one-hour code has expired.
@@ -1337,14 +1155,10 @@ async fn a_bulk_issue_downloads_a_csv_of_1000_distinct_codes_that_upload() {
         .enumerate()
         .filter(|(index, _)| index % 50 == 0)
     {
-        let mut upload =
-            fixtures::upload(&format!("bulk-{index}"), vec![yesterday_key(index as u8)]);
-        upload.region = String::new();
-        let answer = client
-            .upload_diagnosis_keys(fixtures::with_code(upload, code))
+        let keys = vec![yesterday_key(index as u8)];
+        let answer = upload_with_code(&mut client, &format!("bulk-{index}"), keys, code)
             .await
-            .unwrap_or_else(|status| panic!("{code}: {status:?}"))
-            .into_inner();
+            .unwrap_or_else(|status| panic!("{code}: {status:?}"));
         assert_eq!(answer.keys_accepted, 1);
     }
     // Both quotas counted the thousand: the account's is used up.
@@ -1669,45 +1483,17 @@ async fn admins_invite_change_roles_disable_and_reset_but_never_remove_the_last_
     );
 
     // The admin of another authority sees none of these accounts and changes none.
-    let data_dir = server.data_dir().to_owned();
     let first_authority = authority_id(&server);
-    tokio::task::spawn_blocking(move || {
-        exposure_server::admin::authority(
-            exposure_server::admin::AuthorityCommand::Add {
-                data: DataDir { data_dir },
-                name: "Ha Noi CDC".into(),
-                regions: vec!["VN-HN".into()],
-                admin: false,
-                uploads_per_minute: None,
-                keys_per_day: None,
-            },
-            &mut Vec::new(),
-        )
-        .expect("authority add");
-    })
-    .await
-    .expect("admin task");
-    let other_authority = {
-        let store = Store::open_read_only(server.data_dir()).expect("read-only store");
-        store
-            .list_authorities()
-            .expect("authorities")
-            .into_iter()
-            .map(|authority| authority.id)
-            .find(|id| *id != first_authority)
-            .expect("the second authority")
-    };
-    let report = user_add(
+    let (other_authority, _) = another_authority(&server, "Ha Noi CDC", "VN-HN").await;
+    let link = enrolment_link(
         &server,
         other_authority,
         "other@example.org",
         vec![Role::Admin],
     )
-    .await
-    .expect("user add");
-    let link = report.lines().last().expect("the link is the last line");
+    .await;
     let mut other_browser = Browser::new(&server.console_url);
-    let other = enrol_with_link(&server, &mut other_browser, link, "other@example.org").await;
+    let other = enrol_with_link(&server, &mut other_browser, &link, "other@example.org").await;
     log_in(&server, &mut other_browser, &other).await;
     let page = other_browser.get("/users").await;
     assert_eq!(page.status, 200);
