@@ -432,8 +432,13 @@ async fn an_expired_or_not_yet_valid_renewal_is_refused_and_the_expiry_is_export
     let paths = TlsPaths::write(files.path(), &first);
     let server = start_tls(&paths, None).await;
     // From startup, before any reload: the time left, and every reload outcome at zero.
+    // The gauge is set when the certificate is loaded, the counters a moment later, when the
+    // server exports its TLS metrics: wait for both.
     let scrape = scrape::until("the TLS metrics", |scrape| {
         scrape.value(EXPIRY, &[]).is_some()
+            && scrape
+                .value(RELOADS, &[("file", "cert"), ("result", "invalid")])
+                .is_some()
     })
     .await;
     let left = scrape.value(EXPIRY, &[]).expect("expiry");
