@@ -281,33 +281,68 @@ async fn a_restore_after_sigkill_holds_every_upload_acknowledged_a_log_interval_
     assert!(server.terminate());
 }
 
-/// Starts a server in `data_dir` shipping a sealed backup to `backup_url` every 200 ms and
-/// publishing to `public_url` every 300 ms (no release delay, no padding).
-fn start_sealed_publishing(
-    data_dir: &Path,
-    backup_url: &str,
-    backup_key: &Path,
-    public_url: &str,
-) -> ServerProcess {
-    ServerProcess::start(
-        data_dir,
-        &[
-            "--backup-to",
+/// A primary with an upload authority, shipping a sealed backup to a `file://` bucket folder
+/// every 200 ms and publishing to another every 300 ms (no release delay, no padding).
+struct SealedPrimary {
+    /// The primary's data directory.
+    dir: tempfile::TempDir,
+    /// Holds both bucket folders (and whatever a test restores beside them).
+    buckets: tempfile::TempDir,
+    /// Holds the backup key file (and any other key a test writes).
+    keys: tempfile::TempDir,
+    backup_key: PathBuf,
+    backup_dir: PathBuf,
+    public_dir: PathBuf,
+    backup_url: String,
+    public_url: String,
+    token: String,
+    server: ServerProcess,
+}
+
+impl SealedPrimary {
+    /// Makes the folders, the key and the authority, and starts the server.
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("data dir");
+        let buckets = tempfile::tempdir().expect("buckets");
+        let keys = tempfile::tempdir().expect("keys");
+        let backup_key = key_file(keys.path(), "backup.key", 0x42);
+        let backup_dir = buckets.path().join("backup");
+        let public_dir = buckets.path().join("public");
+        let backup_url = format!("file://{}", backup_dir.display());
+        let public_url = format!("file://{}", public_dir.display());
+        let token = add_authority(dir.path(), &[REGION]);
+        let server = ServerProcess::start(
+            dir.path(),
+            &[
+                "--backup-to",
+                &backup_url,
+                "--backup-key-file",
+                path_str(&backup_key),
+                "--backup-log-interval",
+                "200ms",
+                "--publish-to",
+                &public_url,
+                "--publish-interval",
+                "300ms",
+                "--release-delay",
+                "0s",
+                "--pad-min-keys",
+                "0",
+            ],
+        );
+        Self {
+            dir,
+            buckets,
+            keys,
+            backup_key,
+            backup_dir,
+            public_dir,
             backup_url,
-            "--backup-key-file",
-            path_str(backup_key),
-            "--backup-log-interval",
-            "200ms",
-            "--publish-to",
             public_url,
-            "--publish-interval",
-            "300ms",
-            "--release-delay",
-            "0s",
-            "--pad-min-keys",
-            "0",
-        ],
-    )
+            token,
+            server,
+        }
+    }
 }
 
 /// Returns the latest sequence of `REGION`'s index in the public bucket folder (0: none yet).
@@ -320,17 +355,19 @@ fn latest_published(public_dir: &Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_backup_restores_a_point_in_time_after_the_bucket_and_refuses_tampering() {
-    let dir = tempfile::tempdir().expect("data dir");
-    let buckets = tempfile::tempdir().expect("buckets");
-    let keys = tempfile::tempdir().expect("keys");
-    let backup_key = key_file(keys.path(), "backup.key", 0x42);
+    let SealedPrimary {
+        dir: _dir,
+        buckets,
+        keys,
+        backup_key,
+        backup_dir,
+        public_dir,
+        backup_url,
+        public_url,
+        token,
+        server,
+    } = SealedPrimary::start();
     let other_key = key_file(keys.path(), "other.key", 0x43);
-    let backup_dir = buckets.path().join("backup");
-    let public_dir = buckets.path().join("public");
-    let backup_url = format!("file://{}", backup_dir.display());
-    let public_url = format!("file://{}", public_dir.display());
-    let token = add_authority(dir.path(), &[REGION]);
-    let server = start_sealed_publishing(dir.path(), &backup_url, &backup_key, &public_url);
     let published_sequence = || latest_published(&public_dir);
     let before = key(1);
     assert!(upload(&server.grpc_url, &token, "before", before.clone()).await);
@@ -485,17 +522,19 @@ fn confirm_digests(store: &Store) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_after_a_publish_run_are_restored_with_its_batch_and_its_load_is_checked() {
-    let dir = tempfile::tempdir().expect("data dir");
-    let buckets = tempfile::tempdir().expect("buckets");
-    let keys = tempfile::tempdir().expect("keys");
-    let backup_key = key_file(keys.path(), "backup.key", 0x42);
-    let backup_dir = buckets.path().join("backup");
-    let public_dir = buckets.path().join("public");
-    let backup_url = format!("file://{}", backup_dir.display());
-    let public_url = format!("file://{}", public_dir.display());
-    let token = add_authority(dir.path(), &[REGION]);
+    let SealedPrimary {
+        dir,
+        buckets,
+        keys: _keys,
+        backup_key,
+        backup_dir,
+        public_dir,
+        backup_url,
+        public_url: _,
+        token,
+        server,
+    } = SealedPrimary::start();
     let log_interval = Duration::from_millis(200);
-    let server = start_sealed_publishing(dir.path(), &backup_url, &backup_key, &public_url);
     wait_until("the first checkpoint", async || {
         objects(&backup_dir)
             .iter()

@@ -243,6 +243,34 @@ async fn rotation_and_retirement_on_a_running_server() {
     server.stop_kept().await;
 }
 
+/// A server stopped after publishing one batch, with what a restart of it needs.
+struct Stopped {
+    clock: Clock,
+    /// The key that signed the batch.
+    old: SigningKey,
+    config: ServerConfig,
+    token: String,
+    dir: tempfile::TempDir,
+}
+
+/// Starts a server on a manual clock, publishes one batch and stops it.
+async fn stopped_after_one_publish() -> Stopped {
+    let clock = Clock::manual(TEST_NOW);
+    let server = TestServer::start_with(clock.clone(), |_| {}).await;
+    publish_one(&server, 1, 1).await;
+    let old = grpc_keys(&server).await[0].clone();
+    let config = server.config.clone();
+    let token = server.token.clone();
+    let dir = server.stop().await;
+    Stopped {
+        clock,
+        old,
+        config,
+        token,
+        dir,
+    }
+}
+
 /// Starts a server with `config`, which must refuse to start; returns why.
 async fn refused_start(config: ServerConfig, clock: &Clock) -> ServerError {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -255,13 +283,13 @@ async fn refused_start(config: ServerConfig, clock: &Clock) -> ServerError {
 
 #[tokio::test]
 async fn a_key_file_replaced_by_a_rotation_or_retired_is_refused_at_start() {
-    let clock = Clock::manual(TEST_NOW);
-    let server = TestServer::start_with(clock.clone(), |_| {}).await;
-    publish_one(&server, 1, 1).await;
-    let old = grpc_keys(&server).await[0].clone();
-    let config = server.config.clone();
-    let token = server.token.clone();
-    let dir = server.stop().await;
+    let Stopped {
+        clock,
+        old,
+        config,
+        token,
+        dir,
+    } = stopped_after_one_publish().await;
     let outside = tempfile::tempdir().expect("outside");
     let old_file = outside.path().join("old.pem");
     std::fs::copy(
@@ -626,13 +654,13 @@ async fn a_rotation_with_an_overlap_signs_gaen_exports_with_both_keys_until_the_
 
 #[tokio::test]
 async fn an_overlap_begun_on_a_stopped_server_and_called_off() {
-    let clock = Clock::manual(TEST_NOW);
-    let server = TestServer::start_with(clock.clone(), |_| {}).await;
-    publish_one(&server, 1, 1).await;
-    let old = grpc_keys(&server).await[0].clone();
-    let config = server.config.clone();
-    let token = server.token.clone();
-    let dir = server.stop().await;
+    let Stopped {
+        clock,
+        old,
+        config,
+        token,
+        dir,
+    } = stopped_after_one_publish().await;
 
     // A next key lives in the data directory: a key file outside it is refused with --overlap.
     let outside = tempfile::tempdir().expect("outside");
